@@ -1,0 +1,8 @@
+//! The testbed: a simulated platform on a real Docker engine (see `tests/README.md`).
+//!
+//! One binary, `testbed`, is both the CLI (`up`, `down`, `set`, and the internal
+//! `apiserver` / `tilt-server` processes) and, called through a symlink named `k3d`,
+//! `helmfile`, `helm` or `tilt`, the fake tool of that name. Tests use [`world::World`].
+
+pub mod calls;
+pub mod scenario;

@@ -1,0 +1,5 @@
+//! The platform bootstrap engine. `src/main.rs` is a thin clap CLI over this library;
+//! the `smoke` test binary calls the same checks.
+
+pub mod error;
+pub mod platform;
