@@ -2,4 +2,6 @@
 //! the `smoke` test binary calls the same checks.
 
 pub mod error;
+pub mod exec;
 pub mod platform;
+pub mod report;

@@ -1,0 +1,250 @@
+//! Running external tools (k3d, helmfile, helm, tilt): every call is echoed, has a
+//! timeout, streams its output into the log, and is stopped with its whole process
+//! group on timeout or Ctrl-C.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+
+use crate::error::{Coded, ExitCode, failed, missing};
+use crate::report::Log;
+
+/// One external command.
+#[derive(Debug, Clone)]
+pub struct Cmd {
+    pub program: String,
+    pub args: Vec<String>,
+    pub envs: Vec<(String, String)>,
+    pub timeout: Duration,
+    /// Stage tag for the log, e.g. `cluster` or `layers/24-auth`.
+    pub tag: String,
+}
+
+impl Cmd {
+    pub fn new(tag: &str, program: &str, timeout: Duration) -> Cmd {
+        Cmd {
+            program: program.to_owned(),
+            args: Vec::new(),
+            envs: Vec::new(),
+            timeout,
+            tag: tag.to_owned(),
+        }
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> Cmd {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Cmd {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Cmd {
+        self.envs.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The command line as a user would type it (for echo, log and remediation text).
+    pub fn display(&self) -> String {
+        std::iter::once(self.program.as_str())
+            .chain(self.args.iter().map(String::as_str))
+            .map(shell_quote)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// What a finished command left behind.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Exit code; `None` when killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub duration: Duration,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// The last `n` lines of stderr (or stdout when stderr is empty), for a summary.
+    pub fn tail(&self, n: usize) -> String {
+        let text = if self.stderr.trim().is_empty() { &self.stdout } else { &self.stderr };
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+/// Run `cmd` to completion. A non-zero exit is not an error here (the caller decides
+/// what it means); a missing program, a timeout and Ctrl-C are.
+pub async fn run(log: &Log, cmd: &Cmd) -> Result<Output> {
+    let line = cmd.display();
+    eprintln!("$ {line}");
+    log.line(&cmd.tag, &format!("$ {line}"));
+
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(&cmd.program)
+        .args(&cmd.args)
+        .envs(cmd.envs.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Own process group: a terminal's Ctrl-C reaches us, and we stop the whole tree.
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => missing(format!(
+                "`{}` was not found on PATH (run `cargo xtask doctor` for install hints)",
+                cmd.program
+            )),
+            _ => anyhow::Error::new(e).context(format!("starting `{line}`")),
+        })?;
+    let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+
+    let stdout = tokio::spawn(capture(child.stdout.take(), log.clone(), cmd.tag.clone()));
+    let stderr = tokio::spawn(capture(child.stderr.take(), log.clone(), cmd.tag.clone()));
+
+    let outcome = tokio::select! {
+        status = child.wait() => Ok(status.with_context(|| format!("waiting for `{line}`"))?),
+        () = tokio::time::sleep(cmd.timeout) => Err(ExitCode::Failed),
+        _ = tokio::signal::ctrl_c() => Err(ExitCode::Interrupted),
+    };
+    if outcome.is_err() {
+        if let Some(pgid) = pgid {
+            let _ = killpg(pgid, Signal::SIGTERM);
+            if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+                let _ = killpg(pgid, Signal::SIGKILL);
+            }
+        }
+        let _ = child.wait().await;
+    }
+    let stdout = stdout.await.unwrap_or_default();
+    let stderr = stderr.await.unwrap_or_default();
+    let duration = started.elapsed();
+
+    match outcome {
+        Ok(status) => {
+            log.line(
+                &cmd.tag,
+                &format!(
+                    "exit {} after {:.1}s",
+                    status.code().unwrap_or(-1),
+                    duration.as_secs_f64()
+                ),
+            );
+            Ok(Output { code: status.code(), stdout, stderr, duration })
+        }
+        Err(ExitCode::Interrupted) => {
+            log.line(&cmd.tag, "interrupted: the command's process group was stopped");
+            Err(Coded {
+                code: ExitCode::Interrupted,
+                message: format!("interrupted while running `{line}`; its processes were stopped"),
+            }
+            .into())
+        }
+        Err(_) => {
+            let secs = cmd.timeout.as_secs();
+            log.line(&cmd.tag, &format!("timed out after {secs}s: process group stopped"));
+            Err(failed(format!(
+                "`{line}` timed out after {secs}s and was stopped; its output is in {}",
+                log.path().display()
+            )))
+        }
+    }
+}
+
+/// Run and require exit 0; the error carries the last lines of output.
+pub async fn run_ok(log: &Log, cmd: &Cmd) -> Result<Output> {
+    let output = run(log, cmd).await?;
+    if output.success() {
+        return Ok(output);
+    }
+    Err(failed(format!(
+        "`{}` failed (exit {}):\n{}\n(full output in {})",
+        cmd.display(),
+        output.code.map_or("signal".to_owned(), |c| c.to_string()),
+        output.tail(15),
+        log.path().display()
+    )))
+}
+
+async fn capture(stream: Option<impl AsyncRead + Unpin>, log: Log, tag: String) -> String {
+    let Some(stream) = stream else { return String::new() };
+    let mut lines = BufReader::new(stream).lines();
+    let mut text = String::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        log.line(&tag, &line);
+        text.push_str(&line);
+        text.push('\n');
+    }
+    text
+}
+
+fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:@,+%".contains(&b));
+    if plain { word.to_owned() } else { format!("'{}'", word.replace('\'', r"'\''")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log() -> (tempfile::TempDir, Log) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(&dir.path().join("run.log")).unwrap();
+        (dir, log)
+    }
+
+    #[test]
+    fn display_quotes_only_what_needs_it() {
+        let cmd = Cmd::new("t", "helm", Duration::from_secs(1)).args(["test", "a b", "it's"]);
+        assert_eq!(cmd.display(), r"helm test 'a b' 'it'\''s'");
+    }
+
+    #[tokio::test]
+    async fn output_goes_to_the_log_and_the_caller() {
+        let (_dir, log) = log();
+        let cmd = Cmd::new("layers/10", "sh", Duration::from_secs(10))
+            .args(["-c", "echo out; echo err >&2; exit 3"]);
+        let out = run(&log, &cmd).await.unwrap();
+        assert_eq!(
+            (out.code, out.stdout.as_str(), out.stderr.as_str()),
+            (Some(3), "out\n", "err\n")
+        );
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        assert!(text.contains("[layers/10] $ sh -c 'echo out; echo err >&2; exit 3'"), "{text}");
+        assert!(text.contains("[layers/10] out") && text.contains("[layers/10] err"), "{text}");
+        let err = run_ok(&log, &cmd).await.unwrap_err();
+        assert!(err.to_string().contains("failed (exit 3)") && err.to_string().contains("err"));
+    }
+
+    #[tokio::test]
+    async fn timeout_stops_the_whole_process_group() {
+        let (dir, log) = log();
+        let marker = dir.path().join("grandchild-survived");
+        let script = format!("(sleep 2; touch {}) & sleep 30", marker.display());
+        let cmd = Cmd::new("t", "sh", Duration::from_millis(300)).args(["-c", &script]);
+        let err = run(&log, &cmd).await.unwrap_err();
+        assert_eq!(crate::error::exit_code(&err), 1);
+        assert!(err.to_string().contains("timed out after"), "{err}");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(!marker.exists(), "a grandchild outlived the timeout");
+    }
+
+    #[tokio::test]
+    async fn missing_program_is_exit_3() {
+        let (_dir, log) = log();
+        let err = run(&log, &Cmd::new("t", "no-such-tool-xyz", Duration::from_secs(1))).await;
+        assert_eq!(crate::error::exit_code(&err.unwrap_err()), 3);
+    }
+}
