@@ -1,7 +1,9 @@
 //! The platform bootstrap engine. `src/main.rs` is a thin clap CLI over this library;
 //! the `smoke` test binary calls the same checks.
 
+pub mod config;
 pub mod error;
 pub mod exec;
 pub mod platform;
+pub mod probe;
 pub mod report;

@@ -1,6 +1,8 @@
 //! Reading `infra/`: the k3d config, the Helmfile layers and the charts lock.
 
 pub mod charts_lock;
+pub mod helmfile;
+pub mod k3d;
 
 use std::path::Path;
 

@@ -1,0 +1,368 @@
+//! Settings from `[workspace.metadata.bootstrap]` of the workspace root `Cargo.toml`.
+//!
+//! Every key is optional; the defaults are those of the original bash bootstrap. An
+//! unknown key is bad input (exit 2) naming the key and the file, so a typo never
+//! silently falls back to a default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use crate::error::bad_input;
+
+/// Environment variable that names the workspace root (tests point it at a fixture).
+pub const ROOT_ENV: &str = "BOOTSTRAP_ROOT";
+
+/// The bootstrap settings, with every path resolved against the workspace root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// k3d cluster name.
+    pub cluster: String,
+    /// k3d config file (`k3d.io/v1alpha5`, `kind: Simple`).
+    pub k3d_config: PathBuf,
+    /// Root Helmfile listing the layers.
+    pub helmfile: PathBuf,
+    /// Helmfile environment (`-e`).
+    pub environment: String,
+    /// Name of the registry container k3d creates.
+    pub registry: String,
+    /// Registry containers of older setups, removed by the cluster stage.
+    pub legacy_registries: Vec<String>,
+    /// Vendored charts lock.
+    pub charts_lock: PathBuf,
+    /// Log file holding everything every tool printed (`~` is the home directory).
+    pub log: PathBuf,
+    /// Port of Tilt's web/API server.
+    pub tilt_port: u16,
+    /// Per-stage timeouts, in seconds.
+    pub timeouts: Timeouts,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            cluster: "ameide".into(),
+            k3d_config: "infra/docker/local/k3d.yaml".into(),
+            helmfile: "infra/kubernetes/helmfile.yaml".into(),
+            environment: "local".into(),
+            registry: "k3d-dev-reg".into(),
+            legacy_registries: vec!["dev-reg".into(), "k3d-docker.io".into()],
+            charts_lock: "infra/kubernetes/charts/third_party/charts.lock.yaml".into(),
+            log: "~/.devcontainer-setup.log".into(),
+            tilt_port: 10350,
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+/// Timeouts in seconds (`[workspace.metadata.bootstrap.timeouts]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// Cluster created or started and its API answering.
+    pub cluster_ready: u64,
+    /// One layer's `helmfile sync`.
+    pub layer_sync: u64,
+    /// One layer's gate (its Helm tests).
+    pub gate: u64,
+    /// Tilt's resources Ready after `tilt up`.
+    pub tilt_ready: u64,
+    /// The Vault bootstrap Job succeeded.
+    pub vault_bootstrap: u64,
+    /// Any short tool call (`<tool> version`, `helmfile list`).
+    pub tool_call: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            cluster_ready: 300,
+            layer_sync: 900,
+            gate: 600,
+            tilt_ready: 600,
+            vault_bootstrap: 600,
+            tool_call: 30,
+        }
+    }
+}
+
+impl Timeouts {
+    pub fn cluster_ready(&self) -> Duration {
+        Duration::from_secs(self.cluster_ready)
+    }
+    pub fn layer_sync(&self) -> Duration {
+        Duration::from_secs(self.layer_sync)
+    }
+    pub fn gate(&self) -> Duration {
+        Duration::from_secs(self.gate)
+    }
+    pub fn tilt_ready(&self) -> Duration {
+        Duration::from_secs(self.tilt_ready)
+    }
+    pub fn vault_bootstrap(&self) -> Duration {
+        Duration::from_secs(self.vault_bootstrap)
+    }
+    pub fn tool_call(&self) -> Duration {
+        Duration::from_secs(self.tool_call)
+    }
+}
+
+// Only the path down to our table is typed; the rest of Cargo.toml is Cargo's business.
+#[derive(Deserialize)]
+struct Manifest {
+    workspace: Option<WorkspaceTable>,
+}
+
+#[derive(Deserialize)]
+struct WorkspaceTable {
+    metadata: Option<MetadataTable>,
+}
+
+#[derive(Deserialize)]
+struct MetadataTable {
+    bootstrap: Option<Settings>,
+}
+
+impl Settings {
+    /// Read the settings of the workspace rooted at `root`, with paths made absolute.
+    pub fn load(root: &Path) -> Result<Settings> {
+        let manifest = root.join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest)
+            .map_err(|e| bad_input(format!("{}: cannot read: {e}", manifest.display())))?;
+        let settings = Settings::parse(&manifest, &text)?;
+        Ok(settings.resolved(root, home_dir().as_deref()))
+    }
+
+    /// Parse the `[workspace.metadata.bootstrap]` table of a root manifest's text
+    /// (`manifest` is used in messages only). Paths are left as written.
+    pub fn parse(manifest: &Path, text: &str) -> Result<Settings> {
+        let parsed: Manifest = toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|span| line_col(text, span.start)).unwrap_or_default();
+            bad_input(format!(
+                "{}{at}: [workspace.metadata.bootstrap]: {}",
+                manifest.display(),
+                e.message().trim_end()
+            ))
+        })?;
+        let settings =
+            parsed.workspace.and_then(|w| w.metadata).and_then(|m| m.bootstrap).unwrap_or_default();
+        settings.validate(manifest)?;
+        Ok(settings)
+    }
+
+    fn validate(&self, manifest: &Path) -> Result<()> {
+        let file = manifest.display();
+        let empty = |key: &str| {
+            bad_input(format!("{file}: [workspace.metadata.bootstrap]: `{key}` must not be empty"))
+        };
+        for (key, value) in [
+            ("cluster", self.cluster.as_str()),
+            ("environment", &self.environment),
+            ("registry", &self.registry),
+        ] {
+            if value.trim().is_empty() {
+                return Err(empty(key));
+            }
+        }
+        for (key, path) in [
+            ("k3d_config", &self.k3d_config),
+            ("helmfile", &self.helmfile),
+            ("charts_lock", &self.charts_lock),
+            ("log", &self.log),
+        ] {
+            if path.as_os_str().is_empty() {
+                return Err(empty(key));
+            }
+        }
+        if self.tilt_port == 0 {
+            return Err(bad_input(format!(
+                "{file}: [workspace.metadata.bootstrap]: `tilt_port` must be a port number 1-65535"
+            )));
+        }
+        let t = &self.timeouts;
+        for (key, secs) in [
+            ("cluster_ready", t.cluster_ready),
+            ("layer_sync", t.layer_sync),
+            ("gate", t.gate),
+            ("tilt_ready", t.tilt_ready),
+            ("vault_bootstrap", t.vault_bootstrap),
+            ("tool_call", t.tool_call),
+        ] {
+            if secs == 0 {
+                return Err(bad_input(format!(
+                    "{file}: [workspace.metadata.bootstrap.timeouts]: `{key}` must be at least 1 (seconds)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Paths made absolute: `~/` against `home`, relative ones against `root`.
+    pub fn resolved(mut self, root: &Path, home: Option<&Path>) -> Settings {
+        for path in [&mut self.k3d_config, &mut self.helmfile, &mut self.charts_lock, &mut self.log]
+        {
+            *path = resolve_path(path, root, home);
+        }
+        self
+    }
+}
+
+/// `~` or `~/x` against `home` (when known), a relative path against `base`.
+pub fn resolve_path(path: &Path, base: &Path, home: Option<&Path>) -> PathBuf {
+    if let (Some(home), Ok(rest)) = (home, path.strip_prefix("~")) {
+        return home.join(rest);
+    }
+    if path.is_absolute() { path.to_path_buf() } else { base.join(path) }
+}
+
+fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
+}
+
+/// `:line:col` (1-based) of a byte offset.
+fn line_col(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!(":{line}:{col}")
+}
+
+/// The workspace root: `$BOOTSTRAP_ROOT` when set, else the nearest directory from
+/// `start` upwards whose `Cargo.toml` has a `[workspace]` table.
+pub fn find_root(start: &Path) -> Result<PathBuf> {
+    if let Some(root) = std::env::var_os(ROOT_ENV).filter(|r| !r.is_empty()) {
+        let root = resolve_path(Path::new(&root), start, None);
+        if !root.join("Cargo.toml").is_file() {
+            return Err(bad_input(format!(
+                "{ROOT_ENV}={}: expected a directory holding the workspace Cargo.toml",
+                root.display()
+            )));
+        }
+        return Ok(root);
+    }
+    for dir in start.ancestors() {
+        let manifest = dir.join("Cargo.toml");
+        if let Ok(text) = std::fs::read_to_string(&manifest)
+            && is_workspace_manifest(&text)
+        {
+            return Ok(dir.to_path_buf());
+        }
+    }
+    Err(bad_input(format!(
+        "no workspace Cargo.toml (one with a [workspace] table) in {} or above; run inside the repository or set {ROOT_ENV}",
+        start.display()
+    )))
+}
+
+fn is_workspace_manifest(text: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Probe {
+        workspace: Option<serde::de::IgnoredAny>,
+    }
+    // A manifest that does not parse is not ours to judge here; Cargo will say why.
+    toml::from_str::<Probe>(text).is_ok_and(|p| p.workspace.is_some())
+}
+
+/// What every command gets: the workspace root, its settings and the log file.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub root: PathBuf,
+    pub settings: Settings,
+    /// `--log PATH` when given, else the `log` setting.
+    pub log_path: PathBuf,
+}
+
+impl Context {
+    /// Find the root from the current directory and load its settings.
+    pub fn load(log_override: Option<&Path>) -> Result<Context> {
+        let cwd = std::env::current_dir()
+            .map_err(|e| bad_input(format!("cannot read the current directory: {e}")))?;
+        let root = find_root(&cwd)?;
+        let settings = Settings::load(&root)?;
+        let log_path = match log_override {
+            Some(path) => resolve_path(path, &cwd, home_dir().as_deref()),
+            None => settings.log.clone(),
+        };
+        Ok(Context { root, settings, log_path })
+    }
+
+    /// A path shown relative to the root when it lies inside it.
+    pub fn display_path(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root).unwrap_or(path).display().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::exit_code;
+
+    const MANIFEST: &str = "[workspace]\nmembers = [\"xtask\"]\n\n[workspace.metadata.bootstrap]\n";
+
+    fn parse(table: &str) -> Result<Settings> {
+        Settings::parse(Path::new("/repo/Cargo.toml"), &format!("{MANIFEST}{table}"))
+    }
+
+    #[test]
+    fn empty_table_gives_the_defaults() {
+        let settings = parse("").unwrap();
+        assert_eq!(settings, Settings::default());
+        assert_eq!(settings.cluster, "ameide");
+        assert_eq!(settings.legacy_registries, ["dev-reg", "k3d-docker.io"]);
+        assert_eq!(settings.tilt_port, 10350);
+        // No table at all is the same.
+        let bare = Settings::parse(Path::new("Cargo.toml"), "[workspace]\n").unwrap();
+        assert_eq!(bare, Settings::default());
+    }
+
+    #[test]
+    fn keys_and_timeouts_override_defaults() {
+        let settings =
+            parse("cluster = \"dev\"\ntilt_port = 10999\n[workspace.metadata.bootstrap.timeouts]\ngate = 5\n")
+                .unwrap();
+        assert_eq!(settings.cluster, "dev");
+        assert_eq!(settings.tilt_port, 10999);
+        assert_eq!(settings.timeouts.gate(), Duration::from_secs(5));
+        assert_eq!(settings.timeouts.layer_sync, Timeouts::default().layer_sync);
+    }
+
+    #[test]
+    fn unknown_key_names_key_file_and_line() {
+        let err = parse("cluster = \"a\"\nclustre = \"b\"\n").unwrap_err();
+        assert_eq!(exit_code(&err), 2);
+        let msg = err.to_string();
+        assert!(msg.contains("/repo/Cargo.toml:6:"), "{msg}");
+        assert!(msg.contains("clustre"), "{msg}");
+        let err = parse("[workspace.metadata.bootstrap.timeouts]\ngates = 1\n").unwrap_err();
+        assert!(err.to_string().contains("gates"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_and_zero_values_are_bad_input() {
+        let err = parse("tilt_port = \"x\"\n").unwrap_err();
+        assert_eq!(exit_code(&err), 2);
+        let err = parse("[workspace.metadata.bootstrap.timeouts]\ngate = 0\n").unwrap_err();
+        assert!(err.to_string().contains("`gate` must be at least 1"), "{err}");
+        assert!(parse("cluster = \"\"\n").is_err());
+    }
+
+    #[test]
+    fn paths_resolve_against_root_and_home() {
+        let settings = parse("log = \"/var/log/x.log\"\n")
+            .unwrap()
+            .resolved(Path::new("/repo"), Some(Path::new("/home/dev")));
+        assert_eq!(settings.k3d_config, Path::new("/repo/infra/docker/local/k3d.yaml"));
+        assert_eq!(settings.log, Path::new("/var/log/x.log"));
+        let default_log = Settings::default().resolved(Path::new("/repo"), Some(Path::new("/h")));
+        assert_eq!(default_log.log, Path::new("/h/.devcontainer-setup.log"));
+    }
+
+    #[test]
+    fn only_workspace_manifests_are_roots() {
+        assert!(is_workspace_manifest(MANIFEST));
+        assert!(!is_workspace_manifest("[package]\nname = \"x\"\n"));
+    }
+}
