@@ -5,4 +5,15 @@
 //! `helmfile`, `helm` or `tilt`, the fake tool of that name. Tests use [`world::World`].
 
 pub mod calls;
+pub mod cli;
+pub mod docker;
+pub mod fake_k3d;
+pub mod fake_tilt;
+pub mod images;
+pub mod kubeconfig;
+pub mod probe;
+pub mod procs;
 pub mod scenario;
+pub mod world;
+
+pub use world::{World, WorldOptions, require_docker};

@@ -1,4 +1,49 @@
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+/// The testbed: a simulated k3d / Helmfile / Helm / Tilt platform on a real Docker engine.
+#[derive(Parser)]
+#[command(name = "testbed")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Prepare DIR (images, fake tools, scenario, kubeconfig); print `export` lines to eval.
+    Up {
+        #[arg(long)]
+        dir: PathBuf,
+        /// A scenario word (repeatable): gate-fail=<layer>, log-race=<layer>,
+        /// sync-fail=<layer>, vault-fail, secret-missing-key, tilt-not-ready, healthy.
+        #[arg(long = "scenario")]
+        scenarios: Vec<String>,
+        /// Added to every fake tool call.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+    },
+    /// Remove every container, process and file of DIR.
+    Down {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Change DIR's scenario (`healthy` resets it); applies to the next tool call.
+    Set {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(required = true)]
+        scenarios: Vec<String>,
+    },
+    /// Internal: the fake Kubernetes API server of one cluster (started by the fake k3d).
+    Apiserver {
+        #[arg(long)]
+        state_dir: PathBuf,
+        #[arg(long)]
+        port_file: PathBuf,
+    },
+}
 
 fn main() {
     let mut args = std::env::args();
@@ -6,11 +51,34 @@ fn main() {
     let tool = Path::new(&argv0).file_name().and_then(|n| n.to_str()).unwrap_or("").to_owned();
     let rest: Vec<String> = args.collect();
     let code = match tool.as_str() {
-        // Fake tools are added here as they land: "k3d" | "helmfile" | "helm" | "tilt".
-        _ => {
-            eprintln!("testbed: not implemented yet ({tool} {rest:?})");
+        "k3d" => testbed::fake_k3d::main(rest),
+        "tilt" => testbed::fake_tilt::main(rest),
+        "helmfile" | "helm" => {
+            eprintln!("testbed: the {tool} fake is not implemented yet");
             2
         }
+        _ => cli(Cli::parse()),
     };
     std::process::exit(code);
+}
+
+fn cli(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Command::Up { dir, scenarios, latency_ms } => std::env::current_exe()
+            .map_err(anyhow::Error::from)
+            .and_then(|exe| testbed::cli::up(&dir, &scenarios, latency_ms, &exe))
+            .map(|env| print!("{}", testbed::cli::export_lines(&env))),
+        Command::Down { dir } => testbed::cli::down(&dir),
+        Command::Set { dir, scenarios } => testbed::cli::set(&dir, &scenarios),
+        Command::Apiserver { .. } => {
+            Err(anyhow::anyhow!("the fake API server is not committed yet"))
+        }
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("testbed: {e:#}");
+            1
+        }
+    }
 }

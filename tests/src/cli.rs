@@ -1,0 +1,164 @@
+//! `testbed up | down | set`: prepare a testbed dir for the engine, tear it down, change
+//! its scenario. `up` does not create a cluster (the engine's `k3d cluster create` does).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::scenario::Scenario;
+use crate::{calls, docker, images, procs};
+
+/// The fake tools, each a symlink in `$TESTBED_DIR/bin` to the testbed binary.
+pub const TOOLS: [&str; 4] = ["k3d", "helmfile", "helm", "tilt"];
+
+/// Common start of every fake tool: find the testbed dir, record the call, add latency.
+pub fn fake_tool_start(tool: &str, args: &[String]) -> Result<PathBuf> {
+    let dir = std::env::var_os("TESTBED_DIR")
+        .map(PathBuf::from)
+        .context("TESTBED_DIR is not set: run `eval \"$(testbed up --dir DIR)\"` first")?;
+    calls::record(&dir, tool, args)?;
+    let latency = Scenario::load(&dir)?.latency_ms;
+    if latency > 0 {
+        std::thread::sleep(Duration::from_millis(latency));
+    }
+    Ok(dir)
+}
+
+/// Prepare `dir`: images, `bin/` symlinks to `testbed_bin`, scenario, an empty kubeconfig.
+/// Returns the environment the engine must run with.
+pub fn up(
+    dir: &Path,
+    scenarios: &[String],
+    latency_ms: u64,
+    testbed_bin: &Path,
+) -> Result<Vec<(String, String)>> {
+    let mut scenario = Scenario::default();
+    for word in scenarios {
+        scenario.apply(word)?;
+    }
+    if latency_ms > 0 {
+        scenario.latency_ms = latency_ms;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir.canonicalize().with_context(|| format!("resolving {}", dir.display()))?;
+    docker::runtime()?.block_on(async {
+        let docker = docker::connect().await?;
+        images::ensure_images(&docker).await
+    })?;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    for tool in TOOLS {
+        let link = bin.join(tool);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(testbed_bin, &link)
+            .with_context(|| format!("linking {} to {}", link.display(), testbed_bin.display()))?;
+    }
+    scenario.save(&dir)?;
+    let kubeconfig = dir.join("kubeconfig");
+    if !kubeconfig.exists() {
+        std::fs::write(&kubeconfig, "")?;
+    }
+    Ok(environment(&dir))
+}
+
+/// The variables the engine runs with (also what `up` prints).
+pub fn environment(dir: &Path) -> Vec<(String, String)> {
+    let bin = dir.join("bin");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let rest: Vec<PathBuf> = std::env::split_paths(&path).filter(|p| *p != bin).collect();
+    let path = std::env::join_paths(std::iter::once(bin.clone()).chain(rest)).unwrap_or_default();
+    let mut env = vec![
+        ("PATH".to_owned(), path.to_string_lossy().into_owned()),
+        ("KUBECONFIG".to_owned(), dir.join("kubeconfig").to_string_lossy().into_owned()),
+        ("TESTBED_DIR".to_owned(), dir.to_string_lossy().into_owned()),
+    ];
+    if let Some(helm) = real_helm(&bin) {
+        env.push(("TESTBED_REAL_HELM".to_owned(), helm.to_string_lossy().into_owned()));
+    }
+    env
+}
+
+/// The first `helm` on PATH that is not our fake.
+fn real_helm(fake_bin: &Path) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("TESTBED_REAL_HELM") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .filter(|d| d != fake_bin)
+        .map(|d| d.join("helm"))
+        .find(|p| p.is_file())
+}
+
+/// `export K='V'` lines for a POSIX shell.
+pub fn export_lines(env: &[(String, String)]) -> String {
+    env.iter().map(|(k, v)| format!("export {k}='{}'\n", v.replace('\'', r"'\''"))).collect()
+}
+
+/// Remove every container labelled with `dir`, stop the processes it started, remove it.
+pub fn down(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let dir = dir.canonicalize()?;
+    if !dir.join(crate::scenario::FILE).exists() && !dir.join("bin").exists() {
+        bail!(
+            "{} does not look like a testbed dir (no scenario.json): not removing it",
+            dir.display()
+        );
+    }
+    stop_processes(&dir)?;
+    docker::runtime()?.block_on(async {
+        let docker = docker::connect().await?;
+        docker::remove_testbed_containers(&docker, &dir).await
+    })?;
+    std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))
+}
+
+/// Stop the API servers and Tilt started in `dir` (by their pid files).
+pub fn stop_processes(dir: &Path) -> Result<()> {
+    if let Ok(entries) = std::fs::read_dir(dir.join("clusters")) {
+        for entry in entries.flatten() {
+            procs::stop_pid_file(&entry.path().join("apiserver.pid"), "apiserver")?;
+        }
+    }
+    procs::stop_pid_file(&dir.join("tilt.pid"), "tilt")?;
+    Ok(())
+}
+
+/// Apply scenario words to the dir's scenario; `healthy` first resets every knob but latency.
+pub fn set(dir: &Path, words: &[String]) -> Result<()> {
+    let mut scenario = Scenario::load(dir)?;
+    for word in words {
+        if word == "healthy" {
+            scenario = Scenario { latency_ms: scenario.latency_ms, ..Scenario::default() };
+        } else {
+            scenario.apply(word)?;
+        }
+    }
+    scenario.save(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exports_are_quoted_for_sh() {
+        let env = vec![("A".to_owned(), "it's here".to_owned())];
+        assert_eq!(export_lines(&env), "export A='it'\\''s here'\n");
+    }
+
+    #[test]
+    fn healthy_resets_knobs_but_keeps_latency() {
+        let dir = std::env::temp_dir().join(format!("testbed-set-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        set(&dir, &["gate-fail=24-auth".into(), "latency-ms=7".into()]).unwrap();
+        set(&dir, &["healthy".into(), "tilt-not-ready".into()]).unwrap();
+        let s = Scenario::load(&dir).unwrap();
+        assert!(s.gate_fail.is_empty() && s.tilt_not_ready);
+        assert_eq!(s.latency_ms, 7);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

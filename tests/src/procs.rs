@@ -1,0 +1,90 @@
+//! Background processes the testbed starts (fake API servers, `tilt up`): spawned in
+//! their own process group (so a Ctrl-C in the caller's terminal does not reach them),
+//! output to a log file, pid in a file; stopped by that pid file.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+/// Start `program args` detached; write its pid to `pid_file`. The caller may poll the
+/// child (`try_wait`) and then drop it; the process lives on.
+pub fn spawn_detached(
+    program: &Path,
+    args: &[String],
+    log: &Path,
+    pid_file: &Path,
+) -> Result<Child> {
+    use std::os::unix::process::CommandExt;
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let err = out.try_clone()?;
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    std::fs::write(pid_file, child.id().to_string())
+        .with_context(|| format!("writing {}", pid_file.display()))?;
+    Ok(child)
+}
+
+/// Is `pid` a live (not zombie) process whose command line contains `marker`?
+pub fn is_ours(pid: u32, marker: &str) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    cmdline.contains(marker) && !is_zombie(pid)
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .unwrap_or(true)
+}
+
+pub fn read_pid(pid_file: &Path) -> Option<u32> {
+    std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()
+}
+
+/// Stop the process named by `pid_file` (if it is still ours: its command line contains
+/// `marker`), wait for it to exit, and remove the pid file. Returns whether one was stopped.
+pub fn stop_pid_file(pid_file: &Path, marker: &str) -> Result<bool> {
+    let Some(pid) = read_pid(pid_file) else {
+        let _ = std::fs::remove_file(pid_file);
+        return Ok(false);
+    };
+    let stopped = is_ours(pid, marker);
+    if stopped {
+        signal(pid, "TERM");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while is_ours(pid, marker) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if is_ours(pid, marker) {
+            signal(pid, "KILL");
+        }
+    }
+    match std::fs::remove_file(pid_file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", pid_file.display()))
+        }
+        _ => Ok(stopped),
+    }
+}
+
+// std has no kill(2) and the workspace forbids unsafe code: use kill(1).
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status();
+}
