@@ -266,6 +266,16 @@ fn is_workspace_manifest(text: &str) -> bool {
     toml::from_str::<Probe>(text).is_ok_and(|p| p.workspace.is_some())
 }
 
+/// How a command prints its result (`--format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Readable text (a table where it fits).
+    #[default]
+    Human,
+    /// One JSON document on stdout, for scripts.
+    Json,
+}
+
 /// What every command gets: the workspace root, its settings and the log file.
 #[derive(Debug, Clone)]
 pub struct Context {

@@ -2,8 +2,10 @@
 //! the `smoke` test binary calls the same checks.
 
 pub mod config;
+pub mod doctor;
 pub mod error;
 pub mod exec;
+pub mod plan;
 pub mod platform;
 pub mod probe;
 pub mod report;

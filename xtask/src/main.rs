@@ -1,13 +1,66 @@
+//! `cargo xtask`: parse the command line, build the context once, call the library,
+//! and turn its error into a message on stderr and an exit code.
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use xtask::config::Context;
+use xtask::{cluster, doctor, error, plan};
 
 /// Bring the local Kubernetes platform to a known-good state, and prove it.
+///
+/// Settings come from `[workspace.metadata.bootstrap]` in the workspace Cargo.toml.
+/// Exit codes: 0 ok, 1 a stage or gate failed, 2 bad input (nothing changed),
+/// 3 a prerequisite is missing, 130 interrupted.
 #[derive(Parser)]
-#[command(name = "cargo xtask", version)]
-struct Cli {}
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version)]
+struct Cli {
+    /// Log file for everything the tools print (default: the `log` setting,
+    /// ~/.devcontainer-setup.log).
+    #[arg(long, global = true, value_name = "PATH")]
+    log: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what would be brought up, changing nothing: the k3d cluster and its config
+    /// hash, the Helmfile layers in order with their releases and gates, the locked charts.
+    Plan(plan::Args),
+    /// Check the prerequisites: Docker daemon, k3d, helm, helmfile, kubectl (required)
+    /// and tilt (optional), each against a minimum version, and the current kube
+    /// context. Exit 3 with install hints when a required one is missing.
+    Doctor(doctor::Args),
+    /// Reconcile the k3d cluster with its config: create it when absent, recreate it
+    /// only on config drift (hash stamped on the cluster) or a missing registry
+    /// container, start it when stopped; remove legacy registry containers; wait until
+    /// its API is ready. `--plan` prints the decision and changes nothing.
+    Cluster(cluster::Args),
+}
 
 fn main() -> ExitCode {
-    let _cli = Cli::parse();
-    ExitCode::SUCCESS
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(u8::try_from(error::exit_code(&err)).unwrap_or(1))
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let ctx = Context::load(cli.log.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        match &cli.command {
+            Command::Plan(args) => plan::run(&ctx, args),
+            Command::Doctor(args) => doctor::run(&ctx, args).await,
+            Command::Cluster(args) => cluster::run(&ctx, args).await,
+        }
+    })
 }

@@ -1,0 +1,285 @@
+//! `cargo xtask plan`: what the platform is made of, read from `infra/` and changing
+//! nothing: the cluster (with its config hash), the layers in order with their releases
+//! and gates, and the locked charts.
+
+use std::fmt::Write as _;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::config::{Context, Format};
+use crate::platform::charts_lock::ChartsLock;
+use crate::platform::helmfile::{LayerReleases, Platform, TemplateReader};
+use crate::platform::k3d::K3dConfig;
+
+/// Print the platform as the engine reads it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// The plan as printed (`--format json` is exactly this).
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanView {
+    pub root: String,
+    pub environment: String,
+    pub cluster: ClusterView,
+    pub layers: Vec<LayerView>,
+    pub charts_lock: String,
+    pub charts: Vec<ChartView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterView {
+    pub name: String,
+    /// Path of the k3d config, relative to the root.
+    pub config: String,
+    /// sha256 hex of the config's canonical form.
+    pub config_hash: String,
+    pub servers: Option<u32>,
+    pub agents: Option<u32>,
+    pub image: Option<String>,
+    pub registry: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerView {
+    pub name: String,
+    pub file: String,
+    /// `parsed` (from the file), `listed` (via `helmfile list`) or `not_read`.
+    pub state: &'static str,
+    /// Why the releases are unknown, for `not_read`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub releases: Vec<ReleaseView>,
+    /// Names of the gate releases, in file order.
+    pub gates: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleaseView {
+    pub name: String,
+    pub namespace: Option<String>,
+    pub chart: String,
+    pub gate: bool,
+    pub installed: bool,
+    pub needs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChartView {
+    pub name: String,
+    pub version: String,
+    pub repository: String,
+    /// Archive path relative to the root.
+    pub archive: String,
+}
+
+/// Read everything the plan shows. Bad input anywhere stops with exit 2.
+pub fn build(ctx: &Context) -> Result<PlanView> {
+    let settings = &ctx.settings;
+    let k3d = K3dConfig::read(&settings.k3d_config)?;
+    let templates = TemplateReader::from_path(&settings.environment, settings.timeouts.tool_call());
+    let platform = Platform::read(&settings.helmfile, &templates)?;
+    let lock = ChartsLock::read(&settings.charts_lock)?;
+
+    let cluster = ClusterView {
+        name: settings.cluster.clone(),
+        config: ctx.display_path(&k3d.file),
+        config_hash: k3d.canonical_hash(),
+        servers: k3d.spec.servers,
+        agents: k3d.spec.agents,
+        image: k3d.spec.image.clone(),
+        registry: settings.registry.clone(),
+    };
+    let layers = platform
+        .layers
+        .iter()
+        .map(|layer| LayerView {
+            name: layer.name.clone(),
+            file: ctx.display_path(&layer.file),
+            state: match layer.releases {
+                LayerReleases::Parsed { .. } => "parsed",
+                LayerReleases::Listed { .. } => "listed",
+                LayerReleases::NotRead { .. } => "not_read",
+            },
+            note: layer.releases.not_read_reason().map(str::to_string),
+            releases: layer
+                .releases
+                .as_slice()
+                .iter()
+                .map(|r| ReleaseView {
+                    name: r.name.clone(),
+                    namespace: r.namespace.clone(),
+                    chart: r.chart.clone(),
+                    gate: r.gate,
+                    installed: r.installed,
+                    needs: r.needs.clone(),
+                })
+                .collect(),
+            gates: layer.gates().map(|r| r.name.clone()).collect(),
+        })
+        .collect();
+    let charts = lock
+        .charts
+        .iter()
+        .map(|chart| ChartView {
+            name: chart.name.clone(),
+            version: chart.version.clone(),
+            repository: chart.repository.clone(),
+            archive: ctx.display_path(&ChartsLock::archive_path(&settings.charts_lock, chart)),
+        })
+        .collect();
+    Ok(PlanView {
+        root: ctx.root.display().to_string(),
+        environment: settings.environment.clone(),
+        cluster,
+        layers,
+        charts_lock: ctx.display_path(&settings.charts_lock),
+        charts,
+    })
+}
+
+pub fn run(ctx: &Context, args: &Args) -> Result<()> {
+    let plan = build(ctx)?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+        Format::Human => print!("{}", render(&plan)),
+    }
+    Ok(())
+}
+
+/// The readable listing.
+pub fn render(plan: &PlanView) -> String {
+    let mut out = String::new();
+    let c = &plan.cluster;
+    let count = |n: Option<u32>| n.map_or("default".to_string(), |n| n.to_string());
+    let _ = writeln!(out, "cluster   {} (k3d, registry {})", c.name, c.registry);
+    let _ = writeln!(out, "  config  {}", c.config);
+    let _ = writeln!(out, "  hash    {}", c.config_hash);
+    let _ = writeln!(
+        out,
+        "  nodes   {} server(s), {} agent(s), image {}",
+        count(c.servers),
+        count(c.agents),
+        c.image.as_deref().unwrap_or("k3d default")
+    );
+    let _ = writeln!(
+        out,
+        "\nlayers    {} in order, environment `{}`",
+        plan.layers.len(),
+        plan.environment
+    );
+    let releases = || plan.layers.iter().flat_map(|l| &l.releases);
+    let width = releases().map(|r| r.name.len()).max().unwrap_or(0);
+    let ns_width =
+        releases().map(|r| r.namespace.as_ref().map_or(1, String::len)).max().unwrap_or(0);
+    for (i, layer) in plan.layers.iter().enumerate() {
+        let gates = match layer.gates.len() {
+            _ if layer.state == "not_read" => "gates unknown".to_string(),
+            0 => "NO GATE".to_string(),
+            n => format!("{n} gate(s)"),
+        };
+        let _ = writeln!(out, "  {}. {}  ({}; {gates})", i + 1, layer.name, layer.file);
+        if let Some(note) = &layer.note {
+            let _ = writeln!(out, "       {note}");
+        }
+        for r in &layer.releases {
+            let mut tags = Vec::new();
+            if r.gate {
+                tags.push("gate");
+            }
+            if !r.installed {
+                tags.push("not installed");
+            }
+            let tags =
+                if tags.is_empty() { String::new() } else { format!("  [{}]", tags.join(", ")) };
+            let _ = writeln!(
+                out,
+                "       {:width$}  {:ns_width$}  {}{tags}",
+                r.name,
+                r.namespace.as_deref().unwrap_or("-"),
+                r.chart
+            );
+        }
+    }
+    let _ = writeln!(out, "\ncharts    {} locked in {}", plan.charts.len(), plan.charts_lock);
+    for chart in &plan.charts {
+        let _ = writeln!(
+            out,
+            "  {} {}  from {}  ({})",
+            chart.name, chart.version, chart.repository, chart.archive
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> PlanView {
+        PlanView {
+            root: "/repo".into(),
+            environment: "local".into(),
+            cluster: ClusterView {
+                name: "ameide".into(),
+                config: "infra/docker/local/k3d.yaml".into(),
+                config_hash: "ab".repeat(32),
+                servers: Some(1),
+                agents: None,
+                image: None,
+                registry: "k3d-dev-reg".into(),
+            },
+            layers: vec![
+                LayerView {
+                    name: "10-bootstrap".into(),
+                    file: "infra/kubernetes/helmfiles/10-bootstrap.yaml".into(),
+                    state: "parsed",
+                    note: None,
+                    releases: vec![ReleaseView {
+                        name: "bootstrap-smoke".into(),
+                        namespace: Some("ameide".into()),
+                        chart: "../charts/helm-test-jobs".into(),
+                        gate: true,
+                        installed: true,
+                        needs: vec![],
+                    }],
+                    gates: vec!["bootstrap-smoke".into()],
+                },
+                LayerView {
+                    name: "20-core-operators".into(),
+                    file: "x.yaml.gotmpl".into(),
+                    state: "not_read",
+                    note: Some("not read: Go template and helmfile not found".into()),
+                    releases: vec![],
+                    gates: vec![],
+                },
+            ],
+            charts_lock: "charts.lock.yaml".into(),
+            charts: vec![],
+        }
+    }
+
+    #[test]
+    fn human_listing_shows_layers_gates_and_notes() {
+        let text = render(&sample());
+        assert!(text.contains("1. 10-bootstrap"), "{text}");
+        assert!(text.contains("bootstrap-smoke  ameide"), "{text}");
+        assert!(text.contains("[gate]"), "{text}");
+        assert!(text.contains("not read: Go template and helmfile not found"), "{text}");
+        assert!(text.contains(&"ab".repeat(32)), "{text}");
+    }
+
+    #[test]
+    fn json_has_the_documented_shape() {
+        let json = serde_json::to_value(sample()).unwrap();
+        assert_eq!(json["cluster"]["name"], "ameide");
+        assert_eq!(json["layers"][0]["releases"][0]["gate"], true);
+        assert_eq!(json["layers"][1]["state"], "not_read");
+        assert!(json["layers"][0].get("note").is_none());
+        assert!(json["charts"].is_array());
+    }
+}
