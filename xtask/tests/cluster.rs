@@ -1,0 +1,223 @@
+//! `cargo xtask cluster` against the testbed: real Docker containers made by the fake
+//! k3d, the real engine observing them with bollard.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Output;
+
+use testbed::world::{World, WorldOptions, require_docker};
+
+const REPO_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/docker/local/k3d.yaml");
+
+/// A workspace root of our own, so the test may edit its k3d.yaml freely.
+struct Platform {
+    root: tempfile::TempDir,
+}
+
+impl Platform {
+    fn new() -> Platform {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(
+            root.path().join("Cargo.toml"),
+            "[workspace]\nmembers = []\n\n[workspace.metadata.bootstrap]\ntimeouts = { cluster_ready = 30 }\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.path().join("infra/docker/local")).unwrap();
+        std::fs::copy(REPO_CONFIG, root.path().join("infra/docker/local/k3d.yaml")).unwrap();
+        Platform { root }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.root.path().join("infra/docker/local/k3d.yaml")
+    }
+
+    fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(self.config()).unwrap();
+        std::fs::write(self.config(), edit(text)).unwrap();
+    }
+
+    fn log(&self) -> PathBuf {
+        self.root.path().join("setup.log")
+    }
+
+    fn xtask(&self, world: &World, args: &[&str]) -> Output {
+        let out = world
+            .command(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .arg("--log")
+            .arg(self.log())
+            .env("BOOTSTRAP_ROOT", self.root.path())
+            .output()
+            .unwrap();
+        eprintln!(
+            "xtask {args:?}: {}\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Container name -> id for everything this world made, plus `extra` names.
+fn container_ids(world: &World) -> BTreeMap<String, String> {
+    let rt = testbed::docker::runtime().unwrap();
+    rt.block_on(async {
+        let docker = testbed::docker::connect().await.unwrap();
+        let dir = world.dir().display().to_string();
+        testbed::docker::containers_with_labels(
+            &docker,
+            &[(testbed::docker::LABEL_TESTBED_DIR, dir.as_str())],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| (testbed::docker::container_name(c), c.id.clone().unwrap_or_default()))
+        .collect()
+    })
+}
+
+fn k3d_mutations_since(world: &World, since: usize) -> Vec<Vec<String>> {
+    world.calls()[since..]
+        .iter()
+        .filter(|c| {
+            c.tool == "k3d"
+                && matches!(c.args.get(1).map(String::as_str), Some("create" | "delete" | "start"))
+        })
+        .map(|c| c.args.clone())
+        .collect()
+}
+
+fn docker_cli(world: &World, args: &[&str]) {
+    let status = world.command("docker").args(args).status().unwrap();
+    assert!(status.success(), "docker {args:?}");
+}
+
+#[test]
+fn cluster_reconciles_only_when_it_must() {
+    if !require_docker() {
+        return;
+    }
+    let world = World::up(WorldOptions::default()).unwrap();
+    let platform = Platform::new();
+
+    // Fresh: created, and the API answers.
+    let out = platform.xtask(&world, &["cluster"]);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("create: no cluster exists"), "{}", stdout(&out));
+    let ids = container_ids(&world);
+    assert!(ids.contains_key("k3d-ameide-server-0") && ids.contains_key("k3d-dev-reg"), "{ids:?}");
+    let log = std::fs::read_to_string(platform.log()).unwrap();
+    assert!(log.contains("[cluster] $ k3d cluster create ameide --config"), "{log}");
+
+    // Converged: nothing recreated, same containers, no k3d mutation.
+    let calls = world.calls().len();
+    let out = platform.xtask(&world, &["cluster"]);
+    assert!(out.status.success() && stdout(&out).contains("nothing to do"), "{}", stdout(&out));
+    assert_eq!(container_ids(&world), ids);
+    assert_eq!(k3d_mutations_since(&world, calls), Vec::<Vec<String>>::new());
+
+    // A comment is not drift.
+    platform.edit_config(|t| format!("# a comment that changes nothing\n{t}"));
+    let out = platform.xtask(&world, &["cluster"]);
+    assert!(stdout(&out).contains("nothing to do"), "{}", stdout(&out));
+
+    // `--plan` on drift says so and changes nothing.
+    platform.edit_config(|t| t.replace("servers: 1", "servers: 2"));
+    let calls = world.calls().len();
+    let out = platform.xtask(&world, &["cluster", "--plan"]);
+    assert!(
+        out.status.success() && stdout(&out).contains("plan: recreate: config drift"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(container_ids(&world), ids);
+    assert!(k3d_mutations_since(&world, calls).is_empty());
+
+    // servers 1 -> 2: recreated, naming drift.
+    let out = platform.xtask(&world, &["cluster"]);
+    assert!(
+        out.status.success() && stdout(&out).contains("recreate: config drift"),
+        "{}",
+        stdout(&out)
+    );
+    let ids = container_ids(&world);
+    assert!(ids.contains_key("k3d-ameide-server-1"), "{ids:?}");
+
+    // Registry removed by hand: recreated, naming the registry.
+    docker_cli(&world, &["rm", "-f", "k3d-dev-reg"]);
+    let out = platform.xtask(&world, &["cluster"]);
+    assert!(
+        stdout(&out).contains("registry container `k3d-dev-reg` is missing"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(container_ids(&world).contains_key("k3d-dev-reg"));
+
+    // Stopped: started, not recreated (same container IDs).
+    let ids = container_ids(&world);
+    assert!(world.command("k3d").args(["cluster", "stop", "ameide"]).status().unwrap().success());
+    let calls = world.calls().len();
+    let out = platform.xtask(&world, &["cluster"]);
+    assert!(
+        out.status.success() && stdout(&out).contains("start: stopped containers"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(container_ids(&world), ids);
+    assert_eq!(k3d_mutations_since(&world, calls), [["cluster", "start", "ameide"]]);
+
+    // A legacy registry is removed; an unrelated container is not.
+    let testbed_label = format!("{}={}", testbed::docker::LABEL_TESTBED_DIR, world.dir().display());
+    for name in ["dev-reg", "unrelated-app"] {
+        docker_cli(
+            &world,
+            &[
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--label",
+                &testbed_label,
+                testbed::images::NODE_IMAGE,
+                "sleep",
+                "600",
+            ],
+        );
+    }
+    let out = platform.xtask(&world, &["cluster"]);
+    assert!(
+        stdout(&out).contains("removed legacy registry container `dev-reg`"),
+        "{}",
+        stdout(&out)
+    );
+    let after = container_ids(&world);
+    assert!(!after.contains_key("dev-reg") && after.contains_key("unrelated-app"), "{after:?}");
+
+    // Malformed config: exit 2 naming the file, nothing touched.
+    let before = container_ids(&world);
+    platform.edit_config(|t| t.replace("servers: 2", "servers: [2"));
+    let out = platform.xtask(&world, &["cluster"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("k3d.yaml"));
+    assert_eq!(container_ids(&world), before);
+}
+
+#[test]
+fn docker_unreachable_is_exit_3_naming_docker_host() {
+    let platform = Platform::new();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["cluster", "--log"])
+        .arg(platform.log())
+        .env("BOOTSTRAP_ROOT", platform.root.path())
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("DOCKER_HOST=unix:///nonexistent/docker.sock"), "{stderr}");
+}
