@@ -1,0 +1,93 @@
+//! `testbed up` / `down` and `World`: everything a world made goes away with it.
+
+use std::path::Path;
+use std::process::Command;
+
+use testbed::{World, WorldOptions, docker};
+
+fn containers_of(dir: &Path) -> Vec<String> {
+    let rt = docker::runtime().unwrap();
+    rt.block_on(async {
+        let d = docker::connect().await.unwrap();
+        docker::containers_with_labels(&d, &[(docker::LABEL_TESTBED_DIR, dir.to_str().unwrap())])
+            .await
+            .unwrap()
+            .iter()
+            .map(docker::container_name)
+            .collect()
+    })
+}
+
+fn process_with(marker: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(marker))
+            .unwrap_or(false)
+    })
+}
+
+#[test]
+fn dropping_a_world_removes_its_cluster_processes_and_dir() {
+    if !testbed::require_docker() {
+        return;
+    }
+    let world = World::up(WorldOptions { scenarios: vec!["tilt-not-ready".into()], latency_ms: 1 })
+        .unwrap();
+    let dir = world.dir().to_path_buf();
+    assert!(dir.join("bin/k3d").exists() && dir.join("kubeconfig").exists());
+    let scenario = std::fs::read_to_string(dir.join("scenario.json")).unwrap();
+    assert!(scenario.contains("\"tilt_not_ready\": true"), "{scenario}");
+    let out = world.command("k3d").args(["cluster", "create", "dropped"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(containers_of(&dir).len(), 2, "server and load balancer");
+    let api_marker = format!("{}/clusters/dropped/api", dir.display());
+    assert!(process_with(&api_marker), "no API server process");
+
+    drop(world);
+    assert!(containers_of(&dir).is_empty(), "containers left: {:?}", containers_of(&dir));
+    assert!(!process_with(&api_marker), "API server still running");
+    assert!(!dir.exists(), "{} still exists", dir.display());
+}
+
+#[test]
+fn cli_up_prints_exports_and_down_removes_the_dir() {
+    if !testbed::require_docker() {
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_testbed");
+    let dir = std::env::temp_dir().join(format!("testbed-cli-{}", std::process::id()));
+    let out = Command::new(bin)
+        .args([
+            "up",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--scenario",
+            "gate-fail=24-auth",
+            "--latency-ms",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let exports = String::from_utf8(out.stdout).unwrap();
+    let dir = dir.canonicalize().unwrap();
+    for line in ["export TESTBED_DIR='", "export KUBECONFIG='", "export PATH='"] {
+        assert!(exports.contains(line), "missing {line} in:\n{exports}");
+    }
+    assert!(exports.contains(&format!("export PATH='{}/bin:", dir.display())), "{exports}");
+
+    let out = Command::new(bin)
+        .args(["set", "--dir", dir.to_str().unwrap(), "healthy"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let scenario = std::fs::read_to_string(dir.join("scenario.json")).unwrap();
+    assert!(
+        scenario.contains("\"gate_fail\": []") && scenario.contains("\"latency_ms\": 3"),
+        "{scenario}"
+    );
+
+    let out = Command::new(bin).args(["down", "--dir", dir.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!dir.exists());
+}
