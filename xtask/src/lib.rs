@@ -1,6 +1,7 @@
 //! The platform bootstrap engine. `src/main.rs` is a thin clap CLI over this library;
 //! the `smoke` test binary calls the same checks.
 
+pub mod charts;
 pub mod cluster;
 pub mod config;
 pub mod doctor;

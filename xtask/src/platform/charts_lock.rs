@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::error::bad_input;
@@ -95,6 +95,89 @@ impl ChartsLock {
     pub fn archive_path(lock_path: &Path, chart: &LockedChart) -> PathBuf {
         lock_path.parent().unwrap_or(Path::new(".")).join(&chart.archive)
     }
+
+    pub fn get(&self, name: &str) -> Option<&LockedChart> {
+        self.charts.iter().find(|chart| chart.name == name)
+    }
+
+    /// Insert or replace the entry with the same name, keeping entries sorted by name.
+    pub fn upsert(&mut self, chart: LockedChart) {
+        self.charts.retain(|c| c.name != chart.name);
+        self.charts.push(chart);
+        self.charts.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+
+    /// The lock as YAML: entries sorted by name, fields in a fixed order, values quoted
+    /// only where YAML would read them as something other than a string. `header` is
+    /// kept verbatim on top (the comment block of the existing file).
+    pub fn to_yaml(&self, header: &str) -> String {
+        let mut charts = self.charts.clone();
+        charts.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut out = String::from(header);
+        if charts.is_empty() {
+            out.push_str("charts: []\n");
+            return out;
+        }
+        out.push_str("charts:\n");
+        for c in &charts {
+            out.push_str(&format!("  - name: {}\n", yaml_scalar(&c.name)));
+            out.push_str(&format!("    repository: {}\n", yaml_scalar(&c.repository)));
+            out.push_str(&format!("    version: {}\n", yaml_scalar(&c.version)));
+            out.push_str(&format!("    digest: {}\n", yaml_scalar(&c.digest)));
+            out.push_str(&format!("    archive: {}\n", yaml_scalar(&c.archive)));
+        }
+        out
+    }
+
+    /// Write the lock atomically (temp file in the same folder, then rename), keeping
+    /// the leading comment block of the file it replaces.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let header =
+            std::fs::read_to_string(path).map(|text| leading_comments(&text)).unwrap_or_default();
+        write_atomically(path, self.to_yaml(&header).as_bytes())
+            .with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// Replace `path` with `bytes` so readers see the old or the new file, never a part:
+/// a temp file in the same folder (same file system) is renamed over it.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut temp = tempfile::Builder::new().prefix(".vendor-").suffix(".tmp").tempfile_in(dir)?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// The comment and blank lines before the first YAML content line.
+fn leading_comments(text: &str) -> String {
+    text.lines()
+        .take_while(|line| line.trim().is_empty() || line.trim_start().starts_with('#'))
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
+/// A plain scalar when it is unambiguously a string, else a double-quoted one
+/// (a JSON string is a valid YAML double-quoted scalar).
+fn yaml_scalar(value: &str) -> String {
+    let plain_chars = value.bytes().all(|b| {
+        b.is_ascii_alphanumeric()
+            || matches!(b, b'.' | b'_' | b'/' | b':' | b'+' | b'-' | b'@' | b'~')
+    });
+    let starts_well = value.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
+    let reads_as_other = value.parse::<f64>().is_ok()
+        || matches!(
+            value.to_ascii_lowercase().as_str(),
+            "true" | "false" | "yes" | "no" | "on" | "off" | "null" | "y" | "n"
+        );
+    if plain_chars && starts_well && !reads_as_other {
+        value.to_string()
+    } else {
+        serde_json::to_string(value).unwrap_or_default()
+    }
 }
 
 /// The hex part of `sha256:<64 lowercase hex>`, or `None` when malformed.
@@ -133,6 +216,48 @@ mod tests {
         assert_eq!(exit_code(&err), 2);
         let msg = err.to_string();
         assert!(msg.contains("infra/charts.lock.yaml") && msg.contains("`redis`"), "{msg}");
+    }
+
+    fn entry(name: &str, version: &str) -> LockedChart {
+        LockedChart {
+            name: name.into(),
+            repository: "https://charts.example.com/stable".into(),
+            version: version.into(),
+            digest: format!("sha256:{}", "ab".repeat(32)),
+            archive: format!("{name}-{version}.tgz"),
+        }
+    }
+
+    #[test]
+    fn written_lock_is_sorted_stable_and_reads_back() {
+        let mut lock = ChartsLock::default();
+        lock.upsert(entry("redis", "1.10"));
+        lock.upsert(entry("postgresql", "12.1.0"));
+        lock.upsert(entry("redis", "1.11"));
+        let text = lock.to_yaml("# vendored charts\n");
+        assert!(text.starts_with("# vendored charts\ncharts:\n  - name: postgresql\n"), "{text}");
+        // `1.11` alone would read as a number: it is quoted.
+        assert!(text.contains("version: \"1.11\"") && text.contains("version: 12.1.0"), "{text}");
+        let back = parse(&text).unwrap();
+        assert_eq!(
+            back.charts.iter().map(|c| c.version.as_str()).collect::<Vec<_>>(),
+            ["12.1.0", "1.11"]
+        );
+        assert_eq!(back.to_yaml("# vendored charts\n"), text);
+        assert_eq!(ChartsLock::default().to_yaml(""), "charts: []\n");
+    }
+
+    #[test]
+    fn write_keeps_the_header_comment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("charts.lock.yaml");
+        std::fs::write(&path, "# Filled by `cargo xtask vendor add`.\n\ncharts: []\n").unwrap();
+        let mut lock = ChartsLock::read(&path).unwrap();
+        lock.upsert(entry("redis", "1.0.0"));
+        lock.write(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# Filled by `cargo xtask vendor add`.\n\ncharts:\n"), "{text}");
+        assert_eq!(ChartsLock::read(&path).unwrap(), lock);
     }
 
     #[test]

@@ -1,0 +1,258 @@
+//! Getting chart archives: HTTP(S) Helm repositories with our own client, OCI
+//! registries through the user's `helm pull`.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use sha2::{Digest, Sha256};
+
+use super::index::{RepoIndex, Resolved, resolve_url};
+use crate::error::{bad_input, failed, missing};
+use crate::exec::{Cmd, run_ok};
+use crate::report::Log;
+
+/// One HTTP request (connect, headers and body) may take this long.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(120);
+/// `helm pull` / `helm show` may take this long.
+const HELM_TIMEOUT: Duration = Duration::from_secs(300);
+const MAX_REDIRECTS: usize = 5;
+
+/// `sha256:<hex>` of some bytes, the lock's digest format.
+pub fn digest_of(bytes: &[u8]) -> String {
+    let hash = Sha256::digest(bytes);
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    for byte in hash {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
+}
+
+/// True for `oci://` repositories.
+pub fn is_oci(repository: &str) -> bool {
+    repository.starts_with("oci://")
+}
+
+/// Registries on the loopback interface are spoken to over plain HTTP (`--plain-http`):
+/// local registries (k3d's, a test's) have no TLS, every other host must.
+pub fn plain_http(repository: &str) -> bool {
+    let rest = repository.split_once("://").map_or(repository, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = if authority.starts_with('[') {
+        authority.split(']').next().map_or(authority, |h| &authority[..h.len() + 1])
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(host, _)| host)
+    };
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host == "[::1]"
+        || host.starts_with("127.")
+}
+
+/// A downloaded archive, not yet written anywhere.
+pub struct Fetched {
+    pub version: String,
+    pub bytes: Vec<u8>,
+    pub digest: String,
+    /// Where it came from, for messages.
+    pub source: String,
+}
+
+/// Fetches archives; one HTTP client (and its connection pool) for the whole run.
+pub struct Fetcher {
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    log: Log,
+}
+
+impl Fetcher {
+    pub fn new(log: Log) -> Result<Fetcher> {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .try_with_platform_verifier()
+            .map_err(|e| missing(format!("cannot set up TLS certificate verification: {e}")))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        Ok(Fetcher { client, log })
+    }
+
+    /// The version `version` (or the newest stable one) of chart `name` from `repository`.
+    pub async fn fetch(
+        &self,
+        repository: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Fetched> {
+        if is_oci(repository) {
+            return self.fetch_oci(repository, name, version).await;
+        }
+        let resolved = self.resolve(repository, name, version).await?;
+        let bytes = self.get(&resolved.url).await?;
+        let digest = digest_of(&bytes);
+        let promised = resolved.index_digest.as_deref().unwrap_or_default();
+        if !promised.is_empty() && !digest.ends_with(promised) {
+            return Err(failed(format!(
+                "chart `{name}` {}: {} has digest {digest} but the repository's index.yaml says sha256:{promised}",
+                resolved.version, resolved.url
+            )));
+        }
+        Ok(Fetched { version: resolved.version, bytes, digest, source: resolved.url })
+    }
+
+    async fn resolve(
+        &self,
+        repository: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Resolved> {
+        let index_url = resolve_url(repository, "index.yaml");
+        let bytes = self.get(&index_url).await?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| bad_input(format!("{index_url}: index.yaml is not UTF-8 text")))?;
+        RepoIndex::parse(repository, &text)?.resolve(repository, name, version)
+    }
+
+    /// GET a URL, following a few redirects. Any failure to reach the server or a
+    /// non-2xx answer is a missing prerequisite (exit 3): the repository is unreachable.
+    pub async fn get(&self, url: &str) -> Result<Vec<u8>> {
+        let mut current = url.to_owned();
+        for _ in 0..=MAX_REDIRECTS {
+            self.log.line("vendor", &format!("GET {current}"));
+            let uri: hyper::Uri = current
+                .parse()
+                .map_err(|e| bad_input(format!("`{current}` is not a valid URL: {e}")))?;
+            let request = async {
+                let response = self.client.get(uri).await?;
+                let status = response.status();
+                let location = response
+                    .headers()
+                    .get(hyper::header::LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .map(str::to_owned);
+                let body = response.into_body().collect().await?.to_bytes();
+                anyhow::Ok((status, location, body))
+            };
+            let (status, location, body) = tokio::time::timeout(HTTP_TIMEOUT, request)
+                .await
+                .map_err(|_| {
+                    missing(format!(
+                        "repository unreachable: GET {current} timed out after {}s",
+                        HTTP_TIMEOUT.as_secs()
+                    ))
+                })?
+                .map_err(|e| {
+                    missing(format!("repository unreachable: GET {current}: {}", error_chain(&e)))
+                })?;
+            if let (true, Some(location)) = (status.is_redirection(), location) {
+                current = redirect_target(&current, &location);
+                continue;
+            }
+            if !status.is_success() {
+                return Err(missing(format!(
+                    "repository unreachable: GET {current} answered {status}"
+                )));
+            }
+            return Ok(body.to_vec());
+        }
+        Err(missing(format!(
+            "repository unreachable: GET {url}: more than {MAX_REDIRECTS} redirects"
+        )))
+    }
+
+    async fn fetch_oci(
+        &self,
+        repository: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Fetched> {
+        let reference = format!("{}/{name}", repository.trim_end_matches('/'));
+        let version = match version {
+            Some(v) => v.to_owned(),
+            None => self.oci_latest(&reference).await?,
+        };
+        let dest = tempfile::tempdir().context("creating a temp folder for `helm pull`")?;
+        let mut cmd = Cmd::new("vendor", "helm", HELM_TIMEOUT)
+            .args(["pull", reference.as_str(), "--version", version.as_str(), "--destination"])
+            .arg(dest.path().to_string_lossy());
+        if plain_http(repository) {
+            cmd = cmd.arg("--plain-http");
+        }
+        run_ok(&self.log, &cmd).await.map_err(|e| {
+            missing(format!("cannot pull chart `{name}` {version} from {repository}: {e}"))
+        })?;
+        let archive = std::fs::read_dir(dest.path())?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .find(|path| path.extension().is_some_and(|ext| ext == "tgz"))
+            .ok_or_else(|| failed(format!("`{}` wrote no .tgz archive", cmd.display())))?;
+        let bytes = std::fs::read(&archive)?;
+        Ok(Fetched { digest: digest_of(&bytes), version, bytes, source: reference })
+    }
+
+    /// The newest version an OCI chart has, from `helm show chart` (its Chart.yaml).
+    async fn oci_latest(&self, reference: &str) -> Result<String> {
+        #[derive(serde::Deserialize)]
+        struct ChartYaml {
+            version: String,
+        }
+        let mut cmd = Cmd::new("vendor", "helm", HELM_TIMEOUT).args(["show", "chart", reference]);
+        if plain_http(reference) {
+            cmd = cmd.arg("--plain-http");
+        }
+        let output = run_ok(&self.log, &cmd)
+            .await
+            .map_err(|e| missing(format!("cannot read the newest version of {reference}: {e}")))?;
+        let chart: ChartYaml =
+            crate::platform::parse_yaml(std::path::Path::new(reference), &output.stdout)?;
+        Ok(chart.version)
+    }
+}
+
+/// A `Location` is relative to the document, not to a folder: drop the last segment.
+fn redirect_target(current: &str, location: &str) -> String {
+    let folder = match current.split_once("://") {
+        Some((_, rest)) if rest.contains('/') => {
+            current.rsplit_once('/').map_or(current, |(f, _)| f)
+        }
+        _ => current,
+    };
+    resolve_url(folder, location)
+}
+
+fn error_chain(err: &anyhow::Error) -> String {
+    err.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_is_sha256_hex() {
+        assert_eq!(
+            digest_of(b"abc"),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn redirects_resolve_against_the_document() {
+        assert_eq!(redirect_target("http://h/a/index.yaml", "b.yaml"), "http://h/a/b.yaml");
+        assert_eq!(redirect_target("http://h/a/x.tgz", "/c/x.tgz"), "http://h/c/x.tgz");
+        assert_eq!(redirect_target("http://h", "https://o/x"), "https://o/x");
+    }
+
+    #[test]
+    fn plain_http_only_for_loopback_registries() {
+        assert!(plain_http("oci://localhost:5000/charts"));
+        assert!(plain_http("oci://127.0.0.1:41234/charts"));
+        assert!(plain_http("oci://k3d-dev-reg.localhost:5000/charts"));
+        assert!(plain_http("oci://[::1]:5000/charts"));
+        assert!(!plain_http("oci://ghcr.io/org/charts"));
+        assert!(!plain_http("oci://registry.example.com:5000/localhost"));
+    }
+}

@@ -1,0 +1,272 @@
+//! `cargo xtask vendor`: Helm charts locked by version and digest in `charts.lock.yaml`,
+//! archived in the repository, verified before use, so Helmfile runs offline.
+//!
+//! Exit codes: a repository that cannot be reached or answers an HTTP error, or a
+//! failing `helm pull`, is a missing prerequisite (3); an unknown chart or version, a
+//! malformed lock or index is bad input (2); a digest that does not match the lock and
+//! every `--check` problem is a failure (1). A failed run changes no file: downloads
+//! go to memory, and archives and the lock are only written (atomically, temp file +
+//! rename) once every download of the run succeeded and was verified.
+
+pub mod fetch;
+pub mod index;
+pub mod plan;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use futures::StreamExt;
+
+use crate::error::{Coded, ExitCode, bad_input, failed};
+use crate::platform::charts_lock::{ChartsLock, LockedChart, write_atomically};
+use crate::report::Log;
+use fetch::{Fetched, Fetcher};
+pub use plan::ReleaseChart;
+use plan::{ArchiveState, Observed};
+
+/// How many archives are downloaded at once.
+const PARALLEL_DOWNLOADS: usize = 4;
+
+/// What a refresh did.
+#[derive(Debug, Default)]
+pub struct Refreshed {
+    /// Charts whose archive was (re)written, as `name version`.
+    pub fetched: Vec<String>,
+    /// Charts whose archive already matched the lock.
+    pub up_to_date: usize,
+    /// Archives beside the lock that it does not list (left in place without `--prune`).
+    pub unlocked: Vec<PathBuf>,
+    pub pruned: Vec<PathBuf>,
+}
+
+/// Progress lines on a terminal; nothing otherwise (logs and CI stay quiet).
+struct Progress {
+    on: bool,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress { on: std::io::stderr().is_terminal() }
+    }
+
+    fn say(&self, text: &str) {
+        if self.on {
+            eprintln!("  {text}");
+        }
+    }
+}
+
+/// Lock `name` at `version` from `repository`: download, write the archive, record it.
+pub async fn add(
+    lock_path: &Path,
+    log: &Log,
+    name: &str,
+    repository: &str,
+    version: &str,
+) -> Result<LockedChart> {
+    check_name_and_repository(name, repository)?;
+    let mut lock = ChartsLock::read(lock_path)?;
+    if let Some(existing) = lock.get(name) {
+        return Err(bad_input(format!(
+            "chart `{name}` is already in {} ({} from {}); use `cargo xtask vendor update {name} --version {version}`",
+            lock_path.display(),
+            existing.version,
+            existing.repository
+        )));
+    }
+    let progress = Progress::new();
+    progress.say(&format!("fetching {name} {version} from {repository}"));
+    let fetched = Fetcher::new(log.clone())?.fetch(repository, name, Some(version)).await?;
+    let entry = LockedChart {
+        name: name.to_owned(),
+        repository: repository.trim_end_matches('/').to_owned(),
+        version: fetched.version.clone(),
+        digest: fetched.digest.clone(),
+        archive: format!("{name}-{}.tgz", fetched.version),
+    };
+    write_archive(lock_path, &entry, &fetched)?;
+    lock.upsert(entry.clone());
+    lock.write(lock_path)?;
+    log.line("vendor", &format!("locked {name} {} {}", entry.version, entry.digest));
+    progress.say(&format!("locked {name} {} ({})", entry.version, entry.digest));
+    Ok(entry)
+}
+
+/// Move `name` to `version` (or the repository's newest stable version) and re-lock.
+/// The previous archive is removed once the lock names the new one.
+pub async fn update(
+    lock_path: &Path,
+    log: &Log,
+    name: &str,
+    version: Option<&str>,
+) -> Result<LockedChart> {
+    let mut lock = ChartsLock::read(lock_path)?;
+    let old = lock.get(name).cloned().ok_or_else(|| {
+        bad_input(format!(
+            "chart `{name}` is not in {}; add it with `cargo xtask vendor add {name} --repo URL --version V`",
+            lock_path.display()
+        ))
+    })?;
+    let progress = Progress::new();
+    progress.say(&format!(
+        "fetching {name} {} from {}",
+        version.unwrap_or("(newest)"),
+        old.repository
+    ));
+    let fetched = Fetcher::new(log.clone())?.fetch(&old.repository, name, version).await?;
+    let folder = Path::new(&old.archive).parent().unwrap_or(Path::new(""));
+    let entry = LockedChart {
+        version: fetched.version.clone(),
+        digest: fetched.digest.clone(),
+        archive: folder
+            .join(format!("{name}-{}.tgz", fetched.version))
+            .to_string_lossy()
+            .into_owned(),
+        ..old.clone()
+    };
+    if entry.version == old.version && entry.digest != old.digest {
+        return Err(mismatch(&old, &fetched));
+    }
+    write_archive(lock_path, &entry, &fetched)?;
+    lock.upsert(entry.clone());
+    lock.write(lock_path)?;
+    if entry.archive != old.archive {
+        let _ = std::fs::remove_file(ChartsLock::archive_path(lock_path, &old));
+    }
+    log.line(
+        "vendor",
+        &format!("updated {name} {} -> {} {}", old.version, entry.version, entry.digest),
+    );
+    progress.say(&format!("locked {name} {} (was {})", entry.version, old.version));
+    Ok(entry)
+}
+
+/// Fetch every missing or mismatching archive; each must match its locked digest.
+/// Archives the lock does not list are reported, and removed with `prune`.
+pub async fn refresh(lock_path: &Path, log: &Log, prune: bool) -> Result<Refreshed> {
+    let lock = ChartsLock::read(lock_path)?;
+    let observed = plan::observe(lock_path, &lock);
+    let wanted = plan::to_fetch(&observed);
+    let mut refreshed =
+        Refreshed { up_to_date: observed.len() - wanted.len(), ..Refreshed::default() };
+    if !wanted.is_empty() {
+        let progress = Progress::new();
+        let fetcher = Fetcher::new(log.clone())?;
+        let results: Vec<(&Observed, Result<Fetched>)> = futures::stream::iter(wanted)
+            .map(|o| {
+                let (fetcher, progress) = (&fetcher, &progress);
+                async move {
+                    let chart = &o.chart;
+                    let why =
+                        if o.state == ArchiveState::Missing { "missing" } else { "digest differs" };
+                    progress.say(&format!("fetching {} {} ({why})", chart.name, chart.version));
+                    let result =
+                        fetcher.fetch(&chart.repository, &chart.name, Some(&chart.version)).await;
+                    (o, result)
+                }
+            })
+            .buffer_unordered(PARALLEL_DOWNLOADS)
+            .collect()
+            .await;
+        // Verify everything before writing anything: a failed run changes nothing.
+        let mut errors = Vec::new();
+        let mut verified = Vec::new();
+        for (o, result) in results {
+            match result {
+                Ok(fetched) if fetched.digest == o.chart.digest => verified.push((o, fetched)),
+                Ok(fetched) => errors.push(mismatch(&o.chart, &fetched)),
+                Err(err) => errors
+                    .push(err.context(format!("chart `{}` {}", o.chart.name, o.chart.version))),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(combine(errors));
+        }
+        verified.sort_by(|a, b| a.0.chart.name.cmp(&b.0.chart.name));
+        for (o, fetched) in verified {
+            write_archive(lock_path, &o.chart, &fetched)?;
+            log.line(
+                "vendor",
+                &format!("restored {} {} {}", o.chart.name, o.chart.version, o.chart.digest),
+            );
+            progress.say(&format!("wrote {}", o.path.display()));
+            refreshed.fetched.push(format!("{} {}", o.chart.name, o.chart.version));
+        }
+    }
+    for path in plan::unlocked_archives(lock_path, &lock) {
+        if prune {
+            std::fs::remove_file(&path)
+                .map_err(|e| failed(format!("cannot remove {}: {e}", path.display())))?;
+            log.line("vendor", &format!("pruned {}", path.display()));
+            refreshed.pruned.push(path);
+        } else {
+            refreshed.unlocked.push(path);
+        }
+    }
+    Ok(refreshed)
+}
+
+/// Offline verification: every archive exists and matches its digest, and every
+/// release chart is a local chart or a locked archive. Exit 1 listing each problem;
+/// returns how many charts and releases were checked.
+pub fn check(lock_path: &Path, releases: &[ReleaseChart]) -> Result<(usize, usize)> {
+    let lock = ChartsLock::read(lock_path)?;
+    let observed = plan::observe(lock_path, &lock);
+    let mut problems = plan::archive_problems(&observed);
+    problems.extend(plan::release_problems(lock_path, &lock, releases));
+    if problems.is_empty() {
+        return Ok((lock.charts.len(), releases.len()));
+    }
+    let list: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
+    Err(failed(format!("vendored charts: {} problem(s):\n{}", problems.len(), list.join("\n"))))
+}
+
+fn check_name_and_repository(name: &str, repository: &str) -> Result<()> {
+    let name_ok = !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !name.starts_with('.');
+    if !name_ok {
+        return Err(bad_input(format!(
+            "chart name `{name}`: expected letters, digits, `-`, `_` or `.` (a Helm chart name)"
+        )));
+    }
+    let scheme_ok = ["https://", "http://", "oci://"].iter().any(|s| repository.starts_with(s));
+    if !scheme_ok {
+        return Err(bad_input(format!(
+            "--repo `{repository}`: expected an https://, http:// Helm repository or an oci:// registry path"
+        )));
+    }
+    Ok(())
+}
+
+fn mismatch(chart: &LockedChart, fetched: &Fetched) -> anyhow::Error {
+    failed(format!(
+        "chart `{}` {}: the downloaded archive ({}) has digest {} but the lock says {}; the existing file was left untouched",
+        chart.name, chart.version, fetched.source, fetched.digest, chart.digest
+    ))
+}
+
+fn write_archive(lock_path: &Path, chart: &LockedChart, fetched: &Fetched) -> Result<()> {
+    let path = ChartsLock::archive_path(lock_path, chart);
+    write_atomically(&path, &fetched.bytes)
+        .map_err(|e| failed(format!("cannot write {}: {e:#}", path.display())))
+}
+
+/// One error for several: every message, and the exit code of the first.
+fn combine(mut errors: Vec<anyhow::Error>) -> anyhow::Error {
+    if errors.len() == 1 {
+        return errors.remove(0);
+    }
+    let code = match crate::error::exit_code(&errors[0]) {
+        2 => ExitCode::BadInput,
+        3 => ExitCode::Missing,
+        _ => ExitCode::Failed,
+    };
+    let lines: Vec<String> = errors.iter().map(|e| format!("  - {e:#}")).collect();
+    Coded {
+        code,
+        message: format!("{} charts could not be vendored:\n{}", errors.len(), lines.join("\n")),
+    }
+    .into()
+}
