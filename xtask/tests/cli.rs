@@ -1,0 +1,310 @@
+//! The `xtask` binary as a user runs it: `plan` and `doctor` against small platforms in
+//! temp dirs (found through `BOOTSTRAP_ROOT`), and `plan` against this repository's own
+//! `infra/`. Asserts exit codes and what is printed.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/small-platform");
+const REPO_ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// A copy of the small fixture platform the test may edit.
+struct Fixture {
+    root: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let root = tempfile::tempdir().unwrap();
+        copy_dir(Path::new(FIXTURE), root.path());
+        Fixture { root }
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.root.path().join(relative)
+    }
+
+    fn edit(&self, relative: &str, change: impl FnOnce(String) -> String) {
+        let file = self.path(relative);
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(&file, change(text)).unwrap();
+    }
+
+    fn xtask(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        cmd.args(args).env("BOOTSTRAP_ROOT", self.root.path()).current_dir(self.root.path());
+        cmd
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output { status, stdout, stderr } = cmd.output().unwrap();
+    let stdout = String::from_utf8(stdout).unwrap();
+    let stderr = String::from_utf8(stderr).unwrap();
+    (status.code().expect("exited with a code"), stdout, stderr)
+}
+
+fn plan_json(cmd: &mut Command) -> Value {
+    let (code, stdout, stderr) = run(cmd);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+fn is_sha256_hex(value: &Value) -> bool {
+    value.as_str().is_some_and(|s| {
+        s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// A directory holding only the executables given (name, shell script body).
+fn bin_dir(tools: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body) in tools {
+        let file = dir.path().join(name);
+        std::fs::write(&file, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn plan_json_lists_cluster_layers_releases_and_charts() {
+    let fixture = Fixture::new();
+    let plan = plan_json(fixture.xtask(&["plan", "--format", "json"]).env("PATH", ""));
+
+    let cluster = &plan["cluster"];
+    assert_eq!(cluster["name"], "tiny");
+    assert_eq!(cluster["config"], "infra/docker/local/k3d.yaml");
+    assert!(is_sha256_hex(&cluster["config_hash"]), "{cluster}");
+
+    let layers = plan["layers"].as_array().unwrap();
+    let names: Vec<_> = layers.iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["10-base", "20-apps"]);
+    assert_eq!(layers[0]["file"], "infra/kubernetes/helmfiles/10-base.yaml");
+    let release = &layers[0]["releases"][1];
+    assert_eq!(release["name"], "base-smoke");
+    assert_eq!(release["namespace"], "tiny");
+    assert_eq!(release["chart"], "../charts/helm-test-jobs");
+    assert_eq!(release["gate"], true);
+    assert_eq!(layers[0]["releases"][0]["gate"], false);
+    assert_eq!(layers[1]["releases"][0]["installed"], false);
+    assert_eq!(layers[1]["gates"], serde_json::json!(["apps-smoke"]));
+
+    let chart = &plan["charts"][0];
+    assert_eq!(chart["name"], "redis");
+    assert_eq!(chart["version"], "1.2.3");
+    assert_eq!(chart["archive"], "infra/kubernetes/charts/third_party/redis-1.2.3.tgz");
+}
+
+#[test]
+fn plan_human_lists_layers_in_order() {
+    let fixture = Fixture::new();
+    let (code, stdout, stderr) = run(&mut fixture.xtask(&["plan"]));
+    assert_eq!(code, 0, "{stderr}");
+    let base = stdout.find("1. 10-base").expect(&stdout);
+    let apps = stdout.find("2. 20-apps").expect(&stdout);
+    assert!(base < apps);
+    assert!(stdout.contains("apps-smoke") && stdout.contains("[gate]"), "{stdout}");
+}
+
+#[test]
+fn config_hash_ignores_comments_but_not_servers() {
+    let fixture = Fixture::new();
+    let hash = |f: &Fixture| {
+        plan_json(&mut f.xtask(&["plan", "--format", "json"]))["cluster"]["config_hash"].clone()
+    };
+    let original = hash(&fixture);
+    fixture.edit("infra/docker/local/k3d.yaml", |t| {
+        format!("# a new comment\n{}", t.replace("agents: 0", "agents:    0  # still none"))
+    });
+    assert_eq!(hash(&fixture), original);
+    fixture.edit("infra/docker/local/k3d.yaml", |t| t.replace("servers: 1", "servers: 2"));
+    assert_ne!(hash(&fixture), original);
+}
+
+#[test]
+fn malformed_k3d_config_is_exit_2_naming_the_file_and_line() {
+    let fixture = Fixture::new();
+    fixture.edit("infra/docker/local/k3d.yaml", |t| t.replace("servers: 1", "servers: [1"));
+    let (code, stdout, stderr) = run(&mut fixture.xtask(&["plan"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains("infra/docker/local/k3d.yaml:"), "{stderr}");
+
+    let fixture = Fixture::new();
+    fixture.edit("infra/docker/local/k3d.yaml", |t| t.replace("kind: Simple", "kind: Cluster"));
+    let (code, _, stderr) = run(&mut fixture.xtask(&["plan"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("k3d.yaml") && stderr.contains("kind: Simple"), "{stderr}");
+}
+
+#[test]
+fn release_without_chart_is_exit_2_naming_layer_and_release() {
+    let fixture = Fixture::new();
+    fixture.edit("infra/kubernetes/helmfiles/20-apps.yaml", |t| {
+        t.replace("    chart: ../charts/web\n", "")
+    });
+    let (code, _, stderr) = run(&mut fixture.xtask(&["plan", "--format", "json"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("infra/kubernetes/helmfiles/20-apps.yaml"), "{stderr}");
+    assert!(stderr.contains("release `web` has no `chart`"), "{stderr}");
+}
+
+#[test]
+fn unknown_settings_key_is_exit_2_naming_key_and_cargo_toml() {
+    let fixture = Fixture::new();
+    fixture.edit("Cargo.toml", |t| format!("{t}tilt_prot = 10351\n"));
+    let (code, _, stderr) = run(&mut fixture.xtask(&["plan"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("Cargo.toml:"), "{stderr}");
+    assert!(stderr.contains("tilt_prot"), "{stderr}");
+    // Every subcommand reads the settings first.
+    let (code, _, _) = run(&mut fixture.xtask(&["doctor"]));
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn go_template_layer_is_read_by_helmfile_or_said_unread() {
+    let fixture = Fixture::new();
+    let layer = fixture.path("infra/kubernetes/helmfiles/20-apps.yaml");
+    std::fs::rename(&layer, layer.with_extension("yaml.gotmpl")).unwrap();
+    fixture.edit("infra/kubernetes/helmfile.yaml", |t| {
+        t.replace("20-apps.yaml", "20-apps.yaml.gotmpl")
+    });
+
+    let empty = bin_dir(&[]);
+    let plan = plan_json(fixture.xtask(&["plan", "--format", "json"]).env("PATH", empty.path()));
+    let apps = &plan["layers"][1];
+    assert_eq!(apps["name"], "20-apps");
+    assert_eq!(apps["state"], "not_read");
+    assert_eq!(apps["note"], "not read: Go template and helmfile not found");
+
+    // A helmfile that answers `list --output json` the way the real one does.
+    let helmfile = bin_dir(&[(
+        "helmfile",
+        r#"case "$*" in *"-e local list --output json"*) echo '[{"name":"web","namespace":"tiny","enabled":true,"installed":true,"labels":"gate:true,tier:web","chart":"../charts/web","version":""}]';; *) exit 1;; esac"#,
+    )]);
+    let plan = plan_json(fixture.xtask(&["plan", "--format", "json"]).env("PATH", helmfile.path()));
+    let apps = &plan["layers"][1];
+    assert_eq!(apps["state"], "listed");
+    assert_eq!(apps["releases"][0]["name"], "web");
+    assert_eq!(apps["gates"], serde_json::json!(["web"]));
+}
+
+const FAKE_TOOLS: &[(&str, &str)] = &[
+    ("helm", "echo v3.15.2+g1a500d5"),
+    ("helmfile", "echo helmfile version 1.1.2"),
+    ("kubectl", r#"echo '{"clientVersion":{"gitVersion":"v1.33.1"}}'"#),
+    ("tilt", "echo v0.33.17, built 2024-06-10"),
+];
+
+#[test]
+fn doctor_without_k3d_is_exit_3_with_install_hint() {
+    let fixture = Fixture::new();
+    let bin = bin_dir(FAKE_TOOLS);
+    let doctor = |format: &str| {
+        run(fixture
+            .xtask(&["doctor", "--format", format])
+            .env("PATH", bin.path())
+            .env("KUBECONFIG", fixture.path("no-kubeconfig")))
+    };
+
+    let (code, stdout, stderr) = doctor("human");
+    assert_eq!(code, 3, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("k3d (not found on PATH)"), "{stderr}");
+    assert!(stderr.contains("https://k3d.io"), "{stderr}");
+    for present in ["helm (", "helmfile (", "kubectl (", "tilt ("] {
+        assert!(!stderr.contains(present), "{present} reported missing: {stderr}");
+    }
+    let k3d_row = stdout.lines().find(|l| l.starts_with("k3d ")).expect(&stdout);
+    assert!(k3d_row.contains("MISSING"), "{stdout}");
+    let helm_row = stdout.lines().find(|l| l.starts_with("helm ")).expect(&stdout);
+    assert!(helm_row.contains("ok") && helm_row.contains("3.15.2"), "{stdout}");
+
+    let (code, stdout, _) = doctor("json");
+    assert_eq!(code, 3);
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    let check = |name: &str| {
+        report["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap().clone()
+    };
+    assert_eq!(check("k3d")["status"], "missing");
+    assert!(check("k3d")["hint"].as_str().unwrap().contains("https://k3d.io"));
+    assert_eq!(check("kubectl")["version"], "1.33.1");
+    assert_eq!(check("tilt")["status"], "ok");
+    assert_eq!(report["kube_context"]["current"], Value::Null);
+}
+
+#[test]
+fn doctor_with_every_tool_reports_versions() {
+    // Exit 0 needs a Docker daemon too: CI has one; elsewhere its absence is reported.
+    let fixture = Fixture::new();
+    let mut tools = FAKE_TOOLS.to_vec();
+    tools.push(("k3d", "echo k3d version v5.8.3; echo 'k3s version v1.31.5-k3s1 (default)'"));
+    let bin = bin_dir(&tools);
+    let (code, stdout, stderr) = run(fixture
+        .xtask(&["doctor", "--format", "json"])
+        .env("PATH", bin.path())
+        .env("KUBECONFIG", fixture.path("no-kubeconfig")));
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let checks = report["checks"].as_array().unwrap();
+    let docker = checks.iter().find(|c| c["name"] == "docker").unwrap();
+    let docker_ok = docker["status"] != "missing";
+    if !docker_ok {
+        assert!(std::env::var_os("CI").is_none(), "CI has a Docker daemon, doctor says: {docker}");
+        println!("skipped the Docker part: no daemon answers here ({})", docker["detail"]);
+    }
+    assert_eq!(code, if docker_ok { 0 } else { 3 }, "{stderr}");
+    for check in checks.iter().filter(|c| c["name"] != "docker") {
+        assert_eq!(check["status"], "ok", "{check}");
+    }
+    let k3d = checks.iter().find(|c| c["name"] == "k3d").unwrap();
+    assert_eq!(k3d["version"], "5.8.3");
+}
+
+#[test]
+fn plan_of_this_repository_lists_the_nine_layers_with_gates() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.args(["plan", "--format", "json"]).env("BOOTSTRAP_ROOT", REPO_ROOT);
+    let plan = plan_json(&mut cmd);
+    assert_eq!(plan["cluster"]["name"], "ameide");
+    assert!(is_sha256_hex(&plan["cluster"]["config_hash"]), "{}", plan["cluster"]);
+    let layers = plan["layers"].as_array().unwrap();
+    let names: Vec<_> = layers.iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "10-bootstrap",
+            "15-secrets-certificates",
+            "20-core-operators",
+            "22-control-plane",
+            "24-auth",
+            "40-data-plane",
+            "45-data-plane-ext",
+            "50-product-services",
+            "60-qa",
+        ]
+    );
+    for layer in layers {
+        assert_eq!(layer["state"], "parsed", "{layer}");
+        let gates = layer["releases"].as_array().unwrap().iter().filter(|r| r["gate"] == true);
+        assert!(gates.count() >= 1, "layer {} has no gate release", layer["name"]);
+    }
+}
