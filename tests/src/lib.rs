@@ -4,15 +4,18 @@
 //! `apiserver` / `tilt-server` processes) and, called through a symlink named `k3d`,
 //! `helmfile`, `helm` or `tilt`, the fake tool of that name. Tests use [`world::World`].
 
+pub mod apiserver;
 pub mod calls;
 pub mod cli;
 pub mod docker;
 pub mod fake_k3d;
 pub mod fake_tilt;
 pub mod images;
+pub mod kube_api;
 pub mod kubeconfig;
 pub mod probe;
 pub mod procs;
+pub mod release;
 pub mod scenario;
 pub mod world;
 

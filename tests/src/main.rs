@@ -70,9 +70,7 @@ fn cli(cli: Cli) -> i32 {
             .map(|env| print!("{}", testbed::cli::export_lines(&env))),
         Command::Down { dir } => testbed::cli::down(&dir),
         Command::Set { dir, scenarios } => testbed::cli::set(&dir, &scenarios),
-        Command::Apiserver { .. } => {
-            Err(anyhow::anyhow!("the fake API server is not committed yet"))
-        }
+        Command::Apiserver { state_dir, port_file } => testbed::apiserver::run(&state_dir, &port_file),
     };
     match result {
         Ok(()) => 0,

@@ -1,0 +1,631 @@
+//! The object store behind the fake API server: plain JSON objects keyed by group,
+//! resource, namespace and name (not by version, so `external-secrets.io/v1` and
+//! `v1beta1` see the same objects), persisted as one JSON file rewritten atomically
+//! after each write so a stopped and restarted cluster keeps its state.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::resources;
+use super::selector;
+use crate::release::k8s_timestamp_now;
+
+pub const STATE_FILE: &str = "state.json";
+/// Annotation under which the fakes store a pod's log text (served by `pods/log`).
+pub const LOG_ANNOTATION: &str = "testbed.local/log";
+
+/// Which objects a request is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub group: String,
+    pub version: String,
+    pub plural: String,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+impl Target {
+    fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `secrets` or `jobs.batch`, as Kubernetes names a resource in messages.
+    fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.clone()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    fn kind(&self, body: Option<&Value>) -> String {
+        resources::find(&self.group, &self.plural)
+            .map(|r| r.kind.to_owned())
+            .or_else(|| body.and_then(|b| b["kind"].as_str()).map(str::to_owned))
+            .unwrap_or_else(|| self.plural.clone())
+    }
+
+    fn namespaced(&self) -> bool {
+        resources::find(&self.group, &self.plural)
+            .map_or(self.namespace.is_some(), |r| r.namespaced)
+    }
+
+    fn prefix(&self) -> String {
+        format!("{}/{}/", group_key(&self.group), self.plural)
+    }
+
+    fn key(&self, namespace: &str, name: &str) -> String {
+        format!("{}{namespace}/{name}", self.prefix())
+    }
+}
+
+fn group_key(group: &str) -> &str {
+    if group.is_empty() { "core" } else { group }
+}
+
+/// A Kubernetes `Status` failure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+    pub details: Value,
+}
+
+impl ApiError {
+    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { code, reason, message: message.into(), details: Value::Null }
+    }
+
+    fn about(code: u16, reason: &'static str, t: &Target, name: &str, what: &str) -> ApiError {
+        ApiError {
+            code,
+            reason,
+            message: format!("{} \"{name}\" {what}", t.qualified()),
+            details: json!({ "name": name, "group": t.group, "kind": t.plural }),
+        }
+    }
+
+    pub fn not_found(t: &Target, name: &str) -> ApiError {
+        ApiError::about(404, "NotFound", t, name, "not found")
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, "BadRequest", message)
+    }
+
+    pub fn to_status(&self) -> Value {
+        let mut s = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": self.message, "reason": self.reason, "code": self.code,
+        });
+        if !self.details.is_null() {
+            s["details"] = self.details.clone();
+        }
+        s
+    }
+}
+
+pub type ApiResult = Result<Value, ApiError>;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Data {
+    pub resource_version: u64,
+    pub objects: BTreeMap<String, Value>,
+}
+
+pub struct Store {
+    path: Option<PathBuf>,
+    pub data: Data,
+}
+
+impl Store {
+    /// Open the state in `dir` (created with the default namespaces when new).
+    pub fn open(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(STATE_FILE);
+        let data = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("{}: not a testbed API state", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Data::default(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let mut store = Store { path: Some(path), data };
+        if store.data.objects.is_empty() {
+            store.seed();
+            store.save()?;
+        }
+        Ok(store)
+    }
+
+    /// A store that is never written to disk (unit tests).
+    pub fn in_memory() -> Store {
+        let mut store = Store { path: None, data: Data::default() };
+        store.seed();
+        store
+    }
+
+    fn seed(&mut self) {
+        let ns = ns_target(None);
+        for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+            self.create(&ns, body).expect("seeding namespaces");
+        }
+    }
+
+    pub fn save(&self) -> Result<()> {
+        let Some(path) = &self.path else { return Ok(()) };
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&self.data)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+    }
+
+    fn next_version(&mut self) -> String {
+        self.data.resource_version += 1;
+        self.data.resource_version.to_string()
+    }
+
+    /// A random-looking but unique id (UUID v4 layout) from the counter and the clock.
+    fn uid(&self) -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as u64;
+        let a = splitmix(nanos ^ self.data.resource_version.rotate_left(32));
+        let b = splitmix(a ^ std::process::id() as u64);
+        format!(
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xfff,
+            0x8000 | (b >> 48) & 0x3fff,
+            b & 0xffff_ffff_ffff
+        )
+    }
+
+    /// The stored object with `apiVersion` of the request (objects are stored by group).
+    fn present(t: &Target, obj: &Value) -> Value {
+        let mut obj = obj.clone();
+        obj["apiVersion"] = json!(t.api_version());
+        obj
+    }
+
+    fn namespace_exists(&self, ns: &str) -> bool {
+        self.data.objects.contains_key(&ns_target(None).key("", ns))
+    }
+
+    fn resolve(&self, t: &Target, body: Option<&Value>) -> Result<(String, String), ApiError> {
+        let name = t
+            .name
+            .clone()
+            .or_else(|| body.and_then(|b| b["metadata"]["name"].as_str()).map(str::to_owned))
+            .ok_or_else(|| ApiError::bad_request("name is required"))?;
+        let namespace =
+            if t.namespaced() { t.namespace.clone().unwrap_or_default() } else { String::new() };
+        Ok((namespace, name))
+    }
+
+    pub fn get(&self, t: &Target) -> ApiResult {
+        let (ns, name) = self.resolve(t, None)?;
+        self.data
+            .objects
+            .get(&t.key(&ns, &name))
+            .map(|o| Self::present(t, o))
+            .ok_or_else(|| ApiError::not_found(t, &name))
+    }
+
+    /// The log text of a pod (`pods/log`).
+    pub fn pod_log(&self, t: &Target) -> Result<String, ApiError> {
+        let pod = self.get(t)?;
+        Ok(pod["metadata"]["annotations"][LOG_ANNOTATION].as_str().unwrap_or("").to_owned())
+    }
+
+    fn select(
+        &self,
+        t: &Target,
+        labels: Option<&str>,
+        fields: Option<&str>,
+    ) -> Result<Vec<String>, ApiError> {
+        let reqs = selector::parse(labels.unwrap_or("")).map_err(ApiError::bad_request)?;
+        let fields = selector::parse_fields(fields.unwrap_or("")).map_err(ApiError::bad_request)?;
+        let prefix = match (&t.namespace, t.namespaced()) {
+            (Some(ns), true) => format!("{}{ns}/", t.prefix()),
+            _ => t.prefix(),
+        };
+        Ok(self
+            .data
+            .objects
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter(|(_, o)| {
+                selector::matches(&reqs, &o["metadata"]["labels"])
+                    && selector::matches_fields(&fields, o)
+            })
+            .map(|(k, _)| k.clone())
+            .collect())
+    }
+
+    pub fn list(&self, t: &Target, labels: Option<&str>, fields: Option<&str>) -> ApiResult {
+        let keys = self.select(t, labels, fields)?;
+        let items: Vec<Value> =
+            keys.iter().map(|k| Self::present(t, &self.data.objects[k])).collect();
+        Ok(self.list_of(t, items))
+    }
+
+    fn list_of(&self, t: &Target, items: Vec<Value>) -> Value {
+        json!({
+            "apiVersion": t.api_version(),
+            "kind": format!("{}List", t.kind(items.first())),
+            "metadata": { "resourceVersion": self.data.resource_version.to_string() },
+            "items": items,
+        })
+    }
+
+    pub fn create(&mut self, t: &Target, mut body: Value) -> ApiResult {
+        if !body.is_object() {
+            return Err(ApiError::bad_request("the request body must be a JSON object"));
+        }
+        if body["metadata"]["name"].as_str().is_none_or(str::is_empty) {
+            let Some(prefix) = body["metadata"]["generateName"].as_str().map(str::to_owned) else {
+                return Err(ApiError::new(
+                    422,
+                    "Invalid",
+                    format!(
+                        "{} \"\" is invalid: metadata.name: Required value: name or generateName is required",
+                        t.kind(Some(&body))
+                    ),
+                ));
+            };
+            body["metadata"]["name"] = json!(format!("{prefix}{}", self.suffix()));
+        }
+        let (ns, name) = self.resolve(&Target { name: None, ..t.clone() }, Some(&body))?;
+        if t.namespaced() {
+            self.check_namespace(t, &body, &ns)?;
+        }
+        let key = t.key(&ns, &name);
+        if self.data.objects.contains_key(&key) {
+            return Err(ApiError::about(409, "AlreadyExists", t, &name, "already exists"));
+        }
+        body["apiVersion"] = json!(t.api_version());
+        body["kind"] = json!(t.kind(Some(&body)));
+        let rv = self.next_version();
+        let uid = self.uid();
+        let meta = body["metadata"].as_object_mut().expect("metadata checked above");
+        if t.namespaced() {
+            meta.insert("namespace".into(), json!(ns));
+        } else {
+            meta.remove("namespace");
+        }
+        meta.insert("uid".into(), json!(uid));
+        meta.insert("resourceVersion".into(), json!(rv));
+        meta.insert("creationTimestamp".into(), json!(k8s_timestamp_now()));
+        meta.insert("generation".into(), json!(1));
+        normalize(t, &mut body);
+        self.data.objects.insert(key, body.clone());
+        Ok(Self::present(t, &body))
+    }
+
+    fn check_namespace(&self, t: &Target, body: &Value, ns: &str) -> Result<(), ApiError> {
+        if ns.is_empty() {
+            return Err(ApiError::bad_request("a namespace is required for a namespaced resource"));
+        }
+        if let Some(body_ns) = body["metadata"]["namespace"].as_str()
+            && !body_ns.is_empty()
+            && body_ns != ns
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        if !self.namespace_exists(ns) {
+            return Err(ApiError::not_found(&ns_target(None), ns));
+        }
+        let _ = t;
+        Ok(())
+    }
+
+    fn suffix(&mut self) -> String {
+        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+        let mut x = splitmix(self.data.resource_version ^ 0x5eed);
+        self.data.resource_version += 1;
+        (0..5)
+            .map(|_| {
+                let c = ALPHABET[(x % ALPHABET.len() as u64) as usize] as char;
+                x /= ALPHABET.len() as u64;
+                c
+            })
+            .collect()
+    }
+
+    /// PUT: replace an existing object (or only its status, for `/status`).
+    pub fn replace(&mut self, t: &Target, mut body: Value) -> ApiResult {
+        let (ns, name) = self.resolve(t, Some(&body))?;
+        let key = t.key(&ns, &name);
+        let Some(current) = self.data.objects.get(&key).cloned() else {
+            return Err(ApiError::not_found(t, &name));
+        };
+        if let Some(rv) = body["metadata"]["resourceVersion"].as_str()
+            && !rv.is_empty()
+            && rv != current["metadata"]["resourceVersion"]
+        {
+            return Err(ApiError::about(
+                409,
+                "Conflict",
+                t,
+                &name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            )
+            .with_message_prefix("Operation cannot be fulfilled on "));
+        }
+        if t.subresource.as_deref() == Some("status") {
+            let mut next = current.clone();
+            next["status"] = body["status"].take();
+            body = next;
+        }
+        self.store_update(t, key, current, body)
+    }
+
+    fn store_update(
+        &mut self,
+        t: &Target,
+        key: String,
+        current: Value,
+        mut body: Value,
+    ) -> ApiResult {
+        if !body.is_object() || !body["metadata"].is_object() {
+            return Err(ApiError::bad_request("the request body must be an object with metadata"));
+        }
+        let generation = current["metadata"]["generation"].as_i64().unwrap_or(1)
+            + i64::from(body.get("spec") != current.get("spec"));
+        let rv = self.next_version();
+        for field in ["uid", "creationTimestamp", "namespace", "name"] {
+            if let Some(v) = current["metadata"].get(field) {
+                body["metadata"][field] = v.clone();
+            }
+        }
+        body["metadata"]["resourceVersion"] = json!(rv);
+        body["metadata"]["generation"] = json!(generation);
+        body["apiVersion"] = current["apiVersion"].clone();
+        body["kind"] = current["kind"].clone();
+        normalize(t, &mut body);
+        self.data.objects.insert(key, body.clone());
+        Ok(Self::present(t, &body))
+    }
+
+    /// PATCH. `apply` (server-side apply) creates a missing object; merge and strategic
+    /// merge patches are applied as a JSON merge patch (RFC 7386).
+    pub fn patch(&mut self, t: &Target, patch: Value, apply: bool) -> ApiResult {
+        let (ns, name) = self.resolve(t, None)?;
+        let key = t.key(&ns, &name);
+        let Some(current) = self.data.objects.get(&key).cloned() else {
+            if !apply {
+                return Err(ApiError::not_found(t, &name));
+            }
+            let mut body = patch;
+            body["metadata"]["name"] = json!(name);
+            return self.create(&Target { name: None, ..t.clone() }, body);
+        };
+        let mut next = current.clone();
+        if t.subresource.as_deref() == Some("status") {
+            merge(&mut next["status"], &patch["status"], apply);
+        } else {
+            let mut patch = patch;
+            if let Some(meta) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.remove("resourceVersion");
+            }
+            merge(&mut next, &patch, apply);
+        }
+        self.store_update(t, key, current, next)
+    }
+
+    pub fn delete(&mut self, t: &Target) -> ApiResult {
+        let (ns, name) = self.resolve(t, None)?;
+        let key = t.key(&ns, &name);
+        let Some(obj) = self.data.objects.remove(&key) else {
+            return Err(ApiError::not_found(t, &name));
+        };
+        if t.group.is_empty() && t.plural == "namespaces" {
+            // A real namespace terminates, then its contents are gone: do it at once.
+            let infix = format!("/{name}/");
+            self.data.objects.retain(|k, _| {
+                let mut parts = k.splitn(3, '/');
+                let (_, _, rest) = (parts.next(), parts.next(), parts.next().unwrap_or(""));
+                !format!("/{rest}").starts_with(&infix)
+            });
+        }
+        self.data.resource_version += 1;
+        Ok(Self::present(t, &obj))
+    }
+
+    pub fn delete_collection(
+        &mut self,
+        t: &Target,
+        labels: Option<&str>,
+        fields: Option<&str>,
+    ) -> ApiResult {
+        let keys = self.select(t, labels, fields)?;
+        let items: Vec<Value> = keys
+            .iter()
+            .filter_map(|k| self.data.objects.remove(k))
+            .map(|o| Self::present(t, &o))
+            .collect();
+        self.data.resource_version += 1;
+        Ok(self.list_of(t, items))
+    }
+}
+
+impl ApiError {
+    fn with_message_prefix(mut self, prefix: &str) -> ApiError {
+        self.message = format!("{prefix}{}", self.message);
+        self
+    }
+}
+
+pub fn ns_target(name: Option<&str>) -> Target {
+    Target {
+        group: String::new(),
+        version: "v1".into(),
+        plural: "namespaces".into(),
+        namespace: None,
+        name: name.map(str::to_owned),
+        subresource: None,
+    }
+}
+
+/// What the API server itself fills in: a namespace's phase, a Secret's `stringData`
+/// folded into `data`.
+fn normalize(t: &Target, body: &mut Value) {
+    match (t.group.as_str(), t.plural.as_str()) {
+        ("", "namespaces") => {
+            body["spec"]["finalizers"] = json!(["kubernetes"]);
+            body["status"]["phase"] = json!("Active");
+        }
+        ("", "secrets") => {
+            if let Some(Value::Object(string_data)) =
+                body.as_object_mut().and_then(|o| o.remove("stringData"))
+            {
+                let data = body["data"].as_object_mut().map(std::mem::take).unwrap_or_default();
+                let mut data: Map<String, Value> = data;
+                for (k, v) in string_data {
+                    let text = v.as_str().unwrap_or_default().to_owned();
+                    data.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(text)));
+                }
+                body["data"] = Value::Object(data);
+            }
+            if body["type"].is_null() {
+                body["type"] = json!("Opaque");
+            }
+        }
+        _ => {}
+    }
+}
+
+/// RFC 7386 merge; server-side apply keeps explicit nulls out instead of deleting.
+fn merge(target: &mut Value, patch: &Value, apply: bool) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            let t = target.as_object_mut().expect("made an object above");
+            for (k, v) in p {
+                if v.is_null() {
+                    if !apply {
+                        t.remove(k);
+                    }
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v, apply);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets(ns: Option<&str>, name: Option<&str>) -> Target {
+        Target {
+            group: String::new(),
+            version: "v1".into(),
+            plural: "secrets".into(),
+            namespace: ns.map(str::to_owned),
+            name: name.map(str::to_owned),
+            subresource: None,
+        }
+    }
+
+    #[test]
+    fn create_get_conflict_and_not_found() {
+        let mut s = Store::in_memory();
+        let t = secrets(Some("default"), None);
+        let body =
+            json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "stringData": {"k": "v"}});
+        let created = s.create(&t, body.clone()).unwrap();
+        assert_eq!(created["data"]["k"], "dg==");
+        assert_eq!(created["kind"], "Secret");
+        assert!(created["metadata"]["uid"].as_str().unwrap().len() == 36);
+        let err = s.create(&t, body).unwrap_err();
+        assert_eq!((err.code, err.reason), (409, "AlreadyExists"));
+        assert_eq!(err.message, "secrets \"a\" already exists");
+        let err = s.get(&secrets(Some("default"), Some("b"))).unwrap_err();
+        assert_eq!(err.to_status()["code"], 404);
+        assert_eq!(err.to_status()["details"]["kind"], "secrets");
+        let err =
+            s.create(&secrets(Some("nope"), None), json!({"metadata": {"name": "a"}})).unwrap_err();
+        assert_eq!(err.message, "namespaces \"nope\" not found");
+    }
+
+    #[test]
+    fn list_across_namespaces_with_selectors() {
+        let mut s = Store::in_memory();
+        s.create(&ns_target(None), json!({"metadata": {"name": "ameide"}})).unwrap();
+        for (ns, name, owner) in
+            [("default", "a", "helm"), ("ameide", "b", "helm"), ("ameide", "c", "me")]
+        {
+            s.create(
+                &secrets(Some(ns), None),
+                json!({"metadata": {"name": name, "labels": {"owner": owner}}}),
+            )
+            .unwrap();
+        }
+        let names = |v: Value| -> Vec<String> {
+            v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["metadata"]["name"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            names(s.list(&secrets(None, None), Some("owner=helm"), None).unwrap()),
+            ["b", "a"]
+        );
+        assert_eq!(names(s.list(&secrets(Some("ameide"), None), None, None).unwrap()), ["b", "c"]);
+        assert_eq!(s.list(&secrets(None, None), None, None).unwrap()["kind"], "SecretList");
+        let gone =
+            s.delete_collection(&secrets(Some("ameide"), None), Some("owner!=helm"), None).unwrap();
+        assert_eq!(names(gone), ["c"]);
+        s.delete(&ns_target(Some("ameide"))).unwrap();
+        assert_eq!(names(s.list(&secrets(None, None), None, None).unwrap()), ["a"]);
+    }
+
+    #[test]
+    fn apply_upserts_and_merge_patch_needs_an_object() {
+        let mut s = Store::in_memory();
+        let t = secrets(Some("default"), Some("x"));
+        let err = s.patch(&t, json!({"data": {}}), false).unwrap_err();
+        assert_eq!(err.code, 404);
+        let a =
+            s.patch(&t, json!({"metadata": {"name": "x"}, "data": {"a": "YQ=="}}), true).unwrap();
+        let b = s.patch(&t, json!({"data": {"b": "Yg=="}}), true).unwrap();
+        assert_eq!(a["metadata"]["uid"], b["metadata"]["uid"]);
+        assert_eq!(b["data"], json!({"a": "YQ==", "b": "Yg=="}));
+        assert_ne!(a["metadata"]["resourceVersion"], b["metadata"]["resourceVersion"]);
+        let c = s.patch(&t, json!({"data": {"a": null}}), false).unwrap();
+        assert_eq!(c["data"], json!({"b": "Yg=="}));
+        let mut stale = c.clone();
+        stale["metadata"]["resourceVersion"] = json!("1");
+        assert_eq!(s.replace(&t, stale).unwrap_err().reason, "Conflict");
+    }
+}

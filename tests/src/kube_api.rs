@@ -1,0 +1,347 @@
+//! A small async client for the fake API server, used by the fake tools. Plain HTTP/1.1
+//! over loopback (the fake API serves no TLS), one connection per request, JSON objects
+//! as `serde_json::Value`. The base URL comes from the current kubeconfig context.
+//!
+//! Paths are built from an object's `apiVersion`, `kind`, namespace and name with
+//! [`collection_path`] / [`object_path`].
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::apiserver::resources;
+
+/// A Kubernetes `Status` failure answered by the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusError {
+    pub code: u16,
+    pub reason: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for StatusError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.reason, self.code, self.message)
+    }
+}
+
+impl std::error::Error for StatusError {}
+
+/// Whether an error is the API's 404.
+pub fn is_not_found(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<StatusError>().is_some_and(|e| e.code == 404)
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// `host:port`
+    authority: String,
+}
+
+impl Client {
+    /// `http://127.0.0.1:PORT` (a trailing slash is fine).
+    pub fn new(server: &str) -> Result<Client> {
+        let Some(rest) = server.strip_prefix("http://") else {
+            bail!("{server}: the testbed API client speaks plain http:// only");
+        };
+        Ok(Client { authority: rest.trim_end_matches('/').to_owned() })
+    }
+
+    /// The server of the current context of `$KUBECONFIG` (first file of the list).
+    pub fn from_env() -> Result<Client> {
+        let var = std::env::var("KUBECONFIG").context("KUBECONFIG is not set")?;
+        let first = var.split(':').next().unwrap_or_default();
+        Client::from_kubeconfig(Path::new(first))
+    }
+
+    pub fn from_kubeconfig(path: &Path) -> Result<Client> {
+        let config = crate::kubeconfig::read(path)?;
+        let server = crate::kubeconfig::current_server(&config).with_context(|| {
+            format!("{}: no current context with a cluster server", path.display())
+        })?;
+        Client::new(&server)
+    }
+
+    pub fn server(&self) -> String {
+        format!("http://{}", self.authority)
+    }
+
+    /// One request; `Ok((status, body))` whatever the status.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>)> {
+        let mut stream = tokio::net::TcpStream::connect(&self.authority)
+            .await
+            .with_context(|| format!("connecting to the API at {}", self.server()))?;
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\n\
+             User-Agent: testbed\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            self.authority,
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body).await?;
+        let mut buf = Vec::new();
+        stream.read_to_end(&mut buf).await.context("reading the API's answer")?;
+        parse_response(&buf).with_context(|| format!("{method} {path}"))
+    }
+
+    async fn json(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Option<&Value>,
+    ) -> Result<Value> {
+        let bytes = body.map(serde_json::to_vec).transpose()?.unwrap_or_default();
+        let (code, answer) = self.raw(method, path, content_type, &bytes).await?;
+        let value: Value = serde_json::from_slice(&answer).with_context(|| {
+            format!(
+                "{method} {path}: answer {code} is not JSON: {}",
+                String::from_utf8_lossy(&answer)
+            )
+        })?;
+        if code >= 400 {
+            return Err(StatusError {
+                code,
+                reason: value["reason"].as_str().unwrap_or("Unknown").to_owned(),
+                message: value["message"].as_str().unwrap_or("").to_owned(),
+            }
+            .into());
+        }
+        Ok(value)
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        self.json("GET", path, "application/json", None).await
+    }
+
+    /// `None` when the object does not exist.
+    pub async fn get_opt(&self, path: &str) -> Result<Option<Value>> {
+        match self.get(path).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The items of a collection path, optionally filtered by a label selector.
+    pub async fn list(&self, collection: &str, label_selector: Option<&str>) -> Result<Vec<Value>> {
+        let path = with_selector(collection, label_selector);
+        let list = self.get(&path).await?;
+        Ok(list["items"].as_array().cloned().unwrap_or_default())
+    }
+
+    pub async fn create(&self, collection: &str, object: &Value) -> Result<Value> {
+        self.json("POST", collection, "application/json", Some(object)).await
+    }
+
+    /// Server-side apply (an upsert on the fake API).
+    pub async fn apply(&self, object_path: &str, object: &Value) -> Result<Value> {
+        let path = format!("{object_path}?fieldManager=testbed&force=true");
+        self.json("PATCH", &path, "application/apply-patch+yaml", Some(object)).await
+    }
+
+    /// Server-side apply of a whole object, its path derived from its own fields.
+    pub async fn apply_object(&self, object: &Value) -> Result<Value> {
+        self.apply(&path_of(object)?, object).await
+    }
+
+    pub async fn replace(&self, object_path: &str, object: &Value) -> Result<Value> {
+        self.json("PUT", object_path, "application/json", Some(object)).await
+    }
+
+    pub async fn merge_patch(&self, object_path: &str, patch: &Value) -> Result<Value> {
+        self.json("PATCH", object_path, "application/merge-patch+json", Some(patch)).await
+    }
+
+    /// `Ok(false)` when there was nothing to delete.
+    pub async fn delete(&self, object_path: &str) -> Result<bool> {
+        match self.json("DELETE", object_path, "application/json", None).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The deleted objects.
+    pub async fn delete_collection(
+        &self,
+        collection: &str,
+        label_selector: Option<&str>,
+    ) -> Result<Vec<Value>> {
+        let path = with_selector(collection, label_selector);
+        let list = self.json("DELETE", &path, "application/json", None).await?;
+        Ok(list["items"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// A pod's log (`pods/log`).
+    pub async fn pod_log(&self, namespace: &str, pod: &str) -> Result<String> {
+        let path = format!("/api/v1/namespaces/{namespace}/pods/{pod}/log");
+        let (code, body) = self.raw("GET", &path, "application/json", &[]).await?;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if code >= 400 {
+            let status: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            return Err(StatusError {
+                code,
+                reason: status["reason"].as_str().unwrap_or("Unknown").to_owned(),
+                message: status["message"].as_str().unwrap_or(&text).to_owned(),
+            }
+            .into());
+        }
+        Ok(text)
+    }
+
+    /// Create a namespace unless it exists.
+    pub async fn ensure_namespace(&self, name: &str) -> Result<()> {
+        let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        match self.create("/api/v1/namespaces", &ns).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.downcast_ref::<StatusError>().is_some_and(|s| s.code == 409) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Wait until `GET {server}/readyz` answers 200.
+pub async fn wait_ready(server: &str, timeout: Duration) -> Result<()> {
+    let client = Client::new(server)?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match client.raw("GET", "/readyz", "text/plain", &[]).await {
+            Ok((200, _)) => return Ok(()),
+            other if tokio::time::Instant::now() >= deadline => {
+                bail!("the API at {server} is not ready after {timeout:?}: {other:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+fn with_selector(path: &str, label_selector: Option<&str>) -> String {
+    match label_selector {
+        Some(sel) if !sel.is_empty() => format!("{path}?labelSelector={}", percent_encode(sel)),
+        _ => path.to_owned(),
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `/api/v1/namespaces/NS/secrets` or `/apis/batch/v1/jobs` (all namespaces).
+pub fn collection_path(api_version: &str, kind: &str, namespace: Option<&str>) -> String {
+    let (group, version) = resources::split_api_version(api_version);
+    let plural = resources::by_kind(group, kind)
+        .map(|r| r.plural.to_owned())
+        .unwrap_or_else(|| resources::guess_plural(kind));
+    let root = if group.is_empty() {
+        format!("/api/{version}")
+    } else {
+        format!("/apis/{group}/{version}")
+    };
+    let namespaced = !resources::cluster_scoped(group, kind);
+    match namespace {
+        Some(ns) if namespaced => format!("{root}/namespaces/{ns}/{plural}"),
+        _ => format!("{root}/{plural}"),
+    }
+}
+
+pub fn object_path(api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> String {
+    format!("{}/{name}", collection_path(api_version, kind, namespace))
+}
+
+/// The path of an object from its own `apiVersion`, `kind` and metadata.
+pub fn path_of(object: &Value) -> Result<String> {
+    let (Some(api_version), Some(kind), Some(name)) = (
+        object["apiVersion"].as_str(),
+        object["kind"].as_str(),
+        object["metadata"]["name"].as_str(),
+    ) else {
+        bail!("an object needs apiVersion, kind and metadata.name: {object}");
+    };
+    Ok(object_path(api_version, kind, object["metadata"]["namespace"].as_str(), name))
+}
+
+fn parse_response(buf: &[u8]) -> Result<(u16, Vec<u8>)> {
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").context("no end of headers")?;
+    let head = String::from_utf8_lossy(&buf[..split]);
+    let body = &buf[split + 4..];
+    let mut lines = head.lines();
+    let status = lines.next().unwrap_or_default();
+    let code: u16 = status
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("bad status line {status:?}"))?;
+    let chunked = lines.any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    Ok((code, if chunked { dechunk(body)? } else { body.to_vec() }))
+}
+
+fn dechunk(mut body: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = body.windows(2).position(|w| w == b"\r\n").context("bad chunk")?;
+        let size_text = String::from_utf8_lossy(&body[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .with_context(|| format!("bad chunk size {size_text:?}"))?;
+        body = &body[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(body.get(..size).context("short chunk")?);
+        body = body.get(size + 2..).unwrap_or_default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_follow_the_api_layout() {
+        assert_eq!(collection_path("v1", "Secret", Some("a")), "/api/v1/namespaces/a/secrets");
+        assert_eq!(collection_path("v1", "Secret", None), "/api/v1/secrets");
+        assert_eq!(object_path("v1", "Namespace", Some("x"), "a"), "/api/v1/namespaces/a");
+        assert_eq!(
+            object_path("external-secrets.io/v1beta1", "ExternalSecret", Some("a"), "b"),
+            "/apis/external-secrets.io/v1beta1/namespaces/a/externalsecrets/b"
+        );
+        assert_eq!(
+            object_path("example.io/v1", "Widget", Some("a"), "w"),
+            "/apis/example.io/v1/namespaces/a/widgets/w"
+        );
+        assert_eq!(
+            collection_path("rbac.authorization.k8s.io/v1", "ClusterRole", Some("a")),
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles"
+        );
+    }
+
+    #[test]
+    fn responses_parse_with_and_without_chunking() {
+        let (c, b) =
+            parse_response(b"HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\n{}").unwrap();
+        assert_eq!((c, b.as_slice()), (404, &b"{}"[..]));
+        let (c, b) =
+            parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap();
+        assert_eq!((c, b.as_slice()), (200, &b"abcde"[..]));
+        assert_eq!(percent_encode("name=a,owner=helm"), "name%3Da%2Cowner%3Dhelm");
+    }
+}

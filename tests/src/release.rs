@@ -1,0 +1,315 @@
+//! Helm release state, stored exactly as Helm 4's Secret storage driver stores it
+//! (helm `pkg/storage/driver/secrets.go`, `util.go`): Secret
+//! `sh.helm.release.v1.<name>.v<rev>`, type `helm.sh/release.v1`, labels
+//! `owner=helm,name,status,version`, and `data.release` = Helm's base64 of gzip of the
+//! release JSON. The API base64-encodes `data` once more, so the JSON on the wire carries
+//! base64(base64(gzip(json))). Field names follow `/work/shared/formats/helm4-release-dry-run.json`.
+
+use std::io::{Read, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+pub const SECRET_TYPE: &str = "helm.sh/release.v1";
+/// Not Helm's: the testbed records which Helmfile layer (file stem) installed a release,
+/// so the fake `helm test` can apply per-layer scenarios.
+pub const LAYER_LABEL: &str = "testbed.local/layer";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Release {
+    pub name: String,
+    pub info: Info,
+    #[serde(default)]
+    pub chart: Value,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub config: Value,
+    #[serde(default)]
+    pub manifest: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<Hook>,
+    pub version: u32,
+    pub namespace: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<serde_json::Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub apply_method: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Info {
+    #[serde(default)]
+    pub first_deployed: String,
+    #[serde(default)]
+    pub last_deployed: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub deleted: String,
+    #[serde(default)]
+    pub description: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub notes: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Hook {
+    pub name: String,
+    pub kind: String,
+    #[serde(default)]
+    pub path: String,
+    #[serde(default)]
+    pub manifest: String,
+    #[serde(default)]
+    pub events: Vec<String>,
+    #[serde(default)]
+    pub last_run: LastRun,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delete_policies: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LastRun {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub completed_at: String,
+    #[serde(default)]
+    pub phase: String,
+}
+
+impl Release {
+    pub fn secret_name(&self) -> String {
+        secret_name(&self.name, self.version)
+    }
+
+    pub fn chart_name(&self) -> &str {
+        self.chart["metadata"]["name"].as_str().unwrap_or("")
+    }
+
+    pub fn chart_version(&self) -> &str {
+        self.chart["metadata"]["version"].as_str().unwrap_or("")
+    }
+
+    pub fn test_hooks_mut(&mut self) -> impl Iterator<Item = &mut Hook> {
+        self.hooks.iter_mut().filter(|h| h.events.iter().any(|e| e == "test"))
+    }
+
+    /// The Secret object (API JSON) that stores this release. `layer` is the testbed's
+    /// own label (see [`LAYER_LABEL`]).
+    pub fn to_secret(&self, layer: Option<&str>) -> Result<Value> {
+        let mut labels = json!({
+            "owner": "helm",
+            "name": self.name,
+            "status": self.info.status,
+            "version": self.version.to_string(),
+        });
+        if let Some(layer) = layer {
+            labels[LAYER_LABEL] = json!(layer);
+        }
+        Ok(json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": { "name": self.secret_name(), "namespace": self.namespace, "labels": labels },
+            "type": SECRET_TYPE,
+            "data": { "release": B64.encode(encode(self)?) },
+        }))
+    }
+
+    /// Decode a release Secret as the API returns it (JSON, `data.release` base64).
+    pub fn from_secret(secret: &Value) -> Result<Release> {
+        let name = secret["metadata"]["name"].as_str().unwrap_or("?");
+        let data = secret["data"]["release"]
+            .as_str()
+            .with_context(|| format!("secret {name}: no data.release"))?;
+        let helm_text = B64
+            .decode(data)
+            .with_context(|| format!("secret {name}: data.release is not base64"))?;
+        decode(&helm_text).with_context(|| format!("secret {name}"))
+    }
+}
+
+pub fn secret_name(release: &str, version: u32) -> String {
+    format!("sh.helm.release.v1.{release}.v{version}")
+}
+
+/// Helm's `encodeRelease`: JSON, gzip, base64 (the text Helm puts into `data.release`).
+pub fn encode(release: &Release) -> Result<String> {
+    let json = serde_json::to_vec(release)?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&json)?;
+    Ok(B64.encode(gz.finish()?))
+}
+
+/// Helm's `decodeRelease`: base64, then gunzip when the gzip magic is present.
+pub fn decode(text: &[u8]) -> Result<Release> {
+    let bytes = B64.decode(text).context("release is not base64")?;
+    let json = if bytes.starts_with(&[0x1f, 0x8b, 0x08]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut out).context("release gzip")?;
+        out
+    } else {
+        bytes
+    };
+    serde_json::from_slice(&json).context("release JSON")
+}
+
+/// The latest revision among release Secrets (API JSON objects) of one release.
+pub fn latest(secrets: &[Value]) -> Result<Option<Release>> {
+    let mut best: Option<Release> = None;
+    for s in secrets {
+        let r = Release::from_secret(s)?;
+        if best.as_ref().is_none_or(|b| r.version > b.version) {
+            best = Some(r);
+        }
+    }
+    Ok(best)
+}
+
+/// Seconds and nanoseconds since the epoch, now.
+fn now() -> (u64, u32) {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    (d.as_secs(), d.subsec_nanos())
+}
+
+/// RFC 3339 with nanoseconds, as Go's `time.Time` marshals (Helm's timestamps).
+pub fn timestamp_now() -> String {
+    let (secs, nanos) = now();
+    let (y, mo, d, h, mi, s, _) = civil(secs);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{nanos:09}Z")
+}
+
+/// RFC 3339 in whole seconds, as Kubernetes writes `creationTimestamp`.
+pub fn k8s_timestamp_now() -> String {
+    let (y, mo, d, h, mi, s, _) = civil(now().0);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// Go's `time.ANSIC` layout (`Mon Jan  2 15:04:05 2006`) of an RFC 3339 UTC timestamp,
+/// which is how `helm status`/`helm test` print times. Unparseable input comes back as is.
+pub fn ansic(rfc3339: &str) -> String {
+    let parse = || -> Option<u64> {
+        let (date, time) = rfc3339.split_once('T')?;
+        let mut dp = date.split('-').map(|p| p.parse::<i64>().ok());
+        let (y, m, d) = (dp.next()??, dp.next()??, dp.next()??);
+        let mut tp = time.get(..8)?.split(':').map(|p| p.parse::<u64>().ok());
+        let (h, mi, s) = (tp.next()??, tp.next()??, tp.next()??);
+        let days = days_from_civil(y, m, d);
+        Some(days as u64 * 86400 + h * 3600 + mi * 60 + s)
+    };
+    let Some(secs) = parse() else { return rfc3339.to_owned() };
+    let (y, mo, d, h, mi, s, wd) = civil(secs);
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    format!("{} {} {d:>2} {h:02}:{mi:02}:{s:02} {y}", DAYS[wd], MONTHS[mo as usize - 1])
+}
+
+/// (year, month, day, hour, minute, second, weekday 0=Sunday) of a Unix time (UTC).
+fn civil(secs: u64) -> (i64, u32, u32, u64, u64, u64, usize) {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let weekday = (days + 4).rem_euclid(7) as usize;
+    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60, weekday)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Check a status word against Helm's release statuses.
+pub fn check_status(status: &str) -> Result<()> {
+    const STATUSES: [&str; 9] = [
+        "unknown",
+        "deployed",
+        "uninstalled",
+        "superseded",
+        "failed",
+        "uninstalling",
+        "pending-install",
+        "pending-upgrade",
+        "pending-rollback",
+    ];
+    if !STATUSES.contains(&status) {
+        bail!("unknown release status `{status}`");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Release {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/formats/helm4-release-dry-run.json"
+        ));
+        match text {
+            Ok(t) => serde_json::from_str(&t).unwrap(),
+            // The captured format lives outside the repository; a minimal release instead.
+            Err(_) => Release {
+                name: "demo".into(),
+                namespace: "ameide".into(),
+                version: 1,
+                info: Info { status: "deployed".into(), ..Info::default() },
+                hooks: vec![Hook {
+                    name: "demo-test-connection".into(),
+                    kind: "Pod".into(),
+                    events: vec!["test".into()],
+                    ..Hook::default()
+                }],
+                ..Release::default()
+            },
+        }
+    }
+
+    #[test]
+    fn secret_roundtrip_keeps_the_release_and_helms_layout() {
+        let release = sample();
+        let secret = release.to_secret(Some("10-bootstrap")).unwrap();
+        assert_eq!(secret["type"], SECRET_TYPE);
+        assert_eq!(secret["metadata"]["name"], "sh.helm.release.v1.demo.v1");
+        assert_eq!(secret["metadata"]["labels"]["owner"], "helm");
+        assert_eq!(secret["metadata"]["labels"]["version"], "1");
+        // Two layers of base64 over gzip.
+        let once = B64.decode(secret["data"]["release"].as_str().unwrap()).unwrap();
+        let gz = B64.decode(&once).unwrap();
+        assert_eq!(&gz[..3], &[0x1f, 0x8b, 0x08]);
+        assert_eq!(Release::from_secret(&secret).unwrap(), release);
+    }
+
+    #[test]
+    fn decode_accepts_plain_json_releases() {
+        let plain =
+            B64.encode(br#"{"name":"x","info":{"status":"failed"},"version":2,"namespace":"n"}"#);
+        let r = decode(plain.as_bytes()).unwrap();
+        assert_eq!((r.name.as_str(), r.version, r.info.status.as_str()), ("x", 2, "failed"));
+    }
+
+    #[test]
+    fn times_format_like_go() {
+        assert_eq!(ansic("2026-11-26T12:40:13.280782421Z"), "Thu Nov 26 12:40:13 2026");
+        assert_eq!(ansic("2006-01-02T15:04:05Z"), "Mon Jan  2 15:04:05 2006");
+        assert_eq!(civil(0), (1970, 1, 1, 0, 0, 0, 4));
+        assert!(timestamp_now().ends_with('Z') && timestamp_now().len() == 30);
+    }
+}

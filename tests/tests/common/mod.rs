@@ -1,0 +1,132 @@
+//! Helpers shared by the API and Helm integration tests: a fake API server process on a
+//! temp dir, a kubeconfig for it, and the real tools (skipped, or failed under `CI`).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+/// A real tool on PATH. Without it: panic when `CI` is set, else print "skipped" and None.
+pub fn real_tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file())
+    });
+    if found.is_none() {
+        if std::env::var_os("CI").is_some() {
+            panic!("`{name}` is not on PATH, and CI is set: this test needs the real {name}");
+        }
+        eprintln!("skipped: `{name}` is not on PATH");
+    }
+    found
+}
+
+/// One fake API server on a temp state dir, killed on drop.
+pub struct Api {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Child,
+}
+
+impl Api {
+    pub fn start() -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let (child, port) = spawn(dir.path());
+        let api = Api { dir, port, child };
+        std::fs::write(api.kubeconfig(), kubeconfig(port)).unwrap();
+        api
+    }
+
+    /// Stop the process and start another on the same state.
+    pub fn restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let (child, port) = spawn(self.dir.path());
+        self.child = child;
+        self.port = port;
+        std::fs::write(self.kubeconfig(), kubeconfig(port)).unwrap();
+    }
+
+    pub fn server(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    pub fn client(&self) -> testbed::kube_api::Client {
+        testbed::kube_api::Client::new(&self.server()).unwrap()
+    }
+
+    /// A command with this API's kubeconfig and private helm/kubectl caches.
+    pub fn command(&self, program: &Path) -> Command {
+        let mut cmd = Command::new(program);
+        let home = self.dir.path().join("home");
+        cmd.env("KUBECONFIG", self.kubeconfig())
+            .env("HOME", &home)
+            .env("HELM_CACHE_HOME", home.join("helm-cache"))
+            .env("HELM_CONFIG_HOME", home.join("helm-config"))
+            .env("HELM_DATA_HOME", home.join("helm-data"));
+        cmd
+    }
+
+    pub fn run(&self, program: &Path, args: &[&str]) -> Output {
+        let out = self.command(program).args(args).output().unwrap();
+        eprintln!(
+            "$ {} {}\n{}{}",
+            program.display(),
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Run and expect success; the stdout.
+    pub fn ok(&self, program: &Path, args: &[&str]) -> String {
+        let out = self.run(program, args);
+        assert!(out.status.success(), "{} {args:?} failed", program.display());
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// The child is returned to `Api`, which kills and waits for it on drop.
+#[allow(clippy::zombie_processes)]
+fn spawn(dir: &Path) -> (Child, u16) {
+    let port_file = dir.join("apiserver.port");
+    let _ = std::fs::remove_file(&port_file);
+    let child = Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args(["apiserver", "--state-dir"])
+        .arg(dir.join("api"))
+        .arg("--port-file")
+        .arg(&port_file)
+        .stderr(std::fs::File::create(dir.join("apiserver.log")).unwrap())
+        .spawn()
+        .unwrap();
+    // Not a timed assertion: a generous bound so a broken server fails instead of hanging.
+    let start = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&port_file)
+            && let Ok(port) = text.trim().parse()
+        {
+            return (child, port);
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "the API server wrote no port file");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn kubeconfig(port: u16) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: k3d-test\n  cluster:\n    server: http://127.0.0.1:{port}\n\
+         contexts:\n- name: k3d-test\n  context:\n    cluster: k3d-test\n    user: admin@k3d-test\n\
+         users:\n- name: admin@k3d-test\n  user:\n    token: testbed\ncurrent-context: k3d-test\n"
+    )
+}
