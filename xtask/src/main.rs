@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use xtask::config::Context;
-use xtask::{cluster, doctor, error, plan};
+use xtask::{charts, cluster, doctor, error, plan};
 
 /// Bring the local Kubernetes platform to a known-good state, and prove it.
 ///
@@ -40,6 +40,11 @@ enum Command {
     /// container, start it when stopped; remove legacy registry containers; wait until
     /// its API is ready. `--plan` prints the decision and changes nothing.
     Cluster(cluster::Args),
+    /// Vendor third-party Helm charts: `vendor add` locks a chart (archive + digest in
+    /// charts.lock.yaml), `vendor` fetches missing or altered archives (each must match
+    /// its digest), `vendor update` re-locks at a new version, `vendor --check` verifies
+    /// offline that archives match and no release needs a remote repository.
+    Vendor(charts::Args),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +66,7 @@ fn run(cli: Cli) -> Result<()> {
             Command::Plan(args) => plan::run(&ctx, args),
             Command::Doctor(args) => doctor::run(&ctx, args).await,
             Command::Cluster(args) => cluster::run(&ctx, args).await,
+            Command::Vendor(args) => charts::run(&ctx, args).await,
         }
     })
 }

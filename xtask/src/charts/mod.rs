@@ -18,12 +18,115 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use futures::StreamExt;
 
+use crate::config::Context;
 use crate::error::{Coded, ExitCode, bad_input, failed};
 use crate::platform::charts_lock::{ChartsLock, LockedChart, write_atomically};
+use crate::platform::helmfile::{Platform, TemplateReader};
 use crate::report::Log;
 use fetch::{Fetched, Fetcher};
 pub use plan::ReleaseChart;
 use plan::{ArchiveState, Observed};
+
+/// `cargo xtask vendor [--check | --prune]`, `vendor add`, `vendor update`.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Args {
+    /// Verify offline, changing nothing: every archive exists and matches its locked
+    /// digest, and every Helmfile release chart is a local chart or a locked archive.
+    /// Exit 1 listing each problem.
+    #[arg(long, conflicts_with = "prune")]
+    pub check: bool,
+    /// Also delete archives beside the lock that it does not list.
+    #[arg(long)]
+    pub prune: bool,
+    #[command(subcommand)]
+    pub command: Option<VendorCommand>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum VendorCommand {
+    /// Download chart NAME at VERSION, write its archive next to the lock and record
+    /// its digest in the lock.
+    Add {
+        name: String,
+        /// Helm repository (`https://...`, whose `index.yaml` lists the chart) or OCI
+        /// registry path (`oci://host/path`, the chart being `oci://host/path/NAME`).
+        #[arg(long, alias = "repository", value_name = "URL")]
+        repo: String,
+        #[arg(long)]
+        version: String,
+    },
+    /// Move a locked chart to VERSION (default: the repository's newest stable
+    /// version) and re-lock it; the previous archive is removed.
+    Update {
+        name: String,
+        #[arg(long)]
+        version: Option<String>,
+    },
+}
+
+/// The CLI entry: the lock from the settings, the Helmfile for `--check`.
+pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
+    let lock_path = &ctx.settings.charts_lock;
+    let shown = ctx.display_path(lock_path);
+    if args.check {
+        let (releases, unread) = helmfile_release_charts(ctx)?;
+        let (charts, releases) = check(lock_path, &releases, &unread)?;
+        println!(
+            "vendored charts ok: {charts} archive(s) match {shown}, {releases} release chart(s) are local or locked"
+        );
+        return Ok(());
+    }
+    let log = Log::open(&ctx.log_path)?;
+    match &args.command {
+        Some(VendorCommand::Add { name, repo, version }) => {
+            let entry = add(lock_path, &log, name, repo, version).await?;
+            println!("locked {} {} ({}) in {shown}", entry.name, entry.version, entry.digest);
+        }
+        Some(VendorCommand::Update { name, version }) => {
+            let entry = update(lock_path, &log, name, version.as_deref()).await?;
+            println!("locked {} {} ({}) in {shown}", entry.name, entry.version, entry.digest);
+        }
+        None => {
+            let done = refresh(lock_path, &log, args.prune).await?;
+            println!(
+                "vendored charts: {} fetched, {} already up to date ({shown})",
+                done.fetched.len(),
+                done.up_to_date
+            );
+            for path in &done.pruned {
+                println!("removed unlocked archive {}", ctx.display_path(path));
+            }
+            for path in &done.unlocked {
+                println!(
+                    "warning: {} is not in the lock (remove it with --prune)",
+                    ctx.display_path(path)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every release chart of the platform's Helmfile layers, and one problem per layer
+/// that could not be read: unread means unproven.
+fn helmfile_release_charts(ctx: &Context) -> Result<(Vec<ReleaseChart>, Vec<String>)> {
+    let templates =
+        TemplateReader::from_path(&ctx.settings.environment, ctx.settings.timeouts.tool_call());
+    let platform = Platform::read(&ctx.settings.helmfile, &templates)?;
+    let (mut charts, mut unread) = (Vec::new(), Vec::new());
+    for layer in &platform.layers {
+        if let Some(reason) = layer.releases.not_read_reason() {
+            unread.push(format!("{}: release charts not checked: {reason}", layer.file.display()));
+        }
+        charts.extend(layer.releases.as_slice().iter().map(|release| ReleaseChart {
+            layer_file: layer.file.clone(),
+            release: release.name.clone(),
+            chart: release.chart.clone(),
+        }));
+    }
+    Ok((charts, unread))
+}
 
 /// How many archives are downloaded at once.
 const PARALLEL_DOWNLOADS: usize = 4;
@@ -209,11 +312,17 @@ pub async fn refresh(lock_path: &Path, log: &Log, prune: bool) -> Result<Refresh
 
 /// Offline verification: every archive exists and matches its digest, and every
 /// release chart is a local chart or a locked archive. Exit 1 listing each problem;
-/// returns how many charts and releases were checked.
-pub fn check(lock_path: &Path, releases: &[ReleaseChart]) -> Result<(usize, usize)> {
+/// returns how many charts and releases were checked. `unread` are problems found
+/// while reading the Helmfile (layers that could not be read).
+pub fn check(
+    lock_path: &Path,
+    releases: &[ReleaseChart],
+    unread: &[String],
+) -> Result<(usize, usize)> {
     let lock = ChartsLock::read(lock_path)?;
     let observed = plan::observe(lock_path, &lock);
     let mut problems = plan::archive_problems(&observed);
+    problems.extend(unread.iter().cloned());
     problems.extend(plan::release_problems(lock_path, &lock, releases));
     if problems.is_empty() {
         return Ok((lock.charts.len(), releases.len()));

@@ -1,0 +1,351 @@
+//! `cargo xtask vendor` end to end: charts packaged with the real `helm`, served by a
+//! loopback Helm repository (a tiny HTTP file server below, counting requests) or
+//! pushed with `helm push` to a real registry (Debian's `docker-registry`), vendored
+//! by the xtask binary in a temp workspace found through `BOOTSTRAP_ROOT`.
+//!
+//! Tests that need helm (or the registry) fail when `CI` is set and they are missing,
+//! and otherwise print that they were skipped.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use sha2::{Digest, Sha256};
+
+/// True when `tool` runs; else fail under CI, or say it is skipped.
+fn have(tool: &str, probe: &[&str], test: &str) -> bool {
+    let found = Command::new(tool).args(probe).output().is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: `{tool}` is required under CI but was not found"
+        );
+        eprintln!("SKIPPED {test}: `{tool}` not found");
+    }
+    found
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect::<String>()
+}
+
+/// A temp workspace: settings point at `charts/charts.lock.yaml` and a one-layer
+/// Helmfile whose releases use a local chart and the vendored `demo` archive.
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new(extra_release_chart: Option<&str>) -> Workspace {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let write = |path: &str, text: &str| {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write(
+            "Cargo.toml",
+            "[workspace]\nmembers = []\n\n[workspace.metadata.bootstrap]\ncharts_lock = \"charts/charts.lock.yaml\"\nhelmfile = \"helmfile.yaml\"\nlog = \"setup.log\"\n",
+        );
+        write(
+            "charts/charts.lock.yaml",
+            "# Vendored charts (cargo xtask vendor add).\ncharts: []\n",
+        );
+        write("charts/own/Chart.yaml", "apiVersion: v2\nname: own\nversion: 0.1.0\n");
+        write(
+            "helmfile.yaml",
+            "environments:\n  local: {}\n---\nhelmfiles:\n  - helmfiles/10-apps.yaml\n",
+        );
+        let mut layer = String::from(
+            "releases:\n  - name: own\n    namespace: apps\n    chart: ../charts/own\n  - name: demo\n    namespace: apps\n    chart: ../charts/demo-0.1.0.tgz\n",
+        );
+        if let Some(chart) = extra_release_chart {
+            layer.push_str(&format!("  - name: extra\n    namespace: apps\n    chart: {chart}\n"));
+        }
+        write("helmfiles/10-apps.yaml", &layer);
+        Workspace { dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn xtask(&self, args: &[&str]) -> Run {
+        let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .env("BOOTSTRAP_ROOT", self.dir.path())
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap();
+        Run::from(args, output)
+    }
+
+    fn archive(&self) -> Vec<u8> {
+        std::fs::read(self.path("charts/demo-0.1.0.tgz")).unwrap()
+    }
+
+    fn lock(&self) -> String {
+        std::fs::read_to_string(self.path("charts/charts.lock.yaml")).unwrap()
+    }
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn from(args: &[&str], output: Output) -> Run {
+        let run = Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        eprintln!("$ xtask {} -> exit {}\n{}{}", args.join(" "), run.code, run.stdout, run.stderr);
+        run
+    }
+}
+
+/// `helm package` a tiny chart `demo` 0.1.0 into `<repo>/charts/`, then
+/// `helm repo index <repo>` (relative URLs: `charts/demo-0.1.0.tgz`).
+fn helm_repository(repo: &Path) -> Vec<u8> {
+    let src = tempfile::tempdir().unwrap();
+    let chart = src.path().join("demo");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(chart.join("Chart.yaml"), "apiVersion: v2\nname: demo\nversion: 0.1.0\n")
+        .unwrap();
+    std::fs::write(
+        chart.join("templates/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\n",
+    )
+    .unwrap();
+    let out = repo.join("charts");
+    helm(&["package", chart.to_str().unwrap(), "--destination", out.to_str().unwrap()]);
+    helm(&["repo", "index", repo.to_str().unwrap()]);
+    std::fs::read(out.join("demo-0.1.0.tgz")).unwrap()
+}
+
+fn helm(args: &[&str]) -> String {
+    let output = Command::new("helm").args(args).output().unwrap();
+    assert!(output.status.success(), "helm {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A loopback HTTP/1.1 file server that records every request path.
+struct FileServer {
+    url: String,
+    requests: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    addr: std::net::SocketAddr,
+}
+
+impl FileServer {
+    fn serve(root: &Path) -> FileServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (root, seen, stopping) = (root.to_path_buf(), requests.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(stream) = stream {
+                    answer(stream, &root, &seen);
+                }
+            }
+        });
+        FileServer { url: format!("http://{addr}"), requests, stop, thread: Some(thread), addr }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Close the port: later connections are refused.
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn answer(stream: TcpStream, root: &Path, seen: &Mutex<Vec<String>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).map_or(true, |n| n == 0) || header.trim().is_empty() {
+            break;
+        }
+    }
+    let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    seen.lock().unwrap().push(path.clone());
+    let file = root.join(path.trim_start_matches('/'));
+    let mut stream = stream;
+    let (status, body) = match std::fs::read(&file) {
+        Ok(body) if !path.contains("..") => ("200 OK", body),
+        _ => ("404 Not Found", b"not found".to_vec()),
+    };
+    let head =
+        format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(&body);
+}
+
+fn flip_a_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn http_repository_add_refresh_restore_and_offline_check() {
+    if !have("helm", &["version"], "http_repository_add_refresh_restore_and_offline_check") {
+        return;
+    }
+    let repo = tempfile::tempdir().unwrap();
+    let packaged = helm_repository(repo.path());
+    let mut server = FileServer::serve(repo.path());
+    let ws = Workspace::new(None);
+
+    // Before anything is vendored, the release's archive is not there.
+    let before = ws.xtask(&["vendor", "--check"]);
+    assert_eq!(before.code, 1);
+    assert!(before.stderr.contains("release `demo`") && before.stderr.contains("does not exist"));
+
+    let add = ws.xtask(&["vendor", "add", "demo", "--repo", &server.url, "--version", "0.1.0"]);
+    assert_eq!(add.code, 0);
+    assert_eq!(ws.archive(), packaged, "the archive is the one the repository serves");
+    let digest = format!("sha256:{}", sha256(&packaged));
+    assert!(ws.lock().contains(&format!("digest: {digest}")), "{}", ws.lock());
+    assert!(ws.lock().starts_with("# Vendored charts"), "the header comment is kept");
+    assert!(ws.lock().contains("archive: demo-0.1.0.tgz"));
+    assert_eq!(server.requests(), ["/index.yaml", "/charts/demo-0.1.0.tgz"]);
+
+    // Nothing to do: nothing downloaded.
+    let again = ws.xtask(&["vendor"]);
+    assert_eq!(again.code, 0);
+    assert!(again.stdout.contains("0 fetched, 1 already up to date"), "{}", again.stdout);
+    assert_eq!(server.requests().len(), 2);
+    assert_eq!(ws.xtask(&["vendor", "--check"]).code, 0);
+
+    // A flipped byte: --check names the chart, vendor restores it.
+    flip_a_byte(&ws.path("charts/demo-0.1.0.tgz"));
+    let check = ws.xtask(&["vendor", "--check"]);
+    assert_eq!(check.code, 1);
+    assert!(
+        check.stderr.contains("chart `demo` 0.1.0") && check.stderr.contains(&digest),
+        "{}",
+        check.stderr
+    );
+    let restore = ws.xtask(&["vendor"]);
+    assert_eq!(restore.code, 0);
+    assert!(restore.stdout.contains("1 fetched"));
+    assert_eq!(ws.archive(), packaged);
+
+    // Offline: --check needs no repository.
+    server.stop();
+    assert_eq!(ws.xtask(&["vendor", "--check"]).code, 0);
+
+    // An unreachable repository: clear error, exit 3, the damaged file left as it was.
+    flip_a_byte(&ws.path("charts/demo-0.1.0.tgz"));
+    let damaged = ws.archive();
+    let unreachable = ws.xtask(&["vendor"]);
+    assert_eq!(unreachable.code, 3);
+    assert!(
+        unreachable.stderr.contains("repository unreachable")
+            && unreachable.stderr.contains("`demo`")
+    );
+    assert_eq!(ws.archive(), damaged);
+
+    // An archive the lock does not list is reported, and removed with --prune.
+    std::fs::write(ws.path("charts/old-1.0.0.tgz"), b"stale").unwrap();
+    flip_a_byte(&ws.path("charts/demo-0.1.0.tgz")); // back to the good bytes
+    let report = ws.xtask(&["vendor"]);
+    assert!(
+        report.code == 0 && report.stdout.contains("old-1.0.0.tgz is not in the lock"),
+        "{}",
+        report.stdout
+    );
+    assert_eq!(ws.xtask(&["vendor", "--prune"]).code, 0);
+    assert!(!ws.path("charts/old-1.0.0.tgz").exists());
+}
+
+#[test]
+fn wrong_locked_digest_fails_naming_chart_and_both_digests() {
+    if !have("helm", &["version"], "wrong_locked_digest_fails_naming_chart_and_both_digests") {
+        return;
+    }
+    let repo = tempfile::tempdir().unwrap();
+    let packaged = helm_repository(repo.path());
+    let server = FileServer::serve(repo.path());
+    let ws = Workspace::new(None);
+    assert_eq!(
+        ws.xtask(&["vendor", "add", "demo", "--repo", &server.url, "--version", "0.1.0"]).code,
+        0
+    );
+
+    let real = format!("sha256:{}", sha256(&packaged));
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    std::fs::write(ws.path("charts/charts.lock.yaml"), ws.lock().replace(&real, &wrong)).unwrap();
+    let run = ws.xtask(&["vendor"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("chart `demo` 0.1.0")
+            && run.stderr.contains(&real)
+            && run.stderr.contains(&wrong),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(ws.archive(), packaged, "the existing file is untouched");
+}
+
+#[test]
+fn check_rejects_remote_release_charts_and_bad_arguments() {
+    let ws = Workspace::new(Some("bitnami/postgresql"));
+    std::fs::write(ws.path("charts/demo-0.1.0.tgz"), b"not locked").unwrap();
+    let check = ws.xtask(&["vendor", "--check"]);
+    assert_eq!(check.code, 1);
+    assert!(check.stderr.contains("2 problem(s)"), "{}", check.stderr);
+    assert!(
+        check.stderr.contains(
+            "release `extra`: chart `bitnami/postgresql` is a remote repository reference"
+        )
+    );
+    assert!(check.stderr.contains("release `demo`") && check.stderr.contains("is not in the lock"));
+
+    let bad_repo = ws.xtask(&["vendor", "add", "demo", "--repo", "ftp://x", "--version", "1"]);
+    assert_eq!(bad_repo.code, 2);
+    assert!(bad_repo.stderr.contains("ftp://x"));
+    let unknown = ws.xtask(&["vendor", "update", "nope"]);
+    assert_eq!(unknown.code, 2);
+    assert!(
+        unknown.stderr.contains("`nope` is not in") && unknown.stderr.contains("charts.lock.yaml")
+    );
+    assert_eq!(
+        ws.lock(),
+        "# Vendored charts (cargo xtask vendor add).\ncharts: []\n",
+        "nothing changed"
+    );
+}
