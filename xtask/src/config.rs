@@ -39,6 +39,8 @@ pub struct Settings {
     pub tilt_port: u16,
     /// Per-stage timeouts, in seconds.
     pub timeouts: Timeouts,
+    /// The secrets stage (`[workspace.metadata.bootstrap.secrets]`).
+    pub secrets: SecretsSettings,
 }
 
 impl Default for Settings {
@@ -54,6 +56,45 @@ impl Default for Settings {
             log: "~/.devcontainer-setup.log".into(),
             tilt_port: 10350,
             timeouts: Timeouts::default(),
+            secrets: SecretsSettings::default(),
+        }
+    }
+}
+
+/// What the secrets stage waits for and writes (`[workspace.metadata.bootstrap.secrets]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsSettings {
+    /// Namespace of the Vault bootstrap CronJob / Job.
+    pub vault_namespace: String,
+    /// CronJob whose newest Job seeds Vault.
+    pub vault_cronjob: String,
+    /// A plain Job to wait for instead of the CronJob's newest Job.
+    pub vault_job: Option<String>,
+    /// The layer after which the Vault bootstrap is awaited.
+    pub vault_after_layer: String,
+    /// Secret holding the Postgres credentials (keys host, port, database, username, password).
+    pub postgres_secret: String,
+    pub postgres_namespace: String,
+    /// Secret written with the Flyway keys url, user, password.
+    pub db_migrations_secret: String,
+    pub db_migrations_namespace: String,
+    /// The layer after which the db-migrations secret is written.
+    pub db_migrations_after_layer: String,
+}
+
+impl Default for SecretsSettings {
+    fn default() -> Self {
+        SecretsSettings {
+            vault_namespace: "vault".into(),
+            vault_cronjob: "foundation-vault-bootstrap".into(),
+            vault_job: None,
+            vault_after_layer: "15-secrets-certificates".into(),
+            postgres_secret: "postgres-credentials".into(),
+            postgres_namespace: "ameide".into(),
+            db_migrations_secret: "db-migrations-local".into(),
+            db_migrations_namespace: "ameide".into(),
+            db_migrations_after_layer: "40-data-plane".into(),
         }
     }
 }
@@ -177,6 +218,30 @@ impl Settings {
                 return Err(empty(key));
             }
         }
+        let s = &self.secrets;
+        for (key, value) in [
+            ("vault_namespace", s.vault_namespace.as_str()),
+            ("vault_cronjob", &s.vault_cronjob),
+            ("vault_job", s.vault_job.as_deref().unwrap_or("-")),
+            ("vault_after_layer", &s.vault_after_layer),
+            ("postgres_secret", &s.postgres_secret),
+            ("postgres_namespace", &s.postgres_namespace),
+            ("db_migrations_secret", &s.db_migrations_secret),
+            ("db_migrations_namespace", &s.db_migrations_namespace),
+            ("db_migrations_after_layer", &s.db_migrations_after_layer),
+        ] {
+            if value.trim().is_empty() {
+                return Err(bad_input(format!(
+                    "{file}: [workspace.metadata.bootstrap.secrets]: `{key}` must not be empty"
+                )));
+            }
+        }
+        if self.legacy_registries.contains(&self.registry) {
+            return Err(bad_input(format!(
+                "{file}: [workspace.metadata.bootstrap]: `legacy_registries` must not name the current `registry` ({}): the cluster stage removes legacy registries",
+                self.registry
+            )));
+        }
         if self.tilt_port == 0 {
             return Err(bad_input(format!(
                 "{file}: [workspace.metadata.bootstrap]: `tilt_port` must be a port number 1-65535"
@@ -241,7 +306,8 @@ pub fn find_root(start: &Path) -> Result<PathBuf> {
                 root.display()
             )));
         }
-        return Ok(root);
+        // `a/xtask/..` reads badly in messages; the real path is what users recognise.
+        return Ok(std::fs::canonicalize(&root).unwrap_or(root));
     }
     for dir in start.ancestors() {
         let manifest = dir.join("Cargo.toml");
@@ -290,13 +356,17 @@ impl Context {
     pub fn load(log_override: Option<&Path>) -> Result<Context> {
         let cwd = std::env::current_dir()
             .map_err(|e| bad_input(format!("cannot read the current directory: {e}")))?;
-        let root = find_root(&cwd)?;
-        let settings = Settings::load(&root)?;
+        Context::new(&find_root(&cwd)?, &cwd, log_override)
+    }
+
+    /// The context of the workspace at `root`; a relative `--log` is taken from `cwd`.
+    pub fn new(root: &Path, cwd: &Path, log_override: Option<&Path>) -> Result<Context> {
+        let settings = Settings::load(root)?;
         let log_path = match log_override {
-            Some(path) => resolve_path(path, &cwd, home_dir().as_deref()),
+            Some(path) => resolve_path(path, cwd, home_dir().as_deref()),
             None => settings.log.clone(),
         };
-        Ok(Context { root, settings, log_path })
+        Ok(Context { root: root.to_path_buf(), settings, log_path })
     }
 
     /// A path shown relative to the root when it lies inside it.
@@ -357,6 +427,26 @@ mod tests {
         let err = parse("[workspace.metadata.bootstrap.timeouts]\ngate = 0\n").unwrap_err();
         assert!(err.to_string().contains("`gate` must be at least 1"), "{err}");
         assert!(parse("cluster = \"\"\n").is_err());
+        let err = parse("registry = \"dev-reg\"\n").unwrap_err();
+        assert!(err.to_string().contains("`legacy_registries` must not name"), "{err}");
+    }
+
+    #[test]
+    fn secrets_table_overrides_defaults_and_rejects_typos() {
+        let settings = parse(
+            "[workspace.metadata.bootstrap.secrets]\nvault_job = \"seed\"\ndb_migrations_namespace = \"apps\"\n",
+        )
+        .unwrap();
+        assert_eq!(settings.secrets.vault_job.as_deref(), Some("seed"));
+        assert_eq!(settings.secrets.db_migrations_namespace, "apps");
+        assert_eq!(settings.secrets.vault_after_layer, "15-secrets-certificates");
+        let err =
+            parse("[workspace.metadata.bootstrap.secrets]\nvault_cronjb = \"x\"\n").unwrap_err();
+        assert_eq!(exit_code(&err), 2);
+        assert!(err.to_string().contains("vault_cronjb"), "{err}");
+        let err =
+            parse("[workspace.metadata.bootstrap.secrets]\npostgres_secret = \"\"\n").unwrap_err();
+        assert!(err.to_string().contains("`postgres_secret` must not be empty"), "{err}");
     }
 
     #[test]
@@ -368,6 +458,25 @@ mod tests {
         assert_eq!(settings.log, Path::new("/var/log/x.log"));
         let default_log = Settings::default().resolved(Path::new("/repo"), Some(Path::new("/h")));
         assert_eq!(default_log.log, Path::new("/h/.devcontainer-setup.log"));
+    }
+
+    #[test]
+    fn the_repository_table_writes_out_the_defaults() {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        assert_eq!(Settings::parse(&manifest, &text).unwrap(), Settings::default());
+    }
+
+    #[test]
+    fn log_flag_overrides_the_setting() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("Cargo.toml"), MANIFEST).unwrap();
+        let cwd = Path::new("/work/here");
+        let ctx = Context::new(root.path(), cwd, Some(Path::new("logs/run.log"))).unwrap();
+        assert_eq!(ctx.log_path, Path::new("/work/here/logs/run.log"));
+        let ctx = Context::new(root.path(), cwd, None).unwrap();
+        assert_eq!(ctx.log_path, ctx.settings.log);
+        assert_eq!(ctx.display_path(&ctx.settings.helmfile), "infra/kubernetes/helmfile.yaml");
     }
 
     #[test]
