@@ -349,3 +349,114 @@ fn check_rejects_remote_release_charts_and_bad_arguments() {
         "nothing changed"
     );
 }
+
+/// A `testbed/registry:2` container (Debian's docker-registry) published on a free
+/// loopback port; removed on drop.
+struct RegistryContainer {
+    runtime: tokio::runtime::Runtime,
+    docker: bollard::Docker,
+    id: String,
+    port: u16,
+}
+
+impl RegistryContainer {
+    fn start() -> RegistryContainer {
+        use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+        use bollard::query_parameters::{CreateContainerOptions, StartContainerOptions};
+        let runtime = testbed::docker::runtime().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (docker, id) = runtime.block_on(async {
+            let docker = testbed::docker::connect().await.unwrap();
+            testbed::images::ensure_images(&docker).await.unwrap();
+            let body = ContainerCreateBody {
+                image: Some(testbed::images::REGISTRY_IMAGE.to_owned()),
+                cmd: Some(testbed::images::registry_command()),
+                exposed_ports: Some(vec!["5000/tcp".to_owned()]),
+                host_config: Some(HostConfig {
+                    port_bindings: Some(std::collections::HashMap::from([(
+                        "5000/tcp".to_owned(),
+                        Some(vec![PortBinding {
+                            host_ip: Some("127.0.0.1".to_owned()),
+                            host_port: Some(port.to_string()),
+                        }]),
+                    )])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let name = format!("xtask-vendor-test-{port}");
+            let created = docker
+                .create_container(
+                    Some(CreateContainerOptions { name: Some(name), ..Default::default() }),
+                    body,
+                )
+                .await
+                .unwrap();
+            docker.start_container(&created.id, None::<StartContainerOptions>).await.unwrap();
+            (docker, created.id)
+        });
+        let registry = RegistryContainer { runtime, docker, id, port };
+        registry.wait_until_it_answers();
+        registry
+    }
+
+    /// `GET /v2/` answers 200 once the registry is up (bounded: about 30 s).
+    fn wait_until_it_answers(&self) {
+        for _ in 0..300 {
+            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ =
+                    stream.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                let mut status = String::new();
+                let _ = BufReader::new(stream).read_line(&mut status);
+                if status.contains(" 200") {
+                    return;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the registry container on port {} never answered GET /v2/ with 200", self.port);
+    }
+}
+
+impl Drop for RegistryContainer {
+    fn drop(&mut self) {
+        let _ = self.runtime.block_on(testbed::docker::remove_container(&self.docker, &self.id));
+    }
+}
+
+#[test]
+fn oci_chart_pushed_to_a_registry_container_is_vendored() {
+    let test = "oci_chart_pushed_to_a_registry_container_is_vendored";
+    if !have("helm", &["version"], test) {
+        return;
+    }
+    if !testbed::docker::daemon_answers() {
+        assert!(std::env::var_os("CI").is_none(), "{test}: a Docker daemon is required under CI");
+        eprintln!("SKIPPED {test}: no Docker daemon");
+        return;
+    }
+    let repo = tempfile::tempdir().unwrap();
+    let packaged = helm_repository(repo.path());
+    let registry = RegistryContainer::start();
+    let repository = format!("oci://127.0.0.1:{}/charts", registry.port);
+    let archive = repo.path().join("charts/demo-0.1.0.tgz");
+    helm(&["push", archive.to_str().unwrap(), &repository, "--plain-http"]);
+
+    let ws = Workspace::new(None);
+    let add = ws.xtask(&["vendor", "add", "demo", "--repo", &repository, "--version", "0.1.0"]);
+    assert_eq!(add.code, 0);
+    assert!(
+        add.stderr.contains("$ helm pull") && add.stderr.contains("--plain-http"),
+        "the call is echoed"
+    );
+    assert_eq!(ws.archive(), packaged, "helm pull returns the pushed archive");
+    assert!(ws.lock().contains(&format!("digest: sha256:{}", sha256(&packaged))));
+    assert!(ws.lock().contains(&format!("repository: {repository}")));
+
+    flip_a_byte(&ws.path("charts/demo-0.1.0.tgz"));
+    assert_eq!(ws.xtask(&["vendor", "--check"]).code, 1);
+    assert_eq!(ws.xtask(&["vendor"]).code, 0);
+    assert_eq!(ws.archive(), packaged);
+    drop(registry);
+    assert_eq!(ws.xtask(&["vendor", "--check"]).code, 0, "offline once vendored");
+}
