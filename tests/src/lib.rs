@@ -8,6 +8,8 @@ pub mod apiserver;
 pub mod calls;
 pub mod cli;
 pub mod docker;
+pub mod fake_helm;
+pub mod fake_helmfile;
 pub mod fake_k3d;
 pub mod fake_tilt;
 pub mod images;

@@ -53,10 +53,8 @@ fn main() {
     let code = match tool.as_str() {
         "k3d" => testbed::fake_k3d::main(rest),
         "tilt" => testbed::fake_tilt::main(rest),
-        "helmfile" | "helm" => {
-            eprintln!("testbed: the {tool} fake is not implemented yet");
-            2
-        }
+        "helmfile" => testbed::fake_helmfile::main(rest),
+        "helm" => testbed::fake_helm::main(rest),
         _ => cli(Cli::parse()),
     };
     std::process::exit(code);

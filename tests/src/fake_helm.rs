@@ -1,0 +1,423 @@
+//! The fake `helm`: `test`, `uninstall` on the fake API; `status` and `list` (and any
+//! other verb) run the real helm (`$TESTBED_REAL_HELM`), which reads the release Secrets
+//! the testbed writes exactly as Helm does.
+//!
+//! `helm test` follows helm `pkg/action/release_testing.go` and `pkg/cmd/release_testing.go`:
+//! each test hook of the latest revision is created in the API (Pods stay, so stale
+//! test Pods exist as after a real run; `hook-succeeded` Pods are deleted after their
+//! logs were read), its `last_run` {started_at, completed_at, phase} is written back
+//! into the release Secret, then the release is printed and, with `--logs`, each Pod's
+//! log under `POD LOGS: <pod>`. Scenarios: `gate_fail` (the layer's hooks fail),
+//! `log_race` (the phase is recorded Succeeded, then the Pods vanish before their logs
+//! are read: "unable to get pod logs for <pod>: pods "<pod>" not found").
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::apiserver::store::LOG_ANNOTATION;
+use crate::kube_api::{self, Client};
+use crate::release::{self, LAYER_LABEL, Release};
+use crate::scenario::Scenario;
+
+/// Record the call, load the scenario and sleep its latency (every fake tool does this).
+pub fn prelude(tool: &str, args: &[String]) -> Scenario {
+    let Some(dir) = std::env::var_os("TESTBED_DIR").map(PathBuf::from) else {
+        return Scenario::default();
+    };
+    if let Err(e) = crate::calls::record(&dir, tool, args) {
+        eprintln!("testbed {tool}: {e:#}");
+    }
+    let scenario = Scenario::load(&dir).unwrap_or_else(|e| {
+        eprintln!("testbed {tool}: {e:#}");
+        Scenario::default()
+    });
+    if scenario.latency_ms > 0 {
+        std::thread::sleep(Duration::from_millis(scenario.latency_ms));
+    }
+    scenario
+}
+
+pub fn main(args: Vec<String>) -> i32 {
+    let scenario = prelude("helm", &args);
+    let verb = args.iter().find(|a| !a.starts_with('-')).cloned().unwrap_or_default();
+    let result = match verb.as_str() {
+        "test" => run_async(test(&args, &scenario)),
+        "uninstall" | "delete" | "un" | "del" => run_async(uninstall_cmd(&args)),
+        _ => return forward(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            1
+        }
+    }
+}
+
+pub fn run_async<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f)
+}
+
+/// The real helm, from `$TESTBED_REAL_HELM`.
+pub fn real_helm() -> Option<PathBuf> {
+    std::env::var_os("TESTBED_REAL_HELM").map(PathBuf::from).filter(|p| p.is_file())
+}
+
+/// Run the real helm with the same arguments; its exit code.
+fn forward(args: &[String]) -> i32 {
+    let Some(helm) = real_helm() else {
+        eprintln!(
+            "testbed helm: `{}` needs the real helm, and TESTBED_REAL_HELM is not set",
+            args.join(" ")
+        );
+        return 127;
+    };
+    match std::process::Command::new(&helm).args(args).status() {
+        Ok(status) => status.code().unwrap_or(1),
+        Err(e) => {
+            eprintln!("testbed helm: running {}: {e}", helm.display());
+            127
+        }
+    }
+}
+
+/// What `test`/`uninstall` take from a helm command line.
+#[derive(Debug, Default, PartialEq)]
+struct Options {
+    release: String,
+    namespace: String,
+    logs: bool,
+    /// `--filter name=a` / `--filter !name=a`.
+    include: Vec<String>,
+    exclude: Vec<String>,
+}
+
+fn parse(args: &[String], verb_names: &[&str]) -> Result<Options> {
+    let mut o = Options { namespace: default_namespace(), ..Options::default() };
+    let mut positional = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
+            _ => (a.as_str(), None),
+        };
+        let mut value = |name: &str| -> Result<String> {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .with_context(|| format!("flag needs an argument: {name}"))
+        };
+        match flag {
+            "-n" | "--namespace" => o.namespace = value(flag)?,
+            "--logs" => o.logs = true,
+            "--filter" => {
+                let f = value(flag)?;
+                match f.strip_prefix('!') {
+                    Some(rest) => o.exclude.push(rest.trim_start_matches("name=").to_owned()),
+                    None => o.include.push(f.trim_start_matches("name=").to_owned()),
+                }
+            }
+            "--timeout" | "--kube-context" | "--kubeconfig" | "--cascade" | "--description" => {
+                value(flag)?;
+            }
+            "--debug" | "--wait" | "--keep-history" | "--no-hooks" | "--ignore-not-found"
+            | "--hide-notes" => {}
+            f if f.starts_with('-') => bail!("unknown flag: {f}"),
+            _ => positional.push(a.clone()),
+        }
+    }
+    if positional.first().is_some_and(|v| verb_names.contains(&v.as_str())) {
+        positional.remove(0);
+    }
+    o.release = match positional.as_slice() {
+        [name] => name.clone(),
+        _ => bail!(
+            "\"helm {}\" requires 1 argument\n\nUsage:  helm {} [RELEASE] [flags]",
+            verb_names[0],
+            verb_names[0]
+        ),
+    };
+    Ok(o)
+}
+
+fn default_namespace() -> String {
+    std::env::var("HELM_NAMESPACE")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".into())
+}
+
+/// Every release Secret of a release, and the latest release.
+pub async fn load(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<(Vec<Value>, Release)>> {
+    let secrets = client
+        .list(
+            &format!("/api/v1/namespaces/{namespace}/secrets"),
+            Some(&format!("name={name},owner=helm")),
+        )
+        .await?;
+    Ok(release::latest(&secrets)?.map(|r| (secrets, r)))
+}
+
+/// The layer label of a release's latest Secret (set by the fake helmfile).
+fn layer_of(secrets: &[Value], version: u32) -> Option<String> {
+    secrets
+        .iter()
+        .find(|s| {
+            s["metadata"]["labels"]["version"].as_str().and_then(|v| v.parse().ok())
+                == Some(version)
+        })
+        .and_then(|s| s["metadata"]["labels"][LAYER_LABEL].as_str())
+        .map(str::to_owned)
+}
+
+/// Write a release back into its own revision's Secret (keeping the layer label).
+pub async fn store(client: &Client, release: &Release, layer: Option<&str>) -> Result<()> {
+    let secret = release.to_secret(layer)?;
+    client.apply_object(&secret).await?;
+    Ok(())
+}
+
+async fn test(args: &[String], scenario: &Scenario) -> Result<i32> {
+    let o = parse(args, &["test"])?;
+    let client = Client::from_env()?;
+    let Some((secrets, mut rel)) = load(&client, &o.namespace, &o.release).await? else {
+        bail!("release: not found");
+    };
+    let layer = layer_of(&secrets, rel.version);
+    let in_layer = |list: &[String]| layer.as_ref().is_some_and(|l| list.contains(l));
+    let fail = in_layer(&scenario.gate_fail);
+    let race = in_layer(&scenario.log_race);
+    let ns = rel.namespace.clone();
+    let mut failed = Vec::new();
+    let mut ran = Vec::new();
+    for hook in rel.test_hooks_mut() {
+        if o.exclude.contains(&hook.name)
+            || (!o.include.is_empty() && !o.include.contains(&hook.name))
+        {
+            continue;
+        }
+        hook.last_run.started_at = release::timestamp_now();
+        hook.last_run.completed_at = String::new();
+        hook.last_run.phase = "Running".into();
+        let phase = if fail { "Failed" } else { "Succeeded" };
+        let pod = run_hook(&client, &ns, hook, phase == "Succeeded").await?;
+        hook.last_run.completed_at = release::timestamp_now();
+        hook.last_run.phase = phase.into();
+        if phase == "Failed" {
+            failed.push(hook.name.clone());
+        }
+        ran.push((
+            pod,
+            hook.delete_policies.iter().any(|p| p == "hook-succeeded") && phase == "Succeeded",
+        ));
+    }
+    store(&client, &rel, layer.as_deref()).await?;
+    print!("{}", status_text(&rel));
+    // As helm's `cmd/release_testing.go`: status, then logs, then the run's error.
+    if o.logs {
+        println!();
+        for (pod, _) in &ran {
+            if race {
+                // The Pod is gone (its hook-succeeded policy ran first) when logs are read.
+                client.delete(&kube_api::object_path("v1", "Pod", Some(&ns), pod)).await?;
+            }
+            match client.pod_log(&ns, pod).await {
+                Ok(text) => println!("POD LOGS: {pod}\n{text}"),
+                Err(e) => {
+                    let message =
+                        e.downcast_ref::<kube_api::StatusError>().map(|s| s.message.clone());
+                    bail!(
+                        "unable to get pod logs for {pod}: {}",
+                        message.unwrap_or_else(|| format!("{e:#}"))
+                    );
+                }
+            }
+        }
+    }
+    for (pod, delete) in ran {
+        if delete {
+            client.delete(&kube_api::object_path("v1", "Pod", Some(&ns), &pod)).await?;
+        }
+    }
+    if !failed.is_empty() {
+        let plural = if failed.len() == 1 { "" } else { "s" };
+        let list: Vec<String> = failed.iter().map(|n| format!("\t* pod {n} failed")).collect();
+        bail!("{} error{plural} occurred:\n{}\n", failed.len(), list.join("\n"));
+    }
+    Ok(0)
+}
+
+/// Create a test hook's object (Pod, or Job with its Pod) finished in `succeeded` or
+/// failed state; the name of the Pod holding its log.
+async fn run_hook(
+    client: &Client,
+    ns: &str,
+    hook: &release::Hook,
+    succeeded: bool,
+) -> Result<String> {
+    let mut obj: Value = serde_saphyr::from_str(&hook.manifest)
+        .with_context(|| format!("test hook {}: manifest is not YAML", hook.name))?;
+    obj["metadata"]["namespace"] = json!(ns);
+    let path = kube_api::path_of(&obj)?;
+    // before-hook-creation (and plain re-runs): the previous object goes first.
+    client.delete(&path).await?;
+    let log = if succeeded {
+        format!("{}: check passed\n", hook.name)
+    } else {
+        format!("{}: check failed: exit status 1\n", hook.name)
+    };
+    match hook.kind.as_str() {
+        "Job" => {
+            client.create(&kube_api::collection_path("batch/v1", "Job", Some(ns)), &obj).await?;
+            let job = client.get(&path).await?;
+            crate::fake_helmfile::finish_job(client, &job, succeeded, &log).await
+        }
+        _ => {
+            obj["status"] = pod_status(succeeded);
+            obj["metadata"]["annotations"][LOG_ANNOTATION] = json!(log);
+            client.create(&kube_api::collection_path("v1", "Pod", Some(ns)), &obj).await?;
+            Ok(hook.name.clone())
+        }
+    }
+}
+
+/// A finished Pod's status.
+pub fn pod_status(succeeded: bool) -> Value {
+    let now = release::k8s_timestamp_now();
+    let (phase, code, reason) =
+        if succeeded { ("Succeeded", 0, "Completed") } else { ("Failed", 1, "Error") };
+    json!({
+        "phase": phase, "startTime": now,
+        "conditions": [{"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now}],
+        "containerStatuses": [{"name": "main", "ready": false, "restartCount": 0, "image": "busybox", "imageID": "",
+            "state": {"terminated": {"exitCode": code, "reason": reason, "startedAt": now, "finishedAt": now}}}],
+    })
+}
+
+/// What `helm status` (and `helm test`) print for a release.
+pub fn status_text(rel: &Release) -> String {
+    let mut out = format!(
+        "NAME: {}\nLAST DEPLOYED: {}\nNAMESPACE: {}\nSTATUS: {}\nREVISION: {}\n",
+        rel.name,
+        release::ansic(&rel.info.last_deployed),
+        rel.namespace,
+        rel.info.status,
+        rel.version
+    );
+    let tests: Vec<_> = rel.hooks.iter().filter(|h| h.events.iter().any(|e| e == "test")).collect();
+    if tests.is_empty() {
+        out.push_str("TEST SUITE: None\n");
+    }
+    // As helm's status printer: a hook that never ran prints nothing.
+    for h in tests.into_iter().filter(|h| !h.last_run.started_at.is_empty()) {
+        let when = |t: &str| if t.is_empty() { String::new() } else { release::ansic(t) };
+        out.push_str(&format!(
+            "TEST SUITE:     {}\nLast Started:   {}\nLast Completed: {}\nPhase:          {}\n",
+            h.name,
+            when(&h.last_run.started_at),
+            when(&h.last_run.completed_at),
+            h.last_run.phase
+        ));
+    }
+    out
+}
+
+async fn uninstall_cmd(args: &[String]) -> Result<i32> {
+    let o = parse(args, &["uninstall", "delete", "un", "del"])?;
+    let client = Client::from_env()?;
+    if !uninstall(&client, &o.namespace, &o.release).await? {
+        bail!("uninstall: Release not loaded: {}: release: not found", o.release);
+    }
+    println!("release \"{}\" uninstalled", o.release);
+    Ok(0)
+}
+
+/// Delete a release's objects (from its latest manifest) and every revision Secret.
+/// `Ok(false)` when there was no such release.
+pub async fn uninstall(client: &Client, namespace: &str, name: &str) -> Result<bool> {
+    let Some((secrets, rel)) = load(client, namespace, name).await? else { return Ok(false) };
+    for doc in crate::fake_helmfile::split_manifest(&rel.manifest) {
+        if let Ok(mut obj) = serde_saphyr::from_str::<Value>(&doc.text)
+            && obj.is_object()
+        {
+            if obj["metadata"]["namespace"].is_null() {
+                obj["metadata"]["namespace"] = json!(namespace);
+            }
+            client.delete(&kube_api::path_of(&obj)?).await?;
+        }
+    }
+    for s in secrets {
+        let secret_name = s["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        client
+            .delete(&kube_api::object_path("v1", "Secret", Some(namespace), &secret_name))
+            .await?;
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn test_flags_parse_like_helm() {
+        let o = parse(
+            &args("test demo -n ameide --logs --timeout 5m --filter name=a --filter !name=b"),
+            &["test"],
+        )
+        .unwrap();
+        assert_eq!(o.release, "demo");
+        assert_eq!(o.namespace, "ameide");
+        assert!(o.logs);
+        assert_eq!((o.include, o.exclude), (vec!["a".to_owned()], vec!["b".to_owned()]));
+        assert!(
+            parse(&args("test"), &["test"])
+                .unwrap_err()
+                .to_string()
+                .contains("requires 1 argument")
+        );
+        assert!(parse(&args("test x --bogus"), &["test"]).is_err());
+        let o = parse(&args("--namespace=x uninstall y"), &["uninstall"]).unwrap();
+        assert_eq!((o.namespace.as_str(), o.release.as_str()), ("x", "y"));
+    }
+
+    #[test]
+    fn status_lists_each_test_suite() {
+        let rel = Release {
+            name: "demo".into(),
+            namespace: "ameide".into(),
+            version: 3,
+            info: release::Info {
+                status: "deployed".into(),
+                last_deployed: "2006-01-02T15:04:05Z".into(),
+                ..Default::default()
+            },
+            hooks: vec![release::Hook {
+                name: "demo-check".into(),
+                events: vec!["test".into()],
+                last_run: release::LastRun {
+                    phase: "Failed".into(),
+                    started_at: "2006-01-02T15:04:06Z".into(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }],
+            ..Release::default()
+        };
+        let text = status_text(&rel);
+        assert!(text.contains("LAST DEPLOYED: Mon Jan  2 15:04:05 2006\n"), "{text}");
+        assert!(text.contains("TEST SUITE:     demo-check\n"));
+        assert!(text.contains("Phase:          Failed\n"));
+    }
+}
