@@ -115,20 +115,34 @@ impl Run {
 /// `helm package` a tiny chart `demo` 0.1.0 into `<repo>/charts/`, then
 /// `helm repo index <repo>` (relative URLs: `charts/demo-0.1.0.tgz`).
 fn helm_repository(repo: &Path) -> Vec<u8> {
-    let src = tempfile::tempdir().unwrap();
-    let chart = src.path().join("demo");
-    std::fs::create_dir_all(chart.join("templates")).unwrap();
-    std::fs::write(chart.join("Chart.yaml"), "apiVersion: v2\nname: demo\nversion: 0.1.0\n")
-        .unwrap();
-    std::fs::write(
-        chart.join("templates/cm.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\n",
-    )
-    .unwrap();
+    helm_repository_with(repo, &["0.1.0"]).remove(0)
+}
+
+/// Like [`helm_repository`], one archive per version.
+fn helm_repository_with(repo: &Path, versions: &[&str]) -> Vec<Vec<u8>> {
     let out = repo.join("charts");
-    helm(&["package", chart.to_str().unwrap(), "--destination", out.to_str().unwrap()]);
+    let archives = versions
+        .iter()
+        .map(|version| {
+            let src = tempfile::tempdir().unwrap();
+            let chart = src.path().join("demo");
+            std::fs::create_dir_all(chart.join("templates")).unwrap();
+            std::fs::write(
+                chart.join("Chart.yaml"),
+                format!("apiVersion: v2\nname: demo\nversion: {version}\n"),
+            )
+            .unwrap();
+            std::fs::write(
+                chart.join("templates/cm.yaml"),
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\n",
+            )
+            .unwrap();
+            helm(&["package", chart.to_str().unwrap(), "--destination", out.to_str().unwrap()]);
+            std::fs::read(out.join(format!("demo-{version}.tgz"))).unwrap()
+        })
+        .collect();
     helm(&["repo", "index", repo.to_str().unwrap()]);
-    std::fs::read(out.join("demo-0.1.0.tgz")).unwrap()
+    archives
 }
 
 fn helm(args: &[&str]) -> String {
@@ -319,6 +333,34 @@ fn wrong_locked_digest_fails_naming_chart_and_both_digests() {
         run.stderr
     );
     assert_eq!(ws.archive(), packaged, "the existing file is untouched");
+}
+
+#[test]
+fn update_moves_to_the_newest_version_and_drops_the_old_archive() {
+    if !have("helm", &["version"], "update_moves_to_the_newest_version_and_drops_the_old_archive") {
+        return;
+    }
+    let repo = tempfile::tempdir().unwrap();
+    let archives = helm_repository_with(repo.path(), &["0.1.0", "0.2.0"]);
+    let server = FileServer::serve(repo.path());
+    let ws = Workspace::new(None);
+    assert_eq!(
+        ws.xtask(&["vendor", "add", "demo", "--repo", &server.url, "--version", "0.1.0"]).code,
+        0
+    );
+
+    let update = ws.xtask(&["vendor", "update", "demo"]);
+    assert_eq!(update.code, 0);
+    assert!(update.stdout.contains("locked demo 0.2.0"), "{}", update.stdout);
+    assert_eq!(std::fs::read(ws.path("charts/demo-0.2.0.tgz")).unwrap(), archives[1]);
+    assert!(!ws.path("charts/demo-0.1.0.tgz").exists(), "the old archive is removed");
+    let lock = ws.lock();
+    assert!(lock.contains("version: 0.2.0") && lock.contains(&sha256(&archives[1])), "{lock}");
+
+    let unknown = ws.xtask(&["vendor", "update", "demo", "--version", "9.9.9"]);
+    assert_eq!(unknown.code, 2);
+    assert!(unknown.stderr.contains("no version `9.9.9`") && unknown.stderr.contains("0.2.0"));
+    assert_eq!(ws.lock(), lock, "nothing changed");
 }
 
 #[test]
