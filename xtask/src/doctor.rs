@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | docker daemon | 20.10 | API 1.41, the oldest the engine's Docker client negotiates down to here |
 //! | k3d | 5.5.0 | first release reading `apiVersion: k3d.io/v1alpha5` configs |
-//! | helm | 3.14.0 | `helm test` hook phases recorded in the release as the gates read them |
+//! | helm | 3.8.0 | OCI chart references (`oci://`) without the experimental flag; v4 works |
 //! | helmfile | 1.0.0 | v1 layout (environments in their own `---` part), `list --output json` |
 //! | kubectl | 1.30.0 | within the supported skew of the pinned k3s 1.33 |
 //! | tilt | 0.33.0 | `/api/view` with the `Tilt-Token` cookie (optional: only the tilt stage needs it) |
@@ -101,7 +101,7 @@ pub const TOOLS: &[Requirement] = &[
     Requirement {
         name: "helm",
         required: true,
-        minimum: Version(3, 14, 0),
+        minimum: Version(3, 8, 0),
         version_args: &["version", "--short"],
         hint: "https://helm.sh/docs/intro/install/",
     },
@@ -456,7 +456,7 @@ mod tests {
         assert_eq!(assess_tool(req("tilt"), None, None).status, Status::Warning);
         let odd = assess_tool(req("helm"), Some(Path::new("/bin/helm")), ran("dev build"));
         assert_eq!(odd.status, Status::Warning);
-        let old = assess_tool(req("helm"), Some(Path::new("/bin/helm")), ran("v3.9.0+gabc"));
+        let old = assess_tool(req("helm"), Some(Path::new("/bin/helm")), ran("v3.7.2+gabc"));
         assert_eq!(old.status, Status::Missing);
         assert!(old.hint.unwrap().starts_with("upgrade helm"));
     }
