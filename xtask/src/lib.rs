@@ -12,3 +12,5 @@ pub mod plan;
 pub mod platform;
 pub mod probe;
 pub mod report;
+pub mod secrets;
+pub mod tilt;

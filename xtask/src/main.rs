@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use xtask::config::Context;
-use xtask::{charts, cluster, doctor, error, plan};
+use xtask::{charts, cluster, doctor, error, plan, secrets, tilt};
 
 /// Bring the local Kubernetes platform to a known-good state, and prove it.
 ///
@@ -45,6 +45,14 @@ enum Command {
     /// its digest), `vendor update` re-locks at a new version, `vendor --check` verifies
     /// offline that archives match and no release needs a remote repository.
     Vendor(charts::Args),
+    /// The secrets stage alone: wait for the Vault bootstrap Job, apply the
+    /// `db-migrations-local` Secret (Flyway url/user/password) from the Postgres
+    /// credentials when it differs, and require every ExternalSecret to be Ready.
+    Secrets(secrets::Args),
+    /// The tilt stage alone: if Tilt answers on `tilt_port` with its Tiltfile Ready, do
+    /// nothing; else start `tilt up` detached (output in tilt.log beside the log) and
+    /// wait until the `(Tiltfile)` resource is Ready.
+    Tilt(tilt::Args),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +75,8 @@ fn run(cli: Cli) -> Result<()> {
             Command::Doctor(args) => doctor::run(&ctx, args).await,
             Command::Cluster(args) => cluster::run(&ctx, args).await,
             Command::Vendor(args) => charts::run(&ctx, args).await,
+            Command::Secrets(args) => secrets::run(&ctx, args).await,
+            Command::Tilt(args) => tilt::run(&ctx, args).await,
         }
     })
 }
