@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use xtask::config::Context;
-use xtask::{charts, cluster, doctor, error, plan, secrets, tilt};
+use xtask::{bootstrap, charts, cluster, doctor, error, plan, secrets, tilt};
 
 /// Bring the local Kubernetes platform to a known-good state, and prove it.
 ///
@@ -53,6 +53,12 @@ enum Command {
     /// nothing; else start `tilt up` detached (output in tilt.log beside the log) and
     /// wait until the `(Tiltfile)` resource is Ready.
     Tilt(tilt::Args),
+    /// Bring the platform up and prove it: preflight, cluster, charts (`vendor --check`),
+    /// each Helmfile layer synced and gated in order (unchanged layers skipped), every
+    /// release deployed; a summary (table, or JSON with `--format json`) at exit.
+    Bootstrap(bootstrap::Args),
+    /// Sync and gate just these layers (whatever their digest), in platform order.
+    Sync(bootstrap::SyncArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +81,8 @@ fn run(cli: Cli) -> Result<()> {
             Command::Doctor(args) => doctor::run(&ctx, args).await,
             Command::Cluster(args) => cluster::run(&ctx, args).await,
             Command::Vendor(args) => charts::run(&ctx, args).await,
+            Command::Bootstrap(args) => bootstrap::run(&ctx, args).await,
+            Command::Sync(args) => bootstrap::sync(&ctx, args).await,
             Command::Secrets(args) => secrets::run(&ctx, args).await,
             Command::Tilt(args) => tilt::run(&ctx, args).await,
         }

@@ -1,0 +1,651 @@
+//! `cargo xtask bootstrap` (every stage) and `cargo xtask sync <layer>...` (the layer
+//! cycle for the named layers): a list of stages run in order, each producing a row of
+//! the summary; the first failure stops the run and carries its remediation.
+//!
+//! Adding a stage (secrets, tilt) = a [`Stage`] variant, its name, and an arm in
+//! [`Run::stage`].
+
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::checks::Verdict;
+use crate::config::{Context, Format};
+use crate::error::{Coded, ExitCode, bad_input, exit_code, failed, missing};
+use crate::layers::{self, Cycle, LayerPlan};
+use crate::platform::helmfile::{Platform, TemplateReader};
+use crate::report::{
+    Failure, LayerStatus, LayerSummary, Log, RunStatus, StageStatus, StageSummary, Summary,
+};
+use crate::{charts, checks, cluster, k8s};
+
+#[derive(clap::Args, Debug, Default)]
+pub struct Args {
+    /// Print what each stage would do and change nothing.
+    #[arg(long)]
+    pub plan: bool,
+    #[command(flatten)]
+    pub target: Target,
+    /// Start at this layer (earlier layers are left as they are).
+    #[arg(long, value_name = "LAYER", conflicts_with = "only")]
+    pub from: Option<String>,
+    /// Only this layer.
+    #[arg(long, value_name = "LAYER")]
+    pub only: Option<String>,
+    /// Sync every selected layer, even those whose inputs are unchanged.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `cargo xtask sync <layer>...`: sync and gate just these layers, converged or not.
+#[derive(clap::Args, Debug, Default)]
+pub struct SyncArgs {
+    /// Layer names (file stems, e.g. `24-auth`), run in platform order.
+    #[arg(required = true, value_name = "LAYER")]
+    pub layers: Vec<String>,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// Where to apply, and how to report.
+#[derive(clap::Args, Debug, Default)]
+pub struct Target {
+    /// Helmfile environment (default: the `environment` setting).
+    #[arg(long = "env", value_name = "ENV")]
+    pub environment: Option<String>,
+    /// Kube context (default: `k3d-<cluster>`). The cluster stage runs only for the
+    /// k3d cluster's own context.
+    #[arg(long, value_name = "CONTEXT")]
+    pub context: Option<String>,
+    /// `human` (a table) or `json` (one JSON object on stdout, nothing else there).
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// The stages, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Preflight,
+    Cluster,
+    Charts,
+    Layers,
+    Status,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Preflight => "preflight",
+            Stage::Cluster => "cluster",
+            Stage::Charts => "charts",
+            Stage::Layers => "layers",
+            Stage::Status => "status",
+        }
+    }
+}
+
+/// Which layers a run touches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    All,
+    From(String),
+    Only(String),
+    /// `sync <layer>...`: always synced, whatever their digest.
+    Named(Vec<String>),
+}
+
+/// Indices of the selected layers, in platform order; an unknown name is bad input.
+pub fn select(names: &[&str], selection: &Selection) -> Result<Vec<usize>> {
+    let find = |wanted: &str| {
+        names.iter().position(|n| *n == wanted).ok_or_else(|| {
+            bad_input(format!("unknown layer `{wanted}`: expected one of {}", names.join(", ")))
+        })
+    };
+    Ok(match selection {
+        Selection::All => (0..names.len()).collect(),
+        Selection::From(name) => (find(name)?..names.len()).collect(),
+        Selection::Only(name) => vec![find(name)?],
+        Selection::Named(wanted) => {
+            let mut indices = wanted.iter().map(|w| find(w)).collect::<Result<Vec<_>>>()?;
+            indices.sort_unstable();
+            indices.dedup();
+            indices
+        }
+    })
+}
+
+/// Set once Ctrl-C arrived: the flow starts no new tool call after that.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// An `Interrupted` error when Ctrl-C arrived; call before starting a tool.
+pub fn check_interrupted() -> Result<()> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        return Err(interrupted("interrupted before the next step; nothing else was started"));
+    }
+    Ok(())
+}
+
+fn interrupted(message: &str) -> anyhow::Error {
+    Coded { code: ExitCode::Interrupted, message: message.to_owned() }.into()
+}
+
+pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
+    let selection = match (&args.from, &args.only) {
+        (Some(from), _) => Selection::From(from.clone()),
+        (_, Some(only)) => Selection::Only(only.clone()),
+        _ => Selection::All,
+    };
+    let stages = [Stage::Preflight, Stage::Cluster, Stage::Charts, Stage::Layers, Stage::Status];
+    execute(ctx, &args.target, selection, args.plan, args.force, &stages).await
+}
+
+pub async fn sync(ctx: &Context, args: &SyncArgs) -> Result<()> {
+    let stages = [Stage::Preflight, Stage::Layers, Stage::Status];
+    execute(ctx, &args.target, Selection::Named(args.layers.clone()), false, true, &stages).await
+}
+
+async fn execute(
+    ctx: &Context,
+    target: &Target,
+    selection: Selection,
+    plan: bool,
+    force: bool,
+    stages: &[Stage],
+) -> Result<()> {
+    let log = Log::open(&ctx.log_path)?;
+    let _lock = if plan { None } else { Some(RunLock::acquire(ctx)?) };
+    let kube_context =
+        target.context.clone().unwrap_or_else(|| format!("k3d-{}", ctx.settings.cluster));
+    let environment =
+        target.environment.clone().unwrap_or_else(|| ctx.settings.environment.clone());
+    log.line(
+        "bootstrap",
+        &format!(
+            "start: stages {}, context {kube_context}, environment {environment}{}",
+            stages.iter().map(|s| s.name()).collect::<Vec<_>>().join(","),
+            if plan { ", plan only" } else { "" }
+        ),
+    );
+    let mut run = Run {
+        ctx,
+        log: log.clone(),
+        cluster_stage: kube_context == format!("k3d-{}", ctx.settings.cluster),
+        kube_context,
+        environment,
+        selection,
+        plan,
+        force,
+        platform: None,
+        digests: Vec::new(),
+        selected: Vec::new(),
+        client: None,
+        layers: Vec::new(),
+        failure: None,
+        uses_cluster_stage: stages.contains(&Stage::Cluster),
+    };
+
+    let mut rows = Vec::new();
+    let mut error: Option<anyhow::Error> = None;
+    for &stage in stages {
+        if error.is_some() {
+            rows.push(StageSummary {
+                name: stage.name().into(),
+                status: StageStatus::Skipped,
+                duration_ms: 0,
+                detail: "not run: an earlier stage failed".into(),
+            });
+            continue;
+        }
+        let started = Instant::now();
+        log.line("bootstrap", &format!("stage {}", stage.name()));
+        let result = interruptible(run.stage(stage)).await;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let (status, detail) = match result {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                let code = exit_code(&err);
+                if run.failure.is_none() {
+                    run.failure = Some(Failure {
+                        stage: stage.name().into(),
+                        layer: None,
+                        message: format!("{err:#}"),
+                        remediation: remediation(stage, code),
+                    });
+                }
+                let status =
+                    if code == 130 { StageStatus::Interrupted } else { StageStatus::Failed };
+                error = Some(err);
+                (status, String::new())
+            }
+        };
+        log.line("bootstrap", &format!("stage {}: {status:?} {detail}", stage.name()));
+        if status == StageStatus::Failed && error.is_none() {
+            let f = run.failure.as_ref();
+            error = Some(failed(format!(
+                "stage {} failed{}; see the summary",
+                stage.name(),
+                f.and_then(|f| f.layer.as_ref())
+                    .map_or(String::new(), |l| format!(" in layer {l}"))
+            )));
+        }
+        rows.push(StageSummary { name: stage.name().into(), status, duration_ms, detail });
+    }
+
+    // Layers never reached are reported as skipped, so the list is always complete.
+    if let Some(platform) = &run.platform {
+        for layer in platform.layers.iter().skip(run.layers.len()) {
+            run.layers.push(LayerSummary::new(&layer.name, LayerStatus::Skipped));
+        }
+    }
+    let status = match &error {
+        None => RunStatus::Ok,
+        Some(e) if exit_code(e) == 130 => RunStatus::Interrupted,
+        Some(_) => RunStatus::Failed,
+    };
+    let summary = Summary {
+        status,
+        stages: rows,
+        layers: run.layers,
+        failure: run.failure,
+        log: log.path().display().to_string(),
+    };
+    log.line("bootstrap", &format!("end: {}", summary.to_json()));
+    match target.format {
+        Format::Json => println!("{}", summary.to_json()),
+        Format::Human => print!("{}", summary.to_table()),
+    }
+    error.map_or(Ok(()), Err)
+}
+
+/// Run a stage; on Ctrl-C let the running tool call stop its process group and return
+/// `Interrupted` (bounded wait), and make sure no new call starts.
+async fn interruptible<T>(stage: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::pin!(stage);
+    tokio::select! {
+        biased;
+        result = &mut stage => result,
+        _ = tokio::signal::ctrl_c() => {
+            INTERRUPTED.store(true, Ordering::SeqCst);
+            eprintln!("interrupted: stopping the running step");
+            match tokio::time::timeout(Duration::from_secs(15), &mut stage).await {
+                Ok(Err(err)) if exit_code(&err) == 130 => Err(err),
+                _ => Err(interrupted("interrupted; the running step was stopped")),
+            }
+        }
+    }
+}
+
+fn remediation(stage: Stage, code: i32) -> String {
+    match (code, stage) {
+        (130, _) => "run `cargo xtask bootstrap` again: converged layers are skipped, it continues from the first one that is not".into(),
+        (2, _) => "fix the file or argument named in the message; nothing was changed".into(),
+        (3, _) => "install or start what is missing (`cargo xtask doctor` shows how), or pick a usable kube context with --context".into(),
+        (_, Stage::Cluster) => "read the k3d output in the log; `cargo xtask cluster --plan` shows what it decided".into(),
+        (_, Stage::Charts) => "run `cargo xtask vendor` to restore the locked chart archives (`cargo xtask vendor --check` lists the problems)".into(),
+        _ => "read the log for this stage's output, fix the cause, and run again".into(),
+    }
+}
+
+struct Run<'a> {
+    ctx: &'a Context,
+    log: Log,
+    kube_context: String,
+    environment: String,
+    selection: Selection,
+    plan: bool,
+    force: bool,
+    /// The context is the k3d cluster's own (otherwise the cluster stage is skipped).
+    cluster_stage: bool,
+    /// This command has a cluster stage at all (`sync` does not).
+    uses_cluster_stage: bool,
+    platform: Option<Platform>,
+    /// Per layer, in platform order.
+    digests: Vec<String>,
+    selected: Vec<usize>,
+    client: Option<kube::Client>,
+    layers: Vec<LayerSummary>,
+    failure: Option<Failure>,
+}
+
+type StageOutcome = (StageStatus, String);
+
+impl Run<'_> {
+    async fn stage(&mut self, stage: Stage) -> Result<StageOutcome> {
+        match stage {
+            Stage::Preflight => self.preflight(),
+            Stage::Cluster => self.cluster().await,
+            Stage::Charts => self.charts(),
+            Stage::Layers => self.layers().await,
+            Stage::Status => self.status().await,
+        }
+    }
+
+    fn done(&self) -> StageStatus {
+        if self.plan { StageStatus::Planned } else { StageStatus::Ok }
+    }
+
+    /// Settings (already loaded), the model, the layer digests, the tools: all before
+    /// any change, exit 2 or 3.
+    fn preflight(&mut self) -> Result<StageOutcome> {
+        let settings = &self.ctx.settings;
+        let templates = TemplateReader::from_path(&self.environment, settings.timeouts.tool_call());
+        let platform = Platform::read(&settings.helmfile, &templates)?;
+        let names: Vec<&str> = platform.layers.iter().map(|l| l.name.as_str()).collect();
+        self.selected = select(&names, &self.selection)?;
+        self.digests = platform
+            .layers
+            .iter()
+            .map(|layer| layers::digest(&self.ctx.root, &platform, layer, &self.environment))
+            .collect::<Result<_>>()?;
+        let layer_count = platform.layers.len();
+        // Kept before the tool check, so a failed preflight still lists the layers.
+        self.platform = Some(platform);
+        let mut tools = vec!["helmfile", "helm"];
+        if self.uses_cluster_stage && self.cluster_stage {
+            tools.insert(0, "k3d");
+        }
+        let absent: Vec<&str> =
+            tools.iter().copied().filter(|t| crate::probe::find_on_path(t).is_none()).collect();
+        if !absent.is_empty() {
+            return Err(missing(format!(
+                "not found on PATH: {} (run `cargo xtask doctor` for install hints)",
+                absent.join(", ")
+            )));
+        }
+        let detail = format!(
+            "{} layer(s), {} selected; environment {}, context {}",
+            layer_count,
+            self.selected.len(),
+            self.environment,
+            self.kube_context
+        );
+        Ok((StageStatus::Ok, detail))
+    }
+
+    async fn cluster(&mut self) -> Result<StageOutcome> {
+        if !self.cluster_stage {
+            return Ok((
+                StageStatus::Skipped,
+                format!("context {} is not the k3d cluster's", self.kube_context),
+            ));
+        }
+        check_interrupted()?;
+        let outcome = cluster::reconcile(self.ctx, &self.log, self.plan).await?;
+        Ok((self.done(), outcome.plan.action.to_string()))
+    }
+
+    /// `vendor --check` semantics, offline.
+    fn charts(&mut self) -> Result<StageOutcome> {
+        let platform = self.platform.as_ref().expect("preflight ran");
+        let mut releases = Vec::new();
+        let mut unread = Vec::new();
+        for layer in &platform.layers {
+            if let Some(reason) = layer.releases.not_read_reason() {
+                unread.push(format!(
+                    "{}: release charts not checked: {reason}",
+                    layer.file.display()
+                ));
+            }
+            releases.extend(layer.releases.as_slice().iter().map(|r| charts::ReleaseChart {
+                layer_file: layer.file.clone(),
+                release: r.name.clone(),
+                chart: r.chart.clone(),
+            }));
+        }
+        let (archives, checked) =
+            charts::check(&self.ctx.settings.charts_lock, &releases, &unread)?;
+        Ok((
+            StageStatus::Ok,
+            format!("{archives} archive(s) verified, {checked} release chart(s) local or locked"),
+        ))
+    }
+
+    async fn client(&mut self) -> Result<kube::Client> {
+        if let Some(client) = &self.client {
+            return Ok(client.clone());
+        }
+        let client = k8s::client(Some(&self.kube_context)).await?;
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+
+    async fn layers(&mut self) -> Result<StageOutcome> {
+        let platform = self.platform.clone().expect("preflight ran");
+        let observed = match self.client().await {
+            Ok(client) => layers::recorded_digests(&client).await.map(|d| (client, d)),
+            Err(e) => Err(e),
+        };
+        let (client, recorded) = match observed {
+            Ok(pair) => pair,
+            // A plan for a cluster that does not exist yet: everything would sync.
+            Err(e) if self.plan => {
+                for layer in &platform.layers {
+                    let mut row = LayerSummary::new(&layer.name, LayerStatus::Skipped);
+                    row.plan = Some(format!("sync: the cluster is not reachable yet ({e})"));
+                    self.layers.push(row);
+                }
+                return Ok((
+                    StageStatus::Planned,
+                    "cluster not reachable: every layer would sync".into(),
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        let (mut synced, mut unchanged) = (0, 0);
+        for (index, layer) in platform.layers.iter().enumerate() {
+            if self.failure.is_some() || !self.selected.contains(&index) {
+                self.layers.push(LayerSummary::new(&layer.name, LayerStatus::Skipped));
+                continue;
+            }
+            let digest = &self.digests[index];
+            let decision = if matches!(self.selection, Selection::Named(_)) {
+                LayerPlan::Sync { reason: "requested by `cargo xtask sync`".into() }
+            } else {
+                let not_deployed = layers::not_deployed(&client, layer).await?;
+                layers::plan(
+                    digest,
+                    recorded.get(&layer.name).map(String::as_str),
+                    &not_deployed,
+                    self.force,
+                )
+            };
+            self.log.line(&format!("layers/{}", layer.name), &format!("plan: {decision}"));
+            if self.plan {
+                let status = if decision == LayerPlan::Unchanged {
+                    LayerStatus::Unchanged
+                } else {
+                    LayerStatus::Skipped
+                };
+                let mut row = LayerSummary::new(&layer.name, status);
+                row.plan = Some(decision.to_string());
+                self.layers.push(row);
+                continue;
+            }
+            match decision {
+                LayerPlan::Unchanged => {
+                    eprintln!("layer {}: unchanged", layer.name);
+                    unchanged += 1;
+                    self.layers.push(LayerSummary::new(&layer.name, LayerStatus::Unchanged));
+                }
+                LayerPlan::Sync { reason } => {
+                    check_interrupted()?;
+                    eprintln!("layer {}: sync ({reason})", layer.name);
+                    let cycle = Cycle {
+                        ctx: self.ctx,
+                        log: &self.log,
+                        client: &client,
+                        kube_context: &self.kube_context,
+                        environment: &self.environment,
+                    };
+                    // Record the layer as failed if the cycle is cut short (Ctrl-C).
+                    let result = layers::sync_and_gate(&cycle, layer, digest).await;
+                    let result = match result {
+                        Ok(r) => r,
+                        Err(e) => {
+                            self.layers.push(LayerSummary::new(&layer.name, LayerStatus::Failed));
+                            if exit_code(&e) == 130 || self.failure.is_some() {
+                                return Err(e);
+                            }
+                            self.failure = Some(Failure {
+                                stage: "layers".into(),
+                                layer: Some(layer.name.clone()),
+                                message: format!("{e:#}"),
+                                remediation: format!(
+                                    "fix the cause, then run `cargo xtask sync {}`; its output is in {}",
+                                    layer.name,
+                                    self.log.path().display()
+                                ),
+                            });
+                            return Err(e);
+                        }
+                    };
+                    eprintln!(
+                        "layer {}: {:?}, gate {:?}",
+                        layer.name, result.summary.status, result.summary.gate
+                    );
+                    if result.summary.status == LayerStatus::Synced {
+                        synced += 1;
+                    }
+                    self.layers.push(result.summary);
+                    if let Some(failure) = result.failure {
+                        self.failure = Some(failure);
+                    }
+                }
+            }
+        }
+        let skipped = platform.layers.len() - synced - unchanged;
+        let detail = if self.plan {
+            "plan only".to_owned()
+        } else {
+            format!("{synced} synced, {unchanged} unchanged, {skipped} skipped")
+        };
+        let status = if self.failure.is_some() { StageStatus::Failed } else { self.done() };
+        Ok((status, detail))
+    }
+
+    /// Every release of every layer this run synced or found unchanged is `deployed`.
+    async fn status(&mut self) -> Result<StageOutcome> {
+        let platform = self.platform.clone().expect("preflight ran");
+        if self.plan {
+            return Ok((StageStatus::Planned, "would check every release is deployed".into()));
+        }
+        let client = self.client().await?;
+        let mut failures = Vec::new();
+        let mut checked = 0;
+        for (layer, row) in platform.layers.iter().zip(&self.layers) {
+            if !matches!(row.status, LayerStatus::Synced | LayerStatus::Unchanged) {
+                continue;
+            }
+            for release in layer.releases.as_slice().iter().filter(|r| r.installed) {
+                let check =
+                    checks::release_deployed(&client, &release.name, layers::namespace_of(release))
+                        .await?;
+                checked += 1;
+                if check.verdict == Verdict::Failed {
+                    failures.push((layer.name.clone(), check));
+                }
+            }
+        }
+        if let Some((layer, first)) = failures.first() {
+            let list: Vec<String> =
+                failures.iter().map(|(_, c)| format!("{}: {}", c.name, c.found)).collect();
+            self.failure = Some(Failure {
+                stage: "status".into(),
+                layer: Some(layer.clone()),
+                message: format!("not deployed: {}", list.join("; ")),
+                remediation: first.remediation.clone().unwrap_or_default(),
+            });
+            return Ok((
+                StageStatus::Failed,
+                format!("{} of {checked} release(s) not deployed", failures.len()),
+            ));
+        }
+        Ok((StageStatus::Ok, format!("{checked} release(s) deployed")))
+    }
+}
+
+/// One bootstrap at a time per checkout: an OS lock on `target/xtask-bootstrap.lock`
+/// (released by the OS when the process dies), holding the holder's pid for the message.
+struct RunLock {
+    _file: File,
+}
+
+impl RunLock {
+    fn acquire(ctx: &Context) -> Result<RunLock> {
+        let path: PathBuf = ctx.root.join("target").join("xtask-bootstrap.lock");
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let mut file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| failed(format!("cannot open the lock file {}: {e}", path.display())))?;
+        #[allow(clippy::incompatible_msrv)]
+        match file.try_lock() {
+            Ok(()) => {
+                let stamp = jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_default();
+                let _ = file.set_len(0);
+                let _ = file.rewind();
+                let _ = write!(file, "pid {} since {stamp}", std::process::id());
+                let _ = file.flush();
+                Ok(RunLock { _file: file })
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = if holder.trim().is_empty() { "unknown pid".into() } else { holder };
+                Err(failed(format!(
+                    "another `cargo xtask bootstrap` or `sync` is running ({}); wait for it to finish (lock: {})",
+                    holder.trim(),
+                    path.display()
+                )))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(failed(format!("cannot lock {}: {e}", path.display())))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAMES: [&str; 4] = ["10-bootstrap", "20-core", "24-auth", "40-data"];
+
+    #[test]
+    fn selection_keeps_platform_order() {
+        assert_eq!(select(&NAMES, &Selection::All).unwrap(), [0, 1, 2, 3]);
+        assert_eq!(select(&NAMES, &Selection::From("24-auth".into())).unwrap(), [2, 3]);
+        assert_eq!(select(&NAMES, &Selection::Only("20-core".into())).unwrap(), [1]);
+        let named =
+            Selection::Named(vec!["40-data".into(), "10-bootstrap".into(), "40-data".into()]);
+        assert_eq!(select(&NAMES, &named).unwrap(), [0, 3]);
+    }
+
+    #[test]
+    fn unknown_layer_is_bad_input_listing_the_layers() {
+        let err = select(&NAMES, &Selection::Only("25-nope".into())).unwrap_err();
+        assert_eq!(exit_code(&err), 2);
+        assert!(
+            err.to_string()
+                .contains("unknown layer `25-nope`: expected one of 10-bootstrap, 20-core"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn remediation_depends_on_the_exit_code_first() {
+        assert!(remediation(Stage::Layers, 130).contains("run `cargo xtask bootstrap` again"));
+        assert!(remediation(Stage::Preflight, 2).contains("nothing was changed"));
+        assert!(remediation(Stage::Charts, 1).contains("cargo xtask vendor"));
+    }
+}

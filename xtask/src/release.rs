@@ -1,0 +1,162 @@
+//! Helm release state, read from the release Secrets Helm writes (never by parsing
+//! `helm status` text): Secret `sh.helm.release.v1.<name>.v<rev>`, labels
+//! `owner=helm,name=<name>`, `data.release` = Helm's base64 of gzip (plain JSON for old
+//! releases) of the release JSON. The API's own base64 of `data` is undone by the client.
+
+use std::io::Read;
+
+use anyhow::{Context, Result};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams};
+use serde::Deserialize;
+
+/// The parts of a Helm release the engine judges.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct HelmRelease {
+    pub name: String,
+    #[serde(default)]
+    pub namespace: String,
+    pub version: u32,
+    pub info: Info,
+    #[serde(default)]
+    pub hooks: Vec<Hook>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Info {
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Hook {
+    pub name: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub events: Vec<String>,
+    #[serde(default)]
+    pub last_run: LastRun,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct LastRun {
+    #[serde(default)]
+    pub started_at: String,
+    #[serde(default)]
+    pub completed_at: String,
+    /// `Succeeded`, `Failed`, `Running`, `Unknown`, or empty before any test run.
+    #[serde(default)]
+    pub phase: String,
+}
+
+impl HelmRelease {
+    /// Hooks that `helm test` runs.
+    pub fn test_hooks(&self) -> impl Iterator<Item = &Hook> {
+        self.hooks.iter().filter(|h| h.events.iter().any(|e| e == "test"))
+    }
+}
+
+const GZIP_MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
+
+/// Decode `data.release` as the client hands it over (Helm's base64 text).
+pub fn decode(helm_text: &[u8]) -> Result<HelmRelease> {
+    let trimmed = helm_text.trim_ascii();
+    let bytes = B64.decode(trimmed).context("data.release is not base64")?;
+    let json = if bytes.starts_with(&GZIP_MAGIC) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_end(&mut out)
+            .context("data.release is not valid gzip")?;
+        out
+    } else {
+        bytes
+    };
+    serde_json::from_slice(&json).context("data.release is not a Helm release JSON")
+}
+
+/// The newest revision among decoded releases.
+pub fn latest(releases: impl IntoIterator<Item = HelmRelease>) -> Option<HelmRelease> {
+    releases.into_iter().max_by_key(|r| r.version)
+}
+
+/// The latest revision of release `name` in `namespace`, or `None` when Helm has no
+/// record of it.
+pub async fn read(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<HelmRelease>> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let params = ListParams::default().labels(&format!("owner=helm,name={name}"));
+    let list = secrets.list(&params).await.with_context(|| {
+        format!("listing Helm release Secrets of `{name}` in namespace `{namespace}`")
+    })?;
+    let mut releases = Vec::new();
+    for secret in list.items {
+        let secret_name = secret.metadata.name.clone().unwrap_or_default();
+        let Some(data) = secret.data.as_ref().and_then(|d| d.get("release")) else { continue };
+        let release =
+            decode(&data.0).with_context(|| format!("Secret {namespace}/{secret_name}"))?;
+        releases.push(release);
+    }
+    Ok(latest(releases))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    const JSON: &str = r#"{"name":"auth-smoke","namespace":"ameide","version":3,
+        "info":{"status":"deployed","description":"Upgrade complete","first_deployed":"x"},
+        "chart":{"metadata":{"name":"helm-test-jobs"}},"manifest":"",
+        "hooks":[{"name":"auth-smoke-login","kind":"Pod","path":"p","events":["test"],
+                  "last_run":{"started_at":"a","completed_at":"b","phase":"Failed"}},
+                 {"name":"pre","kind":"Job","events":["pre-install"],"last_run":{"phase":""}}]}"#;
+
+    /// What Helm writes into `data.release`: base64 of gzip of the JSON.
+    fn helm_encoded(json: &str) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(json.as_bytes()).unwrap();
+        B64.encode(gz.finish().unwrap()).into_bytes()
+    }
+
+    #[test]
+    fn decodes_gzipped_release_with_its_test_hooks() {
+        let encoded = helm_encoded(JSON);
+        assert_eq!(&B64.decode(&encoded).unwrap()[..3], &GZIP_MAGIC);
+        let release = decode(&encoded).unwrap();
+        assert_eq!((release.name.as_str(), release.version), ("auth-smoke", 3));
+        assert_eq!(release.info.status, "deployed");
+        let tests: Vec<_> = release.test_hooks().collect();
+        assert_eq!(tests.len(), 1);
+        assert_eq!(
+            (tests[0].name.as_str(), tests[0].last_run.phase.as_str()),
+            ("auth-smoke-login", "Failed")
+        );
+    }
+
+    #[test]
+    fn decodes_plain_json_of_old_releases() {
+        let encoded = B64.encode(JSON);
+        assert_eq!(decode(encoded.as_bytes()).unwrap().version, 3);
+        assert!(decode(b"not base64!").unwrap_err().to_string().contains("not base64"));
+    }
+
+    #[test]
+    fn latest_revision_wins() {
+        let r = |version, status: &str| HelmRelease {
+            version,
+            info: Info { status: status.into(), ..Info::default() },
+            ..HelmRelease::default()
+        };
+        let newest = latest([r(1, "superseded"), r(3, "failed"), r(2, "superseded")]).unwrap();
+        assert_eq!((newest.version, newest.info.status.as_str()), (3, "failed"));
+        assert!(latest(Vec::new()).is_none());
+    }
+}
