@@ -4,6 +4,7 @@
 //! unknown key is bad input (exit 2) naming the key and the file, so a typo never
 //! silently falls back to a default.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::error::bad_input;
+use crate::tools::ToolPin;
 
 /// Environment variable that names the workspace root (tests point it at a fixture).
 pub const ROOT_ENV: &str = "BOOTSTRAP_ROOT";
@@ -39,6 +41,8 @@ pub struct Settings {
     pub tilt_port: u16,
     /// Per-stage timeouts, in seconds.
     pub timeouts: Timeouts,
+    /// Pinned tools for `cargo xtask tools install` (`[workspace.metadata.bootstrap.tools.<name>]`).
+    pub tools: BTreeMap<String, ToolPin>,
     /// The secrets stage (`[workspace.metadata.bootstrap.secrets]`).
     pub secrets: SecretsSettings,
 }
@@ -56,6 +60,7 @@ impl Default for Settings {
             log: "~/.devcontainer-setup.log".into(),
             tilt_port: 10350,
             timeouts: Timeouts::default(),
+            tools: BTreeMap::new(),
             secrets: SecretsSettings::default(),
         }
     }
@@ -195,6 +200,7 @@ impl Settings {
     }
 
     fn validate(&self, manifest: &Path) -> Result<()> {
+        crate::tools::validate_pins(manifest, &self.tools)?;
         let file = manifest.display();
         let empty = |key: &str| {
             bad_input(format!("{file}: [workspace.metadata.bootstrap]: `{key}` must not be empty"))
@@ -464,7 +470,10 @@ mod tests {
     fn the_repository_table_writes_out_the_defaults() {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
         let text = std::fs::read_to_string(&manifest).unwrap();
-        assert_eq!(Settings::parse(&manifest, &text).unwrap(), Settings::default());
+        let mut settings = Settings::parse(&manifest, &text).unwrap();
+        // Tool pins have no defaults; tools.rs tests the repository's pins.
+        settings.tools.clear();
+        assert_eq!(settings, Settings::default());
     }
 
     #[test]

@@ -18,3 +18,4 @@ pub mod release;
 pub mod report;
 pub mod secrets;
 pub mod tilt;
+pub mod tools;

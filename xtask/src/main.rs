@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use xtask::config::Context;
-use xtask::{bootstrap, charts, cluster, doctor, error, plan, secrets, tilt};
+use xtask::{bootstrap, charts, cluster, doctor, error, plan, secrets, tilt, tools};
 
 /// Bring the local Kubernetes platform to a known-good state, and prove it.
 ///
@@ -45,6 +45,10 @@ enum Command {
     /// its digest), `vendor update` re-locks at a new version, `vendor --check` verifies
     /// offline that archives match and no release needs a remote repository.
     Vendor(charts::Args),
+    /// Pinned tools: `tools install` downloads k3d, helm, helmfile, kubectl and tilt as
+    /// pinned in [workspace.metadata.bootstrap.tools] into .tools/bin, each checked
+    /// against its sha256 before it is made executable; a no-op when all are in place.
+    Tools(tools::Args),
     /// The secrets stage alone: wait for the Vault bootstrap Job, apply the
     /// `db-migrations-local` Secret (Flyway url/user/password) from the Postgres
     /// credentials when it differs, and require every ExternalSecret to be Ready.
@@ -81,6 +85,7 @@ fn run(cli: Cli) -> Result<()> {
             Command::Doctor(args) => doctor::run(&ctx, args).await,
             Command::Cluster(args) => cluster::run(&ctx, args).await,
             Command::Vendor(args) => charts::run(&ctx, args).await,
+            Command::Tools(args) => tools::run(&ctx, args).await,
             Command::Bootstrap(args) => bootstrap::run(&ctx, args).await,
             Command::Sync(args) => bootstrap::sync(&ctx, args).await,
             Command::Secrets(args) => secrets::run(&ctx, args).await,
