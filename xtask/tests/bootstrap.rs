@@ -1,0 +1,344 @@
+//! `cargo xtask bootstrap` / `sync` end to end against the testbed: the real engine,
+//! real Docker containers made by the fake k3d, the fake API server, fake helmfile and
+//! helm. Worlds are expensive (one at a time per machine), so each test walks one world
+//! through several situations.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use testbed::calls::Call;
+use testbed::world::{World, WorldOptions, require_docker};
+
+const REPO_INFRA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra");
+
+const LAYERS: [&str; 9] = [
+    "10-bootstrap",
+    "15-secrets-certificates",
+    "20-core-operators",
+    "22-control-plane",
+    "24-auth",
+    "40-data-plane",
+    "45-data-plane-ext",
+    "50-product-services",
+    "60-qa",
+];
+
+/// A workspace root of our own holding a copy of the repository's infra/.
+struct Platform {
+    root: tempfile::TempDir,
+}
+
+impl Platform {
+    fn new() -> Platform {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(
+            root.path().join("Cargo.toml"),
+            "[workspace]\nmembers = []\n\n[workspace.metadata.bootstrap]\n\
+             timeouts = { cluster_ready = 60, layer_sync = 120, gate = 60 }\n",
+        )
+        .unwrap();
+        let status =
+            Command::new("cp").arg("-a").arg(REPO_INFRA).arg(root.path()).status().unwrap();
+        assert!(status.success(), "copying infra/");
+        Platform { root }
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.root.path().join(relative)
+    }
+
+    fn log(&self) -> PathBuf {
+        self.path("setup.log")
+    }
+
+    fn command(&self, world: &World, args: &[&str]) -> Command {
+        let mut cmd = world.command(env!("CARGO_BIN_EXE_xtask"));
+        cmd.args(args).arg("--log").arg(self.log()).env("BOOTSTRAP_ROOT", self.root.path());
+        cmd
+    }
+
+    fn xtask(&self, world: &World, args: &[&str]) -> Output {
+        let out = self.command(world, args).output().unwrap();
+        show(args, &out);
+        out
+    }
+
+    /// Run with `--format json`: the exit code and the one JSON object on stdout.
+    fn json(&self, world: &World, args: &[&str]) -> (Option<i32>, Value) {
+        let mut all = args.to_vec();
+        all.extend(["--format", "json"]);
+        let out = self.xtask(world, &all);
+        (out.status.code(), parse_summary(&out.stdout))
+    }
+}
+
+fn show(args: &[&str], out: &Output) {
+    eprintln!(
+        "xtask {args:?}: {}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn parse_summary(stdout: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(stdout);
+    assert_eq!(text.trim().lines().count(), 1, "exactly one JSON line on stdout: {text}");
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn layer<'a>(summary: &'a Value, name: &str) -> &'a Value {
+    summary["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == name)
+        .unwrap_or_else(|| panic!("no layer {name} in {summary}"))
+}
+
+fn statuses(summary: &Value) -> Vec<(String, String, String)> {
+    summary["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let s = |k: &str| l[k].as_str().unwrap_or("?").to_owned();
+            (s("name"), s("status"), s("gate"))
+        })
+        .collect()
+}
+
+/// Layers (file stems) `helmfile ... sync` was called for.
+fn synced_layers(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .filter(|c| c.tool == "helmfile" && c.args.iter().any(|a| a == "sync"))
+        .filter_map(|c| {
+            let file = c.args.iter().skip_while(|a| *a != "-f").nth(1)?;
+            Some(
+                Path::new(file).file_stem()?.to_string_lossy().trim_end_matches(".yaml").to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn helm_tests(calls: &[Call]) -> usize {
+    calls.iter().filter(|c| c.tool == "helm" && c.args.first().is_some_and(|a| a == "test")).count()
+}
+
+/// Calls that change something: cluster verbs, syncs, tests, uninstalls.
+fn mutating(calls: &[Call]) -> Vec<&Call> {
+    calls
+        .iter()
+        .filter(|c| match c.tool.as_str() {
+            "k3d" => {
+                c.args.iter().any(|a| ["create", "delete", "start", "stop"].contains(&a.as_str()))
+            }
+            "helmfile" => c.args.iter().any(|a| ["sync", "apply", "destroy"].contains(&a.as_str())),
+            "helm" => {
+                c.args.first().is_some_and(|a| a != "version" && a != "list" && a != "status")
+            }
+            _ => false,
+        })
+        .collect()
+}
+
+/// Live processes started from this world's fake tools (`helmfile`, `helm`, `k3d`).
+fn fake_tool_processes(world: &World) -> Vec<String> {
+    let bin = world.dir().join("bin").display().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+        let argv0 = String::from_utf8_lossy(argv0);
+        let is_tool = ["helmfile", "helm", "k3d"]
+            .iter()
+            .any(|t| argv0 == *t || argv0.ends_with(&format!("/{t}")));
+        let zombie = std::fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')))
+            .unwrap_or(true);
+        if is_tool && !zombie && (argv0.starts_with(&bin) || !argv0.contains('/')) {
+            found.push(format!("{} {argv0}", entry.file_name().to_string_lossy()));
+        }
+    }
+    found
+}
+
+#[test]
+fn healthy_converged_edited_malformed_and_interrupted() {
+    if !require_docker() {
+        return;
+    }
+    let world = World::up(WorldOptions::default()).unwrap();
+    let platform = Platform::new();
+
+    // Cold: every layer synced in order, every gate passed.
+    let (code, summary) = platform.json(&world, &["bootstrap"]);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(summary["status"], "ok");
+    assert_eq!(summary["failure"], Value::Null);
+    let expected: Vec<_> =
+        LAYERS.iter().map(|l| (l.to_string(), "synced".to_owned(), "passed".to_owned())).collect();
+    assert_eq!(statuses(&summary), expected);
+    let stages: Vec<_> =
+        summary["stages"].as_array().unwrap().iter().map(|s| s["name"].clone()).collect();
+    assert_eq!(stages, ["preflight", "cluster", "charts", "layers", "status"]);
+    assert_eq!(summary["log"], platform.log().display().to_string());
+    assert_eq!(synced_layers(&world.calls()), LAYERS);
+    let log = std::fs::read_to_string(platform.log()).unwrap();
+    assert!(log.contains("[layers/24-auth] $ helmfile -f"), "log has tagged command lines");
+    assert!(log.contains("[layers/24-auth] $ helm test auth-smoke -n ameide --logs"), "{log}");
+
+    // Converged: all unchanged, and no sync or test was run.
+    let before = world.calls().len();
+    let (code, summary) = platform.json(&world, &["bootstrap"]);
+    assert_eq!(code, Some(0), "{summary}");
+    let expected: Vec<_> =
+        LAYERS.iter().map(|l| (l.to_string(), "unchanged".to_owned(), "none".to_owned())).collect();
+    assert_eq!(statuses(&summary), expected);
+    let since = world.calls()[before..].to_vec();
+    assert_eq!(synced_layers(&since), Vec::<String>::new());
+    assert_eq!(helm_tests(&since), 0, "{since:?}");
+
+    // The human summary is a table naming each layer.
+    let out = platform.xtask(&world, &["bootstrap"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("LAYER") && table.contains("40-data-plane") && table.contains("unchanged"),
+        "{table}"
+    );
+
+    // A values edit re-syncs that layer only.
+    let values = platform.path("infra/kubernetes/environments/local/auth-smoke.yaml");
+    let text = std::fs::read_to_string(&values).unwrap();
+    std::fs::write(&values, format!("{text}\n# edited by the test\n")).unwrap();
+    let before = world.calls().len();
+    let (code, summary) = platform.json(&world, &["bootstrap"]);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(synced_layers(&world.calls()[before..]), ["24-auth"]);
+    assert_eq!(layer(&summary, "24-auth")["status"], "synced");
+    assert_eq!(layer(&summary, "22-control-plane")["status"], "unchanged");
+    assert_eq!(layer(&summary, "40-data-plane")["status"], "unchanged");
+
+    // `sync <layer>` runs the cycle for that layer whatever its digest.
+    let before = world.calls().len();
+    let (code, summary) = platform.json(&world, &["sync", "10-bootstrap"]);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(synced_layers(&world.calls()[before..]), ["10-bootstrap"]);
+    assert_eq!(layer(&summary, "10-bootstrap")["gate"], "passed");
+
+    // A malformed layer: exit 2 naming the file, and no mutating call at all.
+    let file = platform.path("infra/kubernetes/helmfiles/40-data-plane.yaml");
+    let good = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, good.replacen("releases:", "releases: [", 1)).unwrap();
+    let before = world.calls().len();
+    let out = platform.xtask(&world, &["bootstrap", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let summary = parse_summary(&out.stdout);
+    assert_eq!(summary["failure"]["stage"], "preflight");
+    assert!(
+        summary["failure"]["message"].as_str().unwrap().contains("40-data-plane.yaml"),
+        "{summary}"
+    );
+    assert_eq!(mutating(&world.calls()[before..]), Vec::<&Call>::new());
+    std::fs::write(&file, good).unwrap();
+
+    // Ctrl-C during a layer's sync: 130, `interrupted`, no fake tool left running; a
+    // second bootstrap meanwhile is refused naming the holder.
+    std::fs::write(&values, format!("{text}\n# edited again\n")).unwrap();
+    world.set("latency-ms=4000").unwrap();
+    let before = world.calls().len();
+    let child = platform
+        .command(&world, &["bootstrap", "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while synced_layers(&world.calls()[before..]).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no helmfile sync started: {:?}",
+            &world.calls()[before..]
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let second = platform.xtask(&world, &["bootstrap"]);
+    assert_eq!(second.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains(&format!("is running (pid {}", child.id())), "{stderr}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    show(&["bootstrap", "(interrupted)"], &out);
+    assert_eq!(out.status.code(), Some(130));
+    let summary = parse_summary(&out.stdout);
+    assert_eq!(summary["status"], "interrupted");
+    assert_eq!(fake_tool_processes(&world), Vec::<String>::new());
+
+    // The next run finishes green.
+    world.set("latency-ms=0").unwrap();
+    let (code, summary) = platform.json(&world, &["bootstrap"]);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(layer(&summary, "24-auth")["status"], "synced");
+}
+
+#[test]
+fn failures_stop_the_flow_and_warnings_do_not() {
+    if !require_docker() {
+        return;
+    }
+    let world = World::up(WorldOptions {
+        scenarios: vec!["gate-fail=24-auth".into()],
+        ..WorldOptions::default()
+    })
+    .unwrap();
+    let platform = Platform::new();
+
+    // A failing gate: exit 1, the layer and its remediation named, nothing after it synced.
+    let (code, summary) = platform.json(&world, &["bootstrap"]);
+    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(summary["status"], "failed");
+    assert_eq!(summary["failure"]["layer"], "24-auth");
+    let fix = summary["failure"]["remediation"].as_str().unwrap();
+    assert!(
+        fix.contains("kubectl logs -n ameide")
+            && fix.contains("helm test auth-smoke -n ameide --logs"),
+        "{fix}"
+    );
+    assert_eq!(layer(&summary, "24-auth")["gate"], "failed");
+    for later in &LAYERS[5..] {
+        assert_eq!(layer(&summary, later)["status"], "skipped");
+    }
+    assert_eq!(synced_layers(&world.calls()), LAYERS[..5]);
+
+    // A failing sync: exit 1, later layers skipped.
+    world.set("healthy").unwrap();
+    world.set("sync-fail=22-control-plane").unwrap();
+    let (code, summary) = platform.json(&world, &["bootstrap", "--force"]);
+    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(summary["failure"]["layer"], "22-control-plane");
+    assert_eq!(layer(&summary, "22-control-plane")["status"], "failed");
+    for later in &LAYERS[4..] {
+        assert_eq!(layer(&summary, later)["status"], "skipped", "{later}");
+    }
+
+    // A pod-log race: exit 0, that gate warned with the text; the failed 22 is re-synced.
+    world.set("healthy").unwrap();
+    world.set("log-race=40-data-plane").unwrap();
+    let before = world.calls().len();
+    let (code, summary) = platform.json(&world, &["bootstrap"]);
+    assert_eq!(code, Some(0), "{summary}");
+    let data = layer(&summary, "40-data-plane");
+    assert_eq!(data["gate"], "warned");
+    assert!(data["warnings"][0].as_str().unwrap().contains("unable to get pod logs"), "{data}");
+    let synced = synced_layers(&world.calls()[before..]);
+    assert_eq!(synced.first().map(String::as_str), Some("22-control-plane"), "{synced:?}");
+    assert!(!synced.iter().any(|l| l == "10-bootstrap"), "{synced:?}");
+}
