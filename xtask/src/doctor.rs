@@ -11,8 +11,9 @@
 //! | kubectl | 1.30.0 | within the supported skew of the pinned k3s 1.33 |
 //! | tilt | 0.33.0 | `/api/view` with the `Tilt-Token` cookie (optional: only the tilt stage needs it) |
 //!
-//! A required tool that is missing or older than its minimum is exit 3 with how to
-//! install it; a tool whose version cannot be read, or tilt missing, is a warning.
+//! Tools are looked for in `<root>/.tools/bin` first, then on `PATH`. A required tool
+//! that is missing or older than its minimum is exit 3 with how to install it; a tool
+//! whose version cannot be read, or tilt missing, is a warning.
 
 use std::fmt::{self, Write as _};
 use std::path::Path;
@@ -310,7 +311,7 @@ pub async fn inspect(ctx: &Context) -> Report {
     let timeout = ctx.settings.timeouts.tool_call();
     let mut checks = vec![assess_docker(docker_server_version(timeout).await)];
     for req in TOOLS {
-        let path = probe::find_on_path(req.name);
+        let path = probe::find_tool(&ctx.root, req.name);
         let output = path.as_deref().map(|p| probe::capture(p, req.version_args, timeout));
         checks.push(assess_tool(req, path.as_deref(), output));
     }

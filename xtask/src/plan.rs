@@ -81,7 +81,8 @@ pub struct ChartView {
 pub fn build(ctx: &Context) -> Result<PlanView> {
     let settings = &ctx.settings;
     let k3d = K3dConfig::read(&settings.k3d_config)?;
-    let templates = TemplateReader::from_path(&settings.environment, settings.timeouts.tool_call());
+    let templates =
+        TemplateReader::find(&ctx.root, &settings.environment, settings.timeouts.tool_call());
     let platform = Platform::read(&settings.helmfile, &templates)?;
     let lock = ChartsLock::read(&settings.charts_lock)?;
 

@@ -18,6 +18,13 @@ pub fn find_on_path(name: &str) -> Option<PathBuf> {
         .find(|candidate| is_executable(candidate))
 }
 
+/// A tool from the project's own `<root>/.tools/bin` (where pinned tools are installed)
+/// first, else from `$PATH`.
+pub fn find_tool(root: &Path, name: &str) -> Option<PathBuf> {
+    let local = root.join(".tools/bin").join(name);
+    if is_executable(&local) { Some(local) } else { find_on_path(name) }
+}
+
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -107,5 +114,18 @@ mod tests {
     #[test]
     fn missing_tool_is_not_found() {
         assert_eq!(find_on_path("surely-no-such-tool-xyz"), None);
+    }
+
+    #[test]
+    fn project_tools_come_before_path() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let bin = root.path().join(".tools/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let sh = bin.join("sh");
+        std::fs::write(&sh, "#!/bin/sh\n").unwrap();
+        assert_eq!(find_tool(root.path(), "sh"), find_on_path("sh"), "not executable yet");
+        std::fs::set_permissions(&sh, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(find_tool(root.path(), "sh"), Some(sh));
     }
 }

@@ -164,6 +164,15 @@ impl TemplateReader {
             timeout,
         }
     }
+
+    /// `helmfile` from the project's `<root>/.tools/bin`, else `PATH`.
+    pub fn find(root: &Path, environment: &str, timeout: Duration) -> TemplateReader {
+        TemplateReader {
+            helmfile: crate::probe::find_tool(root, "helmfile"),
+            environment: environment.to_string(),
+            timeout,
+        }
+    }
 }
 
 impl Platform {
