@@ -1,0 +1,435 @@
+//! `cargo xtask tools install` end to end, and the devcontainer that runs the bootstrap.
+//!
+//! Release-like downloads are built here (a shell script "binary", and a tar.gz holding
+//! one under `<os>-<arch>/`), served on 127.0.0.1 by a tiny HTTP server that counts
+//! requests, and pinned with their sha256s in a temp workspace's own Cargo.toml
+//! (found through `BOOTSTRAP_ROOT`).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+
+fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// This machine as the pins name it (`linux-amd64`), the test's platform.
+fn platform() -> (&'static str, &'static str) {
+    let os = if cfg!(target_os = "macos") { "darwin" } else { "linux" };
+    let arch = if cfg!(target_arch = "aarch64") { "arm64" } else { "amd64" };
+    (os, arch)
+}
+
+fn script(name: &str, version: &str) -> Vec<u8> {
+    format!("#!/bin/sh\necho \"{name} version v{version}\"\n").into_bytes()
+}
+
+/// A gzip'd ustar archive holding `files` (path, bytes), as release tarballs do.
+fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut tar = Vec::new();
+    for (path, data) in files {
+        let mut header = [0u8; 512];
+        header[..path.len()].copy_from_slice(path.as_bytes());
+        header[100..107].copy_from_slice(b"0000755");
+        header[108..115].copy_from_slice(b"0000000");
+        header[116..123].copy_from_slice(b"0000000");
+        header[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+        header[136..147].copy_from_slice(b"00000000000");
+        header[156] = b'0';
+        header[257..263].copy_from_slice(b"ustar\0");
+        header[263..265].copy_from_slice(b"00");
+        header[148..156].copy_from_slice(b"        ");
+        let sum: u32 = header.iter().map(|&b| u32::from(b)).sum();
+        header[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        tar.extend_from_slice(&header);
+        tar.extend_from_slice(data);
+        tar.resize(tar.len().div_ceil(512) * 512, 0);
+    }
+    tar.extend_from_slice(&[0u8; 1024]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    gz.finish().unwrap()
+}
+
+/// Serves `files` (URL path -> bytes) on 127.0.0.1, 404 otherwise, counting requests.
+struct Server {
+    port: u16,
+    files: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
+    requests: Arc<AtomicUsize>,
+}
+
+impl Server {
+    fn start() -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let files = Arc::new(Mutex::new(BTreeMap::new()));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (served, counted) = (files.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let _ = answer(stream, &served);
+            }
+        });
+        Server { port, files, requests }
+    }
+
+    fn serve(&self, path: &str, bytes: Vec<u8>) -> String {
+        self.files.lock().unwrap().insert(path.to_string(), bytes);
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+fn answer(stream: TcpStream, files: &Mutex<BTreeMap<String, Vec<u8>>>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+    }
+    let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let body = files.lock().unwrap().get(&path).cloned();
+    let mut stream = stream;
+    match body {
+        Some(body) => {
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )?;
+            stream.write_all(&body)?;
+        }
+        None => write!(
+            stream,
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )?,
+    }
+    stream.flush()
+}
+
+/// A pin as it would be written in Cargo.toml.
+struct Pin {
+    name: &'static str,
+    version: String,
+    url: String,
+    tar_binary: Option<&'static str>,
+    sha256: Option<String>,
+}
+
+impl Pin {
+    fn toml(&self) -> String {
+        let (os, arch) = platform();
+        let mut out = format!(
+            "\n[workspace.metadata.bootstrap.tools.{}]\nversion = \"{}\"\nurl = \"{}\"\n",
+            self.name, self.version, self.url
+        );
+        match self.tar_binary {
+            Some(inner) => out.push_str(&format!("archive = \"tar.gz\"\nbinary = \"{inner}\"\n")),
+            None => out.push_str("archive = \"binary\"\n"),
+        }
+        if let Some(sum) = &self.sha256 {
+            out.push_str(&format!(
+                "[workspace.metadata.bootstrap.tools.{}.sha256]\n{os}-{arch} = \"{sum}\"\n",
+                self.name
+            ));
+        }
+        out
+    }
+}
+
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new(pins: &[Pin]) -> Workspace {
+        let dir = tempfile::tempdir().unwrap();
+        let workspace = Workspace { dir };
+        workspace.pin(pins);
+        workspace
+    }
+
+    fn pin(&self, pins: &[Pin]) {
+        let mut manifest = String::from(
+            "[workspace]\nmembers = []\n\n[workspace.metadata.bootstrap]\nlog = \"setup.log\"\n",
+        );
+        for pin in pins {
+            manifest.push_str(&pin.toml());
+        }
+        std::fs::write(self.dir.path().join("Cargo.toml"), manifest).unwrap();
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `cargo xtask tools install`: exit code, stdout, stderr.
+    fn install(&self) -> (i32, String, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["tools", "install"])
+            .env("BOOTSTRAP_ROOT", self.dir.path())
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// Files under `.tools` (relative), to prove nothing was half-installed.
+    fn tools_files(&self) -> Vec<String> {
+        fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, base, out);
+                } else {
+                    out.push(path.strip_prefix(base).unwrap().display().to_string());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.path(".tools"), &self.path(".tools"), &mut out);
+        out.sort();
+        out
+    }
+
+    fn run_tool(&self, name: &str) -> String {
+        let output = Command::new(self.path(".tools/bin").join(name)).output().unwrap();
+        assert!(output.status.success(), "{name} did not run");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+/// k3d as a bare executable, helm as a tar.gz with `<os>-<arch>/helm` inside.
+fn release(server: &Server, helm_version: &str) -> Vec<Pin> {
+    let (os, arch) = platform();
+    let k3d = script("k3d", "5.7.5");
+    let k3d_url = server.serve(&format!("/k3d/v5.7.5/k3d-{os}-{arch}"), k3d.clone());
+    let helm = tar_gz(&[
+        (&format!("{os}-{arch}/LICENSE"), b"Apache-2.0\n"),
+        (&format!("{os}-{arch}/helm"), &script("helm", helm_version)),
+    ]);
+    let helm_sum = sha256(&helm);
+    server.serve(&format!("/helm/helm-v{helm_version}-{os}-{arch}.tar.gz"), helm);
+    let base = format!("http://127.0.0.1:{}", server.port);
+    vec![
+        Pin {
+            name: "k3d",
+            version: "5.7.5".into(),
+            url: k3d_url.replace(&format!("k3d-{os}-{arch}"), "k3d-{os}-{arch}"),
+            tar_binary: None,
+            sha256: Some(sha256(&k3d)),
+        },
+        Pin {
+            name: "helm",
+            version: helm_version.into(),
+            url: format!("{base}/helm/helm-v{{version}}-{{os}}-{{arch}}.tar.gz"),
+            tar_binary: Some("{os}-{arch}/helm"),
+            sha256: Some(helm_sum),
+        },
+    ]
+}
+
+#[test]
+fn install_puts_runnable_tools_in_place_and_a_second_run_downloads_nothing() {
+    let server = Server::start();
+    let workspace = Workspace::new(&release(&server, "3.18.4"));
+
+    let (code, stdout, stderr) = workspace.install();
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("k3d 5.7.5: installed (.tools/bin/k3d)"), "{stdout}");
+    assert!(stdout.contains("helm 3.18.4: installed (.tools/bin/helm)"), "{stdout}");
+    assert_eq!(workspace.run_tool("k3d"), "k3d version v5.7.5\n");
+    assert_eq!(workspace.run_tool("helm"), "helm version v3.18.4\n");
+    assert_eq!(server.requests(), 2);
+
+    let (code, stdout, _) = workspace.install();
+    assert_eq!(code, 0);
+    assert!(stdout.contains("k3d 5.7.5: already installed"), "{stdout}");
+    assert!(stdout.contains("helm 3.18.4: already installed"), "{stdout}");
+    assert_eq!(server.requests(), 2, "a second run must download nothing");
+
+    // A new pinned version replaces only that tool.
+    workspace.pin(&release(&server, "3.19.0"));
+    let (code, stdout, stderr) = workspace.install();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("helm 3.19.0: installed"), "{stdout}");
+    assert!(stdout.contains("k3d 5.7.5: already installed"), "{stdout}");
+    assert_eq!(workspace.run_tool("helm"), "helm version v3.19.0\n");
+    assert_eq!(server.requests(), 3);
+}
+
+#[test]
+fn tampered_download_is_refused_and_nothing_is_installed() {
+    let server = Server::start();
+    let pins = release(&server, "3.18.4");
+    let (os, arch) = platform();
+    // The server now answers a different archive than the one pinned.
+    let evil = tar_gz(&[(&format!("{os}-{arch}/helm"), b"#!/bin/sh\necho pwned\n")]);
+    server.serve(&format!("/helm/helm-v3.18.4-{os}-{arch}.tar.gz"), evil.clone());
+    let workspace = Workspace::new(&pins);
+
+    let (code, stdout, stderr) = workspace.install();
+    assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stderr.contains("helm 3.18.4: checksum mismatch"), "{stderr}");
+    assert!(stderr.contains(&format!("got {}", sha256(&evil))), "{stderr}");
+    assert!(stderr.contains("to install helm 3.18.4 by hand"), "{stderr}");
+    // All or nothing: the good k3d download is not installed either.
+    assert_eq!(workspace.tools_files(), Vec::<String>::new());
+}
+
+#[test]
+fn unreachable_url_is_exit_3_naming_the_tool_with_a_hint() {
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let workspace = Workspace::new(&[Pin {
+        name: "kubectl",
+        version: "1.32.1".into(),
+        url: format!("http://127.0.0.1:{port}/release/v{{version}}/bin/{{os}}/{{arch}}/kubectl"),
+        tar_binary: None,
+        sha256: Some("0".repeat(64)),
+    }]);
+
+    let (code, stdout, stderr) = workspace.install();
+    assert_eq!(code, 3, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let (os, arch) = platform();
+    assert!(
+        stderr.contains(&format!(
+            "kubectl 1.32.1: cannot download http://127.0.0.1:{port}/release/v1.32.1/bin/{os}/{arch}/kubectl"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("to install kubectl 1.32.1 by hand: download"), "{stderr}");
+    assert_eq!(workspace.tools_files(), Vec::<String>::new());
+}
+
+#[test]
+fn missing_download_and_unpinned_platform_are_exit_3() {
+    let server = Server::start();
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let not_there = Workspace::new(&[Pin {
+        name: "helmfile",
+        version: "1.6.0".into(),
+        url: format!("{base}/helmfile_{{version}}_{{os}}_{{arch}}.tar.gz"),
+        tar_binary: Some("helmfile"),
+        sha256: Some("1".repeat(64)),
+    }]);
+    let (code, _, stderr) = not_there.install();
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("helmfile 1.6.0: cannot download"), "{stderr}");
+    assert!(stderr.contains("404"), "{stderr}");
+
+    let unpinned = Workspace::new(&[Pin {
+        name: "tilt",
+        version: "0.37.7".into(),
+        url: format!("{base}/tilt.{{version}}.{{os}}.{{arch}}.tar.gz"),
+        tar_binary: Some("tilt"),
+        sha256: None,
+    }]);
+    let (code, _, stderr) = unpinned.install();
+    let (os, arch) = platform();
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains(&format!("tilt 0.37.7: no sha256 pinned for {os}-{arch}")), "{stderr}");
+    assert!(stderr.contains("to install tilt 0.37.7 by hand"), "{stderr}");
+    assert_eq!(server.requests(), 1, "an unpinned platform is refused before any download");
+    assert_eq!(unpinned.tools_files(), Vec::<String>::new());
+}
+
+#[test]
+fn bad_pin_is_exit_2_naming_the_table() {
+    let workspace = Workspace::new(&[Pin {
+        name: "helm",
+        version: "3.18.4".into(),
+        url: "https://get.helm.sh/helm-v{version}-{os}-{arch}.tar.gz".into(),
+        tar_binary: None,
+        sha256: Some("not-a-checksum".into()),
+    }]);
+    let (code, _, stderr) = workspace.install();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("[workspace.metadata.bootstrap.tools.helm]"), "{stderr}");
+    assert!(stderr.contains("64 lower-case hex"), "{stderr}");
+}
+
+// ---- the devcontainer -------------------------------------------------------------
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn devcontainer() -> serde_json::Value {
+    let path = repo_root().join(".devcontainer/devcontainer.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // Kept free of comments so any JSON parser (and this test) reads it as is.
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn devcontainer_json_parses_and_builds_from_its_dockerfile() {
+    let config = devcontainer();
+    let dockerfile = config["build"]["dockerfile"].as_str().expect("build.dockerfile");
+    let dir = repo_root().join(".devcontainer");
+    let dockerfile = dir.join(dockerfile);
+    assert!(dockerfile.is_file(), "{} is missing", dockerfile.display());
+    let context = dir.join(config["build"]["context"].as_str().unwrap_or("."));
+    assert!(context.join("Cargo.toml").is_file(), "the build context is the repository");
+    let text = std::fs::read_to_string(&dockerfile).unwrap();
+    assert!(text.contains("devcontainers/rust:") || text.contains("rustup"), "a Rust toolchain");
+    let forwarded = config["forwardPorts"].as_array().expect("forwardPorts");
+    assert!(forwarded.contains(&serde_json::json!(10350)), "Tilt's port is forwarded");
+    let mounts = serde_json::to_string(&config["mounts"]).unwrap();
+    let features = serde_json::to_string(&config["features"]).unwrap();
+    assert!(
+        mounts.contains("/var/run/docker.sock") || features.contains("docker-"),
+        "Docker access for k3d: {mounts} {features}"
+    );
+}
+
+#[test]
+fn devcontainer_commands_exist_in_the_repository() {
+    let config = devcontainer();
+    let post_create = config["postCreateCommand"].as_str().expect("postCreateCommand");
+    assert!(post_create.contains("cargo xtask bootstrap"), "{post_create}");
+    // Every `cargo xtask <sub>` it runs is a subcommand of this binary.
+    let help = Command::new(env!("CARGO_BIN_EXE_xtask")).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let mut seen = 0;
+    for part in post_create.split("cargo xtask ").skip(1) {
+        let sub = part.split_whitespace().next().unwrap();
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(&format!("{sub} "))),
+            "`cargo xtask {sub}` is not in `cargo xtask --help`:\n{help}"
+        );
+        seen += 1;
+    }
+    assert!(seen >= 1);
+    // The `cargo xtask` alias it relies on, and any repository script it runs.
+    let alias = std::fs::read_to_string(repo_root().join(".cargo/config.toml")).unwrap();
+    assert!(alias.contains("xtask = \"run --package xtask --\""), "{alias}");
+    for word in post_create.split_whitespace() {
+        if let Some(rel) = word.strip_prefix("./").or_else(|| word.strip_prefix(".devcontainer/")) {
+            let rel = if word.starts_with(".devcontainer/") {
+                Path::new(".devcontainer").join(rel)
+            } else {
+                PathBuf::from(rel)
+            };
+            assert!(repo_root().join(&rel).exists(), "{} is missing", rel.display());
+        }
+    }
+}
