@@ -449,7 +449,7 @@ pub fn missing_keys(message: &str, referenced: &[String]) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
     let words: Vec<&str> = message.split_whitespace().collect();
     for pair in words.windows(2) {
-        let label = pair[0].trim_end_matches(':').to_ascii_lowercase();
+        let label = pair[0].trim_matches(|c: char| !c.is_alphanumeric()).to_ascii_lowercase();
         if matches!(label.as_str(), "key" | "property" | "path") {
             let word = pair[1].trim_matches(|c: char| "\"'`,.;:()[]{}".contains(c));
             if !word.is_empty() && !word.eq_ignore_ascii_case("not") {
@@ -762,6 +762,13 @@ mod tests {
     fn missing_key_parsing_handles_eso_wordings() {
         let refs = vec!["keycloak/admin".to_owned(), "password".to_owned()];
         assert_eq!(missing_keys("key \"keycloak/admin\" not found", &refs), ["keycloak/admin"]);
+        assert_eq!(
+            missing_keys(
+                "error processing spec.data[0] (key: keycloak/admin), err: Secret does not exist",
+                &refs
+            ),
+            ["keycloak/admin"]
+        );
         assert_eq!(
             missing_keys("could not get secret data from provider", &refs),
             Vec::<String>::new()

@@ -1,0 +1,181 @@
+//! `cargo xtask secrets` against the testbed: a real fake-k3d cluster, the sample
+//! platform's layers synced with the fake helmfile, the engine reading and writing the
+//! simulated API with kube.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use base64::Engine as _;
+use serde_json::Value;
+use testbed::world::{World, WorldOptions, require_docker};
+
+const REPO_INFRA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra");
+/// The fixture password the sample platform's Postgres Secret holds
+/// (infra/kubernetes/environments/local/postgres.yaml).
+const POSTGRES_PASSWORD: &str = "ameide-local-postgres";
+
+/// A workspace root of our own holding a copy of the sample platform.
+struct Platform {
+    root: tempfile::TempDir,
+}
+
+impl Platform {
+    fn new() -> Platform {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(
+            root.path().join("Cargo.toml"),
+            "[workspace]\nmembers = []\n\n[workspace.metadata.bootstrap]\n\
+             timeouts = { cluster_ready = 60, vault_bootstrap = 10 }\n",
+        )
+        .unwrap();
+        copy_dir(Path::new(REPO_INFRA), &root.path().join("infra"));
+        Platform { root }
+    }
+
+    fn log(&self) -> PathBuf {
+        self.root.path().join("setup.log")
+    }
+
+    fn xtask(&self, world: &World, args: &[&str]) -> Output {
+        let out = world
+            .command(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .arg("--log")
+            .arg(self.log())
+            .env("BOOTSTRAP_ROOT", self.root.path())
+            .output()
+            .unwrap();
+        // What a user sees; safe to print only because the test asserts no secret is in it.
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(
+            !stdout.contains(POSTGRES_PASSWORD) && !stderr.contains(POSTGRES_PASSWORD),
+            "xtask {args:?} printed the Postgres password"
+        );
+        eprintln!("xtask {args:?}: {}\n{stdout}{stderr}", out.status);
+        out
+    }
+
+    fn sync(&self, world: &World, layer: &str) {
+        let file = self.root.path().join(format!("infra/kubernetes/helmfiles/{layer}.yaml"));
+        let out = world
+            .command("helmfile")
+            .arg("-f")
+            .arg(file)
+            .args(["-e", "local", "sync"])
+            .current_dir(self.root.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "helmfile sync {layer}: {}", text(&out.stderr));
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The object as JSON from the real kubectl (never printed: it may hold secret data).
+fn kubectl_get(world: &World, args: &[&str]) -> Option<Value> {
+    let out = world.command("kubectl").arg("get").args(args).args(["-o", "json"]).output().unwrap();
+    out.status.success().then(|| serde_json::from_slice(&out.stdout).unwrap())
+}
+
+fn decoded(secret: &Value, key: &str) -> String {
+    let encoded = secret["data"][key].as_str().unwrap_or_else(|| panic!("no key {key}"));
+    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded).unwrap()).unwrap()
+}
+
+#[test]
+fn secrets_stage_writes_db_migrations_once_and_names_what_fails() {
+    if !require_docker() {
+        return;
+    }
+    let world = World::up(WorldOptions::default()).unwrap();
+    let platform = Platform::new();
+    assert!(platform.xtask(&world, &["cluster"]).status.success());
+
+    // Before the layers: the CronJob is not there, and the message says which layer to sync.
+    let out = platform.xtask(&world, &["secrets"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("CronJob vault/foundation-vault-bootstrap not found"));
+    assert!(text(&out.stderr).contains("cargo xtask sync 15-secrets-certificates"));
+
+    for layer in ["10-bootstrap", "15-secrets-certificates", "24-auth", "40-data-plane"] {
+        platform.sync(&world, layer);
+    }
+
+    // Healthy: Vault bootstrapped, db-migrations-local created with the Flyway keys,
+    // every ExternalSecret Ready.
+    let out = platform.xtask(&world, &["secrets"]);
+    assert!(out.status.success());
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("Vault bootstrap Job vault/foundation-vault-bootstrap-"), "{stdout}");
+    assert!(stdout.contains("Secret ameide/db-migrations-local created"), "{stdout}");
+    assert!(stdout.contains("2 ExternalSecrets Ready"), "{stdout}");
+    let secret = kubectl_get(&world, &["secret", "-n", "ameide", "db-migrations-local"]).unwrap();
+    let keys: Vec<&String> = secret["data"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["password", "url", "user"]);
+    assert_eq!(
+        decoded(&secret, "url"),
+        "jdbc:postgresql://postgres.ameide.svc.cluster.local:5432/ameide"
+    );
+    assert_eq!(decoded(&secret, "user"), "ameide");
+    assert!(decoded(&secret, "password") == POSTGRES_PASSWORD, "password differs");
+    let managers: Vec<&str> = secret["metadata"]["managedFields"]
+        .as_array()
+        .map(|m| m.iter().filter_map(|f| f["manager"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(managers.is_empty() || managers.contains(&"xtask-bootstrap"), "{managers:?}");
+
+    // Converged: nothing written, resourceVersion unchanged.
+    let out = platform.xtask(&world, &["secrets"]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("Secret ameide/db-migrations-local unchanged"));
+    let again = kubectl_get(&world, &["secret", "-n", "ameide", "db-migrations-local"]).unwrap();
+    assert_eq!(again["metadata"]["resourceVersion"], secret["metadata"]["resourceVersion"]);
+
+    // The password is nowhere in the log either (plain or base64).
+    let log = std::fs::read_to_string(platform.log()).unwrap();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(POSTGRES_PASSWORD);
+    assert!(
+        !log.contains(POSTGRES_PASSWORD) && !log.contains(&encoded),
+        "the log holds the password"
+    );
+    assert!(log.contains("[secrets] Secret ameide/db-migrations-local unchanged"), "{log}");
+
+    // vault-fail: a new run of the CronJob fails; the error names the Job and its log.
+    world.set("vault-fail").unwrap();
+    platform.sync(&world, "15-secrets-certificates");
+    let out = platform.xtask(&world, &["secrets"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("Vault bootstrap Job vault/foundation-vault-bootstrap-"), "{stderr}");
+    assert!(stderr.contains("failed (BackoffLimitExceeded"), "{stderr}");
+    assert!(stderr.contains("connection refused"), "the pod log tail: {stderr}");
+    assert!(stderr.contains("system:auth-delegator"), "the remediation: {stderr}");
+
+    // secret-missing-key: the next run of the CronJob succeeds, one ExternalSecret does not.
+    world.set("healthy").unwrap();
+    world.set("secret-missing-key").unwrap();
+    platform.sync(&world, "15-secrets-certificates");
+    platform.sync(&world, "24-auth");
+    let out = platform.xtask(&world, &["secrets"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("1 of 2 ExternalSecrets not Ready"), "{stderr}");
+    assert!(stderr.contains("ExternalSecret ameide/keycloak-"), "{stderr}");
+    assert!(stderr.contains("SecretSyncedError"), "{stderr}");
+    assert!(stderr.contains("missing remote key(s): keycloak/"), "{stderr}");
+}
