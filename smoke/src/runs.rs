@@ -1,0 +1,418 @@
+//! Running one trial: call the xtask library's check, and word its outcome as
+//! expected / found / remediation, so a JUnit report read alone is enough to act.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use libtest_mimic::{Failed, Trial};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use xtask::checks::{self, CheckResult, Verdict};
+use xtask::cluster::{self, Action};
+use xtask::config::Context;
+use xtask::report::Log;
+use xtask::{k8s, release, secrets, tilt};
+
+use crate::trials::{Check, What};
+
+/// A check that gets no answer within this time fails (a hung API must not hang CI).
+const CHECK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a check found.
+enum Outcome {
+    Passed {
+        warnings: Vec<String>,
+    },
+    Failed {
+        /// The check's own wording of what it expected, when it has one.
+        expected: Option<String>,
+        found: String,
+        remediation: String,
+    },
+}
+
+fn passed(warnings: Vec<String>) -> Outcome {
+    Outcome::Passed { warnings }
+}
+
+fn failed(found: impl Into<String>, remediation: impl Into<String>) -> Outcome {
+    Outcome::Failed { expected: None, found: found.into(), remediation: remediation.into() }
+}
+
+/// A [`CheckResult`] of `xtask::checks`: its verdict, in its own words.
+fn judged(result: CheckResult) -> Outcome {
+    match result.verdict {
+        Verdict::Passed | Verdict::Warned => passed(result.warnings),
+        Verdict::Failed => Outcome::Failed {
+            expected: Some(result.expected),
+            found: result.found,
+            remediation: result.remediation.unwrap_or_default(),
+        },
+    }
+}
+
+/// The message of a failed trial.
+fn report(expected: &str, found: &str, remediation: &str) -> Failed {
+    format!("expected: {expected}\nfound: {found}\nremediation: {remediation}").into()
+}
+
+pub fn trial(check: Check) -> Trial {
+    let Check { name, what, ctx, not_applicable } = check;
+    let ignored = not_applicable.is_some();
+    let label = name.clone();
+    Trial::test(name, move || {
+        if let Some(reason) = not_applicable {
+            // Only reached with `--ignored` / `--include-ignored`.
+            eprintln!("{label}: not applicable: {reason}");
+            return Ok(());
+        }
+        let ctx = match ctx {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                return Err(report(
+                    &format!("the settings of the workspace to be readable ({label})"),
+                    &format!("could not check: {e}"),
+                    "run from inside the repository (or set BOOTSTRAP_ROOT to it) and fix the \
+                     file the message names; `cargo xtask doctor` checks the settings",
+                ));
+            }
+        };
+        run(&label, &ctx, &what)
+    })
+    .with_ignored_flag(ignored)
+}
+
+fn run(name: &str, ctx: &Context, what: &What) -> Result<(), Failed> {
+    let expected = expected(ctx, what);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| report(&expected, &format!("could not check: no async runtime: {e}"), ""))?;
+    let outcome =
+        runtime.block_on(async { tokio::time::timeout(CHECK_TIMEOUT, check(ctx, what)).await });
+    let outcome = match outcome {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(e)) => could_not_check(what, &e),
+        Err(_) => failed(
+            format!("could not check: no answer within {}s", CHECK_TIMEOUT.as_secs()),
+            unreachable_remediation(what),
+        ),
+    };
+    match outcome {
+        Outcome::Passed { warnings } => {
+            for warning in warnings {
+                eprintln!("{name}: warning: {warning}");
+            }
+            Ok(())
+        }
+        Outcome::Failed { expected: own, found, remediation } => {
+            Err(report(own.as_deref().unwrap_or(&expected), &found, &remediation))
+        }
+    }
+}
+
+/// An error instead of a verdict: the check could not run. A stage failure of the
+/// library (`secrets::Failure`) carries its own remediation.
+fn could_not_check(what: &What, err: &anyhow::Error) -> Outcome {
+    if let Some(failure) = err.chain().find_map(|c| c.downcast_ref::<secrets::Failure>()) {
+        return failed(failure.message.clone(), failure.remediation.clone());
+    }
+    failed(format!("could not check: {err:#}"), unreachable_remediation(what))
+}
+
+fn unreachable_remediation(what: &What) -> String {
+    match what {
+        What::ClusterExists | What::ClusterRegistry => {
+            "start Docker (or set DOCKER_HOST to a running daemon), then create or start the \
+             cluster with `cargo xtask cluster`"
+                .into()
+        }
+        What::TiltReady => "start Tilt with `cargo xtask tilt`".into(),
+        What::Unreadable(_) => {
+            "fix the file the message names; `cargo xtask plan` shows what is read".into()
+        }
+        _ => "make sure the cluster runs (`cargo xtask cluster`) and the current kube context \
+              points at it (`kubectl config current-context`; KUBECONFIG)"
+            .into(),
+    }
+}
+
+fn expected(ctx: &Context, what: &What) -> String {
+    let s = &ctx.settings;
+    let secrets = &s.secrets;
+    match what {
+        What::ClusterExists => format!(
+            "k3d cluster `{}` running, matching {}, its API answering /readyz",
+            s.cluster,
+            ctx.display_path(&s.k3d_config)
+        ),
+        What::ClusterRegistry => "the cluster's registry container running and answering \
+                                  GET /v2/"
+            .into(),
+        What::VaultBootstrap => match &secrets.vault_job {
+            Some(job) => format!("Job {}/{job} succeeded", secrets.vault_namespace),
+            None => format!(
+                "the newest Job of CronJob {}/{} succeeded",
+                secrets.vault_namespace, secrets.vault_cronjob
+            ),
+        },
+        What::DbMigrations => format!(
+            "Secret {}/{} holds url, user, password from Secret {}/{}",
+            secrets.db_migrations_namespace,
+            secrets.db_migrations_secret,
+            secrets.postgres_namespace,
+            secrets.postgres_secret
+        ),
+        What::ExternalSecretsReady => {
+            "every ExternalSecret Ready (every key it references exists)".into()
+        }
+        What::ReleasesDeployed(_) => {
+            "every installed release of every layer at status deployed".into()
+        }
+        What::Gate { release, namespace } => {
+            format!("every test hook of gate release {namespace}/{release} Succeeded")
+        }
+        What::Unreadable(_) => "the platform model readable".into(),
+        What::TiltReady => format!(
+            "Tilt answering on http://localhost:{}/ with {} Ready",
+            s.tilt_port,
+            tilt::TILTFILE_RESOURCE
+        ),
+    }
+}
+
+async fn check(ctx: &Context, what: &What) -> Result<Outcome> {
+    match what {
+        What::ClusterExists => cluster_exists(ctx).await,
+        What::ClusterRegistry => cluster_registry(ctx).await,
+        What::VaultBootstrap => vault_bootstrap(ctx).await,
+        What::DbMigrations => db_migrations(ctx).await,
+        What::ExternalSecretsReady => external_secrets_ready().await,
+        What::ReleasesDeployed(releases) => releases_deployed(releases).await,
+        What::Gate { release, namespace } => gate(release, namespace).await,
+        What::Unreadable(why) => Ok(failed(
+            why.clone(),
+            "fix the file the message names; `cargo xtask plan` shows what is read",
+        )),
+        What::TiltReady => tilt_ready(ctx).await,
+    }
+}
+
+// ---- cluster -----------------------------------------------------------------------
+
+async fn cluster_exists(ctx: &Context) -> Result<Outcome> {
+    let (_, desired) = cluster::desired(ctx)?;
+    let docker = cluster::docker().await?;
+    let observed = cluster::observe(&docker, &desired).await?;
+    let plan = cluster::plan(&desired, &observed);
+    let mut warnings = Vec::new();
+    if !plan.remove_legacy.is_empty() {
+        warnings.push(format!(
+            "legacy registry container(s) {} still exist; `cargo xtask cluster` removes them",
+            plan.remove_legacy.join(", ")
+        ));
+    }
+    let remediation = match &plan.action {
+        Action::Noop => None,
+        Action::Create => Some(
+            "create it with `cargo xtask cluster` (or everything with `cargo xtask bootstrap`)",
+        ),
+        Action::Recreate { .. } => Some(
+            "`cargo xtask cluster` recreates it from the config (its contents are lost: run \
+             `cargo xtask bootstrap` afterwards)",
+        ),
+        Action::Start { .. } => Some("start it with `cargo xtask cluster`"),
+    };
+    if let Some(remediation) = remediation {
+        return Ok(failed(format!("cluster `{}`: {}", desired.name, plan.action), remediation));
+    }
+    // k3d names the cluster's kube context `k3d-<name>`.
+    let context = format!("k3d-{}", desired.name);
+    if let Err(e) = k8s::readyz(&context).await {
+        return Ok(failed(
+            format!("the API of kube context `{context}` does not answer /readyz: {e:#}"),
+            format!(
+                "the cluster's containers run but its API does not: look at `docker logs \
+                 k3d-{}-server-0`; `cargo xtask cluster` restarts a stopped cluster, \
+                 `k3d kubeconfig merge {}` restores a lost kube context",
+                desired.name, desired.name
+            ),
+        ));
+    }
+    match k8s::current_context() {
+        Some(current) if current == context => {}
+        current => warnings.push(format!(
+            "the current kube context is {}, not `{context}`: the Kubernetes trials check \
+             the current context",
+            current.map_or("unset".to_owned(), |c| format!("`{c}`"))
+        )),
+    }
+    Ok(passed(warnings))
+}
+
+/// Label k3d puts on its registry container: the port published on the host.
+const REGISTRY_PORT_LABEL: &str = "k3s.registry.port.external";
+
+async fn cluster_registry(ctx: &Context) -> Result<Outcome> {
+    let (_, desired) = cluster::desired(ctx)?;
+    let Some(name) = &desired.registry else {
+        return Ok(passed(vec!["the k3d config creates no registry: nothing to check".into()]));
+    };
+    let docker = cluster::docker().await?;
+    let observed = cluster::observe(&docker, &desired).await?;
+    let Some(registry) = observed.registry else {
+        return Ok(failed(
+            format!("no container `{name}`"),
+            "k3d creates the registry only with the cluster: `cargo xtask cluster` recreates \
+             both (then `cargo xtask bootstrap`)",
+        ));
+    };
+    if !registry.running {
+        return Ok(failed(
+            format!("container `{name}` exists but is not running"),
+            "start it with the cluster: `cargo xtask cluster`",
+        ));
+    }
+    let Some(port) = registry.labels.get(REGISTRY_PORT_LABEL) else {
+        return Ok(failed(
+            format!("container `{name}` has no `{REGISTRY_PORT_LABEL}` label (not made by k3d?)"),
+            format!("remove it (`docker rm -f {name}`) and run `cargo xtask cluster`"),
+        ));
+    };
+    let url = format!("http://127.0.0.1:{port}/v2/");
+    match http_status("127.0.0.1", port, "/v2/").await {
+        // The registry API answers 200, or 401 when it requires a login.
+        Ok(200 | 401) => Ok(passed(vec![])),
+        Ok(status) => Ok(failed(
+            format!("GET {url} answered HTTP {status}"),
+            format!(
+                "look at `docker logs {name}`; `cargo xtask cluster` recreates a broken registry"
+            ),
+        )),
+        Err(e) => Ok(failed(
+            format!("GET {url} failed: {e:#}"),
+            format!("look at `docker logs {name}` and `docker port {name}`"),
+        )),
+    }
+}
+
+/// The status code of a plain HTTP/1.0 GET.
+async fn http_status(host: &str, port: &str, path: &str) -> Result<u16> {
+    let mut stream = tokio::net::TcpStream::connect(format!("{host}:{port}")).await?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut head = vec![0; 64];
+    let n = stream.read(&mut head).await?;
+    let line = String::from_utf8_lossy(&head[..n]);
+    let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+    status.ok_or_else(|| anyhow::anyhow!("not an HTTP answer: {:?}", line.lines().next()))
+}
+
+// ---- layers and releases -------------------------------------------------------------
+
+async fn gate(release_name: &str, namespace: &str) -> Result<Outcome> {
+    let client = k8s::client(None).await?;
+    let release = release::read(&client, namespace, release_name).await?;
+    // The verdict `helm test` recorded in the release (no new test run): helm's own exit
+    // status is unknown here, so only the hooks' phases decide.
+    Ok(judged(checks::gate_verdict(release_name, namespace, release.as_ref(), true, "")))
+}
+
+async fn releases_deployed(
+    releases: &Result<Vec<(String, String, String)>, String>,
+) -> Result<Outcome> {
+    let releases = match releases {
+        Ok(releases) => releases,
+        Err(why) => {
+            return Ok(failed(
+                format!("could not check: {why}"),
+                "fix the file the message names; `cargo xtask plan` shows what is read",
+            ));
+        }
+    };
+    if releases.is_empty() {
+        return Ok(failed(
+            "0 installed releases in the platform model: nothing to check",
+            "list the layer files under `helmfiles:` in the root Helmfile",
+        ));
+    }
+    let client = k8s::client(None).await?;
+    let mut bad = Vec::new();
+    for (layer, name, namespace) in releases {
+        let result = checks::release_deployed(&client, name, namespace).await?;
+        if result.verdict == Verdict::Failed {
+            bad.push((layer, result));
+        }
+    }
+    let Some((layer, first)) = bad.first() else { return Ok(passed(vec![])) };
+    let list: Vec<String> =
+        bad.iter().map(|(layer, r)| format!("{} (layer {layer}): {}", r.name, r.found)).collect();
+    Ok(failed(
+        format!("{} of {} releases not deployed: {}", bad.len(), releases.len(), list.join("; ")),
+        format!(
+            "{}; then `cargo xtask sync {layer}`",
+            first.remediation.as_deref().unwrap_or("inspect it with `helm status`")
+        ),
+    ))
+}
+
+// ---- secrets -------------------------------------------------------------------------
+
+async fn vault_bootstrap(ctx: &Context) -> Result<Outcome> {
+    let client = k8s::client(None).await?;
+    // The bootstrap's own wait, asked once: a zero timeout turns "still running" into a
+    // failure instead of a wait.
+    let mut once = ctx.clone();
+    once.settings.timeouts.vault_bootstrap = 0;
+    let log = Log::open(&ctx.log_path)?;
+    let outcome = secrets::wait_vault_bootstrap(&once, &log, &client).await?;
+    Ok(passed(outcome.warnings))
+}
+
+async fn db_migrations(_ctx: &Context) -> Result<Outcome> {
+    Ok(failed(
+        "could not check: the xtask library has no read-only db-migrations check yet",
+        "`cargo xtask secrets` writes the Secret; verify it with `kubectl get secret`",
+    ))
+}
+
+async fn external_secrets_ready() -> Result<Outcome> {
+    let client = k8s::client(None).await?;
+    let found = secrets::list_external_secrets(&client).await?;
+    Ok(match secrets::judge_external_secrets(&found) {
+        Ok(outcome) => passed(outcome.warnings),
+        Err(failure) => failed(failure.message, failure.remediation),
+    })
+}
+
+// ---- tilt ----------------------------------------------------------------------------
+
+async fn tilt_ready(ctx: &Context) -> Result<Outcome> {
+    let port = ctx.settings.tilt_port;
+    let probe = tilt::probe(port).await;
+    if probe.is_ready() {
+        return Ok(passed(vec![]));
+    }
+    let found = match &probe {
+        tilt::Probe::Down(why) => format!("nothing answers on port {port} ({why})"),
+        tilt::Probe::Answering(why) => why.clone(),
+        tilt::Probe::Tilt(status) => format!(
+            "{} is not Ready (reason {}, updateStatus {})",
+            tilt::TILTFILE_RESOURCE,
+            or_dash(&status.reason),
+            or_dash(&status.update_status)
+        ),
+    };
+    let tilt_log = tilt::tilt_log_path(&ctx.log_path);
+    Ok(failed(
+        found,
+        format!(
+            "`cargo xtask tilt` starts Tilt and waits for Ready; if it runs, read {} and the \
+             Tilt UI at http://localhost:{port}/",
+            tilt_log.display()
+        ),
+    ))
+}
+
+fn or_dash(text: &str) -> &str {
+    if text.is_empty() { "-" } else { text }
+}
