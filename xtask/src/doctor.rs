@@ -152,6 +152,9 @@ pub struct Check {
     /// How to install or fix it; set when the status is not ok.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// The version pinned in `[workspace.metadata.bootstrap.tools]`, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -185,6 +188,7 @@ pub fn assess_tool(
         minimum: req.minimum,
         detail: String::new(),
         hint: None,
+        pinned: None,
     };
     let hint = Some(format!("install {}: {}", req.name, req.hint));
     let (Some(path), Some(output)) = (path, output) else {
@@ -245,6 +249,7 @@ pub fn assess_docker(server: Result<Option<String>>) -> Check {
         minimum: DOCKER_MINIMUM,
         detail: String::new(),
         hint: None,
+        pinned: None,
     };
     match server {
         Err(err) => {
@@ -313,7 +318,9 @@ pub async fn inspect(ctx: &Context) -> Report {
     for req in TOOLS {
         let path = probe::find_tool(&ctx.root, req.name);
         let output = path.as_deref().map(|p| probe::capture(p, req.version_args, timeout));
-        checks.push(assess_tool(req, path.as_deref(), output));
+        let mut check = assess_tool(req, path.as_deref(), output);
+        check.pinned = ctx.settings.tools.get(req.name).map(|pin| pin.version.clone());
+        checks.push(check);
     }
     let ok = checks.iter().all(|c| c.status != Status::Missing);
     Report { ok, checks, kube_context: kube_context(&ctx.settings.cluster) }
@@ -345,7 +352,7 @@ pub fn verdict(report: &Report) -> Result<()> {
 
 /// The report as an aligned table, then hints.
 pub fn render(report: &Report) -> String {
-    let rows: Vec<[String; 5]> = report
+    let rows: Vec<[String; 6]> = report
         .checks
         .iter()
         .map(|c| {
@@ -358,13 +365,14 @@ pub fn render(report: &Report) -> String {
                 }
                 .to_string(),
                 c.version.map_or("-".to_string(), |v| v.to_string()),
+                c.pinned.clone().unwrap_or_else(|| "-".to_string()),
                 format!(">= {}", c.minimum),
                 c.detail.clone(),
             ]
         })
         .collect();
-    let header = ["TOOL", "STATUS", "VERSION", "MINIMUM", "DETAIL"].map(String::from);
-    let mut widths = [0usize; 5];
+    let header = ["TOOL", "STATUS", "VERSION", "PINNED", "MINIMUM", "DETAIL"].map(String::from);
+    let mut widths = [0usize; 6];
     for row in std::iter::once(&header).chain(&rows) {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
@@ -450,6 +458,26 @@ mod tests {
             "{err}"
         );
         assert!(render(&report).contains("MISSING"));
+    }
+
+    #[test]
+    fn table_shows_pinned_next_to_found_version() {
+        let mut k3d = assess_tool(req("k3d"), Some(Path::new("/r/.tools/bin/k3d")), ran("v5.7.5"));
+        k3d.pinned = Some("5.7.5".into());
+        let report = Report {
+            ok: true,
+            checks: vec![k3d],
+            kube_context: KubeContext {
+                current: None,
+                expected: "k3d-x".into(),
+                detail: "-".into(),
+            },
+        };
+        let table = render(&report);
+        let header = table.lines().next().unwrap();
+        assert!(header.starts_with("TOOL  STATUS  VERSION  PINNED  MINIMUM"), "{table}");
+        let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(row[..4], ["k3d", "ok", "5.7.5", "5.7.5"], "{table}");
     }
 
     #[test]
