@@ -157,7 +157,29 @@ async fn execute(
     stages: &[Stage],
 ) -> Result<()> {
     let log = Log::open(&ctx.log_path)?;
-    let _lock = if plan { None } else { Some(RunLock::acquire(ctx)?) };
+    let _lock = match plan {
+        true => None,
+        false => match RunLock::acquire(ctx) {
+            Ok(lock) => Some(lock),
+            Err(err) => {
+                // Still one summary (and one JSON object) for scripts.
+                let summary = Summary {
+                    status: RunStatus::Failed,
+                    stages: Vec::new(),
+                    layers: Vec::new(),
+                    failure: Some(Failure {
+                        stage: "lock".into(),
+                        layer: None,
+                        message: format!("{err:#}"),
+                        remediation: "wait for the other run to finish, then run again".into(),
+                    }),
+                    log: log.path().display().to_string(),
+                };
+                print_summary(&summary, target.format);
+                return Err(err);
+            }
+        },
+    };
     let kube_context =
         target.context.clone().unwrap_or_else(|| format!("k3d-{}", ctx.settings.cluster));
     let environment =
@@ -254,11 +276,15 @@ async fn execute(
         log: log.path().display().to_string(),
     };
     log.line("bootstrap", &format!("end: {}", summary.to_json()));
-    match target.format {
+    print_summary(&summary, target.format);
+    error.map_or(Ok(()), Err)
+}
+
+fn print_summary(summary: &Summary, format: Format) {
+    match format {
         Format::Json => println!("{}", summary.to_json()),
         Format::Human => print!("{}", summary.to_table()),
     }
-    error.map_or(Ok(()), Err)
 }
 
 /// Run a stage; on Ctrl-C let the running tool call stop its process group and return
@@ -487,19 +513,23 @@ impl Run<'_> {
                         Ok(r) => r,
                         Err(e) => {
                             self.layers.push(LayerSummary::new(&layer.name, LayerStatus::Failed));
-                            if exit_code(&e) == 130 || self.failure.is_some() {
-                                return Err(e);
+                            if self.failure.is_none() {
+                                let remediation = if exit_code(&e) == 130 {
+                                    remediation(Stage::Layers, 130)
+                                } else {
+                                    format!(
+                                        "fix the cause, then run `cargo xtask sync {}`; its output is in {}",
+                                        layer.name,
+                                        self.log.path().display()
+                                    )
+                                };
+                                self.failure = Some(Failure {
+                                    stage: "layers".into(),
+                                    layer: Some(layer.name.clone()),
+                                    message: format!("{e:#}"),
+                                    remediation,
+                                });
                             }
-                            self.failure = Some(Failure {
-                                stage: "layers".into(),
-                                layer: Some(layer.name.clone()),
-                                message: format!("{e:#}"),
-                                remediation: format!(
-                                    "fix the cause, then run `cargo xtask sync {}`; its output is in {}",
-                                    layer.name,
-                                    self.log.path().display()
-                                ),
-                            });
                             return Err(e);
                         }
                     };
