@@ -39,6 +39,9 @@ pub struct Args {
     /// Sync every selected layer, even those whose inputs are unchanged.
     #[arg(long)]
     pub force: bool,
+    /// Skip the tilt stage (do not start or check Tilt).
+    #[arg(long)]
+    pub no_tilt: bool,
 }
 
 /// `cargo xtask sync <layer>...`: sync and gate just these layers, converged or not.
@@ -74,6 +77,10 @@ pub enum Stage {
     Charts,
     Layers,
     Status,
+    /// Vault bootstrap, db-migrations secret, ExternalSecrets (crate::secrets).
+    Secrets,
+    /// Tilt started and its Tiltfile Ready (crate::tilt).
+    Tilt,
 }
 
 impl Stage {
@@ -84,6 +91,8 @@ impl Stage {
             Stage::Charts => "charts",
             Stage::Layers => "layers",
             Stage::Status => "status",
+            Stage::Secrets => "secrets",
+            Stage::Tilt => "tilt",
         }
     }
 }
@@ -139,7 +148,17 @@ pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
         (_, Some(only)) => Selection::Only(only.clone()),
         _ => Selection::All,
     };
-    let stages = [Stage::Preflight, Stage::Cluster, Stage::Charts, Stage::Layers, Stage::Status];
+    let mut stages = vec![
+        Stage::Preflight,
+        Stage::Cluster,
+        Stage::Charts,
+        Stage::Layers,
+        Stage::Status,
+        Stage::Secrets,
+    ];
+    if !args.no_tilt {
+        stages.push(Stage::Tilt);
+    }
     execute(ctx, &args.target, selection, args.plan, args.force, &stages).await
 }
 
@@ -208,6 +227,7 @@ async fn execute(
         layers: Vec::new(),
         failure: None,
         uses_cluster_stage: stages.contains(&Stage::Cluster),
+        gaps: Vec::new(),
     };
 
     let mut rows = Vec::new();
@@ -231,11 +251,14 @@ async fn execute(
             Err(err) => {
                 let code = exit_code(&err);
                 if run.failure.is_none() {
+                    // The secrets and tilt stages carry their own remediation.
+                    let own = err.downcast_ref::<crate::secrets::Failure>();
                     run.failure = Some(Failure {
                         stage: stage.name().into(),
                         layer: None,
-                        message: format!("{err:#}"),
-                        remediation: remediation(stage, code),
+                        message: own.map_or_else(|| format!("{err:#}"), |f| f.message.clone()),
+                        remediation: own
+                            .map_or_else(|| remediation(stage, code), |f| f.remediation.clone()),
                     });
                 }
                 let status =
@@ -275,6 +298,7 @@ async fn execute(
         failure: run.failure,
         log: log.path().display().to_string(),
     };
+    write_gap_log(&log, summary.warnings().into_iter().chain(run.gaps.iter().map(String::as_str)));
     log.line("bootstrap", &format!("end: {}", summary.to_json()));
     print_summary(&summary, target.format);
     error.map_or(Ok(()), Err)
@@ -284,6 +308,16 @@ fn print_summary(summary: &Summary, format: Format) {
     match format {
         Format::Json => println!("{}", summary.to_json()),
         Format::Human => print!("{}", summary.to_table()),
+    }
+}
+
+/// The gap log: every warning of the run, one line each, as a block at the end of the log
+/// so a reader of the log alone sees them.
+fn write_gap_log<'a>(log: &Log, warnings: impl Iterator<Item = &'a str>) {
+    let warnings: Vec<&str> = warnings.collect();
+    log.line("gaps", &format!("{} gap(s) found by this run", warnings.len()));
+    for warning in warnings {
+        log.line("gaps", &format!("- {}", warning.replace('\n', " ")));
     }
 }
 
@@ -335,6 +369,8 @@ struct Run<'a> {
     client: Option<kube::Client>,
     layers: Vec<LayerSummary>,
     failure: Option<Failure>,
+    /// Warnings of the secrets and tilt stages, for the gap log.
+    gaps: Vec<String>,
 }
 
 type StageOutcome = (StageStatus, String);
@@ -347,7 +383,34 @@ impl Run<'_> {
             Stage::Charts => self.charts(),
             Stage::Layers => self.layers().await,
             Stage::Status => self.status().await,
+            Stage::Secrets => self.secrets().await,
+            Stage::Tilt => self.tilt().await,
         }
+    }
+
+    async fn secrets(&mut self) -> Result<StageOutcome> {
+        if self.plan {
+            return Ok((
+                StageStatus::Planned,
+                "would await Vault, write db-migrations, check ExternalSecrets".into(),
+            ));
+        }
+        let client = self.client().await?;
+        let outcome = crate::secrets::stage(self.ctx, &self.log, &client).await?;
+        self.gaps.extend(outcome.warnings.iter().map(|w| format!("secrets: {w}")));
+        Ok((
+            self.done(),
+            outcome.done.iter().chain(&outcome.warnings).cloned().collect::<Vec<_>>().join("; "),
+        ))
+    }
+
+    async fn tilt(&mut self) -> Result<StageOutcome> {
+        if self.plan {
+            return Ok((StageStatus::Planned, "would start Tilt unless it is Ready".into()));
+        }
+        check_interrupted()?;
+        let outcome = crate::tilt::ensure(self.ctx, &self.log).await?;
+        Ok((self.done(), outcome.done.join("; ")))
     }
 
     fn done(&self) -> StageStatus {

@@ -165,6 +165,14 @@ pub async fn probe(port: u16) -> Probe {
     }
 }
 
+/// [`probe`] on a runtime of its own, for callers without one (tests, smoke).
+pub fn probe_blocking(port: u16) -> Probe {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(probe(port)),
+        Err(e) => Probe::Down(format!("no async runtime: {e}")),
+    }
+}
+
 /// `tilt.log` beside our log file.
 pub fn tilt_log_path(log: &Path) -> PathBuf {
     log.parent().unwrap_or(Path::new(".")).join("tilt.log")

@@ -179,3 +179,51 @@ fn secrets_stage_writes_db_migrations_once_and_names_what_fails() {
     assert!(stderr.contains("SecretSyncedError"), "{stderr}");
     assert!(stderr.contains("missing remote key(s): keycloak/"), "{stderr}");
 }
+
+#[test]
+fn healthy_bootstrap_runs_secrets_and_tilt_stages_last() {
+    if !require_docker() {
+        return;
+    }
+    let world = World::up(WorldOptions::default()).unwrap();
+    let platform = Platform::new();
+    // A free Tilt port of our own: 10350 may be taken by a developer's real Tilt.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let manifest = platform.root.path().join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let text = text.replace(
+        "[workspace.metadata.bootstrap]\n",
+        &format!("[workspace.metadata.bootstrap]\ntilt_port = {port}\n"),
+    );
+    std::fs::write(
+        &manifest,
+        text.replace("vault_bootstrap = 10", "vault_bootstrap = 10, tilt_ready = 10"),
+    )
+    .unwrap();
+
+    let out = platform.xtask(&world, &["bootstrap", "--format", "json"]);
+    assert!(out.status.success());
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stages: Vec<(&str, &str)> = summary["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    for name in ["cluster", "charts", "layers", "secrets", "tilt"] {
+        assert!(stages.contains(&(name, "ok")), "{name} not ok: {stages:?}");
+    }
+    assert_eq!(stages.last().unwrap().0, "tilt");
+    assert!(xtask::tilt::probe_blocking(port).is_ready());
+    let secret = kubectl_get(&world, &["secret", "-n", "ameide", "db-migrations-local"]).unwrap();
+    assert_eq!(decoded(&secret, "user"), "ameide");
+    let log = std::fs::read_to_string(platform.log()).unwrap();
+    assert!(!log.contains(POSTGRES_PASSWORD), "the log holds the password");
+    assert!(log.contains("[gaps] "), "no gap log block: {log}");
+
+    // --no-tilt leaves the stage out.
+    let out = platform.xtask(&world, &["bootstrap", "--format", "json", "--no-tilt"]);
+    assert!(out.status.success());
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!summary["stages"].as_array().unwrap().iter().any(|s| s["name"] == "tilt"));
+}
