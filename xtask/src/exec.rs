@@ -2,7 +2,9 @@
 //! timeout, streams its output into the log, and is stopped with its whole process
 //! group on timeout or Ctrl-C.
 
+use std::ffi::OsString;
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -12,6 +14,15 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use crate::error::{Coded, ExitCode, failed, missing};
 use crate::report::Log;
+
+/// `PATH` for every tool call once a command chose one (`.tools/bin` first, see
+/// `tools::prepare`); unset, tool calls inherit ours. A `Cmd`'s own `PATH` wins.
+static TOOL_PATH: OnceLock<OsString> = OnceLock::new();
+
+/// Run every later tool call with this `PATH` (the first call wins).
+pub fn set_tool_path(path: OsString) {
+    let _ = TOOL_PATH.set(path);
+}
 
 /// One external command.
 #[derive(Debug, Clone)]
@@ -93,6 +104,7 @@ pub async fn run(log: &Log, cmd: &Cmd) -> Result<Output> {
     let started = Instant::now();
     let mut child = tokio::process::Command::new(&cmd.program)
         .args(&cmd.args)
+        .envs(TOOL_PATH.get().map(|path| ("PATH", path)))
         .envs(cmd.envs.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -203,6 +215,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::open(&dir.path().join("run.log")).unwrap();
         (dir, log)
+    }
+
+    #[tokio::test]
+    async fn tool_path_finds_programs_in_its_first_folder() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, log) = log();
+        let probe = dir.path().join("xtask-tool-path-probe");
+        std::fs::write(&probe, "#!/bin/sh\necho found\n").unwrap();
+        std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // The rest of PATH stays, so other tests running meanwhile still find `sh`.
+        let rest = std::env::var_os("PATH").unwrap_or_default();
+        let dirs = std::iter::once(dir.path().to_path_buf()).chain(std::env::split_paths(&rest));
+        set_tool_path(std::env::join_paths(dirs).unwrap());
+        let cmd = Cmd::new("t", "xtask-tool-path-probe", Duration::from_secs(10));
+        let out = run(&log, &cmd).await.unwrap();
+        assert_eq!(out.stdout, "found\n");
     }
 
     #[test]

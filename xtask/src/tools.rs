@@ -501,6 +501,38 @@ fn place(root: &Path, name: &str, executable: &[u8]) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// For `bootstrap`'s preflight: install the pinned tools (unless `no_install`), then
+/// make every later tool call find `.tools/bin` first on `PATH`. A tool not pinned for
+/// this platform but already on `PATH` is used as it is (logged); one that is neither
+/// stops the run with `install`'s message and exit 3.
+pub async fn prepare(ctx: &Context, log: &Log, no_install: bool) -> Result<Vec<Outcome>> {
+    let mut outcomes = Vec::new();
+    if !no_install {
+        let platform = Platform::current();
+        let pins = &ctx.settings.tools;
+        let wanted: Vec<String> = pins
+            .iter()
+            .filter(|(name, pin)| {
+                let pinned = platform.is_some_and(|p| pin.sha256_for(p).is_some());
+                let usable = pinned || crate::probe::find_on_path(name).is_none();
+                if !usable {
+                    log.line(
+                        "tools",
+                        &format!("{name}: not pinned for this platform; using the one on PATH"),
+                    );
+                }
+                usable
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        if !wanted.is_empty() {
+            outcomes = install(&ctx.root, pins, &wanted, log, platform).await?;
+        }
+    }
+    crate::exec::set_tool_path(path_with_tools(&ctx.root));
+    Ok(outcomes)
+}
+
 /// `cargo xtask tools ...`
 #[derive(Debug, clap::Args)]
 pub struct Args {
