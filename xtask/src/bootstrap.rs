@@ -67,6 +67,10 @@ pub struct Target {
     /// `human` (a table) or `json` (one JSON object on stdout, nothing else there).
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+    /// Do not install the pinned tools into .tools/bin first (`cargo xtask tools
+    /// install`); use what is there and on PATH.
+    #[arg(long)]
+    pub no_install: bool,
 }
 
 /// The stages, in the order they run.
@@ -227,6 +231,7 @@ async fn execute(
         layers: Vec::new(),
         failure: None,
         uses_cluster_stage: stages.contains(&Stage::Cluster),
+        no_install: target.no_install,
         gaps: Vec::new(),
     };
 
@@ -362,6 +367,8 @@ struct Run<'a> {
     cluster_stage: bool,
     /// This command has a cluster stage at all (`sync` does not).
     uses_cluster_stage: bool,
+    /// `--no-install`: leave .tools/bin as it is.
+    no_install: bool,
     platform: Option<Platform>,
     /// Per layer, in platform order.
     digests: Vec<String>,
@@ -378,7 +385,12 @@ type StageOutcome = (StageStatus, String);
 impl Run<'_> {
     async fn stage(&mut self, stage: Stage) -> Result<StageOutcome> {
         match stage {
-            Stage::Preflight => self.preflight(),
+            Stage::Preflight => {
+                // Pinned tools first (not with --plan: it changes nothing), then every
+                // tool call finds .tools/bin before PATH.
+                crate::tools::prepare(self.ctx, &self.log, self.no_install || self.plan).await?;
+                self.preflight()
+            }
             Stage::Cluster => self.cluster().await,
             Stage::Charts => self.charts(),
             Stage::Layers => self.layers().await,
@@ -437,8 +449,11 @@ impl Run<'_> {
         if self.uses_cluster_stage && self.cluster_stage {
             tools.insert(0, "k3d");
         }
-        let absent: Vec<&str> =
-            tools.iter().copied().filter(|t| crate::probe::find_on_path(t).is_none()).collect();
+        let absent: Vec<&str> = tools
+            .iter()
+            .copied()
+            .filter(|t| crate::probe::find_tool(&self.ctx.root, t).is_none())
+            .collect();
         if !absent.is_empty() {
             return Err(missing(format!(
                 "not found on PATH: {} (run `cargo xtask doctor` for install hints)",

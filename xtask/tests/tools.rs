@@ -367,6 +367,35 @@ fn bad_pin_is_exit_2_naming_the_table() {
     assert!(stderr.contains("64 lower-case hex"), "{stderr}");
 }
 
+#[test]
+fn bootstrap_installs_the_pinned_tools_in_preflight_unless_no_install() {
+    let server = Server::start();
+    let pins = release(&server, "3.18.4");
+    let run = |workspace: &Workspace, extra: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("bootstrap")
+            .args(extra)
+            .env("BOOTSTRAP_ROOT", workspace.path(""))
+            .current_dir(workspace.path(""))
+            .output()
+            .unwrap();
+        (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    // No platform in these workspaces: preflight stops (exit 2) after the tools step.
+    let skipped = Workspace::new(&pins);
+    let (code, stderr) = run(&skipped, &["--no-install"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(skipped.tools_files(), Vec::<String>::new());
+    assert_eq!(server.requests(), 0);
+
+    let installed = Workspace::new(&pins);
+    let (code, stderr) = run(&installed, &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(installed.run_tool("k3d"), "k3d version v5.7.5\n");
+    assert_eq!(installed.run_tool("helm"), "helm version v3.18.4\n");
+    assert_eq!(server.requests(), 2);
+}
+
 // ---- the devcontainer -------------------------------------------------------------
 
 fn repo_root() -> PathBuf {
