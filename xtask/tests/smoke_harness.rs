@@ -1,0 +1,263 @@
+//! The `smoke` checklist binary (package `smoke`) run against testbed worlds: it must
+//! pass every trial on a healthy platform, fail exactly the broken gate's trial with a
+//! message a user can act on, and list its trials with no cluster and no Docker at all.
+//!
+//! How the binary is run: built once per test with
+//! `$CARGO test -p smoke --no-run --message-format=json` (the path comes from the
+//! `compiler-artifact` line), then executed directly with the world's environment and
+//! `BOOTSTRAP_ROOT`, and judged by libtest-mimic's standard output.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use testbed::world::{World, WorldOptions, require_docker};
+
+const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// Every trial of the sample platform, as `--list` prints them.
+const TRIALS: [&str; 16] = [
+    "cluster::exists",
+    "cluster::registry",
+    "layers::10-bootstrap::bootstrap-smoke",
+    "layers::15-secrets-certificates::secrets-certificates-smoke",
+    "layers::20-core-operators::core-operators-smoke",
+    "layers::22-control-plane::control-plane-smoke",
+    "layers::24-auth::auth-smoke",
+    "layers::40-data-plane::data-plane-smoke",
+    "layers::45-data-plane-ext::data-plane-ext-smoke",
+    "layers::50-product-services::product-services-smoke",
+    "layers::60-qa::platform-smoke",
+    "helm::releases_deployed",
+    "secrets::external_secrets_ready",
+    "secrets::vault_bootstrap",
+    "secrets::db_migrations",
+    "tilt::ready",
+];
+
+/// The smoke test executable, built (or found fresh) by cargo.
+fn smoke_binary() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["test", "-p", "smoke", "--no-run", "--message-format=json", "--manifest-path"])
+        .arg(Path::new(REPO).join("Cargo.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "building the smoke binary: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "smoke")
+        .and_then(|m| m["executable"].as_str().map(PathBuf::from))
+        .expect("cargo named no smoke test executable")
+}
+
+/// One run of the checklist: its exit status and, per trial, `ok`/`FAILED`/`ignored`
+/// and the failure message.
+struct Run {
+    output: Output,
+    outcomes: BTreeMap<String, String>,
+    messages: BTreeMap<String, String>,
+}
+
+impl Run {
+    fn new(output: Output) -> Run {
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        eprintln!(
+            "smoke: {}\n--- stdout\n{stdout}--- stderr\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut outcomes = BTreeMap::new();
+        let mut messages = BTreeMap::new();
+        let mut lines = stdout.lines();
+        while let Some(line) = lines.next() {
+            if let Some(rest) = line.strip_prefix("test ")
+                && let Some((name, outcome)) = rest.split_once(" ... ")
+            {
+                outcomes.insert(name.trim_end().to_owned(), outcome.trim().to_owned());
+            } else if let Some(name) =
+                line.strip_prefix("---- ").and_then(|l| l.strip_suffix(" ----"))
+            {
+                let message: Vec<&str> = lines.by_ref().take_while(|l| !l.is_empty()).collect();
+                messages.insert(name.to_owned(), message.join("\n"));
+            }
+        }
+        Run { output, outcomes, messages }
+    }
+
+    fn failed(&self) -> Vec<&str> {
+        self.outcomes.iter().filter(|(_, o)| *o == "FAILED").map(|(n, _)| n.as_str()).collect()
+    }
+
+    fn message(&self, trial: &str) -> &str {
+        self.messages.get(trial).map_or("", String::as_str)
+    }
+}
+
+/// A workspace root of our own holding a copy of the repository's infra/.
+struct Platform {
+    root: tempfile::TempDir,
+}
+
+impl Platform {
+    fn new() -> Platform {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(
+            root.path().join("Cargo.toml"),
+            "[workspace]\nmembers = []\n\n[workspace.metadata.bootstrap]\nlog = \"setup.log\"\n\
+             timeouts = { cluster_ready = 60, layer_sync = 120, gate = 60, vault_bootstrap = 30, tilt_ready = 30 }\n",
+        )
+        .unwrap();
+        let infra = Path::new(REPO).join("infra");
+        let status = Command::new("cp").arg("-a").arg(infra).arg(root.path()).status().unwrap();
+        assert!(status.success(), "copying infra/");
+        Platform { root }
+    }
+
+    fn xtask(&self, world: &World, args: &[&str]) {
+        let out = world
+            .command(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .env("BOOTSTRAP_ROOT", self.root.path())
+            .current_dir(self.root.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "xtask {args:?}: {}\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A fake tool of the world (`helm`, `helmfile`), run from the platform root.
+    fn tool(&self, world: &World, tool: &str, args: &[&str]) -> Output {
+        let out = world.command(tool).args(args).current_dir(self.root.path()).output().unwrap();
+        eprintln!(
+            "{tool} {args:?}: {}\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn smoke(&self, world: &World, binary: &Path) -> Run {
+        let out = world
+            .command(binary)
+            .args(["--color", "never"])
+            .env("BOOTSTRAP_ROOT", self.root.path())
+            .current_dir(self.root.path())
+            .output()
+            .unwrap();
+        Run::new(out)
+    }
+}
+
+#[test]
+fn listing_needs_no_cluster_and_a_check_that_cannot_run_says_why() {
+    let binary = smoke_binary();
+    let offline = |args: &[&str]| {
+        Command::new(&binary)
+            .args(args)
+            .args(["--color", "never"])
+            .env("BOOTSTRAP_ROOT", REPO)
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .output()
+            .unwrap()
+    };
+
+    let out = offline(&["--list"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test").map(str::to_owned))
+        .collect();
+    assert_eq!(listed, TRIALS);
+
+    // No cluster: each check fails, saying it could not check and why.
+    let run = Run::new(offline(&["cluster::"]));
+    assert_eq!(run.output.status.code(), Some(101));
+    assert_eq!(run.failed(), ["cluster::exists", "cluster::registry"]);
+    let message = run.message("cluster::exists");
+    assert!(message.starts_with("expected: k3d cluster `ameide` running"), "{message}");
+    assert!(
+        message.contains("found: could not check: the Docker daemon is unreachable"),
+        "{message}"
+    );
+    assert!(message.contains("remediation: start Docker"), "{message}");
+
+    let run = Run::new(offline(&["--exact", "layers::24-auth::auth-smoke"]));
+    assert_eq!(run.failed(), ["layers::24-auth::auth-smoke"]);
+    let message = run.message("layers::24-auth::auth-smoke");
+    assert!(
+        message.contains("found: could not check: the current kube context is not usable"),
+        "{message}"
+    );
+    assert!(message.contains("remediation: make sure the cluster runs"), "{message}");
+}
+
+#[test]
+fn healthy_platform_passes_every_trial_and_broken_ones_fail_alone() {
+    if !require_docker() {
+        return;
+    }
+    let binary = smoke_binary();
+    let world = World::up(WorldOptions::default()).unwrap();
+    let platform = Platform::new();
+    platform.xtask(&world, &["bootstrap"]);
+    // Idempotent when bootstrap already ran these stages.
+    platform.xtask(&world, &["secrets"]);
+    platform.xtask(&world, &["tilt"]);
+
+    // Healthy: every trial passes.
+    let run = platform.smoke(&world, &binary);
+    assert!(run.output.status.success());
+    let all_ok: BTreeMap<String, String> =
+        TRIALS.iter().map(|t| (t.to_string(), "ok".to_owned())).collect();
+    assert_eq!(run.outcomes, all_ok);
+
+    // Layer 24's Helm test fails: exactly its gate trial fails, naming the hook and what to do.
+    world.set("gate-fail=24-auth").unwrap();
+    assert!(
+        !platform.tool(&world, "helm", &["test", "auth-smoke", "-n", "ameide"]).status.success()
+    );
+    let run = platform.smoke(&world, &binary);
+    assert_eq!(run.output.status.code(), Some(101));
+    assert_eq!(run.failed(), ["layers::24-auth::auth-smoke"]);
+    let message = run.message("layers::24-auth::auth-smoke");
+    assert!(message.starts_with("expected: every test hook Succeeded"), "{message}");
+    assert!(message.contains("found: ") && message.contains("Failed"), "{message}");
+    let remediation = message.lines().find(|l| l.starts_with("remediation: ")).unwrap_or_default();
+    assert!(remediation.contains("test hook `auth-smoke-"), "{message}");
+    assert!(remediation.contains("kubectl logs -n ameide"), "{message}");
+    assert!(remediation.contains("helm test auth-smoke -n ameide"), "{message}");
+
+    // An ExternalSecret misses its remote key: the ExternalSecret trial fails, naming it.
+    world.set("healthy").unwrap();
+    world.set("secret-missing-key").unwrap();
+    let layer = platform.root.path().join("infra/kubernetes/helmfiles/24-auth.yaml");
+    let layer = layer.to_str().unwrap();
+    assert!(
+        platform.tool(&world, "helmfile", &["-f", layer, "-e", "local", "sync"]).status.success()
+    );
+    world.set("healthy").unwrap();
+    // The sync wrote new revisions: record the gate's verdict again.
+    assert!(
+        platform.tool(&world, "helm", &["test", "auth-smoke", "-n", "ameide"]).status.success()
+    );
+    let run = platform.smoke(&world, &binary);
+    assert_eq!(run.failed(), ["secrets::external_secrets_ready"]);
+    let message = run.message("secrets::external_secrets_ready");
+    assert!(message.contains("ExternalSecret ameide/keycloak-admin is not Ready"), "{message}");
+    assert!(message.contains("missing remote key(s): keycloak/admin"), "{message}");
+    assert!(message.contains("remediation: seed keycloak/admin"), "{message}");
+}
