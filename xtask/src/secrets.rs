@@ -305,13 +305,20 @@ pub fn flyway_data(
     ]))
 }
 
-/// Apply `db-migrations-local` when its data differs from the Postgres credentials.
-pub async fn apply_db_migrations(
-    ctx: &Context,
-    log: &Log,
+/// What `db-migrations-local` must hold and what it holds. No `Debug`: it carries
+/// secret values.
+struct DbMigrationsState {
+    source_name: String,
+    target: String,
+    desired: BTreeMap<String, ByteString>,
+    existing: Option<Secret>,
+}
+
+/// Read the Postgres credentials (the desired Flyway keys) and `db-migrations-local`.
+async fn db_migrations_state(
+    s: &SecretsSettings,
     client: &kube::Client,
-) -> Result<Outcome> {
-    let s: &SecretsSettings = &ctx.settings.secrets;
+) -> Result<DbMigrationsState> {
     let source_api: Api<Secret> = Api::namespaced(client.clone(), &s.postgres_namespace);
     let source_name = format!("{}/{}", s.postgres_namespace, s.postgres_secret);
     let Some(source) = source_api.get_opt(&s.postgres_secret).await? else {
@@ -334,6 +341,52 @@ pub async fn apply_db_migrations(
     let target = format!("{}/{}", s.db_migrations_namespace, s.db_migrations_secret);
     let api: Api<Secret> = Api::namespaced(client.clone(), &s.db_migrations_namespace);
     let existing = api.get_opt(&s.db_migrations_secret).await?;
+    Ok(DbMigrationsState { source_name, target, desired, existing })
+}
+
+/// Read-only (the check `smoke` runs): `db-migrations-local` holds exactly the Flyway
+/// keys from the Postgres credentials. A difference names keys, never values.
+pub async fn check_db_migrations(ctx: &Context, client: &kube::Client) -> Result<Outcome> {
+    let DbMigrationsState { source_name, target, desired, existing } =
+        db_migrations_state(&ctx.settings.secrets, client).await?;
+    let fix = "`cargo xtask secrets` (or `cargo xtask bootstrap`) writes it";
+    let Some(existing) = existing else {
+        return Err(failure(format!("Secret {target} not found"), fix));
+    };
+    let data = existing.data.unwrap_or_default();
+    let differing: Vec<&str> = desired
+        .keys()
+        .chain(data.keys())
+        .filter(|key| desired.get(*key) != data.get(*key))
+        .map(String::as_str)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !differing.is_empty() {
+        return Err(failure(
+            format!(
+                "Secret {target} differs from the Flyway keys of Secret {source_name} in key(s) {}",
+                differing.join(", ")
+            ),
+            fix,
+        ));
+    }
+    Ok(Outcome {
+        done: vec![format!("Secret {target} holds url, user, password from Secret {source_name}")],
+        warnings: vec![],
+    })
+}
+
+/// Apply `db-migrations-local` when its data differs from the Postgres credentials.
+pub async fn apply_db_migrations(
+    ctx: &Context,
+    log: &Log,
+    client: &kube::Client,
+) -> Result<Outcome> {
+    let s: &SecretsSettings = &ctx.settings.secrets;
+    let DbMigrationsState { source_name, target, desired, existing } =
+        db_migrations_state(s, client).await?;
+    let api: Api<Secret> = Api::namespaced(client.clone(), &s.db_migrations_namespace);
     if existing.as_ref().and_then(|e| e.data.as_ref()) == Some(&desired) {
         let line = format!("Secret {target} unchanged (url, user, password)");
         log.line(TAG, &line);

@@ -15,6 +15,9 @@ use serde_json::Value;
 use testbed::world::{World, WorldOptions, require_docker};
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+/// The fixture password of the sample platform's Postgres Secret
+/// (infra/kubernetes/environments/local/postgres.yaml): never in smoke's output.
+const POSTGRES_PASSWORD: &str = "ameide-local-postgres";
 
 /// Every trial of the sample platform, as `--list` prints them.
 const TRIALS: [&str; 16] = [
@@ -68,6 +71,10 @@ struct Run {
 impl Run {
     fn new(output: Output) -> Run {
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        for stream in [&output.stdout, &output.stderr] {
+            let text = String::from_utf8_lossy(stream);
+            assert!(!text.contains(POSTGRES_PASSWORD), "smoke printed the Postgres password");
+        }
         eprintln!(
             "smoke: {}\n--- stdout\n{stdout}--- stderr\n{}",
             output.status,
@@ -260,4 +267,27 @@ fn healthy_platform_passes_every_trial_and_broken_ones_fail_alone() {
     assert!(message.contains("ExternalSecret ameide/keycloak-admin is not Ready"), "{message}");
     assert!(message.contains("missing remote key(s): keycloak/admin"), "{message}");
     assert!(message.contains("remediation: seed keycloak/admin"), "{message}");
+
+    // db-migrations-local is gone: its trial fails, naming the Secret and the command.
+    let layer = platform.root.path().join("infra/kubernetes/helmfiles/24-auth.yaml");
+    assert!(
+        platform
+            .tool(&world, "helmfile", &["-f", layer.to_str().unwrap(), "-e", "local", "sync"])
+            .status
+            .success()
+    );
+    assert!(
+        platform.tool(&world, "helm", &["test", "auth-smoke", "-n", "ameide"]).status.success()
+    );
+    let deleted = platform.tool(
+        &world,
+        "kubectl",
+        &["delete", "secret", "-n", "ameide", "db-migrations-local"],
+    );
+    assert!(deleted.status.success());
+    let run = platform.smoke(&world, &binary);
+    assert_eq!(run.failed(), ["secrets::db_migrations"]);
+    let message = run.message("secrets::db_migrations");
+    assert!(message.contains("found: Secret ameide/db-migrations-local not found"), "{message}");
+    assert!(message.contains("remediation: `cargo xtask secrets`"), "{message}");
 }
