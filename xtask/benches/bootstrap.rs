@@ -2,8 +2,13 @@
 //! call sleeps 200 ms (real tools are slow; the engine's own work should not be). Run:
 //!
 //! ```text
-//! cargo bench -p xtask --bench bootstrap [-- LATENCY_MS]
+//! cargo build -p testbed
+//! TESTBED_BIN=$CARGO_TARGET_DIR/debug/testbed cargo bench -p xtask --bench bootstrap [-- LATENCY_MS]
 //! ```
+//!
+//! (`cargo bench` builds into `release/`, where no testbed binary is, hence TESTBED_BIN.)
+//! The cold "overhead" also holds the testbed's own real work that is not latency:
+//! Docker containers for the k3d nodes, `helm template` inside the fake helmfile.
 //!
 //! Prints the cold wall time, the tool latency on its path (calls in `calls.jsonl` x
 //! latency), the overhead ratio (wall / tool latency: 1.0 would be a free engine), the
