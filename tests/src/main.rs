@@ -68,7 +68,9 @@ fn cli(cli: Cli) -> i32 {
             .map(|env| print!("{}", testbed::cli::export_lines(&env))),
         Command::Down { dir } => testbed::cli::down(&dir),
         Command::Set { dir, scenarios } => testbed::cli::set(&dir, &scenarios),
-        Command::Apiserver { state_dir, port_file } => testbed::apiserver::run(&state_dir, &port_file),
+        Command::Apiserver { state_dir, port_file } => {
+            testbed::apiserver::run(&state_dir, &port_file)
+        }
     };
     match result {
         Ok(()) => 0,

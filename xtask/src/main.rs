@@ -28,6 +28,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Bring the platform up and prove it: preflight (settings, model, pinned tools),
+    /// cluster, charts (`vendor --check`), each Helmfile layer synced and gated in order
+    /// (unchanged layers skipped), every release deployed, secrets (Vault bootstrap,
+    /// db-migrations-local, ExternalSecrets), Tilt; one log and a summary (table, or
+    /// JSON with `--format json`) at exit.
+    Bootstrap(bootstrap::Args),
+    /// Sync and gate just these layers (whatever their digest), in platform order.
+    Sync(bootstrap::SyncArgs),
     /// Show what would be brought up, changing nothing: the k3d cluster and its config
     /// hash, the Helmfile layers in order with their releases and gates, the locked charts.
     Plan(plan::Args),
@@ -45,10 +53,6 @@ enum Command {
     /// its digest), `vendor update` re-locks at a new version, `vendor --check` verifies
     /// offline that archives match and no release needs a remote repository.
     Vendor(charts::Args),
-    /// Pinned tools: `tools install` downloads k3d, helm, helmfile, kubectl and tilt as
-    /// pinned in [workspace.metadata.bootstrap.tools] into .tools/bin, each checked
-    /// against its sha256 before it is made executable; a no-op when all are in place.
-    Tools(tools::Args),
     /// The secrets stage alone: wait for the Vault bootstrap Job, apply the
     /// `db-migrations-local` Secret (Flyway url/user/password) from the Postgres
     /// credentials when it differs, and require every ExternalSecret to be Ready.
@@ -57,12 +61,10 @@ enum Command {
     /// nothing; else start `tilt up` detached (output in tilt.log beside the log) and
     /// wait until the `(Tiltfile)` resource is Ready.
     Tilt(tilt::Args),
-    /// Bring the platform up and prove it: preflight, cluster, charts (`vendor --check`),
-    /// each Helmfile layer synced and gated in order (unchanged layers skipped), every
-    /// release deployed; a summary (table, or JSON with `--format json`) at exit.
-    Bootstrap(bootstrap::Args),
-    /// Sync and gate just these layers (whatever their digest), in platform order.
-    Sync(bootstrap::SyncArgs),
+    /// Pinned tools: `tools install` downloads k3d, helm, helmfile, kubectl and tilt as
+    /// pinned in [workspace.metadata.bootstrap.tools] into .tools/bin, each checked
+    /// against its sha256 before it is made executable; a no-op when all are in place.
+    Tools(tools::Args),
 }
 
 fn main() -> ExitCode {
@@ -81,15 +83,15 @@ fn run(cli: Cli) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         match &cli.command {
+            Command::Bootstrap(args) => bootstrap::run(&ctx, args).await,
+            Command::Sync(args) => bootstrap::sync(&ctx, args).await,
             Command::Plan(args) => plan::run(&ctx, args),
             Command::Doctor(args) => doctor::run(&ctx, args).await,
             Command::Cluster(args) => cluster::run(&ctx, args).await,
             Command::Vendor(args) => charts::run(&ctx, args).await,
-            Command::Tools(args) => tools::run(&ctx, args).await,
-            Command::Bootstrap(args) => bootstrap::run(&ctx, args).await,
-            Command::Sync(args) => bootstrap::sync(&ctx, args).await,
             Command::Secrets(args) => secrets::run(&ctx, args).await,
             Command::Tilt(args) => tilt::run(&ctx, args).await,
+            Command::Tools(args) => tools::run(&ctx, args).await,
         }
     })
 }

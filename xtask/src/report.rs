@@ -151,7 +151,8 @@ pub struct Summary {
 
 impl Summary {
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"status\":\"failed\",\"error\":\"{e}\"}}"))
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| format!("{{\"status\":\"failed\",\"error\":\"{e}\"}}"))
     }
 
     /// Every warning of the run, layer warnings first.
@@ -281,7 +282,10 @@ mod tests {
     fn json_has_exactly_the_contract_fields() {
         let json: serde_json::Value = serde_json::from_str(&summary().to_json()).unwrap();
         assert_eq!(json["status"], "failed");
-        assert_eq!(json["stages"][0], serde_json::json!({"name": "layers", "status": "failed", "duration_ms": 1500}));
+        assert_eq!(
+            json["stages"][0],
+            serde_json::json!({"name": "layers", "status": "failed", "duration_ms": 1500})
+        );
         assert_eq!(
             json["layers"][0],
             serde_json::json!({"name": "24-auth", "status": "failed", "gate": "failed", "warnings": []})
