@@ -161,19 +161,23 @@ pub fn testbed_bin() -> Result<PathBuf> {
         .args(["build", "-q", "-p", "testbed", "--bin", "testbed"])
         .status()
         .context("running cargo build -p testbed")?;
-    match beside {
+    match beside_current_exe() {
         Some(bin) if status.success() && bin.is_file() => Ok(bin),
         _ => bail!("no testbed binary: set TESTBED_BIN or run `cargo build -p testbed`"),
     }
 }
 
+/// `<target>/<profile>/testbed` for the profile the test runs in; `cargo bench` runs in
+/// `release/` while `cargo build -p testbed` builds into `debug/`, so a bench finds it there.
 fn beside_current_exe() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let mut dir = exe.parent()?;
     if dir.file_name().is_some_and(|n| n == "deps") {
         dir = dir.parent()?;
     }
-    Some(dir.join("testbed"))
+    let here = dir.join("testbed");
+    let debug = dir.parent()?.join("debug").join("testbed");
+    Some(if here.is_file() || !debug.is_file() { here } else { debug })
 }
 
 /// Whether Docker-backed tests can run. Without a daemon: panics when `CI` is set (a CI

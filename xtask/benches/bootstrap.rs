@@ -2,12 +2,10 @@
 //! call sleeps 200 ms (real tools are slow; the engine's own work should not be). Run:
 //!
 //! ```text
-//! cargo build -p testbed
-//! TESTBED_BIN=$CARGO_TARGET_DIR/debug/testbed cargo bench -p xtask --bench bootstrap [-- LATENCY_MS]
+//! cargo bench -p xtask --bench bootstrap --profile dev [-- LATENCY_MS]
 //! ```
 //!
-//! (`cargo bench` builds into `release/`, where no testbed binary is, hence TESTBED_BIN.)
-//! The cold "overhead" also holds the testbed's own real work that is not latency:
+//! `--profile dev` measures the binary `cargo xtask` runs. The cold "overhead" also holds the testbed's own real work that is not latency:
 //! Docker containers for the k3d nodes, `helm template` inside the fake helmfile.
 //!
 //! Prints the cold wall time, the tool latency on its path (calls in `calls.jsonl` x
