@@ -281,7 +281,8 @@ async fn apply(
     desired: &Desired,
     plan: &Plan,
 ) -> Result<()> {
-    let timeout = ctx.settings.timeouts.tool_call();
+    // Creating a cluster pulls images and boots k3s: the cluster budget, not a short call's.
+    let timeout = ctx.settings.timeouts.cluster_ready();
     let k3d = |args: &[&str]| Cmd::new(TAG, "k3d", timeout).args(args.iter().copied());
     let create = || {
         // The positional name wins over a config without `metadata.name`.
