@@ -21,6 +21,7 @@ use crate::platform::helmfile::{Platform, TemplateReader};
 use crate::report::{
     Failure, LayerStatus, LayerSummary, Log, RunStatus, StageStatus, StageSummary, Summary,
 };
+use crate::secrets::{self, Step};
 use crate::{charts, checks, cluster, k8s};
 
 #[derive(clap::Args, Debug, Default)]
@@ -81,7 +82,8 @@ pub enum Stage {
     Charts,
     Layers,
     Status,
-    /// Vault bootstrap, db-migrations secret, ExternalSecrets (crate::secrets).
+    /// ExternalSecrets, and the Vault bootstrap / db-migrations steps whose layers did
+    /// not run (crate::secrets; the layers stage runs them after their layers).
     Secrets,
     /// Tilt started and its Tiltfile Ready (crate::tilt).
     Tilt,
@@ -233,6 +235,8 @@ async fn execute(
         uses_cluster_stage: stages.contains(&Stage::Cluster),
         no_install: target.no_install,
         gaps: Vec::new(),
+        secrets_steps: Vec::new(),
+        secrets_done: Vec::new(),
     };
 
     let mut rows = Vec::new();
@@ -378,6 +382,9 @@ struct Run<'a> {
     failure: Option<Failure>,
     /// Warnings of the secrets and tilt stages, for the gap log.
     gaps: Vec<String>,
+    /// Secrets steps the layers stage ran after their layers, and what they did.
+    secrets_steps: Vec<Step>,
+    secrets_done: Vec<String>,
 }
 
 type StageOutcome = (StageStatus, String);
@@ -400,20 +407,88 @@ impl Run<'_> {
         }
     }
 
+    /// ExternalSecret validation, plus the steps the layers stage did not run (their
+    /// layer was not selected); the detail also says what the layer steps did.
     async fn secrets(&mut self) -> Result<StageOutcome> {
+        let settings = &self.ctx.settings.secrets;
         if self.plan {
-            return Ok((
-                StageStatus::Planned,
-                "would await Vault, write db-migrations, check ExternalSecrets".into(),
-            ));
+            let selected = self.selected_names();
+            let mut would: Vec<String> = Step::ALL
+                .into_iter()
+                .filter(|step| !selected.contains(&step.after_layer(settings)))
+                .map(|step| step.describe(settings))
+                .collect();
+            would.push("check ExternalSecrets".into());
+            return Ok((StageStatus::Planned, format!("would {}", would.join(", "))));
         }
         let client = self.client().await?;
-        let outcome = crate::secrets::stage(self.ctx, &self.log, &client).await?;
+        let outcome = secrets::stage(self.ctx, &self.log, &client, &self.secrets_steps).await?;
         self.gaps.extend(outcome.warnings.iter().map(|w| format!("secrets: {w}")));
-        Ok((
-            self.done(),
-            outcome.done.iter().chain(&outcome.warnings).cloned().collect::<Vec<_>>().join("; "),
-        ))
+        let detail = self.secrets_done.iter().chain(&outcome.done).chain(&outcome.warnings);
+        Ok((self.done(), detail.cloned().collect::<Vec<_>>().join("; ")))
+    }
+
+    fn selected_names(&self) -> Vec<&str> {
+        let platform = self.platform.as_ref().expect("preflight ran");
+        self.selected.iter().map(|&i| platform.layers[i].name.as_str()).collect()
+    }
+
+    /// A layer's plan, with the secrets steps that would follow it.
+    fn plan_text(&self, layer: &str, decision: &dyn std::fmt::Display) -> String {
+        let settings = &self.ctx.settings.secrets;
+        let steps = secrets::steps_after(settings, layer);
+        let then: String =
+            steps.iter().map(|s| format!("; then {}", s.describe(settings))).collect();
+        format!("{decision}{then}")
+    }
+
+    /// The secrets steps configured to follow `layer` (Vault bootstrap, db-migrations),
+    /// run right after it so later layers can rely on them. Their failure fails the
+    /// layer like a failed gate; an error that is not theirs (API gone, Ctrl-C) is
+    /// returned as well.
+    async fn after_layer(&mut self, client: &kube::Client, layer: &str) -> Result<()> {
+        for step in secrets::steps_after(&self.ctx.settings.secrets, layer) {
+            let started = Instant::now();
+            let result = match check_interrupted() {
+                Ok(()) => step.run(self.ctx, &self.log, client).await,
+                Err(e) => Err(e),
+            };
+            let row = self.layers.last_mut().expect("the layer's row is pushed first");
+            row.duration_ms += started.elapsed().as_millis() as u64;
+            match result {
+                Ok(outcome) => {
+                    for line in &outcome.done {
+                        eprintln!("layer {layer}: {line}");
+                    }
+                    row.warnings.extend(outcome.warnings);
+                    self.secrets_done
+                        .extend(outcome.done.iter().map(|line| format!("after {layer}: {line}")));
+                    self.secrets_steps.push(step);
+                }
+                Err(err) => {
+                    row.status = LayerStatus::Failed;
+                    let own = err.downcast_ref::<secrets::Failure>().cloned();
+                    let remediation = if exit_code(&err) == 130 {
+                        remediation(Stage::Layers, 130)
+                    } else {
+                        format!(
+                            "fix the cause, then run `cargo xtask sync {layer}`; its output is in {}",
+                            self.log.path().display()
+                        )
+                    };
+                    self.failure.get_or_insert(Failure {
+                        stage: "layers".into(),
+                        layer: Some(layer.to_owned()),
+                        message: own
+                            .as_ref()
+                            .map_or_else(|| format!("{err:#}"), |f| f.message.clone()),
+                        remediation: own.as_ref().map_or(remediation, |f| f.remediation.clone()),
+                    });
+                    return if own.is_some() { Ok(()) } else { Err(err) };
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn tilt(&mut self) -> Result<StageOutcome> {
@@ -529,7 +604,8 @@ impl Run<'_> {
             Err(e) if self.plan => {
                 for layer in &platform.layers {
                     let mut row = LayerSummary::new(&layer.name, LayerStatus::Skipped);
-                    row.plan = Some(format!("sync: the cluster is not reachable yet ({e})"));
+                    let decision = format!("sync: the cluster is not reachable yet ({e})");
+                    row.plan = Some(self.plan_text(&layer.name, &decision));
                     self.layers.push(row);
                 }
                 return Ok((
@@ -539,7 +615,6 @@ impl Run<'_> {
             }
             Err(e) => return Err(e),
         };
-        let (mut synced, mut unchanged) = (0, 0);
         for (index, layer) in platform.layers.iter().enumerate() {
             if self.failure.is_some() || !self.selected.contains(&index) {
                 self.layers.push(LayerSummary::new(&layer.name, LayerStatus::Skipped));
@@ -565,15 +640,15 @@ impl Run<'_> {
                     LayerStatus::Skipped
                 };
                 let mut row = LayerSummary::new(&layer.name, status);
-                row.plan = Some(decision.to_string());
+                row.plan = Some(self.plan_text(&layer.name, &decision));
                 self.layers.push(row);
                 continue;
             }
             match decision {
                 LayerPlan::Unchanged => {
                     eprintln!("layer {}: unchanged", layer.name);
-                    unchanged += 1;
                     self.layers.push(LayerSummary::new(&layer.name, LayerStatus::Unchanged));
+                    self.after_layer(&client, &layer.name).await?;
                 }
                 LayerPlan::Sync { reason } => {
                     check_interrupted()?;
@@ -615,16 +690,17 @@ impl Run<'_> {
                         "layer {}: {:?}, gate {:?}",
                         layer.name, result.summary.status, result.summary.gate
                     );
-                    if result.summary.status == LayerStatus::Synced {
-                        synced += 1;
-                    }
                     self.layers.push(result.summary);
-                    if let Some(failure) = result.failure {
-                        self.failure = Some(failure);
+                    match result.failure {
+                        Some(failure) => self.failure = Some(failure),
+                        None => self.after_layer(&client, &layer.name).await?,
                     }
                 }
             }
         }
+        // Counted from the rows: a layer whose secrets step failed is no longer synced.
+        let count = |status| self.layers.iter().filter(|l| l.status == status).count();
+        let (synced, unchanged) = (count(LayerStatus::Synced), count(LayerStatus::Unchanged));
         let skipped = platform.layers.len() - synced - unchanged;
         let detail = if self.plan {
             "plan only".to_owned()

@@ -64,17 +64,62 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn merge(&mut self, other: Outcome) {
+    pub fn merge(&mut self, other: Outcome) {
         self.done.extend(other.done);
         self.warnings.extend(other.warnings);
     }
+}
+
+/// A step that belongs right after a layer (settings `vault_after_layer`,
+/// `db_migrations_after_layer`): the bootstrap runs it there, so later layers can rely
+/// on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    VaultBootstrap,
+    DbMigrations,
+}
+
+impl Step {
+    /// In stage order.
+    pub const ALL: [Step; 2] = [Step::VaultBootstrap, Step::DbMigrations];
+
+    /// The layer this step follows.
+    pub fn after_layer(self, settings: &SecretsSettings) -> &str {
+        match self {
+            Step::VaultBootstrap => &settings.vault_after_layer,
+            Step::DbMigrations => &settings.db_migrations_after_layer,
+        }
+    }
+
+    /// What it does, for plans.
+    pub fn describe(self, settings: &SecretsSettings) -> String {
+        match self {
+            Step::VaultBootstrap => "await the Vault bootstrap Job".into(),
+            Step::DbMigrations => format!(
+                "write Secret {}/{}",
+                settings.db_migrations_namespace, settings.db_migrations_secret
+            ),
+        }
+    }
+
+    pub async fn run(self, ctx: &Context, log: &Log, client: &kube::Client) -> Result<Outcome> {
+        match self {
+            Step::VaultBootstrap => wait_vault_bootstrap(ctx, log, client).await,
+            Step::DbMigrations => apply_db_migrations(ctx, log, client).await,
+        }
+    }
+}
+
+/// The steps that follow `layer`, in stage order.
+pub fn steps_after(settings: &SecretsSettings, layer: &str) -> Vec<Step> {
+    Step::ALL.into_iter().filter(|step| step.after_layer(settings) == layer).collect()
 }
 
 /// `cargo xtask secrets`: the whole stage, alone.
 pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
     let log = Log::open(&ctx.log_path)?;
     let client = crate::k8s::client(args.context.as_deref()).await?;
-    let outcome = stage(ctx, &log, &client).await?;
+    let outcome = stage(ctx, &log, &client, &[]).await?;
     for line in &outcome.done {
         println!("secrets: {line}");
     }
@@ -85,11 +130,18 @@ pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// Vault bootstrap, db-migrations secret, ExternalSecret validation, in that order.
-pub async fn stage(ctx: &Context, log: &Log, client: &kube::Client) -> Result<Outcome> {
+/// Vault bootstrap and db-migrations secret (unless `done` already, after their layers),
+/// then ExternalSecret validation.
+pub async fn stage(
+    ctx: &Context,
+    log: &Log,
+    client: &kube::Client,
+    done: &[Step],
+) -> Result<Outcome> {
     let mut outcome = Outcome::default();
-    outcome.merge(wait_vault_bootstrap(ctx, log, client).await?);
-    outcome.merge(apply_db_migrations(ctx, log, client).await?);
+    for step in Step::ALL.into_iter().filter(|step| !done.contains(step)) {
+        outcome.merge(step.run(ctx, log, client).await?);
+    }
     outcome.merge(validate_external_secrets(log, client).await?);
     Ok(outcome)
 }
@@ -845,6 +897,23 @@ mod tests {
         assert!(
             absent.warnings[0].contains("0 ExternalSecrets checked")
                 && absent.warnings[0].contains("CRD")
+        );
+    }
+
+    #[test]
+    fn steps_follow_their_configured_layers() {
+        let mut settings = SecretsSettings::default();
+        assert_eq!(steps_after(&settings, "15-secrets-certificates"), [Step::VaultBootstrap]);
+        assert_eq!(steps_after(&settings, "40-data-plane"), [Step::DbMigrations]);
+        assert_eq!(steps_after(&settings, "24-auth"), []);
+        settings.db_migrations_after_layer = "15-secrets-certificates".into();
+        assert_eq!(
+            steps_after(&settings, "15-secrets-certificates"),
+            [Step::VaultBootstrap, Step::DbMigrations]
+        );
+        assert_eq!(
+            Step::DbMigrations.describe(&settings),
+            "write Secret ameide/db-migrations-local"
         );
     }
 

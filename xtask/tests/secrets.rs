@@ -92,6 +92,22 @@ fn kubectl_get(world: &World, args: &[&str]) -> Option<Value> {
     out.status.success().then(|| serde_json::from_slice(&out.stdout).unwrap())
 }
 
+/// Layers (file stems) `helmfile -f <layer> ... sync` was called for.
+fn synced_layers(calls: &[testbed::calls::Call]) -> Vec<String> {
+    calls
+        .iter()
+        .filter(|c| c.tool == "helmfile" && c.args.iter().any(|a| a == "sync"))
+        .filter_map(|c| {
+            let file = c.args.iter().skip_while(|a| *a != "-f").nth(1)?;
+            Some(Path::new(file).file_stem()?.to_string_lossy().into_owned())
+        })
+        .collect()
+}
+
+fn layer<'a>(summary: &'a Value, name: &str) -> &'a Value {
+    summary["layers"].as_array().unwrap().iter().find(|l| l["name"] == name).unwrap()
+}
+
 fn decoded(secret: &Value, key: &str) -> String {
     let encoded = secret["data"][key].as_str().unwrap_or_else(|| panic!("no key {key}"));
     String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded).unwrap()).unwrap()
@@ -166,6 +182,26 @@ fn secrets_stage_writes_db_migrations_once_and_names_what_fails() {
     assert!(stderr.contains("connection refused"), "the pod log tail: {stderr}");
     assert!(stderr.contains("system:auth-delegator"), "the remediation: {stderr}");
 
+    // The bootstrap awaits Vault right after its layer: that layer fails, nothing later
+    // is synced.
+    let before = world.calls().len();
+    let out = platform.xtask(&world, &["bootstrap", "--format", "json", "--no-tilt"]);
+    assert_eq!(out.status.code(), Some(1));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let failure = &summary["failure"];
+    assert_eq!(failure["stage"], "layers", "{summary}");
+    assert_eq!(failure["layer"], "15-secrets-certificates", "{summary}");
+    let message = failure["message"].as_str().unwrap();
+    assert!(message.contains("Vault bootstrap Job vault/foundation-vault-bootstrap-"), "{message}");
+    assert!(message.contains("connection refused"), "the pod log tail: {message}");
+    assert!(failure["remediation"].as_str().unwrap().contains("system:auth-delegator"));
+    assert_eq!(layer(&summary, "15-secrets-certificates")["status"], "failed");
+    assert_eq!(layer(&summary, "20-core-operators")["status"], "skipped");
+    assert_eq!(
+        synced_layers(&world.calls()[before..]),
+        ["10-bootstrap", "15-secrets-certificates"]
+    );
+
     // secret-missing-key: the next run of the CronJob succeeds, one ExternalSecret does not.
     world.set("healthy").unwrap();
     world.set("secret-missing-key").unwrap();
@@ -201,6 +237,28 @@ fn healthy_bootstrap_runs_secrets_and_tilt_stages_last() {
     )
     .unwrap();
 
+    // The plan names the secrets steps after their layers.
+    let out = platform.xtask(&world, &["bootstrap", "--plan", "--format", "json"]);
+    assert!(out.status.success());
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plan = |name: &str| layer(&summary, name)["plan"].as_str().unwrap().to_owned();
+    assert!(plan("15-secrets-certificates").ends_with("; then await the Vault bootstrap Job"));
+    assert!(plan("40-data-plane").ends_with("; then write Secret ameide/db-migrations-local"));
+    assert!(!plan("24-auth").contains("then"), "{}", plan("24-auth"));
+
+    // `sync` up to the data plane (no secrets stage): the Vault bootstrap is awaited after
+    // its layer and db-migrations-local exists once 40-data-plane is done.
+    assert!(platform.xtask(&world, &["cluster"]).status.success());
+    let upto = ["10-bootstrap", "15-secrets-certificates", "20-core-operators"];
+    let upto = [&upto[..], &["22-control-plane", "24-auth", "40-data-plane"]].concat();
+    let out = platform.xtask(&world, &[&["sync"], &upto[..], &["--format", "json"]].concat());
+    assert!(out.status.success());
+    let written = kubectl_get(&world, &["secret", "-n", "ameide", "db-migrations-local"])
+        .expect("db-migrations-local written after 40-data-plane");
+    assert_eq!(decoded(&written, "user"), "ameide");
+
+    // The full bootstrap runs both steps once, after their (now unchanged) layers; the
+    // secrets stage does not redo them.
     let out = platform.xtask(&world, &["bootstrap", "--format", "json"]);
     assert!(out.status.success());
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -217,8 +275,14 @@ fn healthy_bootstrap_runs_secrets_and_tilt_stages_last() {
     assert!(xtask::tilt::probe_blocking(port).is_ready());
     let secret = kubectl_get(&world, &["secret", "-n", "ameide", "db-migrations-local"]).unwrap();
     assert_eq!(decoded(&secret, "user"), "ameide");
+    assert_eq!(secret["metadata"]["resourceVersion"], written["metadata"]["resourceVersion"]);
     let log = std::fs::read_to_string(platform.log()).unwrap();
     assert!(!log.contains(POSTGRES_PASSWORD), "the log holds the password");
+    // Once by `sync`, once by the bootstrap (after the unchanged layer), not by the stage.
+    let lines = |text: &str| log.lines().filter(|l| l.contains(text)).count();
+    assert_eq!(lines("[secrets] Secret ameide/db-migrations-local created"), 1, "{log}");
+    assert_eq!(lines("[secrets] Secret ameide/db-migrations-local unchanged"), 1, "{log}");
+    assert_eq!(lines("[secrets] Vault bootstrap Job vault/"), 2, "{log}");
     assert!(log.contains("[gaps] "), "no gap log block: {log}");
 
     // --no-tilt leaves the stage out.
