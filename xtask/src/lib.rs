@@ -6,6 +6,7 @@ pub mod charts;
 pub mod checks;
 pub mod cluster;
 pub mod config;
+pub mod digest;
 pub mod doctor;
 pub mod error;
 pub mod exec;

@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::charts::fetch::Fetcher;
 use crate::config::Context;
@@ -356,7 +355,7 @@ pub async fn install(
                     continue;
                 }
             };
-            let actual = hex_sha256(&bytes);
+            let actual = crate::digest::sha256_hex(&bytes);
             if actual != sum {
                 problems.push((
                     1,
@@ -398,11 +397,6 @@ pub async fn install(
     }
     outcomes.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(outcomes)
-}
-
-/// Lower-case hex sha256.
-pub fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The executable's bytes from a verified download.
@@ -710,7 +704,7 @@ mod tests {
     #[test]
     fn hex_digest() {
         assert_eq!(
-            hex_sha256(b"abc"),
+            crate::digest::sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }

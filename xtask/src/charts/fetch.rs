@@ -9,7 +9,6 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use sha2::{Digest, Sha256};
 
 use super::index::{RepoIndex, Resolved, resolve_url};
 use crate::error::{bad_input, failed, missing};
@@ -24,13 +23,7 @@ const MAX_REDIRECTS: usize = 5;
 
 /// `sha256:<hex>` of some bytes, the lock's digest format.
 pub fn digest_of(bytes: &[u8]) -> String {
-    let hash = Sha256::digest(bytes);
-    let mut out = String::with_capacity(7 + 64);
-    out.push_str("sha256:");
-    for byte in hash {
-        out.push_str(&format!("{byte:02x}"));
-    }
-    out
+    format!("sha256:{}", crate::digest::sha256_hex(bytes))
 }
 
 /// True for `oci://` repositories.

@@ -3,13 +3,11 @@
 //! The typed view covers what the engine reads; the whole parsed document is kept so
 //! [`K3dConfig::canonical_hash`] covers every key, including ones we do not type.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::error::bad_input;
 
@@ -138,11 +136,7 @@ impl K3dConfig {
     pub fn canonical_hash(&self) -> String {
         let mut canonical = String::new();
         write_canonical(&self.document, &mut canonical);
-        let digest = Sha256::digest(canonical.as_bytes());
-        digest.iter().fold(String::with_capacity(64), |mut hex, byte| {
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        })
+        crate::digest::sha256_hex(canonical.as_bytes())
     }
 
     /// The name of the registry k3d creates, if the config creates one.
