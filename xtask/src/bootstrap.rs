@@ -1,6 +1,8 @@
 //! `cargo xtask bootstrap` (every stage) and `cargo xtask sync <layer>...` (the layer
 //! cycle for the named layers): a list of stages run in order, each producing a row of
-//! the summary; the first failure stops the run and carries its remediation.
+//! the summary; the first failure stops the run and carries its remediation. The Vault
+//! bootstrap wait and the db-migrations Secret run inside the layers stage, right after
+//! their configured layers (`Run::after_layer`), so later layers can rely on them.
 //!
 //! Adding a stage (secrets, tilt) = a [`Stage`] variant, its name, and an arm in
 //! [`Run::stage`].

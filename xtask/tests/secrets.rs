@@ -245,6 +245,13 @@ fn healthy_bootstrap_runs_secrets_and_tilt_stages_last() {
     assert!(plan("15-secrets-certificates").ends_with("; then await the Vault bootstrap Job"));
     assert!(plan("40-data-plane").ends_with("; then write Secret ameide/db-migrations-local"));
     assert!(!plan("24-auth").contains("then"), "{}", plan("24-auth"));
+    // Vault's layer not selected: the secrets stage would await it instead.
+    let out = platform.xtask(&world, &["bootstrap", "--plan", "--from", "24-auth"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("would await the Vault bootstrap Job, check ExternalSecrets"),
+        "{table}"
+    );
 
     // `sync` up to the data plane (no secrets stage): the Vault bootstrap is awaited after
     // its layer and db-migrations-local exists once 40-data-plane is done.
