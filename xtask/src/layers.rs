@@ -105,7 +105,7 @@ pub fn digest(
         field(&bytes);
     }
     let sum = hasher.finalize();
-    Ok(format!("sha256:{}", sum.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    Ok(format!("sha256:{}", crate::digest::hex(&sum)))
 }
 
 /// `a/b/../c` -> `a/c`, so two spellings of one chart path hash alike.
