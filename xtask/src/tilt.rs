@@ -259,9 +259,16 @@ pub async fn ensure(ctx: &Context, log: &Log) -> Result<Outcome> {
     }
 }
 
-/// Start `tilt up --port <port>` detached: own process group, no stdin, output to
-/// `tilt_log`, and nothing that stops it when we exit.
+/// Start `tilt up --port <port>` detached: its own session (through util-linux `setsid`
+/// where there is one, else its own process group), no stdin, output to `tilt_log`, and
+/// nothing that stops it when we exit or a devcontainer's postCreate step ends.
 fn start(ctx: &Context, log: &Log, port: u16, tilt_log: &Path) -> Result<std::process::Child> {
+    let tilt = crate::probe::find_tool(&ctx.root, "tilt").ok_or_else(|| {
+        missing(
+            "`tilt` was not found in .tools/bin or on PATH (run `cargo xtask doctor` for \
+             install hints, or pass --no-tilt)",
+        )
+    })?;
     let port = port.to_string();
     let line = format!("$ tilt up --port {port}  (detached; output in {})", tilt_log.display());
     eprintln!("{line}");
@@ -269,22 +276,28 @@ fn start(ctx: &Context, log: &Log, port: u16, tilt_log: &Path) -> Result<std::pr
     let output = std::fs::File::create(tilt_log)
         .with_context(|| format!("creating the Tilt log {}", tilt_log.display()))?;
     let errors = output.try_clone()?;
-    std::process::Command::new("tilt")
+    // `setsid` execs tilt as the leader of a new session (it forks only when it is a
+    // group leader, which our child is not), so the pid we hold is tilt's.
+    let mut command = match crate::probe::find_on_path("setsid") {
+        Some(setsid) => {
+            let mut command = std::process::Command::new(setsid);
+            command.arg(&tilt);
+            command
+        }
+        None => {
+            let mut command = std::process::Command::new(&tilt);
+            command.process_group(0);
+            command
+        }
+    };
+    command
         .args(["up", "--port", &port])
         .current_dir(&ctx.root)
         .stdin(Stdio::null())
         .stdout(output)
         .stderr(errors)
-        // Its own group: the terminal's Ctrl-C and our exit leave it running.
-        .process_group(0)
         .spawn()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => missing(
-                "`tilt` was not found on PATH (run `cargo xtask doctor` for install hints, \
-                 or pass --no-tilt)",
-            ),
-            _ => anyhow::Error::new(e).context("starting `tilt up`"),
-        })
+        .with_context(|| format!("starting `{} up`", tilt.display()))
 }
 
 fn stop(child: &std::process::Child) {
