@@ -3,99 +3,19 @@
 //! helm. Worlds are expensive (one at a time per machine), so each test walks one world
 //! through several situations.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod support;
+
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::{LAYERS, Workspace, layer, parse_summary, show, synced_layers};
 use testbed::calls::Call;
 use testbed::world::{World, WorldOptions, require_docker};
 
-const REPO_INFRA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra");
-
-const LAYERS: [&str; 9] = [
-    "10-bootstrap",
-    "15-secrets-certificates",
-    "20-core-operators",
-    "22-control-plane",
-    "24-auth",
-    "40-data-plane",
-    "45-data-plane-ext",
-    "50-product-services",
-    "60-qa",
-];
-
 /// A workspace root of our own holding a copy of the repository's infra/.
-struct Platform {
-    root: tempfile::TempDir,
-}
-
-impl Platform {
-    fn new() -> Platform {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::write(
-            root.path().join("Cargo.toml"),
-            "[workspace]\nmembers = []\n\n[workspace.metadata.bootstrap]\n\
-             timeouts = { cluster_ready = 60, layer_sync = 120, gate = 60 }\n",
-        )
-        .unwrap();
-        let status =
-            Command::new("cp").arg("-a").arg(REPO_INFRA).arg(root.path()).status().unwrap();
-        assert!(status.success(), "copying infra/");
-        Platform { root }
-    }
-
-    fn path(&self, relative: &str) -> PathBuf {
-        self.root.path().join(relative)
-    }
-
-    fn log(&self) -> PathBuf {
-        self.path("setup.log")
-    }
-
-    fn command(&self, world: &World, args: &[&str]) -> Command {
-        let mut cmd = world.command(env!("CARGO_BIN_EXE_xtask"));
-        cmd.args(args).arg("--log").arg(self.log()).env("BOOTSTRAP_ROOT", self.root.path());
-        cmd
-    }
-
-    fn xtask(&self, world: &World, args: &[&str]) -> Output {
-        let out = self.command(world, args).output().unwrap();
-        show(args, &out);
-        out
-    }
-
-    /// Run with `--format json`: the exit code and the one JSON object on stdout.
-    fn json(&self, world: &World, args: &[&str]) -> (Option<i32>, Value) {
-        let mut all = args.to_vec();
-        all.extend(["--format", "json"]);
-        let out = self.xtask(world, &all);
-        (out.status.code(), parse_summary(&out.stdout))
-    }
-}
-
-fn show(args: &[&str], out: &Output) {
-    eprintln!(
-        "xtask {args:?}: {}\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn parse_summary(stdout: &[u8]) -> Value {
-    let text = String::from_utf8_lossy(stdout);
-    assert_eq!(text.trim().lines().count(), 1, "exactly one JSON line on stdout: {text}");
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
-fn layer<'a>(summary: &'a Value, name: &str) -> &'a Value {
-    summary["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["name"] == name)
-        .unwrap_or_else(|| panic!("no layer {name} in {summary}"))
+fn platform() -> Workspace {
+    Workspace::new(&["timeouts = { cluster_ready = 60, layer_sync = 120, gate = 60 }"]).with_infra()
 }
 
 fn statuses(summary: &Value) -> Vec<(String, String, String)> {
@@ -106,20 +26,6 @@ fn statuses(summary: &Value) -> Vec<(String, String, String)> {
         .map(|l| {
             let s = |k: &str| l[k].as_str().unwrap_or("?").to_owned();
             (s("name"), s("status"), s("gate"))
-        })
-        .collect()
-}
-
-/// Layers (file stems) `helmfile ... sync` was called for.
-fn synced_layers(calls: &[Call]) -> Vec<String> {
-    calls
-        .iter()
-        .filter(|c| c.tool == "helmfile" && c.args.iter().any(|a| a == "sync"))
-        .filter_map(|c| {
-            let file = c.args.iter().skip_while(|a| *a != "-f").nth(1)?;
-            Some(
-                Path::new(file).file_stem()?.to_string_lossy().trim_end_matches(".yaml").to_owned(),
-            )
         })
         .collect()
 }
@@ -173,7 +79,7 @@ fn healthy_converged_edited_malformed_and_interrupted() {
         return;
     }
     let world = World::up(WorldOptions::default()).unwrap();
-    let platform = Platform::new();
+    let platform = platform();
 
     // Cold: every layer synced in order, every gate passed.
     let (code, summary) = platform.json(&world, &["bootstrap"]);
@@ -302,7 +208,7 @@ fn failures_stop_the_flow_and_warnings_do_not() {
         ..WorldOptions::default()
     })
     .unwrap();
-    let platform = Platform::new();
+    let platform = platform();
 
     // A failing gate: exit 1, the layer and its remediation named, nothing after it synced.
     let (code, summary) = platform.json(&world, &["bootstrap"]);

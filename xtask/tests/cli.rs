@@ -2,54 +2,29 @@
 //! temp dirs (found through `BOOTSTRAP_ROOT`), and `plan` against this repository's own
 //! `infra/`. Asserts exit codes and what is printed.
 
+mod support;
+
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use support::{LAYERS, Workspace};
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/small-platform");
-const REPO_ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// A copy of the small fixture platform the test may edit.
-struct Fixture {
-    root: tempfile::TempDir,
-}
+struct Fixture(Workspace);
+
+support::wraps_workspace!(Fixture);
 
 impl Fixture {
     fn new() -> Fixture {
-        let root = tempfile::tempdir().unwrap();
-        copy_dir(Path::new(FIXTURE), root.path());
-        Fixture { root }
+        Fixture(Workspace::copy_of(std::path::Path::new(FIXTURE)))
     }
 
-    fn path(&self, relative: &str) -> PathBuf {
-        self.root.path().join(relative)
-    }
-
-    fn edit(&self, relative: &str, change: impl FnOnce(String) -> String) {
-        let file = self.path(relative);
-        let text = std::fs::read_to_string(&file).unwrap();
-        std::fs::write(&file, change(text)).unwrap();
-    }
-
+    /// The xtask binary as a user runs it from the fixture's root (no testbed world).
     fn xtask(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
-        cmd.args(args).env("BOOTSTRAP_ROOT", self.root.path()).current_dir(self.root.path());
-        cmd
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
+        self.bare_command(args)
     }
 }
 
@@ -282,26 +257,13 @@ fn doctor_with_every_tool_reports_versions() {
 #[test]
 fn plan_of_this_repository_lists_the_nine_layers_with_gates() {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    cmd.args(["plan", "--format", "json"]).env("BOOTSTRAP_ROOT", REPO_ROOT);
+    cmd.args(["plan", "--format", "json"]).env("BOOTSTRAP_ROOT", support::repo_root());
     let plan = plan_json(&mut cmd);
     assert_eq!(plan["cluster"]["name"], "ameide");
     assert!(is_sha256_hex(&plan["cluster"]["config_hash"]), "{}", plan["cluster"]);
     let layers = plan["layers"].as_array().unwrap();
     let names: Vec<_> = layers.iter().map(|l| l["name"].as_str().unwrap()).collect();
-    assert_eq!(
-        names,
-        [
-            "10-bootstrap",
-            "15-secrets-certificates",
-            "20-core-operators",
-            "22-control-plane",
-            "24-auth",
-            "40-data-plane",
-            "45-data-plane-ext",
-            "50-product-services",
-            "60-qa",
-        ]
-    );
+    assert_eq!(names, LAYERS);
     for layer in layers {
         assert_eq!(layer["state"], "parsed", "{layer}");
         let gates = layer["releases"].as_array().unwrap().iter().filter(|r| r["gate"] == true);

@@ -1,66 +1,16 @@
 //! `cargo xtask cluster` against the testbed: real Docker containers made by the fake
 //! k3d, the real engine observing them with bollard.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Output;
+mod support;
 
+use std::collections::BTreeMap;
+
+use support::{K3D_CONFIG, Workspace, stdout};
 use testbed::world::{World, WorldOptions, require_docker};
 
-const REPO_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/docker/local/k3d.yaml");
-
 /// A workspace root of our own, so the test may edit its k3d.yaml freely.
-struct Platform {
-    root: tempfile::TempDir,
-}
-
-impl Platform {
-    fn new() -> Platform {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::write(
-            root.path().join("Cargo.toml"),
-            "[workspace]\nmembers = []\n\n[workspace.metadata.bootstrap]\ntimeouts = { cluster_ready = 30 }\n",
-        )
-        .unwrap();
-        std::fs::create_dir_all(root.path().join("infra/docker/local")).unwrap();
-        std::fs::copy(REPO_CONFIG, root.path().join("infra/docker/local/k3d.yaml")).unwrap();
-        Platform { root }
-    }
-
-    fn config(&self) -> PathBuf {
-        self.root.path().join("infra/docker/local/k3d.yaml")
-    }
-
-    fn edit_config(&self, edit: impl FnOnce(String) -> String) {
-        let text = std::fs::read_to_string(self.config()).unwrap();
-        std::fs::write(self.config(), edit(text)).unwrap();
-    }
-
-    fn log(&self) -> PathBuf {
-        self.root.path().join("setup.log")
-    }
-
-    fn xtask(&self, world: &World, args: &[&str]) -> Output {
-        let out = world
-            .command(env!("CARGO_BIN_EXE_xtask"))
-            .args(args)
-            .arg("--log")
-            .arg(self.log())
-            .env("BOOTSTRAP_ROOT", self.root.path())
-            .output()
-            .unwrap();
-        eprintln!(
-            "xtask {args:?}: {}\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
+fn platform() -> Workspace {
+    Workspace::new(&["timeouts = { cluster_ready = 30 }"]).with_k3d_config()
 }
 
 /// Container name -> id for everything this world made, plus `extra` names.
@@ -103,7 +53,7 @@ fn cluster_reconciles_only_when_it_must() {
         return;
     }
     let world = World::up(WorldOptions::default()).unwrap();
-    let platform = Platform::new();
+    let platform = platform();
 
     // Fresh: created, and the API answers.
     let out = platform.xtask(&world, &["cluster"]);
@@ -122,12 +72,12 @@ fn cluster_reconciles_only_when_it_must() {
     assert_eq!(k3d_mutations_since(&world, calls), Vec::<Vec<String>>::new());
 
     // A comment is not drift.
-    platform.edit_config(|t| format!("# a comment that changes nothing\n{t}"));
+    platform.edit(K3D_CONFIG, |t| format!("# a comment that changes nothing\n{t}"));
     let out = platform.xtask(&world, &["cluster"]);
     assert!(stdout(&out).contains("nothing to do"), "{}", stdout(&out));
 
     // `--plan` on drift says so and changes nothing.
-    platform.edit_config(|t| t.replace("servers: 1", "servers: 2"));
+    platform.edit(K3D_CONFIG, |t| t.replace("servers: 1", "servers: 2"));
     let calls = world.calls().len();
     let out = platform.xtask(&world, &["cluster", "--plan"]);
     assert!(
@@ -200,7 +150,7 @@ fn cluster_reconciles_only_when_it_must() {
 
     // Malformed config: exit 2 naming the file, nothing touched.
     let before = container_ids(&world);
-    platform.edit_config(|t| t.replace("servers: 2", "servers: [2"));
+    platform.edit(K3D_CONFIG, |t| t.replace("servers: 2", "servers: [2"));
     let out = platform.xtask(&world, &["cluster"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("k3d.yaml"));
@@ -209,11 +159,10 @@ fn cluster_reconciles_only_when_it_must() {
 
 #[test]
 fn docker_unreachable_is_exit_3_naming_docker_host() {
-    let platform = Platform::new();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["cluster", "--log"])
+    let platform = platform();
+    let out = platform
+        .bare_command(&["cluster", "--log"])
         .arg(platform.log())
-        .env("BOOTSTRAP_ROOT", platform.root.path())
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
         .output()
         .unwrap();

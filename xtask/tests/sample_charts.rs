@@ -5,32 +5,18 @@
 //! Needs `helm` on PATH for the chart test: without it the test fails when `CI` is set
 //! and prints "skipped: helm not found" otherwise.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-
-/// The layers of the background note, in the order they must be applied.
-const LAYERS: [&str; 9] = [
-    "10-bootstrap",
-    "15-secrets-certificates",
-    "20-core-operators",
-    "22-control-plane",
-    "24-auth",
-    "40-data-plane",
-    "45-data-plane-ext",
-    "50-product-services",
-    "60-qa",
-];
+use support::{LAYERS, repo_root};
 
 /// Charts the platform relies on by name (other issues read what they create).
 const REQUIRED_CHARTS: [&str; 5] =
     ["namespaces", "helm-test-jobs", "postgres", "vault-bootstrap", "external-secrets-config"];
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
 
 fn kubernetes_dir() -> PathBuf {
     repo_root().join("infra/kubernetes")

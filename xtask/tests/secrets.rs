@@ -2,110 +2,60 @@
 //! platform's layers synced with the fake helmfile, the engine reading and writing the
 //! simulated API with kube.
 
-use std::path::{Path, PathBuf};
+mod support;
+
 use std::process::Output;
 
 use base64::Engine as _;
 use serde_json::Value;
+use support::{Workspace, layer, show, synced_layers, text};
 use testbed::world::{World, WorldOptions, require_docker};
 
-const REPO_INFRA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra");
 /// The fixture password the sample platform's Postgres Secret holds
 /// (infra/kubernetes/environments/local/postgres.yaml).
 const POSTGRES_PASSWORD: &str = "ameide-local-postgres";
 
 /// A workspace root of our own holding a copy of the sample platform.
-struct Platform {
-    root: tempfile::TempDir,
-}
+struct Platform(Workspace);
+
+support::wraps_workspace!(Platform);
 
 impl Platform {
     fn new() -> Platform {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::write(
-            root.path().join("Cargo.toml"),
-            "[workspace]\nmembers = []\n\n[workspace.metadata.bootstrap]\n\
-             timeouts = { cluster_ready = 60, vault_bootstrap = 10 }\n",
-        )
-        .unwrap();
-        copy_dir(Path::new(REPO_INFRA), &root.path().join("infra"));
-        Platform { root }
-    }
-
-    fn log(&self) -> PathBuf {
-        self.root.path().join("setup.log")
+        let settings = "timeouts = { cluster_ready = 60, vault_bootstrap = 10 }";
+        Platform(Workspace::new(&[settings]).with_infra())
     }
 
     fn xtask(&self, world: &World, args: &[&str]) -> Output {
-        let out = world
-            .command(env!("CARGO_BIN_EXE_xtask"))
-            .args(args)
-            .arg("--log")
-            .arg(self.log())
-            .env("BOOTSTRAP_ROOT", self.root.path())
-            .output()
-            .unwrap();
+        let out = self.command(world, args).output().unwrap();
         // What a user sees; safe to print only because the test asserts no secret is in it.
         let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
         assert!(
             !stdout.contains(POSTGRES_PASSWORD) && !stderr.contains(POSTGRES_PASSWORD),
             "xtask {args:?} printed the Postgres password"
         );
-        eprintln!("xtask {args:?}: {}\n{stdout}{stderr}", out.status);
+        show(args, &out);
         out
     }
 
     fn sync(&self, world: &World, layer: &str) {
-        let file = self.root.path().join(format!("infra/kubernetes/helmfiles/{layer}.yaml"));
+        let file = self.path(&format!("infra/kubernetes/helmfiles/{layer}.yaml"));
         let out = world
             .command("helmfile")
             .arg("-f")
             .arg(file)
             .args(["-e", "local", "sync"])
-            .current_dir(self.root.path())
+            .current_dir(self.root())
             .output()
             .unwrap();
         assert!(out.status.success(), "helmfile sync {layer}: {}", text(&out.stderr));
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 /// The object as JSON from the real kubectl (never printed: it may hold secret data).
 fn kubectl_get(world: &World, args: &[&str]) -> Option<Value> {
     let out = world.command("kubectl").arg("get").args(args).args(["-o", "json"]).output().unwrap();
     out.status.success().then(|| serde_json::from_slice(&out.stdout).unwrap())
-}
-
-/// Layers (file stems) `helmfile -f <layer> ... sync` was called for.
-fn synced_layers(calls: &[testbed::calls::Call]) -> Vec<String> {
-    calls
-        .iter()
-        .filter(|c| c.tool == "helmfile" && c.args.iter().any(|a| a == "sync"))
-        .filter_map(|c| {
-            let file = c.args.iter().skip_while(|a| *a != "-f").nth(1)?;
-            Some(Path::new(file).file_stem()?.to_string_lossy().into_owned())
-        })
-        .collect()
-}
-
-fn layer<'a>(summary: &'a Value, name: &str) -> &'a Value {
-    summary["layers"].as_array().unwrap().iter().find(|l| l["name"] == name).unwrap()
 }
 
 fn decoded(secret: &Value, key: &str) -> String {
@@ -223,9 +173,8 @@ fn healthy_bootstrap_runs_secrets_and_tilt_stages_last() {
     }
     let world = World::up(WorldOptions::default()).unwrap();
     let platform = Platform::new();
-    // A free Tilt port of our own: 10350 may be taken by a developer's real Tilt.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let manifest = platform.root.path().join("Cargo.toml");
+    let port = support::free_port();
+    let manifest = platform.path("Cargo.toml");
     let text = std::fs::read_to_string(&manifest).unwrap();
     let text = text.replace(
         "[workspace.metadata.bootstrap]\n",

@@ -7,14 +7,16 @@
 //! `compiler-artifact` line), then executed directly with the world's environment and
 //! `BOOTSTRAP_ROOT`, and judged by libtest-mimic's standard output.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use support::Workspace;
 use testbed::world::{World, WorldOptions, require_docker};
 
-const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 /// The fixture password of the sample platform's Postgres Secret
 /// (infra/kubernetes/environments/local/postgres.yaml): never in smoke's output.
 const POSTGRES_PASSWORD: &str = "ameide-local-postgres";
@@ -44,7 +46,7 @@ fn smoke_binary() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .args(["test", "-p", "smoke", "--no-run", "--message-format=json", "--manifest-path"])
-        .arg(Path::new(REPO).join("Cargo.toml"))
+        .arg(support::repo_root().join("Cargo.toml"))
         .output()
         .unwrap();
     assert!(
@@ -108,45 +110,32 @@ impl Run {
 }
 
 /// A workspace root of our own holding a copy of the repository's infra/.
-struct Platform {
-    root: tempfile::TempDir,
-}
+struct Platform(Workspace);
+
+support::wraps_workspace!(Platform);
 
 impl Platform {
     fn new() -> Platform {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::write(
-            root.path().join("Cargo.toml"),
-            "[workspace]\nmembers = []\n\n[workspace.metadata.bootstrap]\nlog = \"setup.log\"\n\
-             timeouts = { cluster_ready = 60, layer_sync = 120, gate = 60, vault_bootstrap = 30, tilt_ready = 30 }\n",
+        Platform(
+            Workspace::new(&[
+                // The smoke binary finds the log (and tilt.log beside it) through the settings:
+                // the one every xtask run is given with `--log`.
+                "log = \"logs/setup.log\"",
+                "timeouts = { cluster_ready = 60, layer_sync = 120, gate = 60, vault_bootstrap = 30, tilt_ready = 30 }",
+            ])
+            .with_infra(),
         )
-        .unwrap();
-        let infra = Path::new(REPO).join("infra");
-        let status = Command::new("cp").arg("-a").arg(infra).arg(root.path()).status().unwrap();
-        assert!(status.success(), "copying infra/");
-        Platform { root }
     }
 
+    /// Run in `world`; it must succeed.
     fn xtask(&self, world: &World, args: &[&str]) {
-        let out = world
-            .command(env!("CARGO_BIN_EXE_xtask"))
-            .args(args)
-            .env("BOOTSTRAP_ROOT", self.root.path())
-            .current_dir(self.root.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "xtask {args:?}: {}\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = self.0.xtask(world, args);
+        assert!(out.status.success(), "xtask {args:?}: {}", out.status);
     }
 
     /// A fake tool of the world (`helm`, `helmfile`), run from the platform root.
     fn tool(&self, world: &World, tool: &str, args: &[&str]) -> Output {
-        let out = world.command(tool).args(args).current_dir(self.root.path()).output().unwrap();
+        let out = world.command(tool).args(args).current_dir(self.root()).output().unwrap();
         eprintln!(
             "{tool} {args:?}: {}\n{}{}",
             out.status,
@@ -160,8 +149,8 @@ impl Platform {
         let out = world
             .command(binary)
             .args(["--color", "never"])
-            .env("BOOTSTRAP_ROOT", self.root.path())
-            .current_dir(self.root.path())
+            .env("BOOTSTRAP_ROOT", self.root())
+            .current_dir(self.root())
             .output()
             .unwrap();
         Run::new(out)
@@ -175,7 +164,7 @@ fn listing_needs_no_cluster_and_a_check_that_cannot_run_says_why() {
         Command::new(&binary)
             .args(args)
             .args(["--color", "never"])
-            .env("BOOTSTRAP_ROOT", REPO)
+            .env("BOOTSTRAP_ROOT", support::repo_root())
             .env("KUBECONFIG", "/nonexistent/kubeconfig")
             .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
             .output()
@@ -251,7 +240,7 @@ fn healthy_platform_passes_every_trial_and_broken_ones_fail_alone() {
     // An ExternalSecret misses its remote key: the ExternalSecret trial fails, naming it.
     world.set("healthy").unwrap();
     world.set("secret-missing-key").unwrap();
-    let layer = platform.root.path().join("infra/kubernetes/helmfiles/24-auth.yaml");
+    let layer = platform.path("infra/kubernetes/helmfiles/24-auth.yaml");
     let layer = layer.to_str().unwrap();
     assert!(
         platform.tool(&world, "helmfile", &["-f", layer, "-e", "local", "sync"]).status.success()
@@ -269,7 +258,7 @@ fn healthy_platform_passes_every_trial_and_broken_ones_fail_alone() {
     assert!(message.contains("remediation: seed keycloak/admin"), "{message}");
 
     // db-migrations-local is gone: its trial fails, naming the Secret and the command.
-    let layer = platform.root.path().join("infra/kubernetes/helmfiles/24-auth.yaml");
+    let layer = platform.path("infra/kubernetes/helmfiles/24-auth.yaml");
     assert!(
         platform
             .tool(&world, "helmfile", &["-f", layer.to_str().unwrap(), "-e", "local", "sync"])

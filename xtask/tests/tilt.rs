@@ -1,53 +1,23 @@
 //! `cargo xtask tilt` against the testbed's fake tilt (Tilt's web API: token cookie,
 //! `/api/view`, the `(Tiltfile)` UIResource).
 
-use std::path::PathBuf;
-use std::process::Output;
+mod support;
 
+use support::Workspace;
 use testbed::world::{World, WorldOptions, require_docker};
 
+/// A workspace root and the Tilt port its settings name.
 struct Platform {
-    root: tempfile::TempDir,
+    workspace: Workspace,
     port: u16,
 }
 
 impl Platform {
     fn new() -> Platform {
-        let root = tempfile::tempdir().unwrap();
-        // A free port of our own: 10350 may be taken by a developer's real Tilt.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        std::fs::write(
-            root.path().join("Cargo.toml"),
-            format!(
-                "[workspace]\nmembers = []\n\n[workspace.metadata.bootstrap]\ntilt_port = {port}\n\
-                 timeouts = {{ tilt_ready = 5 }}\n"
-            ),
-        )
-        .unwrap();
-        std::fs::create_dir_all(root.path().join("logs")).unwrap();
-        Platform { root, port }
-    }
-
-    fn log(&self) -> PathBuf {
-        self.root.path().join("logs/setup.log")
-    }
-
-    fn xtask(&self, world: &World, args: &[&str]) -> Output {
-        let out = world
-            .command(env!("CARGO_BIN_EXE_xtask"))
-            .args(args)
-            .arg("--log")
-            .arg(self.log())
-            .env("BOOTSTRAP_ROOT", self.root.path())
-            .output()
-            .unwrap();
-        eprintln!(
-            "xtask {args:?}: {}\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        let port = support::free_port();
+        let tilt_port = format!("tilt_port = {port}");
+        let workspace = Workspace::new(&[&tilt_port, "timeouts = { tilt_ready = 5 }"]);
+        Platform { workspace, port }
     }
 }
 
@@ -74,7 +44,7 @@ fn tilt_starts_detached_once_and_reports_a_tiltfile_that_is_not_ready() {
     let port = platform.port.to_string();
 
     // Nothing runs: tilt up is started detached and awaited.
-    let out = platform.xtask(&world, &["tilt"]);
+    let out = platform.workspace.xtask(&world, &["tilt"]);
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(&format!("Tilt started on http://localhost:{port}/")), "{stdout}");
@@ -84,13 +54,13 @@ fn tilt_starts_detached_once_and_reports_a_tiltfile_that_is_not_ready() {
     assert_eq!(up.args, ["up", "--port", port.as_str()]);
     // It outlived our process and still answers.
     assert!(probe(platform.port).is_ready(), "{:?}", probe(platform.port));
-    let tilt_log = std::fs::read_to_string(platform.root.path().join("logs/tilt.log")).unwrap();
+    let tilt_log = std::fs::read_to_string(platform.workspace.path("logs/tilt.log")).unwrap();
     assert!(tilt_log.contains("Tilt started on"), "{tilt_log}");
-    let log = std::fs::read_to_string(platform.log()).unwrap();
+    let log = std::fs::read_to_string(platform.workspace.log()).unwrap();
     assert!(log.contains(&format!("[tilt] $ tilt up --port {port}")), "{log}");
 
     // Ready already: nothing is started.
-    let out = platform.xtask(&world, &["tilt"]);
+    let out = platform.workspace.xtask(&world, &["tilt"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("already answers"));
     assert_eq!(tilt_ups(&world), 1);
@@ -99,7 +69,7 @@ fn tilt_starts_detached_once_and_reports_a_tiltfile_that_is_not_ready() {
     world.set("tilt-not-ready").unwrap();
     let down = world.command("tilt").arg("down").output().unwrap();
     assert!(down.status.success());
-    let out = platform.xtask(&world, &["tilt"]);
+    let out = platform.workspace.xtask(&world, &["tilt"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Tilt was not Ready within 5s"), "{stderr}");

@@ -5,6 +5,8 @@
 //! requests, and pinned with their sha256s in a temp workspace's own Cargo.toml
 //! (found through `BOOTSTRAP_ROOT`).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -13,11 +15,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sha2::{Digest, Sha256};
-
-fn sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
+use support::{repo_root, sha256};
 
 /// This machine as the pins name it (`linux-amd64`), the test's platform.
 fn platform() -> (&'static str, &'static str) {
@@ -150,40 +148,28 @@ impl Pin {
     }
 }
 
-struct Workspace {
-    dir: tempfile::TempDir,
-}
+/// A workspace root whose settings pin tools.
+struct Workspace(support::Workspace);
+
+support::wraps_workspace!(Workspace);
 
 impl Workspace {
     fn new(pins: &[Pin]) -> Workspace {
-        let dir = tempfile::tempdir().unwrap();
-        let workspace = Workspace { dir };
+        let workspace = Workspace(support::Workspace::new(&[]));
         workspace.pin(pins);
         workspace
     }
 
     fn pin(&self, pins: &[Pin]) {
-        let mut manifest = String::from(
-            "[workspace]\nmembers = []\n\n[workspace.metadata.bootstrap]\nlog = \"setup.log\"\n",
-        );
-        for pin in pins {
-            manifest.push_str(&pin.toml());
-        }
-        std::fs::write(self.dir.path().join("Cargo.toml"), manifest).unwrap();
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
+        let tables: Vec<String> = pins.iter().map(Pin::toml).collect();
+        let mut settings = vec!["log = \"setup.log\""];
+        settings.extend(tables.iter().map(String::as_str));
+        self.write_settings(&settings);
     }
 
     /// `cargo xtask tools install`: exit code, stdout, stderr.
     fn install(&self) -> (i32, String, String) {
-        let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(["tools", "install"])
-            .env("BOOTSTRAP_ROOT", self.dir.path())
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap();
+        let output = self.bare_command(&["tools", "install"]).output().unwrap();
         (
             output.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -372,13 +358,7 @@ fn bootstrap_installs_the_pinned_tools_in_preflight_unless_no_install() {
     let server = Server::start();
     let pins = release(&server, "3.18.4");
     let run = |workspace: &Workspace, extra: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .arg("bootstrap")
-            .args(extra)
-            .env("BOOTSTRAP_ROOT", workspace.path(""))
-            .current_dir(workspace.path(""))
-            .output()
-            .unwrap();
+        let output = workspace.bare_command(&["bootstrap"]).args(extra).output().unwrap();
         (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
     };
     // No platform in these workspaces: preflight stops (exit 2) after the tools step.
@@ -397,10 +377,6 @@ fn bootstrap_installs_the_pinned_tools_in_preflight_unless_no_install() {
 }
 
 // ---- the devcontainer -------------------------------------------------------------
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
 
 fn devcontainer() -> serde_json::Value {
     let path = repo_root().join(".devcontainer/devcontainer.json");

@@ -6,15 +6,17 @@
 //! Tests that need helm (or the registry) fail when `CI` is set and they are missing,
 //! and otherwise print that they were skipped.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use sha2::{Digest, Sha256};
+use support::sha256;
 
 /// True when `tool` runs; else fail under CI, or say it is skipped.
 fn have(tool: &str, probe: &[&str], test: &str) -> bool {
@@ -29,29 +31,20 @@ fn have(tool: &str, probe: &[&str], test: &str) -> bool {
     found
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect::<String>()
-}
-
 /// A temp workspace: settings point at `charts/charts.lock.yaml` and a one-layer
 /// Helmfile whose releases use a local chart and the vendored `demo` archive.
-struct Workspace {
-    dir: tempfile::TempDir,
-}
+struct Workspace(support::Workspace);
+
+support::wraps_workspace!(Workspace);
 
 impl Workspace {
     fn new(extra_release_chart: Option<&str>) -> Workspace {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        let write = |path: &str, text: &str| {
-            let path = root.join(path);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        };
-        write(
-            "Cargo.toml",
-            "[workspace]\nmembers = []\n\n[workspace.metadata.bootstrap]\ncharts_lock = \"charts/charts.lock.yaml\"\nhelmfile = \"helmfile.yaml\"\nlog = \"setup.log\"\n",
-        );
+        let workspace = Workspace(support::Workspace::new(&[
+            "charts_lock = \"charts/charts.lock.yaml\"",
+            "helmfile = \"helmfile.yaml\"",
+            "log = \"setup.log\"",
+        ]));
+        let write = |path: &str, text: &str| workspace.write(path, text);
         write(
             "charts/charts.lock.yaml",
             "# Vendored charts (cargo xtask vendor add).\ncharts: []\n",
@@ -68,21 +61,11 @@ impl Workspace {
             layer.push_str(&format!("  - name: extra\n    namespace: apps\n    chart: {chart}\n"));
         }
         write("helmfiles/10-apps.yaml", &layer);
-        Workspace { dir }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
+        workspace
     }
 
     fn xtask(&self, args: &[&str]) -> Run {
-        let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(args)
-            .env("BOOTSTRAP_ROOT", self.dir.path())
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap();
-        Run::from(args, output)
+        Run::from(args, self.bare_command(args).output().unwrap())
     }
 
     fn archive(&self) -> Vec<u8> {

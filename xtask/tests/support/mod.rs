@@ -1,0 +1,239 @@
+//! Setup the xtask integration tests share: a workspace root of the test's own (a temp
+//! dir found through `BOOTSTRAP_ROOT`, its Cargo.toml holding the
+//! `[workspace.metadata.bootstrap]` settings the test needs, optionally a copy of this
+//! repository's `infra/`), the xtask binary run there as a user runs it, and what it
+//! printed shown in the test's output for when an assertion fails.
+//!
+//! Every test file compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use testbed::calls::Call;
+use testbed::world::World;
+
+/// The cluster config, relative to a workspace root.
+pub const K3D_CONFIG: &str = "infra/docker/local/k3d.yaml";
+
+/// The layers of the background note, in the order they must be applied.
+pub const LAYERS: [&str; 9] = [
+    "10-bootstrap",
+    "15-secrets-certificates",
+    "20-core-operators",
+    "22-control-plane",
+    "24-auth",
+    "40-data-plane",
+    "45-data-plane-ext",
+    "50-product-services",
+    "60-qa",
+];
+
+/// This repository's root (the workspace holding the xtask package).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// For a test file's own `struct Name(Workspace)` carrying that file's helpers: every
+/// shared helper stays callable on it, and a helper of the same name in the file wins.
+#[allow(unused_macros)]
+macro_rules! wraps_workspace {
+    ($name:ident) => {
+        impl std::ops::Deref for $name {
+            type Target = $crate::support::Workspace;
+            fn deref(&self) -> &Self::Target {
+                &self.0
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use wraps_workspace;
+
+/// A workspace root of the test's own, removed when dropped.
+pub struct Workspace {
+    root: tempfile::TempDir,
+}
+
+impl Workspace {
+    /// A root whose Cargo.toml holds `settings`: lines of `[workspace.metadata.bootstrap]`
+    /// (further tables may follow them).
+    pub fn new(settings: &[&str]) -> Workspace {
+        let workspace = Workspace::empty();
+        workspace.write_settings(settings);
+        workspace
+    }
+
+    /// A root holding a copy of `dir`, its own Cargo.toml included.
+    pub fn copy_of(dir: &Path) -> Workspace {
+        let workspace = Workspace::empty();
+        copy_dir(dir, workspace.root());
+        workspace
+    }
+
+    fn empty() -> Workspace {
+        let root = tempfile::tempdir().unwrap();
+        // The log's directory; `tilt.log` is written beside the log.
+        std::fs::create_dir_all(root.path().join("logs")).unwrap();
+        Workspace { root }
+    }
+
+    /// (Re)write Cargo.toml with these settings.
+    pub fn write_settings(&self, settings: &[&str]) {
+        let mut manifest =
+            String::from("[workspace]\nmembers = []\n\n[workspace.metadata.bootstrap]\n");
+        for line in settings {
+            manifest.push_str(line);
+            manifest.push('\n');
+        }
+        self.write("Cargo.toml", &manifest);
+    }
+
+    /// With a copy of this repository's `infra/` (the sample platform), free to edit.
+    pub fn with_infra(self) -> Workspace {
+        copy_dir(&repo_root().join("infra"), &self.path("infra"));
+        self
+    }
+
+    /// With a copy of this repository's k3d.yaml only, free to edit.
+    pub fn with_k3d_config(self) -> Workspace {
+        let config = self.path(K3D_CONFIG);
+        std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+        std::fs::copy(repo_root().join(K3D_CONFIG), config).unwrap();
+        self
+    }
+
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.root.path().join(relative)
+    }
+
+    /// The log every run through [`Workspace::command`] writes (`--log`).
+    pub fn log(&self) -> PathBuf {
+        self.path("logs/setup.log")
+    }
+
+    /// Write a file, creating its directories.
+    pub fn write(&self, relative: &str, text: &str) {
+        let file = self.path(relative);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, text).unwrap();
+    }
+
+    pub fn edit(&self, relative: &str, change: impl FnOnce(String) -> String) {
+        let file = self.path(relative);
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(&file, change(text)).unwrap();
+    }
+
+    /// The xtask binary run from this root with the test's own environment (no world).
+    pub fn bare_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        cmd.args(args).env("BOOTSTRAP_ROOT", self.root()).current_dir(self.root());
+        cmd
+    }
+
+    /// The xtask binary run from this root in `world` (its fake tools on PATH), logging
+    /// to [`Workspace::log`].
+    pub fn command(&self, world: &World, args: &[&str]) -> Command {
+        let mut cmd = world.command(env!("CARGO_BIN_EXE_xtask"));
+        cmd.args(args)
+            .arg("--log")
+            .arg(self.log())
+            .env("BOOTSTRAP_ROOT", self.root())
+            .current_dir(self.root());
+        cmd
+    }
+
+    /// Run in `world`; what it printed is shown.
+    pub fn xtask(&self, world: &World, args: &[&str]) -> Output {
+        let out = self.command(world, args).output().unwrap();
+        show(args, &out);
+        out
+    }
+
+    /// Run with `--format json`: the exit code and the one JSON object on stdout.
+    pub fn json(&self, world: &World, args: &[&str]) -> (Option<i32>, Value) {
+        let mut all = args.to_vec();
+        all.extend(["--format", "json"]);
+        let out = self.xtask(world, &all);
+        (out.status.code(), parse_summary(&out.stdout))
+    }
+}
+
+/// What a user of `xtask <args>` saw, in the test's output.
+pub fn show(args: &[&str], out: &Output) {
+    eprintln!(
+        "xtask {args:?}: {}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    text(&out.stdout)
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The one JSON line a `--format json` run prints.
+pub fn parse_summary(stdout: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(stdout);
+    assert_eq!(text.trim().lines().count(), 1, "exactly one JSON line on stdout: {text}");
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// A layer's entry in a summary or plan.
+pub fn layer<'a>(summary: &'a Value, name: &str) -> &'a Value {
+    summary["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == name)
+        .unwrap_or_else(|| panic!("no layer {name} in {summary}"))
+}
+
+/// Layers (file stems) `helmfile -f <layer> ... sync` was called for.
+pub fn synced_layers(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .filter(|c| c.tool == "helmfile" && c.args.iter().any(|a| a == "sync"))
+        .filter_map(|c| {
+            let file = c.args.iter().skip_while(|a| *a != "-f").nth(1)?;
+            Some(
+                Path::new(file).file_stem()?.to_string_lossy().trim_end_matches(".yaml").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A loopback port nothing listens on now (for Tilt: 10350 may be taken by a
+/// developer's real Tilt).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
