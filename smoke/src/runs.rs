@@ -50,9 +50,12 @@ fn judged(result: CheckResult) -> Outcome {
     }
 }
 
-/// The message of a failed trial.
+/// The message of a failed trial. Also written to stderr after `Error: `, the line
+/// nextest lifts into the JUnit `<failure>` element, so the report alone says what to do.
 fn report(expected: &str, found: &str, remediation: &str) -> Failed {
-    format!("expected: {expected}\nfound: {found}\nremediation: {remediation}").into()
+    let message = format!("expected: {expected}\nfound: {found}\nremediation: {remediation}");
+    eprintln!("Error: {message}");
+    message.into()
 }
 
 pub fn trial(check: Check) -> Trial {

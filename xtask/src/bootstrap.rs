@@ -397,8 +397,17 @@ impl Run<'_> {
             Stage::Preflight => {
                 // Pinned tools first (not with --plan: it changes nothing), then every
                 // tool call finds .tools/bin before PATH.
-                crate::tools::prepare(self.ctx, &self.log, self.no_install || self.plan).await?;
-                self.preflight()
+                let offline =
+                    crate::tools::prepare(self.ctx, &self.log, self.no_install || self.plan)
+                        .await?;
+                let (status, detail) = self.preflight()?;
+                match offline {
+                    Some(warning) => {
+                        self.gaps.push(format!("preflight: {warning}"));
+                        Ok((status, format!("{detail}; warning: {warning}")))
+                    }
+                    None => Ok((status, detail)),
+                }
             }
             Stage::Cluster => self.cluster().await,
             Stage::Charts => self.charts(),

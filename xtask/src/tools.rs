@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::charts::fetch::Fetcher;
 use crate::config::Context;
-use crate::error::{bad_input, failed, missing};
+use crate::error::{ExitCode, bad_input, exit_code, failed, missing};
 use crate::report::Log;
 
 /// The project-local folder, relative to the workspace root.
@@ -497,10 +497,11 @@ fn place(root: &Path, name: &str, executable: &[u8]) -> Result<PathBuf> {
 
 /// For `bootstrap`'s preflight: install the pinned tools (unless `no_install`), then
 /// make every later tool call find `.tools/bin` first on `PATH`. A tool not pinned for
-/// this platform but already on `PATH` is used as it is (logged); one that is neither
-/// stops the run with `install`'s message and exit 3.
-pub async fn prepare(ctx: &Context, log: &Log, no_install: bool) -> Result<Vec<Outcome>> {
-    let mut outcomes = Vec::new();
+/// this platform but already on `PATH` is used as it is (logged). When the downloads
+/// cannot be reached (offline) but every wanted tool is already on `PATH`, those are
+/// used and the returned warning says so; otherwise install's error stops the run.
+pub async fn prepare(ctx: &Context, log: &Log, no_install: bool) -> Result<Option<String>> {
+    let mut warning = None;
     if !no_install {
         let platform = Platform::current();
         let pins = &ctx.settings.tools;
@@ -519,12 +520,26 @@ pub async fn prepare(ctx: &Context, log: &Log, no_install: bool) -> Result<Vec<O
             })
             .map(|(name, _)| name.clone())
             .collect();
-        if !wanted.is_empty() {
-            outcomes = install(&ctx.root, pins, &wanted, log, platform).await?;
+        if !wanted.is_empty()
+            && let Err(err) = install(&ctx.root, pins, &wanted, log, platform).await
+        {
+            let on_path =
+                wanted.iter().all(|name| crate::probe::find_tool(&ctx.root, name).is_some());
+            if exit_code(&err) != ExitCode::Missing as i32 || !on_path {
+                return Err(err);
+            }
+            let text = format!(
+                "pinned tools not installed (downloads unreachable); using {} as found in \
+                 .tools/bin or on PATH: `cargo xtask doctor` compares their versions",
+                wanted.join(", ")
+            );
+            log.line("tools", &format!("{text}: {err:#}"));
+            eprintln!("warning: {text}");
+            warning = Some(text);
         }
     }
     crate::exec::set_tool_path(path_with_tools(&ctx.root));
-    Ok(outcomes)
+    Ok(warning)
 }
 
 /// `cargo xtask tools ...`
