@@ -50,7 +50,8 @@ impl Plan {
         let platform = match &ctx {
             Ok(ctx) => {
                 let s = &ctx.settings;
-                let templates = TemplateReader::from_path(&s.environment, s.timeouts.tool_call());
+                let templates =
+                    TemplateReader::find(&ctx.root, &s.environment, s.timeouts.tool_call());
                 Platform::read(&s.helmfile, &templates).map_err(|e| format!("{e:#}"))
             }
             Err(e) => Err(e.clone()),

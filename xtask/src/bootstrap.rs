@@ -395,12 +395,20 @@ impl Run<'_> {
     async fn stage(&mut self, stage: Stage) -> Result<StageOutcome> {
         match stage {
             Stage::Preflight => {
-                // Pinned tools first (not with --plan: it changes nothing), then every
-                // tool call finds .tools/bin before PATH.
+                // Bad input first (exit 2 before anything changes), then the pinned tools
+                // (not with --plan: it changes nothing), then the tools this run needs.
+                self.read_platform()?;
                 let offline =
                     crate::tools::prepare(self.ctx, &self.log, self.no_install || self.plan)
                         .await?;
-                let (status, detail) = self.preflight()?;
+                let templated = self.platform.as_ref().is_some_and(|p| {
+                    p.layers.iter().any(|l| l.releases.not_read_reason().is_some())
+                });
+                if templated {
+                    // helmfile may have just been installed: Go-template layers can be read now.
+                    self.read_platform()?;
+                }
+                let (status, detail) = self.check_tools()?;
                 match offline {
                     Some(warning) => {
                         self.gaps.push(format!("preflight: {warning}"));
@@ -515,11 +523,12 @@ impl Run<'_> {
         if self.plan { StageStatus::Planned } else { StageStatus::Ok }
     }
 
-    /// Settings (already loaded), the model, the layer digests, the tools: all before
-    /// any change, exit 2 or 3.
-    fn preflight(&mut self) -> Result<StageOutcome> {
+    /// The platform model, the layer selection and the layer digests: bad input (exit 2)
+    /// is found here, before any change.
+    fn read_platform(&mut self) -> Result<()> {
         let settings = &self.ctx.settings;
-        let templates = TemplateReader::from_path(&self.environment, settings.timeouts.tool_call());
+        let templates =
+            TemplateReader::find(&self.ctx.root, &self.environment, settings.timeouts.tool_call());
         let platform = Platform::read(&settings.helmfile, &templates)?;
         let names: Vec<&str> = platform.layers.iter().map(|l| l.name.as_str()).collect();
         self.selected = select(&names, &self.selection)?;
@@ -528,9 +537,14 @@ impl Run<'_> {
             .iter()
             .map(|layer| layers::digest(&self.ctx.root, &platform, layer, &self.environment))
             .collect::<Result<_>>()?;
-        let layer_count = platform.layers.len();
         // Kept before the tool check, so a failed preflight still lists the layers.
         self.platform = Some(platform);
+        Ok(())
+    }
+
+    /// The tools this run calls are found (exit 3 otherwise).
+    fn check_tools(&self) -> Result<StageOutcome> {
+        let layer_count = self.platform.as_ref().map_or(0, |p| p.layers.len());
         let mut tools = vec!["helmfile", "helm"];
         if self.uses_cluster_stage && self.cluster_stage {
             tools.insert(0, "k3d");

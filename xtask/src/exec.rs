@@ -5,6 +5,7 @@
 use std::ffi::OsString;
 use std::process::Stdio;
 use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -15,8 +16,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use crate::error::{Coded, ExitCode, failed, missing};
 use crate::report::Log;
 
-/// `PATH` for every tool call once a command chose one (`.tools/bin` first, see
-/// `tools::prepare`); unset, tool calls inherit ours. A `Cmd`'s own `PATH` wins.
+/// `PATH` for every tool call once the CLI set it (`.tools/bin` first, see
+/// `tools::path_with_tools`); unset, tool calls inherit ours. A `Cmd`'s own `PATH` wins.
 static TOOL_PATH: OnceLock<OsString> = OnceLock::new();
 
 /// Run every later tool call with this `PATH` (the first call wins).
@@ -122,8 +123,8 @@ pub async fn run(log: &Log, cmd: &Cmd) -> Result<Output> {
         })?;
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
 
-    let stdout = tokio::spawn(capture(child.stdout.take(), log.clone(), cmd.tag.clone()));
-    let stderr = tokio::spawn(capture(child.stderr.take(), log.clone(), cmd.tag.clone()));
+    let stdout = Captured::start(child.stdout.take(), log, &cmd.tag);
+    let stderr = Captured::start(child.stderr.take(), log, &cmd.tag);
 
     let outcome = tokio::select! {
         status = child.wait() => Ok(status.with_context(|| format!("waiting for `{line}`"))?),
@@ -133,14 +134,16 @@ pub async fn run(log: &Log, cmd: &Cmd) -> Result<Output> {
     if outcome.is_err() {
         if let Some(pgid) = pgid {
             let _ = killpg(pgid, Signal::SIGTERM);
-            if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
-                let _ = killpg(pgid, Signal::SIGKILL);
-            }
+            let _ = tokio::time::timeout(GRACE, child.wait()).await;
+            // The child may be gone while a grandchild ignoring SIGTERM still holds the group.
+            let _ = killpg(pgid, Signal::SIGKILL);
         }
         let _ = child.wait().await;
     }
-    let stdout = stdout.await.unwrap_or_default();
-    let stderr = stderr.await.unwrap_or_default();
+    // A process left in the background can keep the pipes open after the child exits:
+    // read what is there, but do not wait for it forever.
+    let stdout = stdout.finish(log, &cmd.tag).await;
+    let stderr = stderr.finish(log, &cmd.tag).await;
     let duration = started.elapsed();
 
     match outcome {
@@ -189,16 +192,46 @@ pub async fn run_ok(log: &Log, cmd: &Cmd) -> Result<Output> {
     )))
 }
 
-async fn capture(stream: Option<impl AsyncRead + Unpin>, log: Log, tag: String) -> String {
-    let Some(stream) = stream else { return String::new() };
-    let mut lines = BufReader::new(stream).lines();
-    let mut text = String::new();
-    while let Ok(Some(line)) = lines.next_line().await {
-        log.line(&tag, &line);
-        text.push_str(&line);
-        text.push('\n');
+/// How long a stopped command's group gets between SIGTERM and SIGKILL, and how long its
+/// output may stay open after it exited.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// One output stream of a child, copied line by line into the log and a buffer.
+struct Captured {
+    text: Arc<Mutex<String>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Captured {
+    fn start(
+        stream: Option<impl AsyncRead + Unpin + Send + 'static>,
+        log: &Log,
+        tag: &str,
+    ) -> Captured {
+        let text = Arc::new(Mutex::new(String::new()));
+        let (buffer, log, tag) = (text.clone(), log.clone(), tag.to_owned());
+        let reader = tokio::spawn(async move {
+            let Some(stream) = stream else { return };
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                log.line(&tag, &line);
+                let mut text = buffer.lock().unwrap_or_else(|p| p.into_inner());
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        Captured { text, reader }
     }
-    text
+
+    /// Everything read, once the stream closed or `GRACE` after the child exited.
+    async fn finish(self, log: &Log, tag: &str) -> String {
+        let abort = self.reader.abort_handle();
+        if tokio::time::timeout(GRACE, self.reader).await.is_err() {
+            abort.abort();
+            log.line(tag, "output still open after the command exited; stopped reading it");
+        }
+        std::mem::take(&mut *self.text.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 fn shell_quote(word: &str) -> String {
@@ -267,6 +300,16 @@ mod tests {
         assert!(err.to_string().contains("timed out after"), "{err}");
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert!(!marker.exists(), "a grandchild outlived the timeout");
+    }
+
+    #[tokio::test]
+    async fn a_background_process_holding_the_output_does_not_hang_the_call() {
+        let (_dir, log) = log();
+        let cmd = Cmd::new("t", "sh", Duration::from_secs(30)).args(["-c", "echo hi; sleep 30 &"]);
+        let out = run(&log, &cmd).await.unwrap();
+        assert_eq!((out.code, out.stdout.as_str()), (Some(0), "hi\n"));
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        assert!(text.contains("stopped reading it"), "{text}");
     }
 
     #[tokio::test]

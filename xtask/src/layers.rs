@@ -22,7 +22,6 @@ use crate::report::{Failure, GateStatus, LayerStatus, LayerSummary, Log};
 
 pub const DIGESTS_CONFIGMAP: &str = "bootstrap-layer-digests";
 pub const DIGESTS_NAMESPACE: &str = "kube-system";
-pub const FIELD_MANAGER: &str = "cargo-xtask-bootstrap";
 
 /// Helmfile's default namespace for a release that names none.
 pub fn namespace_of(release: &crate::platform::helmfile::Release) -> &str {
@@ -219,13 +218,15 @@ pub async fn record_digest(client: &kube::Client, layer: &str, digest: &str) -> 
         "metadata": { "name": DIGESTS_CONFIGMAP, "namespace": DIGESTS_NAMESPACE },
         "data": data,
     });
-    api.patch(DIGESTS_CONFIGMAP, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
-        .await
-        .with_context(|| {
-            format!(
-                "recording the digest of layer {layer} in {DIGESTS_NAMESPACE}/{DIGESTS_CONFIGMAP}"
-            )
-        })?;
+    api.patch(
+        DIGESTS_CONFIGMAP,
+        &PatchParams::apply(crate::k8s::FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .with_context(|| {
+        format!("recording the digest of layer {layer} in {DIGESTS_NAMESPACE}/{DIGESTS_CONFIGMAP}")
+    })?;
     Ok(())
 }
 

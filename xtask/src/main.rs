@@ -80,6 +80,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     let ctx = Context::load(cli.log.as_deref())?;
+    // Pinned tools (`cargo xtask tools install`) come before PATH for every command.
+    xtask::exec::set_tool_path(xtask::tools::path_with_tools(&ctx.root));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         match &cli.command {

@@ -21,7 +21,7 @@ pub fn find_on_path(name: &str) -> Option<PathBuf> {
 /// A tool from the project's own `<root>/.tools/bin` (where pinned tools are installed)
 /// first, else from `$PATH`.
 pub fn find_tool(root: &Path, name: &str) -> Option<PathBuf> {
-    let local = root.join(".tools/bin").join(name);
+    let local = crate::tools::bin_dir(root).join(name);
     if is_executable(&local) { Some(local) } else { find_on_path(name) }
 }
 

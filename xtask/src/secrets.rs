@@ -20,8 +20,6 @@ use serde_json::Value;
 use crate::config::{Context, SecretsSettings};
 use crate::report::Log;
 
-/// Field manager of every object the bootstrap applies (server-side apply).
-pub const FIELD_MANAGER: &str = "xtask-bootstrap";
 const TAG: &str = "secrets";
 const POLL: Duration = Duration::from_secs(2);
 const LOG_TAIL_LINES: i64 = 20;
@@ -450,7 +448,7 @@ pub async fn apply_db_migrations(
             namespace: Some(s.db_migrations_namespace.clone()),
             labels: Some(BTreeMap::from([(
                 "app.kubernetes.io/managed-by".to_owned(),
-                FIELD_MANAGER.to_owned(),
+                crate::k8s::FIELD_MANAGER.to_owned(),
             )])),
             ..ObjectMeta::default()
         },
@@ -458,7 +456,7 @@ pub async fn apply_db_migrations(
         data: Some(desired),
         ..Secret::default()
     };
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let params = PatchParams::apply(crate::k8s::FIELD_MANAGER).force();
     api.patch(&s.db_migrations_secret, &params, &Patch::Apply(&secret))
         .await
         // kube's error carries the server's message, never our request body.

@@ -200,7 +200,7 @@ pub fn bin_dir(root: &Path) -> PathBuf {
     root.join(TOOLS_DIR).join("bin")
 }
 
-/// `PATH` with `<root>/.tools/bin` first, for every tool call of a bootstrap.
+/// `PATH` with `<root>/.tools/bin` first, for every tool call.
 pub fn path_with_tools(root: &Path) -> OsString {
     let current = std::env::var_os("PATH").unwrap_or_default();
     let dirs = std::iter::once(bin_dir(root)).chain(std::env::split_paths(&current));
@@ -495,8 +495,8 @@ fn place(root: &Path, name: &str, executable: &[u8]) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// For `bootstrap`'s preflight: install the pinned tools (unless `no_install`), then
-/// make every later tool call find `.tools/bin` first on `PATH`. A tool not pinned for
+/// For `bootstrap`'s preflight: install the pinned tools (unless `no_install`); every
+/// tool call finds `.tools/bin` first on `PATH` (set by the CLI). A tool not pinned for
 /// this platform but already on `PATH` is used as it is (logged). When the downloads
 /// cannot be reached (offline) but every wanted tool is already on `PATH`, those are
 /// used and the returned warning says so; otherwise install's error stops the run.
@@ -538,7 +538,6 @@ pub async fn prepare(ctx: &Context, log: &Log, no_install: bool) -> Result<Optio
             warning = Some(text);
         }
     }
-    crate::exec::set_tool_path(path_with_tools(&ctx.root));
     Ok(warning)
 }
 

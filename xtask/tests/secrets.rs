@@ -103,7 +103,7 @@ fn secrets_stage_writes_db_migrations_once_and_names_what_fails() {
         .as_array()
         .map(|m| m.iter().filter_map(|f| f["manager"].as_str()).collect())
         .unwrap_or_default();
-    assert!(managers.is_empty() || managers.contains(&"xtask-bootstrap"), "{managers:?}");
+    assert!(managers.is_empty() || managers.contains(&"cargo-xtask-bootstrap"), "{managers:?}");
 
     // Converged: nothing written, resourceVersion unchanged.
     let out = platform.xtask(&world, &["secrets"]);

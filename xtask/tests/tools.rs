@@ -357,20 +357,40 @@ fn bad_pin_is_exit_2_naming_the_table() {
 fn bootstrap_installs_the_pinned_tools_in_preflight_unless_no_install() {
     let server = Server::start();
     let pins = release(&server, "3.18.4");
+    // PATH without helmfile (not pinned here): preflight stops with exit 3 after its tools
+    // step, whatever the machine has installed.
     let run = |workspace: &Workspace, extra: &[&str]| {
-        let output = workspace.bare_command(&["bootstrap"]).args(extra).output().unwrap();
+        let output = workspace
+            .bare_command(&["bootstrap"])
+            .args(extra)
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
         (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
     };
-    // No platform in these workspaces: preflight stops (exit 2) after the tools step.
-    let skipped = Workspace::new(&pins);
+    let with_platform = |workspace: Workspace| {
+        support::copy_dir(&support::repo_root().join("infra"), &workspace.path("infra"));
+        workspace
+    };
+
+    let skipped = with_platform(Workspace::new(&pins));
     let (code, stderr) = run(&skipped, &["--no-install"]);
-    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(code, Some(3), "{stderr}");
     assert_eq!(skipped.tools_files(), Vec::<String>::new());
     assert_eq!(server.requests(), 0);
 
-    let installed = Workspace::new(&pins);
-    let (code, stderr) = run(&installed, &[]);
+    // Bad input is found before anything is installed.
+    let malformed = with_platform(Workspace::new(&pins));
+    malformed.edit("infra/kubernetes/helmfiles/24-auth.yaml", |t| t.replace("chart:", "chrt:"));
+    let (code, stderr) = run(&malformed, &[]);
     assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(malformed.tools_files(), Vec::<String>::new());
+    assert_eq!(server.requests(), 0);
+
+    let installed = with_platform(Workspace::new(&pins));
+    let (code, stderr) = run(&installed, &[]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("helmfile"), "{stderr}");
     assert_eq!(installed.run_tool("k3d"), "k3d version v5.7.5\n");
     assert_eq!(installed.run_tool("helm"), "helm version v3.18.4\n");
     assert_eq!(server.requests(), 2);

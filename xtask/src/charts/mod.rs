@@ -111,8 +111,11 @@ pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
 /// Every release chart of the platform's Helmfile layers, and one problem per layer
 /// that could not be read: unread means unproven.
 fn helmfile_release_charts(ctx: &Context) -> Result<(Vec<ReleaseChart>, Vec<String>)> {
-    let templates =
-        TemplateReader::from_path(&ctx.settings.environment, ctx.settings.timeouts.tool_call());
+    let templates = TemplateReader::find(
+        &ctx.root,
+        &ctx.settings.environment,
+        ctx.settings.timeouts.tool_call(),
+    );
     let platform = Platform::read(&ctx.settings.helmfile, &templates)?;
     let (mut charts, mut unread) = (Vec::new(), Vec::new());
     for layer in &platform.layers {

@@ -156,15 +156,6 @@ pub struct TemplateReader {
 }
 
 impl TemplateReader {
-    /// `helmfile` from `PATH`.
-    pub fn from_path(environment: &str, timeout: Duration) -> TemplateReader {
-        TemplateReader {
-            helmfile: crate::probe::find_on_path("helmfile"),
-            environment: environment.to_string(),
-            timeout,
-        }
-    }
-
     /// `helmfile` from the project's `<root>/.tools/bin`, else `PATH`.
     pub fn find(root: &Path, environment: &str, timeout: Duration) -> TemplateReader {
         TemplateReader {
