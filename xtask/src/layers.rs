@@ -97,7 +97,8 @@ pub fn digest(
         field(text.as_bytes());
     }
     for (file, kind) in &files {
-        let shown = normalize(file.strip_prefix(root).unwrap_or(file));
+        // Two spellings of one chart path hash alike.
+        let shown = crate::fsutil::normalize(file.strip_prefix(root).unwrap_or(file));
         let bytes = std::fs::read(file)
             .map_err(|e| bad_input(format!("{}: cannot read: {e}", file.display())))?;
         field(format!("{kind}:{}", shown.display()).as_bytes());
@@ -105,21 +106,6 @@ pub fn digest(
     }
     let sum = hasher.finalize();
     Ok(format!("sha256:{}", crate::digest::hex(&sum)))
-}
-
-/// `a/b/../c` -> `a/c`, so two spellings of one chart path hash alike.
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for part in path.components() {
-        match part {
-            std::path::Component::ParentDir if out.file_name().is_some() => {
-                out.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -462,10 +448,5 @@ mod tests {
                 .contains("20-b.yaml: release `b`: values file `../values/b.yaml` does not exist"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn paths_normalize() {
-        assert_eq!(normalize(Path::new("k/helmfiles/../charts/c")), Path::new("k/charts/c"));
     }
 }

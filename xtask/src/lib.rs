@@ -10,6 +10,7 @@ pub mod digest;
 pub mod doctor;
 pub mod error;
 pub mod exec;
+pub mod fsutil;
 pub mod k8s;
 pub mod layers;
 pub mod plan;

@@ -25,7 +25,8 @@ pub fn find_tool(root: &Path, name: &str) -> Option<PathBuf> {
     if is_executable(&local) { Some(local) } else { find_on_path(name) }
 }
 
-fn is_executable(path: &Path) -> bool {
+/// A regular file with an execute bit: what `PATH` lookup would run.
+pub fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
@@ -120,7 +121,7 @@ mod tests {
     fn project_tools_come_before_path() {
         use std::os::unix::fs::PermissionsExt;
         let root = tempfile::tempdir().unwrap();
-        let bin = root.path().join(".tools/bin");
+        let bin = crate::tools::bin_dir(root.path());
         std::fs::create_dir_all(&bin).unwrap();
         let sh = bin.join("sh");
         std::fs::write(&sh, "#!/bin/sh\n").unwrap();

@@ -14,11 +14,12 @@
 //! version and checksum so the next run is a no-op.
 //!
 //! Exit codes: unreachable URL or unpinned platform 3, checksum mismatch or a broken
-//! archive 1, bad pins 2 (while reading the settings).
+//! archive 1, bad pins 2 (while reading the settings). With several problems the most
+//! severe decides ([`combine`]): 3 only when every download was unreachable.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
@@ -26,7 +27,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::charts::fetch::Fetcher;
 use crate::config::Context;
-use crate::error::{ExitCode, bad_input, exit_code, failed, missing};
+use crate::error::{Coded, ExitCode, bad_input, code_of, combine, failed, missing};
+use crate::fsutil::write_atomically;
 use crate::report::Log;
 
 /// The project-local folder, relative to the workspace root.
@@ -207,12 +209,6 @@ pub fn path_with_tools(root: &Path) -> OsString {
     std::env::join_paths(dirs).unwrap_or(current)
 }
 
-/// The version a tool in `.tools` was installed at, from its stamp file.
-pub fn installed_version(root: &Path, name: &str) -> Option<String> {
-    let stamp = std::fs::read_to_string(stamp_path(root, name)).ok()?;
-    stamp.split_whitespace().next().map(str::to_owned)
-}
-
 fn stamp_path(root: &Path, name: &str) -> PathBuf {
     root.join(TOOLS_DIR).join(format!("{name}.version"))
 }
@@ -243,12 +239,7 @@ pub enum Action {
 /// Pure decision for one tool: is the pinned version for this platform in place?
 fn is_in_place(root: &Path, name: &str, pin: &ToolPin, sum: &str) -> bool {
     let stamp = std::fs::read_to_string(stamp_path(root, name)).unwrap_or_default();
-    stamp == stamp_text(pin, sum) && is_executable(&bin_dir(root).join(name))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    stamp == stamp_text(pin, sum) && crate::probe::is_executable(&bin_dir(root).join(name))
 }
 
 /// How to do by hand what `install` could not.
@@ -337,7 +328,7 @@ pub async fn install(
     let mut verified = Vec::new();
     if !needed.is_empty() {
         let fetcher = Fetcher::new(log.clone())?;
-        let mut problems = Vec::new();
+        let mut problems: Vec<anyhow::Error> = Vec::new();
         for (name, pin, sum) in needed {
             let url = pin.url_for(platform);
             let hint = manual_hint(root, name, pin, platform);
@@ -345,43 +336,32 @@ pub async fn install(
                 Ok(bytes) => bytes,
                 Err(err) => {
                     // Keep the code (3 for unreachable) while naming the tool.
-                    let code = crate::error::exit_code(&err);
                     let message = format!(
                         "{name} {}: cannot download {url}: {}\n  {hint}",
                         pin.version,
                         err.to_string().trim_start_matches("repository unreachable: ")
                     );
-                    problems.push((code, message));
+                    problems.push(Coded { code: code_of(&err), message }.into());
                     continue;
                 }
             };
             let actual = crate::digest::sha256_hex(&bytes);
             if actual != sum {
-                problems.push((
-                    1,
-                    format!(
-                        "{name} {}: checksum mismatch for {url}: expected sha256 {sum}, got {actual}; nothing was installed (a tampered or re-published download)\n  {hint}",
-                        pin.version
-                    ),
-                ));
+                problems.push(failed(format!(
+                    "{name} {}: checksum mismatch for {url}: expected sha256 {sum}, got {actual}; nothing was installed (a tampered or re-published download)\n  {hint}",
+                    pin.version
+                )));
                 continue;
             }
             match executable_from(&bytes, pin, platform) {
                 Ok(executable) => verified.push((name, pin, sum, executable)),
                 Err(err) => {
-                    problems.push((1, format!("{name} {}: {err:#}\n  {hint}", pin.version)))
+                    problems.push(failed(format!("{name} {}: {err:#}\n  {hint}", pin.version)))
                 }
             }
         }
-        if !problems.is_empty() {
-            let message = problems.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("\n");
-            // Unreachable wins: retrying later may fix it; a mismatch needs a person.
-            return Err(if problems.iter().all(|(code, _)| *code == 3) {
-                missing(message)
-            } else {
-                failed(message)
-            });
-        }
+        // All or nothing: 3 only when every download was unreachable, else 1.
+        combine("tools could not be installed, so none was", problems)?;
     }
 
     for (name, pin, sum, executable) in verified {
@@ -475,20 +455,6 @@ pub fn tar_entry(tar: &[u8], wanted: &str) -> Result<Option<Vec<u8>>> {
     Ok(None)
 }
 
-/// Write `bytes` to `path` via a temp file in the same folder and a rename.
-fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut temp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    temp.write_all(bytes).with_context(|| format!("writing {}", path.display()))?;
-    temp.as_file().sync_all().ok();
-    std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(mode))?;
-    temp.persist(path).with_context(|| format!("moving into place {}", path.display()))?;
-    Ok(())
-}
-
 fn place(root: &Path, name: &str, executable: &[u8]) -> Result<PathBuf> {
     let path = bin_dir(root).join(name);
     write_atomically(&path, executable, 0o755)?;
@@ -525,13 +491,14 @@ pub async fn prepare(ctx: &Context, log: &Log, no_install: bool) -> Result<Optio
         {
             let on_path =
                 wanted.iter().all(|name| crate::probe::find_tool(&ctx.root, name).is_some());
-            if exit_code(&err) != ExitCode::Missing as i32 || !on_path {
+            if code_of(&err) != ExitCode::Missing || !on_path {
                 return Err(err);
             }
             let text = format!(
                 "pinned tools not installed (downloads unreachable); using {} as found in \
-                 .tools/bin or on PATH: `cargo xtask doctor` compares their versions",
-                wanted.join(", ")
+                 {} or on PATH: `cargo xtask doctor` compares their versions",
+                wanted.join(", "),
+                ctx.display_path(&bin_dir(&ctx.root))
             );
             log.line("tools", &format!("{text}: {err:#}"));
             eprintln!("warning: {text}");

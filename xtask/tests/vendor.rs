@@ -319,6 +319,40 @@ fn wrong_locked_digest_fails_naming_chart_and_both_digests() {
 }
 
 #[test]
+fn a_mismatch_beside_an_unreachable_repository_exits_1_listing_both() {
+    if !have(
+        "helm",
+        &["version"],
+        "a_mismatch_beside_an_unreachable_repository_exits_1_listing_both",
+    ) {
+        return;
+    }
+    let repo = tempfile::tempdir().unwrap();
+    helm_repository(repo.path());
+    let server = FileServer::serve(repo.path());
+    let closed = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let ws = Workspace::new(None);
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let lock = format!(
+        "charts:\n  - name: demo\n    repository: {}\n    version: 0.1.0\n    digest: {wrong}\n    archive: demo-0.1.0.tgz\n  - name: gone\n    repository: {closed}\n    version: 1.0.0\n    digest: {wrong}\n    archive: gone-1.0.0.tgz\n",
+        server.url
+    );
+    ws.write("charts/charts.lock.yaml", &lock);
+
+    // Whichever download finishes first, the mismatch decides: 1, not 3.
+    let run = ws.xtask(&["vendor"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let demo = run.stderr.find("chart `demo` 0.1.0").expect("the mismatch is listed");
+    let gone = run.stderr.find("chart `gone` 1.0.0").expect("the unreachable one is listed");
+    assert!(run.stderr.contains("2 charts could not be vendored"), "{}", run.stderr);
+    assert!(demo < gone, "listed in the lock's order: {}", run.stderr);
+    assert!(!ws.path("charts/demo-0.1.0.tgz").exists(), "nothing written");
+}
+
+#[test]
 fn update_moves_to_the_newest_version_and_drops_the_old_archive() {
     if !have("helm", &["version"], "update_moves_to_the_newest_version_and_drops_the_old_archive") {
         return;

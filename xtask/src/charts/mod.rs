@@ -4,7 +4,9 @@
 //! Exit codes: a repository that cannot be reached or answers an HTTP error, or a
 //! failing `helm pull`, is a missing prerequisite (3); an unknown chart or version, a
 //! malformed lock or index is bad input (2); a digest that does not match the lock and
-//! every `--check` problem is a failure (1). A failed run changes no file: downloads
+//! every `--check` problem is a failure (1). When several charts fail, the code is the
+//! most severe of theirs whatever order the downloads finished in ([`combine`]): any
+//! failure is 1, and 3 means every chart was unreachable. A failed run changes no file: downloads
 //! go to memory, and archives and the lock are only written (atomically, temp file +
 //! rename) once every download of the run succeeded and was verified.
 
@@ -19,8 +21,9 @@ use anyhow::Result;
 use futures::StreamExt;
 
 use crate::config::Context;
-use crate::error::{Coded, ExitCode, bad_input, failed};
-use crate::platform::charts_lock::{ChartsLock, LockedChart, write_atomically};
+use crate::error::{bad_input, combine, failed};
+use crate::fsutil::write_atomically;
+use crate::platform::charts_lock::{ChartsLock, LockedChart};
 use crate::platform::helmfile::{Platform, TemplateReader};
 use crate::report::Log;
 use fetch::{Fetched, Fetcher};
@@ -259,7 +262,7 @@ pub async fn refresh(lock_path: &Path, log: &Log, prune: bool) -> Result<Refresh
     if !wanted.is_empty() {
         let progress = Progress::new();
         let fetcher = Fetcher::new(log.clone())?;
-        let results: Vec<(&Observed, Result<Fetched>)> = futures::stream::iter(wanted)
+        let mut results: Vec<(&Observed, Result<Fetched>)> = futures::stream::iter(wanted)
             .map(|o| {
                 let (fetcher, progress) = (&fetcher, &progress);
                 async move {
@@ -276,6 +279,8 @@ pub async fn refresh(lock_path: &Path, log: &Log, prune: bool) -> Result<Refresh
             .collect()
             .await;
         // Verify everything before writing anything: a failed run changes nothing.
+        // Downloads finish in any order; report them in the lock's order.
+        results.sort_by(|a, b| a.0.chart.name.cmp(&b.0.chart.name));
         let mut errors = Vec::new();
         let mut verified = Vec::new();
         for (o, result) in results {
@@ -286,10 +291,7 @@ pub async fn refresh(lock_path: &Path, log: &Log, prune: bool) -> Result<Refresh
                     .push(err.context(format!("chart `{}` {}", o.chart.name, o.chart.version))),
             }
         }
-        if !errors.is_empty() {
-            return Err(combine(errors));
-        }
-        verified.sort_by(|a, b| a.0.chart.name.cmp(&b.0.chart.name));
+        combine("charts could not be vendored", errors)?;
         for (o, fetched) in verified {
             write_archive(lock_path, &o.chart, &fetched)?;
             log.line(
@@ -361,24 +363,6 @@ fn mismatch(chart: &LockedChart, fetched: &Fetched) -> anyhow::Error {
 
 fn write_archive(lock_path: &Path, chart: &LockedChart, fetched: &Fetched) -> Result<()> {
     let path = ChartsLock::archive_path(lock_path, chart);
-    write_atomically(&path, &fetched.bytes)
+    write_atomically(&path, &fetched.bytes, 0o644)
         .map_err(|e| failed(format!("cannot write {}: {e:#}", path.display())))
-}
-
-/// One error for several: every message, and the exit code of the first.
-fn combine(mut errors: Vec<anyhow::Error>) -> anyhow::Error {
-    if errors.len() == 1 {
-        return errors.remove(0);
-    }
-    let code = match crate::error::exit_code(&errors[0]) {
-        2 => ExitCode::BadInput,
-        3 => ExitCode::Missing,
-        _ => ExitCode::Failed,
-    };
-    let lines: Vec<String> = errors.iter().map(|e| format!("  - {e:#}")).collect();
-    Coded {
-        code,
-        message: format!("{} charts could not be vendored:\n{}", errors.len(), lines.join("\n")),
-    }
-    .into()
 }

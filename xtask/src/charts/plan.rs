@@ -1,9 +1,10 @@
 //! Observe the vendored archives, then decide what to fetch and what is wrong.
 
 use std::collections::BTreeSet;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use super::fetch::digest_of;
+use crate::fsutil::normalize;
 use crate::platform::charts_lock::{ChartsLock, LockedChart};
 
 /// What is on disk for one locked chart.
@@ -154,23 +155,6 @@ fn looks_like_repo_reference(chart: &str) -> bool {
     let mut parts = chart.split('/');
     matches!((parts.next(), parts.next(), parts.next()), (Some(repo), Some(name), None)
         if !repo.is_empty() && !name.is_empty() && repo != "." && repo != "..")
-}
-
-/// Lexical normalisation (`a/./b/../c` -> `a/c`) so paths compare without touching disk.
-pub fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    out.push("..");
-                }
-            }
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -134,22 +134,9 @@ impl ChartsLock {
     pub fn write(&self, path: &Path) -> Result<()> {
         let header =
             std::fs::read_to_string(path).map(|text| leading_comments(&text)).unwrap_or_default();
-        write_atomically(path, self.to_yaml(&header).as_bytes())
+        crate::fsutil::write_atomically(path, self.to_yaml(&header).as_bytes(), 0o644)
             .with_context(|| format!("writing {}", path.display()))
     }
-}
-
-/// Replace `path` with `bytes` so readers see the old or the new file, never a part:
-/// a temp file in the same folder (same file system) is renamed over it.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut temp = tempfile::Builder::new().prefix(".vendor-").suffix(".tmp").tempfile_in(dir)?;
-    temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 /// The comment and blank lines before the first YAML content line.
