@@ -236,7 +236,7 @@ async fn execute(
         failure: None,
         uses_cluster_stage: stages.contains(&Stage::Cluster),
         no_install: target.no_install,
-        gaps: Vec::new(),
+        stage_warnings: Vec::new(),
         secrets_steps: Vec::new(),
         secrets_done: Vec::new(),
     };
@@ -250,6 +250,7 @@ async fn execute(
                 status: StageStatus::Skipped,
                 duration_ms: 0,
                 detail: "not run: an earlier stage failed".into(),
+                warnings: Vec::new(),
             });
             continue;
         }
@@ -288,7 +289,14 @@ async fn execute(
                     .map_or(String::new(), |l| format!(" in layer {l}"))
             )));
         }
-        rows.push(StageSummary { name: stage.name().into(), status, duration_ms, detail });
+        let warnings = std::mem::take(&mut run.stage_warnings);
+        rows.push(StageSummary {
+            name: stage.name().into(),
+            status,
+            duration_ms,
+            detail,
+            warnings,
+        });
     }
 
     // Layers never reached are reported as skipped, so the list is always complete.
@@ -309,7 +317,7 @@ async fn execute(
         failure: run.failure,
         log: log.path().display().to_string(),
     };
-    write_gap_log(&log, summary.warnings().into_iter().chain(run.gaps.iter().map(String::as_str)));
+    write_gap_log(&log, &summary.warnings());
     log.line("bootstrap", &format!("end: {}", summary.to_json()));
     print_summary(&summary, target.format);
     error.map_or(Ok(()), Err)
@@ -324,8 +332,7 @@ fn print_summary(summary: &Summary, format: Format) {
 
 /// The gap log: every warning of the run, one line each, as a block at the end of the log
 /// so a reader of the log alone sees them.
-fn write_gap_log<'a>(log: &Log, warnings: impl Iterator<Item = &'a str>) {
-    let warnings: Vec<&str> = warnings.collect();
+fn write_gap_log(log: &Log, warnings: &[String]) {
     log.line("gaps", &format!("{} gap(s) found by this run", warnings.len()));
     for warning in warnings {
         log.line("gaps", &format!("- {}", warning.replace('\n', " ")));
@@ -382,8 +389,8 @@ struct Run<'a> {
     client: Option<kube::Client>,
     layers: Vec<LayerSummary>,
     failure: Option<Failure>,
-    /// Warnings of the secrets and tilt stages, for the gap log.
-    gaps: Vec<String>,
+    /// Warnings of the running stage; moved into its summary row (and so the gap log).
+    stage_warnings: Vec<String>,
     /// Secrets steps the layers stage ran after their layers, and what they did.
     secrets_steps: Vec<Step>,
     secrets_done: Vec<String>,
@@ -409,13 +416,8 @@ impl Run<'_> {
                     self.read_platform()?;
                 }
                 let (status, detail) = self.check_tools()?;
-                match offline {
-                    Some(warning) => {
-                        self.gaps.push(format!("preflight: {warning}"));
-                        Ok((status, format!("{detail}; warning: {warning}")))
-                    }
-                    None => Ok((status, detail)),
-                }
+                self.stage_warnings.extend(offline);
+                Ok((status, detail))
             }
             Stage::Cluster => self.cluster().await,
             Stage::Charts => self.charts(),
@@ -442,8 +444,9 @@ impl Run<'_> {
         }
         let client = self.client().await?;
         let outcome = secrets::stage(self.ctx, &self.log, &client, &self.secrets_steps).await?;
-        self.gaps.extend(outcome.warnings.iter().map(|w| format!("secrets: {w}")));
-        let detail = self.secrets_done.iter().chain(&outcome.done).chain(&outcome.warnings);
+        self.stage_warnings.extend(outcome.warnings.iter().cloned());
+        // Warnings are listed under the tables (and in the JSON), not repeated here.
+        let detail = self.secrets_done.iter().chain(&outcome.done);
         Ok((self.done(), detail.cloned().collect::<Vec<_>>().join("; ")))
     }
 

@@ -102,6 +102,10 @@ pub struct StageSummary {
     /// One line for the table (what the stage did or found).
     #[serde(skip)]
     pub detail: String,
+    /// What the stage found but did not fail on (`0 ExternalSecrets found`, offline tools);
+    /// left out of the JSON when empty, so the shape holds exactly.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -155,9 +159,18 @@ impl Summary {
             .unwrap_or_else(|e| format!("{{\"status\":\"failed\",\"error\":\"{e}\"}}"))
     }
 
-    /// Every warning of the run, layer warnings first.
-    pub fn warnings(&self) -> Vec<&str> {
-        self.layers.iter().flat_map(|l| l.warnings.iter().map(String::as_str)).collect()
+    /// Every warning of the run, in stage order; a layer's warnings are the layers stage's.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut all = Vec::new();
+        for stage in &self.stages {
+            if stage.name == "layers" {
+                for layer in &self.layers {
+                    all.extend(layer.warnings.iter().map(|w| format!("{}: {w}", layer.name)));
+                }
+            }
+            all.extend(stage.warnings.iter().map(|w| format!("{}: {w}", stage.name)));
+        }
+        all
     }
 
     /// Plain-text tables (stages, layers), warnings, the failure and the log path.
@@ -266,6 +279,7 @@ mod tests {
                 status: StageStatus::Failed,
                 duration_ms: 1500,
                 detail: "1 synced".into(),
+                warnings: Vec::new(),
             }],
             layers: vec![auth, data],
             failure: Some(Failure {
@@ -297,10 +311,22 @@ mod tests {
     }
 
     #[test]
+    fn stage_warnings_reach_json_and_the_warning_list() {
+        let mut with_warning = summary();
+        with_warning.stages[0].warnings.push("0 ExternalSecrets found".into());
+        let json: serde_json::Value = serde_json::from_str(&with_warning.to_json()).unwrap();
+        assert_eq!(json["stages"][0]["warnings"], serde_json::json!(["0 ExternalSecrets found"]));
+        assert_eq!(
+            with_warning.warnings(),
+            ["40-data-plane: pod log missing", "layers: 0 ExternalSecrets found"]
+        );
+    }
+
+    #[test]
     fn table_shows_layers_warnings_and_what_to_do() {
         let text = summary().to_table();
         assert!(text.contains("24-auth        failed   failed"), "{text}");
-        assert!(text.contains("warning: pod log missing"), "{text}");
+        assert!(text.contains("warning: 40-data-plane: pod log missing"), "{text}");
         assert!(text.contains("FAILED in layers (layer 24-auth): gate failed"), "{text}");
         assert!(text.contains("what to do: kubectl logs -n ameide x"), "{text}");
         assert!(text.trim_end().ends_with("failed; log: /tmp/setup.log"), "{text}");
