@@ -81,14 +81,14 @@ impl ExitCode {
 /// most severe of their codes, interrupted (130) > failed (1) > bad input (2) > missing
 /// (3). So any mismatch or failure exits 1, and 3 means every error was a missing
 /// prerequisite. A single error is returned unchanged; several are listed, in the
-/// given order, under `"{count} {what}:"`.
+/// given order, under `"{count} {what}:"`, their further lines indented beneath.
 pub fn combine(what: &str, mut errors: Vec<anyhow::Error>) -> anyhow::Result<()> {
     match errors.len() {
         0 => Ok(()),
         1 => Err(errors.remove(0)),
         count => {
             let code = errors.iter().map(code_of).max_by_key(|code| code.severity());
-            let lines: Vec<String> = errors.iter().map(|e| format!("  - {e:#}")).collect();
+            let lines: Vec<String> = errors.iter().map(|e| bullet(&format!("{e:#}"))).collect();
             Err(Coded {
                 code: code.unwrap_or(ExitCode::Failed),
                 message: format!("{count} {what}:\n{}", lines.join("\n")),
@@ -96,6 +96,16 @@ pub fn combine(what: &str, mut errors: Vec<anyhow::Error>) -> anyhow::Result<()>
             .into())
         }
     }
+}
+
+/// `  - first line`, further lines (hints) indented under it.
+fn bullet(text: &str) -> String {
+    let mut lines = text.lines();
+    let first = format!("  - {}", lines.next().unwrap_or_default());
+    std::iter::once(first)
+        .chain(lines.map(|line| format!("    {}", line.trim_start())))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
@@ -138,12 +148,12 @@ mod tests {
     fn combined_message_lists_every_error_with_its_context() {
         let (code, text) = combined(vec![
             missing("unreachable").context("chart `a` 1.0.0"),
-            failed("digest differs"),
+            failed("digest differs\n  remove the file"),
         ]);
         assert_eq!(code, 1);
         assert_eq!(
             text,
-            "2 charts could not be vendored:\n  - chart `a` 1.0.0: unreachable\n  - digest differs"
+            "2 charts could not be vendored:\n  - chart `a` 1.0.0: unreachable\n  - digest differs\n    remove the file"
         );
         let single = combine("charts could not be vendored", vec![missing("only one")]);
         let err = single.unwrap_err();

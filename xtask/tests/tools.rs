@@ -307,6 +307,34 @@ fn unreachable_url_is_exit_3_naming_the_tool_with_a_hint() {
 }
 
 #[test]
+fn a_mismatch_beside_an_unreachable_download_is_exit_1_listing_both() {
+    let server = Server::start();
+    let mut pins = release(&server, "3.18.4");
+    let (os, arch) = platform();
+    let evil = tar_gz(&[(&format!("{os}-{arch}/helm"), b"#!/bin/sh\necho pwned\n")]);
+    server.serve(&format!("/helm/helm-v3.18.4-{os}-{arch}.tar.gz"), evil);
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    pins.push(Pin {
+        name: "kubectl",
+        version: "1.32.1".into(),
+        url: format!("http://127.0.0.1:{port}/kubectl-{{version}}"),
+        tar_binary: None,
+        sha256: Some("0".repeat(64)),
+    });
+    let workspace = Workspace::new(&pins);
+
+    // Unreachable alone would be 3 (retry later); a mismatch needs a person: 1.
+    let (code, stdout, stderr) = workspace.install();
+    assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stderr.contains("2 tools could not be installed"), "{stderr}");
+    assert!(stderr.contains("helm 3.18.4: checksum mismatch"), "{stderr}");
+    assert!(stderr.contains("kubectl 1.32.1: cannot download"), "{stderr}");
+    assert_eq!(workspace.tools_files(), Vec::<String>::new());
+}
+
+#[test]
 fn missing_download_and_unpinned_platform_are_exit_3() {
     let server = Server::start();
     let base = format!("http://127.0.0.1:{}", server.port);
