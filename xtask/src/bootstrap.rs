@@ -10,21 +10,20 @@
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
 use crate::checks::Verdict;
 use crate::config::{Context, Format};
-use crate::error::{Coded, ExitCode, bad_input, exit_code, failed, missing};
+use crate::error::{bad_input, exit_code, failed, missing};
 use crate::layers::{self, Cycle, LayerPlan};
 use crate::platform::helmfile::{Platform, TemplateReader};
 use crate::report::{
     Failure, LayerStatus, LayerSummary, Log, RunStatus, StageStatus, StageSummary, Summary,
 };
 use crate::secrets::{self, Step};
-use crate::{charts, checks, cluster, k8s};
+use crate::{cancel, charts, checks, cluster, k8s};
 
 #[derive(clap::Args, Debug, Default)]
 pub struct Args {
@@ -133,21 +132,6 @@ pub fn select(names: &[&str], selection: &Selection) -> Result<Vec<usize>> {
             indices
         }
     })
-}
-
-/// Set once Ctrl-C arrived: the flow starts no new tool call after that.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-/// An `Interrupted` error when Ctrl-C arrived; call before starting a tool.
-pub fn check_interrupted() -> Result<()> {
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        return Err(interrupted("interrupted before the next step; nothing else was started"));
-    }
-    Ok(())
-}
-
-fn interrupted(message: &str) -> anyhow::Error {
-    Coded { code: ExitCode::Interrupted, message: message.to_owned() }.into()
 }
 
 pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
@@ -339,19 +323,19 @@ fn write_gap_log(log: &Log, warnings: &[String]) {
     }
 }
 
-/// Run a stage; on Ctrl-C let the running tool call stop its process group and return
-/// `Interrupted` (bounded wait), and make sure no new call starts.
+/// Run a stage unless Ctrl-C arrived already; on Ctrl-C let the running step stop (a
+/// tool call stops its process group, a wait returns) and return `Interrupted` (bounded
+/// wait). No new step starts: every tool call and wait checks `crate::cancel` first.
 async fn interruptible<T>(stage: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    cancel::check()?;
     tokio::pin!(stage);
     tokio::select! {
         biased;
         result = &mut stage => result,
-        _ = tokio::signal::ctrl_c() => {
-            INTERRUPTED.store(true, Ordering::SeqCst);
-            eprintln!("interrupted: stopping the running step");
+        () = cancel::interrupted() => {
             match tokio::time::timeout(Duration::from_secs(15), &mut stage).await {
                 Ok(Err(err)) if exit_code(&err) == 130 => Err(err),
-                _ => Err(interrupted("interrupted; the running step was stopped")),
+                _ => Err(cancel::error("interrupted; the running step was stopped")),
             }
         }
     }
@@ -471,7 +455,7 @@ impl Run<'_> {
     async fn after_layer(&mut self, client: &kube::Client, layer: &str) -> Result<()> {
         for step in secrets::steps_after(&self.ctx.settings.secrets, layer) {
             let started = Instant::now();
-            let result = match check_interrupted() {
+            let result = match cancel::check() {
                 Ok(()) => step.run(self.ctx, &self.log, client).await,
                 Err(e) => Err(e),
             };
@@ -517,7 +501,7 @@ impl Run<'_> {
         if self.plan {
             return Ok((StageStatus::Planned, "would start Tilt unless it is Ready".into()));
         }
-        check_interrupted()?;
+        cancel::check()?;
         let outcome = crate::tilt::ensure(self.ctx, &self.log).await?;
         Ok((self.done(), outcome.done.join("; ")))
     }
@@ -580,7 +564,7 @@ impl Run<'_> {
                 format!("context {} is not the k3d cluster's", self.kube_context),
             ));
         }
-        check_interrupted()?;
+        cancel::check()?;
         let outcome = cluster::reconcile(self.ctx, &self.log, self.plan).await?;
         Ok((self.done(), outcome.plan.action.to_string()))
     }
@@ -679,7 +663,7 @@ impl Run<'_> {
                     self.after_layer(&client, &layer.name).await?;
                 }
                 LayerPlan::Sync { reason } => {
-                    check_interrupted()?;
+                    cancel::check()?;
                     eprintln!("layer {}: sync ({reason})", layer.name);
                     let cycle = Cycle {
                         ctx: self.ctx,

@@ -13,6 +13,7 @@ use bollard::Docker;
 use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
 use serde::Serialize;
 
+use crate::cancel;
 use crate::config::Context;
 use crate::error::{bad_input, failed, missing};
 use crate::exec::{self, Cmd};
@@ -336,18 +337,28 @@ async fn create_cluster(log: &Log, cmd: &Cmd) -> Result<()> {
 pub async fn wait_ready(log: &Log, name: &str, timeout: Duration) -> Result<()> {
     let context = format!("k3d-{name}");
     let spinner = crate::report::spinner(&format!("waiting for the {context} API to be ready"));
+    let result = poll_ready(log, &context, timeout).await;
+    spinner.finish_and_clear();
+    if let Err(e) = &result
+        && crate::error::exit_code(e) == 130
+    {
+        log.line(TAG, &format!("{context}: interrupted while waiting for /readyz"));
+    }
+    result
+}
+
+/// Until `/readyz` answers, `timeout` passes (exit 1) or Ctrl-C arrives (exit 130).
+async fn poll_ready(log: &Log, context: &str, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        let last_error = match crate::k8s::readyz(&context).await {
+        let last_error = match cancel::unless_interrupted(crate::k8s::readyz(context)).await? {
             Ok(()) => {
-                spinner.finish_and_clear();
                 log.line(TAG, &format!("{context}: /readyz ok"));
                 return Ok(());
             }
             Err(e) => format!("{e:#}"),
         };
         if Instant::now() >= deadline {
-            spinner.finish_and_clear();
             log.line(
                 TAG,
                 &format!("{context}: not ready after {}s: {last_error}", timeout.as_secs()),
@@ -357,7 +368,7 @@ pub async fn wait_ready(log: &Log, name: &str, timeout: Duration) -> Result<()> 
                 timeout.as_secs()
             )));
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        cancel::sleep(Duration::from_millis(500)).await?;
     }
 }
 

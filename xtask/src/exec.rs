@@ -1,6 +1,6 @@
 //! Running external tools (k3d, helmfile, helm, tilt): every call is echoed, has a
 //! timeout, streams its output into the log, and is stopped with its whole process
-//! group on timeout or Ctrl-C.
+//! group on timeout or Ctrl-C (`crate::cancel`).
 
 use std::ffi::OsString;
 use std::process::Stdio;
@@ -98,6 +98,8 @@ impl Output {
 /// Run `cmd` to completion. A non-zero exit is not an error here (the caller decides
 /// what it means); a missing program, a timeout and Ctrl-C are.
 pub async fn run(log: &Log, cmd: &Cmd) -> Result<Output> {
+    // After Ctrl-C no new tool starts.
+    crate::cancel::check()?;
     let line = cmd.display();
     eprintln!("$ {line}");
     log.line(&cmd.tag, &format!("$ {line}"));
@@ -122,6 +124,7 @@ pub async fn run(log: &Log, cmd: &Cmd) -> Result<Output> {
             _ => anyhow::Error::new(e).context(format!("starting `{line}`")),
         })?;
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+    let _tracked = pgid.map(|pgid| crate::cancel::track_group(pgid.as_raw()));
 
     let stdout = Captured::start(child.stdout.take(), log, &cmd.tag);
     let stderr = Captured::start(child.stderr.take(), log, &cmd.tag);
@@ -129,7 +132,7 @@ pub async fn run(log: &Log, cmd: &Cmd) -> Result<Output> {
     let outcome = tokio::select! {
         status = child.wait() => Ok(status.with_context(|| format!("waiting for `{line}`"))?),
         () = tokio::time::sleep(cmd.timeout) => Err(ExitCode::Failed),
-        _ = tokio::signal::ctrl_c() => Err(ExitCode::Interrupted),
+        () = crate::cancel::interrupted() => Err(ExitCode::Interrupted),
     };
     if outcome.is_err() {
         if let Some(pgid) = pgid {

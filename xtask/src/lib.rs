@@ -2,6 +2,7 @@
 //! the `smoke` test binary calls the same checks.
 
 pub mod bootstrap;
+pub mod cancel;
 pub mod charts;
 pub mod checks;
 pub mod cluster;

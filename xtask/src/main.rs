@@ -84,7 +84,9 @@ fn run(cli: Cli) -> Result<()> {
     xtask::exec::set_tool_path(xtask::tools::path_with_tools(&ctx.root));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        match &cli.command {
+        // From here Ctrl-C stops the running step and the command exits 130.
+        xtask::cancel::listen();
+        let result = match &cli.command {
             Command::Bootstrap(args) => bootstrap::run(&ctx, args).await,
             Command::Sync(args) => bootstrap::sync(&ctx, args).await,
             Command::Plan(args) => plan::run(&ctx, args),
@@ -94,6 +96,13 @@ fn run(cli: Cli) -> Result<()> {
             Command::Secrets(args) => secrets::run(&ctx, args).await,
             Command::Tilt(args) => tilt::run(&ctx, args).await,
             Command::Tools(args) => tools::run(&ctx, args).await,
+        };
+        // A command that never waits (plan) finishes its work; Ctrl-C still means 130.
+        match result {
+            Ok(()) if xtask::cancel::requested() => {
+                Err(xtask::cancel::error("interrupted; the command had finished its work"))
+            }
+            other => other,
         }
     })
 }

@@ -232,45 +232,55 @@ pub async fn wait_vault_bootstrap(
     }
     let spinner = crate::report::spinner(&format!("waiting for the Vault bootstrap ({owner})"));
     let started = Instant::now();
-    let result = loop {
-        let job = match &settings.vault_job {
-            Some(name) => jobs.get_opt(name).await?,
-            None => {
-                let all = jobs.list(&ListParams::default()).await?.items;
-                newest_owned_job(&all, &settings.vault_cronjob).cloned()
+    // Ctrl-C ends the wait wherever it is (the requests only read).
+    let waiting = async {
+        loop {
+            let job = match &settings.vault_job {
+                Some(name) => jobs.get_opt(name).await?,
+                None => {
+                    let all = jobs.list(&ListParams::default()).await?.items;
+                    newest_owned_job(&all, &settings.vault_cronjob).cloned()
+                }
+            };
+            let state = job.as_ref().map(job_state);
+            match (job, state) {
+                (Some(job), Some(JobState::Succeeded)) => {
+                    let line =
+                        format!("Vault bootstrap Job {namespace}/{} succeeded", job.name_any());
+                    log.line(TAG, &line);
+                    break Ok(Outcome { done: vec![line], warnings: vec![] });
+                }
+                (Some(job), Some(JobState::Failed { reason })) => {
+                    break Err(vault_failed(log, client, namespace, &job.name_any(), &reason).await);
+                }
+                (job, _) if started.elapsed() >= timeout => {
+                    let what = match job {
+                        Some(job) => format!("Job {namespace}/{} is still running", job.name_any()),
+                        None => format!("no Job of {owner} exists yet"),
+                    };
+                    let manual = format!(
+                        "kubectl create job -n {namespace} --from=cronjob/{0} {0}-manual",
+                        settings.vault_cronjob
+                    );
+                    break Err(failure(
+                        format!(
+                            "the Vault bootstrap did not succeed within {}s: {what}",
+                            timeout.as_secs()
+                        ),
+                        format!("{VAULT_REMEDIATION} To start a run now: `{manual}`."),
+                    ));
+                }
+                _ => tokio::time::sleep(POLL).await,
             }
-        };
-        let state = job.as_ref().map(job_state);
-        match (job, state) {
-            (Some(job), Some(JobState::Succeeded)) => {
-                let line = format!("Vault bootstrap Job {namespace}/{} succeeded", job.name_any());
-                log.line(TAG, &line);
-                break Ok(Outcome { done: vec![line], warnings: vec![] });
-            }
-            (Some(job), Some(JobState::Failed { reason })) => {
-                break Err(vault_failed(log, client, namespace, &job.name_any(), &reason).await);
-            }
-            (job, _) if started.elapsed() >= timeout => {
-                let what = match job {
-                    Some(job) => format!("Job {namespace}/{} is still running", job.name_any()),
-                    None => format!("no Job of {owner} exists yet"),
-                };
-                let manual = format!(
-                    "kubectl create job -n {namespace} --from=cronjob/{0} {0}-manual",
-                    settings.vault_cronjob
-                );
-                break Err(failure(
-                    format!(
-                        "the Vault bootstrap did not succeed within {}s: {what}",
-                        timeout.as_secs()
-                    ),
-                    format!("{VAULT_REMEDIATION} To start a run now: `{manual}`."),
-                ));
-            }
-            _ => tokio::time::sleep(POLL).await,
         }
     };
+    let result = crate::cancel::unless_interrupted(waiting).await.and_then(|waited| waited);
     spinner.finish_and_clear();
+    if let Err(e) = &result
+        && crate::error::exit_code(e) == 130
+    {
+        log.line(TAG, &format!("interrupted while waiting for the Vault bootstrap ({owner})"));
+    }
     result
 }
 

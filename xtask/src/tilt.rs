@@ -332,7 +332,7 @@ async fn wait_ready(
         }
         tokio::select! {
             () = tokio::time::sleep(POLL) => {}
-            _ = tokio::signal::ctrl_c() => return Err(Wait::Interrupted),
+            () = crate::cancel::interrupted() => return Err(Wait::Interrupted),
         }
     }
 }

@@ -170,3 +170,72 @@ fn docker_unreachable_is_exit_3_naming_docker_host() {
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("DOCKER_HOST=unix:///nonexistent/docker.sock"), "{stderr}");
 }
+
+/// Ctrl-C while `cluster` waits for the API: exit 130 with the wait stopped, not a wait
+/// until `cluster_ready` (300 s here). A `k3d` in the workspace's .tools/bin (found
+/// first) runs the fake k3d, then freezes the API server it started (SIGSTOP), so
+/// `/readyz` never answers and the readiness wait can only end by Ctrl-C.
+#[test]
+fn ctrl_c_stops_the_readiness_wait_with_130() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    if !require_docker() {
+        return;
+    }
+    let world = World::up(WorldOptions::default()).unwrap();
+    let platform = Workspace::new(&["timeouts = { cluster_ready = 300 }"]).with_k3d_config();
+    let path = world.env().into_iter().find(|(k, _)| k == "PATH").unwrap().1;
+    let fake_k3d = std::env::split_paths(&path).map(|d| d.join("k3d")).find(|p| p.is_file());
+    let pid_file = world.dir().join("clusters/ameide/apiserver.pid");
+    let frozen = world.dir().join("apiserver-frozen");
+    let wrapper = format!(
+        "#!/bin/sh\n'{}' \"$@\" || exit $?\n\
+         if [ \"$1 $2\" = 'cluster create' ]; then kill -STOP \"$(cat '{}')\" && touch '{}'; fi\n",
+        fake_k3d.unwrap().display(),
+        pid_file.display(),
+        frozen.display()
+    );
+    let bin = platform.path(".tools/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("k3d"), wrapper).unwrap();
+    std::fs::set_permissions(bin.join("k3d"), std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let mut child = platform
+        .command(&world, &["cluster"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A bound on a hang, not a timing assertion: without the fix this takes 300 s.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !frozen.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "cluster ended before the wait");
+        assert!(Instant::now() < deadline, "the cluster was not created");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let xtask = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(xtask, nix::sys::signal::Signal::SIGINT).unwrap();
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let still_running = child.try_wait().unwrap().is_none();
+    if still_running {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    // Thaw the API server so the world's teardown stops it normally.
+    let apiserver = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(apiserver),
+        nix::sys::signal::Signal::SIGCONT,
+    );
+    support::show(&["cluster", "(interrupted)"], &out);
+    assert!(!still_running, "`cargo xtask cluster` ignored Ctrl-C during the readiness wait");
+    assert_eq!(out.status.code(), Some(130));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let log = std::fs::read_to_string(platform.log()).unwrap();
+    assert!(log.contains("k3d-ameide: interrupted while waiting for /readyz"), "{log}");
+}
