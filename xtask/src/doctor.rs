@@ -190,7 +190,10 @@ pub fn assess_tool(
         hint: None,
         pinned: None,
     };
-    let hint = Some(format!("install {}: {}", req.name, req.hint));
+    let hint = Some(format!(
+        "install {}: `cargo xtask tools install {}` (the pinned version, into .tools/bin), or {}",
+        req.name, req.name, req.hint
+    ));
     let (Some(path), Some(output)) = (path, output) else {
         check.status = if req.required { Status::Missing } else { Status::Warning };
         check.detail =
@@ -453,10 +456,12 @@ mod tests {
         };
         let err = verdict(&report).unwrap_err();
         assert_eq!(exit_code(&err), 3);
+        let text = err.to_string();
         assert!(
-            err.to_string().contains("k3d (not found on PATH); install k3d: https://k3d.io"),
-            "{err}"
+            text.contains("k3d (not found on PATH); install k3d: `cargo xtask tools install k3d`"),
+            "{text}"
         );
+        assert!(text.contains("https://k3d.io"), "{text}");
         assert!(render(&report).contains("MISSING"));
     }
 
