@@ -344,19 +344,25 @@ async fn status(releases: &[ReleaseSpec]) -> Result<i32> {
     Ok(code)
 }
 
+/// Uninstall `r` if it is installed, printing like helmfile and adding a row to `deleted`.
+async fn uninstall(client: &Client, r: &ReleaseSpec, deleted: &mut Vec<Vec<String>>) -> Result<()> {
+    let start = Instant::now();
+    if fake_helm::uninstall(client, &r.namespace, &r.name).await? {
+        println!("Deleting {}\nrelease \"{}\" uninstalled\n", r.name, r.name);
+        deleted.push(vec![
+            r.name.clone(),
+            r.namespace.clone(),
+            format!("{}s", start.elapsed().as_secs()),
+        ]);
+    }
+    Ok(())
+}
+
 async fn destroy(releases: &[ReleaseSpec]) -> Result<i32> {
     let client = Client::from_env()?;
     let mut deleted = vec![vec!["NAME".to_owned(), "NAMESPACE".to_owned(), "DURATION".to_owned()]];
     for r in releases.iter().rev() {
-        let start = Instant::now();
-        if fake_helm::uninstall(&client, &r.namespace, &r.name).await? {
-            println!("Deleting {}\nrelease \"{}\" uninstalled\n", r.name, r.name);
-            deleted.push(vec![
-                r.name.clone(),
-                r.namespace.clone(),
-                format!("{}s", start.elapsed().as_secs()),
-            ]);
-        }
+        uninstall(&client, r, &mut deleted).await?;
     }
     if deleted.len() > 1 {
         print!("\nDELETED RELEASES:\n{}", table(&deleted));
@@ -376,14 +382,7 @@ async fn sync(file: &Path, releases: &[ReleaseSpec], scenario: &Scenario) -> Res
     for (index, r) in releases.iter().enumerate() {
         let start = Instant::now();
         if !r.installed {
-            if fake_helm::uninstall(&client, &r.namespace, &r.name).await? {
-                println!("Deleting {}\nrelease \"{}\" uninstalled\n", r.name, r.name);
-                deleted.push(vec![
-                    r.name.clone(),
-                    r.namespace.clone(),
-                    format!("{}s", start.elapsed().as_secs()),
-                ]);
-            }
+            uninstall(&client, r, &mut deleted).await?;
             continue;
         }
         println!("Upgrading release={}, chart={}, namespace={}", r.name, r.chart, r.namespace);
