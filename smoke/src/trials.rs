@@ -52,7 +52,13 @@ impl Plan {
                 let s = &ctx.settings;
                 let templates =
                     TemplateReader::find(&ctx.root, &s.environment, s.timeouts.tool_call());
-                Platform::read(&s.helmfile, &templates).map_err(|e| format!("{e:#}"))
+                // Go-template layers are read by running helmfile: a small runtime for it.
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(anyhow::Error::from)
+                    .and_then(|rt| rt.block_on(Platform::read(&s.helmfile, &templates)))
+                    .map_err(|e| format!("{e:#}"))
             }
             Err(e) => Err(e.clone()),
         };

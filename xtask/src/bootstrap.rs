@@ -388,7 +388,7 @@ impl Run<'_> {
             Stage::Preflight => {
                 // Bad input first (exit 2 before anything changes), then the pinned tools
                 // (not with --plan: it changes nothing), then the tools this run needs.
-                self.read_platform()?;
+                self.read_platform().await?;
                 let offline =
                     crate::tools::prepare(self.ctx, &self.log, self.no_install || self.plan)
                         .await?;
@@ -397,7 +397,7 @@ impl Run<'_> {
                 });
                 if templated {
                     // helmfile may have just been installed: Go-template layers can be read now.
-                    self.read_platform()?;
+                    self.read_platform().await?;
                 }
                 let (status, detail) = self.check_tools()?;
                 self.stage_warnings.extend(offline);
@@ -512,11 +512,11 @@ impl Run<'_> {
 
     /// The platform model, the layer selection and the layer digests: bad input (exit 2)
     /// is found here, before any change.
-    fn read_platform(&mut self) -> Result<()> {
+    async fn read_platform(&mut self) -> Result<()> {
         let settings = &self.ctx.settings;
         let templates =
             TemplateReader::find(&self.ctx.root, &self.environment, settings.timeouts.tool_call());
-        let platform = Platform::read(&settings.helmfile, &templates)?;
+        let platform = Platform::read(&settings.helmfile, &templates).await?;
         let names: Vec<&str> = platform.layers.iter().map(|l| l.name.as_str()).collect();
         self.selected = select(&names, &self.selection)?;
         self.digests = platform

@@ -24,7 +24,9 @@ use serde::Serialize;
 
 use crate::config::{Context, Format};
 use crate::error::missing;
-use crate::probe::{self, Captured};
+use crate::exec::{self, Cmd, Output};
+use crate::probe;
+use crate::report::Log;
 
 /// Check that docker, k3d, helm, helmfile, kubectl (and optionally tilt) are usable.
 #[derive(Debug, Clone, clap::Args)]
@@ -178,7 +180,7 @@ pub struct Report {
 pub fn assess_tool(
     req: &Requirement,
     path: Option<&Path>,
-    output: Option<Result<Captured>>,
+    output: Option<Result<Output>>,
 ) -> Check {
     let mut check = Check {
         name: req.name.to_string(),
@@ -202,7 +204,7 @@ pub fn assess_tool(
         return check;
     };
     let output = match output {
-        Ok(out) if out.success => out,
+        Ok(out) if out.success() => out,
         Ok(out) => {
             let why = out.stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("no output");
             check.status = Status::Warning;
@@ -320,13 +322,24 @@ pub async fn inspect(ctx: &Context) -> Report {
     let mut checks = vec![assess_docker(docker_server_version(timeout).await)];
     for req in TOOLS {
         let path = probe::find_tool(&ctx.root, req.name);
-        let output = path.as_deref().map(|p| probe::capture(p, req.version_args, timeout));
+        let output = match path.as_deref() {
+            Some(path) => Some(version_output(path, req, timeout).await),
+            None => None,
+        };
         let mut check = assess_tool(req, path.as_deref(), output);
         check.pinned = ctx.settings.tools.get(req.name).map(|pin| pin.version.clone());
         checks.push(check);
     }
     let ok = checks.iter().all(|c| c.status != Status::Missing);
     Report { ok, checks, kube_context: kube_context(&ctx.settings.cluster) }
+}
+
+/// What `<tool> <version_args>` printed: not echoed, and doctor keeps no log.
+async fn version_output(path: &Path, req: &Requirement, timeout: Duration) -> Result<Output> {
+    let cmd = Cmd::new("doctor", &path.to_string_lossy(), timeout)
+        .args(req.version_args.iter().copied())
+        .quiet();
+    exec::run(&Log::none(), &cmd).await
 }
 
 pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
@@ -409,8 +422,13 @@ mod tests {
     use super::*;
     use crate::error::exit_code;
 
-    fn ran(stdout: &str) -> Option<Result<Captured>> {
-        Some(Ok(Captured { success: true, stdout: stdout.into(), stderr: String::new() }))
+    fn ran(stdout: &str) -> Option<Result<Output>> {
+        Some(Ok(Output {
+            code: Some(0),
+            stdout: stdout.into(),
+            stderr: String::new(),
+            duration: Duration::ZERO,
+        }))
     }
 
     fn req(name: &str) -> &'static Requirement {
@@ -493,6 +511,30 @@ mod tests {
         let old = assess_tool(req("helm"), Some(Path::new("/bin/helm")), ran("v3.7.2+gabc"));
         assert_eq!(old.status, Status::Missing);
         assert!(old.hint.unwrap().starts_with("upgrade helm"));
+    }
+
+    #[tokio::test]
+    async fn version_probe_runs_the_tool_found() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let tool = |name: &str, script: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            path
+        };
+        let timeout = Duration::from_secs(20);
+
+        let helm = tool("helm", r#"[ "$*" = "version --short" ] && echo v3.15.2+g1a500d5"#);
+        let output = version_output(&helm, req("helm"), timeout).await;
+        let check = assess_tool(req("helm"), Some(&helm), Some(output));
+        assert_eq!((check.status, check.version), (Status::Ok, Some(Version(3, 15, 2))));
+
+        let k3d = tool("k3d", "echo 'cannot start' >&2; exit 1");
+        let output = version_output(&k3d, req("k3d"), timeout).await;
+        let check = assess_tool(req("k3d"), Some(&k3d), Some(output));
+        assert_eq!(check.status, Status::Warning);
+        assert!(check.detail.ends_with("`version` failed: cannot start"), "{}", check.detail);
     }
 
     #[test]

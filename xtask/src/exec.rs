@@ -1,6 +1,7 @@
-//! Running external tools (k3d, helmfile, helm, tilt): every call is echoed, has a
-//! timeout, streams its output into the log, and is stopped with its whole process
-//! group on timeout or Ctrl-C (`crate::cancel`).
+//! Running external tools (k3d, helmfile, helm, tilt): every call is echoed (unless
+//! quiet), has a timeout, streams its output into the log (`Log::none()` for commands
+//! that keep none), and is stopped with its whole process group on timeout or Ctrl-C
+//! (`crate::cancel`).
 
 use std::ffi::OsString;
 use std::process::Stdio;
@@ -34,6 +35,8 @@ pub struct Cmd {
     pub timeout: Duration,
     /// Stage tag for the log, e.g. `cluster` or `layers/24-auth`.
     pub tag: String,
+    /// Not echoed to stderr: read-only probes (`<tool> version`, `helmfile list`).
+    pub quiet: bool,
 }
 
 impl Cmd {
@@ -44,7 +47,14 @@ impl Cmd {
             envs: Vec::new(),
             timeout,
             tag: tag.to_owned(),
+            quiet: false,
         }
+    }
+
+    /// Do not echo the command line to stderr (it is still logged).
+    pub fn quiet(mut self) -> Cmd {
+        self.quiet = true;
+        self
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Cmd {
@@ -101,7 +111,9 @@ pub async fn run(log: &Log, cmd: &Cmd) -> Result<Output> {
     // After Ctrl-C no new tool starts.
     crate::cancel::check()?;
     let line = cmd.display();
-    eprintln!("$ {line}");
+    if !cmd.quiet {
+        eprintln!("$ {line}");
+    }
     log.line(&cmd.tag, &format!("$ {line}"));
 
     let started = Instant::now();
@@ -173,8 +185,8 @@ pub async fn run(log: &Log, cmd: &Cmd) -> Result<Output> {
             let secs = cmd.timeout.as_secs();
             log.line(&cmd.tag, &format!("timed out after {secs}s: process group stopped"));
             Err(failed(format!(
-                "`{line}` timed out after {secs}s and was stopped; its output is in {}",
-                log.path().display()
+                "`{line}` timed out after {secs}s and was stopped{}",
+                where_output_is(log, "; its output is in ", "")
             )))
         }
     }
@@ -187,12 +199,17 @@ pub async fn run_ok(log: &Log, cmd: &Cmd) -> Result<Output> {
         return Ok(output);
     }
     Err(failed(format!(
-        "`{}` failed (exit {}):\n{}\n(full output in {})",
+        "`{}` failed (exit {}):\n{}{}",
         cmd.display(),
         output.code.map_or("signal".to_owned(), |c| c.to_string()),
         output.tail(15),
-        log.path().display()
+        where_output_is(log, "\n(full output in ", ")")
     )))
+}
+
+/// `<before><log path><after>`, or nothing for `Log::none()`.
+fn where_output_is(log: &Log, before: &str, after: &str) -> String {
+    if log.is_none() { String::new() } else { format!("{before}{}{after}", log.path().display()) }
 }
 
 /// How long a stopped command's group gets between SIGTERM and SIGKILL, and how long its
@@ -313,6 +330,24 @@ mod tests {
         assert_eq!((out.code, out.stdout.as_str()), (Some(0), "hi\n"));
         let text = std::fs::read_to_string(log.path()).unwrap();
         assert!(text.contains("stopped reading it"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn without_a_log_the_output_still_reaches_the_caller() {
+        let cmd = Cmd::new("doctor", "sh", Duration::from_secs(10))
+            .args(["-c", "echo v1.2.3; echo warn >&2; exit 4"])
+            .quiet();
+        let out = run(&Log::none(), &cmd).await.unwrap();
+        assert_eq!(
+            (out.code, out.stdout.as_str(), out.stderr.as_str()),
+            (Some(4), "v1.2.3\n", "warn\n")
+        );
+        let err = run_ok(&Log::none(), &cmd).await.unwrap_err().to_string();
+        assert!(err.ends_with("failed (exit 4):\nwarn"), "no log file named: {err}");
+
+        let slow = Cmd::new("t", "sh", Duration::from_millis(200)).args(["-c", "exec sleep 30"]);
+        let err = run(&Log::none(), &slow.quiet()).await.unwrap_err().to_string();
+        assert!(err.contains("timed out after") && err.ends_with("was stopped"), "{err}");
     }
 
     #[tokio::test]

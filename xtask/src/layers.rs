@@ -385,14 +385,14 @@ mod tests {
             Fixture { dir }
         }
 
-        fn digests(&self, env: &str) -> Vec<String> {
+        async fn digests(&self, env: &str) -> Vec<String> {
             let reader = TemplateReader {
                 helmfile: None,
                 environment: "local".into(),
                 timeout: std::time::Duration::from_secs(1),
             };
             let platform =
-                Platform::read(&self.dir.path().join("k/helmfile.yaml"), &reader).unwrap();
+                Platform::read(&self.dir.path().join("k/helmfile.yaml"), &reader).await.unwrap();
             platform
                 .layers
                 .iter()
@@ -405,34 +405,34 @@ mod tests {
         }
     }
 
-    #[test]
-    fn digest_follows_values_chart_files_and_environment_only() {
+    #[tokio::test]
+    async fn digest_follows_values_chart_files_and_environment_only() {
         let f = Fixture::new();
-        let base = f.digests("local");
+        let base = f.digests("local").await;
         assert!(base[0].starts_with("sha256:") && base[0] != base[1]);
-        assert_eq!(f.digests("local"), base, "stable");
+        assert_eq!(f.digests("local").await, base, "stable");
 
         f.write("k/values/a.yaml", "x: 2\n");
-        let after_values = f.digests("local");
+        let after_values = f.digests("local").await;
         assert_ne!(after_values[0], base[0]);
         assert_eq!(after_values[1], base[1], "another layer's values do not touch this one");
 
         f.write("k/charts/d/templates-new.yaml", "kind: Secret\n");
-        let after_chart = f.digests("local");
+        let after_chart = f.digests("local").await;
         assert_eq!(after_chart[0], after_values[0]);
         assert_ne!(after_chart[1], after_values[1], "a new file in a chart dir counts");
 
-        assert_ne!(f.digests("staging")[0], after_chart[0], "the environment counts");
+        assert_ne!(f.digests("staging").await[0], after_chart[0], "the environment counts");
 
         // A copy of the checkout elsewhere hashes the same: paths are root-relative.
         let copy = Fixture::new();
         copy.write("k/values/a.yaml", "x: 2\n");
         copy.write("k/charts/d/templates-new.yaml", "kind: Secret\n");
-        assert_eq!(copy.digests("local"), after_chart);
+        assert_eq!(copy.digests("local").await, after_chart);
     }
 
-    #[test]
-    fn missing_values_file_is_bad_input_naming_layer_and_release() {
+    #[tokio::test]
+    async fn missing_values_file_is_bad_input_naming_layer_and_release() {
         let f = Fixture::new();
         std::fs::remove_file(f.dir.path().join("k/values/b.yaml")).unwrap();
         let reader = TemplateReader {
@@ -440,7 +440,8 @@ mod tests {
             environment: "local".into(),
             timeout: std::time::Duration::from_secs(1),
         };
-        let platform = Platform::read(&f.dir.path().join("k/helmfile.yaml"), &reader).unwrap();
+        let platform =
+            Platform::read(&f.dir.path().join("k/helmfile.yaml"), &reader).await.unwrap();
         let err = digest(f.dir.path(), &platform, &platform.layers[1], "local").unwrap_err();
         assert_eq!(crate::error::exit_code(&err), 2);
         assert!(

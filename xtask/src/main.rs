@@ -89,7 +89,7 @@ fn run(cli: Cli) -> Result<()> {
         let result = match &cli.command {
             Command::Bootstrap(args) => bootstrap::run(&ctx, args).await,
             Command::Sync(args) => bootstrap::sync(&ctx, args).await,
-            Command::Plan(args) => plan::run(&ctx, args),
+            Command::Plan(args) => plan::run(&ctx, args).await,
             Command::Doctor(args) => doctor::run(&ctx, args).await,
             Command::Cluster(args) => cluster::run(&ctx, args).await,
             Command::Vendor(args) => charts::run(&ctx, args).await,

@@ -78,12 +78,12 @@ pub struct ChartView {
 }
 
 /// Read everything the plan shows. Bad input anywhere stops with exit 2.
-pub fn build(ctx: &Context) -> Result<PlanView> {
+pub async fn build(ctx: &Context) -> Result<PlanView> {
     let settings = &ctx.settings;
     let k3d = K3dConfig::read(&settings.k3d_config)?;
     let templates =
         TemplateReader::find(&ctx.root, &settings.environment, settings.timeouts.tool_call());
-    let platform = Platform::read(&settings.helmfile, &templates)?;
+    let platform = Platform::read(&settings.helmfile, &templates).await?;
     let lock = ChartsLock::read(&settings.charts_lock)?;
 
     let cluster = ClusterView {
@@ -143,8 +143,8 @@ pub fn build(ctx: &Context) -> Result<PlanView> {
     })
 }
 
-pub fn run(ctx: &Context, args: &Args) -> Result<()> {
-    let plan = build(ctx)?;
+pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
+    let plan = build(ctx).await?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
         Format::Human => print!("{}", render(&plan)),

@@ -11,7 +11,8 @@ use anyhow::{Context, Result};
 #[derive(Clone)]
 pub struct Log {
     path: PathBuf,
-    file: Arc<Mutex<File>>,
+    /// `None` for `Log::none()`: lines are dropped.
+    file: Option<Arc<Mutex<File>>>,
 }
 
 impl Log {
@@ -26,9 +27,21 @@ impl Log {
             .append(true)
             .open(path)
             .with_context(|| format!("opening the log file {}", path.display()))?;
-        Ok(Log { path: path.to_owned(), file: Arc::new(Mutex::new(file)) })
+        Ok(Log { path: path.to_owned(), file: Some(Arc::new(Mutex::new(file))) })
     }
 
+    /// A log that keeps nothing, for read-only calls (`<tool> version`, `helmfile list`)
+    /// of commands that write no log.
+    pub fn none() -> Log {
+        Log { path: PathBuf::new(), file: None }
+    }
+
+    /// Whether this is `Log::none()`, so messages do not point at a log file.
+    pub fn is_none(&self) -> bool {
+        self.file.is_none()
+    }
+
+    /// The log file (empty for `Log::none()`).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -36,8 +49,9 @@ impl Log {
     /// One line: `<RFC 3339 UTC> [<tag>] <text>`. Write errors are ignored on purpose:
     /// a full disk must not turn a converged platform into a failed run.
     pub fn line(&self, tag: &str, text: &str) {
+        let Some(file) = &self.file else { return };
         let stamp = jiff::Timestamp::now().round(jiff::Unit::Millisecond).unwrap_or_default();
-        let mut file = self.file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let _ = writeln!(file, "{stamp} [{tag}] {}", text.trim_end_matches(['\r', '\n']));
     }
 }

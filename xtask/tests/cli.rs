@@ -205,6 +205,7 @@ fn doctor_without_k3d_is_exit_3_with_install_hint() {
     assert_eq!(code, 3, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stderr.contains("k3d (not found on PATH)"), "{stderr}");
     assert!(stderr.contains("https://k3d.io"), "{stderr}");
+    assert!(!stderr.contains("$ "), "version probes are not echoed: {stderr}");
     for present in ["helm (", "helmfile (", "kubectl (", "tilt ("] {
         assert!(!stderr.contains(present), "{present} reported missing: {stderr}");
     }

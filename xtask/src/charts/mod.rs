@@ -73,7 +73,7 @@ pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
     let lock_path = &ctx.settings.charts_lock;
     let shown = ctx.display_path(lock_path);
     if args.check {
-        let (releases, unread) = helmfile_release_charts(ctx)?;
+        let (releases, unread) = helmfile_release_charts(ctx).await?;
         let (charts, releases) = check(lock_path, &releases, &unread)?;
         println!(
             "vendored charts ok: {charts} archive(s) match {shown}, {releases} release chart(s) are local or locked"
@@ -113,13 +113,13 @@ pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
 
 /// Every release chart of the platform's Helmfile layers, and one problem per layer
 /// that could not be read: unread means unproven.
-fn helmfile_release_charts(ctx: &Context) -> Result<(Vec<ReleaseChart>, Vec<String>)> {
+async fn helmfile_release_charts(ctx: &Context) -> Result<(Vec<ReleaseChart>, Vec<String>)> {
     let templates = TemplateReader::find(
         &ctx.root,
         &ctx.settings.environment,
         ctx.settings.timeouts.tool_call(),
     );
-    let platform = Platform::read(&ctx.settings.helmfile, &templates)?;
+    let platform = Platform::read(&ctx.settings.helmfile, &templates).await?;
     let (mut charts, mut unread) = (Vec::new(), Vec::new());
     for layer in &platform.layers {
         if let Some(reason) = layer.releases.not_read_reason() {

@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::bad_input;
+use crate::exec::Cmd;
+use crate::report::Log;
 
 /// The label that makes a release one of its layer's health gates.
 pub const GATE_LABEL: &str = "gate";
@@ -168,7 +170,7 @@ impl TemplateReader {
 
 impl Platform {
     /// Read the root Helmfile and every layer it lists. Bad input names the file.
-    pub fn read(root_file: &Path, templates: &TemplateReader) -> Result<Platform> {
+    pub async fn read(root_file: &Path, templates: &TemplateReader) -> Result<Platform> {
         let text = read_text(root_file)?;
         if is_go_template(root_file, &text) {
             return Err(bad_input(format!(
@@ -210,7 +212,7 @@ impl Platform {
                 )));
             }
             let file = dir.join(&path);
-            let layer = Layer::read(&file, templates)?;
+            let layer = Layer::read(&file, templates).await?;
             if layers.iter().any(|l| l.name == layer.name) {
                 return Err(bad_input(format!(
                     "{}: layer `{}` is listed twice",
@@ -254,11 +256,11 @@ struct RawRelease {
 
 impl Layer {
     /// Read one layer file (a missing file is bad input).
-    pub fn read(file: &Path, templates: &TemplateReader) -> Result<Layer> {
+    pub async fn read(file: &Path, templates: &TemplateReader) -> Result<Layer> {
         let text = read_text(file)?;
         let name = layer_name(file);
         let releases = if is_go_template(file, &text) {
-            list_with_helmfile(file, templates)?
+            list_with_helmfile(file, templates).await?
         } else {
             LayerReleases::Parsed { releases: parse_layer(file, &text)? }
         };
@@ -345,26 +347,22 @@ struct ListedRelease {
     version: Option<String>,
 }
 
-fn list_with_helmfile(file: &Path, templates: &TemplateReader) -> Result<LayerReleases> {
+async fn list_with_helmfile(file: &Path, templates: &TemplateReader) -> Result<LayerReleases> {
     let Some(helmfile) = &templates.helmfile else {
         return Ok(LayerReleases::NotRead {
             reason: "not read: Go template and helmfile not found".into(),
         });
     };
-    let args = [
-        "-f".as_ref(),
-        file.as_os_str(),
-        "-e".as_ref(),
-        templates.environment.as_ref(),
-        "list".as_ref(),
-        "--output".as_ref(),
-        "json".as_ref(),
-    ];
-    let shown = crate::probe::shown(helmfile, &args);
-    let out = crate::probe::capture(helmfile, &args, templates.timeout)?;
-    if !out.success {
+    // Reading the model changes nothing: not echoed, and no log (`plan` keeps none).
+    let cmd = Cmd::new("helmfile", &helmfile.to_string_lossy(), templates.timeout)
+        .arg("-f")
+        .arg(file.to_string_lossy())
+        .args(["-e", &templates.environment, "list", "--output", "json"])
+        .quiet();
+    let out = crate::exec::run(&Log::none(), &cmd).await?;
+    if !out.success() {
         let why = out.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
-        return Err(bad_input(format!("{}: `{shown}` failed: {why}", file.display())));
+        return Err(bad_input(format!("{}: `{}` failed: {why}", file.display(), cmd.display())));
     }
     Ok(LayerReleases::Listed { releases: parse_listed(file, &out.stdout)? })
 }
@@ -523,18 +521,53 @@ releases:
         assert_eq!(layer_name(Path::new("a/60-qa.yml")), "60-qa");
     }
 
-    #[test]
-    fn template_layer_without_helmfile_says_so() {
+    #[tokio::test]
+    async fn template_layer_without_helmfile_says_so() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("20-core-operators.yaml.gotmpl");
         std::fs::write(&file, "releases: []\n").unwrap();
-        let layer = Layer::read(&file, &no_helmfile()).unwrap();
+        let layer = Layer::read(&file, &no_helmfile()).await.unwrap();
         assert_eq!(layer.name, "20-core-operators");
         assert_eq!(
             layer.releases.not_read_reason(),
             Some("not read: Go template and helmfile not found")
         );
         assert_eq!(layer.gates().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn template_layer_is_listed_by_helmfile_and_its_failure_is_bad_input() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("30-apps.yaml.gotmpl");
+        std::fs::write(&file, "releases: []\n").unwrap();
+        let helmfile = dir.path().join("helmfile");
+        std::fs::write(
+            &helmfile,
+            r#"#!/bin/sh
+case "$*" in
+  *"-e local list --output json") echo '[{"name":"web","labels":"gate:true","chart":"c"}]';;
+  *) echo "environment not found" >&2; exit 1;;
+esac
+"#,
+        )
+        .unwrap();
+        std::fs::set_permissions(&helmfile, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let reader = TemplateReader { helmfile: Some(helmfile), ..no_helmfile() };
+
+        let layer = Layer::read(&file, &reader).await.unwrap();
+        assert!(matches!(layer.releases, LayerReleases::Listed { .. }), "{layer:?}");
+        assert_eq!(layer.gates().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["web"]);
+
+        let staging = TemplateReader { environment: "staging".into(), ..reader };
+        let err = Layer::read(&file, &staging).await.unwrap_err();
+        assert_eq!(exit_code(&err), 2);
+        let text = err.to_string();
+        assert!(text.contains("30-apps.yaml.gotmpl: `"), "{text}");
+        assert!(
+            text.contains("-e staging list --output json` failed: environment not found"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -550,8 +583,8 @@ releases:
         assert!(parse_label_string("").is_empty());
     }
 
-    #[test]
-    fn root_helmfile_lists_layers_in_order() {
+    #[tokio::test]
+    async fn root_helmfile_lists_layers_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("helmfile.yaml");
         std::fs::create_dir(dir.path().join("helmfiles")).unwrap();
@@ -562,7 +595,7 @@ releases:
         .unwrap();
         std::fs::write(dir.path().join("helmfiles/10-a.yaml"), LAYER).unwrap();
         std::fs::write(dir.path().join("helmfiles/20-b.yaml"), "releases: []\n").unwrap();
-        let platform = Platform::read(&root, &no_helmfile()).unwrap();
+        let platform = Platform::read(&root, &no_helmfile()).await.unwrap();
         let names: Vec<_> = platform.layers.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, ["20-b", "10-a"]);
         assert_eq!(
@@ -572,11 +605,11 @@ releases:
         assert_eq!(platform.layers[1].gates().count(), 1);
 
         let unknown_env = TemplateReader { environment: "prod".into(), ..no_helmfile() };
-        let err = Platform::read(&root, &unknown_env).unwrap_err();
+        let err = Platform::read(&root, &unknown_env).await.unwrap_err();
         assert!(err.to_string().contains("environment `prod` is not defined"), "{err}");
 
         std::fs::remove_file(dir.path().join("helmfiles/20-b.yaml")).unwrap();
-        let err = Platform::read(&root, &no_helmfile()).unwrap_err();
+        let err = Platform::read(&root, &no_helmfile()).await.unwrap_err();
         assert_eq!(exit_code(&err), 2);
         assert!(err.to_string().contains("20-b.yaml: cannot read"), "{err}");
     }
