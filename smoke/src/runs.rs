@@ -9,7 +9,6 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use xtask::checks::{self, CheckResult, Verdict};
 use xtask::cluster::{self, Action};
 use xtask::config::Context;
-use xtask::report::Log;
 use xtask::{k8s, release, secrets, tilt};
 
 use crate::trials::{Check, What};
@@ -362,13 +361,14 @@ async fn releases_deployed(
 
 async fn vault_bootstrap(ctx: &Context) -> Result<Outcome> {
     let client = k8s::client(None).await?;
-    // The bootstrap's own wait, asked once: a zero timeout turns "still running" into a
-    // failure instead of a wait.
-    let mut once = ctx.clone();
-    once.settings.timeouts.vault_bootstrap = 0;
-    let log = Log::open(&ctx.log_path)?;
-    let outcome = secrets::wait_vault_bootstrap(&once, &log, &client).await?;
-    Ok(passed(outcome.warnings))
+    // Asked once, without the bootstrap's wait or its log.
+    Ok(match secrets::vault_bootstrap_state(ctx, &client).await? {
+        secrets::VaultBootstrapState::Succeeded { .. } => passed(vec![]),
+        secrets::VaultBootstrapState::Failed(failure)
+        | secrets::VaultBootstrapState::Pending(failure) => {
+            failed(failure.message, failure.remediation)
+        }
+    })
 }
 
 async fn db_migrations(ctx: &Context) -> Result<Outcome> {
@@ -394,16 +394,7 @@ async fn tilt_ready(ctx: &Context) -> Result<Outcome> {
     if probe.is_ready() {
         return Ok(passed(vec![]));
     }
-    let found = match &probe {
-        tilt::Probe::Down(why) => format!("nothing answers on port {port} ({why})"),
-        tilt::Probe::Answering(why) => why.clone(),
-        tilt::Probe::Tilt(status) => format!(
-            "{} is not Ready (reason {}, updateStatus {})",
-            tilt::TILTFILE_RESOURCE,
-            or_dash(&status.reason),
-            or_dash(&status.update_status)
-        ),
-    };
+    let found = probe.describe(port);
     let tilt_log = tilt::tilt_log_path(&ctx.log_path);
     Ok(failed(
         found,
@@ -413,8 +404,4 @@ async fn tilt_ready(ctx: &Context) -> Result<Outcome> {
             tilt_log.display()
         ),
     ))
-}
-
-fn or_dash(text: &str) -> &str {
-    if text.is_empty() { "-" } else { text }
 }

@@ -199,78 +199,123 @@ pub fn newest_owned_job<'a>(jobs: &'a [Job], cronjob: &str) -> Option<&'a Job> {
         })
 }
 
+/// Where the Vault bootstrap stands, read once ([`vault_bootstrap_state`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VaultBootstrapState {
+    /// Its Job succeeded; the Job's name.
+    Succeeded { job: String },
+    /// Its Job failed: the Job, its pod's log tail, and what to do.
+    Failed(Failure),
+    /// No Job yet, or it still runs: which, and what to do if it stays so.
+    Pending(Failure),
+}
+
+/// "Job ns/name" or "CronJob ns/name": what runs the Vault bootstrap.
+fn vault_owner(settings: &SecretsSettings) -> String {
+    let namespace = &settings.vault_namespace;
+    match &settings.vault_job {
+        Some(job) => format!("Job {namespace}/{job}"),
+        None => format!("CronJob {namespace}/{}", settings.vault_cronjob),
+    }
+}
+
+/// Read the Vault bootstrap's state once, writing nothing. A missing CronJob is an error
+/// (a [`Failure`]): waiting would not make it appear.
+pub async fn vault_bootstrap_state(
+    ctx: &Context,
+    client: &kube::Client,
+) -> Result<VaultBootstrapState> {
+    let settings = &ctx.settings.secrets;
+    let namespace = settings.vault_namespace.as_str();
+    let owner = vault_owner(settings);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+    let job = match &settings.vault_job {
+        Some(name) => jobs.get_opt(name).await?,
+        None => {
+            let cronjobs: Api<CronJob> = Api::namespaced(client.clone(), namespace);
+            if cronjobs.get_opt(&settings.vault_cronjob).await?.is_none() {
+                return Err(failure(
+                    format!("{owner} not found"),
+                    format!(
+                        "sync layer {} first (`cargo xtask sync {}`), or set `vault_cronjob` / \
+                         `vault_namespace` in [workspace.metadata.bootstrap.secrets]",
+                        settings.vault_after_layer, settings.vault_after_layer
+                    ),
+                ));
+            }
+            let all = jobs.list(&ListParams::default()).await?.items;
+            newest_owned_job(&all, &settings.vault_cronjob).cloned()
+        }
+    };
+    let Some(job) = job else {
+        return Ok(VaultBootstrapState::Pending(vault_pending(
+            settings,
+            format!("no Job of {owner} exists yet"),
+        )));
+    };
+    let name = job.name_any();
+    Ok(match job_state(&job) {
+        JobState::Succeeded => VaultBootstrapState::Succeeded { job: name },
+        JobState::Failed { reason } => {
+            VaultBootstrapState::Failed(vault_failed(client, namespace, &name, &reason).await)
+        }
+        JobState::Running => VaultBootstrapState::Pending(vault_pending(
+            settings,
+            format!("Job {namespace}/{name} is still running"),
+        )),
+    })
+}
+
+fn vault_pending(settings: &SecretsSettings, what: String) -> Failure {
+    let manual = format!(
+        "kubectl create job -n {} --from=cronjob/{1} {1}-manual",
+        settings.vault_namespace, settings.vault_cronjob
+    );
+    Failure {
+        message: what,
+        remediation: format!("{VAULT_REMEDIATION} To start a run now: `{manual}`."),
+    }
+}
+
 /// Wait until the Vault bootstrap Job succeeded; a failed one names itself and its log.
 pub async fn wait_vault_bootstrap(
     ctx: &Context,
     log: &Log,
     client: &kube::Client,
 ) -> Result<Outcome> {
-    let settings = &ctx.settings.secrets;
     let timeout = ctx.settings.timeouts.vault_bootstrap();
-    let namespace = settings.vault_namespace.as_str();
-    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
-    let owner = match &settings.vault_job {
-        Some(job) => format!("Job {namespace}/{job}"),
-        None => format!("CronJob {namespace}/{}", settings.vault_cronjob),
-    };
+    let namespace = ctx.settings.secrets.vault_namespace.as_str();
+    let owner = vault_owner(&ctx.settings.secrets);
     log.line(
         TAG,
         &format!("waiting up to {}s for the Vault bootstrap ({owner})", timeout.as_secs()),
     );
-    if settings.vault_job.is_none() {
-        let cronjobs: Api<CronJob> = Api::namespaced(client.clone(), namespace);
-        if cronjobs.get_opt(&settings.vault_cronjob).await?.is_none() {
-            return Err(failure(
-                format!("{owner} not found"),
-                format!(
-                    "sync layer {} first (`cargo xtask sync {}`), or set `vault_cronjob` / \
-                     `vault_namespace` in [workspace.metadata.bootstrap.secrets]",
-                    settings.vault_after_layer, settings.vault_after_layer
-                ),
-            ));
-        }
-    }
     let spinner = crate::report::spinner(&format!("waiting for the Vault bootstrap ({owner})"));
     let started = Instant::now();
     // Ctrl-C ends the wait wherever it is (the requests only read).
     let waiting = async {
         loop {
-            let job = match &settings.vault_job {
-                Some(name) => jobs.get_opt(name).await?,
-                None => {
-                    let all = jobs.list(&ListParams::default()).await?.items;
-                    newest_owned_job(&all, &settings.vault_cronjob).cloned()
-                }
-            };
-            let state = job.as_ref().map(job_state);
-            match (job, state) {
-                (Some(job), Some(JobState::Succeeded)) => {
-                    let line =
-                        format!("Vault bootstrap Job {namespace}/{} succeeded", job.name_any());
+            match vault_bootstrap_state(ctx, client).await? {
+                VaultBootstrapState::Succeeded { job } => {
+                    let line = format!("Vault bootstrap Job {namespace}/{job} succeeded");
                     log.line(TAG, &line);
                     break Ok(Outcome { done: vec![line], warnings: vec![] });
                 }
-                (Some(job), Some(JobState::Failed { reason })) => {
-                    break Err(vault_failed(log, client, namespace, &job.name_any(), &reason).await);
+                VaultBootstrapState::Failed(failed) => {
+                    log.line(TAG, &failed.message);
+                    break Err(failed.into());
                 }
-                (job, _) if started.elapsed() >= timeout => {
-                    let what = match job {
-                        Some(job) => format!("Job {namespace}/{} is still running", job.name_any()),
-                        None => format!("no Job of {owner} exists yet"),
-                    };
-                    let manual = format!(
-                        "kubectl create job -n {namespace} --from=cronjob/{0} {0}-manual",
-                        settings.vault_cronjob
-                    );
+                VaultBootstrapState::Pending(pending) if started.elapsed() >= timeout => {
                     break Err(failure(
                         format!(
-                            "the Vault bootstrap did not succeed within {}s: {what}",
-                            timeout.as_secs()
+                            "the Vault bootstrap did not succeed within {}s: {}",
+                            timeout.as_secs(),
+                            pending.message
                         ),
-                        format!("{VAULT_REMEDIATION} To start a run now: `{manual}`."),
+                        pending.remediation,
                     ));
                 }
-                _ => tokio::time::sleep(POLL).await,
+                VaultBootstrapState::Pending(_) => tokio::time::sleep(POLL).await,
             }
         }
     };
@@ -284,13 +329,8 @@ pub async fn wait_vault_bootstrap(
     result
 }
 
-async fn vault_failed(
-    log: &Log,
-    client: &kube::Client,
-    namespace: &str,
-    job: &str,
-    reason: &str,
-) -> anyhow::Error {
+/// The failure of Job `job`, with its pod's last log lines.
+async fn vault_failed(client: &kube::Client, namespace: &str, job: &str, reason: &str) -> Failure {
     let (pod, tail) = match job_pod_log_tail(client, namespace, job).await {
         Ok(Some((pod, tail))) => (Some(pod), tail),
         Ok(None) => (None, "(no pod of the Job found)".to_owned()),
@@ -301,17 +341,16 @@ async fn vault_failed(
         "Vault bootstrap Job {namespace}/{job} failed ({reason}); last lines{source}:\n{}",
         indent(&tail)
     );
-    log.line(TAG, &message);
     let logs_cmd = match &pod {
         Some(pod) => format!("kubectl logs -n {namespace} {pod}"),
         None => format!("kubectl logs -n {namespace} job/{job}"),
     };
-    failure(
+    Failure {
         message,
-        format!(
+        remediation: format!(
             "{VAULT_REMEDIATION} Commands: `{logs_cmd}`, `kubectl describe job -n {namespace} {job}`."
         ),
-    )
+    }
 }
 
 /// The newest pod of `job` and the last lines of its log.

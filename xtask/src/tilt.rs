@@ -60,9 +60,10 @@ impl Probe {
         matches!(self, Probe::Tilt(s) if s.ready)
     }
 
-    fn describe(&self) -> String {
+    /// What was found on `port`, in one line (stage messages and the smoke trial).
+    pub fn describe(&self, port: u16) -> String {
         match self {
-            Probe::Down(why) => format!("Tilt does not answer ({why})"),
+            Probe::Down(why) => format!("nothing answers on port {port} ({why})"),
             Probe::Answering(why) => why.clone(),
             Probe::Tilt(s) if s.ready => format!("{TILTFILE_RESOURCE} is Ready"),
             Probe::Tilt(s) => format!(
@@ -204,7 +205,9 @@ pub async fn ensure(ctx: &Context, log: &Log) -> Result<Outcome> {
     let mut started = None;
     match &first {
         Probe::Down(_) => started = Some(start(ctx, log, port, &tilt_log)?),
-        other => log.line(TAG, &format!("Tilt already runs on port {port}: {}", other.describe())),
+        other => {
+            log.line(TAG, &format!("Tilt already runs on port {port}: {}", other.describe(port)))
+        }
     }
     let timeout = ctx.settings.timeouts.tilt_ready();
     let spinner = crate::report::spinner(&format!("waiting for Tilt on {url}"));
@@ -233,7 +236,11 @@ pub async fn ensure(ctx: &Context, log: &Log) -> Result<Outcome> {
             let why = match wait {
                 Wait::Exited(code) => format!("`tilt up` exited ({code}) before it was Ready"),
                 Wait::TimedOut(last) => {
-                    format!("Tilt was not Ready within {}s: {}", timeout.as_secs(), last.describe())
+                    format!(
+                        "Tilt was not Ready within {}s: {}",
+                        timeout.as_secs(),
+                        last.describe(port)
+                    )
                 }
                 Wait::Interrupted => unreachable!("handled above"),
             };
@@ -376,7 +383,9 @@ mod tests {
                 update_status: "error".into()
             }
         );
-        assert!(Probe::Tilt(failed).describe().contains("reason UpdateError, updateStatus error"));
+        assert!(
+            Probe::Tilt(failed).describe(10350).contains("reason UpdateError, updateStatus error")
+        );
         assert_eq!(tiltfile_status(&json!({"uiResources": []})), None);
         assert_eq!(tiltfile_status(&json!("<html>")), None);
     }
@@ -392,6 +401,8 @@ mod tests {
     #[tokio::test]
     async fn nothing_listening_is_down() {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        assert!(matches!(probe(port).await, Probe::Down(_)));
+        let probe = probe(port).await;
+        assert!(matches!(probe, Probe::Down(_)));
+        assert!(probe.describe(port).starts_with(&format!("nothing answers on port {port} (")));
     }
 }

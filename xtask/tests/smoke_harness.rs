@@ -279,4 +279,28 @@ fn healthy_platform_passes_every_trial_and_broken_ones_fail_alone() {
     let message = run.message("secrets::db_migrations");
     assert!(message.contains("found: Secret ameide/db-migrations-local not found"), "{message}");
     assert!(message.contains("remediation: `cargo xtask secrets`"), "{message}");
+
+    // A new run of the Vault bootstrap CronJob fails: its trial names the Job, its pod's
+    // log tail and what to do. Smoke only reads: the bootstrap log is left as it was.
+    world.set("vault-fail").unwrap();
+    let layer = platform.path("infra/kubernetes/helmfiles/15-secrets-certificates.yaml");
+    assert!(
+        platform
+            .tool(&world, "helmfile", &["-f", layer.to_str().unwrap(), "-e", "local", "sync"])
+            .status
+            .success()
+    );
+    let log = platform.path("logs/setup.log");
+    let log_before = std::fs::read_to_string(&log).unwrap();
+    let run = platform.smoke(&world, &binary);
+    assert!(run.failed().contains(&"secrets::vault_bootstrap"), "{:?}", run.outcomes);
+    let message = run.message("secrets::vault_bootstrap");
+    assert!(
+        message.contains("found: Vault bootstrap Job vault/foundation-vault-bootstrap-"),
+        "{message}"
+    );
+    assert!(message.contains("failed (BackoffLimitExceeded"), "{message}");
+    assert!(message.contains("connection refused"), "the pod log tail: {message}");
+    assert!(message.contains("system:auth-delegator"), "the remediation: {message}");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), log_before, "smoke wrote to the log");
 }
