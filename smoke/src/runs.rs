@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use anyhow::Result;
 use libtest_mimic::{Failed, Trial};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use xtask::checks::{self, CheckResult, Verdict};
 use xtask::cluster::{self, Action};
 use xtask::config::Context;
@@ -251,6 +250,9 @@ async fn cluster_exists(ctx: &Context) -> Result<Outcome> {
     Ok(passed(warnings))
 }
 
+/// The registry's `GET /v2/` gets this long.
+const REGISTRY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Label k3d puts on its registry container: the port published on the host.
 const REGISTRY_PORT_LABEL: &str = "k3s.registry.port.external";
 
@@ -281,7 +283,7 @@ async fn cluster_registry(ctx: &Context) -> Result<Outcome> {
         ));
     };
     let url = format!("http://127.0.0.1:{port}/v2/");
-    match http_status("127.0.0.1", port, "/v2/").await {
+    match xtask::http::get(&url, &[], REGISTRY_TIMEOUT).await.map(|r| r.status.as_u16()) {
         // The registry API answers 200, or 401 when it requires a login.
         Ok(200 | 401) => Ok(passed(vec![])),
         Ok(status) => Ok(failed(
@@ -290,23 +292,12 @@ async fn cluster_registry(ctx: &Context) -> Result<Outcome> {
                 "look at `docker logs {name}`; `cargo xtask cluster` recreates a broken registry"
             ),
         )),
+        // The error names the URL.
         Err(e) => Ok(failed(
-            format!("GET {url} failed: {e:#}"),
+            format!("{e:#}"),
             format!("look at `docker logs {name}` and `docker port {name}`"),
         )),
     }
-}
-
-/// The status code of a plain HTTP/1.0 GET.
-async fn http_status(host: &str, port: &str, path: &str) -> Result<u16> {
-    let mut stream = tokio::net::TcpStream::connect(format!("{host}:{port}")).await?;
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut head = vec![0; 64];
-    let n = stream.read(&mut head).await?;
-    let line = String::from_utf8_lossy(&head[..n]);
-    let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok());
-    status.ok_or_else(|| anyhow::anyhow!("not an HTTP answer: {:?}", line.lines().next()))
 }
 
 // ---- layers and releases -------------------------------------------------------------

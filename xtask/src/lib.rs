@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod error;
 pub mod exec;
 pub mod fsutil;
+pub mod http;
 pub mod k8s;
 pub mod layers;
 pub mod plan;

@@ -13,10 +13,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::Value;
 
 use crate::config::Context;
@@ -101,62 +97,34 @@ pub fn tiltfile_status(view: &Value) -> Option<TiltfileStatus> {
     })
 }
 
-type HttpClient = Client<HttpConnector, Empty<Bytes>>;
-
-fn http_client() -> HttpClient {
-    Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
-}
-
-/// GET `path` on localhost:`port`: status, `Set-Cookie` values and body.
-async fn get(
-    client: &HttpClient,
-    port: u16,
-    path: &str,
-    token: Option<&str>,
-) -> Result<(u16, Vec<String>, Bytes)> {
-    let mut request = http::Request::get(format!("http://127.0.0.1:{port}{path}"));
-    if let Some(token) = token {
-        request =
-            request.header("X-Tilt-Token", token).header("Cookie", format!("Tilt-Token={token}"));
-    }
-    let request = request.body(Empty::new())?;
-    let exchange = async {
-        let response = client.request(request).await?;
-        let status = response.status().as_u16();
-        let cookies = response
-            .headers()
-            .get_all(http::header::SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(str::to_owned))
-            .collect();
-        let body = response.into_body().collect().await?.to_bytes();
-        anyhow::Ok((status, cookies, body))
-    };
-    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
-        .await
-        .map_err(|_| anyhow::anyhow!("no answer within {}s", REQUEST_TIMEOUT.as_secs()))?
-}
-
 /// Ask Tilt on `port` how its Tiltfile is doing.
 pub async fn probe(port: u16) -> Probe {
-    let client = http_client();
-    let cookies = match get(&client, port, "/", None).await {
-        Ok((_, cookies, _)) => cookies,
+    let client = match crate::http::Client::new() {
+        Ok(client) => client,
         Err(e) => return Probe::Down(format!("{e:#}")),
     };
-    let Some(token) = token_from_set_cookie(cookies.iter().map(String::as_str)) else {
+    let base = format!("http://127.0.0.1:{port}");
+    let root = match client.get(&format!("{base}/"), &[], REQUEST_TIMEOUT).await {
+        Ok(root) => root,
+        Err(e) => return Probe::Down(format!("{e:#}")),
+    };
+    let cookies =
+        root.headers.get_all(http::header::SET_COOKIE).iter().filter_map(|v| v.to_str().ok());
+    let Some(token) = token_from_set_cookie(cookies) else {
         return Probe::Answering(format!(
             "port {port} answers but sets no Tilt-Token cookie (is it Tilt?)"
         ));
     };
-    let (status, body) = match get(&client, port, "/api/view", Some(&token)).await {
-        Ok((status, _, body)) => (status, body),
+    let cookie = format!("Tilt-Token={token}");
+    let headers = [("X-Tilt-Token", token.as_str()), ("Cookie", cookie.as_str())];
+    let view = match client.get(&format!("{base}/api/view"), &headers, REQUEST_TIMEOUT).await {
+        Ok(view) => view,
         Err(e) => return Probe::Answering(format!("/api/view failed: {e:#}")),
     };
-    if status != 200 {
-        return Probe::Answering(format!("/api/view answered HTTP {status}"));
+    if view.status != http::StatusCode::OK {
+        return Probe::Answering(format!("/api/view answered HTTP {}", view.status.as_u16()));
     }
-    let view: Value = match serde_json::from_slice(&body) {
+    let view: Value = match serde_json::from_slice(&view.body) {
         Ok(view) => view,
         Err(e) => return Probe::Answering(format!("/api/view is not JSON: {e}")),
     };

@@ -25,7 +25,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::charts::fetch::Fetcher;
 use crate::config::Context;
 use crate::error::{Coded, ExitCode, bad_input, code_of, combine, failed, missing};
 use crate::fsutil::write_atomically;
@@ -33,6 +32,11 @@ use crate::report::Log;
 
 /// The project-local folder, relative to the workspace root.
 pub const TOOLS_DIR: &str = ".tools";
+
+/// One download (connect, headers and body) may take this long.
+const DOWNLOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+/// Release downloads redirect (GitHub to its object store); a few hops are enough.
+const MAX_REDIRECTS: usize = 5;
 
 /// Platforms a pin may carry a checksum for, as `<os>-<arch>` in Go's names.
 pub const PLATFORMS: [&str; 4] = ["linux-amd64", "linux-arm64", "darwin-amd64", "darwin-arm64"];
@@ -327,20 +331,19 @@ pub async fn install(
     // Fetch and verify everything before writing anything.
     let mut verified = Vec::new();
     if !needed.is_empty() {
-        let fetcher = Fetcher::new(log.clone())?;
+        let client = crate::http::Client::new()?.follow_redirects(MAX_REDIRECTS);
         let mut problems: Vec<anyhow::Error> = Vec::new();
         for (name, pin, sum) in needed {
             let url = pin.url_for(platform);
             let hint = manual_hint(root, name, pin, platform);
-            let bytes = match fetcher.get(&url).await {
-                Ok(bytes) => bytes,
+            log.line("tools", &format!("GET {url}"));
+            let response = client.get(&url, &[], DOWNLOAD_TIMEOUT).await.and_then(|r| r.success());
+            let bytes = match response {
+                Ok(response) => response.body,
                 Err(err) => {
                     // Keep the code (3 for unreachable) while naming the tool.
-                    let message = format!(
-                        "{name} {}: cannot download {url}: {}\n  {hint}",
-                        pin.version,
-                        err.to_string().trim_start_matches("repository unreachable: ")
-                    );
+                    let message =
+                        format!("{name} {}: cannot download {url}: {err}\n  {hint}", pin.version);
                     problems.push(Coded { code: code_of(&err), message }.into());
                     continue;
                 }

@@ -4,14 +4,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use super::index::{RepoIndex, Resolved, resolve_url};
-use crate::error::{bad_input, failed, missing};
+use crate::error::{ExitCode, bad_input, code_of, failed, missing};
 use crate::exec::{Cmd, run_ok};
 use crate::report::Log;
 
@@ -58,19 +53,13 @@ pub struct Fetched {
 
 /// Fetches archives; one HTTP client (and its connection pool) for the whole run.
 pub struct Fetcher {
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    client: crate::http::Client,
     log: Log,
 }
 
 impl Fetcher {
     pub fn new(log: Log) -> Result<Fetcher> {
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .try_with_platform_verifier()
-            .map_err(|e| missing(format!("cannot set up TLS certificate verification: {e}")))?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let client = crate::http::Client::new()?.follow_redirects(MAX_REDIRECTS);
         Ok(Fetcher { client, log })
     }
 
@@ -112,49 +101,21 @@ impl Fetcher {
 
     /// GET a URL, following a few redirects. Any failure to reach the server or a
     /// non-2xx answer is a missing prerequisite (exit 3): the repository is unreachable.
-    pub async fn get(&self, url: &str) -> Result<Vec<u8>> {
-        let mut current = url.to_owned();
-        for _ in 0..=MAX_REDIRECTS {
-            self.log.line("vendor", &format!("GET {current}"));
-            let uri: hyper::Uri = current
-                .parse()
-                .map_err(|e| bad_input(format!("`{current}` is not a valid URL: {e}")))?;
-            let request = async {
-                let response = self.client.get(uri).await?;
-                let status = response.status();
-                let location = response
-                    .headers()
-                    .get(hyper::header::LOCATION)
-                    .and_then(|l| l.to_str().ok())
-                    .map(str::to_owned);
-                let body = response.into_body().collect().await?.to_bytes();
-                anyhow::Ok((status, location, body))
-            };
-            let (status, location, body) = tokio::time::timeout(HTTP_TIMEOUT, request)
-                .await
-                .map_err(|_| {
-                    missing(format!(
-                        "repository unreachable: GET {current} timed out after {}s",
-                        HTTP_TIMEOUT.as_secs()
-                    ))
-                })?
-                .map_err(|e| {
-                    missing(format!("repository unreachable: GET {current}: {}", error_chain(&e)))
-                })?;
-            if let (true, Some(location)) = (status.is_redirection(), location) {
-                current = redirect_target(&current, &location);
-                continue;
+    async fn get(&self, url: &str) -> Result<Vec<u8>> {
+        self.log.line("vendor", &format!("GET {url}"));
+        let response = self.client.get(url, &[], HTTP_TIMEOUT).await.and_then(|r| r.success());
+        match response {
+            Ok(response) => {
+                if response.url != url {
+                    self.log.line("vendor", &format!("GET {url}: redirected to {}", response.url));
+                }
+                Ok(response.body.to_vec())
             }
-            if !status.is_success() {
-                return Err(missing(format!(
-                    "repository unreachable: GET {current} answered {status}"
-                )));
+            Err(e) if code_of(&e) == ExitCode::Missing => {
+                Err(missing(format!("repository unreachable: {e}")))
             }
-            return Ok(body.to_vec());
+            Err(e) => Err(e),
         }
-        Err(missing(format!(
-            "repository unreachable: GET {url}: more than {MAX_REDIRECTS} redirects"
-        )))
     }
 
     async fn fetch_oci(
@@ -205,21 +166,6 @@ impl Fetcher {
     }
 }
 
-/// A `Location` is relative to the document, not to a folder: drop the last segment.
-fn redirect_target(current: &str, location: &str) -> String {
-    let folder = match current.split_once("://") {
-        Some((_, rest)) if rest.contains('/') => {
-            current.rsplit_once('/').map_or(current, |(f, _)| f)
-        }
-        _ => current,
-    };
-    resolve_url(folder, location)
-}
-
-fn error_chain(err: &anyhow::Error) -> String {
-    err.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,13 +176,6 @@ mod tests {
             digest_of(b"abc"),
             "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-    }
-
-    #[test]
-    fn redirects_resolve_against_the_document() {
-        assert_eq!(redirect_target("http://h/a/index.yaml", "b.yaml"), "http://h/a/b.yaml");
-        assert_eq!(redirect_target("http://h/a/x.tgz", "/c/x.tgz"), "http://h/c/x.tgz");
-        assert_eq!(redirect_target("http://h", "https://o/x"), "https://o/x");
     }
 
     #[test]
