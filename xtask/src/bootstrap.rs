@@ -473,24 +473,11 @@ impl Run<'_> {
                 }
                 Err(err) => {
                     row.status = LayerStatus::Failed;
-                    let own = err.downcast_ref::<secrets::Failure>().cloned();
-                    let remediation = if exit_code(&err) == 130 {
-                        remediation(Stage::Layers, 130)
-                    } else {
-                        format!(
-                            "fix the cause, then run `cargo xtask sync {layer}`; its output is in {}",
-                            self.log.path().display()
-                        )
-                    };
-                    self.failure.get_or_insert(Failure {
-                        stage: "layers".into(),
-                        layer: Some(layer.to_owned()),
-                        message: own
-                            .as_ref()
-                            .map_or_else(|| format!("{err:#}"), |f| f.message.clone()),
-                        remediation: own.as_ref().map_or(remediation, |f| f.remediation.clone()),
-                    });
-                    return if own.is_some() { Ok(()) } else { Err(err) };
+                    let failure = self.layer_failure(layer, &err);
+                    self.failure.get_or_insert(failure);
+                    // A step's own failure is a verdict (like a failed gate), not an error.
+                    let verdict = err.downcast_ref::<secrets::Failure>().is_some();
+                    return if verdict { Ok(()) } else { Err(err) };
                 }
             }
         }
@@ -504,6 +491,26 @@ impl Run<'_> {
         cancel::check()?;
         let outcome = crate::tilt::ensure(self.ctx, &self.log).await?;
         Ok((self.done(), outcome.done.join("; ")))
+    }
+
+    /// A layer cut short by an error (its sync, or a secrets step after it): the step's
+    /// own message and remediation when it has them, else what to re-run.
+    fn layer_failure(&self, layer: &str, err: &anyhow::Error) -> Failure {
+        let own = err.downcast_ref::<secrets::Failure>();
+        let remediation = match (own, exit_code(err)) {
+            (Some(own), _) => own.remediation.clone(),
+            (None, 130) => remediation(Stage::Layers, 130),
+            (None, _) => format!(
+                "fix the cause, then run `cargo xtask sync {layer}`; its output is in {}",
+                self.log.path().display()
+            ),
+        };
+        Failure {
+            stage: Stage::Layers.name().into(),
+            layer: Some(layer.to_owned()),
+            message: own.map_or_else(|| format!("{err:#}"), |f| f.message.clone()),
+            remediation,
+        }
     }
 
     fn done(&self) -> StageStatus {
@@ -678,23 +685,8 @@ impl Run<'_> {
                         Ok(r) => r,
                         Err(e) => {
                             self.layers.push(LayerSummary::new(&layer.name, LayerStatus::Failed));
-                            if self.failure.is_none() {
-                                let remediation = if exit_code(&e) == 130 {
-                                    remediation(Stage::Layers, 130)
-                                } else {
-                                    format!(
-                                        "fix the cause, then run `cargo xtask sync {}`; its output is in {}",
-                                        layer.name,
-                                        self.log.path().display()
-                                    )
-                                };
-                                self.failure = Some(Failure {
-                                    stage: "layers".into(),
-                                    layer: Some(layer.name.clone()),
-                                    message: format!("{e:#}"),
-                                    remediation,
-                                });
-                            }
+                            let failure = self.layer_failure(&layer.name, &e);
+                            self.failure.get_or_insert(failure);
                             return Err(e);
                         }
                     };
