@@ -3,48 +3,29 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
 use libtest_mimic::{Failed, Trial};
-use xtask::checks::{self, CheckResult, Verdict};
 use xtask::cluster::{self, Action};
 use xtask::config::Context;
-use xtask::{k8s, release, secrets, tilt};
+use xtask::error::Result;
+use xtask::outcome::{Check, Finding, Verdict};
+use xtask::{checks, k8s, release, secrets, tilt};
 
-use crate::trials::{Check, What};
+use crate::trials::{TrialSpec, What};
 
 /// A check that gets no answer within this time fails (a hung API must not hang CI).
 const CHECK_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What a check found.
-enum Outcome {
-    Passed {
-        warnings: Vec<String>,
-    },
-    Failed {
-        /// The check's own wording of what it expected, when it has one.
-        expected: Option<String>,
-        found: String,
-        remediation: String,
-    },
+/// A passing check (its finding says what was found).
+fn passed(warnings: Vec<String>) -> Check {
+    Check { verdict: Verdict::Passed, finding: Finding::default(), warnings }
 }
 
-fn passed(warnings: Vec<String>) -> Outcome {
-    Outcome::Passed { warnings }
-}
-
-fn failed(found: impl Into<String>, remediation: impl Into<String>) -> Outcome {
-    Outcome::Failed { expected: None, found: found.into(), remediation: remediation.into() }
-}
-
-/// A [`CheckResult`] of `xtask::checks`: its verdict, in its own words.
-fn judged(result: CheckResult) -> Outcome {
-    match result.verdict {
-        Verdict::Passed | Verdict::Warned => passed(result.warnings),
-        Verdict::Failed => Outcome::Failed {
-            expected: Some(result.expected),
-            found: result.found,
-            remediation: result.remediation.unwrap_or_default(),
-        },
+/// A failing check in this trial's words (its `expected` is filled in by [`run`]).
+fn failed(found: impl Into<String>, remediation: impl Into<String>) -> Check {
+    Check {
+        verdict: Verdict::Failed,
+        finding: Finding::new("", "", found, remediation),
+        warnings: Vec::new(),
     }
 }
 
@@ -56,8 +37,8 @@ fn report(expected: &str, found: &str, remediation: &str) -> Failed {
     message.into()
 }
 
-pub fn trial(check: Check) -> Trial {
-    let Check { name, what, ctx, not_applicable } = check;
+pub fn trial(check: TrialSpec) -> Trial {
+    let TrialSpec { name, what, ctx, not_applicable } = check;
     let ignored = not_applicable.is_some();
     let label = name.clone();
     Trial::test(name, move || {
@@ -98,26 +79,24 @@ fn run(name: &str, ctx: &Context, what: &What) -> Result<(), Failed> {
             unreachable_remediation(what),
         ),
     };
-    match outcome {
-        Outcome::Passed { warnings } => {
-            for warning in warnings {
-                eprintln!("{name}: warning: {warning}");
-            }
-            Ok(())
-        }
-        Outcome::Failed { expected: own, found, remediation } => {
-            Err(report(own.as_deref().unwrap_or(&expected), &found, &remediation))
+    for warning in &outcome.warnings {
+        eprintln!("{name}: warning: {warning}");
+    }
+    match outcome.verdict {
+        Verdict::Passed | Verdict::Warned => Ok(()),
+        Verdict::Failed => {
+            let f = &outcome.finding;
+            let own = if f.expected.is_empty() { &expected } else { &f.expected };
+            Err(report(own, &f.found, &f.remediation))
         }
     }
 }
 
-/// An error instead of a verdict: the check could not run. A stage failure of the
-/// library (`secrets::Failure`) carries its own remediation.
-fn could_not_check(what: &What, err: &anyhow::Error) -> Outcome {
-    if let Some(failure) = err.chain().find_map(|c| c.downcast_ref::<secrets::Failure>()) {
-        return failed(failure.message.clone(), failure.remediation.clone());
-    }
-    failed(format!("could not check: {err:#}"), unreachable_remediation(what))
+/// An error instead of a verdict: the check could not run; its own remediation wins.
+fn could_not_check(what: &What, err: &xtask::error::Error) -> Check {
+    let remediation =
+        err.remediation().map_or_else(|| unreachable_remediation(what), str::to_owned);
+    failed(format!("could not check: {err:#}"), remediation)
 }
 
 fn unreachable_remediation(what: &What) -> String {
@@ -131,8 +110,8 @@ fn unreachable_remediation(what: &What) -> String {
         What::Unreadable(_) => {
             "fix the file the message names; `cargo xtask plan` shows what is read".into()
         }
-        _ => "make sure the cluster runs (`cargo xtask cluster`) and the current kube context \
-              points at it (`kubectl config current-context`; KUBECONFIG)"
+        _ => "make sure the cluster runs (`cargo xtask cluster`) and the kubeconfig has its \
+              context (`k3d-<cluster>`, or the one BOOTSTRAP_CONTEXT names; KUBECONFIG)"
             .into(),
     }
 }
@@ -181,15 +160,15 @@ fn expected(ctx: &Context, what: &What) -> String {
     }
 }
 
-async fn check(ctx: &Context, what: &What) -> Result<Outcome> {
+async fn check(ctx: &Context, what: &What) -> Result<Check> {
     match what {
         What::ClusterExists => cluster_exists(ctx).await,
         What::ClusterRegistry => cluster_registry(ctx).await,
         What::VaultBootstrap => vault_bootstrap(ctx).await,
         What::DbMigrations => db_migrations(ctx).await,
-        What::ExternalSecretsReady => external_secrets_ready().await,
-        What::ReleasesDeployed(releases) => releases_deployed(releases).await,
-        What::Gate { release, namespace } => gate(release, namespace).await,
+        What::ExternalSecretsReady => external_secrets_ready(ctx).await,
+        What::ReleasesDeployed(releases) => releases_deployed(ctx, releases).await,
+        What::Gate { release, namespace } => gate(ctx, release, namespace).await,
         What::Unreadable(why) => Ok(failed(
             why.clone(),
             "fix the file the message names; `cargo xtask plan` shows what is read",
@@ -200,11 +179,11 @@ async fn check(ctx: &Context, what: &What) -> Result<Outcome> {
 
 // ---- cluster -----------------------------------------------------------------------
 
-async fn cluster_exists(ctx: &Context) -> Result<Outcome> {
+async fn cluster_exists(ctx: &Context) -> Result<Check> {
     let (_, desired) = cluster::desired(ctx)?;
     let docker = cluster::docker().await?;
     let observed = cluster::observe(&docker, &desired).await?;
-    let plan = cluster::plan(&desired, &observed);
+    let plan = cluster::decide(&desired, &observed);
     let mut warnings = Vec::new();
     if !plan.remove_legacy.is_empty() {
         warnings.push(format!(
@@ -226,9 +205,8 @@ async fn cluster_exists(ctx: &Context) -> Result<Outcome> {
     if let Some(remediation) = remediation {
         return Ok(failed(format!("cluster `{}`: {}", desired.name, plan.action), remediation));
     }
-    // k3d names the cluster's kube context `k3d-<name>`.
-    let context = format!("k3d-{}", desired.name);
-    if let Err(e) = k8s::readyz(&context).await {
+    let context = &ctx.kube_context;
+    if let Err(e) = k8s::readyz(context).await {
         return Ok(failed(
             format!("the API of kube context `{context}` does not answer /readyz: {e:#}"),
             format!(
@@ -239,14 +217,6 @@ async fn cluster_exists(ctx: &Context) -> Result<Outcome> {
             ),
         ));
     }
-    match k8s::current_context() {
-        Some(current) if current == context => {}
-        current => warnings.push(format!(
-            "the current kube context is {}, not `{context}`: the Kubernetes trials check \
-             the current context",
-            current.map_or("unset".to_owned(), |c| format!("`{c}`"))
-        )),
-    }
     Ok(passed(warnings))
 }
 
@@ -256,7 +226,7 @@ const REGISTRY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Label k3d puts on its registry container: the port published on the host.
 const REGISTRY_PORT_LABEL: &str = "k3s.registry.port.external";
 
-async fn cluster_registry(ctx: &Context) -> Result<Outcome> {
+async fn cluster_registry(ctx: &Context) -> Result<Check> {
     let (_, desired) = cluster::desired(ctx)?;
     let Some(name) = &desired.registry else {
         return Ok(passed(vec!["the k3d config creates no registry: nothing to check".into()]));
@@ -302,17 +272,18 @@ async fn cluster_registry(ctx: &Context) -> Result<Outcome> {
 
 // ---- layers and releases -------------------------------------------------------------
 
-async fn gate(release_name: &str, namespace: &str) -> Result<Outcome> {
-    let client = k8s::client(None).await?;
+async fn gate(ctx: &Context, release_name: &str, namespace: &str) -> Result<Check> {
+    let client = k8s::client(&ctx.kube_context).await?;
     let release = release::read(&client, namespace, release_name).await?;
     // The verdict `helm test` recorded in the release (no new test run): helm's own exit
     // status is unknown here, so only the hooks' phases decide.
-    Ok(judged(checks::gate_verdict(release_name, namespace, release.as_ref(), true, "")))
+    Ok(checks::gate_verdict(release_name, namespace, release.as_ref(), true, "", &[]))
 }
 
 async fn releases_deployed(
+    ctx: &Context,
     releases: &Result<Vec<(String, String, String)>, String>,
-) -> Result<Outcome> {
+) -> Result<Check> {
     let releases = match releases {
         Ok(releases) => releases,
         Err(why) => {
@@ -328,7 +299,7 @@ async fn releases_deployed(
             "list the layer files under `helmfiles:` in the root Helmfile",
         ));
     }
-    let client = k8s::client(None).await?;
+    let client = k8s::client(&ctx.kube_context).await?;
     let mut bad = Vec::new();
     for (layer, name, namespace) in releases {
         let result = checks::release_deployed(&client, name, namespace).await?;
@@ -337,49 +308,38 @@ async fn releases_deployed(
         }
     }
     let Some((layer, first)) = bad.first() else { return Ok(passed(vec![])) };
-    let list: Vec<String> =
-        bad.iter().map(|(layer, r)| format!("{} (layer {layer}): {}", r.name, r.found)).collect();
+    let list: Vec<String> = bad
+        .iter()
+        .map(|(layer, r)| format!("{} (layer {layer}): {}", r.finding.subject, r.finding.found))
+        .collect();
     Ok(failed(
         format!("{} of {} releases not deployed: {}", bad.len(), releases.len(), list.join("; ")),
-        format!(
-            "{}; then `cargo xtask sync {layer}`",
-            first.remediation.as_deref().unwrap_or("inspect it with `helm status`")
-        ),
+        format!("{} (`cargo xtask sync {layer}`)", first.finding.remediation),
     ))
 }
 
 // ---- secrets -------------------------------------------------------------------------
 
-async fn vault_bootstrap(ctx: &Context) -> Result<Outcome> {
-    let client = k8s::client(None).await?;
+async fn vault_bootstrap(ctx: &Context) -> Result<Check> {
+    let client = k8s::client(&ctx.kube_context).await?;
     // Asked once, without the bootstrap's wait or its log.
-    Ok(match secrets::vault_bootstrap_state(ctx, &client).await? {
-        secrets::VaultBootstrapState::Succeeded { .. } => passed(vec![]),
-        secrets::VaultBootstrapState::Failed(failure)
-        | secrets::VaultBootstrapState::Pending(failure) => {
-            failed(failure.message, failure.remediation)
-        }
-    })
+    Ok(secrets::vault_bootstrap_state(ctx, &client).await?.into_check())
 }
 
-async fn db_migrations(ctx: &Context) -> Result<Outcome> {
-    let client = k8s::client(None).await?;
-    let outcome = secrets::check_db_migrations(ctx, &client).await?;
-    Ok(passed(outcome.warnings))
+async fn db_migrations(ctx: &Context) -> Result<Check> {
+    let client = k8s::client(&ctx.kube_context).await?;
+    secrets::check_db_migrations(ctx, &client).await
 }
 
-async fn external_secrets_ready() -> Result<Outcome> {
-    let client = k8s::client(None).await?;
+async fn external_secrets_ready(ctx: &Context) -> Result<Check> {
+    let client = k8s::client(&ctx.kube_context).await?;
     let found = secrets::list_external_secrets(&client).await?;
-    Ok(match secrets::judge_external_secrets(&found) {
-        Ok(outcome) => passed(outcome.warnings),
-        Err(failure) => failed(failure.message, failure.remediation),
-    })
+    Ok(secrets::judge_external_secrets(&found))
 }
 
 // ---- tilt ----------------------------------------------------------------------------
 
-async fn tilt_ready(ctx: &Context) -> Result<Outcome> {
+async fn tilt_ready(ctx: &Context) -> Result<Check> {
     let port = ctx.settings.tilt_port;
     let probe = tilt::probe(port).await;
     if probe.is_ready() {

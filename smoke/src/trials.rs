@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use xtask::config::{self, Context};
+use xtask::config::{self, Context, Overrides};
 use xtask::layers::namespace_of;
-use xtask::platform::helmfile::{Platform, TemplateReader};
+use xtask::platform::helmfile::Platform;
 
 /// Everything the trials need, loaded once per process. A part that cannot be loaded
 /// keeps its error as text: the trials that need it fail with it, the rest still run.
@@ -18,7 +18,7 @@ pub struct Plan {
 }
 
 /// One trial: its stable name and what it checks.
-pub struct Check {
+pub struct TrialSpec {
     pub name: String,
     pub what: What,
     pub ctx: Result<Arc<Context>, String>,
@@ -48,18 +48,13 @@ impl Plan {
     pub fn load() -> Plan {
         let ctx = load_context().map(Arc::new).map_err(|e| format!("{e:#}"));
         let platform = match &ctx {
-            Ok(ctx) => {
-                let s = &ctx.settings;
-                let templates =
-                    TemplateReader::find(&ctx.root, &s.environment, s.timeouts.tool_call());
-                // Go-template layers are read by running helmfile: a small runtime for it.
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(anyhow::Error::from)
-                    .and_then(|rt| rt.block_on(Platform::read(&s.helmfile, &templates)))
-                    .map_err(|e| format!("{e:#}"))
-            }
+            // Go-template layers are read by running helmfile: a small runtime for it.
+            Ok(ctx) => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt
+                    .block_on(xtask::helmfile_list::read_platform(ctx))
+                    .map_err(|e| format!("{e:#}")),
+                Err(e) => Err(format!("no async runtime: {e}")),
+            },
             Err(e) => Err(e.clone()),
         };
         let registry = match &ctx {
@@ -72,8 +67,8 @@ impl Plan {
     }
 
     /// The trials, in the order a reader expects: cluster, layers, helm, secrets, tilt.
-    pub fn checks(&self) -> Vec<Check> {
-        let check = |name: &str, what: What| Check {
+    pub fn checks(&self) -> Vec<TrialSpec> {
+        let check = |name: &str, what: What| TrialSpec {
             name: name.to_owned(),
             what,
             ctx: self.ctx.clone(),
@@ -150,9 +145,13 @@ impl Plan {
     }
 }
 
+/// The variable that names the kube context the trials check (there are no flags);
+/// unset, the one rule of every command: `k3d-<cluster>`.
+pub const CONTEXT_ENV: &str = "BOOTSTRAP_CONTEXT";
+
 /// The workspace root from `$BOOTSTRAP_ROOT`, else upwards from the package dir cargo
 /// and nextest give the test (`CARGO_MANIFEST_DIR`), else from the current directory.
-fn load_context() -> anyhow::Result<Context> {
+fn load_context() -> xtask::error::Result<Context> {
     let cwd = std::env::current_dir()?;
     // A relative `$BOOTSTRAP_ROOT` is meant from where the user stands.
     let start = match std::env::var_os("CARGO_MANIFEST_DIR") {
@@ -160,5 +159,6 @@ fn load_context() -> anyhow::Result<Context> {
         _ => cwd.clone(),
     };
     let root = config::find_root(&start)?;
-    Context::new(&root, &cwd, None)
+    let kube_context = std::env::var(CONTEXT_ENV).ok().filter(|c| !c.is_empty());
+    Context::new(&root, &cwd, &Overrides { kube_context, ..Overrides::default() })
 }

@@ -1,60 +1,32 @@
 //! Every health check, once: the bootstrap's gates and the final release-status gate
-//! use these, and so will the `smoke` test binary. A check returns a [`CheckResult`]
-//! (what was expected, what was found, what to do) rather than an error; errors are
-//! kept for "could not check at all" (API unreachable, Ctrl-C).
+//! use these, and so does the `smoke` test binary. A check returns an
+//! [`outcome::Check`](Check) (verdict, and the finding: what was expected, what was
+//! found, what to do) rather than an error; errors are kept for "could not check at
+//! all" (API unreachable, interruption).
 
 use std::time::Duration;
 
-use anyhow::Result;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams};
-use serde::Serialize;
+use kube::api::{Api, DeleteParams, LogParams};
 
+use crate::error::Result;
 use crate::exec::{self, Cmd};
-use crate::release::{self, HelmRelease};
-use crate::report::Log;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    Passed,
-    /// Passed, with something the user should know (shown in the summary).
-    Warned,
-    Failed,
-}
-
-/// One check's outcome, in words a user can act on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CheckResult {
-    pub name: String,
-    pub verdict: Verdict,
-    pub expected: String,
-    pub found: String,
-    pub warnings: Vec<String>,
-    /// What to run or change when the check did not pass.
-    pub remediation: Option<String>,
-}
-
-impl CheckResult {
-    pub fn passed(&self) -> bool {
-        self.verdict != Verdict::Failed
-    }
-}
-
-/// Text that `helm test --logs` prints when a test pod was deleted (hook-succeeded
-/// delete policy) before its log was read.
-pub const POD_LOG_MISSING: &str = "unable to get pod logs";
+use crate::outcome::{Check, Finding, Verdict, tail};
+use crate::release::{self, HelmRelease, HookPhase, ReleaseStatus};
+use crate::session::Session;
 
 /// The release-status gate for one release: its latest revision is `deployed`.
-pub fn release_status(name: &str, namespace: &str, release: Option<&HelmRelease>) -> CheckResult {
-    let check = |verdict, found: String, remediation: Option<String>| CheckResult {
-        name: format!("release {namespace}/{name}"),
+pub fn release_status(name: &str, namespace: &str, release: Option<&HelmRelease>) -> Check {
+    let check = |verdict, found: String, remediation: String| Check {
         verdict,
-        expected: "status deployed".into(),
-        found,
+        finding: Finding::new(
+            format!("release {namespace}/{name}"),
+            "status deployed",
+            found,
+            remediation,
+        ),
         warnings: Vec::new(),
-        remediation,
     };
     let inspect = format!(
         "inspect it with `helm status {name} -n {namespace}` and `helm history {name} -n {namespace}`"
@@ -63,12 +35,12 @@ pub fn release_status(name: &str, namespace: &str, release: Option<&HelmRelease>
         None => check(
             Verdict::Failed,
             "no Helm release record".into(),
-            Some(format!(
-                "release `{name}` was never installed in namespace `{namespace}`; run its layer's sync (`cargo xtask sync <layer>`)"
-            )),
+            format!(
+                "release `{name}` was never installed in namespace `{namespace}`: run its layer's sync (`cargo xtask sync <layer>`)"
+            ),
         ),
-        Some(r) if r.info.status == "deployed" => {
-            check(Verdict::Passed, format!("revision {} deployed", r.version), None)
+        Some(r) if r.info.status == ReleaseStatus::Deployed => {
+            check(Verdict::Passed, format!("revision {} deployed", r.version), String::new())
         }
         Some(r) => {
             let why = if r.info.description.is_empty() {
@@ -79,107 +51,106 @@ pub fn release_status(name: &str, namespace: &str, release: Option<&HelmRelease>
             check(
                 Verdict::Failed,
                 format!("revision {} is `{}`{why}", r.version, r.info.status),
-                Some(format!(
-                    "release `{name}` in namespace `{namespace}` is `{}`; {inspect}, fix the cause and sync its layer again",
+                format!(
+                    "{inspect}, fix the cause, then sync its layer again (release `{name}` in namespace `{namespace}` is `{}`)",
                     r.info.status
-                )),
+                ),
             )
         }
     }
 }
 
 /// Read the release and judge its status.
-pub async fn release_deployed(
-    client: &kube::Client,
-    name: &str,
-    namespace: &str,
-) -> Result<CheckResult> {
+pub async fn release_deployed(client: &kube::Client, name: &str, namespace: &str) -> Result<Check> {
     let release = release::read(client, namespace, name).await?;
     Ok(release_status(name, namespace, release.as_ref()))
 }
 
+/// The last lines a failed test hook's pod printed, read by us (failed test pods are
+/// kept), so the verdict never depends on `helm test --logs` racing hook deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookLog {
+    pub hook: String,
+    pub tail: String,
+}
+
 /// The verdict of a gate release after `helm test`: from its test hooks' recorded
-/// `last_run.phase`, with helm's own exit status only deciding between passed and
-/// warned (a missing pod log) or catching a failure before any hook ran.
+/// `last_run.phase` (helm records it even when it then fails to read logs), with
+/// helm's exit status only catching a failure before any hook ran.
 pub fn gate_verdict(
     name: &str,
     namespace: &str,
     release: Option<&HelmRelease>,
     helm_succeeded: bool,
     helm_output: &str,
-) -> CheckResult {
+    failed_logs: &[HookLog],
+) -> Check {
     let helm_test = format!("helm test {name} -n {namespace} --logs");
-    let mut result = CheckResult {
-        name: format!("gate {namespace}/{name}"),
+    let mut check = Check {
         verdict: Verdict::Passed,
-        expected: "every test hook Succeeded".into(),
-        found: String::new(),
+        finding: Finding::new(
+            format!("gate {namespace}/{name}"),
+            "every test hook Succeeded",
+            "",
+            "",
+        ),
         warnings: Vec::new(),
-        remediation: None,
     };
     let Some(release) = release else {
-        result.verdict = Verdict::Failed;
-        result.found = "no Helm release record".into();
-        result.remediation = Some(format!(
-            "gate release `{name}` is not installed in namespace `{namespace}`; check its layer's sync output in the log"
-        ));
-        return result;
+        check.verdict = Verdict::Failed;
+        check.finding.found = "no Helm release record".into();
+        check.finding.remediation = format!(
+            "check its layer's sync output in the log: gate release `{name}` is not installed in namespace `{namespace}`"
+        );
+        return check;
     };
     let hooks: Vec<_> = release.test_hooks().collect();
-    let not_succeeded: Vec<_> = hooks.iter().filter(|h| h.last_run.phase != "Succeeded").collect();
-    let phases: Vec<String> = hooks
-        .iter()
-        .map(|h| {
-            let phase = if h.last_run.phase.is_empty() { "not run" } else { &h.last_run.phase };
-            format!("{} {phase}", h.name)
-        })
-        .collect();
-    result.found = if hooks.is_empty() {
+    let phases: Vec<String> =
+        hooks.iter().map(|h| format!("{} {}", h.name, h.last_run.phase)).collect();
+    check.finding.found = if hooks.is_empty() {
         "0 test hooks".into()
     } else {
         format!("{} test hook(s): {}", hooks.len(), phases.join(", "))
     };
-    if let Some(first) = not_succeeded.first() {
-        let (hook, kind) = (&first.name, first.kind.to_lowercase());
-        let pod_hint = if kind == "job" {
-            format!(
-                "`kubectl logs -n {namespace} job/{hook}`, `kubectl describe job -n {namespace} {hook}`"
-            )
+    if let Some(first) = hooks.iter().find(|h| h.last_run.phase != HookPhase::Succeeded) {
+        let hook = &first.name;
+        let (logs, describe) = if first.kind.eq_ignore_ascii_case("job") {
+            (format!("job/{hook}"), format!("job -n {namespace} {hook}"))
         } else {
-            format!(
-                "`kubectl logs -n {namespace} {hook}`, `kubectl describe pod -n {namespace} {hook}`"
-            )
+            (hook.clone(), format!("pod -n {namespace} {hook}"))
         };
-        result.verdict = Verdict::Failed;
-        result.remediation = Some(format!(
-            "test hook `{hook}` of release `{name}` in namespace `{namespace}` did not succeed (phase {}); inspect it with {pod_hint}, re-run it with `{helm_test}`",
-            if first.last_run.phase.is_empty() { "not run" } else { &first.last_run.phase }
-        ));
-        return result;
+        if let Some(log) = failed_logs.iter().find(|l| &l.hook == hook) {
+            check
+                .finding
+                .found
+                .push_str(&format!("; `{hook}` printed: {}", log.tail.replace('\n', " / ")));
+        }
+        check.verdict = Verdict::Failed;
+        check.finding.remediation = format!(
+            "inspect test hook `{hook}` of release `{name}` (namespace `{namespace}`, phase {}) with `kubectl logs -n {namespace} {logs}` and `kubectl describe {describe}`, fix the cause, then re-run it with `{helm_test}`",
+            first.last_run.phase
+        );
+        return check;
+    }
+    // Every hook's record says Succeeded: whatever helm said after (helm 3.x cannot read
+    // the logs of the pods it already deleted) does not change that.
+    if !hooks.is_empty() {
+        return check;
     }
     if helm_succeeded {
-        if hooks.is_empty() {
-            result.verdict = Verdict::Warned;
-            result.warnings.push(format!("gate `{name}` has 0 test hooks: nothing was tested"));
-        }
-        return result;
+        check.verdict = Verdict::Warned;
+        check.warnings.push(format!("gate `{name}` has 0 test hooks: nothing was tested"));
+        return check;
     }
-    if let Some(line) = helm_output.lines().find(|l| l.contains(POD_LOG_MISSING)) {
-        result.verdict = Verdict::Warned;
-        result.warnings.push(format!(
-            "gate `{name}`: every test hook Succeeded, but `helm test --logs` said: {}",
-            line.trim()
-        ));
-        return result;
-    }
-    result.verdict = Verdict::Failed;
-    let tail: Vec<&str> =
-        helm_output.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
-    result.found = format!("{}; `helm test` failed: {}", result.found, tail.join(" / "));
-    result.remediation = Some(format!(
-        "`{helm_test}` failed before its test hooks could be judged; run it to see why"
-    ));
-    result
+    check.verdict = Verdict::Failed;
+    check.finding.found = format!(
+        "{}; `helm test` failed: {}",
+        check.finding.found,
+        tail(helm_output, 5).replace('\n', " / ")
+    );
+    check.finding.remediation =
+        format!("run `{helm_test}` to see why it failed before its test hooks could be judged");
+    check
 }
 
 /// Where and how the gate runs.
@@ -197,28 +168,44 @@ pub struct GateTarget<'a> {
 /// A gate release's Helm tests: delete the test pods/jobs an earlier run left, run
 /// `helm test --logs`, and judge by the recorded hook phases.
 pub async fn helm_test_gate(
-    log: &Log,
+    session: &Session,
     client: &kube::Client,
     target: &GateTarget<'_>,
-) -> Result<CheckResult> {
+) -> Result<Check> {
     let (name, namespace) = (target.release, target.namespace);
     if let Some(before) = release::read(client, namespace, name).await? {
-        delete_stale_test_resources(log, client, target.tag, namespace, &before).await?;
+        delete_stale_test_resources(session, client, target.tag, namespace, &before).await?;
     }
+    // No `--logs`: helm 3.x/4.0 delete hook-succeeded pods before reading them. The
+    // verdict is the release's record; failed pods are kept, and we read those ourselves.
     let cmd = Cmd::new(target.tag, "helm", target.timeout)
-        .args(["test", name, "-n", namespace, "--logs", "--timeout"])
+        .args(["test", name, "-n", namespace, "--kube-context", target.kube_context, "--timeout"])
         .arg(format!("{}s", target.timeout.as_secs()))
         .env("HELM_KUBECONTEXT", target.kube_context);
-    let output = exec::run(log, &cmd).await?;
+    let output = exec::run(session, &cmd).await?;
     let after = release::read(client, namespace, name).await?;
+    let mut failed_logs = Vec::new();
+    for hook in after.iter().flat_map(|r| r.test_hooks()) {
+        if hook.last_run.phase == HookPhase::Succeeded || !hook.kind.eq_ignore_ascii_case("pod") {
+            continue;
+        }
+        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        let params = LogParams { tail_lines: Some(20), ..LogParams::default() };
+        if let Ok(text) = pods.logs(&hook.name, &params).await {
+            for line in text.lines() {
+                session.line(target.tag, &format!("{}: {line}", hook.name));
+            }
+            failed_logs.push(HookLog { hook: hook.name.clone(), tail: tail(&text, 3) });
+        }
+    }
     let text = format!("{}\n{}", output.stdout, output.stderr);
-    Ok(gate_verdict(name, namespace, after.as_ref(), output.success(), &text))
+    Ok(gate_verdict(name, namespace, after.as_ref(), output.success(), &text, &failed_logs))
 }
 
 /// Pods and Jobs named after the release's test hooks (an earlier failed run keeps its
 /// pod for `kubectl logs`; a new run must not trip over it).
 async fn delete_stale_test_resources(
-    log: &Log,
+    session: &Session,
     client: &kube::Client,
     tag: &str,
     namespace: &str,
@@ -234,11 +221,11 @@ async fn delete_stale_test_resources(
             _ => continue,
         };
         match deleted {
-            Ok(()) => log
+            Ok(()) => session
                 .line(tag, &format!("deleted stale test {} {namespace}/{}", hook.kind, hook.name)),
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!(
+                return Err(crate::error::Error::from(e).context(format!(
                     "deleting stale test {} {namespace}/{}",
                     hook.kind, hook.name
                 )));
@@ -258,7 +245,7 @@ mod tests {
             name: "auth-smoke".into(),
             namespace: "ameide".into(),
             version: 2,
-            info: Info { status: "deployed".into(), ..Info::default() },
+            info: Info { status: ReleaseStatus::Deployed, ..Info::default() },
             hooks: phases
                 .iter()
                 .enumerate()
@@ -266,37 +253,41 @@ mod tests {
                     name: format!("auth-smoke-check{i}"),
                     kind: "Pod".into(),
                     events: vec!["test".into()],
-                    last_run: LastRun { phase: (*phase).into(), ..LastRun::default() },
+                    last_run: LastRun { phase: HookPhase::parse(phase), ..LastRun::default() },
                 })
                 .collect(),
         }
     }
 
-    #[test]
-    fn all_succeeded_and_helm_ok_passes() {
-        let r = gate_verdict(
-            "auth-smoke",
-            "ameide",
-            Some(&release(&["Succeeded", "Succeeded"])),
-            true,
-            "",
-        );
-        assert_eq!(r.verdict, Verdict::Passed);
-        assert!(r.found.contains("2 test hook(s)"), "{}", r.found);
-        assert!(r.remediation.is_none() && r.warnings.is_empty());
+    fn verdict(phases: &[&str], helm_ok: bool, out: &str) -> Check {
+        gate_verdict("auth-smoke", "ameide", Some(&release(phases)), helm_ok, out, &[])
     }
 
     #[test]
-    fn failed_hook_fails_naming_hook_namespace_and_commands() {
+    fn all_succeeded_passes_whatever_helm_said_about_logs() {
+        let r = verdict(&["Succeeded", "Succeeded"], true, "");
+        assert_eq!(r.verdict, Verdict::Passed);
+        assert!(r.finding.found.contains("2 test hook(s)"), "{}", r.finding.found);
+        assert!(r.finding.remediation.is_empty() && r.warnings.is_empty());
+        // Helm 3.x deleting a hook-succeeded pod before reading it is no concern of ours.
+        let out = "Error: unable to get pod logs for auth-smoke-check0: pods not found";
+        assert_eq!(verdict(&["Succeeded"], false, out).verdict, Verdict::Passed);
+    }
+
+    #[test]
+    fn failed_hook_fails_naming_hook_namespace_commands_and_its_log() {
+        let logs = [HookLog { hook: "auth-smoke-check1".into(), tail: "wget: bad address".into() }];
         let r = gate_verdict(
             "auth-smoke",
             "ameide",
             Some(&release(&["Succeeded", "Failed"])),
             false,
             "Error: 1 test failed",
+            &logs,
         );
         assert_eq!(r.verdict, Verdict::Failed);
-        let fix = r.remediation.unwrap();
+        assert!(r.finding.found.contains("`auth-smoke-check1` printed: wget: bad address"));
+        let fix = r.finding.remediation;
         assert!(fix.contains("`auth-smoke-check1`") && fix.contains("namespace `ameide`"), "{fix}");
         assert!(fix.contains("kubectl logs -n ameide auth-smoke-check1"), "{fix}");
         assert!(fix.contains("kubectl describe pod -n ameide auth-smoke-check1"), "{fix}");
@@ -304,42 +295,29 @@ mod tests {
     }
 
     #[test]
-    fn missing_pod_log_with_all_succeeded_is_a_warning() {
-        let out = "Error: unable to get pod logs for auth-smoke-check0: pods \"auth-smoke-check0\" not found";
-        let r = gate_verdict("auth-smoke", "ameide", Some(&release(&["Succeeded"])), false, out);
-        assert_eq!(r.verdict, Verdict::Warned);
-        assert!(r.passed());
-        assert!(
-            r.warnings[0].contains("unable to get pod logs for auth-smoke-check0"),
-            "{:?}",
-            r.warnings
-        );
-        // The same text with a failed hook is a failure.
-        let r = gate_verdict("auth-smoke", "ameide", Some(&release(&["Failed"])), false, out);
+    fn helm_failing_before_the_hooks_fails_and_no_hooks_warns() {
+        let r = verdict(&["Succeeded"], false, "Error: timed out");
+        assert_eq!(r.verdict, Verdict::Passed, "every hook's record says Succeeded");
+        let r = verdict(&[], false, "Error: timed out waiting for the condition");
         assert_eq!(r.verdict, Verdict::Failed);
-    }
-
-    #[test]
-    fn helm_failing_otherwise_fails_and_no_hooks_warns() {
-        let r = gate_verdict("x", "ns", Some(&release(&["Succeeded"])), false, "Error: timed out");
-        assert_eq!(r.verdict, Verdict::Failed);
-        assert!(r.found.contains("timed out"));
-        let r = gate_verdict("x", "ns", Some(&release(&[])), true, "");
-        assert_eq!((r.verdict, r.found.as_str()), (Verdict::Warned, "0 test hooks"));
-        let r = gate_verdict("x", "ns", Some(&release(&[""])), true, "");
+        assert!(r.finding.found.contains("timed out"));
+        let r = verdict(&[], true, "");
+        assert_eq!((r.verdict, r.finding.found.as_str()), (Verdict::Warned, "0 test hooks"));
+        let r = verdict(&[""], true, "");
         assert_eq!(r.verdict, Verdict::Failed, "a hook that never ran is not a pass");
-        assert_eq!(gate_verdict("x", "ns", None, true, "").verdict, Verdict::Failed);
+        assert_eq!(gate_verdict("x", "ns", None, true, "", &[]).verdict, Verdict::Failed);
     }
 
     #[test]
     fn release_status_names_the_release() {
         let mut r = release(&[]);
         assert_eq!(release_status("auth-smoke", "ameide", Some(&r)).verdict, Verdict::Passed);
-        r.info.status = "pending-upgrade".into();
+        r.info.status = ReleaseStatus::PendingUpgrade;
         let check = release_status("auth-smoke", "ameide", Some(&r));
         assert_eq!(check.verdict, Verdict::Failed);
-        assert!(check.found.contains("`pending-upgrade`"));
-        assert!(check.remediation.unwrap().contains("release `auth-smoke` in namespace `ameide`"));
+        assert!(check.finding.found.contains("`pending-upgrade`"));
+        assert!(check.finding.remediation.starts_with("inspect it with `helm status auth-smoke"));
+        assert!(check.finding.remediation.contains("release `auth-smoke` in namespace `ameide`"));
         assert_eq!(release_status("a", "b", None).verdict, Verdict::Failed);
     }
 }

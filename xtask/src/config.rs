@@ -8,11 +8,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Result;
+use crate::error::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::error::bad_input;
-use crate::tools::ToolPin;
+use crate::pins::ToolPin;
+use crate::session::Session;
 
 /// Environment variable that names the workspace root (tests point it at a fixture).
 pub const ROOT_ENV: &str = "BOOTSTRAP_ROOT";
@@ -29,8 +30,9 @@ pub struct Settings {
     pub helmfile: PathBuf,
     /// Helmfile environment (`-e`).
     pub environment: String,
-    /// Name of the registry container k3d creates.
-    pub registry: String,
+    /// Kube contexts besides `k3d-<cluster>` that mutating commands may act on (a
+    /// shared or production cluster is refused unless listed here).
+    pub allowed_contexts: Vec<String>,
     /// Registry containers of older setups, removed by the cluster stage.
     pub legacy_registries: Vec<String>,
     /// Vendored charts lock.
@@ -54,7 +56,7 @@ impl Default for Settings {
             k3d_config: "infra/docker/local/k3d.yaml".into(),
             helmfile: "infra/kubernetes/helmfile.yaml".into(),
             environment: "local".into(),
-            registry: "k3d-dev-reg".into(),
+            allowed_contexts: Vec::new(),
             legacy_registries: vec!["dev-reg".into(), "k3d-docker.io".into()],
             charts_lock: "infra/kubernetes/charts/third_party/charts.lock.yaml".into(),
             log: "~/.devcontainer-setup.log".into(),
@@ -174,12 +176,15 @@ struct MetadataTable {
 
 impl Settings {
     /// Read the settings of the workspace rooted at `root`, with paths made absolute.
-    pub fn load(root: &Path) -> Result<Settings> {
+    pub fn load(root: &Path, home: Option<&Path>) -> Result<Settings> {
         let manifest = root.join("Cargo.toml");
         let text = std::fs::read_to_string(&manifest)
             .map_err(|e| bad_input(format!("{}: cannot read: {e}", manifest.display())))?;
         let settings = Settings::parse(&manifest, &text)?;
-        Ok(settings.resolved(root, home_dir().as_deref()))
+        if home.is_none() && settings.log.starts_with("~") {
+            resolve_home(&settings.log, root, None, &format!("{}: `log`", manifest.display()))?;
+        }
+        Ok(settings.resolved(root, home))
     }
 
     /// Parse the `[workspace.metadata.bootstrap]` table of a root manifest's text
@@ -200,16 +205,13 @@ impl Settings {
     }
 
     fn validate(&self, manifest: &Path) -> Result<()> {
-        crate::tools::validate_pins(manifest, &self.tools)?;
+        crate::pins::validate_pins(manifest, &self.tools)?;
         let file = manifest.display();
         let empty = |key: &str| {
             bad_input(format!("{file}: [workspace.metadata.bootstrap]: `{key}` must not be empty"))
         };
-        for (key, value) in [
-            ("cluster", self.cluster.as_str()),
-            ("environment", &self.environment),
-            ("registry", &self.registry),
-        ] {
+        for (key, value) in [("cluster", self.cluster.as_str()), ("environment", &self.environment)]
+        {
             if value.trim().is_empty() {
                 return Err(empty(key));
             }
@@ -241,12 +243,6 @@ impl Settings {
                     "{file}: [workspace.metadata.bootstrap.secrets]: `{key}` must not be empty"
                 )));
             }
-        }
-        if self.legacy_registries.contains(&self.registry) {
-            return Err(bad_input(format!(
-                "{file}: [workspace.metadata.bootstrap]: `legacy_registries` must not name the current `registry` ({}): the cluster stage removes legacy registries",
-                self.registry
-            )));
         }
         if self.tilt_port == 0 {
             return Err(bad_input(format!(
@@ -289,8 +285,26 @@ pub fn resolve_path(path: &Path, base: &Path, home: Option<&Path>) -> PathBuf {
     if path.is_absolute() { path.to_path_buf() } else { base.join(path) }
 }
 
+/// The home directory: `$HOME`, else the account's home from the system's user
+/// database (a service or `env -i` may run us without `HOME`).
 fn home_dir() -> Option<PathBuf> {
-    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        return Some(PathBuf::from(home));
+    }
+    let user = nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten()?;
+    Some(user.dir).filter(|dir| !dir.as_os_str().is_empty())
+}
+
+/// [`resolve_path`], refusing a `~` path when no home directory is known (it would
+/// otherwise become a folder literally named `~`).
+fn resolve_home(path: &Path, base: &Path, home: Option<&Path>, what: &str) -> Result<PathBuf> {
+    if home.is_none() && path.starts_with("~") {
+        return Err(bad_input(format!(
+            "{what} {}: `~` needs a home directory, and HOME is unset and the account has none; set HOME or give an absolute path",
+            path.display()
+        )));
+    }
+    Ok(resolve_path(path, base, home))
 }
 
 /// `:line:col` (1-based) of a byte offset.
@@ -348,31 +362,103 @@ pub enum Format {
     Json,
 }
 
-/// What every command gets: the workspace root, its settings and the log file.
+/// The kube context a command uses when none is named: the k3d cluster's own. One rule
+/// for every command and for smoke, so no command ever follows a current context that
+/// someone switched to a shared cluster.
+pub fn default_kube_context(settings: &Settings) -> String {
+    format!("k3d-{}", settings.cluster)
+}
+
+/// What the command line may override, resolved once by the CLI.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--log PATH` (relative to the current directory).
+    pub log: Option<PathBuf>,
+    /// `--env ENV` (default: the `environment` setting).
+    pub environment: Option<String>,
+    /// `--context CONTEXT` (default: [`default_kube_context`]).
+    pub kube_context: Option<String>,
+}
+
+/// What every command gets, resolved once: the workspace root, its settings, the
+/// Helmfile environment, the kube context, the log file, and the session (events,
+/// cancellation, tool path).
 #[derive(Debug, Clone)]
 pub struct Context {
     pub root: PathBuf,
     pub settings: Settings,
     /// `--log PATH` when given, else the `log` setting.
     pub log_path: PathBuf,
+    pub environment: String,
+    pub kube_context: String,
+    pub session: Session,
 }
 
 impl Context {
     /// Find the root from the current directory and load its settings.
-    pub fn load(log_override: Option<&Path>) -> Result<Context> {
+    pub fn load(overrides: &Overrides) -> Result<Context> {
         let cwd = std::env::current_dir()
             .map_err(|e| bad_input(format!("cannot read the current directory: {e}")))?;
-        Context::new(&find_root(&cwd)?, &cwd, log_override)
+        Context::new(&find_root(&cwd)?, &cwd, overrides)
     }
 
     /// The context of the workspace at `root`; a relative `--log` is taken from `cwd`.
-    pub fn new(root: &Path, cwd: &Path, log_override: Option<&Path>) -> Result<Context> {
-        let settings = Settings::load(root)?;
-        let log_path = match log_override {
-            Some(path) => resolve_path(path, cwd, home_dir().as_deref()),
+    /// The session is silent until the CLI gives it sinks ([`Context::with_session`]).
+    pub fn new(root: &Path, cwd: &Path, overrides: &Overrides) -> Result<Context> {
+        let home = home_dir();
+        let settings = Settings::load(root, home.as_deref())?;
+        let log_path = match &overrides.log {
+            Some(path) => resolve_home(path, cwd, home.as_deref(), "--log")?,
             None => settings.log.clone(),
         };
-        Ok(Context { root: root.to_path_buf(), settings, log_path })
+        let environment =
+            overrides.environment.clone().unwrap_or_else(|| settings.environment.clone());
+        let kube_context =
+            overrides.kube_context.clone().unwrap_or_else(|| default_kube_context(&settings));
+        let session = Session {
+            tool_path: Some(crate::pins::path_with_tools(root)),
+            log_path: Some(log_path.clone()),
+            ..Session::silent()
+        };
+        Ok(Context {
+            root: root.to_path_buf(),
+            settings,
+            log_path,
+            environment,
+            kube_context,
+            session,
+        })
+    }
+
+    pub fn with_session(mut self, session: Session) -> Context {
+        self.session = session;
+        self
+    }
+
+    /// Mutating commands act only on `k3d-<cluster>` or a context listed in
+    /// `allowed_contexts`; anything else is refused before any tool call, so a
+    /// kubeconfig switched to a shared cluster never gets the platform synced into it.
+    pub fn check_context_allowed(&self) -> Result<()> {
+        if self.targets_own_cluster() || self.settings.allowed_contexts.contains(&self.kube_context)
+        {
+            return Ok(());
+        }
+        Err(bad_input(format!(
+            "kube context `{}` is not the k3d cluster's (`{}`) and not listed in `allowed_contexts` ([workspace.metadata.bootstrap] in {}); nothing was changed",
+            self.kube_context,
+            default_kube_context(&self.settings),
+            self.root.join("Cargo.toml").display()
+        ))
+        .with_remediation(format!(
+            "drop --context to use `{}`, or add `{}` to `allowed_contexts` if this cluster is meant for the platform",
+            default_kube_context(&self.settings),
+            self.kube_context
+        )))
+    }
+
+    /// Whether the kube context is the k3d cluster's own (the cluster stage applies).
+    pub fn targets_own_cluster(&self) -> bool {
+        self.kube_context == default_kube_context(&self.settings)
     }
 
     /// A path shown relative to the root when it lies inside it.
@@ -384,7 +470,7 @@ impl Context {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::exit_code;
+    use crate::error::ErrorKind;
 
     const MANIFEST: &str = "[workspace]\nmembers = [\"xtask\"]\n\n[workspace.metadata.bootstrap]\n";
 
@@ -418,7 +504,7 @@ mod tests {
     #[test]
     fn unknown_key_names_key_file_and_line() {
         let err = parse("cluster = \"a\"\nclustre = \"b\"\n").unwrap_err();
-        assert_eq!(exit_code(&err), 2);
+        assert_eq!(err.kind(), ErrorKind::BadInput);
         let msg = err.to_string();
         assert!(msg.contains("/repo/Cargo.toml:6:"), "{msg}");
         assert!(msg.contains("clustre"), "{msg}");
@@ -429,12 +515,15 @@ mod tests {
     #[test]
     fn wrong_type_and_zero_values_are_bad_input() {
         let err = parse("tilt_port = \"x\"\n").unwrap_err();
-        assert_eq!(exit_code(&err), 2);
+        assert_eq!(err.kind(), ErrorKind::BadInput);
         let err = parse("[workspace.metadata.bootstrap.timeouts]\ngate = 0\n").unwrap_err();
         assert!(err.to_string().contains("`gate` must be at least 1"), "{err}");
         assert!(parse("cluster = \"\"\n").is_err());
         let err = parse("registry = \"dev-reg\"\n").unwrap_err();
-        assert!(err.to_string().contains("`legacy_registries` must not name"), "{err}");
+        assert!(
+            err.to_string().contains("unknown field `registry`"),
+            "the name is k3d.yaml's: {err}"
+        );
     }
 
     #[test]
@@ -448,7 +537,7 @@ mod tests {
         assert_eq!(settings.secrets.vault_after_layer, "15-secrets-certificates");
         let err =
             parse("[workspace.metadata.bootstrap.secrets]\nvault_cronjb = \"x\"\n").unwrap_err();
-        assert_eq!(exit_code(&err), 2);
+        assert_eq!(err.kind(), ErrorKind::BadInput);
         assert!(err.to_string().contains("vault_cronjb"), "{err}");
         let err =
             parse("[workspace.metadata.bootstrap.secrets]\npostgres_secret = \"\"\n").unwrap_err();
@@ -481,11 +570,30 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         std::fs::write(root.path().join("Cargo.toml"), MANIFEST).unwrap();
         let cwd = Path::new("/work/here");
-        let ctx = Context::new(root.path(), cwd, Some(Path::new("logs/run.log"))).unwrap();
+        let overrides = Overrides { log: Some("logs/run.log".into()), ..Overrides::default() };
+        let ctx = Context::new(root.path(), cwd, &overrides).unwrap();
         assert_eq!(ctx.log_path, Path::new("/work/here/logs/run.log"));
-        let ctx = Context::new(root.path(), cwd, None).unwrap();
+        let ctx = Context::new(root.path(), cwd, &Overrides::default()).unwrap();
         assert_eq!(ctx.log_path, ctx.settings.log);
         assert_eq!(ctx.display_path(&ctx.settings.helmfile), "infra/kubernetes/helmfile.yaml");
+    }
+
+    #[test]
+    fn one_kube_context_rule_and_only_allowed_contexts_change() {
+        let root = tempfile::tempdir().unwrap();
+        let manifest = format!("{MANIFEST}allowed_contexts = [\"staging\"]\n");
+        std::fs::write(root.path().join("Cargo.toml"), manifest).unwrap();
+        let cwd = Path::new("/work/here");
+        let ctx = Context::new(root.path(), cwd, &Overrides::default()).unwrap();
+        assert_eq!(ctx.kube_context, "k3d-ameide", "never the kubeconfig's current context");
+        assert!(ctx.targets_own_cluster() && ctx.check_context_allowed().is_ok());
+        let to = |name: &str| Overrides { kube_context: Some(name.into()), ..Overrides::default() };
+        let staging = Context::new(root.path(), cwd, &to("staging")).unwrap();
+        assert!(!staging.targets_own_cluster() && staging.check_context_allowed().is_ok());
+        let prod = Context::new(root.path(), cwd, &to("prod")).unwrap();
+        let err = prod.check_context_allowed().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BadInput);
+        assert!(err.to_string().contains("`prod`") && err.to_string().contains("allowed_contexts"));
     }
 
     #[test]

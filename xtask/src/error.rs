@@ -1,66 +1,65 @@
-//! Exit codes (DESIGN.md) carried through `anyhow` chains.
+//! The engine's one error type: a kind that decides the exit code (DESIGN.md), the
+//! message with the context added on the way up, and an optional remediation.
 //!
-//! An error that must end the process with a specific code wraps a [`Coded`] somewhere
-//! in its chain; [`exit_code`] finds it however much context was added on top.
+//! This is the one place exit codes are written as numbers. Code that must tell errors
+//! apart matches on [`ErrorKind`]; nothing downcasts.
 
 use std::fmt;
 
-/// Process exit codes shared by `bootstrap` and every subcommand.
+/// What went wrong, and so how the process ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitCode {
-    /// A stage or gate failed.
-    Failed = 1,
-    /// Configuration or arguments invalid; nothing was changed.
-    BadInput = 2,
-    /// A prerequisite is missing: a tool, the Docker daemon, a kube context.
-    Missing = 3,
-    /// Interrupted; child processes were stopped.
-    Interrupted = 130,
+pub enum ErrorKind {
+    /// A stage or gate failed (exit 1).
+    Failed,
+    /// Configuration or arguments invalid; nothing was changed (exit 2).
+    BadInput,
+    /// A prerequisite is missing: a tool, the Docker daemon, a kube context (exit 3).
+    Missing,
+    /// Interrupted (Ctrl-C, SIGTERM, SIGHUP); child processes were stopped.
+    Interrupted(Signal),
 }
 
-/// An error that decides the exit code.
-#[derive(Debug)]
-pub struct Coded {
-    pub code: ExitCode,
-    pub message: String,
+/// The signal that interrupted a run: exit 128 + its number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Hangup,
+    Interrupt,
+    Terminate,
 }
 
-impl fmt::Display for Coded {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+impl Signal {
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Hangup => "SIGHUP",
+            Signal::Interrupt => "SIGINT",
+            Signal::Terminate => "SIGTERM",
+        }
+    }
+
+    fn number(self) -> u8 {
+        match self {
+            Signal::Hangup => 1,
+            Signal::Interrupt => 2,
+            Signal::Terminate => 15,
+        }
     }
 }
 
-impl std::error::Error for Coded {}
+impl ErrorKind {
+    /// The process exit code (DESIGN.md, "Exit codes").
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::Failed => 1,
+            ErrorKind::BadInput => 2,
+            ErrorKind::Missing => 3,
+            ErrorKind::Interrupted(signal) => 128 + signal.number(),
+        }
+    }
 
-/// Bad input (exit 2): say which file or argument and what was expected.
-pub fn bad_input(message: impl Into<String>) -> anyhow::Error {
-    Coded { code: ExitCode::BadInput, message: message.into() }.into()
-}
+    pub fn is_interrupted(self) -> bool {
+        matches!(self, ErrorKind::Interrupted(_))
+    }
 
-/// A missing prerequisite (exit 3): say what is missing and how to get it.
-pub fn missing(message: impl Into<String>) -> anyhow::Error {
-    Coded { code: ExitCode::Missing, message: message.into() }.into()
-}
-
-/// A failed stage or gate (exit 1).
-pub fn failed(message: impl Into<String>) -> anyhow::Error {
-    Coded { code: ExitCode::Failed, message: message.into() }.into()
-}
-
-/// The code an error decides: the first [`Coded`] in its chain, else `Failed`.
-pub fn code_of(err: &anyhow::Error) -> ExitCode {
-    err.chain()
-        .find_map(|cause| cause.downcast_ref::<Coded>())
-        .map_or(ExitCode::Failed, |coded| coded.code)
-}
-
-/// The process exit code for an error (see [`code_of`]).
-pub fn exit_code(err: &anyhow::Error) -> i32 {
-    code_of(err) as i32
-}
-
-impl ExitCode {
     /// Rank for [`combine`]: the higher decides. Interrupted (the user stopped the run)
     /// beats everything; a failure (a checksum mismatch, a broken download) needs a
     /// person and beats bad input, which needs an edit; missing (unreachable, not
@@ -68,32 +67,154 @@ impl ExitCode {
     /// error is missing.
     fn severity(self) -> u8 {
         match self {
-            ExitCode::Missing => 0,
-            ExitCode::BadInput => 1,
-            ExitCode::Failed => 2,
-            ExitCode::Interrupted => 3,
+            ErrorKind::Missing => 0,
+            ErrorKind::BadInput => 1,
+            ErrorKind::Failed => 2,
+            ErrorKind::Interrupted(_) => 3,
         }
     }
 }
 
+/// An error that ends a command: its kind, its messages (outermost context first) and,
+/// when the place that failed knows it, what the user should do.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Error {
+    kind: ErrorKind,
+    /// Outermost first; `{}` shows the first, `{:#}` all of them joined by `: `.
+    messages: Vec<String>,
+    remediation: Option<String>,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error { kind, messages: vec![message.into()], remediation: None }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// What to do about it, when the failing step knows better than its stage.
+    pub fn remediation(&self) -> Option<&str> {
+        self.remediation.as_deref()
+    }
+
+    pub fn with_remediation(mut self, remediation: impl Into<String>) -> Error {
+        self.remediation = Some(remediation.into());
+        self
+    }
+
+    /// Add context on top (`context: message`), keeping the kind.
+    pub fn context(mut self, context: impl fmt::Display) -> Error {
+        self.messages.insert(0, context.to_string());
+        self
+    }
+
+    /// The innermost message: what actually failed, without the context above it.
+    pub fn root_message(&self) -> &str {
+        self.messages.last().map_or("", String::as_str)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            f.write_str(&self.messages.join(": "))
+        } else {
+            f.write_str(self.messages.first().map_or("", String::as_str))
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {:#}", self.kind, self)
+    }
+}
+
+/// Any library error (I/O, YAML, kube, Docker) is a failure unless the caller says more;
+/// its source chain becomes the message, as `anyhow`'s `{:#}` would show it.
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for Error {
+    fn from(err: E) -> Error {
+        let mut message = err.to_string();
+        let mut source = err.source();
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = cause.source();
+        }
+        Error::new(ErrorKind::Failed, message)
+    }
+}
+
+/// `.context(..)` / `.with_context(|| ..)` on results and options, as with `anyhow`.
+pub trait Context<T> {
+    fn context(self, context: impl fmt::Display) -> Result<T>;
+    fn with_context<C: fmt::Display>(self, context: impl FnOnce() -> C) -> Result<T>;
+}
+
+impl<T, E: Into<Error>> Context<T> for std::result::Result<T, E> {
+    fn context(self, context: impl fmt::Display) -> Result<T> {
+        self.map_err(|e| e.into().context(context))
+    }
+
+    fn with_context<C: fmt::Display>(self, context: impl FnOnce() -> C) -> Result<T> {
+        self.map_err(|e| e.into().context(context()))
+    }
+}
+
+impl<T> Context<T> for Option<T> {
+    fn context(self, context: impl fmt::Display) -> Result<T> {
+        self.ok_or_else(|| failed(context.to_string()))
+    }
+
+    fn with_context<C: fmt::Display>(self, context: impl FnOnce() -> C) -> Result<T> {
+        self.ok_or_else(|| failed(context().to_string()))
+    }
+}
+
+/// Bad input (exit 2): say which file or argument and what was expected.
+pub fn bad_input(message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::BadInput, message)
+}
+
+/// A missing prerequisite (exit 3): say what is missing and how to get it.
+pub fn missing(message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Missing, message)
+}
+
+/// A failed stage or gate (exit 1).
+pub fn failed(message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Failed, message)
+}
+
+/// Interrupted by `signal`.
+pub fn interrupted(signal: Signal, message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Interrupted(signal), message)
+}
+
 /// Several independent errors (one per chart, one per tool) as one, `Ok` when there are
-/// none. The exit code does not depend on the order the errors arrived in: it is the
-/// most severe of their codes, interrupted (130) > failed (1) > bad input (2) > missing
-/// (3). So any mismatch or failure exits 1, and 3 means every error was a missing
-/// prerequisite. A single error is returned unchanged; several are listed, in the
-/// given order, under `"{count} {what}:"`, their further lines indented beneath.
-pub fn combine(what: &str, mut errors: Vec<anyhow::Error>) -> anyhow::Result<()> {
+/// none. The kind does not depend on the order the errors arrived in: it is the most
+/// severe, interrupted > failed > bad input > missing. So any mismatch or failure is
+/// `Failed`, and `Missing` means every error was a missing prerequisite. A single error
+/// is returned unchanged; several are listed, in the given order, under
+/// `"{count} {what}:"`, their further lines indented beneath.
+pub fn combine(what: &str, mut errors: Vec<Error>) -> Result<()> {
     match errors.len() {
         0 => Ok(()),
         1 => Err(errors.remove(0)),
         count => {
-            let code = errors.iter().map(code_of).max_by_key(|code| code.severity());
+            let kind = errors.iter().map(Error::kind).max_by_key(|kind| kind.severity());
             let lines: Vec<String> = errors.iter().map(|e| bullet(&format!("{e:#}"))).collect();
-            Err(Coded {
-                code: code.unwrap_or(ExitCode::Failed),
-                message: format!("{count} {what}:\n{}", lines.join("\n")),
-            }
-            .into())
+            Err(Error::new(
+                kind.unwrap_or(ErrorKind::Failed),
+                format!("{count} {what}:\n{}", lines.join("\n")),
+            ))
         }
     }
 }
@@ -111,52 +232,67 @@ fn bullet(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use anyhow::Context;
 
     #[test]
-    fn code_survives_added_context() {
+    fn kind_survives_added_context() {
         let err = Err::<(), _>(bad_input("k3d.yaml: expected a mapping"))
             .context("reading the platform")
             .unwrap_err();
-        assert_eq!(exit_code(&err), 2);
-        assert_eq!(exit_code(&anyhow::anyhow!("plain")), 1);
-        assert_eq!(exit_code(&missing("no k3d")), 3);
-    }
-
-    fn combined(errors: Vec<anyhow::Error>) -> (i32, String) {
-        let err = combine("charts could not be vendored", errors).unwrap_err();
-        (exit_code(&err), err.to_string())
+        assert_eq!(err.kind(), ErrorKind::BadInput);
+        assert_eq!(err.to_string(), "reading the platform");
+        assert_eq!(format!("{err:#}"), "reading the platform: k3d.yaml: expected a mapping");
+        assert_eq!(err.root_message(), "k3d.yaml: expected a mapping");
+        let io = std::io::Error::other("disk full");
+        assert_eq!(Error::from(io).kind(), ErrorKind::Failed);
     }
 
     #[test]
-    fn combined_code_is_the_most_severe_in_any_order() {
+    fn exit_codes_follow_the_design() {
+        let codes = [
+            ErrorKind::Failed,
+            ErrorKind::BadInput,
+            ErrorKind::Missing,
+            ErrorKind::Interrupted(Signal::Interrupt),
+            ErrorKind::Interrupted(Signal::Terminate),
+            ErrorKind::Interrupted(Signal::Hangup),
+        ]
+        .map(ErrorKind::exit_code);
+        assert_eq!(codes, [1, 2, 3, 130, 143, 129]);
+    }
+
+    fn combined(errors: Vec<Error>) -> (ErrorKind, String) {
+        let err = combine("charts could not be vendored", errors).unwrap_err();
+        (err.kind(), err.to_string())
+    }
+
+    #[test]
+    fn combined_kind_is_the_most_severe_in_any_order() {
+        use ErrorKind::*;
         assert!(combine("charts could not be vendored", Vec::new()).is_ok());
         let unreachable = || missing("repository unreachable: GET https://h/index.yaml");
         let mismatch = || failed("chart `a` 1.0.0: digest differs from the lock");
         let unknown = || bad_input("chart `b`: no version 9.9.9");
-        assert_eq!(combined(vec![unreachable(), unreachable()]).0, 3, "all missing");
-        assert_eq!(combined(vec![unreachable(), mismatch()]).0, 1);
-        assert_eq!(combined(vec![mismatch(), unreachable()]).0, 1);
-        assert_eq!(combined(vec![unreachable(), unknown()]).0, 2);
-        assert_eq!(combined(vec![unknown(), mismatch(), unreachable()]).0, 1);
-        assert_eq!(combined(vec![anyhow::anyhow!("uncoded"), unreachable()]).0, 1);
-        let stopped = Coded { code: ExitCode::Interrupted, message: "stopped".into() };
-        assert_eq!(combined(vec![mismatch(), stopped.into()]).0, 130);
+        assert_eq!(combined(vec![unreachable(), unreachable()]).0, Missing, "all missing");
+        assert_eq!(combined(vec![unreachable(), mismatch()]).0, Failed);
+        assert_eq!(combined(vec![mismatch(), unreachable()]).0, Failed);
+        assert_eq!(combined(vec![unreachable(), unknown()]).0, BadInput);
+        assert_eq!(combined(vec![unknown(), mismatch(), unreachable()]).0, Failed);
+        let stopped = interrupted(Signal::Interrupt, "stopped");
+        assert_eq!(combined(vec![mismatch(), stopped]).0, Interrupted(Signal::Interrupt));
     }
 
     #[test]
     fn combined_message_lists_every_error_with_its_context() {
-        let (code, text) = combined(vec![
+        let (kind, text) = combined(vec![
             missing("unreachable").context("chart `a` 1.0.0"),
             failed("digest differs\n  remove the file"),
         ]);
-        assert_eq!(code, 1);
+        assert_eq!(kind, ErrorKind::Failed);
         assert_eq!(
             text,
             "2 charts could not be vendored:\n  - chart `a` 1.0.0: unreachable\n  - digest differs\n    remove the file"
         );
-        let single = combine("charts could not be vendored", vec![missing("only one")]);
-        let err = single.unwrap_err();
-        assert_eq!((exit_code(&err), err.to_string()), (3, "only one".to_string()));
+        let err = combine("charts could not be vendored", vec![missing("only one")]).unwrap_err();
+        assert_eq!((err.kind(), err.to_string()), (ErrorKind::Missing, "only one".to_string()));
     }
 }

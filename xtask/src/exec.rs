@@ -1,30 +1,19 @@
-//! Running external tools (k3d, helmfile, helm, tilt): every call is echoed (unless
-//! quiet), has a timeout, streams its output into the log (`Log::none()` for commands
-//! that keep none), and is stopped with its whole process group on timeout or Ctrl-C
-//! (`crate::cancel`).
+//! Running external tools (k3d, helmfile, helm, tilt): every call is announced as an
+//! event (echoed on a terminal unless quiet), has a timeout, streams its output as
+//! events into the log, and is stopped with its whole process group on timeout or
+//! interruption (the session's `Cancel`).
 
-use std::ffi::OsString;
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
-use crate::error::{Coded, ExitCode, failed, missing};
-use crate::report::Log;
-
-/// `PATH` for every tool call once the CLI set it (`.tools/bin` first, see
-/// `tools::path_with_tools`); unset, tool calls inherit ours. A `Cmd`'s own `PATH` wins.
-static TOOL_PATH: OnceLock<OsString> = OnceLock::new();
-
-/// Run every later tool call with this `PATH` (the first call wins).
-pub fn set_tool_path(path: OsString) {
-    let _ = TOOL_PATH.set(path);
-}
+use crate::error::{Context, Result, failed, missing};
+use crate::events::Event;
+use crate::session::Session;
 
 /// One external command.
 #[derive(Debug, Clone)]
@@ -107,19 +96,17 @@ impl Output {
 
 /// Run `cmd` to completion. A non-zero exit is not an error here (the caller decides
 /// what it means); a missing program, a timeout and Ctrl-C are.
-pub async fn run(log: &Log, cmd: &Cmd) -> Result<Output> {
-    // After Ctrl-C no new tool starts.
-    crate::cancel::check()?;
+pub async fn run(session: &Session, cmd: &Cmd) -> Result<Output> {
+    // After an interruption no new tool starts.
+    session.cancel.check()?;
     let line = cmd.display();
-    if !cmd.quiet {
-        eprintln!("$ {line}");
-    }
-    log.line(&cmd.tag, &format!("$ {line}"));
+    let events = &session.events;
+    events.emit(Event::ToolStarted { tag: &cmd.tag, line: &line, quiet: cmd.quiet });
 
     let started = Instant::now();
     let mut child = tokio::process::Command::new(&cmd.program)
         .args(&cmd.args)
-        .envs(TOOL_PATH.get().map(|path| ("PATH", path)))
+        .envs(session.tool_path.as_ref().map(|path| ("PATH", path)))
         .envs(cmd.envs.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -133,18 +120,22 @@ pub async fn run(log: &Log, cmd: &Cmd) -> Result<Output> {
                 "`{}` was not found on PATH (run `cargo xtask doctor` for install hints)",
                 cmd.program
             )),
-            _ => anyhow::Error::new(e).context(format!("starting `{line}`")),
+            _ => crate::error::Error::from(e).context(format!("starting `{line}`")),
         })?;
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
-    let _tracked = pgid.map(|pgid| crate::cancel::track_group(pgid.as_raw()));
+    let _tracked = pgid.map(|pgid| session.cancel.track_group(pgid.as_raw()));
 
-    let stdout = Captured::start(child.stdout.take(), log, &cmd.tag);
-    let stderr = Captured::start(child.stderr.take(), log, &cmd.tag);
+    let stdout = Captured::start(child.stdout.take(), session, &cmd.tag);
+    let stderr = Captured::start(child.stderr.take(), session, &cmd.tag);
 
+    enum Stopped {
+        TimedOut,
+        Interrupted,
+    }
     let outcome = tokio::select! {
         status = child.wait() => Ok(status.with_context(|| format!("waiting for `{line}`"))?),
-        () = tokio::time::sleep(cmd.timeout) => Err(ExitCode::Failed),
-        () = crate::cancel::interrupted() => Err(ExitCode::Interrupted),
+        () = tokio::time::sleep(cmd.timeout) => Err(Stopped::TimedOut),
+        () = session.cancel.cancelled() => Err(Stopped::Interrupted),
     };
     if outcome.is_err() {
         if let Some(pgid) = pgid {
@@ -157,44 +148,38 @@ pub async fn run(log: &Log, cmd: &Cmd) -> Result<Output> {
     }
     // A process left in the background can keep the pipes open after the child exits:
     // read what is there, but do not wait for it forever.
-    let stdout = stdout.finish(log, &cmd.tag).await;
-    let stderr = stderr.finish(log, &cmd.tag).await;
+    let stdout = stdout.finish(session, &cmd.tag).await;
+    let stderr = stderr.finish(session, &cmd.tag).await;
     let duration = started.elapsed();
+    let finished = |code: Option<i32>, note: &str| {
+        events.emit(Event::ToolFinished { tag: &cmd.tag, code, duration, note });
+    };
 
     match outcome {
         Ok(status) => {
-            log.line(
-                &cmd.tag,
-                &format!(
-                    "exit {} after {:.1}s",
-                    status.code().unwrap_or(-1),
-                    duration.as_secs_f64()
-                ),
-            );
+            finished(status.code(), "");
             Ok(Output { code: status.code(), stdout, stderr, duration })
         }
-        Err(ExitCode::Interrupted) => {
-            log.line(&cmd.tag, "interrupted: the command's process group was stopped");
-            Err(Coded {
-                code: ExitCode::Interrupted,
-                message: format!("interrupted while running `{line}`; its processes were stopped"),
-            }
-            .into())
+        Err(Stopped::Interrupted) => {
+            finished(None, "interrupted: the command's process group was stopped");
+            Err(session
+                .cancel
+                .error(&format!("interrupted while running `{line}`; its processes were stopped")))
         }
-        Err(_) => {
+        Err(Stopped::TimedOut) => {
             let secs = cmd.timeout.as_secs();
-            log.line(&cmd.tag, &format!("timed out after {secs}s: process group stopped"));
+            finished(None, &format!("timed out after {secs}s: process group stopped"));
             Err(failed(format!(
                 "`{line}` timed out after {secs}s and was stopped{}",
-                where_output_is(log, "; its output is in ", "")
+                session.where_output_is("; its output is in ", "")
             )))
         }
     }
 }
 
 /// Run and require exit 0; the error carries the last lines of output.
-pub async fn run_ok(log: &Log, cmd: &Cmd) -> Result<Output> {
-    let output = run(log, cmd).await?;
+pub async fn run_ok(session: &Session, cmd: &Cmd) -> Result<Output> {
+    let output = run(session, cmd).await?;
     if output.success() {
         return Ok(output);
     }
@@ -203,13 +188,8 @@ pub async fn run_ok(log: &Log, cmd: &Cmd) -> Result<Output> {
         cmd.display(),
         output.code.map_or("signal".to_owned(), |c| c.to_string()),
         output.tail(15),
-        where_output_is(log, "\n(full output in ", ")")
+        session.where_output_is("\n(full output in ", ")")
     )))
-}
-
-/// `<before><log path><after>`, or nothing for `Log::none()`.
-fn where_output_is(log: &Log, before: &str, after: &str) -> String {
-    if log.is_none() { String::new() } else { format!("{before}{}{after}", log.path().display()) }
 }
 
 /// How long a stopped command's group gets between SIGTERM and SIGKILL, and how long its
@@ -225,16 +205,16 @@ struct Captured {
 impl Captured {
     fn start(
         stream: Option<impl AsyncRead + Unpin + Send + 'static>,
-        log: &Log,
+        session: &Session,
         tag: &str,
     ) -> Captured {
         let text = Arc::new(Mutex::new(String::new()));
-        let (buffer, log, tag) = (text.clone(), log.clone(), tag.to_owned());
+        let (buffer, events, tag) = (text.clone(), session.events.clone(), tag.to_owned());
         let reader = tokio::spawn(async move {
             let Some(stream) = stream else { return };
             let mut lines = BufReader::new(stream).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                log.line(&tag, &line);
+                events.emit(Event::ToolOutput { tag: &tag, line: &line });
                 let mut text = buffer.lock().unwrap_or_else(|p| p.into_inner());
                 text.push_str(&line);
                 text.push('\n');
@@ -244,11 +224,11 @@ impl Captured {
     }
 
     /// Everything read, once the stream closed or `GRACE` after the child exited.
-    async fn finish(self, log: &Log, tag: &str) -> String {
+    async fn finish(self, session: &Session, tag: &str) -> String {
         let abort = self.reader.abort_handle();
         if tokio::time::timeout(GRACE, self.reader).await.is_err() {
             abort.abort();
-            log.line(tag, "output still open after the command exited; stopped reading it");
+            session.line(tag, "output still open after the command exited; stopped reading it");
         }
         std::mem::take(&mut *self.text.lock().unwrap_or_else(|p| p.into_inner()))
     }
@@ -263,27 +243,34 @@ fn shell_quote(word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
+    use crate::events::testing::{Recorder, recording};
 
-    fn log() -> (tempfile::TempDir, Log) {
-        let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(&dir.path().join("run.log")).unwrap();
-        (dir, log)
+    fn session() -> (Session, Recorder) {
+        let (events, seen) = recording();
+        (Session { events, log_path: Some("/tmp/run.log".into()), ..Session::silent() }, seen)
+    }
+
+    fn seen(recorder: &Recorder) -> String {
+        recorder.0.lock().unwrap().join("\n")
     }
 
     #[tokio::test]
     async fn tool_path_finds_programs_in_its_first_folder() {
         use std::os::unix::fs::PermissionsExt;
-        let (dir, log) = log();
+        let dir = tempfile::tempdir().unwrap();
         let probe = dir.path().join("xtask-tool-path-probe");
         std::fs::write(&probe, "#!/bin/sh\necho found\n").unwrap();
         std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o755)).unwrap();
-        // The rest of PATH stays, so other tests running meanwhile still find `sh`.
         let rest = std::env::var_os("PATH").unwrap_or_default();
         let dirs = std::iter::once(dir.path().to_path_buf()).chain(std::env::split_paths(&rest));
-        set_tool_path(std::env::join_paths(dirs).unwrap());
+        let session =
+            Session { tool_path: Some(std::env::join_paths(dirs).unwrap()), ..Session::silent() };
         let cmd = Cmd::new("t", "xtask-tool-path-probe", Duration::from_secs(10));
-        let out = run(&log, &cmd).await.unwrap();
+        let out = run(&session, &cmd).await.unwrap();
         assert_eq!(out.stdout, "found\n");
+        let err = run(&Session::silent(), &cmd).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Missing, "another session's tool path leaked");
     }
 
     #[test]
@@ -293,67 +280,72 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn output_goes_to_the_log_and_the_caller() {
-        let (_dir, log) = log();
+    async fn output_goes_to_the_events_and_the_caller() {
+        let (session, recorder) = session();
         let cmd = Cmd::new("layers/10", "sh", Duration::from_secs(10))
             .args(["-c", "echo out; echo err >&2; exit 3"]);
-        let out = run(&log, &cmd).await.unwrap();
+        let out = run(&session, &cmd).await.unwrap();
         assert_eq!(
             (out.code, out.stdout.as_str(), out.stderr.as_str()),
             (Some(3), "out\n", "err\n")
         );
-        let text = std::fs::read_to_string(log.path()).unwrap();
-        assert!(text.contains("[layers/10] $ sh -c 'echo out; echo err >&2; exit 3'"), "{text}");
-        assert!(text.contains("[layers/10] out") && text.contains("[layers/10] err"), "{text}");
-        let err = run_ok(&log, &cmd).await.unwrap_err();
-        assert!(err.to_string().contains("failed (exit 3)") && err.to_string().contains("err"));
+        let text = seen(&recorder);
+        assert!(text.contains(r#"line: "sh -c 'echo out; echo err >&2; exit 3'""#), "{text}");
+        assert!(text.contains(r#"line: "out""#) && text.contains(r#"line: "err""#), "{text}");
+        assert!(text.contains("code: Some(3)"), "{text}");
+        let err = run_ok(&session, &cmd).await.unwrap_err().to_string();
+        assert!(err.contains("failed (exit 3)") && err.contains("err"), "{err}");
+        assert!(err.ends_with("(full output in /tmp/run.log)"), "{err}");
     }
 
     #[tokio::test]
     async fn timeout_stops_the_whole_process_group() {
-        let (dir, log) = log();
+        let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("grandchild-survived");
         let script = format!("(sleep 2; touch {}) & sleep 30", marker.display());
         let cmd = Cmd::new("t", "sh", Duration::from_millis(300)).args(["-c", &script]);
-        let err = run(&log, &cmd).await.unwrap_err();
-        assert_eq!(crate::error::exit_code(&err), 1);
+        let err = run(&Session::silent(), &cmd).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Failed);
         assert!(err.to_string().contains("timed out after"), "{err}");
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert!(!marker.exists(), "a grandchild outlived the timeout");
     }
 
     #[tokio::test]
-    async fn a_background_process_holding_the_output_does_not_hang_the_call() {
-        let (_dir, log) = log();
-        let cmd = Cmd::new("t", "sh", Duration::from_secs(30)).args(["-c", "echo hi; sleep 30 &"]);
-        let out = run(&log, &cmd).await.unwrap();
-        assert_eq!((out.code, out.stdout.as_str()), (Some(0), "hi\n"));
-        let text = std::fs::read_to_string(log.path()).unwrap();
-        assert!(text.contains("stopped reading it"), "{text}");
+    async fn cancellation_stops_the_call_with_its_signal() {
+        let session = Session::silent();
+        let cancel = session.cancel.clone();
+        let cmd = Cmd::new("t", "sh", Duration::from_secs(30)).args(["-c", "exec sleep 30"]);
+        let running = tokio::spawn(async move { run(&session, &cmd).await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cancel.request(crate::error::Signal::Terminate);
+        let err = running.await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Interrupted(crate::error::Signal::Terminate));
+        assert!(err.to_string().contains("its processes were stopped"), "{err}");
     }
 
     #[tokio::test]
-    async fn without_a_log_the_output_still_reaches_the_caller() {
+    async fn a_background_process_holding_the_output_does_not_hang_the_call() {
+        let (session, recorder) = session();
+        let cmd = Cmd::new("t", "sh", Duration::from_secs(30)).args(["-c", "echo hi; sleep 30 &"]);
+        let out = run(&session, &cmd).await.unwrap();
+        assert_eq!((out.code, out.stdout.as_str()), (Some(0), "hi\n"));
+        assert!(seen(&recorder).contains("stopped reading it"));
+    }
+
+    #[tokio::test]
+    async fn without_a_log_the_error_names_no_file() {
         let cmd = Cmd::new("doctor", "sh", Duration::from_secs(10))
             .args(["-c", "echo v1.2.3; echo warn >&2; exit 4"])
             .quiet();
-        let out = run(&Log::none(), &cmd).await.unwrap();
-        assert_eq!(
-            (out.code, out.stdout.as_str(), out.stderr.as_str()),
-            (Some(4), "v1.2.3\n", "warn\n")
-        );
-        let err = run_ok(&Log::none(), &cmd).await.unwrap_err().to_string();
+        let err = run_ok(&Session::silent(), &cmd).await.unwrap_err().to_string();
         assert!(err.ends_with("failed (exit 4):\nwarn"), "no log file named: {err}");
-
-        let slow = Cmd::new("t", "sh", Duration::from_millis(200)).args(["-c", "exec sleep 30"]);
-        let err = run(&Log::none(), &slow.quiet()).await.unwrap_err().to_string();
-        assert!(err.contains("timed out after") && err.ends_with("was stopped"), "{err}");
     }
 
     #[tokio::test]
-    async fn missing_program_is_exit_3() {
-        let (_dir, log) = log();
-        let err = run(&log, &Cmd::new("t", "no-such-tool-xyz", Duration::from_secs(1))).await;
-        assert_eq!(crate::error::exit_code(&err.unwrap_err()), 3);
+    async fn missing_program_is_missing() {
+        let cmd = Cmd::new("t", "no-such-tool-xyz", Duration::from_secs(1));
+        let err = run(&Session::silent(), &cmd).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Missing);
     }
 }

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Result};
 
 /// Replace `path` with `bytes` so readers see the old or the new file, never a part: a
 /// temp file in the same folder (same file system) gets `mode` and is renamed over it.

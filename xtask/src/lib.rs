@@ -1,5 +1,15 @@
 //! The platform bootstrap engine. `src/main.rs` is a thin clap CLI over this library;
 //! the `smoke` test binary calls the same checks.
+//!
+//! Dependencies point one way (DESIGN.md):
+//! - leaf types: [`error`], [`outcome`], [`digest`], [`events`], [`cancel`], [`session`], [`table`]
+//! - model, pure readers of settings and `infra/`: [`config`], [`pins`], [`platform`]
+//! - adapters to the outside: [`exec`], [`http`], [`k8s`], [`release`], [`probe`], [`fsutil`],
+//!   [`helmfile_list`] (the platform model with Go-template layers listed)
+//! - stages and commands: [`cluster`], [`charts`], [`layers`], [`checks`], [`secrets`],
+//!   [`tilt`], [`tools`], [`doctor`], [`plan`]
+//! - the run: [`runner`] (the stage pipeline), [`bootstrap`], [`lock`]
+//! - output: [`sinks`] (with `main.rs`, the only code that prints)
 
 pub mod bootstrap;
 pub mod cancel;
@@ -10,16 +20,24 @@ pub mod config;
 pub mod digest;
 pub mod doctor;
 pub mod error;
+pub mod events;
 pub mod exec;
 pub mod fsutil;
+pub mod helmfile_list;
 pub mod http;
 pub mod k8s;
 pub mod layers;
+pub mod lock;
+pub mod outcome;
+pub mod pins;
 pub mod plan;
 pub mod platform;
 pub mod probe;
 pub mod release;
-pub mod report;
+pub mod runner;
 pub mod secrets;
+pub mod session;
+pub mod sinks;
+pub mod table;
 pub mod tilt;
 pub mod tools;

@@ -4,21 +4,15 @@
 
 use std::fmt::Write as _;
 
-use anyhow::Result;
 use serde::Serialize;
 
-use crate::config::{Context, Format};
+use crate::config::Context;
+use crate::error::Result;
+use crate::events::{Event, Rendered};
+use crate::helmfile_list::read_platform;
 use crate::platform::charts_lock::ChartsLock;
-use crate::platform::helmfile::{LayerReleases, Platform, TemplateReader};
+use crate::platform::helmfile::LayerReleases;
 use crate::platform::k3d::K3dConfig;
-
-/// Print the platform as the engine reads it.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Args {
-    /// Output format.
-    #[arg(long, value_enum, default_value_t)]
-    pub format: Format,
-}
 
 /// The plan as printed (`--format json` is exactly this).
 #[derive(Debug, Clone, Serialize)]
@@ -41,7 +35,8 @@ pub struct ClusterView {
     pub servers: Option<u32>,
     pub agents: Option<u32>,
     pub image: Option<String>,
-    pub registry: String,
+    /// The registry container the config makes k3d create, if any.
+    pub registry: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -81,9 +76,7 @@ pub struct ChartView {
 pub async fn build(ctx: &Context) -> Result<PlanView> {
     let settings = &ctx.settings;
     let k3d = K3dConfig::read(&settings.k3d_config)?;
-    let templates =
-        TemplateReader::find(&ctx.root, &settings.environment, settings.timeouts.tool_call());
-    let platform = Platform::read(&settings.helmfile, &templates).await?;
+    let platform = read_platform(ctx).await?;
     let lock = ChartsLock::read(&settings.charts_lock)?;
 
     let cluster = ClusterView {
@@ -93,7 +86,7 @@ pub async fn build(ctx: &Context) -> Result<PlanView> {
         servers: k3d.spec.servers,
         agents: k3d.spec.agents,
         image: k3d.spec.image.clone(),
-        registry: settings.registry.clone(),
+        registry: k3d.created_registry(&settings.cluster),
     };
     let layers = platform
         .layers
@@ -135,7 +128,7 @@ pub async fn build(ctx: &Context) -> Result<PlanView> {
         .collect();
     Ok(PlanView {
         root: ctx.root.display().to_string(),
-        environment: settings.environment.clone(),
+        environment: ctx.environment.clone(),
         cluster,
         layers,
         charts_lock: ctx.display_path(&settings.charts_lock),
@@ -143,13 +136,21 @@ pub async fn build(ctx: &Context) -> Result<PlanView> {
     })
 }
 
-pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
+/// `cargo xtask plan`: the view as the result (the listing, or JSON).
+pub async fn run(ctx: &Context) -> Result<()> {
     let plan = build(ctx).await?;
-    match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
-        Format::Human => print!("{}", render(&plan)),
-    }
+    ctx.session.events.emit(Event::Result { result: &plan });
     Ok(())
+}
+
+impl Rendered for PlanView {
+    fn human(&self) -> String {
+        render(self)
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
 }
 
 /// The readable listing.
@@ -157,7 +158,8 @@ pub fn render(plan: &PlanView) -> String {
     let mut out = String::new();
     let c = &plan.cluster;
     let count = |n: Option<u32>| n.map_or("default".to_string(), |n| n.to_string());
-    let _ = writeln!(out, "cluster   {} (k3d, registry {})", c.name, c.registry);
+    let registry = c.registry.as_deref().unwrap_or("none");
+    let _ = writeln!(out, "cluster   {} (k3d, registry {registry})", c.name);
     let _ = writeln!(out, "  config  {}", c.config);
     let _ = writeln!(out, "  hash    {}", c.config_hash);
     let _ = writeln!(
@@ -232,7 +234,7 @@ mod tests {
                 servers: Some(1),
                 agents: None,
                 image: None,
-                registry: "k3d-dev-reg".into(),
+                registry: Some("k3d-dev-reg".into()),
             },
             layers: vec![
                 LayerView {
@@ -272,6 +274,7 @@ mod tests {
         assert!(text.contains("[gate]"), "{text}");
         assert!(text.contains("not read: Go template and helmfile not found"), "{text}");
         assert!(text.contains(&"ab".repeat(32)), "{text}");
+        assert!(text.starts_with("cluster   ameide (k3d, registry k3d-dev-reg)\n"), "{text}");
     }
 
     #[test]
@@ -282,5 +285,6 @@ mod tests {
         assert_eq!(json["layers"][1]["state"], "not_read");
         assert!(json["layers"][0].get("note").is_none());
         assert!(json["charts"].is_array());
+        assert_eq!(sample().json(), json, "the result's JSON is the view itself");
     }
 }

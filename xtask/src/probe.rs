@@ -14,7 +14,7 @@ pub fn find_on_path(name: &str) -> Option<PathBuf> {
 /// A tool from the project's own `<root>/.tools/bin` (where pinned tools are installed)
 /// first, else from `$PATH`.
 pub fn find_tool(root: &Path, name: &str) -> Option<PathBuf> {
-    let local = crate::tools::bin_dir(root).join(name);
+    let local = crate::pins::bin_dir(root).join(name);
     if is_executable(&local) { Some(local) } else { find_on_path(name) }
 }
 
@@ -37,7 +37,7 @@ mod tests {
     fn project_tools_come_before_path() {
         use std::os::unix::fs::PermissionsExt;
         let root = tempfile::tempdir().unwrap();
-        let bin = crate::tools::bin_dir(root.path());
+        let bin = crate::pins::bin_dir(root.path());
         std::fs::create_dir_all(&bin).unwrap();
         let sh = bin.join("sh");
         std::fs::write(&sh, "#!/bin/sh\n").unwrap();

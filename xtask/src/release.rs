@@ -5,7 +5,7 @@
 
 use std::io::Read;
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Result};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use k8s_openapi::api::core::v1::Secret;
@@ -27,7 +27,7 @@ pub struct HelmRelease {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct Info {
     #[serde(default)]
-    pub status: String,
+    pub status: ReleaseStatus,
     #[serde(default)]
     pub description: String,
 }
@@ -49,9 +49,120 @@ pub struct LastRun {
     pub started_at: String,
     #[serde(default)]
     pub completed_at: String,
-    /// `Succeeded`, `Failed`, `Running`, `Unknown`, or empty before any test run.
+    /// Empty (`NotRun`) before any test run.
     #[serde(default)]
-    pub phase: String,
+    pub phase: HookPhase,
+}
+
+/// A release revision's status as Helm writes it (`info.status`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ReleaseStatus {
+    Deployed,
+    Failed,
+    PendingInstall,
+    PendingUpgrade,
+    PendingRollback,
+    Superseded,
+    Uninstalling,
+    Uninstalled,
+    #[default]
+    Unknown,
+    /// A word this engine does not know (a newer Helm).
+    Other(String),
+}
+
+impl ReleaseStatus {
+    pub fn parse(word: &str) -> ReleaseStatus {
+        match word {
+            "deployed" => ReleaseStatus::Deployed,
+            "failed" => ReleaseStatus::Failed,
+            "pending-install" => ReleaseStatus::PendingInstall,
+            "pending-upgrade" => ReleaseStatus::PendingUpgrade,
+            "pending-rollback" => ReleaseStatus::PendingRollback,
+            "superseded" => ReleaseStatus::Superseded,
+            "uninstalling" => ReleaseStatus::Uninstalling,
+            "uninstalled" => ReleaseStatus::Uninstalled,
+            "unknown" | "" => ReleaseStatus::Unknown,
+            other => ReleaseStatus::Other(other.to_owned()),
+        }
+    }
+
+    /// Helm's own word for it.
+    pub fn word(&self) -> &str {
+        match self {
+            ReleaseStatus::Deployed => "deployed",
+            ReleaseStatus::Failed => "failed",
+            ReleaseStatus::PendingInstall => "pending-install",
+            ReleaseStatus::PendingUpgrade => "pending-upgrade",
+            ReleaseStatus::PendingRollback => "pending-rollback",
+            ReleaseStatus::Superseded => "superseded",
+            ReleaseStatus::Uninstalling => "uninstalling",
+            ReleaseStatus::Uninstalled => "uninstalled",
+            ReleaseStatus::Unknown => "unknown",
+            ReleaseStatus::Other(word) => word,
+        }
+    }
+}
+
+impl std::fmt::Display for ReleaseStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
+impl<'de> Deserialize<'de> for ReleaseStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(ReleaseStatus::parse(&String::deserialize(d)?))
+    }
+}
+
+/// A test hook's `last_run.phase`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum HookPhase {
+    Succeeded,
+    Failed,
+    Running,
+    Unknown,
+    /// Empty: the hook never ran.
+    #[default]
+    NotRun,
+    Other(String),
+}
+
+impl HookPhase {
+    pub fn parse(word: &str) -> HookPhase {
+        match word {
+            "Succeeded" => HookPhase::Succeeded,
+            "Failed" => HookPhase::Failed,
+            "Running" => HookPhase::Running,
+            "Unknown" => HookPhase::Unknown,
+            "" => HookPhase::NotRun,
+            other => HookPhase::Other(other.to_owned()),
+        }
+    }
+
+    pub fn word(&self) -> &str {
+        match self {
+            HookPhase::Succeeded => "Succeeded",
+            HookPhase::Failed => "Failed",
+            HookPhase::Running => "Running",
+            HookPhase::Unknown => "Unknown",
+            HookPhase::NotRun => "not run",
+            HookPhase::Other(word) => word,
+        }
+    }
+}
+
+impl std::fmt::Display for HookPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
+impl<'de> Deserialize<'de> for HookPhase {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(HookPhase::parse(&String::deserialize(d)?))
+    }
 }
 
 impl HelmRelease {
@@ -132,11 +243,11 @@ mod tests {
         assert_eq!(&B64.decode(&encoded).unwrap()[..3], &GZIP_MAGIC);
         let release = decode(&encoded).unwrap();
         assert_eq!((release.name.as_str(), release.version), ("auth-smoke", 3));
-        assert_eq!(release.info.status, "deployed");
+        assert_eq!(release.info.status, ReleaseStatus::Deployed);
         let tests: Vec<_> = release.test_hooks().collect();
         assert_eq!(tests.len(), 1);
         assert_eq!(
-            (tests[0].name.as_str(), tests[0].last_run.phase.as_str()),
+            (tests[0].name.as_str(), tests[0].last_run.phase.word()),
             ("auth-smoke-login", "Failed")
         );
     }
@@ -152,11 +263,12 @@ mod tests {
     fn latest_revision_wins() {
         let r = |version, status: &str| HelmRelease {
             version,
-            info: Info { status: status.into(), ..Info::default() },
+            info: Info { status: ReleaseStatus::parse(status), ..Info::default() },
             ..HelmRelease::default()
         };
         let newest = latest([r(1, "superseded"), r(3, "failed"), r(2, "superseded")]).unwrap();
-        assert_eq!((newest.version, newest.info.status.as_str()), (3, "failed"));
+        assert_eq!((newest.version, newest.info.status.word()), (3, "failed"));
+        assert_eq!(ReleaseStatus::parse("frozen"), ReleaseStatus::Other("frozen".into()));
         assert!(latest(Vec::new()).is_none());
     }
 }

@@ -73,10 +73,13 @@ fn secrets_stage_writes_db_migrations_once_and_names_what_fails() {
     assert!(platform.xtask(&world, &["cluster"]).status.success());
 
     // Before the layers: the CronJob is not there, and the message says which layer to sync.
+    // A failed stage is the command's result (on stdout): the finding and what to do.
     let out = platform.xtask(&world, &["secrets"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("CronJob vault/foundation-vault-bootstrap not found"));
-    assert!(text(&out.stderr).contains("cargo xtask sync 15-secrets-certificates"));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("CronJob vault/foundation-vault-bootstrap not found"), "{stdout}");
+    assert!(stdout.contains("what to do: sync layer 15-secrets-certificates first"), "{stdout}");
+    assert!(stdout.contains("cargo xtask sync 15-secrets-certificates"), "{stdout}");
 
     for layer in ["10-bootstrap", "15-secrets-certificates", "24-auth", "40-data-plane"] {
         platform.sync(&world, layer);
@@ -126,11 +129,11 @@ fn secrets_stage_writes_db_migrations_once_and_names_what_fails() {
     platform.sync(&world, "15-secrets-certificates");
     let out = platform.xtask(&world, &["secrets"]);
     assert_eq!(out.status.code(), Some(1));
-    let stderr = text(&out.stderr);
-    assert!(stderr.contains("Vault bootstrap Job vault/foundation-vault-bootstrap-"), "{stderr}");
-    assert!(stderr.contains("failed (BackoffLimitExceeded"), "{stderr}");
-    assert!(stderr.contains("connection refused"), "the pod log tail: {stderr}");
-    assert!(stderr.contains("system:auth-delegator"), "the remediation: {stderr}");
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("Vault bootstrap Job vault/foundation-vault-bootstrap-"), "{stdout}");
+    assert!(stdout.contains("failed (BackoffLimitExceeded"), "{stdout}");
+    assert!(stdout.contains("connection refused"), "the pod log tail: {stdout}");
+    assert!(stdout.contains("system:auth-delegator"), "the remediation: {stdout}");
 
     // The bootstrap awaits Vault right after its layer: that layer fails, nothing later
     // is synced.
@@ -157,13 +160,18 @@ fn secrets_stage_writes_db_migrations_once_and_names_what_fails() {
     world.set("secret-missing-key").unwrap();
     platform.sync(&world, "15-secrets-certificates");
     platform.sync(&world, "24-auth");
-    let out = platform.xtask(&world, &["secrets"]);
+    let out = platform.xtask(&world, &["secrets", "--format", "json"]);
     assert_eq!(out.status.code(), Some(1));
-    let stderr = text(&out.stderr);
-    assert!(stderr.contains("1 of 2 ExternalSecrets not Ready"), "{stderr}");
-    assert!(stderr.contains("ExternalSecret ameide/keycloak-"), "{stderr}");
-    assert!(stderr.contains("SecretSyncedError"), "{stderr}");
-    assert!(stderr.contains("missing remote key(s): keycloak/"), "{stderr}");
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["status"], "failed", "{result}");
+    assert_eq!(result["failure"]["subject"], "ExternalSecrets", "{result}");
+    let found = result["failure"]["found"].as_str().unwrap();
+    assert!(found.contains("1 of 2 ExternalSecrets not Ready"), "{found}");
+    assert!(found.contains("ExternalSecret ameide/keycloak-"), "{found}");
+    assert!(found.contains("SecretSyncedError"), "{found}");
+    assert!(found.contains("missing remote key(s): keycloak/"), "{found}");
+    let remediation = result["failure"]["remediation"].as_str().unwrap();
+    assert!(remediation.contains("kubectl describe externalsecret -n ameide keycloak-"));
 }
 
 #[test]

@@ -69,11 +69,14 @@ fn tilt_starts_detached_once_and_reports_a_tiltfile_that_is_not_ready() {
     world.set("tilt-not-ready").unwrap();
     let down = world.command("tilt").arg("down").output().unwrap();
     assert!(down.status.success());
+    // The failure is the command's result (on stdout): the finding and what to do.
     let out = platform.workspace.xtask(&world, &["tilt"]);
     assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("Tilt was not Ready within 5s"), "{stderr}");
-    assert!(stderr.contains("(Tiltfile) is not Ready (reason UpdateError, updateStatus error)"));
-    assert!(stderr.contains("tilt.log:\n  Tilt started on"), "the log tail: {stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("tilt: FAILED: Tilt: expected (Tiltfile) Ready"), "{stdout}");
+    assert!(stdout.contains("found not Ready within 5s"), "{stdout}");
+    assert!(stdout.contains("(Tiltfile) is not Ready (reason UpdateError, updateStatus error)"));
+    assert!(stdout.contains("tilt.log:\n  Tilt started on"), "the log tail: {stdout}");
+    assert!(stdout.contains("what to do: Tilt failed to start"), "{stdout}");
     assert_eq!(tilt_ups(&world), 2);
 }

@@ -3,7 +3,9 @@
 //! Release-like downloads are built here (a shell script "binary", and a tar.gz holding
 //! one under `<os>-<arch>/`), served on 127.0.0.1 by a tiny HTTP server that counts
 //! requests, and pinned with their sha256s in a temp workspace's own Cargo.toml
-//! (found through `BOOTSTRAP_ROOT`).
+//! (found through `BOOTSTRAP_ROOT`). The same server, asked with absolute-form request
+//! targets, is the HTTP proxy of the proxy test. Every run starts with no proxy
+//! variables of the test's environment; a test that wants a proxy sets one.
 
 mod support;
 
@@ -12,7 +14,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use support::{repo_root, sha256};
@@ -28,38 +29,28 @@ fn script(name: &str, version: &str) -> Vec<u8> {
     format!("#!/bin/sh\necho \"{name} version v{version}\"\n").into_bytes()
 }
 
-/// A gzip'd ustar archive holding `files` (path, bytes), as release tarballs do.
+/// A gzip'd tar archive holding `files` (path, bytes), as release tarballs do.
 fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut tar = Vec::new();
+    let mut tar = tar::Builder::new(Vec::new());
     for (path, data) in files {
-        let mut header = [0u8; 512];
-        header[..path.len()].copy_from_slice(path.as_bytes());
-        header[100..107].copy_from_slice(b"0000755");
-        header[108..115].copy_from_slice(b"0000000");
-        header[116..123].copy_from_slice(b"0000000");
-        header[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
-        header[136..147].copy_from_slice(b"00000000000");
-        header[156] = b'0';
-        header[257..263].copy_from_slice(b"ustar\0");
-        header[263..265].copy_from_slice(b"00");
-        header[148..156].copy_from_slice(b"        ");
-        let sum: u32 = header.iter().map(|&b| u32::from(b)).sum();
-        header[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
-        tar.extend_from_slice(&header);
-        tar.extend_from_slice(data);
-        tar.resize(tar.len().div_ceil(512) * 512, 0);
+        let mut header = tar::Header::new_ustar();
+        header.set_mode(0o755);
+        header.set_size(data.len() as u64);
+        tar.append_data(&mut header, path, *data).unwrap();
     }
-    tar.extend_from_slice(&[0u8; 1024]);
+    let tar = tar.into_inner().unwrap();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&tar).unwrap();
     gz.finish().unwrap()
 }
 
-/// Serves `files` (URL path -> bytes) on 127.0.0.1, 404 otherwise, counting requests.
+/// Serves `files` (request target -> bytes) on 127.0.0.1, 404 otherwise, recording
+/// each request's target: a path for a server (`/k3d/...`), the whole URL for a proxy
+/// (`http://tools.invalid/k3d/...`, the absolute form clients send to HTTP proxies).
 struct Server {
     port: u16,
     files: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
-    requests: Arc<AtomicUsize>,
+    targets: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -67,28 +58,45 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let files = Arc::new(Mutex::new(BTreeMap::new()));
-        let requests = Arc::new(AtomicUsize::new(0));
-        let (served, counted) = (files.clone(), requests.clone());
+        let targets = Arc::new(Mutex::new(Vec::new()));
+        let (served, seen) = (files.clone(), targets.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                counted.fetch_add(1, Ordering::SeqCst);
-                let _ = answer(stream, &served);
+                let _ = answer(stream, &served, &seen);
             }
         });
-        Server { port, files, requests }
+        Server { port, files, targets }
     }
 
+    /// Serve `bytes` at `path`; the URL to ask for it.
     fn serve(&self, path: &str, bytes: Vec<u8>) -> String {
         self.files.lock().unwrap().insert(path.to_string(), bytes);
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// As a proxy: answer a request for `url` (any host) with `bytes`.
+    fn proxy_for(&self, url: &str, bytes: Vec<u8>) {
+        self.files.lock().unwrap().insert(url.to_string(), bytes);
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
     fn requests(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
+        self.targets.lock().unwrap().len()
+    }
+
+    fn targets(&self) -> Vec<String> {
+        self.targets.lock().unwrap().clone()
     }
 }
 
-fn answer(stream: TcpStream, files: &Mutex<BTreeMap<String, Vec<u8>>>) -> std::io::Result<()> {
+fn answer(
+    stream: TcpStream,
+    files: &Mutex<BTreeMap<String, Vec<u8>>>,
+    targets: &Mutex<Vec<String>>,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
@@ -98,8 +106,9 @@ fn answer(stream: TcpStream, files: &Mutex<BTreeMap<String, Vec<u8>>>) -> std::i
             break;
         }
     }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
-    let body = files.lock().unwrap().get(&path).cloned();
+    let target = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    targets.lock().unwrap().push(target.clone());
+    let body = files.lock().unwrap().get(&target).cloned();
     let mut stream = stream;
     match body {
         Some(body) => {
@@ -117,6 +126,19 @@ fn answer(stream: TcpStream, files: &Mutex<BTreeMap<String, Vec<u8>>>) -> std::i
     }
     stream.flush()
 }
+
+/// Proxy variables as curl, Go and reqwest read them: removed from every run so a
+/// developer's or CI's proxy does not change what a test sees.
+const PROXY_VARIABLES: [&str; 8] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
 
 /// A pin as it would be written in Cargo.toml.
 struct Pin {
@@ -167,14 +189,30 @@ impl Workspace {
         self.write_settings(&settings);
     }
 
+    /// The xtask binary run from this root, with no proxy variables.
+    fn xtask(&self, args: &[&str]) -> Command {
+        let mut cmd = self.bare_command(args);
+        for name in PROXY_VARIABLES {
+            cmd.env_remove(name);
+        }
+        cmd
+    }
+
     /// `cargo xtask tools install`: exit code, stdout, stderr.
     fn install(&self) -> (i32, String, String) {
-        let output = self.bare_command(&["tools", "install"]).output().unwrap();
-        (
+        self.install_with(&[])
+    }
+
+    /// `cargo xtask tools install` with these environment variables (proxies).
+    fn install_with(&self, env: &[(&str, &str)]) -> (i32, String, String) {
+        let output = self.xtask(&["tools", "install"]).envs(env.iter().copied()).output().unwrap();
+        let run = (
             output.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&output.stdout).into_owned(),
             String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        );
+        eprintln!("$ xtask tools install {env:?} -> exit {}\n{}{}", run.0, run.1, run.2);
+        run
     }
 
     /// Files under `.tools` (relative), to prove nothing was half-installed.
@@ -213,7 +251,7 @@ fn release(server: &Server, helm_version: &str) -> Vec<Pin> {
     ]);
     let helm_sum = sha256(&helm);
     server.serve(&format!("/helm/helm-v{helm_version}-{os}-{arch}.tar.gz"), helm);
-    let base = format!("http://127.0.0.1:{}", server.port);
+    let base = server.url();
     vec![
         Pin {
             name: "k3d",
@@ -337,7 +375,7 @@ fn a_mismatch_beside_an_unreachable_download_is_exit_1_listing_both() {
 #[test]
 fn missing_download_and_unpinned_platform_are_exit_3() {
     let server = Server::start();
-    let base = format!("http://127.0.0.1:{}", server.port);
+    let base = server.url();
     let not_there = Workspace::new(&[Pin {
         name: "helmfile",
         version: "1.6.0".into(),
@@ -367,6 +405,38 @@ fn missing_download_and_unpinned_platform_are_exit_3() {
 }
 
 #[test]
+fn a_host_only_a_proxy_reaches_is_installed_through_it_unless_no_proxy_names_it() {
+    let proxy = Server::start();
+    let (os, arch) = platform();
+    let k3d = script("k3d", "5.7.5");
+    // `.invalid` never resolves (RFC 6761): only the proxy can answer for it.
+    let url = format!("http://tools.invalid/k3d/v5.7.5/k3d-{os}-{arch}");
+    proxy.proxy_for(&url, k3d.clone());
+    let workspace = Workspace::new(&[Pin {
+        name: "k3d",
+        version: "5.7.5".into(),
+        url: "http://tools.invalid/k3d/v{version}/k3d-{os}-{arch}".into(),
+        tar_binary: None,
+        sha256: Some(sha256(&k3d)),
+    }]);
+    let http_proxy = proxy.url();
+
+    // NO_PROXY names the host: asked directly, it cannot be reached.
+    let bypassed = [("HTTP_PROXY", http_proxy.as_str()), ("NO_PROXY", "tools.invalid")];
+    let (code, stdout, stderr) = workspace.install_with(&bypassed);
+    assert_eq!(code, 3, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stderr.contains(&format!("k3d 5.7.5: cannot download {url}")), "{stderr}");
+    assert_eq!(proxy.requests(), 0, "the proxy is not asked for a NO_PROXY host");
+    assert_eq!(workspace.tools_files(), Vec::<String>::new());
+
+    let (code, stdout, stderr) = workspace.install_with(&[("HTTP_PROXY", &http_proxy)]);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("k3d 5.7.5: installed (.tools/bin/k3d)"), "{stdout}");
+    assert_eq!(workspace.run_tool("k3d"), "k3d version v5.7.5\n");
+    assert_eq!(proxy.targets(), [url], "one absolute-form request through the proxy");
+}
+
+#[test]
 fn bad_pin_is_exit_2_naming_the_table() {
     let workspace = Workspace::new(&[Pin {
         name: "helm",
@@ -386,15 +456,21 @@ fn bootstrap_installs_the_pinned_tools_in_preflight_unless_no_install() {
     let server = Server::start();
     let pins = release(&server, "3.18.4");
     // PATH without helmfile (not pinned here): preflight stops with exit 3 after its tools
-    // step, whatever the machine has installed.
+    // step, whatever the machine has installed. What it printed: the summary (stdout)
+    // then the progress and any error (stderr).
     let run = |workspace: &Workspace, extra: &[&str]| {
         let output = workspace
-            .bare_command(&["bootstrap"])
+            .xtask(&["bootstrap"])
             .args(extra)
             .env("PATH", "/usr/bin:/bin")
             .output()
             .unwrap();
-        (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.code(), printed)
     };
     let with_platform = |workspace: Workspace| {
         support::copy_dir(&support::repo_root().join("infra"), &workspace.path("infra"));
@@ -402,23 +478,23 @@ fn bootstrap_installs_the_pinned_tools_in_preflight_unless_no_install() {
     };
 
     let skipped = with_platform(Workspace::new(&pins));
-    let (code, stderr) = run(&skipped, &["--no-install"]);
-    assert_eq!(code, Some(3), "{stderr}");
+    let (code, printed) = run(&skipped, &["--no-install"]);
+    assert_eq!(code, Some(3), "{printed}");
     assert_eq!(skipped.tools_files(), Vec::<String>::new());
     assert_eq!(server.requests(), 0);
 
     // Bad input is found before anything is installed.
     let malformed = with_platform(Workspace::new(&pins));
     malformed.edit("infra/kubernetes/helmfiles/24-auth.yaml", |t| t.replace("chart:", "chrt:"));
-    let (code, stderr) = run(&malformed, &[]);
-    assert_eq!(code, Some(2), "{stderr}");
+    let (code, printed) = run(&malformed, &[]);
+    assert_eq!(code, Some(2), "{printed}");
     assert_eq!(malformed.tools_files(), Vec::<String>::new());
     assert_eq!(server.requests(), 0);
 
     let installed = with_platform(Workspace::new(&pins));
-    let (code, stderr) = run(&installed, &[]);
-    assert_eq!(code, Some(3), "{stderr}");
-    assert!(stderr.contains("helmfile"), "{stderr}");
+    let (code, printed) = run(&installed, &[]);
+    assert_eq!(code, Some(3), "{printed}");
+    assert!(printed.contains("helmfile"), "{printed}");
     assert_eq!(installed.run_tool("k3d"), "k3d version v5.7.5\n");
     assert_eq!(installed.run_tool("helm"), "helm version v3.18.4\n");
     assert_eq!(server.requests(), 2);

@@ -1,10 +1,12 @@
-//! `cargo xtask vendor` end to end: charts packaged with the real `helm`, served by a
-//! loopback Helm repository (a tiny HTTP file server below, counting requests) or
-//! pushed with `helm push` to a real registry (Debian's `docker-registry`), vendored
-//! by the xtask binary in a temp workspace found through `BOOTSTRAP_ROOT`.
+//! `cargo xtask vendor` end to end: charts packaged with the real `helm` (or, where
+//! there is none, archived and indexed here the way `helm package` and `helm repo
+//! index` do), served by a loopback Helm repository (a tiny HTTP file server below,
+//! counting requests) or pushed with `helm push` to a real registry (Debian's
+//! `docker-registry`), vendored by the xtask binary in a temp workspace found through
+//! `BOOTSTRAP_ROOT`.
 //!
-//! Tests that need helm (or the registry) fail when `CI` is set and they are missing,
-//! and otherwise print that they were skipped.
+//! The OCI test needs helm and the registry: it fails when `CI` is set and they are
+//! missing, and otherwise prints that it was skipped.
 
 mod support;
 
@@ -30,6 +32,18 @@ fn have(tool: &str, probe: &[&str], test: &str) -> bool {
     }
     found
 }
+
+/// Proxy variables as curl, Go and reqwest read them.
+const PROXY_VARIABLES: [&str; 8] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
 
 /// A temp workspace: settings point at `charts/charts.lock.yaml` and a one-layer
 /// Helmfile whose releases use a local chart and the vendored `demo` archive.
@@ -64,8 +78,14 @@ impl Workspace {
         workspace
     }
 
+    /// Run from this root with no proxy variables (a developer's or CI's proxy must
+    /// not change what a test sees).
     fn xtask(&self, args: &[&str]) -> Run {
-        Run::from(args, self.bare_command(args).output().unwrap())
+        let mut cmd = self.bare_command(args);
+        for name in PROXY_VARIABLES {
+            cmd.env_remove(name);
+        }
+        Run::from(args, cmd.output().unwrap())
     }
 
     fn archive(&self) -> Vec<u8> {
@@ -101,8 +121,13 @@ fn helm_repository(repo: &Path) -> Vec<u8> {
     helm_repository_with(repo, &["0.1.0"]).remove(0)
 }
 
-/// Like [`helm_repository`], one archive per version.
+/// Like [`helm_repository`], one archive per version: packaged and indexed by helm
+/// when it is installed, else by [`hand_made_repository`].
 fn helm_repository_with(repo: &Path, versions: &[&str]) -> Vec<Vec<u8>> {
+    let found = Command::new("helm").arg("version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        return hand_made_repository(repo, versions);
+    }
     let out = repo.join("charts");
     let archives = versions
         .iter()
@@ -115,16 +140,53 @@ fn helm_repository_with(repo: &Path, versions: &[&str]) -> Vec<Vec<u8>> {
                 format!("apiVersion: v2\nname: demo\nversion: {version}\n"),
             )
             .unwrap();
-            std::fs::write(
-                chart.join("templates/cm.yaml"),
-                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\n",
-            )
-            .unwrap();
+            std::fs::write(chart.join("templates/cm.yaml"), CONFIGMAP_TEMPLATE).unwrap();
             helm(&["package", chart.to_str().unwrap(), "--destination", out.to_str().unwrap()]);
             std::fs::read(out.join(format!("demo-{version}.tgz"))).unwrap()
         })
         .collect();
     helm(&["repo", "index", repo.to_str().unwrap()]);
+    archives
+}
+
+const CONFIGMAP_TEMPLATE: &str =
+    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\n";
+
+/// What `helm package` and `helm repo index` make of chart `demo`, without helm: a
+/// gzip'd tar of `demo/Chart.yaml` and `demo/templates/`, and an index listing each
+/// version with its sha256 and a URL relative to the repository.
+fn hand_made_repository(repo: &Path, versions: &[&str]) -> Vec<Vec<u8>> {
+    let out = repo.join("charts");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut entries = String::new();
+    let archives = versions
+        .iter()
+        .map(|version| {
+            let chart = format!("apiVersion: v2\nname: demo\nversion: {version}\n");
+            let mut tar = tar::Builder::new(Vec::new());
+            for (path, text) in
+                [("demo/Chart.yaml", chart.as_str()), ("demo/templates/cm.yaml", CONFIGMAP_TEMPLATE)]
+            {
+                let mut header = tar::Header::new_ustar();
+                header.set_mode(0o644);
+                header.set_size(text.len() as u64);
+                tar.append_data(&mut header, path, text.as_bytes()).unwrap();
+            }
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(&tar.into_inner().unwrap()).unwrap();
+            let archive = gz.finish().unwrap();
+            std::fs::write(out.join(format!("demo-{version}.tgz")), &archive).unwrap();
+            entries.push_str(&format!(
+                "  - apiVersion: v2\n    name: demo\n    version: {version}\n    digest: {}\n    urls:\n      - charts/demo-{version}.tgz\n",
+                sha256(&archive)
+            ));
+            archive
+        })
+        .collect();
+    let index = format!(
+        "apiVersion: v1\nentries:\n  demo:\n{entries}generated: \"2026-01-01T00:00:00Z\"\n"
+    );
+    std::fs::write(repo.join("index.yaml"), index).unwrap();
     archives
 }
 
@@ -218,9 +280,6 @@ fn flip_a_byte(path: &Path) {
 
 #[test]
 fn http_repository_add_refresh_restore_and_offline_check() {
-    if !have("helm", &["version"], "http_repository_add_refresh_restore_and_offline_check") {
-        return;
-    }
     let repo = tempfile::tempdir().unwrap();
     let packaged = helm_repository(repo.path());
     let mut server = FileServer::serve(repo.path());
@@ -291,9 +350,6 @@ fn http_repository_add_refresh_restore_and_offline_check() {
 
 #[test]
 fn wrong_locked_digest_fails_naming_chart_and_both_digests() {
-    if !have("helm", &["version"], "wrong_locked_digest_fails_naming_chart_and_both_digests") {
-        return;
-    }
     let repo = tempfile::tempdir().unwrap();
     let packaged = helm_repository(repo.path());
     let server = FileServer::serve(repo.path());
@@ -320,13 +376,6 @@ fn wrong_locked_digest_fails_naming_chart_and_both_digests() {
 
 #[test]
 fn a_mismatch_beside_an_unreachable_repository_exits_1_listing_both() {
-    if !have(
-        "helm",
-        &["version"],
-        "a_mismatch_beside_an_unreachable_repository_exits_1_listing_both",
-    ) {
-        return;
-    }
     let repo = tempfile::tempdir().unwrap();
     helm_repository(repo.path());
     let server = FileServer::serve(repo.path());
@@ -354,9 +403,6 @@ fn a_mismatch_beside_an_unreachable_repository_exits_1_listing_both() {
 
 #[test]
 fn update_moves_to_the_newest_version_and_drops_the_old_archive() {
-    if !have("helm", &["version"], "update_moves_to_the_newest_version_and_drops_the_old_archive") {
-        return;
-    }
     let repo = tempfile::tempdir().unwrap();
     let archives = helm_repository_with(repo.path(), &["0.1.0", "0.2.0"]);
     let server = FileServer::serve(repo.path());

@@ -1,14 +1,13 @@
-//! Getting chart archives: HTTP(S) Helm repositories with our own client, OCI
-//! registries through the user's `helm pull`.
+//! Getting chart archives: HTTP(S) Helm repositories with our HTTP client (proxies
+//! from the environment, bounded retries), OCI registries through the user's
+//! `helm pull`.
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-
 use super::index::{RepoIndex, Resolved, resolve_url};
-use crate::error::{ExitCode, bad_input, code_of, failed, missing};
+use crate::error::{Context, Error, ErrorKind, Result, bad_input, failed, missing};
 use crate::exec::{Cmd, run_ok};
-use crate::report::Log;
+use crate::session::Session;
 
 /// One HTTP request (connect, headers and body) may take this long.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -54,13 +53,13 @@ pub struct Fetched {
 /// Fetches archives; one HTTP client (and its connection pool) for the whole run.
 pub struct Fetcher {
     client: crate::http::Client,
-    log: Log,
+    session: Session,
 }
 
 impl Fetcher {
-    pub fn new(log: Log) -> Result<Fetcher> {
+    pub fn new(session: &Session) -> Result<Fetcher> {
         let client = crate::http::Client::new()?.follow_redirects(MAX_REDIRECTS);
-        Ok(Fetcher { client, log })
+        Ok(Fetcher { client, session: session.clone() })
     }
 
     /// The version `version` (or the newest stable one) of chart `name` from `repository`.
@@ -92,7 +91,7 @@ impl Fetcher {
         name: &str,
         version: Option<&str>,
     ) -> Result<Resolved> {
-        let index_url = resolve_url(repository, "index.yaml");
+        let index_url = resolve_url(repository, "index.yaml")?;
         let bytes = self.get(&index_url).await?;
         let text = String::from_utf8(bytes)
             .map_err(|_| bad_input(format!("{index_url}: index.yaml is not UTF-8 text")))?;
@@ -100,18 +99,20 @@ impl Fetcher {
     }
 
     /// GET a URL, following a few redirects. Any failure to reach the server or a
-    /// non-2xx answer is a missing prerequisite (exit 3): the repository is unreachable.
+    /// non-2xx answer is a missing prerequisite: the repository is unreachable.
     async fn get(&self, url: &str) -> Result<Vec<u8>> {
-        self.log.line("vendor", &format!("GET {url}"));
-        let response = self.client.get(url, &[], HTTP_TIMEOUT).await.and_then(|r| r.success());
-        match response {
+        self.session.line("vendor", &format!("GET {url}"));
+        let request = self.client.get(url, &[], HTTP_TIMEOUT);
+        let response = self.session.cancel.unless_interrupted(request).await?;
+        match response.and_then(crate::http::Response::success) {
             Ok(response) => {
                 if response.url != url {
-                    self.log.line("vendor", &format!("GET {url}: redirected to {}", response.url));
+                    let text = format!("GET {url}: redirected to {}", response.url);
+                    self.session.line("vendor", &text);
                 }
-                Ok(response.body.to_vec())
+                Ok(response.body)
             }
-            Err(e) if code_of(&e) == ExitCode::Missing => {
+            Err(e) if e.kind() == ErrorKind::Missing => {
                 Err(missing(format!("repository unreachable: {e}")))
             }
             Err(e) => Err(e),
@@ -136,8 +137,10 @@ impl Fetcher {
         if plain_http(repository) {
             cmd = cmd.arg("--plain-http");
         }
-        run_ok(&self.log, &cmd).await.map_err(|e| {
-            missing(format!("cannot pull chart `{name}` {version} from {repository}: {e}"))
+        run_ok(&self.session, &cmd).await.map_err(|e| {
+            unless_interrupted(e, |e| {
+                missing(format!("cannot pull chart `{name}` {version} from {repository}: {e}"))
+            })
         })?;
         let archive = std::fs::read_dir(dest.path())?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -157,13 +160,20 @@ impl Fetcher {
         if plain_http(reference) {
             cmd = cmd.arg("--plain-http");
         }
-        let output = run_ok(&self.log, &cmd)
-            .await
-            .map_err(|e| missing(format!("cannot read the newest version of {reference}: {e}")))?;
+        let output = run_ok(&self.session, &cmd).await.map_err(|e| {
+            unless_interrupted(e, |e| {
+                missing(format!("cannot read the newest version of {reference}: {e}"))
+            })
+        })?;
         let chart: ChartYaml =
             crate::platform::parse_yaml(std::path::Path::new(reference), &output.stdout)?;
         Ok(chart.version)
     }
+}
+
+/// `err` reworded by `reword`, unless it is an interruption (which must stay one).
+fn unless_interrupted(err: Error, reword: impl FnOnce(Error) -> Error) -> Error {
+    if err.kind().is_interrupted() { err } else { reword(err) }
 }
 
 #[cfg(test)]

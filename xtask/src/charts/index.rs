@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::Result;
+use crate::error::Result;
 use serde::Deserialize;
 
 use crate::error::bad_input;
@@ -68,80 +68,59 @@ impl RepoIndex {
         })?;
         Ok(Resolved {
             version: entry.version.clone(),
-            url: resolve_url(repo_url, first),
+            url: resolve_url(repo_url, first)?,
             index_digest: entry.digest.clone().filter(|d| !d.is_empty()),
         })
     }
 }
 
-/// The highest version without a pre-release part (`1.2.3`, not `1.3.0-rc.1`).
+/// The highest version that is not a pre-release (`1.2.3`, not `1.3.0-rc.1`), ordered
+/// as SemVer, as Helm orders chart versions. Versions that are not SemVer are skipped.
 pub fn newest_stable(entries: &[IndexEntry]) -> Option<&IndexEntry> {
     entries
         .iter()
-        .filter_map(|e| version_key(&e.version).map(|key| (key, e)))
-        .max_by(|a, b| a.0.cmp(&b.0))
+        .filter_map(|e| chart_version(&e.version).map(|v| (v, e)))
+        .filter(|(v, _)| v.pre.is_empty())
+        .max_by(|a, b| a.0.cmp_precedence(&b.0))
         .map(|(_, e)| e)
 }
 
-/// Numeric parts of a stable version (`v` prefix and `+build` allowed), else `None`.
-fn version_key(version: &str) -> Option<Vec<u64>> {
-    let core = version.strip_prefix('v').unwrap_or(version);
-    let core = core.split('+').next().unwrap_or(core);
-    if core.contains('-') {
+/// A chart version as Helm reads it (Masterminds semver): a `v` prefix is allowed and
+/// missing minor or patch numbers are zero (`v1.2` is 1.2.0).
+pub fn chart_version(text: &str) -> Option<semver::Version> {
+    let text = text.strip_prefix('v').unwrap_or(text);
+    if let Ok(version) = semver::Version::parse(text) {
+        return Some(version);
+    }
+    let split = text.find(['-', '+']).unwrap_or(text.len());
+    let (core, rest) = text.split_at(split);
+    let parts = core.split('.').count();
+    if parts >= 3 || core.is_empty() {
         return None;
     }
-    core.split('.').map(|part| part.parse().ok()).collect()
+    semver::Version::parse(&format!("{core}{}{rest}", ".0".repeat(3 - parts))).ok()
 }
 
 /// Resolve a URL from `index.yaml` the way Helm does: absolute URLs stand; others are
-/// relative to the repository URL taken as a folder (a trailing `/` is implied).
-pub fn resolve_url(repo_url: &str, reference: &str) -> String {
-    if reference.contains("://") {
-        return reference.to_owned();
+/// relative to the repository URL taken as a folder (a trailing `/` is implied). A
+/// repository URL that is not a URL is bad input.
+pub fn resolve_url(repo_url: &str, reference: &str) -> Result<String> {
+    let mut base = reqwest::Url::parse(repo_url)
+        .map_err(|e| bad_input(format!("repository `{repo_url}` is not a valid URL: {e}")))?;
+    if !base.path().ends_with('/') {
+        let folder = format!("{}/", base.path());
+        base.set_path(&folder);
     }
-    let (scheme, rest) = repo_url.split_once("://").unwrap_or(("https", repo_url));
-    let (authority, base_path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if let Some(other_host) = reference.strip_prefix("//") {
-        return format!("{scheme}://{other_host}");
-    }
-    let (reference, query) = match reference.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (reference, None),
-    };
-    let path = if reference.starts_with('/') {
-        reference.to_owned()
-    } else {
-        format!("{}/{reference}", base_path.trim_end_matches('/'))
-    };
-    let mut url = format!("{scheme}://{authority}{}", remove_dot_segments(&path));
-    if let Some(query) = query {
-        url.push('?');
-        url.push_str(query);
-    }
-    url
-}
-
-fn remove_dot_segments(path: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    for segment in path.split('/').skip(1) {
-        match segment {
-            "." => {}
-            ".." => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    format!("/{}", out.join("/"))
+    let url = base.join(reference).map_err(|e| {
+        bad_input(format!("`{reference}` (in {repo_url}/index.yaml) is not a valid URL: {e}"))
+    })?;
+    Ok(url.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::exit_code;
+    use crate::error::ErrorKind;
 
     const INDEX: &str = r#"apiVersion: v1
 entries:
@@ -179,33 +158,78 @@ generated: "2026-01-01T00:00:00Z"
     }
 
     #[test]
+    fn chart_versions_are_semver_as_helm_reads_them() {
+        let entries = |versions: &[&str]| -> Vec<IndexEntry> {
+            versions
+                .iter()
+                .map(|v| IndexEntry { version: (*v).into(), urls: vec![], digest: None })
+                .collect()
+        };
+        let newest = |versions: &[&str]| {
+            newest_stable(&entries(versions)).map(|e| e.version.clone()).unwrap_or_default()
+        };
+        assert_eq!(newest(&["1.9.0", "1.10.0", "1.2.0"]), "1.10.0");
+        assert_eq!(newest(&["2.0.0-rc.1", "1.9.9", "2.0.0-alpha"]), "1.9.9");
+        assert_eq!(newest(&["v1.2", "1.1.9", "latest"]), "v1.2");
+        assert_eq!(newest(&["1.0.0+build.2", "0.9.0"]), "1.0.0+build.2");
+        assert_eq!(newest(&["1.0.0-rc.1", "nightly"]), "", "no stable version");
+        assert_eq!(chart_version("v1"), Some(semver::Version::new(1, 0, 0)));
+        assert_eq!(chart_version("1.2-rc.1").map(|v| v.pre.to_string()), Some("rc.1".into()));
+        assert_eq!(chart_version("1.2.3.4"), None);
+    }
+
+    #[test]
+    fn a_repository_that_is_no_url_is_bad_input() {
+        let err = resolve_url("charts.example.com", "a.tgz").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BadInput, "{err}");
+    }
+
+    #[test]
     fn unknown_chart_or_version_is_bad_input_listing_what_exists() {
         let index = RepoIndex::parse("x", INDEX).unwrap();
         let err = index.resolve("http://h", "demo", Some("9.9.9")).unwrap_err();
-        assert_eq!(exit_code(&err), 2);
+        assert_eq!(err.kind(), ErrorKind::BadInput);
         assert!(err.to_string().contains("0.9.1"), "{err}");
-        assert_eq!(exit_code(&index.resolve("http://h", "nope", None).unwrap_err()), 2);
+        assert_eq!(
+            index.resolve("http://h", "nope", None).unwrap_err().kind(),
+            ErrorKind::BadInput
+        );
     }
 
     #[test]
     fn relative_urls_follow_helm() {
         let repo = "https://charts.example.com/stable";
-        assert_eq!(resolve_url(repo, "a-1.tgz"), "https://charts.example.com/stable/a-1.tgz");
-        assert_eq!(resolve_url(repo, "./x/a-1.tgz"), "https://charts.example.com/stable/x/a-1.tgz");
         assert_eq!(
-            resolve_url(repo, "../other/a-1.tgz"),
+            resolve_url(repo, "a-1.tgz").unwrap(),
+            "https://charts.example.com/stable/a-1.tgz"
+        );
+        assert_eq!(
+            resolve_url(repo, "./x/a-1.tgz").unwrap(),
+            "https://charts.example.com/stable/x/a-1.tgz"
+        );
+        assert_eq!(
+            resolve_url(repo, "../other/a-1.tgz").unwrap(),
             "https://charts.example.com/other/a-1.tgz"
         );
-        assert_eq!(resolve_url(repo, "/top/a-1.tgz"), "https://charts.example.com/top/a-1.tgz");
-        assert_eq!(resolve_url(repo, "//cdn.example.com/a.tgz"), "https://cdn.example.com/a.tgz");
-        assert_eq!(resolve_url("http://h:8080", "a.tgz?sig=1"), "http://h:8080/a.tgz?sig=1");
-        assert_eq!(resolve_url(repo, "http://else/a.tgz"), "http://else/a.tgz");
+        assert_eq!(
+            resolve_url(repo, "/top/a-1.tgz").unwrap(),
+            "https://charts.example.com/top/a-1.tgz"
+        );
+        assert_eq!(
+            resolve_url(repo, "//cdn.example.com/a.tgz").unwrap(),
+            "https://cdn.example.com/a.tgz"
+        );
+        assert_eq!(
+            resolve_url("http://h:8080", "a.tgz?sig=1").unwrap(),
+            "http://h:8080/a.tgz?sig=1"
+        );
+        assert_eq!(resolve_url(repo, "http://else/a.tgz").unwrap(), "http://else/a.tgz");
     }
 
     #[test]
     fn malformed_index_is_bad_input_naming_it() {
         let err = RepoIndex::parse("http://h/repo", "entries: [").unwrap_err();
-        assert_eq!(exit_code(&err), 2);
+        assert_eq!(err.kind(), ErrorKind::BadInput);
         assert!(err.to_string().contains("http://h/repo/index.yaml"), "{err}");
     }
 }

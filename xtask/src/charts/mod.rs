@@ -1,31 +1,34 @@
 //! `cargo xtask vendor`: Helm charts locked by version and digest in `charts.lock.yaml`,
 //! archived in the repository, verified before use, so Helmfile runs offline.
 //!
-//! Exit codes: a repository that cannot be reached or answers an HTTP error, or a
-//! failing `helm pull`, is a missing prerequisite (3); an unknown chart or version, a
-//! malformed lock or index is bad input (2); a digest that does not match the lock and
-//! every `--check` problem is a failure (1). When several charts fail, the code is the
+//! Error kinds: a repository that cannot be reached or answers an HTTP error, or a
+//! failing `helm pull`, is a missing prerequisite; an unknown chart or version, a
+//! malformed lock or index is bad input; a digest that does not match the lock and
+//! every `--check` problem is a failure. When several charts fail, the kind is the
 //! most severe of theirs whatever order the downloads finished in ([`combine`]): any
-//! failure is 1, and 3 means every chart was unreachable. A failed run changes no file: downloads
-//! go to memory, and archives and the lock are only written (atomically, temp file +
-//! rename) once every download of the run succeeded and was verified.
+//! failure is a failure, and missing means every chart was unreachable. A failed run
+//! changes no file: downloads go to memory, and archives and the lock are only written
+//! (atomically, temp file + rename) once every download of the run succeeded and was
+//! verified.
+//!
+//! Owns: the `vendor` command and its result ([`Vendored`]), the lock's upkeep
+//! (`add`, `update`, `refresh`) and the offline [`check`] bootstrap runs. Downloads
+//! are [`fetch`]'s, index resolution [`index`]'s, the pure decisions [`plan`]'s.
 
 pub mod fetch;
 pub mod index;
 pub mod plan;
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
 use futures::StreamExt;
 
 use crate::config::Context;
-use crate::error::{bad_input, combine, failed};
+use crate::error::{Error, Result, bad_input, combine, failed};
+use crate::events::{Event, Rendered};
 use crate::fsutil::write_atomically;
 use crate::platform::charts_lock::{ChartsLock, LockedChart};
-use crate::platform::helmfile::{Platform, TemplateReader};
-use crate::report::Log;
+use crate::session::Session;
 use fetch::{Fetched, Fetcher};
 pub use plan::ReleaseChart;
 use plan::{ArchiveState, Observed};
@@ -68,58 +71,118 @@ pub enum VendorCommand {
     },
 }
 
-/// The CLI entry: the lock from the settings, the Helmfile for `--check`.
+/// The CLI entry: the lock from the settings, the Helmfile for `--check`. Emits one
+/// result ([`Vendored`]); every problem is an error.
 pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
     let lock_path = &ctx.settings.charts_lock;
-    let shown = ctx.display_path(lock_path);
-    if args.check {
+    let session = &ctx.session;
+    let lock = ctx.display_path(lock_path);
+    let result = if args.check {
         let (releases, unread) = helmfile_release_charts(ctx).await?;
         let (charts, releases) = check(lock_path, &releases, &unread)?;
-        println!(
-            "vendored charts ok: {charts} archive(s) match {shown}, {releases} release chart(s) are local or locked"
-        );
-        return Ok(());
-    }
-    let log = Log::open(&ctx.log_path)?;
-    match &args.command {
-        Some(VendorCommand::Add { name, repo, version }) => {
-            let entry = add(lock_path, &log, name, repo, version).await?;
-            println!("locked {} {} ({}) in {shown}", entry.name, entry.version, entry.digest);
-        }
-        Some(VendorCommand::Update { name, version }) => {
-            let entry = update(lock_path, &log, name, version.as_deref()).await?;
-            println!("locked {} {} ({}) in {shown}", entry.name, entry.version, entry.digest);
-        }
-        None => {
-            let done = refresh(lock_path, &log, args.prune).await?;
-            println!(
-                "vendored charts: {} fetched, {} already up to date ({shown})",
-                done.fetched.len(),
-                done.up_to_date
-            );
-            for path in &done.pruned {
-                println!("removed unlocked archive {}", ctx.display_path(path));
+        Vendored::Checked { lock, charts, releases }
+    } else {
+        match &args.command {
+            Some(VendorCommand::Add { name, repo, version }) => {
+                let chart = add(lock_path, session, name, repo, version).await?;
+                Vendored::Locked { lock, chart, previous: None }
             }
-            for path in &done.unlocked {
-                println!(
-                    "warning: {} is not in the lock (remove it with --prune)",
-                    ctx.display_path(path)
-                );
+            Some(VendorCommand::Update { name, version }) => {
+                let previous = ChartsLock::read(lock_path)?.get(name).map(|c| c.version.clone());
+                let chart = update(lock_path, session, name, version.as_deref()).await?;
+                Vendored::Locked { lock, chart, previous }
+            }
+            None => {
+                let done = refresh(lock_path, session, args.prune).await?;
+                let shown = |paths: &[PathBuf]| paths.iter().map(|p| ctx.display_path(p)).collect();
+                Vendored::Refreshed {
+                    lock,
+                    fetched: done.fetched,
+                    up_to_date: done.up_to_date,
+                    pruned: shown(&done.pruned),
+                    unlocked: shown(&done.unlocked),
+                }
             }
         }
-    }
+    };
+    session.events.emit(Event::Result { result: &result });
     Ok(())
+}
+
+/// What a `vendor` command did, for the sinks. Paths are shown relative to the root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Vendored {
+    /// `vendor --check` passed.
+    Checked { lock: String, charts: usize, releases: usize },
+    /// `vendor add` / `vendor update` locked `chart` (`previous`: the version it had).
+    Locked { lock: String, chart: LockedChart, previous: Option<String> },
+    /// `vendor [--prune]`.
+    Refreshed {
+        lock: String,
+        /// `name version` of each archive written.
+        fetched: Vec<String>,
+        up_to_date: usize,
+        pruned: Vec<String>,
+        /// Archives the lock does not list, left in place.
+        unlocked: Vec<String>,
+    },
+}
+
+impl Rendered for Vendored {
+    fn human(&self) -> String {
+        match self {
+            Vendored::Checked { lock, charts, releases } => format!(
+                "vendored charts ok: {charts} archive(s) match {lock}, {releases} release chart(s) are local or locked\n"
+            ),
+            Vendored::Locked { lock, chart, .. } => {
+                format!("locked {} {} ({}) in {lock}\n", chart.name, chart.version, chart.digest)
+            }
+            Vendored::Refreshed { lock, fetched, up_to_date, pruned, unlocked } => {
+                let mut out = format!(
+                    "vendored charts: {} fetched, {up_to_date} already up to date ({lock})\n",
+                    fetched.len()
+                );
+                for path in pruned {
+                    out.push_str(&format!("removed unlocked archive {path}\n"));
+                }
+                for path in unlocked {
+                    out.push_str(&format!(
+                        "warning: {path} is not in the lock (remove it with --prune)\n"
+                    ));
+                }
+                out
+            }
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Vendored::Checked { lock, charts, releases } => json!({
+                "status": "ok", "action": "check", "lock": lock,
+                "charts": charts, "releases": releases,
+            }),
+            Vendored::Locked { lock, chart, previous } => json!({
+                "status": "ok", "action": "lock", "lock": lock,
+                "chart": chart, "previous_version": previous,
+            }),
+            Vendored::Refreshed { lock, fetched, up_to_date, pruned, unlocked } => json!({
+                "status": "ok", "action": "refresh", "lock": lock,
+                "fetched": fetched, "up_to_date": up_to_date,
+                "pruned": pruned, "unlocked": unlocked,
+            }),
+        }
+    }
+
+    fn log_lines(&self) -> Vec<(String, String)> {
+        self.human().lines().map(|line| ("vendor".to_owned(), line.to_owned())).collect()
+    }
 }
 
 /// Every release chart of the platform's Helmfile layers, and one problem per layer
 /// that could not be read: unread means unproven.
 async fn helmfile_release_charts(ctx: &Context) -> Result<(Vec<ReleaseChart>, Vec<String>)> {
-    let templates = TemplateReader::find(
-        &ctx.root,
-        &ctx.settings.environment,
-        ctx.settings.timeouts.tool_call(),
-    );
-    let platform = Platform::read(&ctx.settings.helmfile, &templates).await?;
+    let platform = crate::helmfile_list::read_platform(ctx).await?;
     let (mut charts, mut unread) = (Vec::new(), Vec::new());
     for layer in &platform.layers {
         if let Some(reason) = layer.releases.not_read_reason() {
@@ -149,27 +212,15 @@ pub struct Refreshed {
     pub pruned: Vec<PathBuf>,
 }
 
-/// Progress lines on a terminal; nothing otherwise (logs and CI stay quiet).
-struct Progress {
-    on: bool,
-}
-
-impl Progress {
-    fn new() -> Progress {
-        Progress { on: std::io::stderr().is_terminal() }
-    }
-
-    fn say(&self, text: &str) {
-        if self.on {
-            eprintln!("  {text}");
-        }
-    }
+/// A progress line (terminal and log).
+fn say(session: &Session, text: &str) {
+    session.events.progress("vendor", text);
 }
 
 /// Lock `name` at `version` from `repository`: download, write the archive, record it.
 pub async fn add(
     lock_path: &Path,
-    log: &Log,
+    session: &Session,
     name: &str,
     repository: &str,
     version: &str,
@@ -184,9 +235,8 @@ pub async fn add(
             existing.repository
         )));
     }
-    let progress = Progress::new();
-    progress.say(&format!("fetching {name} {version} from {repository}"));
-    let fetched = Fetcher::new(log.clone())?.fetch(repository, name, Some(version)).await?;
+    say(session, &format!("fetching {name} {version} from {repository}"));
+    let fetched = Fetcher::new(session)?.fetch(repository, name, Some(version)).await?;
     let entry = LockedChart {
         name: name.to_owned(),
         repository: repository.trim_end_matches('/').to_owned(),
@@ -197,8 +247,7 @@ pub async fn add(
     write_archive(lock_path, &entry, &fetched)?;
     lock.upsert(entry.clone());
     lock.write(lock_path)?;
-    log.line("vendor", &format!("locked {name} {} {}", entry.version, entry.digest));
-    progress.say(&format!("locked {name} {} ({})", entry.version, entry.digest));
+    session.line("vendor", &format!("locked {name} {} {}", entry.version, entry.digest));
     Ok(entry)
 }
 
@@ -206,7 +255,7 @@ pub async fn add(
 /// The previous archive is removed once the lock names the new one.
 pub async fn update(
     lock_path: &Path,
-    log: &Log,
+    session: &Session,
     name: &str,
     version: Option<&str>,
 ) -> Result<LockedChart> {
@@ -217,13 +266,9 @@ pub async fn update(
             lock_path.display()
         ))
     })?;
-    let progress = Progress::new();
-    progress.say(&format!(
-        "fetching {name} {} from {}",
-        version.unwrap_or("(newest)"),
-        old.repository
-    ));
-    let fetched = Fetcher::new(log.clone())?.fetch(&old.repository, name, version).await?;
+    let wanted = version.unwrap_or("(newest)");
+    say(session, &format!("fetching {name} {wanted} from {}", old.repository));
+    let fetched = Fetcher::new(session)?.fetch(&old.repository, name, version).await?;
     let folder = Path::new(&old.archive).parent().unwrap_or(Path::new(""));
     let entry = LockedChart {
         version: fetched.version.clone(),
@@ -243,33 +288,31 @@ pub async fn update(
     if entry.archive != old.archive {
         let _ = std::fs::remove_file(ChartsLock::archive_path(lock_path, &old));
     }
-    log.line(
+    session.line(
         "vendor",
         &format!("updated {name} {} -> {} {}", old.version, entry.version, entry.digest),
     );
-    progress.say(&format!("locked {name} {} (was {})", entry.version, old.version));
     Ok(entry)
 }
 
 /// Fetch every missing or mismatching archive; each must match its locked digest.
 /// Archives the lock does not list are reported, and removed with `prune`.
-pub async fn refresh(lock_path: &Path, log: &Log, prune: bool) -> Result<Refreshed> {
+pub async fn refresh(lock_path: &Path, session: &Session, prune: bool) -> Result<Refreshed> {
     let lock = ChartsLock::read(lock_path)?;
     let observed = plan::observe(lock_path, &lock);
     let wanted = plan::to_fetch(&observed);
     let mut refreshed =
         Refreshed { up_to_date: observed.len() - wanted.len(), ..Refreshed::default() };
     if !wanted.is_empty() {
-        let progress = Progress::new();
-        let fetcher = Fetcher::new(log.clone())?;
+        let fetcher = Fetcher::new(session)?;
         let mut results: Vec<(&Observed, Result<Fetched>)> = futures::stream::iter(wanted)
             .map(|o| {
-                let (fetcher, progress) = (&fetcher, &progress);
+                let fetcher = &fetcher;
                 async move {
                     let chart = &o.chart;
                     let why =
                         if o.state == ArchiveState::Missing { "missing" } else { "digest differs" };
-                    progress.say(&format!("fetching {} {} ({why})", chart.name, chart.version));
+                    say(session, &format!("fetching {} {} ({why})", chart.name, chart.version));
                     let result =
                         fetcher.fetch(&chart.repository, &chart.name, Some(&chart.version)).await;
                     (o, result)
@@ -287,6 +330,8 @@ pub async fn refresh(lock_path: &Path, log: &Log, prune: bool) -> Result<Refresh
             match result {
                 Ok(fetched) if fetched.digest == o.chart.digest => verified.push((o, fetched)),
                 Ok(fetched) => errors.push(mismatch(&o.chart, &fetched)),
+                // An interruption stops the run; it is not one chart's problem.
+                Err(err) if err.kind().is_interrupted() => return Err(err),
                 Err(err) => errors
                     .push(err.context(format!("chart `{}` {}", o.chart.name, o.chart.version))),
             }
@@ -294,11 +339,11 @@ pub async fn refresh(lock_path: &Path, log: &Log, prune: bool) -> Result<Refresh
         combine("charts could not be vendored", errors)?;
         for (o, fetched) in verified {
             write_archive(lock_path, &o.chart, &fetched)?;
-            log.line(
+            session.line(
                 "vendor",
                 &format!("restored {} {} {}", o.chart.name, o.chart.version, o.chart.digest),
             );
-            progress.say(&format!("wrote {}", o.path.display()));
+            say(session, &format!("wrote {}", o.path.display()));
             refreshed.fetched.push(format!("{} {}", o.chart.name, o.chart.version));
         }
     }
@@ -306,7 +351,7 @@ pub async fn refresh(lock_path: &Path, log: &Log, prune: bool) -> Result<Refresh
         if prune {
             std::fs::remove_file(&path)
                 .map_err(|e| failed(format!("cannot remove {}: {e}", path.display())))?;
-            log.line("vendor", &format!("pruned {}", path.display()));
+            session.line("vendor", &format!("pruned {}", path.display()));
             refreshed.pruned.push(path);
         } else {
             refreshed.unlocked.push(path);
@@ -354,7 +399,7 @@ fn check_name_and_repository(name: &str, repository: &str) -> Result<()> {
     Ok(())
 }
 
-fn mismatch(chart: &LockedChart, fetched: &Fetched) -> anyhow::Error {
+fn mismatch(chart: &LockedChart, fetched: &Fetched) -> Error {
     failed(format!(
         "chart `{}` {}: the downloaded archive ({}) has digest {} but the lock says {}; the existing file was left untouched",
         chart.name, chart.version, fetched.source, fetched.digest, chart.digest

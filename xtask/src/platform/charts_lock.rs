@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::error::bad_input;
@@ -176,7 +176,7 @@ pub fn parse_digest(digest: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::exit_code;
+    use crate::error::ErrorKind;
 
     const GOOD: &str = "charts:\n  - name: redis\n    repository: oci://localhost:5000/charts\n    version: 1.0.0\n    digest: sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n    archive: redis-1.0.0.tgz\n";
 
@@ -200,7 +200,7 @@ mod tests {
     #[test]
     fn rejects_bad_digest_naming_file_and_chart() {
         let err = parse(&GOOD.replace("sha256:0123", "md5:0123")).unwrap_err();
-        assert_eq!(exit_code(&err), 2);
+        assert_eq!(err.kind(), ErrorKind::BadInput);
         let msg = err.to_string();
         assert!(msg.contains("infra/charts.lock.yaml") && msg.contains("`redis`"), "{msg}");
     }

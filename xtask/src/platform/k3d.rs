@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use crate::error::Result;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -139,9 +139,16 @@ impl K3dConfig {
         crate::digest::sha256_hex(canonical.as_bytes())
     }
 
-    /// The name of the registry k3d creates, if the config creates one.
-    pub fn created_registry(&self) -> Option<&str> {
-        self.spec.registries.create.as_ref()?.name.as_deref()
+    /// The container name of the registry k3d creates for `cluster`, if the config
+    /// creates one: exactly `registries.create.name`, else k3d's default
+    /// `k3d-<cluster>-registry`. (Only `k3d registry create NAME` adds a `k3d-` prefix;
+    /// the config-file path never does.)
+    pub fn created_registry(&self, cluster: &str) -> Option<String> {
+        let create = self.spec.registries.create.as_ref()?;
+        Some(match create.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+            Some(name) => name.to_owned(),
+            None => format!("k3d-{cluster}-registry"),
+        })
     }
 }
 
@@ -180,7 +187,7 @@ fn write_canonical(value: &Value, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::exit_code;
+    use crate::error::ErrorKind;
 
     const CONFIG: &str = "\
 apiVersion: k3d.io/v1alpha5
@@ -214,10 +221,23 @@ options:
         let config = parse(CONFIG).unwrap();
         assert_eq!(config.spec.metadata.name.as_deref(), Some("ameide"));
         assert_eq!(config.spec.servers, Some(1));
-        assert_eq!(config.created_registry(), Some("k3d-dev-reg"));
+        assert_eq!(config.created_registry("ameide").as_deref(), Some("k3d-dev-reg"));
         assert_eq!(config.spec.registries.create.unwrap().host_port.as_deref(), Some("5000"));
         assert_eq!(config.spec.options.runtime.labels[0].label, "team=platform");
         assert_eq!(config.spec.ports[0].node_filters, ["loadbalancer"]);
+    }
+
+    #[test]
+    fn registry_is_named_exactly_as_configured_or_by_k3d_default() {
+        let named = CONFIG.replace("name: k3d-dev-reg", "name: dev-reg");
+        assert_eq!(parse(&named).unwrap().created_registry("ameide").as_deref(), Some("dev-reg"));
+        let unnamed = CONFIG.replace("    name: k3d-dev-reg\n", "");
+        assert_eq!(
+            parse(&unnamed).unwrap().created_registry("ameide").as_deref(),
+            Some("k3d-ameide-registry")
+        );
+        let none = CONFIG.replace("registries:\n  create:\n", "registries:\n  other:\n");
+        assert_eq!(parse(&none).unwrap().created_registry("ameide"), None);
     }
 
     #[test]
@@ -250,7 +270,7 @@ options:
     #[test]
     fn wrong_kind_or_version_is_bad_input_naming_the_file() {
         let err = parse(&CONFIG.replace("kind: Simple", "kind: Cluster")).unwrap_err();
-        assert_eq!(exit_code(&err), 2);
+        assert_eq!(err.kind(), ErrorKind::BadInput);
         let msg = err.to_string();
         assert!(
             msg.contains("infra/docker/local/k3d.yaml") && msg.contains("kind: Cluster"),
@@ -262,7 +282,7 @@ options:
     #[test]
     fn malformed_yaml_names_file_and_line() {
         let err = parse("apiVersion: k3d.io/v1alpha5\nkind: Simple\nservers: [1\n").unwrap_err();
-        assert_eq!(exit_code(&err), 2);
+        assert_eq!(err.kind(), ErrorKind::BadInput);
         assert!(err.to_string().starts_with("infra/docker/local/k3d.yaml:"), "{err}");
         let err = parse("apiVersion: k3d.io/v1alpha5\nkind: Simple\nservers: many\n").unwrap_err();
         assert!(err.to_string().contains("k3d.yaml:3"), "{err}");

@@ -6,7 +6,7 @@ pub mod k3d;
 
 use std::path::Path;
 
-use anyhow::Result;
+use crate::error::Result;
 use serde::de::DeserializeOwned;
 
 use crate::error::bad_input;

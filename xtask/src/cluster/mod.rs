@@ -1,24 +1,29 @@
-//! `cargo xtask cluster`: reconcile the local k3d cluster with its config file.
+//! The cluster stage and `cargo xtask cluster`: reconcile the local k3d cluster with
+//! its config file, then prove its API answers.
 //!
-//! Observe (Docker, via bollard) -> plan (pure) -> apply (the k3d CLI, bollard for
-//! legacy containers) -> wait until the API answers `/readyz`. The config hash lives on
-//! the cluster itself as a runtime label, so there is no local state to go stale.
+//! desired (k3d.yaml) -> observe (Docker, via bollard) -> [`decide`] (pure) -> [`apply`]
+//! (the k3d CLI; bollard for the registry and legacy containers) -> `/readyz` through
+//! the run's kube context, converged or not. The config hash lives on the cluster itself
+//! as a runtime label, so there is no local state to go stale.
+
+//!
+//! This file holds the model (desired, observed, the pure decision) and the Docker
+//! reads; [`stage`] the stage (plan, apply, readiness) and the command.
+
+mod stage;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result};
 use bollard::Docker;
-use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
+use bollard::query_parameters::ListContainersOptions;
 use serde::Serialize;
 
-use crate::cancel;
 use crate::config::Context;
-use crate::error::{bad_input, failed, missing};
-use crate::exec::{self, Cmd};
+use crate::error::{Context as _, Result, bad_input, missing};
 use crate::platform::k3d::K3dConfig;
-use crate::report::Log;
+
+pub use stage::{Outcome, Planned, apply, merge_command, plan, run, wait_ready};
 
 /// Runtime label stamped on server nodes at creation: the canonical config hash.
 pub const HASH_LABEL: &str = "dev.ameide.bootstrap/k3d-config-hash";
@@ -37,7 +42,8 @@ pub struct Args {
 pub struct Desired {
     pub name: String,
     pub config_hash: String,
-    /// Registry container the config makes k3d create (k3d's `k3d-` prefix applied).
+    /// Registry container the config makes k3d create: exactly `registries.create.name`
+    /// (default `k3d-<cluster>-registry`).
     pub registry: Option<String>,
     pub legacy_registries: Vec<String>,
 }
@@ -78,15 +84,6 @@ pub struct Plan {
     pub remove_legacy: Vec<String>,
 }
 
-/// The stage's result, for the summary.
-#[derive(Debug, Clone, Serialize)]
-pub struct Outcome {
-    pub cluster: String,
-    #[serde(flatten)]
-    pub plan: Plan,
-    pub duration_secs: f64,
-}
-
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -99,7 +96,7 @@ impl fmt::Display for Action {
 }
 
 /// Desired + observed -> what to do. Pure, so every branch is unit-tested.
-pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
+pub fn decide(desired: &Desired, observed: &Observed) -> Plan {
     let remove_legacy = observed
         .legacy
         .iter()
@@ -159,11 +156,6 @@ fn short(hash: &str) -> &str {
     &hash[..hash.len().min(12)]
 }
 
-/// k3d names registries `k3d-<name>` unless the name already has the prefix.
-pub fn registry_container_name(name: &str) -> String {
-    if name.starts_with("k3d-") { name.to_owned() } else { format!("k3d-{name}") }
-}
-
 /// Read and validate the config; bad input before anything is touched.
 pub fn desired(ctx: &Context) -> Result<(K3dConfig, Desired)> {
     let settings = &ctx.settings;
@@ -176,9 +168,9 @@ pub fn desired(ctx: &Context) -> Result<(K3dConfig, Desired)> {
         )));
     }
     let desired = Desired {
+        registry: config.created_registry(&name),
         name,
         config_hash: config.canonical_hash(),
-        registry: config.created_registry().map(registry_container_name),
         legacy_registries: settings.legacy_registries.clone(),
     };
     Ok((config, desired))
@@ -236,142 +228,6 @@ pub async fn observe(docker: &Docker, desired: &Desired) -> Result<Observed> {
     Ok(observed)
 }
 
-/// `cargo xtask cluster`: reconcile (or only plan) and say what happened.
-pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
-    let log = Log::open(&ctx.log_path)?;
-    let outcome = reconcile(ctx, &log, args.plan).await?;
-    let verb = if args.plan { "plan" } else { "done" };
-    println!("cluster `{}`: {verb}: {}", outcome.cluster, outcome.plan.action);
-    for name in &outcome.plan.remove_legacy {
-        let did = if args.plan { "would remove" } else { "removed" };
-        println!("cluster `{}`: {did} legacy registry container `{name}`", outcome.cluster);
-    }
-    if !args.plan {
-        println!(
-            "cluster `{}`: took {:.1}s; log: {}",
-            outcome.cluster,
-            outcome.duration_secs,
-            log.path().display()
-        );
-    }
-    Ok(())
-}
-
-/// The cluster stage: also called by `bootstrap`.
-pub async fn reconcile(ctx: &Context, log: &Log, dry_run: bool) -> Result<Outcome> {
-    let started = Instant::now();
-    let (config, desired) = desired(ctx)?;
-    let docker = docker().await?;
-    let observed = observe(&docker, &desired).await?;
-    let plan = plan(&desired, &observed);
-    log.line(TAG, &format!("plan for `{}`: {}", desired.name, plan.action));
-    if !plan.remove_legacy.is_empty() {
-        log.line(TAG, &format!("legacy registries to remove: {}", plan.remove_legacy.join(", ")));
-    }
-    if !dry_run {
-        apply(ctx, log, &docker, &config, &desired, &plan).await?;
-    }
-    Ok(Outcome { cluster: desired.name, plan, duration_secs: started.elapsed().as_secs_f64() })
-}
-
-async fn apply(
-    ctx: &Context,
-    log: &Log,
-    docker: &Docker,
-    config: &K3dConfig,
-    desired: &Desired,
-    plan: &Plan,
-) -> Result<()> {
-    // Creating a cluster pulls images and boots k3s: the cluster budget, not a short call's.
-    let timeout = ctx.settings.timeouts.cluster_ready();
-    let k3d = |args: &[&str]| Cmd::new(TAG, "k3d", timeout).args(args.iter().copied());
-    let create = || {
-        // The positional name wins over a config without `metadata.name`.
-        k3d(&["cluster", "create", &desired.name, "--config"])
-            .arg(config.file.display().to_string())
-            .arg("--runtime-label")
-            .arg(format!("{HASH_LABEL}={}@server:*", desired.config_hash))
-    };
-    match &plan.action {
-        Action::Noop => {}
-        Action::Create => create_cluster(log, &create()).await?,
-        Action::Recreate { .. } => {
-            exec::run_ok(log, &k3d(&["cluster", "delete", &desired.name])).await?;
-            create_cluster(log, &create()).await?;
-        }
-        Action::Start { .. } => {
-            exec::run_ok(log, &k3d(&["cluster", "start", &desired.name])).await?;
-            // `k3d cluster start` starts the nodes; a registry stopped by hand is ours to start.
-            if let Some(registry) = &desired.registry {
-                let state = docker.inspect_container(registry, None).await?.state;
-                if !state.and_then(|s| s.running).unwrap_or(false) {
-                    log.line(TAG, &format!("starting registry container {registry}"));
-                    docker.start_container(registry, None).await?;
-                }
-            }
-        }
-    }
-    for name in &plan.remove_legacy {
-        log.line(TAG, &format!("removing legacy registry container {name}"));
-        eprintln!("removing legacy registry container {name}");
-        let options = RemoveContainerOptions { force: true, ..Default::default() };
-        docker
-            .remove_container(name, Some(options))
-            .await
-            .with_context(|| format!("removing legacy registry container {name}"))?;
-    }
-    if plan.action != Action::Noop {
-        wait_ready(log, &desired.name, ctx.settings.timeouts.cluster_ready()).await?;
-    }
-    Ok(())
-}
-
-async fn create_cluster(log: &Log, cmd: &Cmd) -> Result<()> {
-    exec::run_ok(log, cmd).await.map(drop).context(
-        "creating the k3d cluster failed; k3d's exact output is in the log. \
-         Fix the cause, then run `cargo xtask cluster` again",
-    )
-}
-
-/// Poll the cluster API's `/readyz` through the `k3d-<name>` context.
-pub async fn wait_ready(log: &Log, name: &str, timeout: Duration) -> Result<()> {
-    let context = format!("k3d-{name}");
-    let spinner = crate::report::spinner(&format!("waiting for the {context} API to be ready"));
-    let result = poll_ready(log, &context, timeout).await;
-    spinner.finish_and_clear();
-    if let Err(e) = &result
-        && crate::error::exit_code(e) == 130
-    {
-        log.line(TAG, &format!("{context}: interrupted while waiting for /readyz"));
-    }
-    result
-}
-
-/// Until `/readyz` answers, `timeout` passes (exit 1) or Ctrl-C arrives (exit 130).
-async fn poll_ready(log: &Log, context: &str, timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let last_error = match cancel::unless_interrupted(crate::k8s::readyz(context)).await? {
-            Ok(()) => {
-                log.line(TAG, &format!("{context}: /readyz ok"));
-                return Ok(());
-            }
-            Err(e) => format!("{e:#}"),
-        };
-        if Instant::now() >= deadline {
-            log.line(
-                TAG,
-                &format!("{context}: not ready after {}s: {last_error}", timeout.as_secs()),
-            );
-            return Err(failed(format!(
-                "the cluster API (context {context}) did not become ready within {}s: {last_error}",
-                timeout.as_secs()
-            )));
-        }
-        cancel::sleep(Duration::from_millis(500)).await?;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,13 +269,13 @@ mod tests {
 
     #[test]
     fn absent_cluster_is_created() {
-        assert_eq!(plan(&desired(), &Observed::default()).action, Action::Create);
+        assert_eq!(decide(&desired(), &Observed::default()).action, Action::Create);
     }
 
     #[test]
     fn matching_running_cluster_is_left_alone() {
         assert_eq!(
-            plan(&desired(), &healthy()),
+            decide(&desired(), &healthy()),
             Plan { action: Action::Noop, remove_legacy: vec![] }
         );
     }
@@ -428,7 +284,7 @@ mod tests {
     fn hash_drift_recreates_naming_both_hashes() {
         let mut wanted = desired();
         wanted.config_hash = "b".repeat(64);
-        let Action::Recreate { reason } = plan(&wanted, &healthy()).action else { panic!() };
+        let Action::Recreate { reason } = decide(&wanted, &healthy()).action else { panic!() };
         assert!(
             reason.contains("config drift")
                 && reason.contains("bbbbbbbbbbbb")
@@ -441,7 +297,7 @@ mod tests {
         let mut observed = healthy();
         observed.nodes[0].labels.remove(HASH_LABEL);
         assert!(
-            matches!(plan(&desired(), &observed).action, Action::Recreate { reason } if reason.contains("no `"))
+            matches!(decide(&desired(), &observed).action, Action::Recreate { reason } if reason.contains("no `"))
         );
     }
 
@@ -449,7 +305,7 @@ mod tests {
     fn missing_registry_recreates_naming_it() {
         let mut observed = healthy();
         observed.registry = None;
-        let Action::Recreate { reason } = plan(&desired(), &observed).action else { panic!() };
+        let Action::Recreate { reason } = decide(&desired(), &observed).action else { panic!() };
         assert!(reason.contains("registry container `k3d-dev-reg` is missing"), "{reason}");
     }
 
@@ -459,7 +315,7 @@ mod tests {
         for node in &mut observed.nodes {
             node.running = false;
         }
-        let Action::Start { reason } = plan(&desired(), &observed).action else { panic!() };
+        let Action::Start { reason } = decide(&desired(), &observed).action else { panic!() };
         assert!(reason.contains("k3d-ameide-server-0"), "{reason}");
     }
 
@@ -467,14 +323,57 @@ mod tests {
     fn legacy_registries_are_removed_whatever_the_action() {
         let mut observed = healthy();
         observed.legacy = vec![container("dev-reg", true, &[])];
-        assert_eq!(plan(&desired(), &observed).remove_legacy, ["dev-reg"]);
+        assert_eq!(decide(&desired(), &observed).remove_legacy, ["dev-reg"]);
         observed.nodes.clear();
-        assert_eq!(plan(&desired(), &observed).remove_legacy, ["dev-reg"]);
+        assert_eq!(decide(&desired(), &observed).remove_legacy, ["dev-reg"]);
     }
 
     #[test]
-    fn registry_names_follow_k3d() {
-        assert_eq!(registry_container_name("dev-reg"), "k3d-dev-reg");
-        assert_eq!(registry_container_name("k3d-dev-reg"), "k3d-dev-reg");
+    fn a_registry_named_like_a_legacy_one_is_kept() {
+        let mut wanted = desired();
+        wanted.registry = Some("dev-reg".into());
+        let mut observed = healthy();
+        observed.legacy = vec![container("dev-reg", true, &[])];
+        assert!(decide(&wanted, &observed).remove_legacy.is_empty());
+    }
+
+    /// A context over a temp workspace whose k3d.yaml is `k3d_yaml`.
+    pub(super) fn context(dir: &std::path::Path, k3d_yaml: &str) -> Context {
+        let config = dir.join("k3d.yaml");
+        std::fs::write(&config, k3d_yaml).unwrap();
+        let settings = crate::config::Settings {
+            cluster: "ameide".into(),
+            k3d_config: config,
+            ..Default::default()
+        };
+        Context {
+            root: dir.to_path_buf(),
+            kube_context: crate::config::default_kube_context(&settings),
+            environment: settings.environment.clone(),
+            log_path: dir.join("setup.log"),
+            settings,
+            session: crate::session::Session::silent(),
+        }
+    }
+
+    const K3D_YAML: &str = "apiVersion: k3d.io/v1alpha5\nkind: Simple\nmetadata:\n  name: ameide\nregistries:\n  create:\n    name: dev-reg\n";
+
+    #[test]
+    fn the_registry_name_comes_from_k3d_yaml_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, wanted) = super::desired(&context(dir.path(), K3D_YAML)).unwrap();
+        assert_eq!(wanted.registry.as_deref(), Some("dev-reg"), "no k3d- prefix added");
+        let unnamed = K3D_YAML.replace("    name: dev-reg\n", "    hostPort: \"5000\"\n");
+        let (_, wanted) = super::desired(&context(dir.path(), &unnamed)).unwrap();
+        assert_eq!(wanted.registry.as_deref(), Some("k3d-ameide-registry"));
+    }
+
+    #[test]
+    fn a_config_for_another_cluster_is_bad_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = K3D_YAML.replace("name: ameide", "name: other");
+        let err = super::desired(&context(dir.path(), &other)).unwrap_err();
+        assert_eq!(err.kind(), crate::error::ErrorKind::BadInput);
+        assert!(err.to_string().contains("`metadata.name` is `other`"), "{err}");
     }
 }

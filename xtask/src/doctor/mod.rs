@@ -15,121 +15,26 @@
 //! that is missing or older than its minimum is exit 3 with how to install it; a tool
 //! whose version cannot be read, or tilt missing, is a warning.
 
-use std::fmt::{self, Write as _};
+//!
+//! The kube context shown is the one every command uses (`k3d-<cluster>`, or
+//! `--context`), never the kubeconfig's current one.
+
+mod requirements;
+
+use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Result;
 use serde::Serialize;
 
-use crate::config::{Context, Format};
-use crate::error::missing;
+pub use requirements::{DOCKER_HINT, DOCKER_MINIMUM, Requirement, TOOLS, Version};
+
+use crate::config::Context;
+use crate::error::{Result, failed, missing};
+use crate::events::{Event, Rendered};
 use crate::exec::{self, Cmd, Output};
 use crate::probe;
-use crate::report::Log;
-
-/// Check that docker, k3d, helm, helmfile, kubectl (and optionally tilt) are usable.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Args {
-    /// Output format.
-    #[arg(long, value_enum, default_value_t)]
-    pub format: Format,
-}
-
-/// A dotted version `major.minor.patch` (missing parts are 0).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Version(pub u64, pub u64, pub u64);
-
-impl fmt::Display for Version {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.0, self.1, self.2)
-    }
-}
-
-impl Serialize for Version {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl Version {
-    /// The first `N.N[.N]` in `text` (a leading `v` is fine): `k3d version v5.8.3`,
-    /// `v4.1.4+g05fa379`, `helmfile version 1.1.2`, `v0.33.17, built 2024-06-10`.
-    pub fn find_in(text: &str) -> Option<Version> {
-        let bytes = text.as_bytes();
-        // A version starts a word, or follows a `v` that does: not `k8s`, not `go1.24`.
-        let starts_version = |i: usize| match i.checked_sub(1).map(|p| bytes[p]) {
-            _ if !bytes[i].is_ascii_digit() => false,
-            None => true,
-            Some(b'v') => i < 2 || !bytes[i - 2].is_ascii_alphanumeric(),
-            Some(prev) => !(prev.is_ascii_alphanumeric() || prev == b'.'),
-        };
-        (0..bytes.len())
-            .filter(|&i| starts_version(i))
-            .find_map(|i| Version::parse_prefix(&text[i..]))
-    }
-
-    fn parse_prefix(text: &str) -> Option<Version> {
-        let end = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-        let mut parts = text[..end].split('.').map(|p| p.parse::<u64>().ok());
-        let major = parts.next()??;
-        let minor = parts.next()??;
-        let patch = parts.next().flatten().unwrap_or(0);
-        Some(Version(major, minor, patch))
-    }
-}
-
-/// What we need of one command-line tool.
-#[derive(Debug, Clone)]
-pub struct Requirement {
-    pub name: &'static str,
-    pub required: bool,
-    pub minimum: Version,
-    pub version_args: &'static [&'static str],
-    pub hint: &'static str,
-}
-
-pub const DOCKER_MINIMUM: Version = Version(20, 10, 0);
-pub const DOCKER_HINT: &str = "install Docker Engine (https://docs.docker.com/engine/install/, or `apt-get install docker.io`) and start the daemon; in a devcontainer add the docker-in-docker feature";
-
-/// The command-line tools, in the order they are shown.
-pub const TOOLS: &[Requirement] = &[
-    Requirement {
-        name: "k3d",
-        required: true,
-        minimum: Version(5, 5, 0),
-        version_args: &["version"],
-        hint: "https://k3d.io/stable/#installation (`curl -s https://raw.githubusercontent.com/k3d-io/k3d/main/install.sh | bash`)",
-    },
-    Requirement {
-        name: "helm",
-        required: true,
-        minimum: Version(3, 8, 0),
-        version_args: &["version", "--short"],
-        hint: "https://helm.sh/docs/intro/install/",
-    },
-    Requirement {
-        name: "helmfile",
-        required: true,
-        minimum: Version(1, 0, 0),
-        version_args: &["--version"],
-        hint: "https://github.com/helmfile/helmfile/releases (unpack `helmfile` onto PATH)",
-    },
-    Requirement {
-        name: "kubectl",
-        required: true,
-        minimum: Version(1, 30, 0),
-        version_args: &["version", "--client", "--output=json"],
-        hint: "https://kubernetes.io/docs/tasks/tools/#kubectl",
-    },
-    Requirement {
-        name: "tilt",
-        required: false,
-        minimum: Version(0, 33, 0),
-        version_args: &["version"],
-        hint: "https://docs.tilt.dev/install.html",
-    },
-];
+use crate::session::Session;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -159,11 +64,13 @@ pub struct Check {
     pub pinned: Option<String>,
 }
 
+/// The kube context the commands use, and whether the kubeconfig has it.
 #[derive(Debug, Clone, Serialize)]
 pub struct KubeContext {
-    pub current: Option<String>,
-    /// The context k3d writes for our cluster.
-    pub expected: String,
+    /// `k3d-<cluster>`, or `--context`.
+    pub name: String,
+    /// The kubeconfig (`KUBECONFIG` or `~/.kube/config`) has it.
+    pub present: bool,
     pub detail: String,
 }
 
@@ -289,41 +196,43 @@ async fn docker_server_version(timeout: Duration) -> Result<Option<String>> {
     let ask = async {
         let docker = bollard::Docker::connect_with_local_defaults()?.negotiate_version().await?;
         let version = docker.version().await?;
-        anyhow::Ok(version.version)
+        Ok::<_, crate::error::Error>(version.version)
     };
     tokio::time::timeout(timeout, ask)
         .await
-        .map_err(|_| anyhow::anyhow!("no answer within {}s", timeout.as_secs()))?
+        .map_err(|_| failed(format!("no answer within {}s", timeout.as_secs())))?
 }
 
-fn kube_context(cluster: &str) -> KubeContext {
-    let expected = format!("k3d-{cluster}");
-    match kube::config::Kubeconfig::read() {
-        Err(_) => KubeContext {
-            current: None,
-            expected,
-            detail: "no kubeconfig readable (KUBECONFIG or ~/.kube/config); bootstrap writes one"
-                .to_string(),
-        },
-        Ok(config) => {
-            let detail = match config.current_context.as_deref() {
-                None => "no current context; `cargo xtask bootstrap` sets one".to_string(),
-                Some(current) if current == expected => "the local cluster".to_string(),
-                Some(_) => format!("not the local cluster ({expected}); bootstrap switches to it"),
-            };
-            KubeContext { current: config.current_context, expected, detail }
-        }
-    }
+fn kube_context(ctx: &Context) -> KubeContext {
+    let name = ctx.kube_context.clone();
+    let present = crate::k8s::has_context(&name);
+    let detail = match (present, ctx.targets_own_cluster()) {
+        (true, true) => "in the kubeconfig: the local cluster".to_string(),
+        (true, false) => "in the kubeconfig (named by --context)".to_string(),
+        (false, true) => "not in the kubeconfig yet; `cargo xtask cluster` writes it".to_string(),
+        (false, false) => "not in the kubeconfig (named by --context)".to_string(),
+    };
+    KubeContext { name, present, detail }
 }
 
-/// Look at every prerequisite (read-only).
-pub async fn inspect(ctx: &Context) -> Report {
+/// Look at every prerequisite (read-only). Only an interruption is an error.
+pub async fn inspect(ctx: &Context) -> Result<Report> {
     let timeout = ctx.settings.timeouts.tool_call();
-    let mut checks = vec![assess_docker(docker_server_version(timeout).await)];
+    let session = &ctx.session;
+    let docker = session.cancel.unless_interrupted(docker_server_version(timeout)).await?;
+    let mut checks = vec![assess_docker(docker)];
     for req in TOOLS {
         let path = probe::find_tool(&ctx.root, req.name);
         let output = match path.as_deref() {
-            Some(path) => Some(version_output(path, req, timeout).await),
+            Some(path) => {
+                let output = version_output(session, path, req, timeout).await;
+                if let Err(e) = &output
+                    && e.kind().is_interrupted()
+                {
+                    return Err(e.clone());
+                }
+                Some(output)
+            }
             None => None,
         };
         let mut check = assess_tool(req, path.as_deref(), output);
@@ -331,24 +240,38 @@ pub async fn inspect(ctx: &Context) -> Report {
         checks.push(check);
     }
     let ok = checks.iter().all(|c| c.status != Status::Missing);
-    Report { ok, checks, kube_context: kube_context(&ctx.settings.cluster) }
+    Ok(Report { ok, checks, kube_context: kube_context(ctx) })
 }
 
-/// What `<tool> <version_args>` printed: not echoed, and doctor keeps no log.
-async fn version_output(path: &Path, req: &Requirement, timeout: Duration) -> Result<Output> {
+/// What `<tool> <version_args>` printed: not echoed, and not logged.
+async fn version_output(
+    session: &Session,
+    path: &Path,
+    req: &Requirement,
+    timeout: Duration,
+) -> Result<Output> {
     let cmd = Cmd::new("doctor", &path.to_string_lossy(), timeout)
         .args(req.version_args.iter().copied())
         .quiet();
-    exec::run(&Log::none(), &cmd).await
+    exec::run(&session.quiet(), &cmd).await
 }
 
-pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
-    let report = inspect(ctx).await;
-    match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Human => print!("{}", render(&report)),
-    }
+/// `cargo xtask doctor`: the report as the result (a table, or JSON), then exit 3 when
+/// a required prerequisite is missing.
+pub async fn run(ctx: &Context) -> Result<()> {
+    let report = inspect(ctx).await?;
+    ctx.session.events.emit(Event::Result { result: &report });
     verdict(&report)
+}
+
+impl Rendered for Report {
+    fn human(&self) -> String {
+        render(self)
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
 }
 
 /// Exit 3 naming every missing required prerequisite and how to get it.
@@ -366,13 +289,13 @@ pub fn verdict(report: &Report) -> Result<()> {
     }
 }
 
-/// The report as an aligned table, then hints.
+/// The report as a table, the kube context, then hints and what is missing.
 pub fn render(report: &Report) -> String {
-    let rows: Vec<[String; 6]> = report
+    let rows: Vec<Vec<String>> = report
         .checks
         .iter()
         .map(|c| {
-            [
+            vec![
                 c.name.clone(),
                 match c.status {
                     Status::Ok => "ok",
@@ -387,26 +310,10 @@ pub fn render(report: &Report) -> String {
             ]
         })
         .collect();
-    let header = ["TOOL", "STATUS", "VERSION", "PINNED", "MINIMUM", "DETAIL"].map(String::from);
-    let mut widths = [0usize; 6];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> =
-            row.iter().zip(widths).map(|(cell, width)| format!("{cell:width$}")).collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
-    }
+    let mut out =
+        crate::table::render(&["TOOL", "STATUS", "VERSION", "PINNED", "MINIMUM", "DETAIL"], &rows);
     let kube = &report.kube_context;
-    let _ = writeln!(
-        out,
-        "\nkube context: {} ({})",
-        kube.current.as_deref().unwrap_or("none"),
-        kube.detail
-    );
+    let _ = writeln!(out, "\nkube context: {} ({})", kube.name, kube.detail);
     let hints: Vec<&Check> = report.checks.iter().filter(|c| c.hint.is_some()).collect();
     if !hints.is_empty() {
         let _ = writeln!(out);
@@ -414,13 +321,22 @@ pub fn render(report: &Report) -> String {
             let _ = writeln!(out, "{}: {}", c.name, c.hint.as_deref().unwrap_or(""));
         }
     }
+    let missing_ones: Vec<String> = report
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Missing)
+        .map(|c| format!("{} ({})", c.name, c.detail))
+        .collect();
+    if !missing_ones.is_empty() {
+        let _ = writeln!(out, "\nmissing prerequisites: {}", missing_ones.join(", "));
+    }
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::exit_code;
+    use crate::error::ErrorKind;
 
     fn ran(stdout: &str) -> Option<Result<Output>> {
         Some(Ok(Output {
@@ -433,21 +349,6 @@ mod tests {
 
     fn req(name: &str) -> &'static Requirement {
         TOOLS.iter().find(|r| r.name == name).unwrap()
-    }
-
-    #[test]
-    fn versions_are_found_in_real_tool_output() {
-        assert_eq!(
-            Version::find_in("k3d version v5.8.3\nk3s version v1.31.5-k3s1 (default)"),
-            Some(Version(5, 8, 3))
-        );
-        assert_eq!(Version::find_in("v4.1.4+g05fa379"), Some(Version(4, 1, 4)));
-        assert_eq!(Version::find_in("helmfile version 1.1.2"), Some(Version(1, 1, 2)));
-        assert_eq!(Version::find_in("v0.33.17, built 2024-06-10"), Some(Version(0, 33, 17)));
-        assert_eq!(Version::find_in("Docker 20.10"), Some(Version(20, 10, 0)));
-        assert_eq!(Version::find_in("k8s.io/v2 x"), None);
-        assert_eq!(Version::find_in("no version here"), None);
-        assert!(Version(1, 10, 0) > Version(1, 9, 9));
     }
 
     #[test]
@@ -467,20 +368,23 @@ mod tests {
             ok: false,
             checks: vec![k3d],
             kube_context: KubeContext {
-                current: None,
-                expected: "k3d-ameide".into(),
+                name: "k3d-ameide".into(),
+                present: false,
                 detail: String::new(),
             },
         };
         let err = verdict(&report).unwrap_err();
-        assert_eq!(exit_code(&err), 3);
+        assert_eq!(err.kind(), ErrorKind::Missing);
         let text = err.to_string();
         assert!(
             text.contains("k3d (not found on PATH); install k3d: `cargo xtask tools install k3d`"),
             "{text}"
         );
         assert!(text.contains("https://k3d.io"), "{text}");
-        assert!(render(&report).contains("MISSING"));
+        let table = render(&report);
+        assert!(table.contains("MISSING"), "{table}");
+        assert!(table.ends_with("missing prerequisites: k3d (not found on PATH)\n"), "{table}");
+        assert!(table.contains("kube context: k3d-ameide"), "{table}");
     }
 
     #[test]
@@ -490,11 +394,7 @@ mod tests {
         let report = Report {
             ok: true,
             checks: vec![k3d],
-            kube_context: KubeContext {
-                current: None,
-                expected: "k3d-x".into(),
-                detail: "-".into(),
-            },
+            kube_context: KubeContext { name: "k3d-x".into(), present: true, detail: "-".into() },
         };
         let table = render(&report);
         let header = table.lines().next().unwrap();
@@ -526,12 +426,12 @@ mod tests {
         let timeout = Duration::from_secs(20);
 
         let helm = tool("helm", r#"[ "$*" = "version --short" ] && echo v3.15.2+g1a500d5"#);
-        let output = version_output(&helm, req("helm"), timeout).await;
+        let output = version_output(&Session::silent(), &helm, req("helm"), timeout).await;
         let check = assess_tool(req("helm"), Some(&helm), Some(output));
         assert_eq!((check.status, check.version), (Status::Ok, Some(Version(3, 15, 2))));
 
         let k3d = tool("k3d", "echo 'cannot start' >&2; exit 1");
-        let output = version_output(&k3d, req("k3d"), timeout).await;
+        let output = version_output(&Session::silent(), &k3d, req("k3d"), timeout).await;
         let check = assess_tool(req("k3d"), Some(&k3d), Some(output));
         assert_eq!(check.status, Status::Warning);
         assert!(check.detail.ends_with("`version` failed: cannot start"), "{}", check.detail);
@@ -541,7 +441,7 @@ mod tests {
     fn docker_is_judged_by_its_server_version() {
         assert_eq!(assess_docker(Ok(Some("20.10.24+dfsg1".into()))).status, Status::Ok);
         assert_eq!(assess_docker(Ok(Some("19.03.1".into()))).status, Status::Missing);
-        let down = assess_docker(Err(anyhow::anyhow!("connection refused")));
+        let down = assess_docker(Err(failed("connection refused")));
         assert_eq!(down.status, Status::Missing);
         assert!(down.detail.contains("connection refused"));
     }

@@ -1,0 +1,221 @@
+//! The layers stage: plan each layer (sync, with the reason, or unchanged) from its
+//! input digest and the digests recorded in the cluster, then apply in order: sync and
+//! gate, the secrets steps that follow the layer, and only when all of that succeeded,
+//! record the layer's digest. The first failure stops the stage; later layers are
+//! `skipped`.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use super::summary::{LayerAction, LayerStatus};
+use super::{RunState, Selection};
+use crate::error::Result;
+use crate::layers::{self, Cycle, LayerPlan};
+use crate::outcome::{Finding, Report, Status};
+use crate::runner::{Stage, StageFuture};
+use crate::secrets;
+
+pub struct Layers;
+
+impl Stage<RunState<'_>> for Layers {
+    fn name(&self) -> &'static str {
+        "layers"
+    }
+
+    fn plan<'a>(&'a mut self, state: &'a mut RunState<'_>) -> StageFuture<'a> {
+        Box::pin(plan(state))
+    }
+
+    fn apply<'a>(&'a mut self, state: &'a mut RunState<'_>) -> StageFuture<'a> {
+        Box::pin(apply(state))
+    }
+}
+
+/// What the cluster has recorded; with `--plan` on a cluster that is not there yet,
+/// nothing (every layer would sync).
+async fn recorded(state: &mut RunState<'_>) -> Result<(BTreeMap<String, String>, Option<String>)> {
+    let observed = match state.client().await {
+        Ok(client) => layers::recorded_digests(&client).await,
+        Err(e) => Err(e),
+    };
+    match observed {
+        Ok(recorded) => Ok((recorded, None)),
+        Err(e) if state.options.mode == crate::runner::Mode::Plan && !e.kind().is_interrupted() => {
+            Ok((BTreeMap::new(), Some(format!("the cluster is not reachable yet ({e})"))))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn plan(state: &mut RunState<'_>) -> Result<Report> {
+    let (recorded, unreachable) = recorded(state).await?;
+    let settings = state.ctx.settings.secrets.clone();
+    let named = matches!(state.options.selection, Selection::Named(_));
+    // `--from`/`--only` vouch for the layers before the selection only when the cluster
+    // records them as converged with today's inputs.
+    let first_selected = state.inputs.layers.iter().position(|l| l.selected).unwrap_or(0);
+    let unverified: Vec<String> = state.inputs.layers[..first_selected]
+        .iter()
+        .filter(|l| !named && recorded.get(&l.layer.name) != Some(&l.digest))
+        .map(|l| l.layer.name.clone())
+        .collect();
+    let (mut sync, mut unchanged) = (0, 0);
+    for index in 0..state.inputs.layers.len() {
+        let input = state.inputs.layers[index].clone();
+        if !input.selected {
+            continue;
+        }
+        let decision = match (&unreachable, named) {
+            (Some(why), _) => LayerPlan::Sync { reason: why.clone() },
+            (None, true) => LayerPlan::Sync { reason: "requested by `cargo xtask sync`".into() },
+            (None, false) => {
+                let client = state.client().await?;
+                let not_deployed = layers::not_deployed(&client, &input.layer).await?;
+                layers::plan(
+                    &input.digest,
+                    recorded.get(&input.layer.name).map(String::as_str),
+                    &not_deployed,
+                    state.options.force,
+                )
+            }
+        };
+        let tag = format!("layers/{}", input.layer.name);
+        state.ctx.session.line(&tag, &format!("plan: {decision}"));
+        let then = secrets::steps_after(&settings, &input.layer.name)
+            .into_iter()
+            .map(|step| step.describe(&settings))
+            .collect();
+        let row = &mut state.rows[index];
+        row.then = then;
+        row.action = Some(match decision {
+            LayerPlan::Sync { reason } => {
+                sync += 1;
+                (LayerAction::Sync, reason)
+            }
+            LayerPlan::Unchanged => {
+                unchanged += 1;
+                (
+                    LayerAction::Unchanged,
+                    "inputs match the last green run and every release is deployed".into(),
+                )
+            }
+        });
+        if state.options.mode == crate::runner::Mode::Plan {
+            row.status = LayerStatus::Planned;
+        }
+    }
+    if !unverified.is_empty() {
+        let finding = Finding::new(
+            "layers before the selection",
+            "recorded as converged with today's inputs",
+            format!("not converged: {}", unverified.join(", ")),
+            "run `cargo xtask bootstrap` without --from/--only to converge them first",
+        );
+        let detail = format!("{} earlier layer(s) not converged", unverified.len());
+        return Ok(Report {
+            layer: unverified.first().cloned(),
+            ..Report::failed(detail, finding)
+        });
+    }
+    Ok(Report::planned(format!("{sync} to sync, {unchanged} unchanged")))
+}
+
+async fn apply(state: &mut RunState<'_>) -> Result<Report> {
+    let client = state.client().await?;
+    let ctx = state.ctx;
+    let session = &ctx.session;
+    for index in 0..state.inputs.layers.len() {
+        let Some((action, reason)) = state.rows[index].action.clone() else { continue };
+        let input = state.inputs.layers[index].clone();
+        let name = input.layer.name.clone();
+        let started = Instant::now();
+        let result = match action {
+            LayerAction::Unchanged => {
+                session.progress(&format!("layers/{name}"), &format!("layer {name}: unchanged"));
+                state.rows[index].status = LayerStatus::Unchanged;
+                None
+            }
+            LayerAction::Sync => {
+                session.cancel.check()?;
+                session
+                    .progress(&format!("layers/{name}"), &format!("layer {name}: sync ({reason})"));
+                let cycle = Cycle { ctx, client: &client };
+                let outcome = match layers::sync_and_gate(&cycle, &input.layer).await {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        state.rows[index].status = LayerStatus::Failed;
+                        return Err(e);
+                    }
+                };
+                let row = &mut state.rows[index];
+                row.gate = outcome.gate;
+                row.warnings.extend(outcome.warnings);
+                row.status = match outcome.failure {
+                    Some(_) => LayerStatus::Failed,
+                    None => LayerStatus::Synced,
+                };
+                session.progress(
+                    &format!("layers/{name}"),
+                    &format!("layer {name}: {:?}, gate {:?}", row.status, row.gate),
+                );
+                outcome.failure
+            }
+        };
+        // The steps that follow the layer; only when all succeeded is it converged.
+        let failure = match result {
+            Some(failure) => Some(failure),
+            None => after_layer(state, &client, &name).await?,
+        };
+        state.rows[index].duration += started.elapsed();
+        if let Some(finding) = failure {
+            state.rows[index].status = LayerStatus::Failed;
+            let detail = summary_detail(state);
+            return Ok(Report { layer: Some(name), ..Report::failed(detail, finding) });
+        }
+        if action == LayerAction::Sync {
+            layers::record_digest(&client, &name, &input.digest).await?;
+        }
+    }
+    Ok(Report::with(Status::Ok, summary_detail(state)))
+}
+
+/// The secrets steps configured after `layer`: a failure is the layer's finding.
+async fn after_layer(
+    state: &mut RunState<'_>,
+    client: &kube::Client,
+    layer: &str,
+) -> Result<Option<Finding>> {
+    let ctx = state.ctx;
+    for step in secrets::steps_after(&ctx.settings.secrets, layer) {
+        ctx.session.cancel.check()?;
+        let report = step.run(ctx, client).await?;
+        let index = state.rows.iter().position(|r| r.name == layer);
+        if let Some(row) = index.map(|i| &mut state.rows[i]) {
+            row.warnings.extend(report.warnings.iter().cloned());
+        }
+        if report.status == Status::Failed {
+            return Ok(Some(report.finding.unwrap_or_else(|| {
+                Finding::new(
+                    step.describe(&ctx.settings.secrets),
+                    "to succeed",
+                    report.detail,
+                    "read the log",
+                )
+            })));
+        }
+        for line in report.detail.split("; ").filter(|l| !l.is_empty()) {
+            ctx.session.progress(&format!("layers/{layer}"), &format!("layer {layer}: {line}"));
+            state.steps_detail.push(format!("after {layer}: {line}"));
+        }
+        state.steps_done.push(step);
+    }
+    Ok(None)
+}
+
+/// `N synced, M unchanged, K skipped`, counted from the rows.
+fn summary_detail(state: &RunState<'_>) -> String {
+    let count = |status| state.rows.iter().filter(|r| r.status == status).count();
+    let (synced, unchanged) = (count(LayerStatus::Synced), count(LayerStatus::Unchanged));
+    let skipped = state.rows.len() - synced - unchanged - count(LayerStatus::Failed);
+    format!("{synced} synced, {unchanged} unchanged, {skipped} skipped")
+}

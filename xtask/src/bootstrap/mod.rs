@@ -1,0 +1,292 @@
+//! `cargo xtask bootstrap` (every stage) and `cargo xtask sync <layer>...` (the layer
+//! cycle for the named layers), as a pipeline of stages (`crate::runner`): preflight
+//! reads every input and builds the run's [`Inputs`]; then cluster, charts, layers,
+//! status, secrets and tilt each plan over what they observe and apply. The Vault
+//! bootstrap wait and the db-migrations Secret run inside the layers stage, right after
+//! their configured layers, so later layers can rely on them. The summary is emitted as
+//! the command's result.
+
+mod layers_stage;
+mod preflight;
+mod stages;
+pub mod summary;
+
+use crate::config::Context;
+use crate::error::{ErrorKind, Result, bad_input};
+use crate::events::Event;
+use crate::outcome::Status;
+use crate::platform::helmfile::{Layer, Platform};
+use crate::runner::{self, Mode, RunOutcome, Stage};
+use crate::secrets::Step;
+use summary::{LayerRow, Summary};
+
+#[derive(clap::Args, Debug, Default)]
+pub struct Args {
+    /// Print what each stage would do and change nothing.
+    #[arg(long)]
+    pub plan: bool,
+    /// Start at this layer (earlier layers must already be converged).
+    #[arg(long, value_name = "LAYER", conflicts_with = "only")]
+    pub from: Option<String>,
+    /// Only this layer (earlier layers must already be converged).
+    #[arg(long, value_name = "LAYER")]
+    pub only: Option<String>,
+    /// Sync every selected layer, even those whose inputs are unchanged.
+    #[arg(long)]
+    pub force: bool,
+    /// Skip the tilt stage (do not start or check Tilt).
+    #[arg(long)]
+    pub no_tilt: bool,
+    /// Do not install the pinned tools into .tools/bin first (`cargo xtask tools
+    /// install`); use what is there and on PATH.
+    #[arg(long)]
+    pub no_install: bool,
+}
+
+/// `cargo xtask sync <layer>...`: sync and gate just these layers, converged or not.
+#[derive(clap::Args, Debug, Default)]
+pub struct SyncArgs {
+    /// Layer names (file stems, e.g. `24-auth`), run in platform order.
+    #[arg(required = true, value_name = "LAYER")]
+    pub layers: Vec<String>,
+    /// Do not install the pinned tools into .tools/bin first.
+    #[arg(long)]
+    pub no_install: bool,
+}
+
+/// Which layers a run touches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    All,
+    From(String),
+    Only(String),
+    /// `sync <layer>...`: always synced, whatever their digest.
+    Named(Vec<String>),
+}
+
+/// Indices of the selected layers, in platform order; an unknown name is bad input.
+pub fn select(names: &[&str], selection: &Selection) -> Result<Vec<usize>> {
+    let find = |wanted: &str| {
+        names.iter().position(|n| *n == wanted).ok_or_else(|| {
+            bad_input(format!("unknown layer `{wanted}`: expected one of {}", names.join(", ")))
+        })
+    };
+    Ok(match selection {
+        Selection::All => (0..names.len()).collect(),
+        Selection::From(name) => (find(name)?..names.len()).collect(),
+        Selection::Only(name) => vec![find(name)?],
+        Selection::Named(wanted) => {
+            let mut indices = wanted.iter().map(|w| find(w)).collect::<Result<Vec<_>>>()?;
+            indices.sort_unstable();
+            indices.dedup();
+            indices
+        }
+    })
+}
+
+/// How this run was asked to go.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub selection: Selection,
+    pub force: bool,
+    pub no_install: bool,
+    pub mode: Mode,
+}
+
+/// One layer as the run sees it: the model, its input digest, whether it is selected.
+#[derive(Debug, Clone)]
+pub struct LayerInput {
+    pub layer: Layer,
+    pub digest: String,
+    pub selected: bool,
+}
+
+/// Everything preflight read: what later stages decide from. Nothing here changes.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub platform: Platform,
+    pub layers: Vec<LayerInput>,
+}
+
+/// What the stages after preflight share: the inputs, and what the layers stage did
+/// that later stages build on (the layer rows, the secrets steps already run).
+pub struct RunState<'c> {
+    pub ctx: &'c Context,
+    pub options: Options,
+    pub inputs: Inputs,
+    /// One row per platform layer, in platform order.
+    pub rows: Vec<LayerRow>,
+    /// Secrets steps the layers stage ran after their layers, and what they did.
+    pub steps_done: Vec<Step>,
+    pub steps_detail: Vec<String>,
+    client: Option<kube::Client>,
+}
+
+impl<'c> RunState<'c> {
+    fn new(ctx: &'c Context, options: Options, inputs: Inputs) -> RunState<'c> {
+        let rows = inputs.layers.iter().map(|l| LayerRow::new(&l.layer.name)).collect();
+        RunState {
+            ctx,
+            options,
+            inputs,
+            rows,
+            steps_done: Vec::new(),
+            steps_detail: Vec::new(),
+            client: None,
+        }
+    }
+
+    /// The kube client for the run's context, made on first use (after the cluster
+    /// stage, which may have just created the cluster).
+    pub async fn client(&mut self) -> Result<kube::Client> {
+        if let Some(client) = &self.client {
+            return Ok(client.clone());
+        }
+        let client = crate::k8s::client(&self.ctx.kube_context).await?;
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+}
+
+pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
+    let selection = match (&args.from, &args.only) {
+        (Some(from), _) => Selection::From(from.clone()),
+        (_, Some(only)) => Selection::Only(only.clone()),
+        _ => Selection::All,
+    };
+    let mode = if args.plan { Mode::Plan } else { Mode::Apply };
+    let options = Options { selection, force: args.force, no_install: args.no_install, mode };
+    let mut stages: Vec<Box<dyn Stage<RunState>>> = vec![
+        // Charts first: an offline check, so a bad lock stops the run before any change.
+        Box::new(stages::Charts),
+        Box::new(stages::Cluster::default()),
+        Box::new(layers_stage::Layers),
+        Box::new(stages::Status),
+        Box::new(stages::Secrets),
+    ];
+    if !args.no_tilt {
+        stages.push(Box::new(stages::Tilt));
+    }
+    execute(ctx, "bootstrap", options, stages).await
+}
+
+pub async fn sync(ctx: &Context, args: &SyncArgs) -> Result<()> {
+    let options = Options {
+        selection: Selection::Named(args.layers.clone()),
+        force: true,
+        no_install: args.no_install,
+        mode: Mode::Apply,
+    };
+    let stages: Vec<Box<dyn Stage<RunState>>> =
+        vec![Box::new(layers_stage::Layers), Box::new(stages::Status)];
+    execute(ctx, "sync", options, stages).await
+}
+
+async fn execute<'c>(
+    ctx: &'c Context,
+    command: &str,
+    options: Options,
+    mut stages: Vec<Box<dyn Stage<RunState<'c>> + 'c>>,
+) -> Result<()> {
+    let session = &ctx.session;
+    let names: Vec<&'static str> = stages.iter().map(|s| s.name()).collect();
+    let detail = format!(
+        "stages preflight,{}, context {}, environment {}{}",
+        names.join(","),
+        ctx.kube_context,
+        ctx.environment,
+        if options.mode == Mode::Plan { ", plan only" } else { "" }
+    );
+    session.events.emit(Event::CommandStarted { command, detail: &detail });
+
+    let needs_k3d = names.contains(&"cluster") && ctx.targets_own_cluster();
+    let mut first: Vec<Box<dyn Stage<preflight::Read> + '_>> =
+        vec![Box::new(preflight::Preflight { ctx, options: options.clone(), needs_k3d })];
+    let mut read = preflight::Read::default();
+    let mut outcome = runner::run(&mut first, &mut read, options.mode, session, remedy).await;
+    // Kept when preflight failed after reading the layers: the summary still lists them.
+    let mut rows = read.layer_names.iter().map(|name| LayerRow::new(name)).collect();
+    match read.inputs {
+        Some(inputs) if outcome.error.is_none() => {
+            let mut state = RunState::new(ctx, options.clone(), inputs);
+            let rest = runner::run(&mut stages, &mut state, options.mode, session, remedy).await;
+            outcome = join(outcome, rest);
+            rows = state.rows;
+        }
+        _ => {
+            for name in names {
+                outcome.rows.push(runner::StageRow {
+                    name: name.into(),
+                    status: Status::Skipped,
+                    duration: std::time::Duration::ZERO,
+                    detail: "not run: an earlier stage failed".into(),
+                    warnings: Vec::new(),
+                });
+            }
+        }
+    }
+    let summary = Summary {
+        status: outcome.status,
+        stages: outcome.rows,
+        layers: rows,
+        failure: outcome.failure,
+        log: ctx.log_path.display().to_string(),
+    };
+    session.events.emit(Event::Result { result: &summary });
+    outcome.error.map_or(Ok(()), Err)
+}
+
+/// Preflight's outcome followed by the rest of the run's.
+fn join(first: RunOutcome, rest: RunOutcome) -> RunOutcome {
+    let mut rows = first.rows;
+    rows.extend(rest.rows);
+    RunOutcome { status: rest.status, rows, failure: rest.failure, error: rest.error }
+}
+
+/// What to do about a stage's error that carries no remediation of its own.
+fn remedy(stage: &str, kind: ErrorKind) -> String {
+    match (kind, stage) {
+        (ErrorKind::Interrupted(_), _) => "run `cargo xtask bootstrap` again: converged layers are skipped, it continues from the first one that is not".into(),
+        (ErrorKind::BadInput, _) => "fix the file or argument named in the message, then run again; nothing was changed".into(),
+        (ErrorKind::Missing, _) => "install or start what is missing (`cargo xtask doctor` shows how), or pick a usable kube context with --context".into(),
+        (_, "cluster") => "read the k3d output in the log, fix the cause, then run `cargo xtask cluster` (`--plan` shows what it decides)".into(),
+        (_, "charts") => "run `cargo xtask vendor` to restore the locked chart archives (`cargo xtask vendor --check` lists the problems)".into(),
+        _ => "read the log for this stage's output, fix the cause, and run again".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAMES: [&str; 4] = ["10-bootstrap", "20-core", "24-auth", "40-data"];
+
+    #[test]
+    fn selection_keeps_platform_order() {
+        assert_eq!(select(&NAMES, &Selection::All).unwrap(), [0, 1, 2, 3]);
+        assert_eq!(select(&NAMES, &Selection::From("24-auth".into())).unwrap(), [2, 3]);
+        assert_eq!(select(&NAMES, &Selection::Only("20-core".into())).unwrap(), [1]);
+        let named =
+            Selection::Named(vec!["40-data".into(), "10-bootstrap".into(), "40-data".into()]);
+        assert_eq!(select(&NAMES, &named).unwrap(), [0, 3]);
+    }
+
+    #[test]
+    fn unknown_layer_is_bad_input_listing_the_layers() {
+        let err = select(&NAMES, &Selection::Only("25-nope".into())).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BadInput);
+        assert!(
+            err.to_string()
+                .contains("unknown layer `25-nope`: expected one of 10-bootstrap, 20-core"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn remediation_depends_on_the_kind_first() {
+        let interrupted = ErrorKind::Interrupted(crate::error::Signal::Interrupt);
+        assert!(remedy("layers", interrupted).contains("run `cargo xtask bootstrap` again"));
+        assert!(remedy("preflight", ErrorKind::BadInput).contains("nothing was changed"));
+        assert!(remedy("charts", ErrorKind::Failed).contains("cargo xtask vendor"));
+    }
+}

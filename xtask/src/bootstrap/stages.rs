@@ -1,0 +1,191 @@
+//! The stages around the layers: charts (offline check), cluster (k3d reconcile),
+//! status (every release deployed), secrets, tilt. Each plans over what it observes
+//! and applies; `--plan` shows only the plans.
+
+use super::RunState;
+use super::summary::LayerStatus;
+use crate::charts::{self, ReleaseChart};
+use crate::outcome::{Finding, Report, Verdict};
+use crate::runner::{Stage, StageFuture};
+use crate::secrets::Step;
+use crate::{checks, cluster, layers, secrets, tilt};
+
+/// `cargo xtask vendor --check`, offline: read-only, so its report is final.
+pub struct Charts;
+
+impl Stage<RunState<'_>> for Charts {
+    fn name(&self) -> &'static str {
+        "charts"
+    }
+
+    fn plan<'a>(&'a mut self, state: &'a mut RunState<'_>) -> StageFuture<'a> {
+        Box::pin(async move {
+            let mut releases = Vec::new();
+            let mut unread = Vec::new();
+            for input in &state.inputs.layers {
+                let layer = &input.layer;
+                if let Some(reason) = layer.releases.not_read_reason() {
+                    unread.push(format!(
+                        "{}: release charts not checked: {reason}",
+                        layer.file.display()
+                    ));
+                }
+                releases.extend(layer.releases.as_slice().iter().map(|r| ReleaseChart {
+                    layer_file: layer.file.clone(),
+                    release: r.name.clone(),
+                    chart: r.chart.clone(),
+                }));
+            }
+            let (archives, checked) =
+                charts::check(&state.ctx.settings.charts_lock, &releases, &unread)?;
+            Ok(Report::ok(format!(
+                "{archives} archive(s) verified, {checked} release chart(s) local or locked"
+            )))
+        })
+    }
+
+    fn apply<'a>(&'a mut self, _: &'a mut RunState<'_>) -> StageFuture<'a> {
+        Box::pin(async { Ok(Report::ok("")) })
+    }
+}
+
+/// `cargo xtask cluster`, for the k3d cluster's own context only.
+#[derive(Default)]
+pub struct Cluster {
+    planned: Option<cluster::Planned>,
+}
+
+impl Stage<RunState<'_>> for Cluster {
+    fn name(&self) -> &'static str {
+        "cluster"
+    }
+
+    fn plan<'a>(&'a mut self, state: &'a mut RunState<'_>) -> StageFuture<'a> {
+        Box::pin(async move {
+            let ctx = state.ctx;
+            if !ctx.targets_own_cluster() {
+                return Ok(Report::skipped(format!(
+                    "context {} is not the k3d cluster's",
+                    ctx.kube_context
+                )));
+            }
+            let planned = cluster::plan(ctx).await?;
+            let detail = planned.plan.action.to_string();
+            self.planned = Some(planned);
+            Ok(Report::planned(detail))
+        })
+    }
+
+    fn apply<'a>(&'a mut self, state: &'a mut RunState<'_>) -> StageFuture<'a> {
+        Box::pin(async move {
+            match &self.planned {
+                Some(planned) => cluster::apply(state.ctx, planned).await,
+                None => Ok(Report::skipped("nothing was planned")),
+            }
+        })
+    }
+}
+
+/// Every release of every layer this run synced or found unchanged is `deployed`.
+pub struct Status;
+
+impl Stage<RunState<'_>> for Status {
+    fn name(&self) -> &'static str {
+        "status"
+    }
+
+    fn plan<'a>(&'a mut self, _: &'a mut RunState<'_>) -> StageFuture<'a> {
+        Box::pin(async { Ok(Report::planned("would check every release is deployed")) })
+    }
+
+    fn apply<'a>(&'a mut self, state: &'a mut RunState<'_>) -> StageFuture<'a> {
+        Box::pin(async move {
+            let client = state.client().await?;
+            let mut failures: Vec<(String, Finding)> = Vec::new();
+            let mut checked = 0;
+            for (input, row) in state.inputs.layers.iter().zip(&state.rows) {
+                if !matches!(row.status, LayerStatus::Synced | LayerStatus::Unchanged) {
+                    continue;
+                }
+                for release in input.layer.releases.as_slice().iter().filter(|r| r.installed) {
+                    let check = checks::release_deployed(
+                        &client,
+                        &release.name,
+                        layers::namespace_of(release),
+                    )
+                    .await?;
+                    checked += 1;
+                    if check.verdict == Verdict::Failed {
+                        failures.push((input.layer.name.clone(), check.finding));
+                    }
+                }
+            }
+            let Some((layer, first)) = failures.first().cloned() else {
+                return Ok(Report::ok(format!("{checked} release(s) deployed")));
+            };
+            let found: Vec<String> =
+                failures.iter().map(|(_, f)| format!("{}: {}", f.subject, f.found)).collect();
+            let finding = Finding {
+                subject: format!("{} release(s)", failures.len()),
+                expected: "every release deployed".into(),
+                found: found.join("; "),
+                remediation: first.remediation,
+            };
+            let detail = format!("{} of {checked} release(s) not deployed", failures.len());
+            Ok(Report { layer: Some(layer), ..Report::failed(detail, finding) })
+        })
+    }
+}
+
+/// The Vault bootstrap and db-migrations steps whose layers did not run, then every
+/// ExternalSecret Ready; the detail also says what the layer steps did.
+pub struct Secrets;
+
+impl Stage<RunState<'_>> for Secrets {
+    fn name(&self) -> &'static str {
+        "secrets"
+    }
+
+    fn plan<'a>(&'a mut self, state: &'a mut RunState<'_>) -> StageFuture<'a> {
+        Box::pin(async move {
+            let settings = &state.ctx.settings.secrets;
+            let mut would: Vec<String> = Step::ALL
+                .into_iter()
+                .filter(|step| !state.steps_done.contains(step))
+                .filter(|step| {
+                    let after = step.after_layer(settings);
+                    !state.inputs.layers.iter().any(|l| l.selected && l.layer.name == after)
+                })
+                .map(|step| step.describe(settings))
+                .collect();
+            would.push("check ExternalSecrets".into());
+            Ok(Report::planned(format!("would {}", would.join(", "))))
+        })
+    }
+
+    fn apply<'a>(&'a mut self, state: &'a mut RunState<'_>) -> StageFuture<'a> {
+        Box::pin(async move {
+            let client = state.client().await?;
+            let report = secrets::stage(state.ctx, &client, &state.steps_done).await?;
+            let done = Report::ok(state.steps_detail.join("; "));
+            Ok(done.merge(report))
+        })
+    }
+}
+
+/// Tilt started (unless it already answers Ready) and its Tiltfile Ready.
+pub struct Tilt;
+
+impl Stage<RunState<'_>> for Tilt {
+    fn name(&self) -> &'static str {
+        "tilt"
+    }
+
+    fn plan<'a>(&'a mut self, _: &'a mut RunState<'_>) -> StageFuture<'a> {
+        Box::pin(async { Ok(Report::planned("would start Tilt unless it is Ready")) })
+    }
+
+    fn apply<'a>(&'a mut self, state: &'a mut RunState<'_>) -> StageFuture<'a> {
+        Box::pin(tilt::ensure(state.ctx))
+    }
+}

@@ -1,0 +1,313 @@
+//! The summary a run ends with: the stage rows, one row per layer, the first failure
+//! and the log path, as a table (terminal), one JSON object (`--format json`; the shape
+//! is a contract), and the lines the log file ends with.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::events::Rendered;
+use crate::layers::GateStatus;
+use crate::outcome::Status;
+use crate::runner::{Failure, StageRow};
+use crate::table;
+
+/// What happened to one layer in this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerStatus {
+    Synced,
+    Unchanged,
+    Failed,
+    Skipped,
+    /// `--plan`: decided, nothing done (see the row's action).
+    Planned,
+}
+
+/// What the plan decided for a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerAction {
+    Sync,
+    Unchanged,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerRow {
+    pub name: String,
+    pub status: LayerStatus,
+    pub gate: GateStatus,
+    pub warnings: Vec<String>,
+    pub duration: Duration,
+    /// The plan's decision and why, once the layers stage planned this layer.
+    pub action: Option<(LayerAction, String)>,
+    /// Steps that follow the layer (Vault bootstrap, db-migrations), for plans.
+    pub then: Vec<String>,
+}
+
+impl LayerRow {
+    pub fn new(name: &str) -> LayerRow {
+        LayerRow {
+            name: name.to_owned(),
+            status: LayerStatus::Skipped,
+            gate: GateStatus::None,
+            warnings: Vec::new(),
+            duration: Duration::ZERO,
+            action: None,
+            then: Vec::new(),
+        }
+    }
+
+    /// The plan column: `sync: <reason>; then <step>`.
+    fn plan_text(&self) -> String {
+        let Some((action, reason)) = &self.action else { return String::new() };
+        let word = word(action);
+        let then: String = self.then.iter().map(|s| format!("; then {s}")).collect();
+        format!("{word}: {reason}{then}")
+    }
+}
+
+#[derive(Debug)]
+pub struct Summary {
+    pub status: Status,
+    pub stages: Vec<StageRow>,
+    pub layers: Vec<LayerRow>,
+    pub failure: Option<Failure>,
+    pub log: String,
+}
+
+impl Summary {
+    /// Every warning of the run, in stage order; a layer's warnings are the layers stage's.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut all = Vec::new();
+        for stage in &self.stages {
+            if stage.name == "layers" {
+                for layer in &self.layers {
+                    all.extend(layer.warnings.iter().map(|w| format!("{}: {w}", layer.name)));
+                }
+            }
+            all.extend(stage.warnings.iter().map(|w| format!("{}: {w}", stage.name)));
+        }
+        all
+    }
+
+    fn failure_lines(&self) -> Option<(String, String)> {
+        let f = self.failure.as_ref()?;
+        let at = f.layer.as_ref().map_or(String::new(), |l| format!(" (layer {l})"));
+        Some((format!("FAILED in {}{at}: {}", f.stage, f.finding), f.finding.remediation.clone()))
+    }
+}
+
+fn word<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+fn secs(duration: Duration) -> String {
+    format!("{:.1}s", duration.as_secs_f64())
+}
+
+impl Rendered for Summary {
+    fn human(&self) -> String {
+        let stages: Vec<Vec<String>> = self
+            .stages
+            .iter()
+            .map(|s| {
+                vec![s.name.clone(), s.status.word().into(), secs(s.duration), s.detail.clone()]
+            })
+            .collect();
+        let mut out = table::render(&["STAGE", "STATUS", "TIME", "DETAIL"], &stages);
+        if !self.layers.is_empty() {
+            let planned = self.layers.iter().any(|l| l.status == LayerStatus::Planned);
+            let rows: Vec<Vec<String>> = self
+                .layers
+                .iter()
+                .map(|l| {
+                    let time = if l.duration.is_zero() { String::new() } else { secs(l.duration) };
+                    let mut row = vec![l.name.clone(), word(&l.status), word(&l.gate), time];
+                    if planned {
+                        row.push(l.plan_text());
+                    }
+                    row
+                })
+                .collect();
+            let headers: &[&str] = if planned {
+                &["LAYER", "STATUS", "GATE", "TIME", "PLAN"]
+            } else {
+                &["LAYER", "STATUS", "GATE", "TIME"]
+            };
+            out.push('\n');
+            out.push_str(&table::render(headers, &rows));
+        }
+        for warning in self.warnings() {
+            out.push_str(&format!("warning: {warning}\n"));
+        }
+        if let Some((failed, remediation)) = self.failure_lines() {
+            out.push_str(&format!("\n{failed}\nwhat to do: {remediation}\n"));
+        }
+        out.push_str(&format!("\n{}; log: {}\n", self.status.word(), self.log));
+        out
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let stages: Vec<_> = self
+            .stages
+            .iter()
+            .map(|s| {
+                let mut stage = json!({
+                    "name": s.name,
+                    "status": s.status,
+                    "duration_ms": s.duration.as_millis() as u64,
+                });
+                if !s.warnings.is_empty() {
+                    stage["warnings"] = json!(s.warnings);
+                }
+                stage
+            })
+            .collect();
+        let layers: Vec<_> = self
+            .layers
+            .iter()
+            .map(|l| {
+                let mut layer = json!({
+                    "name": l.name,
+                    "status": l.status,
+                    "gate": l.gate,
+                    "warnings": l.warnings,
+                });
+                if let Some((action, reason)) = &l.action {
+                    layer["action"] = json!(action);
+                    layer["reason"] = json!(reason);
+                    if !l.then.is_empty() {
+                        layer["then"] = json!(l.then);
+                    }
+                }
+                layer
+            })
+            .collect();
+        let failure = self.failure.as_ref().map(|f| {
+            json!({
+                "stage": f.stage,
+                "layer": f.layer,
+                "message": f.finding.to_string(),
+                "remediation": f.finding.remediation,
+            })
+        });
+        json!({
+            "status": self.status,
+            "stages": stages,
+            "layers": layers,
+            "failure": failure,
+            "log": self.log,
+        })
+    }
+
+    /// The failure and its remediation as plain lines, the summary as JSON, then the
+    /// gap log (every warning) last, so a reader of the log's end sees what matters.
+    fn log_lines(&self) -> Vec<(String, String)> {
+        let mut lines = Vec::new();
+        if let Some((failed, remediation)) = self.failure_lines() {
+            lines.push(("bootstrap".into(), failed));
+            lines.push(("bootstrap".into(), format!("what to do: {remediation}")));
+        }
+        lines.push(("bootstrap".into(), format!("end: {} {}", self.status.word(), self.json())));
+        let warnings = self.warnings();
+        lines.push(("gaps".into(), format!("{} gap(s) found by this run", warnings.len())));
+        for warning in warnings {
+            lines.push(("gaps".into(), format!("- {}", warning.replace('\n', " "))));
+        }
+        lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::Finding;
+
+    fn summary() -> Summary {
+        let mut auth = LayerRow::new("24-auth");
+        auth.status = LayerStatus::Failed;
+        auth.gate = GateStatus::Failed;
+        let mut data = LayerRow::new("40-data-plane");
+        data.warnings.push("pod log missing".into());
+        Summary {
+            status: Status::Failed,
+            stages: vec![StageRow {
+                name: "layers".into(),
+                status: Status::Failed,
+                duration: Duration::from_millis(1500),
+                detail: "1 synced".into(),
+                warnings: Vec::new(),
+            }],
+            layers: vec![auth, data],
+            failure: Some(Failure {
+                stage: "layers".into(),
+                layer: Some("24-auth".into()),
+                finding: Finding::new(
+                    "gate ameide/auth-smoke",
+                    "hooks Succeeded",
+                    "1 Failed",
+                    "kubectl logs -n ameide x",
+                ),
+            }),
+            log: "/tmp/setup.log".into(),
+        }
+    }
+
+    #[test]
+    fn json_has_exactly_the_contract_fields() {
+        let json = summary().json();
+        assert_eq!(json["status"], "failed");
+        assert_eq!(
+            json["stages"][0],
+            json!({"name": "layers", "status": "failed", "duration_ms": 1500})
+        );
+        assert_eq!(
+            json["layers"][0],
+            json!({"name": "24-auth", "status": "failed", "gate": "failed", "warnings": []})
+        );
+        assert_eq!(json["failure"]["layer"], "24-auth");
+        assert_eq!(json["failure"]["remediation"], "kubectl logs -n ameide x");
+        assert_eq!(json["log"], "/tmp/setup.log");
+        let ok = Summary { failure: None, ..summary() };
+        assert_eq!(ok.json()["failure"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn planned_layers_carry_their_action_and_reason() {
+        let mut row = LayerRow::new("10-bootstrap");
+        row.status = LayerStatus::Planned;
+        row.action = Some((LayerAction::Sync, "no digest recorded".into()));
+        row.then.push("await the Vault bootstrap Job".into());
+        let planned = Summary { layers: vec![row], failure: None, ..summary() };
+        let json = planned.json();
+        assert_eq!(json["layers"][0]["status"], "planned");
+        assert_eq!(json["layers"][0]["action"], "sync");
+        assert_eq!(json["layers"][0]["reason"], "no digest recorded");
+        let text = planned.human();
+        assert!(
+            text.contains("sync: no digest recorded; then await the Vault bootstrap Job"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn table_shows_layers_warnings_and_what_to_do_once() {
+        let text = summary().human();
+        assert!(text.contains("24-auth        failed   failed"), "{text}");
+        assert!(text.contains("warning: 40-data-plane: pod log missing"), "{text}");
+        assert!(text.contains("FAILED in layers (layer 24-auth): gate ameide/auth-smoke: expected hooks Succeeded, found 1 Failed"), "{text}");
+        assert_eq!(text.matches("what to do: kubectl logs -n ameide x").count(), 1, "{text}");
+        assert!(text.trim_end().ends_with("failed; log: /tmp/setup.log"), "{text}");
+    }
+
+    #[test]
+    fn the_log_ends_with_the_gap_log_after_the_failure() {
+        let lines = summary().log_lines();
+        assert!(lines[0].1.starts_with("FAILED in layers (layer 24-auth)"));
+        assert_eq!(lines[1].1, "what to do: kubectl logs -n ameide x");
+        let last = lines.last().unwrap();
+        assert_eq!(last, &("gaps".to_string(), "- 40-data-plane: pod log missing".to_string()));
+    }
+}

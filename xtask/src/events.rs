@@ -1,0 +1,206 @@
+//! What the engine tells the world, as typed events. The engine never prints: it emits
+//! [`Event`]s through [`Events`], and sinks (`crate::sinks`: terminal, JSON, log file,
+//! silent) decide what to show where. One place owns the terminal, so a spinner and a
+//! `$ cmd` line never garble each other.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::Signal;
+use crate::outcome::{Finding, Status};
+
+/// One thing that happened. Borrowed: sinks render it at once and keep nothing.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// A command (`bootstrap`, `cluster`, ...) began: what it targets, for the log.
+    CommandStarted {
+        command: &'a str,
+        detail: &'a str,
+    },
+    StageStarted {
+        stage: &'a str,
+    },
+    StageFinished {
+        stage: &'a str,
+        status: Status,
+        detail: &'a str,
+        duration: Duration,
+    },
+    /// An external tool was started: the line as a user would type it. Quiet calls
+    /// (read-only probes) go to the log only.
+    ToolStarted {
+        tag: &'a str,
+        line: &'a str,
+        quiet: bool,
+    },
+    /// One line a tool printed (log only: the terminal shows progress, not tool output).
+    ToolOutput {
+        tag: &'a str,
+        line: &'a str,
+    },
+    /// A tool ended: `code` is `None` when it was stopped (timeout, interruption).
+    ToolFinished {
+        tag: &'a str,
+        code: Option<i32>,
+        duration: Duration,
+        note: &'a str,
+    },
+    /// Progress a user wants to see ("layer 24-auth: sync (digest changed)").
+    Progress {
+        tag: &'a str,
+        text: &'a str,
+    },
+    /// Detail for the log file only.
+    Detail {
+        tag: &'a str,
+        text: &'a str,
+    },
+    /// A long wait began (a spinner on a terminal) or ended.
+    WaitStarted {
+        tag: &'a str,
+        text: &'a str,
+    },
+    WaitFinished {
+        tag: &'a str,
+    },
+    /// Something the user should know that does not fail the run.
+    Warning {
+        tag: &'a str,
+        text: &'a str,
+    },
+    /// A check that did not pass, in the one finding shape.
+    Finding {
+        tag: &'a str,
+        finding: &'a Finding,
+    },
+    /// A signal arrived: the running step is being stopped.
+    Interrupted {
+        signal: Signal,
+        forced: bool,
+    },
+    /// The command's result, rendered by the sink in its format.
+    Result {
+        result: &'a dyn Rendered,
+    },
+}
+
+/// A command's result: a table for people, one JSON object for scripts, and the lines
+/// the log ends with.
+pub trait Rendered: std::fmt::Debug + Sync {
+    fn human(&self) -> String;
+    fn json(&self) -> serde_json::Value;
+    /// What the log file keeps of it (default: the JSON on one line).
+    fn log_lines(&self) -> Vec<(String, String)> {
+        vec![("result".into(), self.json().to_string())]
+    }
+}
+
+/// Something that renders events: the terminal, a JSON writer, the log file, nothing.
+pub trait Sink: Send + Sync {
+    fn event(&self, event: &Event<'_>);
+}
+
+impl<S: Sink + ?Sized> Sink for Arc<S> {
+    fn event(&self, event: &Event<'_>) {
+        (**self).event(event)
+    }
+}
+
+/// The handle every step emits through; cloning shares the sinks.
+#[derive(Clone, Default)]
+pub struct Events {
+    sinks: Arc<Vec<Box<dyn Sink>>>,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Events({} sink(s))", self.sinks.len())
+    }
+}
+
+impl Events {
+    pub fn new(sinks: Vec<Box<dyn Sink>>) -> Events {
+        Events { sinks: Arc::new(sinks) }
+    }
+
+    /// No sink: events are dropped (library tests, read-only probes).
+    pub fn silent() -> Events {
+        Events::default()
+    }
+
+    pub fn emit(&self, event: Event<'_>) {
+        for sink in self.sinks.iter() {
+            sink.event(&event);
+        }
+    }
+
+    pub fn progress(&self, tag: &str, text: &str) {
+        self.emit(Event::Progress { tag, text });
+    }
+
+    pub fn detail(&self, tag: &str, text: &str) {
+        self.emit(Event::Detail { tag, text });
+    }
+
+    pub fn warning(&self, tag: &str, text: &str) {
+        self.emit(Event::Warning { tag, text });
+    }
+
+    /// Show a spinner until the returned guard is dropped.
+    pub fn wait(&self, tag: &str, text: &str) -> WaitGuard {
+        self.emit(Event::WaitStarted { tag, text });
+        WaitGuard { events: self.clone(), tag: tag.to_owned() }
+    }
+}
+
+/// Ends a wait (and its spinner) when dropped, on every path out of it.
+pub struct WaitGuard {
+    events: Events,
+    tag: String,
+}
+
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        self.events.emit(Event::WaitFinished { tag: &self.tag });
+    }
+}
+
+#[cfg(test)]
+pub mod testing {
+    //! A sink that records what it saw, for tests of emitting code.
+    use std::sync::{Arc, Mutex};
+
+    use super::{Event, Events, Sink};
+
+    #[derive(Clone, Default)]
+    pub struct Recorder(pub Arc<Mutex<Vec<String>>>);
+
+    impl Sink for Recorder {
+        fn event(&self, event: &Event<'_>) {
+            self.0.lock().unwrap().push(format!("{event:?}"));
+        }
+    }
+
+    pub fn recording() -> (Events, Recorder) {
+        let recorder = Recorder::default();
+        (Events::new(vec![Box::new(recorder.clone())]), recorder)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sink_sees_every_event_and_waits_always_end() {
+        let (events, seen) = testing::recording();
+        {
+            let _wait = events.wait("cluster", "waiting for the API");
+            events.progress("cluster", "created");
+        }
+        let seen = seen.0.lock().unwrap();
+        assert_eq!(seen.len(), 3);
+        assert!(seen[0].starts_with("WaitStarted"), "{seen:?}");
+        assert!(seen[2].starts_with("WaitFinished"), "{seen:?}");
+    }
+}

@@ -1,0 +1,137 @@
+//! Reading the platform as a command sees it: the pure model of `crate::platform`,
+//! checked against the run's environment, with Go-template layers listed by
+//! `helmfile list` (the one process the model needs, kept out of the model).
+//!
+//! `helmfile` is looked for in `<root>/.tools/bin`, then on `PATH`; without it template
+//! layers stay not read, with the reason. The calls are quiet (read-only) and change
+//! nothing.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::Context;
+use crate::error::{Result, bad_input};
+use crate::exec::{self, Cmd};
+use crate::platform::helmfile::{LayerReleases, Platform, parse_listed};
+use crate::session::Session;
+
+/// Why a template layer is not read when no helmfile is found.
+pub const NO_HELMFILE: &str = "not read: Go template and helmfile not found";
+
+/// The root Helmfile of the settings, for `ctx.environment`, with template layers listed.
+pub async fn read_platform(ctx: &Context) -> Result<Platform> {
+    let platform = Platform::read(&ctx.settings.helmfile)?;
+    platform.check_environment(&ctx.environment)?;
+    let lister = Lister {
+        helmfile: crate::probe::find_tool(&ctx.root, "helmfile"),
+        environment: ctx.environment.clone(),
+        timeout: ctx.settings.timeouts.tool_call(),
+    };
+    lister.fill(&ctx.session, platform).await
+}
+
+/// How template layers get listed: with `helmfile` (if found) for one environment.
+#[derive(Debug, Clone)]
+pub struct Lister {
+    pub helmfile: Option<PathBuf>,
+    pub environment: String,
+    pub timeout: Duration,
+}
+
+impl Lister {
+    /// Every template layer of `platform` listed (or marked [`NO_HELMFILE`]); a failing
+    /// `helmfile list` is bad input naming the layer file and helmfile's last line.
+    pub async fn fill(&self, session: &Session, mut platform: Platform) -> Result<Platform> {
+        for layer in platform.layers.iter_mut().filter(|l| l.template) {
+            layer.releases = self.list(session, &layer.file).await?;
+        }
+        Ok(platform)
+    }
+
+    async fn list(&self, session: &Session, file: &Path) -> Result<LayerReleases> {
+        let Some(helmfile) = &self.helmfile else {
+            return Ok(LayerReleases::NotRead { reason: NO_HELMFILE.into() });
+        };
+        let cmd = Cmd::new("helmfile", &helmfile.to_string_lossy(), self.timeout)
+            .arg("-f")
+            .arg(file.to_string_lossy())
+            .args(["-e", &self.environment, "list", "--output", "json"])
+            .quiet();
+        // Reading the model changes nothing: not echoed, and not logged.
+        let out = exec::run(&session.quiet(), &cmd).await?;
+        if !out.success() {
+            let why =
+                out.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
+            return Err(bad_input(format!(
+                "{}: `{}` failed: {why}",
+                file.display(),
+                cmd.display()
+            )));
+        }
+        Ok(LayerReleases::Listed { releases: parse_listed(file, &out.stdout)? })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    fn platform_with_template(dir: &Path) -> Platform {
+        let root = dir.join("helmfile.yaml");
+        std::fs::write(
+            &root,
+            "environments:\n  local: {}\n---\nhelmfiles:\n  - 30-apps.yaml.gotmpl\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("30-apps.yaml.gotmpl"), "releases: []\n").unwrap();
+        Platform::read(&root).unwrap()
+    }
+
+    fn no_helmfile() -> Lister {
+        Lister { helmfile: None, environment: "local".into(), timeout: Duration::from_secs(30) }
+    }
+
+    #[tokio::test]
+    async fn template_layer_without_helmfile_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let platform = platform_with_template(dir.path());
+        let platform = no_helmfile().fill(&Session::silent(), platform).await.unwrap();
+        assert_eq!(platform.layers[0].releases.not_read_reason(), Some(NO_HELMFILE));
+    }
+
+    #[tokio::test]
+    async fn template_layer_is_listed_by_helmfile_and_its_failure_is_bad_input() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let platform = platform_with_template(dir.path());
+        let helmfile = dir.path().join("helmfile");
+        std::fs::write(
+            &helmfile,
+            r#"#!/bin/sh
+case "$*" in
+  *"-e local list --output json") echo '[{"name":"web","labels":"gate:true","chart":"c"}]';;
+  *) echo "environment not found" >&2; exit 1;;
+esac
+"#,
+        )
+        .unwrap();
+        std::fs::set_permissions(&helmfile, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let lister = Lister { helmfile: Some(helmfile), ..no_helmfile() };
+
+        let listed = lister.fill(&Session::silent(), platform.clone()).await.unwrap();
+        let layer = &listed.layers[0];
+        assert!(matches!(layer.releases, LayerReleases::Listed { .. }), "{layer:?}");
+        assert_eq!(layer.gates().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["web"]);
+
+        let staging = Lister { environment: "staging".into(), ..lister };
+        let err = staging.fill(&Session::silent(), platform).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BadInput);
+        let text = err.to_string();
+        assert!(text.contains("30-apps.yaml.gotmpl: `"), "{text}");
+        assert!(
+            text.contains("-e staging list --output json` failed: environment not found"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! The layer cycle: one `helmfile -f <layer> -e <env> sync` per layer, then its gate.
+//!
+//! A layer is skipped as converged when the digest of its inputs ([`inputs`]) equals
+//! the one recorded ([`record`]) after its last fully green run (ConfigMap
+//! `kube-system/bootstrap-layer-digests`, so a new cluster has none) and every release
+//! of the layer is `deployed`.
+
+mod inputs;
+mod record;
+
+pub use inputs::{digest, validate_inputs};
+pub use record::{
+    DIGESTS_CONFIGMAP, DIGESTS_NAMESPACE, forget_digest, record_digest, recorded_digests,
+};
+
+use crate::checks::{self, GateTarget};
+use crate::config::Context;
+use crate::error::Result;
+use crate::exec::{self, Cmd};
+use crate::outcome::{Finding, Verdict};
+use crate::platform::helmfile::Layer;
+
+/// Helmfile's default namespace for a release that names none.
+pub fn namespace_of(release: &crate::platform::helmfile::Release) -> &str {
+    release.namespace.as_deref().unwrap_or("default")
+}
+
+// ---- plan --------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerPlan {
+    Sync { reason: String },
+    Unchanged,
+}
+
+impl std::fmt::Display for LayerPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LayerPlan::Sync { reason } => write!(f, "sync: {reason}"),
+            LayerPlan::Unchanged => f.write_str(
+                "unchanged: inputs match the last green run and every release is deployed",
+            ),
+        }
+    }
+}
+
+/// What one layer needs. `not_deployed` lists releases (with their state) that are not
+/// `deployed`. Pure: every branch is unit-tested.
+pub fn plan(
+    digest: &str,
+    recorded: Option<&str>,
+    not_deployed: &[String],
+    force: bool,
+) -> LayerPlan {
+    let sync = |reason: String| LayerPlan::Sync { reason };
+    if force {
+        return sync("--force".into());
+    }
+    match recorded {
+        None => sync("no digest recorded in the cluster (new cluster, or never green)".into()),
+        Some(r) if r != digest => sync("its inputs changed since the last green run".into()),
+        Some(_) if !not_deployed.is_empty() => {
+            sync(format!("not deployed: {}", not_deployed.join(", ")))
+        }
+        Some(_) => LayerPlan::Unchanged,
+    }
+}
+
+/// Releases of `layer` (installed ones) whose latest revision is not `deployed`.
+pub async fn not_deployed(client: &kube::Client, layer: &Layer) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for release in layer.releases.as_slice().iter().filter(|r| r.installed) {
+        let check = checks::release_deployed(client, &release.name, namespace_of(release)).await?;
+        if check.verdict == Verdict::Failed {
+            out.push(format!("{} ({})", release.name, check.finding.found));
+        }
+    }
+    Ok(out)
+}
+
+// ---- sync + gate -------------------------------------------------------------------
+
+/// What one layer's cycle needs from the run.
+pub struct Cycle<'a> {
+    pub ctx: &'a Context,
+    pub client: &'a kube::Client,
+}
+
+/// A layer's gate, as the summary shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GateStatus {
+    Passed,
+    Warned,
+    Failed,
+    /// The layer has no gate release, or it was not run.
+    None,
+}
+
+/// How a layer's sync and gate went: a failed one carries its finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CycleResult {
+    pub gate: GateStatus,
+    pub warnings: Vec<String>,
+    pub failure: Option<Finding>,
+}
+
+/// The `helmfile sync` of one layer. It waits for the layer's workloads to be Ready and
+/// its Jobs done (`--wait --wait-for-jobs`) so the gate never races pods still starting;
+/// the user's layer files need no `wait: true` for this. Pinned to the run's context.
+pub fn sync_command(ctx: &Context, layer: &Layer) -> Cmd {
+    let timeout = ctx.settings.timeouts.layer_sync();
+    Cmd::new(&format!("layers/{}", layer.name), "helmfile", timeout)
+        .args(["--kube-context", &ctx.kube_context, "-f"])
+        .arg(layer.file.display().to_string())
+        .args(["-e", &ctx.environment, "sync", "--skip-deps", "--wait", "--wait-for-jobs"])
+        .args(["--timeout".to_owned(), timeout.as_secs().to_string()])
+        .env("HELM_KUBECONTEXT", &ctx.kube_context)
+}
+
+/// Sync `layer`, then run its gates. Errors are only for "could not go on at all"
+/// (interruption, the API unreachable); a failed sync or gate is a result. The digest
+/// is the caller's to record, once everything that follows the layer succeeded.
+pub async fn sync_and_gate(cycle: &Cycle<'_>, layer: &Layer) -> Result<CycleResult> {
+    let session = &cycle.ctx.session;
+    let tag = format!("layers/{}", layer.name);
+    forget_digest(cycle.client, &layer.name).await?;
+    let sync = sync_command(cycle.ctx, layer);
+    let output = {
+        let _wait = session.events.wait(&tag, &format!("syncing {}", layer.name));
+        exec::run(session, &sync).await?
+    };
+    if !output.success() {
+        let finding = Finding::new(
+            format!("layer {}", layer.name),
+            format!("`helmfile sync` of {} to succeed", layer.file.display()),
+            format!(
+                "exit {}{}: {}",
+                output.code.map_or("signal".into(), |c| c.to_string()),
+                failed_release(&output.stdout, &output.stderr)
+                    .map_or(String::new(), |r| format!(" in release `{r}`")),
+                output.tail(3).replace('\n', " / ")
+            ),
+            format!(
+                "fix the cause shown in the helmfile output for layer {}{}, then run `cargo xtask sync {}`",
+                layer.name,
+                session.where_output_is(&format!(" (tag [{tag}] in "), ")"),
+                layer.name
+            ),
+        );
+        return Ok(CycleResult {
+            gate: GateStatus::None,
+            warnings: Vec::new(),
+            failure: Some(finding),
+        });
+    }
+
+    let gates: Vec<_> = layer.gates().filter(|r| r.installed).collect();
+    let mut gate = if gates.is_empty() { GateStatus::None } else { GateStatus::Passed };
+    let mut warnings = Vec::new();
+    for release in gates {
+        let target = GateTarget {
+            release: &release.name,
+            namespace: namespace_of(release),
+            tag: &tag,
+            kube_context: &cycle.ctx.kube_context,
+            timeout: cycle.ctx.settings.timeouts.gate(),
+        };
+        let check = {
+            let _wait =
+                session.events.wait(&tag, &format!("gate {} of {}", release.name, layer.name));
+            checks::helm_test_gate(session, cycle.client, &target).await?
+        };
+        session.line(&tag, &format!("{:?}: {}", check.verdict, check.finding));
+        warnings.extend(check.warnings.iter().cloned());
+        match check.verdict {
+            Verdict::Passed => {}
+            Verdict::Warned => gate = GateStatus::Warned,
+            Verdict::Failed => {
+                return Ok(CycleResult {
+                    gate: GateStatus::Failed,
+                    warnings,
+                    failure: Some(check.finding),
+                });
+            }
+        }
+    }
+    Ok(CycleResult { gate, warnings, failure: None })
+}
+
+/// The release helmfile names in its failure output (`in ./x.yaml: failed processing
+/// release auth: ...` or helm's `release auth failed`), when it names one.
+pub fn failed_release(stdout: &str, stderr: &str) -> Option<String> {
+    let text = format!("{stdout}\n{stderr}");
+    for marker in ["failed processing release ", "release \"", "UPGRADE FAILED: release "] {
+        if let Some(at) = text.find(marker) {
+            let rest = &text[at + marker.len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '.')
+                .collect();
+            if !name.is_empty() {
+                return Some(name);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_sync_names_its_release() {
+        let out = "Error: UPGRADE FAILED: release auth failed, and has been rolled back";
+        assert_eq!(failed_release("", out).as_deref(), Some("auth"));
+        let out = "in ./helmfiles/24-auth.yaml: failed processing release keycloak: command failed";
+        assert_eq!(failed_release(out, "").as_deref(), Some("keycloak"));
+        assert_eq!(failed_release("exit status 1", ""), None);
+    }
+
+    #[test]
+    fn plan_syncs_only_what_changed_or_is_not_deployed() {
+        assert_eq!(plan("d1", Some("d1"), &[], false), LayerPlan::Unchanged);
+        assert!(
+            matches!(plan("d1", None, &[], false), LayerPlan::Sync { reason } if reason.contains("no digest recorded"))
+        );
+        assert!(
+            matches!(plan("d2", Some("d1"), &[], false), LayerPlan::Sync { reason } if reason.contains("inputs changed"))
+        );
+        let failed = ["keycloak (revision 2 is `failed`)".to_owned()];
+        assert!(
+            matches!(plan("d1", Some("d1"), &failed, false), LayerPlan::Sync { reason } if reason.contains("keycloak"))
+        );
+        assert!(
+            matches!(plan("d1", Some("d1"), &[], true), LayerPlan::Sync { reason } if reason == "--force")
+        );
+    }
+}

@@ -1,0 +1,371 @@
+//! ExternalSecret validation: every ExternalSecret (`external-secrets.io`, `v1` or
+//! `v1beta1`, all namespaces) must be Ready; one that is not names itself, its reason
+//! and the remote keys its condition says are missing. No CRD or no ExternalSecret is
+//! a warning with a count, never a silent pass.
+
+use kube::ResourceExt;
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::discovery::ApiResource;
+use serde_json::Value;
+
+use super::TAG;
+use crate::error::{Context as _, Result};
+use crate::outcome::{Check, Finding, Report, Verdict};
+use crate::session::Session;
+
+const SUBJECT: &str = "ExternalSecrets";
+const EXPECTED: &str = "every ExternalSecret Ready (every key it references exists)";
+
+pub const ESO_GROUP: &str = "external-secrets.io";
+/// Served versions we understand, preferred first.
+pub const ESO_VERSIONS: [&str; 2] = ["v1", "v1beta1"];
+
+/// One ExternalSecret's readiness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalSecretStatus {
+    pub namespace: String,
+    pub name: String,
+    pub ready: bool,
+    pub reason: String,
+    pub message: String,
+    /// Remote keys the condition message says are missing (names only).
+    pub missing_keys: Vec<String>,
+}
+
+impl ExternalSecretStatus {
+    /// One line for the summary: name, reason, message and missing keys.
+    pub fn describe(&self) -> String {
+        let mut line = format!("ExternalSecret {}/{} is not Ready", self.namespace, self.name);
+        if !self.reason.is_empty() {
+            line.push_str(&format!(": {}", self.reason));
+        }
+        if !self.message.is_empty() {
+            line.push_str(&format!(": {}", self.message));
+        }
+        if !self.missing_keys.is_empty() {
+            line.push_str(&format!(" (missing remote key(s): {})", self.missing_keys.join(", ")));
+        }
+        line
+    }
+}
+
+/// Readiness of an ExternalSecret object: `status.conditions[type=Ready].status == "True"`.
+pub fn external_secret_status(object: &DynamicObject) -> ExternalSecretStatus {
+    let ready_condition = object.data["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"));
+    let field =
+        |key: &str| ready_condition.and_then(|c| c[key].as_str()).unwrap_or_default().to_owned();
+    let ready = field("status") == "True";
+    let (reason, message) = match ready_condition {
+        Some(_) => (field("reason"), field("message")),
+        None => ("NoReadyCondition".to_owned(), "the operator has not reported on it".to_owned()),
+    };
+    let missing_keys =
+        if ready { Vec::new() } else { missing_keys(&message, &referenced_keys(&object.data)) };
+    ExternalSecretStatus {
+        namespace: object.namespace().unwrap_or_default(),
+        name: object.name_any(),
+        ready,
+        reason,
+        message,
+        missing_keys,
+    }
+}
+
+/// Remote keys and properties an ExternalSecret references (`spec.data[].remoteRef`,
+/// `spec.dataFrom[].extract`).
+pub fn referenced_keys(object: &Value) -> Vec<String> {
+    let spec = &object["spec"];
+    let data = spec["data"].as_array().into_iter().flatten().map(|d| &d["remoteRef"]);
+    let data_from = spec["dataFrom"].as_array().into_iter().flatten().map(|d| &d["extract"]);
+    let mut keys = Vec::new();
+    for reference in data.chain(data_from) {
+        for field in ["key", "property"] {
+            if let Some(key) = reference[field].as_str().filter(|k| !k.is_empty()) {
+                keys.push(key.to_owned());
+            }
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// The key names a condition message says are missing: quoted or bare words after
+/// `key`/`property` (ESO's wording), plus every referenced key the message names.
+pub fn missing_keys(message: &str, referenced: &[String]) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let words: Vec<&str> = message.split_whitespace().collect();
+    for pair in words.windows(2) {
+        let label = pair[0].trim_matches(|c: char| !c.is_alphanumeric()).to_ascii_lowercase();
+        if matches!(label.as_str(), "key" | "property" | "path") {
+            let word = pair[1].trim_matches(|c: char| "\"'`,.;:()[]{}".contains(c));
+            if !word.is_empty() && !word.eq_ignore_ascii_case("not") {
+                found.push(word.to_owned());
+            }
+        }
+    }
+    for key in referenced {
+        let mentioned = message
+            .match_indices(key.as_str())
+            .any(|(i, _)| is_word_boundary(message, i, key.len()));
+        if mentioned {
+            found.push(key.clone());
+        }
+    }
+    let mut unique = Vec::new();
+    for key in found {
+        if !unique.contains(&key) {
+            unique.push(key);
+        }
+    }
+    unique
+}
+
+fn is_word_boundary(text: &str, start: usize, len: usize) -> bool {
+    let key_char = |c: char| c.is_alphanumeric() || "-_/.".contains(c);
+    let before = text[..start].chars().next_back();
+    let after = text[start + len..].chars().next();
+    // A trailing '.' ends a sentence rather than continuing a key.
+    before.is_none_or(|c| !key_char(c))
+        && after.is_none_or(|c| {
+            !key_char(c)
+                || (c == '.'
+                    && text[start + len + 1..].chars().next().is_none_or(char::is_whitespace))
+        })
+}
+
+/// What the ExternalSecret listing found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExternalSecrets {
+    /// The `external-secrets.io` group (or its ExternalSecret kind) is not served.
+    CrdAbsent,
+    Listed {
+        version: String,
+        statuses: Vec<ExternalSecretStatus>,
+    },
+}
+
+/// List every ExternalSecret in all namespaces (`v1`, falling back to `v1beta1`).
+pub async fn list_external_secrets(client: &kube::Client) -> Result<ExternalSecrets> {
+    let group = match kube::discovery::oneshot::group(client, ESO_GROUP).await {
+        Ok(group) => group,
+        Err(kube::Error::Discovery(_)) => return Ok(ExternalSecrets::CrdAbsent),
+        Err(e) => return Err(e).context("discovering the external-secrets.io API group"),
+    };
+    for version in ESO_VERSIONS {
+        let served = group.versioned_resources(version);
+        let Some((resource, _)) = served.iter().find(|(r, _)| r.plural == "externalsecrets") else {
+            continue;
+        };
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), resource);
+        let items = api
+            .list(&ListParams::default())
+            .await
+            .with_context(|| format!("listing ExternalSecrets ({ESO_GROUP}/{version})"))?
+            .items;
+        let mut statuses: Vec<_> = items.iter().map(external_secret_status).collect();
+        statuses.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        return Ok(ExternalSecrets::Listed { version: version.to_owned(), statuses });
+    }
+    Ok(ExternalSecrets::CrdAbsent)
+}
+
+/// The ApiResource of ExternalSecrets at `version`, for callers that know it is served.
+pub fn external_secret_resource(version: &str) -> ApiResource {
+    ApiResource {
+        group: ESO_GROUP.into(),
+        version: version.into(),
+        api_version: format!("{ESO_GROUP}/{version}"),
+        kind: "ExternalSecret".into(),
+        plural: "externalsecrets".into(),
+    }
+}
+
+/// The verdict on a listing: passed (with the count), warned (none to check: said with
+/// a count), or failed naming every ExternalSecret that is not Ready.
+pub fn judge_external_secrets(found: &ExternalSecrets) -> Check {
+    let warned = |warning: String| Check {
+        verdict: Verdict::Warned,
+        finding: Finding::new(SUBJECT, EXPECTED, "0 ExternalSecrets", ""),
+        warnings: vec![warning],
+    };
+    let statuses = match found {
+        ExternalSecrets::CrdAbsent => {
+            return warned(format!(
+                "0 ExternalSecrets checked: the {ESO_GROUP} CRD (v1 or v1beta1) is not installed"
+            ));
+        }
+        ExternalSecrets::Listed { statuses, .. } if statuses.is_empty() => {
+            return warned("0 ExternalSecrets found in any namespace: nothing to validate".into());
+        }
+        ExternalSecrets::Listed { statuses, .. } => statuses,
+    };
+    let not_ready: Vec<&ExternalSecretStatus> = statuses.iter().filter(|s| !s.ready).collect();
+    let Some(first) = not_ready.first() else {
+        return Check {
+            verdict: Verdict::Passed,
+            finding: Finding::new(
+                SUBJECT,
+                EXPECTED,
+                format!("{} ExternalSecrets Ready", statuses.len()),
+                "",
+            ),
+            warnings: Vec::new(),
+        };
+    };
+    let found = format!(
+        "{} of {} ExternalSecrets not Ready:\n{}",
+        not_ready.len(),
+        statuses.len(),
+        not_ready.iter().map(|s| format!("  {}", s.describe())).collect::<Vec<_>>().join("\n")
+    );
+    let keys = if first.missing_keys.is_empty() {
+        "the keys it references".to_owned()
+    } else {
+        first.missing_keys.join(", ")
+    };
+    let remediation = format!(
+        "seed {keys} in the secret store (Vault fixtures: \
+         infra/kubernetes/environments/local/foundation-vault-bootstrap.yaml), then \
+         `kubectl describe externalsecret -n {} {}`",
+        first.namespace, first.name
+    );
+    Check {
+        verdict: Verdict::Failed,
+        finding: Finding::new(SUBJECT, EXPECTED, found, remediation),
+        warnings: Vec::new(),
+    }
+}
+
+/// A check as a step's report: its count when it passed, its warnings, its finding
+/// when it failed (the first line of what was found is the detail).
+pub fn report_of(check: Check) -> Report {
+    match check.verdict {
+        Verdict::Passed => Report::ok(check.finding.found).warn(check.warnings),
+        Verdict::Warned => Report::ok("").warn(check.warnings),
+        Verdict::Failed => {
+            let detail =
+                check.finding.found.lines().next().unwrap_or_default().trim_end_matches(':');
+            Report::failed(detail.to_owned(), check.finding).warn(check.warnings)
+        }
+    }
+}
+
+/// Every ExternalSecret Ready; none or no CRD is a warning with a count.
+pub async fn validate_external_secrets(session: &Session, client: &kube::Client) -> Result<Report> {
+    let found = session.cancel.unless_interrupted(list_external_secrets(client)).await??;
+    let check = judge_external_secrets(&found);
+    match check.verdict {
+        Verdict::Failed => session.line(TAG, &check.finding.to_string()),
+        Verdict::Passed => session.line(TAG, &check.finding.found),
+        Verdict::Warned => {}
+    }
+    for warning in &check.warnings {
+        session.line(TAG, warning);
+    }
+    Ok(report_of(check))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::Status;
+    use serde_json::json;
+
+    fn external_secret(conditions: Value) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "external-secrets.io/v1",
+            "kind": "ExternalSecret",
+            "metadata": {"name": "keycloak-db", "namespace": "ameide"},
+            "spec": {"data": [
+                {"secretKey": "password", "remoteRef": {"key": "keycloak/db", "property": "password"}},
+                {"secretKey": "username", "remoteRef": {"key": "keycloak/db", "property": "username"}},
+            ]},
+            "status": {"conditions": conditions},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn ready_external_secret_passes() {
+        let es =
+            external_secret(json!([{"type": "Ready", "status": "True", "reason": "SecretSynced"}]));
+        let status = external_secret_status(&es);
+        assert!(status.ready && status.missing_keys.is_empty());
+        let found = ExternalSecrets::Listed { version: "v1".into(), statuses: vec![status] };
+        let check = judge_external_secrets(&found);
+        assert_eq!(check.verdict, Verdict::Passed);
+        assert_eq!(report_of(check), Report::ok("1 ExternalSecrets Ready"));
+    }
+
+    #[test]
+    fn not_ready_external_secret_names_itself_and_the_missing_key() {
+        let es = external_secret(json!([{
+            "type": "Ready", "status": "False", "reason": "SecretSyncedError",
+            "message": "error retrieving secret at .data[0], key: keycloak/db, err: cannot find secret data for key: \"password\"",
+        }]));
+        let status = external_secret_status(&es);
+        assert!(!status.ready);
+        assert_eq!(status.missing_keys, ["keycloak/db", "password"]);
+        let found = ExternalSecrets::Listed { version: "v1".into(), statuses: vec![status] };
+        let check = judge_external_secrets(&found);
+        assert_eq!(check.verdict, Verdict::Failed);
+        let finding = &check.finding;
+        assert!(finding.found.starts_with("1 of 1 ExternalSecrets not Ready"), "{finding}");
+        assert!(
+            finding
+                .found
+                .contains("ExternalSecret ameide/keycloak-db is not Ready: SecretSyncedError")
+        );
+        assert!(
+            finding.found.contains("missing remote key(s): keycloak/db, password"),
+            "{finding}"
+        );
+        assert!(
+            finding.remediation.contains("kubectl describe externalsecret -n ameide keycloak-db")
+        );
+        let report = report_of(check);
+        assert_eq!(report.status, Status::Failed);
+        assert_eq!(report.detail, "1 of 1 ExternalSecrets not Ready");
+    }
+
+    #[test]
+    fn missing_key_parsing_handles_eso_wordings() {
+        let refs = vec!["keycloak/admin".to_owned(), "password".to_owned()];
+        assert_eq!(missing_keys("key \"keycloak/admin\" not found", &refs), ["keycloak/admin"]);
+        assert_eq!(
+            missing_keys(
+                "error processing spec.data[0] (key: keycloak/admin), err: Secret does not exist",
+                &refs
+            ),
+            ["keycloak/admin"]
+        );
+        assert_eq!(
+            missing_keys("could not get secret data from provider", &refs),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            missing_keys("Secret does not exist: keycloak/admin.", &refs),
+            ["keycloak/admin"]
+        );
+        // A referenced key inside a longer word is not a mention.
+        assert_eq!(missing_keys("passwords rotated", &refs), Vec::<String>::new());
+    }
+
+    #[test]
+    fn no_external_secrets_or_no_crd_is_said_with_a_count() {
+        let none = ExternalSecrets::Listed { version: "v1".into(), statuses: vec![] };
+        let check = judge_external_secrets(&none);
+        assert_eq!(check.verdict, Verdict::Warned);
+        assert!(check.warnings[0].starts_with("0 ExternalSecrets"));
+        let absent = report_of(judge_external_secrets(&ExternalSecrets::CrdAbsent));
+        assert_eq!(absent.status, Status::Ok);
+        assert!(absent.detail.is_empty());
+        assert!(
+            absent.warnings[0].contains("0 ExternalSecrets checked")
+                && absent.warnings[0].contains("CRD")
+        );
+    }
+}

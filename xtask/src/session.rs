@@ -1,0 +1,51 @@
+//! What one command invocation shares with every step it runs: where events go, the
+//! cancellation, the `PATH` its tools are found on, and the log file (for messages
+//! that point at it). Built once by the CLI; nothing here is process-wide.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use crate::cancel::Cancel;
+use crate::events::Events;
+
+#[derive(Clone, Debug, Default)]
+pub struct Session {
+    pub events: Events,
+    pub cancel: Cancel,
+    /// `PATH` for every tool call (`.tools/bin` first); `None` inherits ours.
+    pub tool_path: Option<OsString>,
+    /// The log file the log sink writes, when there is one.
+    pub log_path: Option<PathBuf>,
+}
+
+impl Session {
+    /// No sinks, no log, never cancelled: library tests and read-only probes.
+    pub fn silent() -> Session {
+        Session::default()
+    }
+
+    /// The same cancellation and tool path, with events dropped: read-only calls whose
+    /// output nobody needs (`<tool> version`, `helmfile list`).
+    pub fn quiet(&self) -> Session {
+        Session { events: Events::silent(), log_path: None, ..self.clone() }
+    }
+
+    /// A line a user wants to see (progress), also logged.
+    pub fn progress(&self, tag: &str, text: &str) {
+        self.events.progress(tag, text);
+    }
+
+    /// A line for the log file only.
+    pub fn line(&self, tag: &str, text: &str) {
+        self.events.detail(tag, text);
+    }
+
+    pub fn log_path(&self) -> Option<&Path> {
+        self.log_path.as_deref()
+    }
+
+    /// `<before><log path><after>`, or nothing without a log file.
+    pub fn where_output_is(&self, before: &str, after: &str) -> String {
+        self.log_path().map_or(String::new(), |p| format!("{before}{}{after}", p.display()))
+    }
+}
