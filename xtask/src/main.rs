@@ -137,15 +137,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// An error no result carried: on stderr for people, as the one JSON object for scripts.
+/// An error no result carried: on stderr for people, and with `--format json` also as
+/// the one JSON object on stdout for scripts.
 fn print_error(err: &Error, format: Format) {
+    eprintln!("error: {err:#}");
+    if let Some(remediation) = err.remediation() {
+        eprintln!("what to do: {remediation}");
+    }
     match format {
-        Format::Human => {
-            eprintln!("error: {err:#}");
-            if let Some(remediation) = err.remediation() {
-                eprintln!("what to do: {remediation}");
-            }
-        }
+        Format::Human => {}
         Format::Json => {
             let status = if err.kind().is_interrupted() { "interrupted" } else { "failed" };
             let object = serde_json::json!({

@@ -25,6 +25,10 @@ pub trait Stage<S> {
     fn plan<'a>(&'a mut self, state: &'a mut S) -> StageFuture<'a>;
     /// Carry out what `plan` decided.
     fn apply<'a>(&'a mut self, state: &'a mut S) -> StageFuture<'a>;
+    /// The layer the stage was working on when an error stopped it, if any.
+    fn stopped_in(&self) -> Option<String> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +142,7 @@ pub async fn run<S>(
                     err.remediation().map_or_else(|| remedy(name, err.kind()), str::to_owned);
                 failure.get_or_insert(Failure {
                     stage: name.into(),
-                    layer: None,
+                    layer: stage.stopped_in(),
                     finding: Finding::new(
                         name,
                         "the stage to finish",

@@ -15,7 +15,11 @@ use crate::outcome::{Finding, Report, Status};
 use crate::runner::{Stage, StageFuture};
 use crate::secrets;
 
-pub struct Layers;
+#[derive(Default)]
+pub struct Layers {
+    /// The layer being applied (an interruption there names it).
+    current: Option<String>,
+}
 
 impl Stage<RunState<'_>> for Layers {
     fn name(&self) -> &'static str {
@@ -27,7 +31,11 @@ impl Stage<RunState<'_>> for Layers {
     }
 
     fn apply<'a>(&'a mut self, state: &'a mut RunState<'_>) -> StageFuture<'a> {
-        Box::pin(apply(state))
+        Box::pin(apply(state, &mut self.current))
+    }
+
+    fn stopped_in(&self) -> Option<String> {
+        self.current.clone()
     }
 }
 
@@ -104,23 +112,26 @@ async fn plan(state: &mut RunState<'_>) -> Result<Report> {
             row.status = LayerStatus::Planned;
         }
     }
-    if !unverified.is_empty() {
-        let finding = Finding::new(
-            "layers before the selection",
-            "recorded as converged with today's inputs",
-            format!("not converged: {}", unverified.join(", ")),
-            "run `cargo xtask bootstrap` without --from/--only to converge them first",
-        );
-        let detail = format!("{} earlier layer(s) not converged", unverified.len());
-        return Ok(Report {
-            layer: unverified.first().cloned(),
-            ..Report::failed(detail, finding)
-        });
+    let planned = Report::planned(format!("{sync} to sync, {unchanged} unchanged"));
+    if unverified.is_empty() {
+        return Ok(planned);
     }
-    Ok(Report::planned(format!("{sync} to sync, {unchanged} unchanged")))
+    let found = format!("not converged: {}", unverified.join(", "));
+    let fix = "run `cargo xtask bootstrap` without --from/--only to converge them first";
+    if state.options.mode == crate::runner::Mode::Plan {
+        return Ok(planned.warn([format!("layers before the selection are {found}: {fix}")]));
+    }
+    let finding = Finding::new(
+        "layers before the selection",
+        "recorded as converged with today's inputs",
+        found,
+        fix,
+    );
+    let detail = format!("{} earlier layer(s) not converged", unverified.len());
+    Ok(Report { layer: unverified.first().cloned(), ..Report::failed(detail, finding) })
 }
 
-async fn apply(state: &mut RunState<'_>) -> Result<Report> {
+async fn apply(state: &mut RunState<'_>, current: &mut Option<String>) -> Result<Report> {
     let client = state.client().await?;
     let ctx = state.ctx;
     let session = &ctx.session;
@@ -128,6 +139,7 @@ async fn apply(state: &mut RunState<'_>) -> Result<Report> {
         let Some((action, reason)) = state.rows[index].action.clone() else { continue };
         let input = state.inputs.layers[index].clone();
         let name = input.layer.name.clone();
+        *current = Some(name.clone());
         let started = Instant::now();
         let result = match action {
             LayerAction::Unchanged => {
@@ -176,6 +188,7 @@ async fn apply(state: &mut RunState<'_>) -> Result<Report> {
             layers::record_digest(&client, &name, &input.digest).await?;
         }
     }
+    *current = None;
     Ok(Report::with(Status::Ok, summary_detail(state)))
 }
 

@@ -160,7 +160,7 @@ pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
         // Charts first: an offline check, so a bad lock stops the run before any change.
         Box::new(stages::Charts),
         Box::new(stages::Cluster::default()),
-        Box::new(layers_stage::Layers),
+        Box::new(layers_stage::Layers::default()),
         Box::new(stages::Status),
         Box::new(stages::Secrets),
     ];
@@ -178,7 +178,7 @@ pub async fn sync(ctx: &Context, args: &SyncArgs) -> Result<()> {
         mode: Mode::Apply,
     };
     let stages: Vec<Box<dyn Stage<RunState>>> =
-        vec![Box::new(layers_stage::Layers), Box::new(stages::Status)];
+        vec![Box::new(layers_stage::Layers::default()), Box::new(stages::Status)];
     execute(ctx, "sync", options, stages).await
 }
 

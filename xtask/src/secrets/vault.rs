@@ -252,7 +252,7 @@ async fn vault_failed(client: &kube::Client, namespace: &str, job: &str, reason:
     Finding::new(
         format!("Vault bootstrap Job {namespace}/{job}"),
         "succeeded",
-        format!("failed ({reason})\nlast lines{source}:\n{}", indent(&tail)),
+        format!("Job {namespace}/{job} failed ({reason})\nlast lines{source}:\n{}", indent(&tail)),
         format!(
             "{VAULT_REMEDIATION} Commands: `{logs_cmd}`, `kubectl describe job -n {namespace} {job}`."
         ),
