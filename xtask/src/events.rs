@@ -1,5 +1,5 @@
 //! What the engine tells the world, as typed events. The engine never prints: it emits
-//! [`Event`]s through [`Events`], and sinks (`crate::sinks`: terminal, JSON, log file,
+//! [`Event`]s through [`Events`], and the sinks (terminal, JSON, log file,
 //! silent) decide what to show where. One place owns the terminal, so a spinner and a
 //! `$ cmd` line never garble each other.
 

@@ -38,6 +38,7 @@ pub mod runner;
 pub mod secrets;
 pub mod session;
 pub mod sinks;
+pub mod stage_result;
 pub mod table;
 pub mod tilt;
 pub mod tools;

@@ -1,6 +1,6 @@
 //! Pinned tools as the settings declare them (`[workspace.metadata.bootstrap.tools.<name>]`):
 //! the pin type, the platform names, their validation, and where installed tools live.
-//! Pure: installing them is `crate::tools`.
+//! Pure: installing them is the `tools` command's job.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;

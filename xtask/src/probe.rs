@@ -1,5 +1,5 @@
 //! Finding tools: the project's pinned `.tools/bin` first, then `PATH`. Running them
-//! is `crate::exec`'s job.
+//! is the executor's job.
 
 use std::path::{Path, PathBuf};
 

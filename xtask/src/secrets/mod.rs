@@ -15,8 +15,6 @@ pub mod vault;
 
 use std::time::Duration;
 
-use serde_json::json;
-
 pub use db_migrations::{POSTGRES_KEYS, apply_db_migrations, check_db_migrations, flyway_data};
 pub use external_secrets::{
     ESO_GROUP, ESO_VERSIONS, ExternalSecretStatus, ExternalSecrets, external_secret_resource,
@@ -30,8 +28,9 @@ pub use vault::{
 
 use crate::config::{Context, SecretsSettings};
 use crate::error::{Result, failed};
-use crate::events::{Event, Rendered};
-use crate::outcome::{Finding, Report, Status};
+use crate::events::Event;
+use crate::outcome::Report;
+use crate::stage_result::StageResult;
 
 const TAG: &str = "secrets";
 const POLL: Duration = Duration::from_secs(2);
@@ -109,77 +108,12 @@ async fn stage_reports(ctx: &Context, client: &kube::Client, done: &[Step]) -> R
 pub async fn run(ctx: &Context) -> Result<()> {
     let client = crate::k8s::client(&ctx.kube_context).await?;
     let reports = stage_reports(ctx, &client, &[]).await?;
-    let result = StageResult::new(&reports, ctx.session.where_output_is("; log: ", ""));
+    let result = StageResult::new(TAG, &reports, ctx.session.where_output_is("; log: ", ""));
     ctx.session.events.emit(Event::Result { result: &result });
     match result.failure {
         Some(finding) => Err(failed(format!("the secrets stage failed: {finding}"))
             .with_remediation(finding.remediation)),
         None => Ok(()),
-    }
-}
-
-/// What `cargo xtask secrets` did: the steps done, warnings, the failure if one.
-#[derive(Debug)]
-struct StageResult {
-    done: Vec<String>,
-    warnings: Vec<String>,
-    failure: Option<Finding>,
-    /// `; log: <path>` (empty without a log file).
-    log: String,
-}
-
-impl StageResult {
-    fn new(reports: &[Report], log: String) -> StageResult {
-        let mut result = StageResult { done: Vec::new(), warnings: Vec::new(), failure: None, log };
-        for report in reports {
-            result.warnings.extend(report.warnings.iter().cloned());
-            match &report.finding {
-                _ if report.passed() => {
-                    result.done.extend((!report.detail.is_empty()).then(|| report.detail.clone()))
-                }
-                Some(finding) => result.failure = Some(finding.clone()),
-                None => {
-                    let finding = Finding::new(TAG, "the stage to pass", &report.detail, "");
-                    result.failure = Some(finding);
-                }
-            }
-        }
-        result
-    }
-
-    fn status(&self) -> Status {
-        if self.failure.is_some() { Status::Failed } else { Status::Ok }
-    }
-}
-
-impl Rendered for StageResult {
-    fn human(&self) -> String {
-        let mut text = String::new();
-        for line in &self.done {
-            text.push_str(&format!("{TAG}: {line}\n"));
-        }
-        for warning in &self.warnings {
-            text.push_str(&format!("{TAG}: warning: {warning}\n"));
-        }
-        match &self.failure {
-            Some(finding) => {
-                text.push_str(&format!("{TAG}: FAILED: {finding}\n"));
-                if !finding.remediation.is_empty() {
-                    text.push_str(&format!("what to do: {}\n", finding.remediation));
-                }
-            }
-            None => text.push_str(&format!("{TAG}: ok{}\n", self.log)),
-        }
-        text
-    }
-
-    fn json(&self) -> serde_json::Value {
-        json!({
-            "status": self.status(),
-            "done": self.done,
-            "warnings": self.warnings,
-            "failure": self.failure,
-        })
     }
 }
 
@@ -191,6 +125,9 @@ fn indent(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Rendered;
+    use crate::outcome::{Finding, Status};
+    use serde_json::json;
 
     #[test]
     fn steps_follow_their_configured_layers() {
@@ -219,7 +156,7 @@ mod tests {
             Report::ok("Vault bootstrap Job vault/v-1 succeeded"),
             Report::ok("").warn(["0 ExternalSecrets found".to_owned()]),
         ];
-        let result = StageResult::new(&reports, "; log: /tmp/x.log".into());
+        let result = StageResult::new(TAG, &reports, "; log: /tmp/x.log".into());
         assert_eq!(
             result.human(),
             "secrets: Vault bootstrap Job vault/v-1 succeeded\n\
@@ -234,7 +171,7 @@ mod tests {
     #[test]
     fn a_failed_stage_shows_the_finding_and_what_to_do() {
         let reports = [Report::ok("Secret a/b unchanged"), Report::failed("1 of 2", finding())];
-        let result = StageResult::new(&reports, String::new());
+        let result = StageResult::new(TAG, &reports, String::new());
         let human = result.human();
         assert!(human.starts_with("secrets: Secret a/b unchanged\n"), "{human}");
         assert!(human.contains(

@@ -13,15 +13,14 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 pub use api::{Probe, TILTFILE_RESOURCE, TiltfileStatus, probe, probe_blocking};
 
 use crate::cancel::Cancel;
 use crate::config::Context;
 use crate::error::{Context as _, Result, failed, missing};
-use crate::events::{Event, Rendered};
-use crate::outcome::{Finding, Report, Status, tail};
+use crate::events::Event;
+use crate::outcome::{Finding, Report, tail};
+use crate::stage_result::StageResult;
 
 const TAG: &str = "tilt";
 const POLL: Duration = Duration::from_millis(500);
@@ -36,7 +35,11 @@ pub fn tilt_log_path(log: &Path) -> PathBuf {
 /// stage is then a `Failed` error (already shown).
 pub async fn run(ctx: &Context) -> Result<()> {
     let report = ensure(ctx).await?;
-    let result = StageResult::new(report, ctx.session.where_output_is("; log: ", ""));
+    let result = StageResult::new(
+        TAG,
+        std::slice::from_ref(&report),
+        ctx.session.where_output_is("; log: ", ""),
+    );
     ctx.session.events.emit(Event::Result { result: &result });
     match result.failure {
         Some(finding) => Err(failed(format!("the tilt stage failed: {finding}"))
@@ -201,64 +204,11 @@ async fn wait_ready(
     }
 }
 
-/// What `cargo xtask tilt` did, or the finding when Tilt did not get Ready.
-#[derive(Debug)]
-struct StageResult {
-    done: Option<String>,
-    warnings: Vec<String>,
-    failure: Option<Finding>,
-    /// `; log: <path>` (empty without a log file).
-    log: String,
-}
-
-impl StageResult {
-    fn new(report: Report, log: String) -> StageResult {
-        let passed = report.passed();
-        let failure = match report.finding {
-            _ if passed => None,
-            Some(finding) => Some(finding),
-            None => Some(Finding::new(TAG, "the stage to pass", &report.detail, "")),
-        };
-        let done = (passed && !report.detail.is_empty()).then_some(report.detail);
-        StageResult { done, warnings: report.warnings, failure, log }
-    }
-}
-
-impl Rendered for StageResult {
-    fn human(&self) -> String {
-        let mut text = String::new();
-        if let Some(line) = &self.done {
-            text.push_str(&format!("{TAG}: {line}\n"));
-        }
-        for warning in &self.warnings {
-            text.push_str(&format!("{TAG}: warning: {warning}\n"));
-        }
-        match &self.failure {
-            Some(finding) => {
-                text.push_str(&format!("{TAG}: FAILED: {finding}\n"));
-                if !finding.remediation.is_empty() {
-                    text.push_str(&format!("what to do: {}\n", finding.remediation));
-                }
-            }
-            None => text.push_str(&format!("{TAG}: ok{}\n", self.log)),
-        }
-        text
-    }
-
-    fn json(&self) -> serde_json::Value {
-        let status = if self.failure.is_some() { Status::Failed } else { Status::Ok };
-        json!({
-            "status": status,
-            "done": self.done.iter().collect::<Vec<_>>(),
-            "warnings": self.warnings,
-            "failure": self.failure,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Rendered;
+    use serde_json::json;
 
     #[test]
     fn tilt_log_sits_beside_our_log() {
@@ -291,11 +241,16 @@ mod tests {
 
     #[test]
     fn the_result_shows_what_was_done_or_the_finding() {
-        let ok = StageResult::new(Report::ok("Tilt started on http://localhost:1/"), String::new());
+        let ok = StageResult::new(
+            TAG,
+            &[Report::ok("Tilt started on http://localhost:1/")],
+            String::new(),
+        );
         assert_eq!(ok.human(), "tilt: Tilt started on http://localhost:1/\ntilt: ok\n");
         assert_eq!(ok.json()["done"], json!(["Tilt started on http://localhost:1/"]));
         let finding = Finding::new("Tilt", "(Tiltfile) Ready", "not Ready", "read tilt.log");
-        let bad = StageResult::new(Report::failed("Tilt not Ready", finding), String::new());
+        let bad =
+            StageResult::new(TAG, &[Report::failed("Tilt not Ready", finding)], String::new());
         assert_eq!(
             bad.human(),
             "tilt: FAILED: Tilt: expected (Tiltfile) Ready, found not Ready\nwhat to do: read tilt.log\n"

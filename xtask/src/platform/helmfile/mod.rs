@@ -4,7 +4,7 @@
 //! order they are applied. Each plain-YAML layer's releases are read from its file. A
 //! layer that is a Go template (`.gotmpl`, or containing `{{`) is left
 //! [`LayerReleases::NotRead`] here: only helmfile knows its template functions, and this
-//! module runs no process. `crate::helmfile_list` fills such layers in with `helmfile
+//! module runs no process. An adapter above (`helmfile_list`) fills such layers in with `helmfile
 //! list`. Parsing the documents is [`parse`]'s job.
 
 mod parse;
