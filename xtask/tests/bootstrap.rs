@@ -81,6 +81,20 @@ fn healthy_converged_edited_malformed_and_interrupted() {
     let world = World::up(WorldOptions::default()).unwrap();
     let platform = platform();
 
+    // A plan in a fresh world: every layer `planned` with action `sync`, no change made.
+    let (code, plan) = platform.json(&world, &["bootstrap", "--plan"]);
+    assert_eq!(code, Some(0), "{plan}");
+    for name in LAYERS {
+        let row = layer(&plan, name);
+        assert_eq!(
+            (row["status"].as_str(), row["action"].as_str()),
+            (Some("planned"), Some("sync")),
+            "{row}"
+        );
+        assert!(row["reason"].as_str().is_some_and(|r| !r.is_empty()), "{row}");
+    }
+    assert_eq!(mutating(&world.calls()), Vec::<&Call>::new(), "a plan changes nothing");
+
     // Cold: every layer synced in order, every gate passed.
     let (code, summary) = platform.json(&world, &["bootstrap"]);
     assert_eq!(code, Some(0), "{summary}");
@@ -117,6 +131,20 @@ fn healthy_converged_edited_malformed_and_interrupted() {
     let since = world.calls()[before..].to_vec();
     assert_eq!(synced_layers(&since), Vec::<String>::new());
     assert_eq!(helm_tests(&since), 0, "{since:?}");
+
+    // A plan after a green run: every layer `planned` with action `unchanged`.
+    let before = world.calls().len();
+    let (code, plan) = platform.json(&world, &["bootstrap", "--plan"]);
+    assert_eq!(code, Some(0), "{plan}");
+    for name in LAYERS {
+        let row = layer(&plan, name);
+        assert_eq!(
+            (row["status"].as_str(), row["action"].as_str()),
+            (Some("planned"), Some("unchanged")),
+            "{row}"
+        );
+    }
+    assert_eq!(mutating(&world.calls()[before..]), Vec::<&Call>::new(), "a plan changes nothing");
 
     // The human summary is a table naming each layer.
     let out = platform.xtask(&world, &["bootstrap"]);
