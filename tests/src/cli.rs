@@ -127,12 +127,20 @@ pub fn stop_processes(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Apply scenario words to the dir's scenario; `healthy` first resets every knob but latency.
+/// Apply scenario words to the dir's scenario; `healthy` first resets every fault knob
+/// (latency, startup delay, cron minute and helm version stay).
 pub fn set(dir: &Path, words: &[String]) -> Result<()> {
     let mut scenario = Scenario::load(dir)?;
     for word in words {
         if word == "healthy" {
-            scenario = Scenario { latency_ms: scenario.latency_ms, ..Scenario::default() };
+            // Latency and the clock knobs are the world's physics, not faults: they stay.
+            scenario = Scenario {
+                latency_ms: scenario.latency_ms,
+                startup_ms: scenario.startup_ms,
+                cron_minute_ms: scenario.cron_minute_ms,
+                helm_version: scenario.helm_version.clone(),
+                ..Scenario::default()
+            };
         } else {
             scenario.apply(word)?;
         }

@@ -26,14 +26,14 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use crate::apiserver::controllers::workload_ready;
 use crate::apiserver::resources;
-use crate::apiserver::store::LOG_ANNOTATION;
 use crate::fake_helm;
 use crate::kube_api::{self, Client};
 use crate::release::{self, Hook, Info, LastRun, Release};
 use crate::scenario::Scenario;
 
-pub const VAULT_BOOTSTRAP: &str = "foundation-vault-bootstrap";
+pub use crate::apiserver::controllers::VAULT_BOOTSTRAP;
 
 pub fn main(args: Vec<String>) -> i32 {
     let scenario = fake_helm::prelude("helmfile", &args);
@@ -55,6 +55,13 @@ struct Command {
     output: Option<String>,
     /// `-l key=value[,key=value]` (repeatable: any of them).
     selectors: Vec<Vec<(String, String)>>,
+    /// `--wait`, `--wait-for-jobs`: override every release's `wait` / `waitForJobs`.
+    wait: bool,
+    wait_for_jobs: bool,
+    /// `--timeout N` (seconds): overrides `helmDefaults.timeout` and release `timeout`.
+    timeout: Option<u64>,
+    /// `--allow-no-matching-release`: no releases is exit 0 instead of 3.
+    allow_no_match: bool,
 }
 
 /// Flags taken (and ignored) with a value, and without, so the engine's command lines
@@ -74,7 +81,6 @@ const VALUE_FLAGS: &[&str] = &[
     "--concurrency",
     "--set",
     "--values",
-    "--timeout",
     "--kubeconfig",
 ];
 const BOOL_FLAGS: &[&str] = &[
@@ -87,10 +93,7 @@ const BOOL_FLAGS: &[&str] = &[
     "--color",
     "--interactive",
     "-i",
-    "--allow-no-matching-release",
     "--enable-live-output",
-    "--wait",
-    "--wait-for-jobs",
     "--skip-needs",
     "--include-needs",
     "--include-transitive-needs",
@@ -132,6 +135,15 @@ fn parse_args(args: &[String]) -> Result<Command> {
                     .map(|(k, v)| (k.to_owned(), v.to_owned()));
                 c.selectors.push(terms.collect());
             }
+            "--wait" => c.wait = true,
+            "--wait-for-jobs" => c.wait_for_jobs = true,
+            "--allow-no-matching-release" => c.allow_no_match = true,
+            "--timeout" => {
+                let v = value()?;
+                c.timeout = Some(v.parse().with_context(|| {
+                    format!("invalid argument {v:?} for \"--timeout\" flag: expected seconds")
+                })?);
+            }
             f if VALUE_FLAGS.contains(&f) => {
                 value()?;
             }
@@ -166,6 +178,12 @@ pub struct ReleaseSpec {
     pub base_dir: PathBuf,
     /// The layer: the stem of the file that declares the release.
     pub layer: String,
+    /// `wait` (else `helmDefaults.wait`): helm waits for the release's workloads.
+    pub wait: bool,
+    /// `waitForJobs` (else `helmDefaults.waitForJobs`): and for its Jobs.
+    pub wait_for_jobs: bool,
+    /// `timeout` (else `helmDefaults.timeout`, else helm's 300), seconds.
+    pub timeout: u64,
 }
 
 /// The releases of a helmfile (and of its nested `helmfiles:`), in order. Fails as
@@ -178,6 +196,10 @@ pub fn load_releases(file: &Path, environment: &str) -> Result<Vec<ReleaseSpec>>
     })?;
     let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let layer = file.file_stem().and_then(|s| s.to_str()).unwrap_or("").to_owned();
+    let mut defaults = &Value::Null;
+    for doc in docs.iter().filter(|d| d["helmDefaults"].is_object()) {
+        defaults = &doc["helmDefaults"];
+    }
     let mut envs_declared = false;
     let mut env_found = environment == "default";
     let mut out = Vec::new();
@@ -240,6 +262,12 @@ pub fn load_releases(file: &Path, environment: &str) -> Result<Vec<ReleaseSpec>>
                 values,
                 base_dir: base_dir.clone(),
                 layer: layer.clone(),
+                wait: r["wait"].as_bool().or(defaults["wait"].as_bool()).unwrap_or(false),
+                wait_for_jobs: r["waitForJobs"]
+                    .as_bool()
+                    .or(defaults["waitForJobs"].as_bool())
+                    .unwrap_or(false),
+                timeout: r["timeout"].as_u64().or(defaults["timeout"].as_u64()).unwrap_or(300),
                 name,
             });
         }
@@ -270,6 +298,27 @@ async fn run(cmd: Command, scenario: Scenario) -> Result<i32> {
                 })
             })
         });
+    }
+    for r in &mut releases {
+        r.wait |= cmd.wait;
+        r.wait_for_jobs |= cmd.wait_for_jobs;
+        if let Some(t) = cmd.timeout {
+            r.timeout = t;
+        }
+    }
+    if releases.is_empty() && cmd.verb != "list" {
+        // helmfile pkg/app/errors.go NoMatchingHelmfileError; cmd/root.go: exit 3.
+        let selectors: Vec<String> = cmd
+            .selectors
+            .iter()
+            .map(|s| s.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+            .collect();
+        eprintln!(
+            "err: no releases found that matches specified selector({}) and environment({}), in any helmfile",
+            selectors.join(", "),
+            cmd.environment
+        );
+        return Ok(if cmd.allow_no_match { 0 } else { 3 });
     }
     match cmd.verb.as_str() {
         "list" => list(&releases, cmd.output.as_deref()),
@@ -370,12 +419,47 @@ async fn destroy(releases: &[ReleaseSpec]) -> Result<i32> {
     Ok(0)
 }
 
+/// helm's `--wait` (and `--wait-for-jobs`): every applied workload Ready (all replicas,
+/// current generation), every Job complete, within the release's timeout.
+async fn wait_ready(client: &Client, applied: &[String], r: &ReleaseSpec) -> Result<(), String> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(r.timeout);
+    loop {
+        let mut pending = Vec::new();
+        for path in applied {
+            let Ok(Some(obj)) = client.get_opt(path).await else { continue };
+            let kind = obj["kind"].as_str().unwrap_or("");
+            let ns = obj["metadata"]["namespace"].as_str().unwrap_or("");
+            let name = obj["metadata"]["name"].as_str().unwrap_or("");
+            let ready = match kind {
+                "Job" if r.wait_for_jobs => {
+                    let conds = obj["status"]["conditions"].as_array().cloned().unwrap_or_default();
+                    if conds.iter().any(|c| c["type"] == "Failed" && c["status"] == "True") {
+                        return Err(format!("job {name} failed: BackoffLimitExceeded"));
+                    }
+                    conds.iter().any(|c| c["type"] == "Complete" && c["status"] == "True")
+                }
+                "Deployment" | "StatefulSet" | "DaemonSet" | "Pod" => workload_ready(&obj),
+                _ => true,
+            };
+            if !ready {
+                pending.push(format!("{kind}/{ns}/{name}"));
+            }
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err("context deadline exceeded".into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 async fn sync(file: &Path, releases: &[ReleaseSpec], scenario: &Scenario) -> Result<i32> {
     let client = Client::from_env()?;
     let helm = fake_helm::real_helm().context(
         "the testbed's helmfile renders charts with the real helm, and TESTBED_REAL_HELM is not set",
     )?;
-    let mut sim = Simulation { scenario: scenario.clone(), missing_key_done: false };
     let mut updated =
         vec![["NAME", "NAMESPACE", "CHART", "VERSION", "DURATION"].map(String::from).to_vec()];
     let mut deleted = vec![vec!["NAME".to_owned(), "NAMESPACE".to_owned(), "DURATION".to_owned()]];
@@ -387,7 +471,7 @@ async fn sync(file: &Path, releases: &[ReleaseSpec], scenario: &Scenario) -> Res
         }
         println!("Upgrading release={}, chart={}, namespace={}", r.name, r.chart, r.namespace);
         let fail = index == 0 && scenario.sync_fail.contains(&r.layer);
-        match install(&client, &helm, r, &mut sim, fail).await {
+        match install(&client, &helm, r, fail).await {
             Ok(rel) => {
                 updated.push(vec![
                     r.name.clone(),
@@ -443,7 +527,6 @@ async fn install(
     client: &Client,
     helm: &Path,
     r: &ReleaseSpec,
-    sim: &mut Simulation,
     fail: bool,
 ) -> Result<Release> {
     let chart_meta = chart_metadata(helm, r)?;
@@ -497,6 +580,10 @@ async fn install(
                 events: split_list(events),
                 last_run: LastRun::default(),
                 delete_policies: split_list(policies),
+                weight: annotations["helm.sh/hook-weight"]
+                    .as_str()
+                    .and_then(|w| w.trim().parse().ok())
+                    .unwrap_or(0),
             });
             continue;
         }
@@ -534,7 +621,6 @@ async fn install(
             .await
             .with_context(|| format!("applying {kind} {}", obj["metadata"]["name"]))?;
         applied.push(kube_api::path_of(&stored)?);
-        sim.react(client, &stored).await?;
     }
     // Objects of the previous revision that the new one no longer renders are deleted.
     if let Some((_, prev)) = &previous {
@@ -560,7 +646,26 @@ async fn install(
             phase: "Succeeded".into(),
         };
     }
-    write_revision(client, &rel, previous.as_ref().map(|(s, _)| s.as_slice()), &r.layer).await?;
+    if r.wait || r.wait_for_jobs {
+        // As helm: the revision is pending while it waits, failed if the wait times out.
+        let deployed = std::mem::replace(
+            &mut rel.info.status,
+            if version == 1 { "pending-install" } else { "pending-upgrade" }.into(),
+        );
+        write_revision(client, &rel, previous.as_ref().map(|(s, _)| s.as_slice()), &r.layer)
+            .await?;
+        if let Err(e) = wait_ready(client, &applied, r).await {
+            rel.info.status = "failed".into();
+            rel.info.description = format!("Upgrade \"{}\" failed: {e}", r.name);
+            fake_helm::store(client, &rel, Some(&r.layer)).await?;
+            bail!("UPGRADE FAILED: {e}");
+        }
+        rel.info.status = deployed;
+        fake_helm::store(client, &rel, Some(&r.layer)).await?;
+    } else {
+        write_revision(client, &rel, previous.as_ref().map(|(s, _)| s.as_slice()), &r.layer)
+            .await?;
+    }
     if version == 1 {
         println!("Release \"{}\" does not exist. Installing it now.", r.name);
     } else {
@@ -672,166 +777,6 @@ pub fn split_manifest(text: &str) -> Vec<ManifestDoc> {
     }
     flush(&mut source, &mut body);
     docs
-}
-
-/// Stand-ins for the cluster's controllers, reacting to one stored object.
-struct Simulation {
-    scenario: Scenario,
-    missing_key_done: bool,
-}
-
-impl Simulation {
-    async fn react(&mut self, client: &Client, obj: &Value) -> Result<()> {
-        let path = kube_api::path_of(obj)?;
-        let ns = obj["metadata"]["namespace"].as_str().unwrap_or("default").to_owned();
-        let name = obj["metadata"]["name"].as_str().unwrap_or("").to_owned();
-        let generation = obj["metadata"]["generation"].clone();
-        match (obj["apiVersion"].as_str().unwrap_or(""), obj["kind"].as_str().unwrap_or("")) {
-            ("batch/v1", "Job") => {
-                finish_job(client, obj, true, &format!("job {name}: done\n")).await?;
-            }
-            ("batch/v1", "CronJob") => {
-                let failed = self.scenario.vault_fail && name == VAULT_BOOTSTRAP;
-                let jobs =
-                    client.list(&format!("/apis/batch/v1/namespaces/{ns}/jobs"), None).await?;
-                let n = 1 + jobs
-                    .iter()
-                    .filter(|j| j["metadata"]["ownerReferences"][0]["name"] == name.as_str())
-                    .count();
-                let template = &obj["spec"]["jobTemplate"];
-                let job = json!({
-                    "apiVersion": "batch/v1", "kind": "Job",
-                    "metadata": {
-                        "name": format!("{name}-{n}"), "namespace": ns,
-                        "labels": template["metadata"]["labels"].clone(),
-                        "annotations": {"cronjob.kubernetes.io/instantiate": "manual"},
-                        "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": name,
-                                              "uid": obj["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true}],
-                    },
-                    "spec": template["spec"].clone(),
-                });
-                let job =
-                    client.create(&format!("/apis/batch/v1/namespaces/{ns}/jobs"), &job).await?;
-                let log = if failed {
-                    "seeding keycloak/admin\nError writing data to secret/data/keycloak/admin: Put \"http://foundation-vault-core.vault:8200/v1/secret/data/keycloak/admin\": dial tcp 10.43.0.42:8200: connect: connection refused\n".to_owned()
-                } else {
-                    "seeding secrets into Vault\nseeded\n".to_owned()
-                };
-                finish_job(client, &job, !failed, &log).await?;
-                let now = release::k8s_timestamp_now();
-                let mut status = json!({"lastScheduleTime": now});
-                if !failed {
-                    status["lastSuccessfulTime"] = json!(now);
-                }
-                client.merge_patch(&format!("{path}/status"), &json!({ "status": status })).await?;
-            }
-            ("apps/v1", "Deployment" | "StatefulSet") => {
-                let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(1);
-                let mut status = json!({"observedGeneration": generation, "replicas": replicas, "readyReplicas": replicas,
-                                        "updatedReplicas": replicas, "availableReplicas": replicas});
-                if obj["kind"] == "StatefulSet" {
-                    status["currentReplicas"] = json!(replicas);
-                } else {
-                    status["conditions"] = json!([{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}]);
-                }
-                client.merge_patch(&format!("{path}/status"), &json!({ "status": status })).await?;
-            }
-            ("external-secrets.io/v1" | "external-secrets.io/v1beta1", "ExternalSecret") => {
-                self.external_secret(client, obj, &path, &ns, &name).await?;
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    async fn external_secret(
-        &mut self,
-        client: &Client,
-        obj: &Value,
-        path: &str,
-        ns: &str,
-        name: &str,
-    ) -> Result<()> {
-        let data = obj["spec"]["data"].as_array().cloned().unwrap_or_default();
-        let now = release::k8s_timestamp_now();
-        let condition = if self.scenario.secret_missing_key
-            && !self.missing_key_done
-            && !data.is_empty()
-        {
-            self.missing_key_done = true;
-            let key = data[0]["remoteRef"]["key"].as_str().unwrap_or("");
-            let property = data[0]["remoteRef"]["property"].as_str().unwrap_or("");
-            let _ = property;
-            json!({"type": "Ready", "status": "False", "reason": "SecretSyncedError", "lastTransitionTime": now,
-                   "message": format!("error processing spec.data[0] (key: {key}), err: Secret does not exist")})
-        } else {
-            let target = obj["spec"]["target"]["name"].as_str().unwrap_or(name);
-            let mut secret_data = serde_json::Map::new();
-            for d in &data {
-                if let Some(k) = d["secretKey"].as_str() {
-                    use base64::Engine;
-                    secret_data.insert(
-                        k.to_owned(),
-                        json!(
-                            base64::engine::general_purpose::STANDARD
-                                .encode(format!("testbed-{k}"))
-                        ),
-                    );
-                }
-            }
-            let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                "metadata": {"name": target, "namespace": ns, "labels": {"reconcile.external-secrets.io/managed": "true"},
-                             "ownerReferences": [{"apiVersion": obj["apiVersion"], "kind": "ExternalSecret", "name": name, "uid": obj["metadata"]["uid"], "controller": true}]},
-                "data": secret_data});
-            client.apply_object(&secret).await?;
-            json!({"type": "Ready", "status": "True", "reason": "SecretSynced", "message": "secret synced", "lastTransitionTime": now})
-        };
-        let status = json!({"refreshTime": now, "binding": {"name": obj["spec"]["target"]["name"].as_str().unwrap_or(name)},
-                            "conditions": [condition]});
-        client.merge_patch(&format!("{path}/status"), &json!({ "status": status })).await?;
-        Ok(())
-    }
-}
-
-/// What the Job controller would leave: a finished Pod (with its log) and the Job's
-/// final status. Returns the Pod's name.
-pub async fn finish_job(
-    client: &Client,
-    job: &Value,
-    succeeded: bool,
-    log: &str,
-) -> Result<String> {
-    let ns = job["metadata"]["namespace"].as_str().unwrap_or("default");
-    let name = job["metadata"]["name"].as_str().unwrap_or("");
-    let uid = &job["metadata"]["uid"];
-    let mut labels = job["spec"]["template"]["metadata"]["labels"].clone();
-    if !labels.is_object() {
-        labels = json!({});
-    }
-    labels["job-name"] = json!(name);
-    labels["batch.kubernetes.io/job-name"] = json!(name);
-    labels["controller-uid"] = uid.clone();
-    let pod = json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"generateName": format!("{name}-"), "namespace": ns, "labels": labels,
-                     "annotations": { LOG_ANNOTATION: log },
-                     "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid, "controller": true}]},
-        "spec": job["spec"]["template"]["spec"].clone(),
-        "status": fake_helm::pod_status(succeeded),
-    });
-    let pod = client.create(&format!("/api/v1/namespaces/{ns}/pods"), &pod).await?;
-    let now = release::k8s_timestamp_now();
-    let status = if succeeded {
-        json!({"succeeded": 1, "startTime": now, "completionTime": now,
-               "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": now}]})
-    } else {
-        json!({"failed": 1, "startTime": now,
-               "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                               "message": "Job has reached the specified backoff limit", "lastTransitionTime": now}]})
-    };
-    let path = kube_api::object_path("batch/v1", "Job", Some(ns), name);
-    client.merge_patch(&format!("{path}/status"), &json!({ "status": status })).await?;
-    Ok(pod["metadata"]["name"].as_str().unwrap_or("").to_owned())
 }
 
 #[cfg(test)]

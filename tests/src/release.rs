@@ -66,6 +66,8 @@ pub struct Hook {
     pub events: Vec<String>,
     #[serde(default)]
     pub last_run: LastRun,
+    #[serde(default)]
+    pub weight: i64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delete_policies: Vec<String>,
 }

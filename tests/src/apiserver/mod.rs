@@ -8,6 +8,7 @@
 pub mod resources;
 pub mod selector;
 pub mod store;
+pub mod controllers;
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
@@ -57,6 +58,7 @@ pub fn run(state_dir: &Path, port_file: &Path) -> Result<()> {
     let store = Arc::new(Mutex::new(Store::open(state_dir)?));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
+        controllers::spawn(store.clone(), std::env::var_os("TESTBED_DIR").map(PathBuf::from));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
         let tmp = port_file.with_extension("tmp");

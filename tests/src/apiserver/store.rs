@@ -31,6 +31,24 @@ pub struct Target {
 }
 
 impl Target {
+    /// The collection of `plural` in `group`/`version` (in `namespace`, if given).
+    pub fn collection(group: &str, version: &str, plural: &str, namespace: Option<&str>) -> Target {
+        Target {
+            group: group.to_owned(),
+            version: version.to_owned(),
+            plural: plural.to_owned(),
+            namespace: namespace.map(str::to_owned),
+            name: None,
+            subresource: None,
+        }
+    }
+
+    /// One object of `plural`.
+    pub fn object(group: &str, version: &str, plural: &str, namespace: &str, name: &str) -> Target {
+        let ns = (!namespace.is_empty()).then_some(namespace);
+        Target { name: Some(name.to_owned()), ..Target::collection(group, version, plural, ns) }
+    }
+
     fn api_version(&self) -> String {
         if self.group.is_empty() {
             self.version.clone()
@@ -427,6 +445,47 @@ impl Store {
             merge(&mut next, &patch, apply);
         }
         self.store_update(t, key, current, next)
+    }
+
+    /// Every stored object of `group`/`plural` (all namespaces): `(key, object)`.
+    pub fn objects_of(&self, group: &str, plural: &str) -> Vec<(String, Value)> {
+        let prefix = format!("{}/{plural}/", group_key(group));
+        self.data
+            .objects
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Replace the status of the object stored under `key` (what a controller's status
+    /// update does): a new resourceVersion, the generation unchanged.
+    pub fn set_status(&mut self, key: &str, status: Value) -> bool {
+        let rv = self.data.resource_version + 1;
+        let Some(obj) = self.data.objects.get_mut(key) else { return false };
+        obj["status"] = status;
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        self.data.resource_version = rv;
+        true
+    }
+
+    /// Merge `patch` into the object under `key` (metadata or spec; a controller's update).
+    pub fn merge_into(&mut self, key: &str, patch: &Value) -> bool {
+        let rv = self.data.resource_version + 1;
+        let Some(obj) = self.data.objects.get_mut(key) else { return false };
+        merge(obj, patch, false);
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        self.data.resource_version = rv;
+        true
+    }
+
+    /// Remove the object under `key` (garbage collection, history limits).
+    pub fn remove_key(&mut self, key: &str) -> Option<Value> {
+        let obj = self.data.objects.remove(key);
+        if obj.is_some() {
+            self.data.resource_version += 1;
+        }
+        obj
     }
 
     pub fn delete(&mut self, t: &Target) -> ApiResult {
