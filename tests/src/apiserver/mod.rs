@@ -9,6 +9,7 @@ pub mod resources;
 pub mod selector;
 pub mod store;
 pub mod controllers;
+pub mod openapi;
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
@@ -156,6 +157,11 @@ fn route(
             }),
         ),
         (&Method::GET, ["apis"]) => json_reply(200, &group_list()),
+        (&Method::GET, ["openapi", "v3"]) => json_reply(200, &openapi::root()),
+        (&Method::GET, ["openapi", "v3", rest @ ..]) => match openapi::group_version(&rest.join("/")) {
+            Some(doc) => json_reply(200, &doc),
+            None => not_found_path(path),
+        },
         (&Method::GET, ["api", "v1"]) => json_reply(200, &resource_list("", "v1")),
         (&Method::GET, ["apis", group]) => match group_list()["groups"]
             .as_array()
