@@ -523,12 +523,7 @@ async fn sync(file: &Path, releases: &[ReleaseSpec], scenario: &Scenario) -> Res
 }
 
 /// One `helm upgrade --install`: render, store objects, write the release revision.
-async fn install(
-    client: &Client,
-    helm: &Path,
-    r: &ReleaseSpec,
-    fail: bool,
-) -> Result<Release> {
+async fn install(client: &Client, helm: &Path, r: &ReleaseSpec, fail: bool) -> Result<Release> {
     let chart_meta = chart_metadata(helm, r)?;
     let rendered = render(helm, r)?;
     if r.create_namespace {

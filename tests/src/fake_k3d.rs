@@ -352,16 +352,15 @@ fn cluster_name(flags: &Flags, config: Option<&SimpleConfig>) -> String {
         .unwrap_or_else(|| DEFAULT_CLUSTER.to_owned())
 }
 
-/// k3d prefixes registry names with `k3d-` unless they already carry it.
+/// A registry created from the config file is named exactly `registries.create.name`,
+/// else `k3d-<cluster>-registry` (k3d `pkg/config/transform.go`); only
+/// `k3d registry create NAME` adds the `k3d-` prefix (`cmd/registry/registryCreate.go`).
 fn registry_name(cluster: &str, configured: &str) -> String {
-    if configured.is_empty() {
-        format!("k3d-{cluster}-registry")
-    } else if configured.starts_with("k3d-") {
-        configured.to_owned()
-    } else {
-        format!("k3d-{configured}")
-    }
+    if configured.is_empty() { format!("k3d-{cluster}-registry") } else { configured.to_owned() }
 }
+
+/// The registry's port inside its container (k3d `DefaultRegistryPort`).
+const REGISTRY_INTERNAL_PORT: u16 = 5000;
 
 fn cluster_dir(dir: &Path, cluster: &str) -> PathBuf {
     dir.join("clusters").join(cluster)
@@ -510,11 +509,11 @@ async fn create_cluster(dir: &Path, docker: &Docker, plan: &CreatePlan, log: &Lo
     }
     log.info(&format!("Starting cluster '{name}'"));
     start_containers(docker, name, log).await?;
-    let port = start_apiserver(dir, name).await?;
-    log.info(&format!("Cluster API server of '{name}' listens on 127.0.0.1:{port}"));
+    let (port, creds) = start_apiserver(dir, name).await?;
+    log.info(&format!("Cluster API server of '{name}' listens on 0.0.0.0:{port}"));
     log.info(&format!("Updating default kubeconfig with a new context for cluster {name}"));
     kubeconfig::update(&kubeconfig_path()?, |c| {
-        kubeconfig::upsert_cluster(c, name, &format!("http://127.0.0.1:{port}"))
+        kubeconfig::upsert_cluster_tls(c, name, &server_url(port), Some(&creds))
     })?;
     log.info(&format!(
         "Successfully added cluster '{name}' to kubeconfig and switched context to 'k3d-{name}'"
@@ -547,12 +546,11 @@ async fn create_registry(
     labels.insert("k3d.registry.host".into(), host_label);
     labels.insert("k3d.registry.hostIP".into(), host_ip.clone());
     labels.insert("k3s.registry.port.external".into(), port.to_string());
-    labels.insert("k3s.registry.port.internal".into(), port.to_string());
-    let port_key = format!("{port}/tcp");
+    labels.insert("k3s.registry.port.internal".into(), REGISTRY_INTERNAL_PORT.to_string());
+    let port_key = format!("{REGISTRY_INTERNAL_PORT}/tcp");
     let body = ContainerCreateBody {
         image: Some(images::REGISTRY_IMAGE.to_owned()),
         cmd: Some(images::registry_command()),
-        env: Some(vec![format!("REGISTRY_HTTP_ADDR=:{port}")]),
         labels: Some(labels),
         exposed_ports: Some(vec![port_key.clone()]),
         host_config: Some(HostConfig {
@@ -657,64 +655,84 @@ fn kubeconfig_path() -> Result<PathBuf> {
     Ok(dir.join("config"))
 }
 
-/// Spawn the cluster's API server on its state dir and wait until `/readyz` answers 200.
-async fn start_apiserver(dir: &Path, cluster: &str) -> Result<u16> {
+/// The kubeconfig's server, as k3d writes it (`DefaultAPIHost` 0.0.0.0).
+fn server_url(port: u16) -> String {
+    format!("https://0.0.0.0:{port}")
+}
+
+/// Make sure the cluster's API server runs (it serves while the server node container
+/// runs; one process per cluster, kept across stop/start) and wait until `/readyz`
+/// answers 200 over TLS. Returns its port and the kubeconfig credentials.
+async fn start_apiserver(dir: &Path, cluster: &str) -> Result<(u16, kubeconfig::Credentials)> {
     let cdir = cluster_dir(dir, cluster);
     let state = cdir.join("api");
     std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
     let pid_file = cdir.join("apiserver.pid");
-    procs::stop_pid_file(&pid_file, "apiserver")?;
     let port_file = cdir.join("apiserver.port");
-    let _ = std::fs::remove_file(&port_file);
-    let exe = std::env::current_exe().context("locating the testbed binary")?;
-    let args = vec![
-        "apiserver".to_owned(),
-        "--state-dir".to_owned(),
-        state.to_string_lossy().into_owned(),
-        "--port-file".to_owned(),
-        port_file.to_string_lossy().into_owned(),
-    ];
     let log_file = cdir.join("apiserver.log");
-    let mut child = procs::spawn_detached(&exe, &args, &log_file, &pid_file)?;
-    let mut port = None;
-    let mut problem = String::from("no port file after 30s");
-    let ready = wait_until(Duration::from_secs(30), || {
-        if let Ok(Some(status)) = child.try_wait() {
-            problem = format!("it exited ({status}) before answering");
-            return true;
+    let running = procs::read_pid(&pid_file).is_some_and(|pid| procs::is_ours(pid, "apiserver"));
+    let mut child = None;
+    if !running {
+        let exe = std::env::current_exe().context("locating the testbed binary")?;
+        let mut args: Vec<String> = vec![
+            "apiserver".into(),
+            "--state-dir".into(),
+            state.to_string_lossy().into_owned(),
+            "--port-file".into(),
+            port_file.to_string_lossy().into_owned(),
+            "--container".into(),
+            format!("k3d-{cluster}-server-0"),
+        ];
+        if let Some(p) =
+            std::fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse::<u16>().ok())
+        {
+            args.extend(["--port".into(), p.to_string()]);
         }
-        if port.is_none() {
-            port =
-                std::fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse::<u16>().ok());
-        }
-        let Some(p) = port else { return false };
-        match probe::get(&format!("http://127.0.0.1:{p}/readyz"), &[]) {
-            Ok(r) if r.status == 200 => true,
-            Ok(r) => {
-                problem = format!("GET /readyz answered {}", r.status);
-                false
-            }
-            Err(e) => {
-                problem = format!("GET /readyz: {e:#}");
-                false
-            }
-        }
-    });
-    match port {
-        Some(p) if ready && child.try_wait().ok().flatten().is_none() => Ok(p),
-        _ => {
-            let _ = child.kill();
-            let _ = child.wait();
-            let _ = std::fs::remove_file(&pid_file);
-            let log_text = std::fs::read_to_string(&log_file).unwrap_or_default();
-            let lines: Vec<&str> = log_text.lines().collect();
-            let tail = lines[lines.len().saturating_sub(10)..].join("\n");
-            bail!(
-                "the cluster's API server did not become ready: {problem} (log {}):\n{tail}",
-                log_file.display()
-            )
-        }
+        child = Some(procs::spawn_detached(&exe, &args, &log_file, &pid_file)?);
     }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut problem = String::from("no port file after 30s");
+    loop {
+        if let Some(Ok(Some(status))) = child.as_mut().map(|c| c.try_wait()) {
+            problem = format!("it exited ({status}) before answering");
+            break;
+        }
+        let port =
+            std::fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse::<u16>().ok());
+        if let (Some(port), Ok(certs)) = (port, crate::tls::ensure(&state)) {
+            let creds = kubeconfig::Credentials {
+                ca: certs.ca.into_bytes(),
+                client_cert: Some(certs.client_cert.into_bytes()),
+                client_key: Some(certs.client_key.into_bytes()),
+            };
+            let client = crate::kube_api::Client::with_tls(
+                &format!("https://127.0.0.1:{port}"),
+                &creds.ca,
+                creds.client_cert.as_deref().zip(creds.client_key.as_deref()),
+            )?;
+            match client.raw("GET", "/readyz", "text/plain", &[]).await {
+                Ok((200, _)) => return Ok((port, creds)),
+                Ok((code, _)) => problem = format!("GET /readyz answered {code}"),
+                Err(e) => problem = format!("GET /readyz: {e:#}"),
+            }
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if let Some(mut c) = child {
+        let _ = c.kill();
+        let _ = c.wait();
+        let _ = std::fs::remove_file(&pid_file);
+    }
+    let log_text = std::fs::read_to_string(&log_file).unwrap_or_default();
+    let lines: Vec<&str> = log_text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(10)..].join("\n");
+    bail!(
+        "the cluster's API server did not become ready: {problem} (log {}):\n{tail}",
+        log_file.display()
+    )
 }
 
 async fn delete(dir: &Path, docker: &Docker, flags: &Flags, log: &Log) -> Result<i32> {
@@ -787,10 +805,10 @@ async fn start(dir: &Path, docker: &Docker, flags: &Flags, log: &Log) -> Result<
         }
         log.info(&format!("Starting cluster '{name}'"));
         start_containers(docker, &name, log).await?;
-        let port = start_apiserver(dir, &name).await?;
+        let (port, creds) = start_apiserver(dir, &name).await?;
         kubeconfig::update(&kubeconfig_path()?, |c| {
             let current = c["current-context"].as_str().unwrap_or("").to_owned();
-            kubeconfig::upsert_cluster(c, &name, &format!("http://127.0.0.1:{port}"));
+            kubeconfig::upsert_cluster_tls(c, &name, &server_url(port), Some(&creds));
             if !current.is_empty() {
                 c["current-context"] = json!(current);
             }
@@ -815,7 +833,7 @@ async fn stop(dir: &Path, docker: &Docker, flags: &Flags, log: &Log) -> Result<i
             return Ok(1);
         }
         log.info(&format!("Stopping cluster '{name}'"));
-        procs::stop_pid_file(&cluster_dir(dir, &name).join("apiserver.pid"), "apiserver")?;
+        // The API server stops serving by itself once the server node is stopped.
         for c in containers.iter().filter(|c| docker::is_running(c)) {
             let cname = docker::container_name(c);
             docker
@@ -825,6 +843,15 @@ async fn stop(dir: &Path, docker: &Docker, flags: &Flags, log: &Log) -> Result<i
                 )
                 .await
                 .with_context(|| format!("failed to stop node '{cname}'"))?;
+        }
+        // k3s dies with its container: return once the API no longer answers.
+        let port_file = cluster_dir(dir, &name).join("apiserver.port");
+        if let Some(port) =
+            std::fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse::<u16>().ok())
+        {
+            wait_until(Duration::from_secs(10), || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+            });
         }
         log.info(&format!("Stopped cluster '{name}'"));
     }
@@ -958,7 +985,7 @@ mod tests {
             parse_runtime_label("bootstrap.hash=abc@server:*;agent:*"),
             ("bootstrap.hash".into(), "abc".into(), vec!["server:*".into(), "agent:*".into()])
         );
-        assert_eq!(registry_name("ameide", "dev-reg"), "k3d-dev-reg");
+        assert_eq!(registry_name("ameide", "dev-reg"), "dev-reg");
         assert_eq!(registry_name("ameide", "k3d-dev-reg"), "k3d-dev-reg");
         assert_eq!(registry_name("ameide", ""), "k3d-ameide-registry");
         let names: Vec<String> = node_specs("x", 1, 1).into_iter().map(|n| n.name).collect();

@@ -40,10 +40,13 @@ pub async fn failure(client: &Client, pod_spec: &Value) -> anyhow::Result<Option
         if svc == "kubernetes" && ns == "default" {
             continue;
         }
-        let Some(service) = client.get_opt(&format!("/api/v1/namespaces/{ns}/services/{svc}")).await? else {
+        let Some(service) =
+            client.get_opt(&format!("/api/v1/namespaces/{ns}/services/{svc}")).await?
+        else {
             return Ok(Some(format!("wget: bad address '{host}'\n")));
         };
-        let Some(selector) = service["spec"]["selector"].as_object().filter(|s| !s.is_empty()) else {
+        let Some(selector) = service["spec"]["selector"].as_object().filter(|s| !s.is_empty())
+        else {
             continue; // endpoints managed by hand: not simulated, taken as answering
         };
         let matches = |labels: &Value| selector.iter().all(|(k, v)| &labels[k] == v);
@@ -72,7 +75,9 @@ pub async fn failure(client: &Client, pod_spec: &Value) -> anyhow::Result<Option
         }
         if !ready {
             let ip = service["spec"]["clusterIP"].as_str().unwrap_or("10.43.0.1");
-            return Ok(Some(format!("wget: can't connect to remote host ({ip}): Connection refused\n")));
+            return Ok(Some(format!(
+                "wget: can't connect to remote host ({ip}): Connection refused\n"
+            )));
         }
     }
     Ok(None)

@@ -45,12 +45,19 @@ impl HelmVersion {
         let commit = "0000000000000000000000000000000000000000";
         if args.iter().any(|a| a == "--short") {
             format!("{v}+g{}\n", &commit[..7])
-        } else if let Some(i) = args.iter().position(|a| a == "--template" || a.starts_with("--template=")) {
-            let t = args[i].strip_prefix("--template=").map(str::to_owned).or_else(|| args.get(i + 1).cloned());
+        } else if let Some(i) =
+            args.iter().position(|a| a == "--template" || a.starts_with("--template="))
+        {
+            let t = args[i]
+                .strip_prefix("--template=")
+                .map(str::to_owned)
+                .or_else(|| args.get(i + 1).cloned());
             t.unwrap_or_default().replace("{{.Version}}", &v).replace("{{ .Version }}", &v)
         } else {
             let kube = if self.0 >= 4 { ", KubeClientVersion:\"v1.35\"" } else { "" };
-            format!("version.BuildInfo{{Version:\"{v}\", GitCommit:\"{commit}\", GitTreeState:\"clean\", GoVersion:\"go1.24.4\"{kube}}}\n")
+            format!(
+                "version.BuildInfo{{Version:\"{v}\", GitCommit:\"{commit}\", GitTreeState:\"clean\", GoVersion:\"go1.24.4\"{kube}}}\n"
+            )
         }
     }
 }

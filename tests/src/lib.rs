@@ -11,9 +11,9 @@ pub mod docker;
 pub mod fake_helm;
 pub mod fake_helmfile;
 pub mod fake_k3d;
-pub mod helm_version;
 pub mod fake_tilt;
 pub mod gate_probe;
+pub mod helm_version;
 pub mod images;
 pub mod kube_api;
 pub mod kubeconfig;
@@ -21,6 +21,7 @@ pub mod probe;
 pub mod procs;
 pub mod release;
 pub mod scenario;
+pub mod tls;
 pub mod world;
 
 pub use world::{World, WorldOptions, require_docker};

@@ -42,6 +42,12 @@ enum Command {
         state_dir: PathBuf,
         #[arg(long)]
         port_file: PathBuf,
+        /// Listen on this port (else the port file's, else a free one).
+        #[arg(long)]
+        port: Option<u16>,
+        /// The server node container: serve while it runs, exit when it is removed.
+        #[arg(long)]
+        container: Option<String>,
     },
 }
 
@@ -68,8 +74,13 @@ fn cli(cli: Cli) -> i32 {
             .map(|env| print!("{}", testbed::cli::export_lines(&env))),
         Command::Down { dir } => testbed::cli::down(&dir),
         Command::Set { dir, scenarios } => testbed::cli::set(&dir, &scenarios),
-        Command::Apiserver { state_dir, port_file } => {
-            testbed::apiserver::run(&state_dir, &port_file)
+        Command::Apiserver { state_dir, port_file, port, container } => {
+            testbed::apiserver::run(&testbed::apiserver::Options {
+                state_dir,
+                port_file,
+                port,
+                container,
+            })
         }
     };
     match result {

@@ -1,6 +1,7 @@
-//! Background processes the testbed starts (fake API servers, `tilt up`): spawned in
-//! their own process group (so a Ctrl-C in the caller's terminal does not reach them),
-//! output to a log file, pid in a file; stopped by that pid file.
+//! Background processes the testbed starts (fake API servers): each makes itself a
+//! session leader (`setsid`) first thing, so neither a Ctrl-C in the caller's terminal
+//! nor a kill of the caller's session or process group reaches it; output to a log
+//! file, pid in a file; stopped by that pid file.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -8,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-/// Start `program args` detached; write its pid to `pid_file`. The caller may poll the
+/// Start `program args` detached (the program calls `setsid` itself: a child cannot be
+/// made a session leader here without `unsafe` `pre_exec`); write its pid to `pid_file`. The caller may poll the
 /// child (`try_wait`) and then drop it; the process lives on.
 pub fn spawn_detached(
     program: &Path,
@@ -16,7 +18,6 @@ pub fn spawn_detached(
     log: &Path,
     pid_file: &Path,
 ) -> Result<Child> {
-    use std::os::unix::process::CommandExt;
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -28,7 +29,6 @@ pub fn spawn_detached(
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
-        .process_group(0)
         .spawn()
         .with_context(|| format!("starting {}", program.display()))?;
     std::fs::write(pid_file, child.id().to_string())

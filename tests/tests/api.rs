@@ -193,7 +193,7 @@ fn state_survives_a_restart_and_selectors_filter() {
         assert_eq!(gone.len(), 1);
         assert!(!c.delete("/api/v1/namespaces/default/configmaps/b").await.unwrap());
         let ready =
-            testbed::kube_api::wait_ready(&api.server(), std::time::Duration::from_secs(30)).await;
+            testbed::kube_api::wait_ready(&api.client(), std::time::Duration::from_secs(30)).await;
         assert!(ready.is_ok());
     });
 }

@@ -11,7 +11,8 @@ use common::{Bed, eventually, real_tool};
 use serde_json::{Value, json};
 
 fn sample_layer(name: &str) -> Option<PathBuf> {
-    let layer = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../infra/kubernetes/helmfiles/{name}.yaml"));
+    let layer = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../infra/kubernetes/helmfiles/{name}.yaml"));
     if !layer.is_file() {
         eprintln!("skipped: {} not found", layer.display());
         return None;
@@ -66,9 +67,11 @@ fn a_deployment_applied_with_kubectl_turns_ready_after_the_startup_delay() {
 #[test]
 fn vault_fail_runs_through_the_cronjob_and_job_controllers() {
     let Some(bed) = Bed::new() else { return };
-    let (Some(l10), Some(l15), Some(l24)) =
-        (sample_layer("10-bootstrap"), sample_layer("15-secrets-certificates"), sample_layer("24-auth"))
-    else {
+    let (Some(l10), Some(l15), Some(l24)) = (
+        sample_layer("10-bootstrap"),
+        sample_layer("15-secrets-certificates"),
+        sample_layer("24-auth"),
+    ) else {
         return;
     };
     bed.set(&["vault-fail", "cron-minute-ms=1000", "startup-ms=200"]);
@@ -101,7 +104,9 @@ fn vault_fail_runs_through_the_cronjob_and_job_controllers() {
 #[test]
 fn vault_flaky_fails_once_then_the_next_tick_succeeds() {
     let Some(bed) = Bed::new() else { return };
-    let (Some(l10), Some(l15)) = (sample_layer("10-bootstrap"), sample_layer("15-secrets-certificates")) else {
+    let (Some(l10), Some(l15)) =
+        (sample_layer("10-bootstrap"), sample_layer("15-secrets-certificates"))
+    else {
         return;
     };
     bed.set(&["vault-flaky", "cron-minute-ms=1500", "startup-ms=100"]);
@@ -124,7 +129,11 @@ fn vault_flaky_fails_once_then_the_next_tick_succeeds() {
 fn write_operator_layer(dir: &Path) -> PathBuf {
     let chart = dir.join("charts/external-secrets");
     std::fs::create_dir_all(chart.join("templates")).unwrap();
-    std::fs::write(chart.join("Chart.yaml"), "apiVersion: v2\nname: external-secrets\nversion: 0.19.2\n").unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: external-secrets\nversion: 0.19.2\n",
+    )
+    .unwrap();
     std::fs::write(
         chart.join("templates/deploy.yaml"),
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: external-secrets\nspec:\n  replicas: 1\n  \
@@ -144,7 +153,9 @@ fn write_operator_layer(dir: &Path) -> PathBuf {
 #[test]
 fn external_secrets_are_reconciled_only_with_the_operator_chart() {
     let Some(bed) = Bed::new() else { return };
-    let (Some(l10), Some(l24)) = (sample_layer("10-bootstrap"), sample_layer("24-auth")) else { return };
+    let (Some(l10), Some(l24)) = (sample_layer("10-bootstrap"), sample_layer("24-auth")) else {
+        return;
+    };
     bed.set(&["secret-missing-key", "startup-ms=300"]);
     sync(&bed, &l10);
     sync(&bed, &l24);
@@ -156,11 +167,18 @@ fn external_secrets_are_reconciled_only_with_the_operator_chart() {
         "spec": {"secretStoreRef": {"kind": "ClusterSecretStore", "name": "missing-store"},
                  "target": {"name": "zz-lost"}, "data": [{"secretKey": "a", "remoteRef": {"key": "x/y"}}]}});
     common::rt()
-        .block_on(bed.api.client().create("/apis/external-secrets.io/v1/namespaces/ameide/externalsecrets", &lost))
+        .block_on(
+            bed.api
+                .client()
+                .create("/apis/external-secrets.io/v1/namespaces/ameide/externalsecrets", &lost),
+        )
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     let es = bed.list("/apis/external-secrets.io/v1/externalsecrets", None);
-    assert!(es.iter().all(|e| e["status"]["conditions"].is_null()), "no operator, yet a status: {es:?}");
+    assert!(
+        es.iter().all(|e| e["status"]["conditions"].is_null()),
+        "no operator, yet a status: {es:?}"
+    );
 
     let operator = write_operator_layer(bed.dir());
     sync(&bed, &operator);
@@ -173,7 +191,10 @@ fn external_secrets_are_reconciled_only_with_the_operator_chart() {
     assert_eq!(failed.len(), 2, "{es:?}");
     for e in &failed {
         assert_eq!(e["status"]["conditions"][0]["reason"], "SecretSyncedError");
-        assert_eq!(e["status"]["conditions"][0]["message"], "could not get secret data from provider");
+        assert_eq!(
+            e["status"]["conditions"][0]["message"],
+            "could not get secret data from provider"
+        );
     }
     let events = bed.list("/api/v1/namespaces/ameide/events", None);
     let warnings: Vec<&str> = events
@@ -181,10 +202,19 @@ fn external_secrets_are_reconciled_only_with_the_operator_chart() {
         .filter(|e| e["type"] == "Warning" && e["reason"] == "UpdateFailed")
         .filter_map(|e| e["message"].as_str())
         .collect();
-    assert!(warnings.iter().any(|m| m.contains("(key: ") && m.ends_with("Secret does not exist")), "{warnings:?}");
-    assert!(warnings.iter().any(|m| m.contains("could not get ClusterSecretStore \"missing-store\"")), "{warnings:?}");
+    assert!(
+        warnings.iter().any(|m| m.contains("(key: ") && m.ends_with("Secret does not exist")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings.iter().any(|m| m.contains("could not get ClusterSecretStore \"missing-store\"")),
+        "{warnings:?}"
+    );
     for e in es.iter().filter(|e| ready(e)) {
         let target = e["spec"]["target"]["name"].as_str().unwrap();
-        assert!(bed.get(&format!("/api/v1/namespaces/ameide/secrets/{target}")).is_some(), "{target}");
+        assert!(
+            bed.get(&format!("/api/v1/namespaces/ameide/secrets/{target}")).is_some(),
+            "{target}"
+        );
     }
 }

@@ -36,9 +36,11 @@ fn write_layer(dir: &Path, sts_replicas: u32, probe_db: bool) -> PathBuf {
     )
     .unwrap();
     let hook = |name: &str, cmd: &str| {
-        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{{{ .Release.Name }}}}-{name}\n  annotations:\n    \
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{{{ .Release.Name }}}}-{name}\n  annotations:\n    \
          \"helm.sh/hook\": test\n    \"helm.sh/hook-delete-policy\": before-hook-creation,hook-succeeded\n\
-         spec:\n  restartPolicy: Never\n  containers: [{{name: check, image: busybox, command: {cmd}}}]\n")
+         spec:\n  restartPolicy: Never\n  containers: [{{name: check, image: busybox, command: {cmd}}}]\n"
+        )
     };
     std::fs::write(chart.join("templates/tests/check.yaml"), hook("check", "[\"true\"]")).unwrap();
     let db = chart.join("templates/tests/db.yaml");
@@ -88,12 +90,16 @@ fn sync_returns_before_readiness_unless_asked_to_wait() {
     let deploy = bed.get(DEPLOY).unwrap();
     assert_eq!(deploy["status"]["readyReplicas"].as_i64().unwrap_or(0), 0, "{deploy}");
     // ... and Ready a little later, as the controller writes it.
-    eventually(Duration::from_secs(30), "Deployment Ready", || (ready_replicas(&bed) == 2).then_some(()));
+    eventually(Duration::from_secs(30), "Deployment Ready", || {
+        (ready_replicas(&bed) == 2).then_some(())
+    });
     let deploy = bed.get(DEPLOY).unwrap();
     assert_eq!(deploy["status"]["availableReplicas"], 2);
-    assert!(deploy["status"]["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Available"
-        && c["status"] == "True"
-        && c["reason"] == "MinimumReplicasAvailable"));
+    assert!(
+        deploy["status"]["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Available"
+            && c["status"] == "True"
+            && c["reason"] == "MinimumReplicasAvailable")
+    );
 
     let Some(kubectl) = real_tool("kubectl") else { return };
     let cm: Value = serde_json::from_str(
@@ -112,7 +118,8 @@ fn sync_returns_before_readiness_unless_asked_to_wait() {
          containers: [{name: c, image: busybox}]\n",
     )
     .unwrap();
-    let out = bed.fake("helmfile", &["-f", layer, "-e", "local", "sync", "--wait", "--timeout", "60"]);
+    let out =
+        bed.fake("helmfile", &["-f", layer, "-e", "local", "sync", "--wait", "--timeout", "60"]);
     assert!(out.status.success());
     let extra = bed.get("/apis/apps/v1/namespaces/ameide/deployments/extra").unwrap();
     assert_eq!(extra["status"]["readyReplicas"], 1, "--wait returned before readiness: {extra}");
@@ -132,13 +139,19 @@ fn sync_returns_before_readiness_unless_asked_to_wait() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("UPGRADE FAILED"));
     let list = bed.releases();
-    assert_eq!((list[0]["status"].as_str(), list[0]["revision"].as_str()), (Some("failed"), Some("3")));
+    assert_eq!(
+        (list[0]["status"].as_str(), list[0]["revision"].as_str()),
+        (Some("failed"), Some("3"))
+    );
 
     bed.set(&["healthy"]);
     assert!(bed.fake("helmfile", &["-f", layer, "-e", "local", "apply"]).status.success());
     let out = bed.fake("helmfile", &["-f", layer, "-e", "local", "list", "--output", "json"]);
     let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((rows[0]["labels"].as_str(), rows[0]["installed"].as_bool()), (Some("gate:true"), Some(true)));
+    assert_eq!(
+        (rows[0]["labels"].as_str(), rows[0]["installed"].as_bool()),
+        (Some("gate:true"), Some(true))
+    );
     assert!(bed.fake("helmfile", &["-f", layer, "-e", "local", "status"]).status.success());
     let out = bed.fake("helmfile", &["-f", layer, "-e", "staging", "sync"]);
     assert!(text(&out).contains("environment \"staging\" is not defined"));
@@ -163,7 +176,9 @@ fn helm_test_follows_the_claimed_helm_version() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("Phase:          Succeeded"));
     assert!(
-        text(&out).contains("Error: unable to get pod logs for demo-check: pods \"demo-check\" not found"),
+        text(&out).contains(
+            "Error: unable to get pod logs for demo-check: pods \"demo-check\" not found"
+        ),
         "{}",
         text(&out)
     );
@@ -180,7 +195,11 @@ fn helm_test_follows_the_claimed_helm_version() {
     bed.set(&["helm-version=4.2.4", "log-race=30-demo"]);
     let out = bed.fake("helm", &["test", "demo", "-n", "ameide", "--logs"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("Error: unable to get pod demo-check: pods \"demo-check\" not found"), "{}", text(&out));
+    assert!(
+        text(&out).contains("Error: unable to get pod demo-check: pods \"demo-check\" not found"),
+        "{}",
+        text(&out)
+    );
 
     // A failing gate: phase Failed recorded, the failed Pod kept, helm 4's wording.
     bed.set(&["healthy", "helm-version=4.1.4", "gate-fail=30-demo"]);

@@ -1,18 +1,19 @@
 //! The fake Kubernetes API server: `testbed apiserver --state-dir D --port-file F`.
 //!
-//! Plain HTTP on 127.0.0.1 (no TLS, no auth), JSON only whatever `Accept` prefers
+//! HTTPS on 127.0.0.1 with the cluster's certificates (`crate::tls`; client
+//! certificates are not checked), JSON only whatever `Accept` prefers
 //! (kubectl and helm accept JSON when they asked for Table or protobuf; discovery v2
 //! requests get the legacy documents, which clients fall back to). Errors are
 //! Kubernetes `Status` objects. Watch is not served (405).
 
+pub mod controllers;
+pub mod openapi;
 pub mod resources;
 pub mod selector;
 pub mod store;
-pub mod controllers;
-pub mod openapi;
 
 use std::convert::Infallible;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
@@ -24,66 +25,145 @@ use serde_json::{Value, json};
 use resources::RESOURCES;
 use store::{ApiError, Store, Target};
 
-/// `apiserver --state-dir D --port-file F`; returns the process exit code.
-pub fn main(args: &[String]) -> i32 {
-    let mut state_dir = None;
-    let mut port_file = None;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--state-dir" => state_dir = it.next().map(PathBuf::from),
-            "--port-file" => port_file = it.next().map(PathBuf::from),
-            other => {
-                eprintln!(
-                    "testbed apiserver: unexpected argument `{other}`; usage: apiserver --state-dir D --port-file F"
-                );
-                return 2;
-            }
+/// How an API server process is run.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub state_dir: PathBuf,
+    pub port_file: PathBuf,
+    /// Listen on this port (k3d keeps a cluster's API port across stop/start); else the
+    /// port of an existing port file; else a free one.
+    pub port: Option<u16>,
+    /// The server node container: serve only while it runs, exit when it is removed.
+    pub container: Option<String>,
+}
+
+/// What the server node container is doing.
+enum Node {
+    Running,
+    Stopped,
+    Gone,
+}
+
+async fn node_state(docker: &bollard::Docker, name: &str) -> Node {
+    match docker.inspect_container(name, None).await {
+        Ok(c) if c.state.as_ref().and_then(|s| s.running).unwrap_or(false) => Node::Running,
+        Ok(_) => Node::Stopped,
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+            Node::Gone
         }
-    }
-    let (Some(state_dir), Some(port_file)) = (state_dir, port_file) else {
-        eprintln!("testbed apiserver: usage: apiserver --state-dir D --port-file F");
-        return 2;
-    };
-    match run(&state_dir, &port_file) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("testbed apiserver: {e:#}");
-            1
-        }
+        // The daemon did not answer: keep serving rather than guess.
+        Err(_) => Node::Running,
     }
 }
 
-/// Serve until killed. The port file is written (atomically) once the socket listens.
-pub fn run(state_dir: &Path, port_file: &Path) -> Result<()> {
-    let store = Arc::new(Mutex::new(Store::open(state_dir)?));
+async fn bind(port: u16) -> Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for _ in 0..50 {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_reuseaddr(true)?;
+        match socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], port))) {
+            Ok(()) => return Ok(socket.listen(1024)?),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Err(last.map(anyhow::Error::from).unwrap_or_else(|| anyhow::anyhow!("bind failed")))
+        .with_context(|| format!("listening on 127.0.0.1:{port}"))
+}
+
+/// Serve HTTPS until killed, or (with a node container) while the node runs: a stopped
+/// node stops the API (connections refused), a started one brings it back on the same
+/// port, a removed one ends the process. The process runs in its own session, so killing
+/// the session of whatever started it (a shell, a test, the engine) leaves the cluster up.
+pub fn run(o: &Options) -> Result<()> {
+    // Fails only when already a session or group leader, which is fine.
+    let _ = nix::unistd::setsid();
+    let store = Arc::new(Mutex::new(Store::open(&o.state_dir)?));
+    let certs = crate::tls::ensure(&o.state_dir)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(crate::tls::server_config(&certs)?);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
-        controllers::spawn(store.clone(), std::env::var_os("TESTBED_DIR").map(PathBuf::from));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let port = listener.local_addr()?.port();
-        let tmp = port_file.with_extension("tmp");
-        std::fs::write(&tmp, format!("{port}\n"))
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, port_file)
-            .with_context(|| format!("writing {}", port_file.display()))?;
-        eprintln!(
-            "testbed apiserver: listening on 127.0.0.1:{port}, state in {}",
-            state_dir.display()
+        let serving = Arc::new(std::sync::atomic::AtomicBool::new(o.container.is_none()));
+        controllers::spawn(
+            store.clone(),
+            std::env::var_os("TESTBED_DIR").map(PathBuf::from),
+            serving.clone(),
         );
+        let docker = match &o.container {
+            Some(_) => Some(crate::docker::connect().await?),
+            None => None,
+        };
+        let mut port = o.port.or_else(|| {
+            std::fs::read_to_string(&o.port_file).ok().and_then(|p| p.trim().parse().ok())
+        });
         loop {
-            let (stream, _) = listener.accept().await?;
-            let store = store.clone();
-            tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |req| handle(store.clone(), port, req));
-                let io = hyper_util::rt::TokioIo::new(stream);
-                if let Err(e) =
-                    hyper::server::conn::http1::Builder::new().serve_connection(io, service).await
-                {
-                    eprintln!("testbed apiserver: connection: {e}");
+            if let (Some(d), Some(name)) = (&docker, &o.container) {
+                loop {
+                    match node_state(d, name).await {
+                        Node::Running => break,
+                        Node::Gone => {
+                            eprintln!("testbed apiserver: node {name} was removed; exiting");
+                            return Ok(());
+                        }
+                        Node::Stopped => {
+                            tokio::time::sleep(std::time::Duration::from_millis(300)).await
+                        }
+                    }
                 }
-            });
+            }
+            let listener = bind(port.unwrap_or(0)).await?;
+            let bound = listener.local_addr()?.port();
+            port = Some(bound);
+            let tmp = o.port_file.with_extension("tmp");
+            std::fs::write(&tmp, format!("{bound}\n"))
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, &o.port_file)
+                .with_context(|| format!("writing {}", o.port_file.display()))?;
+            eprintln!(
+                "testbed apiserver: listening on https://127.0.0.1:{bound}, state in {}",
+                o.state_dir.display()
+            );
+            serving.store(true, std::sync::atomic::Ordering::SeqCst);
+            let mut conns = tokio::task::JoinSet::new();
+            let mut check = tokio::time::interval(std::time::Duration::from_millis(300));
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let (stream, _) = accepted?;
+                        let store = store.clone();
+                        let acceptor = acceptor.clone();
+                        conns.spawn(async move {
+                            let stream = match acceptor.accept(stream).await {
+                                Ok(s) => s,
+                                Err(e) => {
+                                    eprintln!("testbed apiserver: TLS handshake: {e}");
+                                    return;
+                                }
+                            };
+                            let service = hyper::service::service_fn(move |req| {
+                                handle(store.clone(), bound, req)
+                            });
+                            let io = hyper_util::rt::TokioIo::new(stream);
+                            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(io, service)
+                                .await
+                            {
+                                eprintln!("testbed apiserver: connection: {e}");
+                            }
+                        });
+                    }
+                    _ = check.tick(), if docker.is_some() => {
+                        let (Some(d), Some(name)) = (&docker, &o.container) else { continue };
+                        if !matches!(node_state(d, name).await, Node::Running) {
+                            break;
+                        }
+                    }
+                }
+            }
+            serving.store(false, std::sync::atomic::Ordering::SeqCst);
+            conns.abort_all();
+            drop(listener);
+            eprintln!("testbed apiserver: node stopped; the API is down until it starts again");
         }
     })
 }
@@ -158,10 +238,12 @@ fn route(
         ),
         (&Method::GET, ["apis"]) => json_reply(200, &group_list()),
         (&Method::GET, ["openapi", "v3"]) => json_reply(200, &openapi::root()),
-        (&Method::GET, ["openapi", "v3", rest @ ..]) => match openapi::group_version(&rest.join("/")) {
-            Some(doc) => json_reply(200, &doc),
-            None => not_found_path(path),
-        },
+        (&Method::GET, ["openapi", "v3", rest @ ..]) => {
+            match openapi::group_version(&rest.join("/")) {
+                Some(doc) => json_reply(200, &doc),
+                None => not_found_path(path),
+            }
+        }
         (&Method::GET, ["api", "v1"]) => json_reply(200, &resource_list("", "v1")),
         (&Method::GET, ["apis", group]) => match group_list()["groups"]
             .as_array()

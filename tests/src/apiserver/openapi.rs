@@ -23,7 +23,10 @@ pub fn root() -> Value {
     for r in RESOURCES {
         for v in r.versions {
             let p = gv_path(r.group, v);
-            paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash=testbed")}));
+            paths.insert(
+                p.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash=testbed")}),
+            );
         }
     }
     json!({ "paths": paths })
@@ -75,7 +78,9 @@ mod tests {
         let doc = group_version("apis/apps/v1").unwrap();
         let op = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
         assert_eq!(op["x-kubernetes-group-version-kind"]["kind"], "Deployment");
-        assert!(op["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
+        assert!(
+            op["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation")
+        );
         assert!(group_version("apis/nope/v1").is_none());
     }
 }

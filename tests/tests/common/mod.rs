@@ -32,7 +32,7 @@ impl Api {
         let dir = tempfile::tempdir().unwrap();
         let (child, port) = spawn(dir.path());
         let api = Api { dir, port, child };
-        std::fs::write(api.kubeconfig(), kubeconfig(port)).unwrap();
+        std::fs::write(api.kubeconfig(), kubeconfig(port, &api.dir.path().join("api"))).unwrap();
         api
     }
 
@@ -43,11 +43,11 @@ impl Api {
         let (child, port) = spawn(self.dir.path());
         self.child = child;
         self.port = port;
-        std::fs::write(self.kubeconfig(), kubeconfig(port)).unwrap();
+        std::fs::write(self.kubeconfig(), kubeconfig(port, &self.dir.path().join("api"))).unwrap();
     }
 
     pub fn server(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("https://127.0.0.1:{}", self.port)
     }
 
     pub fn kubeconfig(&self) -> PathBuf {
@@ -55,7 +55,7 @@ impl Api {
     }
 
     pub fn client(&self) -> testbed::kube_api::Client {
-        testbed::kube_api::Client::new(&self.server()).unwrap()
+        testbed::kube_api::Client::from_kubeconfig(&self.kubeconfig()).unwrap()
     }
 
     /// A command with this API's kubeconfig and private helm/kubectl caches.
@@ -124,12 +124,22 @@ fn spawn(dir: &Path) -> (Child, u16) {
     }
 }
 
-pub fn kubeconfig(port: u16) -> String {
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: k3d-test\n  cluster:\n    server: http://127.0.0.1:{port}\n\
-         contexts:\n- name: k3d-test\n  context:\n    cluster: k3d-test\n    user: admin@k3d-test\n\
-         users:\n- name: admin@k3d-test\n  user:\n    token: testbed\ncurrent-context: k3d-test\n"
-    )
+/// A kubeconfig for the API on `port` with the certificates in `<state>/tls`, as k3d's.
+pub fn kubeconfig(port: u16, state: &Path) -> String {
+    let mut config = testbed::kubeconfig::empty();
+    let certs = testbed::tls::ensure(state).unwrap();
+    let creds = testbed::kubeconfig::Credentials {
+        ca: certs.ca.into_bytes(),
+        client_cert: Some(certs.client_cert.into_bytes()),
+        client_key: Some(certs.client_key.into_bytes()),
+    };
+    testbed::kubeconfig::upsert_cluster_tls(
+        &mut config,
+        "test",
+        &format!("https://127.0.0.1:{port}"),
+        Some(&creds),
+    );
+    serde_saphyr::to_string(&config).unwrap()
 }
 
 /// An API plus a TESTBED_DIR with `helmfile`/`helm` symlinks to the testbed binary.

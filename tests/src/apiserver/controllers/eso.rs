@@ -114,12 +114,22 @@ fn store_error(store: &Store, es: &Value, ns: &str) -> Option<String> {
     let name = r["name"].as_str().unwrap_or("");
     let cluster = r["kind"] == "ClusterSecretStore";
     let (plural, kind, t) = if cluster {
-        ("clustersecretstores", "ClusterSecretStore", Target::object("external-secrets.io", "v1", "clustersecretstores", "", name))
+        (
+            "clustersecretstores",
+            "ClusterSecretStore",
+            Target::object("external-secrets.io", "v1", "clustersecretstores", "", name),
+        )
     } else {
-        ("secretstores", "SecretStore", Target::object("external-secrets.io", "v1", "secretstores", ns, name))
+        (
+            "secretstores",
+            "SecretStore",
+            Target::object("external-secrets.io", "v1", "secretstores", ns, name),
+        )
     };
     store.get(&t).err().map(|_| {
-        format!("could not get {kind} \"{name}\", {plural}.external-secrets.io \"{name}\" not found")
+        format!(
+            "could not get {kind} \"{name}\", {plural}.external-secrets.io \"{name}\" not found"
+        )
     })
 }
 

@@ -112,7 +112,10 @@ pub(super) fn reconcile(c: &mut Controllers, store: &mut Store, s: &Scenario, no
             let since = c.observe(pod_key, pod, now).since;
             if now.instant.saturating_duration_since(since) >= Duration::from_millis(s.startup_ms) {
                 let log = pod_log(&job, fail);
-                store.merge_into(pod_key, &json!({"metadata": {"annotations": {LOG_ANNOTATION: log}}}));
+                store.merge_into(
+                    pod_key,
+                    &json!({"metadata": {"annotations": {LOG_ANNOTATION: log}}}),
+                );
                 let status = finished_pod_status(pod, !fail, &now.timestamp());
                 store.set_status(pod_key, status.clone());
                 pod["status"] = status;
@@ -121,11 +124,13 @@ pub(super) fn reconcile(c: &mut Controllers, store: &mut Store, s: &Scenario, no
                 }
             }
         }
-        let count = |p: &str| mine.iter().filter(|(_, pod)| pod["status"]["phase"] == p).count() as i64;
+        let count =
+            |p: &str| mine.iter().filter(|(_, pod)| pod["status"]["phase"] == p).count() as i64;
         let (succeeded, failed) = (count("Succeeded"), count("Failed"));
         let mut active = mine.len() as i64 - succeeded - failed;
         let backoff_limit = job["spec"]["backoffLimit"].as_i64().unwrap_or(6);
-        let start = job["status"]["startTime"].as_str().map_or_else(|| now.timestamp(), str::to_owned);
+        let start =
+            job["status"]["startTime"].as_str().map_or_else(|| now.timestamp(), str::to_owned);
         let mut status = json!({"startTime": start, "ready": 0, "terminating": 0, "uncountedTerminatedPods": {}});
         if succeeded > 0 {
             let msg = "Reached expected number of succeeded pods";
@@ -153,7 +158,10 @@ pub(super) fn reconcile(c: &mut Controllers, store: &mut Store, s: &Scenario, no
         if active > 0 {
             status["active"] = json!(active);
         }
-        let code = succeeded * 1_000_000 + failed * 1000 + active + i64::from(status["conditions"].is_array()) * 7;
+        let code = succeeded * 1_000_000
+            + failed * 1000
+            + active
+            + i64::from(status["conditions"].is_array()) * 7;
         let seen = c.observe(&format!("{key}#status"), &job, now);
         if seen.written != Some(code) {
             seen.written = Some(code);
@@ -198,7 +206,10 @@ fn create_pod(store: &mut Store, job: &Value) {
         "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]},
     });
     if let Err(e) = store.create(&Target::collection("", "v1", "pods", Some(ns)), pod) {
-        eprintln!("testbed apiserver: job controller: creating a pod for {ns}/{name}: {}", e.message);
+        eprintln!(
+            "testbed apiserver: job controller: creating a pod for {ns}/{name}: {}",
+            e.message
+        );
     }
 }
 
@@ -207,7 +218,9 @@ fn create_pod(store: &mut Store, job: &Value) {
 pub fn minute_matches(schedule: &str, m: u64) -> bool {
     let minute = m % 60;
     let field = match schedule.trim() {
-        "@hourly" | "@daily" | "@midnight" | "@weekly" | "@monthly" | "@yearly" | "@annually" => "0",
+        "@hourly" | "@daily" | "@midnight" | "@weekly" | "@monthly" | "@yearly" | "@annually" => {
+            "0"
+        }
         s => s.split_whitespace().next().unwrap_or("*"),
     };
     field.split(',').any(|part| {
@@ -239,7 +252,13 @@ fn cronjobs(c: &mut Controllers, store: &mut Store, s: &Scenario, now: Now) {
         let name = meta(&cj, "name");
         let mut owned: Vec<(String, Value)> =
             jobs.iter().filter(|(_, j)| controller_uid(j) == Some(uid)).cloned().collect();
-        owned.sort_by_key(|(_, j)| j["metadata"]["name"].as_str().and_then(|n| n.rsplit('-').next()).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0));
+        owned.sort_by_key(|(_, j)| {
+            j["metadata"]["name"]
+                .as_str()
+                .and_then(|n| n.rsplit('-').next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        });
         let last = *c.cron_last.entry(key.clone()).or_insert(m_now);
         let schedule = cj["spec"]["schedule"].as_str().unwrap_or("* * * * *");
         let due = (last + 1..=m_now).rev().find(|m| minute_matches(schedule, *m));
@@ -249,7 +268,8 @@ fn cronjobs(c: &mut Controllers, store: &mut Store, s: &Scenario, now: Now) {
             status = json!({});
         }
         if let (Some(m), false) = (due, cj["spec"]["suspend"] == true) {
-            let active: Vec<&(String, Value)> = owned.iter().filter(|(_, j)| finished(j).is_none()).collect();
+            let active: Vec<&(String, Value)> =
+                owned.iter().filter(|(_, j)| finished(j).is_none()).collect();
             let policy = cj["spec"]["concurrencyPolicy"].as_str().unwrap_or("Allow");
             if policy == "Replace" {
                 for (k, _) in &active {
@@ -263,7 +283,8 @@ fn cronjobs(c: &mut Controllers, store: &mut Store, s: &Scenario, now: Now) {
                 if !annotations.is_object() {
                     annotations = json!({});
                 }
-                annotations["batch.kubernetes.io/cronjob-scheduled-timestamp"] = json!(timestamp_ms(m * minute_ms));
+                annotations["batch.kubernetes.io/cronjob-scheduled-timestamp"] =
+                    json!(timestamp_ms(m * minute_ms));
                 if s.vault_flaky && name == VAULT_BOOTSTRAP {
                     annotations[OUTCOME_ANNOTATION] = json!(if first { "fail" } else { "succeed" });
                 }
@@ -282,8 +303,12 @@ fn cronjobs(c: &mut Controllers, store: &mut Store, s: &Scenario, now: Now) {
             }
         }
         // History limits, oldest first.
-        for (outcome, limit) in [(true, "successfulJobsHistoryLimit", ), (false, "failedJobsHistoryLimit")].map(|(o, f)| (o, cj["spec"][f].as_i64().unwrap_or(if o { 3 } else { 1 }))) {
-            let done: Vec<&(String, Value)> = owned.iter().filter(|(_, j)| finished(j) == Some(outcome)).collect();
+        for (outcome, limit) in
+            [(true, "successfulJobsHistoryLimit"), (false, "failedJobsHistoryLimit")]
+                .map(|(o, f)| (o, cj["spec"][f].as_i64().unwrap_or(if o { 3 } else { 1 })))
+        {
+            let done: Vec<&(String, Value)> =
+                owned.iter().filter(|(_, j)| finished(j) == Some(outcome)).collect();
             for (k, _) in done.iter().take(done.len().saturating_sub(limit.max(0) as usize)) {
                 store.remove_key(k);
             }
@@ -297,7 +322,12 @@ fn cronjobs(c: &mut Controllers, store: &mut Store, s: &Scenario, now: Now) {
             true => status.as_object_mut().map(|o| o.remove("active")),
             false => status.as_object_mut().map(|o| o.insert("active".into(), json!(active))),
         };
-        if let Some(t) = owned.iter().filter(|(_, j)| finished(j) == Some(true)).filter_map(|(_, j)| j["status"]["completionTime"].as_str()).max() {
+        if let Some(t) = owned
+            .iter()
+            .filter(|(_, j)| finished(j) == Some(true))
+            .filter_map(|(_, j)| j["status"]["completionTime"].as_str())
+            .max()
+        {
             if status["lastSuccessfulTime"].as_str().is_none_or(|old| old < t) {
                 status["lastSuccessfulTime"] = json!(t);
             }
@@ -323,7 +353,8 @@ pub(super) fn collect_garbage(store: &mut Store) {
         .iter()
         .filter(|(_, o)| {
             o["metadata"]["ownerReferences"].as_array().is_some_and(|refs| {
-                !refs.is_empty() && refs.iter().all(|r| r["uid"].as_str().is_none_or(|u| !uids.contains(u)))
+                !refs.is_empty()
+                    && refs.iter().all(|r| r["uid"].as_str().is_none_or(|u| !uids.contains(u)))
             })
         })
         .map(|(k, _)| k.clone())

@@ -16,6 +16,7 @@ mod workloads;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -103,7 +104,9 @@ impl Controllers {
         eso::reconcile(self, store, &scenario, now);
         jobs::collect_garbage(store);
         // Forget objects that are gone.
-        self.seen.retain(|k, _| store.data.objects.contains_key(k.split_once('#').map_or(k.as_str(), |(k, _)| k)));
+        self.seen.retain(|k, _| {
+            store.data.objects.contains_key(k.split_once('#').map_or(k.as_str(), |(k, _)| k))
+        });
         store.data.resource_version != before
     }
 
@@ -125,13 +128,19 @@ impl Controllers {
     }
 }
 
-/// Run the controllers every 100 ms until the process ends, saving after each change.
-pub fn spawn(store: Arc<Mutex<Store>>, testbed_dir: Option<PathBuf>) {
+/// Run the controllers every 100 ms while `running` (the node is up) until the process
+/// ends, saving after each change.
+pub fn spawn(store: Arc<Mutex<Store>>, testbed_dir: Option<PathBuf>, running: Arc<AtomicBool>) {
     tokio::spawn(async move {
         let mut controllers = Controllers::new(testbed_dir);
         let mut interval = tokio::time::interval(Duration::from_millis(100));
         loop {
             interval.tick().await;
+            if !running.load(Ordering::SeqCst) {
+                // A stopped node runs nothing; what ran is forgotten, as a reboot would.
+                controllers.seen.clear();
+                continue;
+            }
             let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
             if controllers.tick(&mut store, Now::current())
                 && let Err(e) = store.save()

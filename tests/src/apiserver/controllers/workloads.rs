@@ -47,9 +47,9 @@ pub(super) fn reconcile(c: &mut Controllers, store: &mut Store, s: &Scenario, no
         let phase = obj["status"]["phase"].as_str().unwrap_or("");
         // Finished Pods, Pods of Jobs (the Job controller runs those) and Helm test Pods
         // (the fake helm runs those, as the kubelet would) are not ours.
-        let test_hook = obj["metadata"]["annotations"]["helm.sh/hook"]
-            .as_str()
-            .is_some_and(|h| h.split(',').any(|e| e.trim() == "test" || e.trim() == "test-success"));
+        let test_hook = obj["metadata"]["annotations"]["helm.sh/hook"].as_str().is_some_and(|h| {
+            h.split(',').any(|e| e.trim() == "test" || e.trim() == "test-success")
+        });
         let of_job = obj["metadata"]["ownerReferences"]
             .as_array()
             .is_some_and(|refs| refs.iter().any(|r| r["kind"] == "Job"));
@@ -114,9 +114,7 @@ pub(super) fn template_hash(obj: &Value) -> String {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
     }
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..10)
-        .map(|i| ALPHABET[((h >> (i * 6)) % ALPHABET.len() as u64) as usize] as char)
-        .collect()
+    (0..10).map(|i| ALPHABET[((h >> (i * 6)) % ALPHABET.len() as u64) as usize] as char).collect()
 }
 
 fn deployment_status(obj: &Value, replicas: i64, ready: i64, now: Now) -> Value {
