@@ -25,6 +25,22 @@ pub fn fake_tool_start(tool: &str, args: &[String]) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// `testbed up`: take the machine lock (as a test's `World` does; a holder process keeps
+/// it until `down`), then [`up`].
+pub fn up_locked(
+    dir: &Path,
+    scenarios: &[String],
+    latency_ms: u64,
+    testbed_bin: &Path,
+) -> Result<Vec<(String, String)>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let canonical = dir.canonicalize()?;
+    crate::lock::spawn_holder(&canonical, testbed_bin)?;
+    up(&canonical, scenarios, latency_ms, testbed_bin).inspect_err(|_| {
+        let _ = crate::lock::release_holder(&canonical);
+    })
+}
+
 /// Prepare `dir`: images, `bin/` symlinks to `testbed_bin`, scenario, an empty kubeconfig.
 /// Returns the environment the engine must run with.
 pub fn up(
@@ -124,6 +140,7 @@ pub fn stop_processes(dir: &Path) -> Result<()> {
         }
     }
     procs::stop_pid_file(&dir.join("tilt.pid"), "tilt")?;
+    crate::lock::release_holder(dir)?;
     Ok(())
 }
 

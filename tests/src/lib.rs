@@ -17,6 +17,7 @@ pub mod helm_version;
 pub mod images;
 pub mod kube_api;
 pub mod kubeconfig;
+pub mod lock;
 pub mod probe;
 pub mod procs;
 pub mod release;
