@@ -54,14 +54,20 @@ pub fn hold(dir: &Path) -> Result<()> {
 /// Start a lock holder for `dir` and wait until it holds the lock.
 pub fn spawn_holder(dir: &Path, testbed_bin: &Path) -> Result<()> {
     let _ = std::fs::remove_file(dir.join(HELD_FILE));
-    let args = vec!["lock-holder".to_owned(), "--dir".to_owned(), dir.to_string_lossy().into_owned()];
-    let mut child = procs::spawn_detached(testbed_bin, &args, &dir.join("lock.log"), &dir.join(PID_FILE))?;
+    let args =
+        vec!["lock-holder".to_owned(), "--dir".to_owned(), dir.to_string_lossy().into_owned()];
+    let mut child =
+        procs::spawn_detached(testbed_bin, &args, &dir.join("lock.log"), &dir.join(PID_FILE))?;
     let start = Instant::now();
     while !dir.join(HELD_FILE).exists() {
         if let Ok(Some(status)) = child.try_wait() {
-            bail!("the testbed lock holder exited ({status}); see {}", dir.join("lock.log").display());
+            bail!(
+                "the testbed lock holder exited ({status}); see {}",
+                dir.join("lock.log").display()
+            );
         }
-        if start.elapsed() > Duration::from_secs(2) && start.elapsed() < Duration::from_millis(2100) {
+        if start.elapsed() > Duration::from_secs(2) && start.elapsed() < Duration::from_millis(2100)
+        {
             eprintln!("testbed: waiting for {LOCK_FILE} (another testbed world is up)");
         }
         std::thread::sleep(Duration::from_millis(50));
