@@ -133,6 +133,10 @@ impl Scenario {
     }
 }
 
+fn millis(word: &str, ms: &str) -> Result<u64> {
+    ms.parse().with_context(|| format!("{word}: expected milliseconds"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,8 +159,4 @@ mod tests {
         assert_eq!((s.helm_version.as_str(), s.cron_minute_ms), ("4.1.4", 2000));
         assert!(s.apply("helm-version=four").is_err());
     }
-}
-
-fn millis(word: &str, ms: &str) -> Result<u64> {
-    ms.parse().with_context(|| format!("{word}: expected milliseconds"))
 }

@@ -238,7 +238,7 @@ pub fn minute_matches(schedule: &str, m: u64) -> bool {
                 }
             },
         };
-        minute >= lo && minute <= hi && (minute - lo) % step == 0
+        minute >= lo && minute <= hi && (minute - lo).is_multiple_of(step)
     })
 }
 
@@ -327,10 +327,9 @@ fn cronjobs(c: &mut Controllers, store: &mut Store, s: &Scenario, now: Now) {
             .filter(|(_, j)| finished(j) == Some(true))
             .filter_map(|(_, j)| j["status"]["completionTime"].as_str())
             .max()
+            && status["lastSuccessfulTime"].as_str().is_none_or(|old| old < t)
         {
-            if status["lastSuccessfulTime"].as_str().is_none_or(|old| old < t) {
-                status["lastSuccessfulTime"] = json!(t);
-            }
+            status["lastSuccessfulTime"] = json!(t);
         }
         if status != cj["status"] {
             store.set_status(&key, status);
