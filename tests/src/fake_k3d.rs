@@ -89,6 +89,10 @@ async fn run(dir: &Path, args: &[String], log: &Log) -> Result<i32> {
                 other => usage_error(&format!("unknown command \"{other}\" for \"k3d cluster\"")),
             }
         }
+        ["kubeconfig", verb @ ("merge" | "get"), rest @ ..] => {
+            let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+            crate::k3d_kubeconfig::run(dir, verb, &rest)
+        }
         ["registry", "list" | "ls" | "get", rest @ ..] => {
             let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
             let docker = docker::connect().await?;

@@ -15,6 +15,7 @@ pub mod fake_tilt;
 pub mod gate_probe;
 pub mod helm_version;
 pub mod images;
+pub mod k3d_kubeconfig;
 pub mod kube_api;
 pub mod kubeconfig;
 pub mod lock;

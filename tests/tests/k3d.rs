@@ -205,6 +205,31 @@ fn the_api_lives_with_the_server_container_over_tls() {
     let ns = kubectl_namespaces(&world);
     assert!(ns.status.success(), "after the creator's session was killed:\n{}", text(&ns));
 
+    // `k3d kubeconfig merge` brings a lost context back without switching to it.
+    kubeconfig::update(&world.kubeconfig(), |c| {
+        kubeconfig::remove_cluster(c, "sample");
+        c["current-context"] = serde_json::json!("elsewhere");
+    })
+    .unwrap();
+    let out = k3d(
+        &world,
+        &[
+            "kubeconfig",
+            "merge",
+            "sample",
+            "--kubeconfig-merge-default",
+            "--kubeconfig-switch-context=false",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let kc = kubeconfig::read(&world.kubeconfig()).unwrap();
+    assert_eq!(kubeconfig::context_names(&kc), ["k3d-sample"]);
+    assert_eq!(kc["current-context"], "elsewhere");
+    kubeconfig::update(&world.kubeconfig(), |c| {
+        c["current-context"] = serde_json::json!("k3d-sample")
+    })
+    .unwrap();
+
     // docker stop of the server node takes the API down; docker start brings it back.
     let docker_cmd = |verb: &str| {
         let out = Command::new("docker").args([verb, "k3d-sample-server-0"]).output().unwrap();
