@@ -413,6 +413,12 @@ async fn uninstall_cmd(args: &[String]) -> Result<i32> {
     Ok(0)
 }
 
+/// `helm.sh/resource-policy: keep`: helm leaves the object when the release drops it or
+/// is uninstalled (helm `pkg/action/resource_policy.go`).
+pub fn kept(obj: &Value) -> bool {
+    obj["metadata"]["annotations"]["helm.sh/resource-policy"].as_str() == Some("keep")
+}
+
 /// Delete a release's objects (from its latest manifest) and every revision Secret.
 /// `Ok(false)` when there was no such release.
 pub async fn uninstall(client: &Client, namespace: &str, name: &str) -> Result<bool> {
@@ -424,7 +430,9 @@ pub async fn uninstall(client: &Client, namespace: &str, name: &str) -> Result<b
             if obj["metadata"]["namespace"].is_null() {
                 obj["metadata"]["namespace"] = json!(namespace);
             }
-            client.delete(&kube_api::path_of(&obj)?).await?;
+            if !kept(&obj) {
+                client.delete(&kube_api::path_of(&obj)?).await?;
+            }
         }
     }
     for s in secrets {

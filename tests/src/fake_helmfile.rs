@@ -627,7 +627,7 @@ async fn install(client: &Client, helm: &Path, r: &ReleaseSpec, fail: bool) -> R
                     obj["metadata"]["namespace"] = json!(r.namespace);
                 }
                 let path = kube_api::path_of(&obj)?;
-                if !applied.contains(&path) {
+                if !applied.contains(&path) && !fake_helm::kept(&obj) {
                     client.delete(&path).await?;
                 }
             }

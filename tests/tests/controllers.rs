@@ -153,15 +153,19 @@ fn write_operator_layer(dir: &Path) -> PathBuf {
 #[test]
 fn external_secrets_are_reconciled_only_with_the_operator_chart() {
     let Some(bed) = Bed::new() else { return };
-    let (Some(l10), Some(l24)) = (sample_layer("10-bootstrap"), sample_layer("24-auth")) else {
+    let (Some(l10), Some(l15), Some(l24)) = (
+        sample_layer("10-bootstrap"),
+        sample_layer("15-secrets-certificates"),
+        sample_layer("24-auth"),
+    ) else {
         return;
     };
     bed.set(&["secret-missing-key", "startup-ms=300"]);
-    sync(&bed, &l10);
-    sync(&bed, &l24);
-    let store = json!({"apiVersion": "external-secrets.io/v1", "kind": "ClusterSecretStore",
-                       "metadata": {"name": "missing-store"}, "spec": {"provider": {"fake": {}}}});
-    let _ = store; // no store of that name exists: the second ES below points at it
+    // Layer 15 installs the CRDs with a placeholder chart (not the operator).
+    for l in [&l10, &l15, &l24] {
+        sync(&bed, l);
+    }
+    // An ExternalSecret naming a store that does not exist.
     let lost = json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
         "metadata": {"name": "zz-lost", "namespace": "ameide"},
         "spec": {"secretStoreRef": {"kind": "ClusterSecretStore", "name": "missing-store"},

@@ -7,6 +7,7 @@
 //! Kubernetes `Status` objects. Watch is not served (405).
 
 pub mod controllers;
+pub mod discovery;
 pub mod openapi;
 pub mod resources;
 pub mod selector;
@@ -22,7 +23,6 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
-use resources::RESOURCES;
 use store::{ApiError, Store, Target};
 
 /// How an API server process is run.
@@ -236,16 +236,18 @@ fn route(
                 "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": format!("127.0.0.1:{port}")}],
             }),
         ),
-        (&Method::GET, ["apis"]) => json_reply(200, &group_list()),
-        (&Method::GET, ["openapi", "v3"]) => json_reply(200, &openapi::root()),
+        (&Method::GET, ["apis"]) => json_reply(200, &discovery::group_list(&lock(store))),
+        (&Method::GET, ["openapi", "v3"]) => json_reply(200, &openapi::root(&lock(store))),
         (&Method::GET, ["openapi", "v3", rest @ ..]) => {
-            match openapi::group_version(&rest.join("/")) {
+            match openapi::group_version(&lock(store), &rest.join("/")) {
                 Some(doc) => json_reply(200, &doc),
                 None => not_found_path(path),
             }
         }
-        (&Method::GET, ["api", "v1"]) => json_reply(200, &resource_list("", "v1")),
-        (&Method::GET, ["apis", group]) => match group_list()["groups"]
+        (&Method::GET, ["api", "v1"]) => {
+            json_reply(200, &discovery::resource_list(&lock(store), "", "v1"))
+        }
+        (&Method::GET, ["apis", group]) => match discovery::group_list(&lock(store))["groups"]
             .as_array()
             .and_then(|gs| gs.iter().find(|g| g["name"] == *group))
         {
@@ -258,7 +260,7 @@ fn route(
             None => not_found_path(path),
         },
         (&Method::GET, ["apis", group, version]) => {
-            let list = resource_list(group, version);
+            let list = discovery::resource_list(&lock(store), group, version);
             if list["resources"].as_array().is_some_and(|r| r.is_empty()) {
                 not_found_path(path)
             } else {
@@ -275,6 +277,10 @@ fn route(
     }
 }
 
+fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
+    store.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn not_found_path(path: &str) -> Reply {
     let mut e = ApiError::new(404, "NotFound", "the server could not find the requested resource");
     e.details = json!({ "causes": [{"reason": "UnexpectedServerResponse", "message": format!("404 page not found: {path}")}] });
@@ -287,57 +293,6 @@ fn version() -> Value {
         "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.24.0",
         "compiler": "gc", "platform": "linux/amd64",
     })
-}
-
-fn group_list() -> Value {
-    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
-    for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
-        match groups.iter_mut().find(|(g, _)| *g == r.group) {
-            Some((_, vs)) => {
-                for v in r.versions {
-                    if !vs.contains(v) {
-                        vs.push(v);
-                    }
-                }
-            }
-            None => groups.push((r.group, r.versions.to_vec())),
-        }
-    }
-    let groups: Vec<Value> = groups
-        .iter()
-        .map(|(g, vs)| {
-            let versions: Vec<Value> = vs
-                .iter()
-                .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
-                .collect();
-            json!({"name": g, "versions": versions, "preferredVersion": versions[0]})
-        })
-        .collect();
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
-}
-
-fn resource_list(group: &str, version: &str) -> Value {
-    let mut resources = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.versions.contains(&version)) {
-        resources.push(json!({
-            "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
-            "kind": r.kind, "verbs": resources::VERBS, "shortNames": r.short_names,
-        }));
-        for sub in r.subresources {
-            let (kind, verbs) = if *sub == "log" {
-                ("Pod", vec!["get"])
-            } else {
-                (r.kind, vec!["get", "patch", "update"])
-            };
-            resources.push(json!({
-                "name": format!("{}/{sub}", r.plural), "singularName": "", "namespaced": r.namespaced,
-                "kind": kind, "verbs": verbs,
-            }));
-        }
-    }
-    let group_version =
-        if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
-    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources})
 }
 
 /// The path below `/api/v1` or `/apis/G/V`: `[namespaces/NS/]PLURAL[/NAME[/SUB]]`.
@@ -400,7 +355,10 @@ fn objects(
         ));
     }
     let dry_run = q("dryRun").is_some();
-    let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
+    let mut store = lock(store);
+    if !discovery::served(&store, group, version, &t.plural) {
+        return not_found_path(&format!("/apis/{group}/{version}/{}", rest.join("/")));
+    }
     let snapshot = (method != Method::GET && dry_run).then(|| store.data.clone());
     let parsed = || parse_body(body);
     let result = match (method, t.name.is_some(), t.subresource.as_deref()) {
@@ -527,18 +485,31 @@ mod tests {
     }
 
     #[test]
-    fn discovery_lists_externalsecrets_in_both_versions() {
-        for v in ["v1", "v1beta1"] {
-            let list = resource_list("external-secrets.io", v);
-            assert!(
-                list["resources"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|r| r["name"] == "externalsecrets" && r["namespaced"] == true)
-            );
-        }
-        let groups = group_list();
+    fn custom_resources_are_served_only_with_their_crd() {
+        let mut store = Store::in_memory();
+        let es = |s: &Store| {
+            discovery::resource_list(s, "external-secrets.io", "v1")["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["name"] == "externalsecrets" && r["namespaced"] == true)
+        };
+        assert!(!es(&store));
+        assert!(!discovery::served(&store, "external-secrets.io", "v1", "externalsecrets"));
+        let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "externalsecrets.external-secrets.io"},
+            "spec": {"group": "external-secrets.io", "scope": "Namespaced",
+                     "names": {"plural": "externalsecrets", "singular": "externalsecret", "kind": "ExternalSecret"},
+                     "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}}}]}});
+        let t = Target::collection("apiextensions.k8s.io", "v1", "customresourcedefinitions", None);
+        store.create(&t, crd).unwrap();
+        assert!(es(&store));
+        assert!(discovery::served(&store, "external-secrets.io", "v1", "externalsecrets"));
+        assert!(!discovery::served(&store, "external-secrets.io", "v1beta1", "externalsecrets"));
+        let groups = discovery::group_list(&store);
         assert!(groups["groups"].as_array().unwrap().iter().any(|g| g["name"] == "batch"));
+        assert!(
+            groups["groups"].as_array().unwrap().iter().any(|g| g["name"] == "external-secrets.io")
+        );
     }
 }

@@ -7,21 +7,24 @@
 //! (it sends `fieldValidation=Strict`), which the testbed accepts without checking
 //! fields. No component schemas are served, so kubectl's client-side patch builds on its
 //! compiled-in types, as with a server whose v3 document lacks a kind. `/openapi/v2` is
-//! not served (404), which kubectl tolerates once v3 answers.
+//! not served (404), which kubectl tolerates once v3 answers. Custom resources appear
+//! only while their CRD is stored (`discovery::served`).
 
 use serde_json::{Map, Value, json};
 
+use super::discovery::served;
 use super::resources::RESOURCES;
+use super::store::Store;
 
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
 }
 
 /// `GET /openapi/v3`.
-pub fn root() -> Value {
+pub fn root(store: &Store) -> Value {
     let mut paths = Map::new();
     for r in RESOURCES {
-        for v in r.versions {
+        for v in r.versions.iter().filter(|v| served(store, r.group, v, r.plural)) {
             let p = gv_path(r.group, v);
             paths.insert(
                 p.clone(),
@@ -33,10 +36,11 @@ pub fn root() -> Value {
 }
 
 /// `GET /openapi/v3/<api/v1 | apis/G/V>`; None for an unknown group-version.
-pub fn group_version(path: &str) -> Option<Value> {
+pub fn group_version(store: &Store, path: &str) -> Option<Value> {
     let mut paths = Map::new();
     for r in RESOURCES {
-        for v in r.versions.iter().filter(|v| gv_path(r.group, v) == path) {
+        let here = |v: &&&str| gv_path(r.group, v) == path && served(store, r.group, v, r.plural);
+        for v in r.versions.iter().filter(here) {
             let gvk = json!({"group": r.group, "version": v, "kind": r.kind});
             let ns = if r.namespaced { "/namespaces/{namespace}" } else { "" };
             let p = format!("/{path}{ns}/{}/{{name}}", r.plural);
@@ -72,15 +76,17 @@ mod tests {
 
     #[test]
     fn every_group_version_has_patch_operations_with_field_validation() {
-        let root = root();
+        let store = Store::in_memory();
+        let root = root(&store);
         let url = root["paths"]["apis/apps/v1"]["serverRelativeURL"].as_str().unwrap();
         assert!(url.starts_with("/openapi/v3/apis/apps/v1"));
-        let doc = group_version("apis/apps/v1").unwrap();
+        let doc = group_version(&store, "apis/apps/v1").unwrap();
         let op = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
         assert_eq!(op["x-kubernetes-group-version-kind"]["kind"], "Deployment");
         assert!(
             op["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation")
         );
-        assert!(group_version("apis/nope/v1").is_none());
+        assert!(group_version(&store, "apis/nope/v1").is_none());
+        assert!(group_version(&store, "apis/external-secrets.io/v1").is_none(), "no CRD yet");
     }
 }
