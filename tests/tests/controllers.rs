@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{Bed, eventually, real_tool};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 fn sample_layer(name: &str) -> Option<PathBuf> {
     let layer = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -165,18 +165,17 @@ fn external_secrets_are_reconciled_only_with_the_operator_chart() {
     for l in [&l10, &l15, &l24] {
         sync(&bed, l);
     }
-    // An ExternalSecret naming a store that does not exist.
-    let lost = json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
-        "metadata": {"name": "zz-lost", "namespace": "ameide"},
-        "spec": {"secretStoreRef": {"kind": "ClusterSecretStore", "name": "missing-store"},
-                 "target": {"name": "zz-lost"}, "data": [{"secretKey": "a", "remoteRef": {"key": "x/y"}}]}});
-    common::rt()
-        .block_on(
-            bed.api
-                .client()
-                .create("/apis/external-secrets.io/v1/namespaces/ameide/externalsecrets", &lost),
-        )
-        .unwrap();
+    // An ExternalSecret naming a store that does not exist, applied with plain kubectl.
+    let Some(kubectl) = real_tool("kubectl") else { return };
+    let lost = bed.dir().join("lost.yaml");
+    std::fs::write(
+        &lost,
+        "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata:\n  name: zz-lost\n  namespace: ameide\n\
+         spec:\n  secretStoreRef: {kind: ClusterSecretStore, name: missing-store}\n  target: {name: zz-lost}\n  \
+         data: [{secretKey: a, remoteRef: {key: x/y}}]\n",
+    )
+    .unwrap();
+    bed.api.ok(&kubectl, &["apply", "-f", lost.to_str().unwrap()]);
     std::thread::sleep(Duration::from_millis(1500));
     let es = bed.list("/apis/external-secrets.io/v1/externalsecrets", None);
     assert!(
