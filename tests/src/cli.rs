@@ -25,6 +25,22 @@ pub fn fake_tool_start(tool: &str, args: &[String]) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// `testbed up`: take the machine lock (as a test's `World` does; a holder process keeps
+/// it until `down`), then [`up`].
+pub fn up_locked(
+    dir: &Path,
+    scenarios: &[String],
+    latency_ms: u64,
+    testbed_bin: &Path,
+) -> Result<Vec<(String, String)>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let canonical = dir.canonicalize()?;
+    crate::lock::spawn_holder(&canonical, testbed_bin)?;
+    up(&canonical, scenarios, latency_ms, testbed_bin).inspect_err(|_| {
+        let _ = crate::lock::release_holder(&canonical);
+    })
+}
+
 /// Prepare `dir`: images, `bin/` symlinks to `testbed_bin`, scenario, an empty kubeconfig.
 /// Returns the environment the engine must run with.
 pub fn up(
@@ -124,15 +140,24 @@ pub fn stop_processes(dir: &Path) -> Result<()> {
         }
     }
     procs::stop_pid_file(&dir.join("tilt.pid"), "tilt")?;
+    crate::lock::release_holder(dir)?;
     Ok(())
 }
 
-/// Apply scenario words to the dir's scenario; `healthy` first resets every knob but latency.
+/// Apply scenario words to the dir's scenario; `healthy` first resets every fault knob
+/// (latency, startup delay, cron minute and helm version stay).
 pub fn set(dir: &Path, words: &[String]) -> Result<()> {
     let mut scenario = Scenario::load(dir)?;
     for word in words {
         if word == "healthy" {
-            scenario = Scenario { latency_ms: scenario.latency_ms, ..Scenario::default() };
+            // Latency and the clock knobs are the world's physics, not faults: they stay.
+            scenario = Scenario {
+                latency_ms: scenario.latency_ms,
+                startup_ms: scenario.startup_ms,
+                cron_minute_ms: scenario.cron_minute_ms,
+                helm_version: scenario.helm_version.clone(),
+                ..Scenario::default()
+            };
         } else {
             scenario.apply(word)?;
         }

@@ -17,7 +17,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::apiserver::store::LOG_ANNOTATION;
+use crate::helm_hooks::*;
+use crate::helm_version::HelmVersion;
 use crate::kube_api::{self, Client};
 use crate::release::{self, LAYER_LABEL, Release};
 use crate::scenario::Scenario;
@@ -45,6 +46,11 @@ pub fn main(args: Vec<String>) -> i32 {
     let verb = args.iter().find(|a| !a.starts_with('-')).cloned().unwrap_or_default();
     let result = match verb.as_str() {
         "test" => run_async(test(&args, &scenario)),
+        "version" => {
+            let v = HelmVersion::parse(&scenario.helm_version).unwrap_or(HelmVersion(3, 18, 4));
+            print!("{}", v.version_text(&args));
+            return 0;
+        }
         "uninstall" | "delete" | "un" | "del" => run_async(uninstall_cmd(&args)),
         _ => return forward(&args),
     };
@@ -186,6 +192,7 @@ pub async fn store(client: &Client, release: &Release, layer: Option<&str>) -> R
 
 async fn test(args: &[String], scenario: &Scenario) -> Result<i32> {
     let o = parse(args, &["test"])?;
+    let helm = HelmVersion::parse(&scenario.helm_version).unwrap_or(HelmVersion(3, 18, 4));
     let client = Client::from_env()?;
     let Some((secrets, mut rel)) = load(&client, &o.namespace, &o.release).await? else {
         bail!("release: not found");
@@ -195,110 +202,90 @@ async fn test(args: &[String], scenario: &Scenario) -> Result<i32> {
     let fail = in_layer(&scenario.gate_fail);
     let race = in_layer(&scenario.log_race);
     let ns = rel.namespace.clone();
-    let mut failed = Vec::new();
-    let mut ran = Vec::new();
-    for hook in rel.test_hooks_mut() {
-        if o.exclude.contains(&hook.name)
-            || (!o.include.is_empty() && !o.include.contains(&hook.name))
-        {
-            continue;
+    let selected = |h: &release::Hook| {
+        h.events.iter().any(|e| e == "test")
+            && !o.exclude.contains(&h.name)
+            && (o.include.is_empty() || o.include.contains(&h.name))
+    };
+    // As execHook: the selected test hooks by weight, then name; the first failure stops.
+    let mut order: Vec<usize> = (0..rel.hooks.len()).filter(|i| selected(&rel.hooks[*i])).collect();
+    order.sort_by(|a, b| {
+        let (a, b) = (&rel.hooks[*a], &rel.hooks[*b]);
+        (a.weight, &a.name).cmp(&(b.weight, &b.name))
+    });
+    let mut run_error = None;
+    let mut passed = Vec::new();
+    for i in order {
+        rel.hooks[i].last_run = release::LastRun {
+            started_at: release::timestamp_now(),
+            completed_at: String::new(),
+            phase: "Running".into(),
+        };
+        store(&client, &rel, layer.as_deref()).await?;
+        let hook = rel.hooks[i].clone();
+        let ok = run_hook(&client, &ns, &hook, fail, scenario.startup_ms).await?;
+        rel.hooks[i].last_run.completed_at = release::timestamp_now();
+        rel.hooks[i].last_run.phase = if ok { "Succeeded" } else { "Failed" }.into();
+        if !ok {
+            run_error = Some(hook_error(helm, &ns, &hook));
+            if hook.delete_policies.iter().any(|p| p == "hook-failed") {
+                delete_hook(&client, &ns, &hook).await?;
+            }
+            break;
         }
-        hook.last_run.started_at = release::timestamp_now();
-        hook.last_run.completed_at = String::new();
-        hook.last_run.phase = "Running".into();
-        let phase = if fail { "Failed" } else { "Succeeded" };
-        let pod = run_hook(&client, &ns, hook, phase == "Succeeded").await?;
-        hook.last_run.completed_at = release::timestamp_now();
-        hook.last_run.phase = phase.into();
-        if phase == "Failed" {
-            failed.push(hook.name.clone());
-        }
-        ran.push((
-            pod,
-            hook.delete_policies.iter().any(|p| p == "hook-succeeded") && phase == "Succeeded",
-        ));
+        passed.push(hook);
+    }
+    // Before 4.0.5 the passing hooks are deleted inside execHook, before --logs.
+    if run_error.is_none() && !helm.reads_logs_before_deleting() {
+        delete_passed(&client, &ns, std::mem::take(&mut passed)).await?;
     }
     store(&client, &rel, layer.as_deref()).await?;
     print!("{}", status_text(&rel));
-    // As helm's `cmd/release_testing.go`: status, then logs, then the run's error.
+    let mut log_error = None;
     if o.logs {
         println!();
-        for (pod, _) in &ran {
+        let mut hooks: Vec<&release::Hook> =
+            rel.hooks.iter().filter(|h| selected(h) && h.kind == "Pod").collect();
+        hooks.sort_by_key(|h| h.weight);
+        for h in hooks {
             if race {
-                // The Pod is gone (its hook-succeeded policy ran first) when logs are read.
-                client.delete(&kube_api::object_path("v1", "Pod", Some(&ns), pod)).await?;
+                // Someone (a re-run, a cleanup) deleted the Pod before its log was read.
+                client.delete(&kube_api::object_path("v1", "Pod", Some(&ns), &h.name)).await?;
             }
-            match client.pod_log(&ns, pod).await {
-                Ok(text) => println!("POD LOGS: {pod}\n{text}"),
+            match client.pod_log(&ns, &h.name).await {
+                Ok(text) if helm.logs_per_container() => {
+                    println!("POD LOGS: {} (check)\n{text}", h.name)
+                }
+                Ok(text) => println!("POD LOGS: {}\n{text}", h.name),
                 Err(e) => {
-                    let message =
+                    let cause =
                         e.downcast_ref::<kube_api::StatusError>().map(|s| s.message.clone());
-                    bail!(
-                        "unable to get pod logs for {pod}: {}",
-                        message.unwrap_or_else(|| format!("{e:#}"))
-                    );
+                    let cause = cause.unwrap_or_else(|| format!("{e:#}"));
+                    log_error = Some(helm.log_error(&h.name, &cause));
+                    break;
                 }
             }
         }
     }
-    for (pod, delete) in ran {
-        if delete {
-            client.delete(&kube_api::object_path("v1", "Pod", Some(&ns), &pod)).await?;
-        }
-    }
-    if !failed.is_empty() {
-        let plural = if failed.len() == 1 { "" } else { "s" };
-        let list: Vec<String> = failed.iter().map(|n| format!("\t* pod {n} failed")).collect();
-        bail!("{} error{plural} occurred:\n{}\n", failed.len(), list.join("\n"));
-    }
-    Ok(0)
-}
-
-/// Create a test hook's object (Pod, or Job with its Pod) finished in `succeeded` or
-/// failed state; the name of the Pod holding its log.
-async fn run_hook(
-    client: &Client,
-    ns: &str,
-    hook: &release::Hook,
-    succeeded: bool,
-) -> Result<String> {
-    let mut obj: Value = serde_saphyr::from_str(&hook.manifest)
-        .with_context(|| format!("test hook {}: manifest is not YAML", hook.name))?;
-    obj["metadata"]["namespace"] = json!(ns);
-    let path = kube_api::path_of(&obj)?;
-    // before-hook-creation (and plain re-runs): the previous object goes first.
-    client.delete(&path).await?;
-    let log = if succeeded {
-        format!("{}: check passed\n", hook.name)
-    } else {
-        format!("{}: check failed: exit status 1\n", hook.name)
+    // 4.0.5+: the delayed shutdown deletes them now.
+    delete_passed(&client, &ns, passed).await?;
+    // helm 3 returns the log error instead of the run's; helm 4 joins both.
+    let error = match (run_error, log_error) {
+        (r, None) => r,
+        (None, l) => l,
+        (Some(_), Some(l)) if helm.0 < 4 => Some(l),
+        (Some(r), Some(l)) => Some(format!("{r}\n{l}")),
     };
-    match hook.kind.as_str() {
-        "Job" => {
-            client.create(&kube_api::collection_path("batch/v1", "Job", Some(ns)), &obj).await?;
-            let job = client.get(&path).await?;
-            crate::fake_helmfile::finish_job(client, &job, succeeded, &log).await
-        }
-        _ => {
-            obj["status"] = pod_status(succeeded);
-            obj["metadata"]["annotations"][LOG_ANNOTATION] = json!(log);
-            client.create(&kube_api::collection_path("v1", "Pod", Some(ns)), &obj).await?;
-            Ok(hook.name.clone())
-        }
+    match error {
+        Some(e) => bail!("{e}"),
+        None => Ok(0),
     }
 }
 
 /// A finished Pod's status.
 pub fn pod_status(succeeded: bool) -> Value {
     let now = release::k8s_timestamp_now();
-    let (phase, code, reason) =
-        if succeeded { ("Succeeded", 0, "Completed") } else { ("Failed", 1, "Error") };
-    json!({
-        "phase": phase, "startTime": now,
-        "conditions": [{"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now}],
-        "containerStatuses": [{"name": "main", "ready": false, "restartCount": 0, "image": "busybox", "imageID": "",
-            "state": {"terminated": {"exitCode": code, "reason": reason, "startedAt": now, "finishedAt": now}}}],
-    })
+    crate::apiserver::controllers::finished_pod_status(&Value::Null, succeeded, &now)
 }
 
 /// What `helm status` (and `helm test`) print for a release.
@@ -339,6 +326,12 @@ async fn uninstall_cmd(args: &[String]) -> Result<i32> {
     Ok(0)
 }
 
+/// `helm.sh/resource-policy: keep`: helm leaves the object when the release drops it or
+/// is uninstalled (helm `pkg/action/resource_policy.go`).
+pub fn kept(obj: &Value) -> bool {
+    obj["metadata"]["annotations"]["helm.sh/resource-policy"].as_str() == Some("keep")
+}
+
 /// Delete a release's objects (from its latest manifest) and every revision Secret.
 /// `Ok(false)` when there was no such release.
 pub async fn uninstall(client: &Client, namespace: &str, name: &str) -> Result<bool> {
@@ -350,7 +343,9 @@ pub async fn uninstall(client: &Client, namespace: &str, name: &str) -> Result<b
             if obj["metadata"]["namespace"].is_null() {
                 obj["metadata"]["namespace"] = json!(namespace);
             }
-            client.delete(&kube_api::path_of(&obj)?).await?;
+            if !kept(&obj) {
+                client.delete(&kube_api::path_of(&obj)?).await?;
+            }
         }
     }
     for s in secrets {

@@ -19,21 +19,20 @@
 //! Releases run in file order (helmfile orders by `needs`; the layers list releases
 //! after their needs) and `apply` is `sync` (no diff).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::apiserver::resources;
-use crate::apiserver::store::LOG_ANNOTATION;
 use crate::fake_helm;
-use crate::kube_api::{self, Client};
-use crate::release::{self, Hook, Info, LastRun, Release};
+use crate::helmfile_install::*;
+pub use crate::helmfile_install::{ManifestDoc, split_manifest};
+pub use crate::helmfile_state::{ReleaseSpec, load_releases};
+use crate::kube_api::Client;
 use crate::scenario::Scenario;
 
-pub const VAULT_BOOTSTRAP: &str = "foundation-vault-bootstrap";
+pub use crate::apiserver::controllers::VAULT_BOOTSTRAP;
 
 pub fn main(args: Vec<String>) -> i32 {
     let scenario = fake_helm::prelude("helmfile", &args);
@@ -55,6 +54,13 @@ struct Command {
     output: Option<String>,
     /// `-l key=value[,key=value]` (repeatable: any of them).
     selectors: Vec<Vec<(String, String)>>,
+    /// `--wait`, `--wait-for-jobs`: override every release's `wait` / `waitForJobs`.
+    wait: bool,
+    wait_for_jobs: bool,
+    /// `--timeout N` (seconds): overrides `helmDefaults.timeout` and release `timeout`.
+    timeout: Option<u64>,
+    /// `--allow-no-matching-release`: no releases is exit 0 instead of 3.
+    allow_no_match: bool,
 }
 
 /// Flags taken (and ignored) with a value, and without, so the engine's command lines
@@ -74,7 +80,6 @@ const VALUE_FLAGS: &[&str] = &[
     "--concurrency",
     "--set",
     "--values",
-    "--timeout",
     "--kubeconfig",
 ];
 const BOOL_FLAGS: &[&str] = &[
@@ -87,10 +92,7 @@ const BOOL_FLAGS: &[&str] = &[
     "--color",
     "--interactive",
     "-i",
-    "--allow-no-matching-release",
     "--enable-live-output",
-    "--wait",
-    "--wait-for-jobs",
     "--skip-needs",
     "--include-needs",
     "--include-transitive-needs",
@@ -132,6 +134,15 @@ fn parse_args(args: &[String]) -> Result<Command> {
                     .map(|(k, v)| (k.to_owned(), v.to_owned()));
                 c.selectors.push(terms.collect());
             }
+            "--wait" => c.wait = true,
+            "--wait-for-jobs" => c.wait_for_jobs = true,
+            "--allow-no-matching-release" => c.allow_no_match = true,
+            "--timeout" => {
+                let v = value()?;
+                c.timeout = Some(v.parse().with_context(|| {
+                    format!("invalid argument {v:?} for \"--timeout\" flag: expected seconds")
+                })?);
+            }
             f if VALUE_FLAGS.contains(&f) => {
                 value()?;
             }
@@ -150,113 +161,6 @@ fn parse_args(args: &[String]) -> Result<Command> {
     Ok(c)
 }
 
-/// One release of a layer file, with what the fake needs of it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReleaseSpec {
-    pub name: String,
-    pub namespace: String,
-    pub chart: String,
-    pub version: String,
-    pub labels: BTreeMap<String, String>,
-    pub installed: bool,
-    pub create_namespace: bool,
-    /// Values files (absolute) and inline values (written to temp files when rendering).
-    pub values: Vec<Value>,
-    /// The layer file's directory (charts and values are relative to it).
-    pub base_dir: PathBuf,
-    /// The layer: the stem of the file that declares the release.
-    pub layer: String,
-}
-
-/// The releases of a helmfile (and of its nested `helmfiles:`), in order. Fails as
-/// helmfile does when `environment` is not defined in a file that declares environments.
-pub fn load_releases(file: &Path, environment: &str) -> Result<Vec<ReleaseSpec>> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).with_context(|| {
-        format!("in {}: failed to read {}: expected YAML documents", file.display(), file.display())
-    })?;
-    let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let layer = file.file_stem().and_then(|s| s.to_str()).unwrap_or("").to_owned();
-    let mut envs_declared = false;
-    let mut env_found = environment == "default";
-    let mut out = Vec::new();
-    for doc in docs.iter().filter(|d| d.is_object()) {
-        if let Some(envs) = doc.get("environments").and_then(Value::as_object) {
-            envs_declared = true;
-            env_found |= envs.contains_key(environment);
-        }
-    }
-    if envs_declared && !env_found || !envs_declared && environment != "default" {
-        bail!("in {}: environment \"{environment}\" is not defined", file.display());
-    }
-    for doc in docs.iter().filter(|d| d.is_object()) {
-        for sub in doc.get("helmfiles").and_then(Value::as_array).into_iter().flatten() {
-            let path = sub
-                .as_str()
-                .or_else(|| sub["path"].as_str())
-                .context("helmfiles: entry without a path")?;
-            out.extend(load_releases(&base_dir.join(path), environment)?);
-        }
-        for r in doc.get("releases").and_then(Value::as_array).into_iter().flatten() {
-            let field = |k: &str| r[k].as_str().unwrap_or("").to_owned();
-            let name = field("name");
-            if name.is_empty() {
-                bail!("in {}: a release without a name", file.display());
-            }
-            let labels = r["labels"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| {
-                            (
-                                k.clone(),
-                                v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let values = r["values"]
-                .as_array()
-                .map(|vs| {
-                    vs.iter()
-                        .map(|v| match v.as_str() {
-                            Some(path) => json!(base_dir.join(path).to_string_lossy()),
-                            None => v.clone(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            out.push(ReleaseSpec {
-                namespace: Some(field("namespace"))
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or_else(|| "default".into()),
-                chart: field("chart"),
-                version: field("version"),
-                installed: r["installed"].as_bool().unwrap_or(true),
-                create_namespace: r["createNamespace"].as_bool().unwrap_or(true),
-                labels,
-                values,
-                base_dir: base_dir.clone(),
-                layer: layer.clone(),
-                name,
-            });
-        }
-    }
-    Ok(out)
-}
-
-impl ReleaseSpec {
-    fn chart_path(&self) -> PathBuf {
-        self.base_dir.join(&self.chart)
-    }
-
-    fn labels_text(&self) -> String {
-        self.labels.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(",")
-    }
-}
-
 async fn run(cmd: Command, scenario: Scenario) -> Result<i32> {
     let file = cmd.file.clone().unwrap_or_else(|| PathBuf::from("helmfile.yaml"));
     let mut releases = load_releases(&file, &cmd.environment)?;
@@ -270,6 +174,27 @@ async fn run(cmd: Command, scenario: Scenario) -> Result<i32> {
                 })
             })
         });
+    }
+    for r in &mut releases {
+        r.wait |= cmd.wait;
+        r.wait_for_jobs |= cmd.wait_for_jobs;
+        if let Some(t) = cmd.timeout {
+            r.timeout = t;
+        }
+    }
+    if releases.is_empty() && cmd.verb != "list" {
+        // helmfile pkg/app/errors.go NoMatchingHelmfileError; cmd/root.go: exit 3.
+        let selectors: Vec<String> = cmd
+            .selectors
+            .iter()
+            .map(|s| s.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+            .collect();
+        eprintln!(
+            "err: no releases found that matches specified selector({}) and environment({}), in any helmfile",
+            selectors.join(", "),
+            cmd.environment
+        );
+        return Ok(if cmd.allow_no_match { 0 } else { 3 });
     }
     match cmd.verb.as_str() {
         "list" => list(&releases, cmd.output.as_deref()),
@@ -375,7 +300,6 @@ async fn sync(file: &Path, releases: &[ReleaseSpec], scenario: &Scenario) -> Res
     let helm = fake_helm::real_helm().context(
         "the testbed's helmfile renders charts with the real helm, and TESTBED_REAL_HELM is not set",
     )?;
-    let mut sim = Simulation { scenario: scenario.clone(), missing_key_done: false };
     let mut updated =
         vec![["NAME", "NAMESPACE", "CHART", "VERSION", "DURATION"].map(String::from).to_vec()];
     let mut deleted = vec![vec!["NAME".to_owned(), "NAMESPACE".to_owned(), "DURATION".to_owned()]];
@@ -387,7 +311,7 @@ async fn sync(file: &Path, releases: &[ReleaseSpec], scenario: &Scenario) -> Res
         }
         println!("Upgrading release={}, chart={}, namespace={}", r.name, r.chart, r.namespace);
         let fail = index == 0 && scenario.sync_fail.contains(&r.layer);
-        match install(&client, &helm, r, &mut sim, fail).await {
+        match install(&client, &helm, r, fail).await {
             Ok(rel) => {
                 updated.push(vec![
                     r.name.clone(),
@@ -436,402 +360,6 @@ async fn sync(file: &Path, releases: &[ReleaseSpec], scenario: &Scenario) -> Res
         print!("\nDELETED RELEASES:\n{}", table(&deleted));
     }
     Ok(0)
-}
-
-/// One `helm upgrade --install`: render, store objects, write the release revision.
-async fn install(
-    client: &Client,
-    helm: &Path,
-    r: &ReleaseSpec,
-    sim: &mut Simulation,
-    fail: bool,
-) -> Result<Release> {
-    let chart_meta = chart_metadata(helm, r)?;
-    let rendered = render(helm, r)?;
-    if r.create_namespace {
-        client.ensure_namespace(&r.namespace).await?;
-    } else if client.get_opt(&format!("/api/v1/namespaces/{}", r.namespace)).await?.is_none() {
-        bail!("create: failed to create: namespaces \"{}\" not found", r.namespace);
-    }
-    let previous = fake_helm::load(client, &r.namespace, &r.name).await?;
-    let version = previous.as_ref().map_or(0, |(_, p)| p.version) + 1;
-    let now = release::timestamp_now();
-    let mut rel = Release {
-        name: r.name.clone(),
-        namespace: r.namespace.clone(),
-        version,
-        info: Info {
-            first_deployed: previous
-                .as_ref()
-                .map_or(now.clone(), |(_, p)| p.info.first_deployed.clone()),
-            last_deployed: now,
-            description: if version == 1 {
-                "Install complete".into()
-            } else {
-                "Upgrade complete".into()
-            },
-            status: "deployed".into(),
-            ..Info::default()
-        },
-        chart: json!({ "metadata": chart_meta, "lock": null, "templates": [], "values": {}, "schema": null, "files": [] }),
-        config: json!({}),
-        apply_method: "ssa".into(),
-        ..Release::default()
-    };
-    let mut manifest = String::new();
-    let mut objects = Vec::new();
-    for doc in split_manifest(&rendered) {
-        let obj: Value = serde_saphyr::from_str(&doc.text)
-            .with_context(|| format!("{}: rendered YAML", doc.source))?;
-        if !obj.is_object() {
-            continue;
-        }
-        let annotations = &obj["metadata"]["annotations"];
-        if let Some(events) = annotations["helm.sh/hook"].as_str() {
-            let policies = annotations["helm.sh/hook-delete-policy"].as_str().unwrap_or("");
-            rel.hooks.push(Hook {
-                name: obj["metadata"]["name"].as_str().unwrap_or("").to_owned(),
-                kind: obj["kind"].as_str().unwrap_or("").to_owned(),
-                path: doc.source.clone(),
-                manifest: doc.text.clone(),
-                events: split_list(events),
-                last_run: LastRun::default(),
-                delete_policies: split_list(policies),
-            });
-            continue;
-        }
-        manifest.push_str(&format!("---\n# Source: {}\n{}\n", doc.source, doc.text));
-        objects.push(obj);
-    }
-    rel.manifest = manifest;
-    if fail {
-        rel.info.status = "failed".into();
-        rel.info.description = format!("Upgrade \"{}\" failed: context deadline exceeded", r.name);
-        write_revision(client, &rel, previous.as_ref().map(|(s, _)| s.as_slice()), &r.layer)
-            .await?;
-        bail!("UPGRADE FAILED: context deadline exceeded");
-    }
-    let mut applied = Vec::new();
-    for mut obj in objects {
-        let (group, _) = resources::split_api_version(obj["apiVersion"].as_str().unwrap_or(""));
-        let kind = obj["kind"].as_str().unwrap_or("").to_owned();
-        if resources::cluster_scoped(group, &kind) {
-            if let Some(m) = obj["metadata"].as_object_mut() {
-                m.remove("namespace");
-            }
-        } else if obj["metadata"]["namespace"].as_str().is_none_or(str::is_empty) {
-            obj["metadata"]["namespace"] = json!(r.namespace);
-        }
-        obj["metadata"]["annotations"]["meta.helm.sh/release-name"] = json!(r.name);
-        obj["metadata"]["annotations"]["meta.helm.sh/release-namespace"] = json!(r.namespace);
-        if let Some(ns) = obj["metadata"]["namespace"].as_str()
-            && r.create_namespace
-        {
-            client.ensure_namespace(ns).await?;
-        }
-        let stored = client
-            .apply_object(&obj)
-            .await
-            .with_context(|| format!("applying {kind} {}", obj["metadata"]["name"]))?;
-        applied.push(kube_api::path_of(&stored)?);
-        sim.react(client, &stored).await?;
-    }
-    // Objects of the previous revision that the new one no longer renders are deleted.
-    if let Some((_, prev)) = &previous {
-        for doc in split_manifest(&prev.manifest) {
-            if let Ok(mut obj) = serde_saphyr::from_str::<Value>(&doc.text)
-                && obj.is_object()
-            {
-                if obj["metadata"]["namespace"].is_null() {
-                    obj["metadata"]["namespace"] = json!(r.namespace);
-                }
-                let path = kube_api::path_of(&obj)?;
-                if !applied.contains(&path) {
-                    client.delete(&path).await?;
-                }
-            }
-        }
-    }
-    for hook in rel.hooks.iter_mut().filter(|h| !h.events.iter().any(|e| e == "test")) {
-        // Install/upgrade hooks ran and succeeded; their objects are not kept.
-        hook.last_run = LastRun {
-            started_at: release::timestamp_now(),
-            completed_at: release::timestamp_now(),
-            phase: "Succeeded".into(),
-        };
-    }
-    write_revision(client, &rel, previous.as_ref().map(|(s, _)| s.as_slice()), &r.layer).await?;
-    if version == 1 {
-        println!("Release \"{}\" does not exist. Installing it now.", r.name);
-    } else {
-        println!("Release \"{}\" has been upgraded. Happy Helming!", r.name);
-    }
-    print!("{}", fake_helm::status_text(&rel));
-    println!();
-    Ok(rel)
-}
-
-/// Store revision n (and mark the previously deployed revision `superseded`).
-async fn write_revision(
-    client: &Client,
-    rel: &Release,
-    previous: Option<&[Value]>,
-    layer: &str,
-) -> Result<()> {
-    for secret in previous.unwrap_or_default() {
-        if secret["metadata"]["labels"]["status"] == "deployed" {
-            let mut old = Release::from_secret(secret)?;
-            old.info.status = "superseded".into();
-            let old_layer =
-                secret["metadata"]["labels"][release::LAYER_LABEL].as_str().map(str::to_owned);
-            fake_helm::store(client, &old, old_layer.as_deref()).await?;
-        }
-    }
-    fake_helm::store(client, rel, Some(layer)).await
-}
-
-fn split_list(s: &str) -> Vec<String> {
-    s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect()
-}
-
-/// The chart's `Chart.yaml` (as `helm show chart` prints it) as JSON.
-fn chart_metadata(helm: &Path, r: &ReleaseSpec) -> Result<Value> {
-    let out = std::process::Command::new(helm)
-        .args(["show", "chart"])
-        .arg(r.chart_path())
-        .output()
-        .with_context(|| format!("running {}", helm.display()))?;
-    if !out.status.success() {
-        bail!("{}", String::from_utf8_lossy(&out.stderr).trim().trim_start_matches("Error: "));
-    }
-    serde_saphyr::from_str(&String::from_utf8_lossy(&out.stdout))
-        .context("helm show chart: not YAML")
-}
-
-/// `helm template NAME CHART -n NS -f values...` (inline values go through temp files).
-fn render(helm: &Path, r: &ReleaseSpec) -> Result<String> {
-    let tmp =
-        std::env::temp_dir().join(format!("testbed-values-{}-{}", std::process::id(), r.name));
-    let mut cmd = std::process::Command::new(helm);
-    cmd.arg("template").arg(&r.name).arg(r.chart_path()).args(["--namespace", &r.namespace]);
-    let mut temps = Vec::new();
-    for (i, v) in r.values.iter().enumerate() {
-        match v.as_str() {
-            Some(path) => {
-                cmd.arg("--values").arg(path);
-            }
-            None => {
-                let path = tmp.with_extension(format!("{i}.json"));
-                std::fs::write(&path, serde_json::to_vec(v)?)?;
-                cmd.arg("--values").arg(&path);
-                temps.push(path);
-            }
-        }
-    }
-    let out = cmd.output().with_context(|| format!("running {}", helm.display()));
-    for t in temps {
-        let _ = std::fs::remove_file(t);
-    }
-    let out = out?;
-    if !out.status.success() {
-        bail!("{}", String::from_utf8_lossy(&out.stderr).trim().trim_start_matches("Error: "));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// One document of a rendered manifest: its `# Source:` path and its YAML text.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ManifestDoc {
-    pub source: String,
-    pub text: String,
-}
-
-/// Split `helm template` output (or a release manifest) into its documents.
-pub fn split_manifest(text: &str) -> Vec<ManifestDoc> {
-    let mut docs = Vec::new();
-    let mut source = String::new();
-    let mut body = Vec::new();
-    let mut flush = |source: &mut String, body: &mut Vec<&str>| {
-        let text = body.join("\n").trim().to_owned();
-        if !text.is_empty()
-            && text.lines().any(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
-        {
-            docs.push(ManifestDoc { source: std::mem::take(source), text });
-        }
-        source.clear();
-        body.clear();
-    };
-    for line in text.lines() {
-        if line.trim_end() == "---" {
-            flush(&mut source, &mut body);
-        } else if let Some(s) = line.strip_prefix("# Source: ") {
-            source = s.trim().to_owned();
-        } else {
-            body.push(line);
-        }
-    }
-    flush(&mut source, &mut body);
-    docs
-}
-
-/// Stand-ins for the cluster's controllers, reacting to one stored object.
-struct Simulation {
-    scenario: Scenario,
-    missing_key_done: bool,
-}
-
-impl Simulation {
-    async fn react(&mut self, client: &Client, obj: &Value) -> Result<()> {
-        let path = kube_api::path_of(obj)?;
-        let ns = obj["metadata"]["namespace"].as_str().unwrap_or("default").to_owned();
-        let name = obj["metadata"]["name"].as_str().unwrap_or("").to_owned();
-        let generation = obj["metadata"]["generation"].clone();
-        match (obj["apiVersion"].as_str().unwrap_or(""), obj["kind"].as_str().unwrap_or("")) {
-            ("batch/v1", "Job") => {
-                finish_job(client, obj, true, &format!("job {name}: done\n")).await?;
-            }
-            ("batch/v1", "CronJob") => {
-                let failed = self.scenario.vault_fail && name == VAULT_BOOTSTRAP;
-                let jobs =
-                    client.list(&format!("/apis/batch/v1/namespaces/{ns}/jobs"), None).await?;
-                let n = 1 + jobs
-                    .iter()
-                    .filter(|j| j["metadata"]["ownerReferences"][0]["name"] == name.as_str())
-                    .count();
-                let template = &obj["spec"]["jobTemplate"];
-                let job = json!({
-                    "apiVersion": "batch/v1", "kind": "Job",
-                    "metadata": {
-                        "name": format!("{name}-{n}"), "namespace": ns,
-                        "labels": template["metadata"]["labels"].clone(),
-                        "annotations": {"cronjob.kubernetes.io/instantiate": "manual"},
-                        "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": name,
-                                              "uid": obj["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true}],
-                    },
-                    "spec": template["spec"].clone(),
-                });
-                let job =
-                    client.create(&format!("/apis/batch/v1/namespaces/{ns}/jobs"), &job).await?;
-                let log = if failed {
-                    "seeding keycloak/admin\nError writing data to secret/data/keycloak/admin: Put \"http://foundation-vault-core.vault:8200/v1/secret/data/keycloak/admin\": dial tcp 10.43.0.42:8200: connect: connection refused\n".to_owned()
-                } else {
-                    "seeding secrets into Vault\nseeded\n".to_owned()
-                };
-                finish_job(client, &job, !failed, &log).await?;
-                let now = release::k8s_timestamp_now();
-                let mut status = json!({"lastScheduleTime": now});
-                if !failed {
-                    status["lastSuccessfulTime"] = json!(now);
-                }
-                client.merge_patch(&format!("{path}/status"), &json!({ "status": status })).await?;
-            }
-            ("apps/v1", "Deployment" | "StatefulSet") => {
-                let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(1);
-                let mut status = json!({"observedGeneration": generation, "replicas": replicas, "readyReplicas": replicas,
-                                        "updatedReplicas": replicas, "availableReplicas": replicas});
-                if obj["kind"] == "StatefulSet" {
-                    status["currentReplicas"] = json!(replicas);
-                } else {
-                    status["conditions"] = json!([{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}]);
-                }
-                client.merge_patch(&format!("{path}/status"), &json!({ "status": status })).await?;
-            }
-            ("external-secrets.io/v1" | "external-secrets.io/v1beta1", "ExternalSecret") => {
-                self.external_secret(client, obj, &path, &ns, &name).await?;
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    async fn external_secret(
-        &mut self,
-        client: &Client,
-        obj: &Value,
-        path: &str,
-        ns: &str,
-        name: &str,
-    ) -> Result<()> {
-        let data = obj["spec"]["data"].as_array().cloned().unwrap_or_default();
-        let now = release::k8s_timestamp_now();
-        let condition = if self.scenario.secret_missing_key
-            && !self.missing_key_done
-            && !data.is_empty()
-        {
-            self.missing_key_done = true;
-            let key = data[0]["remoteRef"]["key"].as_str().unwrap_or("");
-            let property = data[0]["remoteRef"]["property"].as_str().unwrap_or("");
-            let _ = property;
-            json!({"type": "Ready", "status": "False", "reason": "SecretSyncedError", "lastTransitionTime": now,
-                   "message": format!("error processing spec.data[0] (key: {key}), err: Secret does not exist")})
-        } else {
-            let target = obj["spec"]["target"]["name"].as_str().unwrap_or(name);
-            let mut secret_data = serde_json::Map::new();
-            for d in &data {
-                if let Some(k) = d["secretKey"].as_str() {
-                    use base64::Engine;
-                    secret_data.insert(
-                        k.to_owned(),
-                        json!(
-                            base64::engine::general_purpose::STANDARD
-                                .encode(format!("testbed-{k}"))
-                        ),
-                    );
-                }
-            }
-            let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                "metadata": {"name": target, "namespace": ns, "labels": {"reconcile.external-secrets.io/managed": "true"},
-                             "ownerReferences": [{"apiVersion": obj["apiVersion"], "kind": "ExternalSecret", "name": name, "uid": obj["metadata"]["uid"], "controller": true}]},
-                "data": secret_data});
-            client.apply_object(&secret).await?;
-            json!({"type": "Ready", "status": "True", "reason": "SecretSynced", "message": "secret synced", "lastTransitionTime": now})
-        };
-        let status = json!({"refreshTime": now, "binding": {"name": obj["spec"]["target"]["name"].as_str().unwrap_or(name)},
-                            "conditions": [condition]});
-        client.merge_patch(&format!("{path}/status"), &json!({ "status": status })).await?;
-        Ok(())
-    }
-}
-
-/// What the Job controller would leave: a finished Pod (with its log) and the Job's
-/// final status. Returns the Pod's name.
-pub async fn finish_job(
-    client: &Client,
-    job: &Value,
-    succeeded: bool,
-    log: &str,
-) -> Result<String> {
-    let ns = job["metadata"]["namespace"].as_str().unwrap_or("default");
-    let name = job["metadata"]["name"].as_str().unwrap_or("");
-    let uid = &job["metadata"]["uid"];
-    let mut labels = job["spec"]["template"]["metadata"]["labels"].clone();
-    if !labels.is_object() {
-        labels = json!({});
-    }
-    labels["job-name"] = json!(name);
-    labels["batch.kubernetes.io/job-name"] = json!(name);
-    labels["controller-uid"] = uid.clone();
-    let pod = json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"generateName": format!("{name}-"), "namespace": ns, "labels": labels,
-                     "annotations": { LOG_ANNOTATION: log },
-                     "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid, "controller": true}]},
-        "spec": job["spec"]["template"]["spec"].clone(),
-        "status": fake_helm::pod_status(succeeded),
-    });
-    let pod = client.create(&format!("/api/v1/namespaces/{ns}/pods"), &pod).await?;
-    let now = release::k8s_timestamp_now();
-    let status = if succeeded {
-        json!({"succeeded": 1, "startTime": now, "completionTime": now,
-               "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": now}]})
-    } else {
-        json!({"failed": 1, "startTime": now,
-               "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                               "message": "Job has reached the specified backoff limit", "lastTransitionTime": now}]})
-    };
-    let path = kube_api::object_path("batch/v1", "Job", Some(ns), name);
-    client.merge_patch(&format!("{path}/status"), &json!({ "status": status })).await?;
-    Ok(pod["metadata"]["name"].as_str().unwrap_or("").to_owned())
 }
 
 #[cfg(test)]

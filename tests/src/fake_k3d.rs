@@ -8,18 +8,22 @@
 //! volume, published load-balancer ports, k3s itself. Output follows k3d's logrus lines
 //! (`INFO[0000] ...` on stdout, `ERRO`/`FATA` on stderr); a fatal error exits 1.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result};
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, ContainerSummary, HostConfig, PortBinding};
+use bollard::models::{ContainerCreateBody, ContainerSummary};
 use bollard::query_parameters::{CreateContainerOptions, StopContainerOptions};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::docker::{self, LABEL_TESTBED_DIR};
+use crate::k3d_api::*;
+use crate::k3d_config::*;
+use crate::k3d_flags::*;
+use crate::k3d_list::*;
+use crate::k3d_registry::*;
 use crate::{images, kubeconfig, probe, procs};
 
 /// The version we claim to be; the labels carry it as real k3d does.
@@ -48,24 +52,24 @@ pub fn main(args: Vec<String>) -> i32 {
 }
 
 /// k3d's log lines: level, seconds since start, message.
-struct Log {
+pub(crate) struct Log {
     start: Instant,
 }
 
 impl Log {
-    fn new() -> Log {
+    pub(crate) fn new() -> Log {
         Log { start: Instant::now() }
     }
-    fn stamp(&self) -> String {
+    pub(crate) fn stamp(&self) -> String {
         format!("{:04}", self.start.elapsed().as_secs())
     }
-    fn info(&self, msg: &str) {
+    pub(crate) fn info(&self, msg: &str) {
         println!("INFO[{}] {msg}", self.stamp());
     }
-    fn error(&self, msg: &str) {
+    pub(crate) fn error(&self, msg: &str) {
         eprintln!("ERRO[{}] {msg}", self.stamp());
     }
-    fn fatal(&self, msg: &str) {
+    pub(crate) fn fatal(&self, msg: &str) {
         eprintln!("FATA[{}] {msg}", self.stamp());
     }
 }
@@ -89,6 +93,10 @@ async fn run(dir: &Path, args: &[String], log: &Log) -> Result<i32> {
                 other => usage_error(&format!("unknown command \"{other}\" for \"k3d cluster\"")),
             }
         }
+        ["kubeconfig", verb @ ("merge" | "get"), rest @ ..] => {
+            let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+            crate::k3d_kubeconfig::run(dir, verb, &rest)
+        }
         ["registry", "list" | "ls" | "get", rest @ ..] => {
             let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
             let docker = docker::connect().await?;
@@ -98,249 +106,9 @@ async fn run(dir: &Path, args: &[String], log: &Log) -> Result<i32> {
     }
 }
 
-fn usage_error(msg: &str) -> Result<i32> {
+pub(crate) fn usage_error(msg: &str) -> Result<i32> {
     eprintln!("Error: {msg}");
     Ok(1)
-}
-
-/// Cobra-style flags: `--name value`, `--name=value`, `-c value`, booleans.
-#[derive(Debug, Default)]
-struct Flags {
-    positional: Vec<String>,
-    values: Vec<(String, String)>,
-    switches: Vec<String>,
-}
-
-const VALUE_FLAGS: &[&str] = &[
-    "config",
-    "c",
-    "runtime-label",
-    "timeout",
-    "output",
-    "o",
-    "image",
-    "i",
-    "servers",
-    "s",
-    "agents",
-    "a-memory",
-    "k3s-arg",
-    "port",
-    "p",
-    "api-port",
-    "registry-create",
-    "registry-use",
-    "network",
-    "token",
-    "volume",
-    "v",
-    "env",
-    "e",
-    "verbose-level",
-];
-const SWITCH_FLAGS: &[&str] = &[
-    "wait",
-    "all",
-    "a",
-    "no-rollback",
-    "no-lb",
-    "no-headers",
-    "token-print",
-    "verbose",
-    "trace",
-    "kubeconfig-update-default",
-    "kubeconfig-switch-context",
-    "no-image-volume",
-];
-
-impl Flags {
-    fn parse(args: &[String]) -> Result<Flags> {
-        let mut flags = Flags::default();
-        let mut iter = args.iter();
-        while let Some(arg) = iter.next() {
-            let Some(stripped) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
-                flags.positional.push(arg.clone());
-                continue;
-            };
-            if stripped.is_empty() {
-                flags.positional.extend(iter.by_ref().cloned());
-                break;
-            }
-            let (name, inline) = match stripped.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_owned())),
-                None => (stripped, None),
-            };
-            if SWITCH_FLAGS.contains(&name) {
-                if inline.as_deref() != Some("false") {
-                    flags.switches.push(name.to_owned());
-                }
-            } else if VALUE_FLAGS.contains(&name) {
-                let value = match inline {
-                    Some(v) => v,
-                    None => iter
-                        .next()
-                        .cloned()
-                        .ok_or_else(|| anyhow!("flag needs an argument: --{name}"))?,
-                };
-                flags.values.push((name.to_owned(), value));
-            } else {
-                bail!("unknown flag: {arg}");
-            }
-        }
-        Ok(flags)
-    }
-
-    fn value(&self, names: &[&str]) -> Option<&str> {
-        self.values.iter().rev().find(|(n, _)| names.contains(&n.as_str())).map(|(_, v)| v.as_str())
-    }
-
-    fn all_values(&self, name: &str) -> Vec<&str> {
-        self.values.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
-    }
-
-    fn switch(&self, names: &[&str]) -> bool {
-        self.switches.iter().any(|s| names.contains(&s.as_str()))
-    }
-}
-
-/// The parts of k3d's `SimpleConfig` (k3d.io/v1alpha5) the fake honours.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct SimpleConfig {
-    api_version: String,
-    kind: String,
-    metadata: Metadata,
-    servers: Option<u32>,
-    agents: Option<u32>,
-    image: String,
-    registries: Registries,
-    options: ConfigOptions,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Metadata {
-    name: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Registries {
-    create: Option<RegistryCreate>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct RegistryCreate {
-    name: String,
-    host: String,
-    host_port: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct ConfigOptions {
-    runtime: RuntimeOptions,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RuntimeOptions {
-    labels: Vec<LabelWithFilters>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-struct LabelWithFilters {
-    label: String,
-    node_filters: Vec<String>,
-}
-
-fn read_config(path: &str) -> Result<SimpleConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("failed to read config file {path}"))?;
-    let config: SimpleConfig = serde_saphyr::from_str(&text)
-        .with_context(|| format!("failed to parse config file {path}"))?;
-    if !config.api_version.starts_with("k3d.io/") || !config.kind.eq_ignore_ascii_case("simple") {
-        bail!(
-            "config file {path}: expected apiVersion k3d.io/v1alpha5 and kind Simple, got {:?} / {:?}",
-            config.api_version,
-            config.kind
-        );
-    }
-    Ok(config)
-}
-
-/// A node as the fake makes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct NodeSpec {
-    name: String,
-    role: &'static str,
-    index: Option<u32>,
-}
-
-fn node_specs(cluster: &str, servers: u32, agents: u32) -> Vec<NodeSpec> {
-    let mut nodes = Vec::new();
-    for i in 0..servers {
-        nodes.push(NodeSpec {
-            name: format!("k3d-{cluster}-server-{i}"),
-            role: "server",
-            index: Some(i),
-        });
-    }
-    for i in 0..agents {
-        nodes.push(NodeSpec {
-            name: format!("k3d-{cluster}-agent-{i}"),
-            role: "agent",
-            index: Some(i),
-        });
-    }
-    nodes.push(NodeSpec {
-        name: format!("k3d-{cluster}-serverlb"),
-        role: "loadbalancer",
-        index: None,
-    });
-    nodes
-}
-
-/// k3d's node filter (pkg/util/filter.go): `group[:subset]` where group is
-/// server(s)|agent(s)|loadbalancer|all and subset `*`, `0,2` or a range `0-1`.
-fn filter_matches(filter: &str, node: &NodeSpec) -> bool {
-    let (group, subset) = match filter.split_once(':') {
-        Some((g, s)) => (g, Some(s.split(':').next().unwrap_or(""))),
-        None => (filter, None),
-    };
-    let role = match group {
-        "all" => return true,
-        "loadbalancer" => return node.role == "loadbalancer",
-        "server" | "servers" => "server",
-        "agent" | "agents" => "agent",
-        _ => return false,
-    };
-    if node.role != role {
-        return false;
-    }
-    let Some(index) = node.index else { return false };
-    match subset {
-        None | Some("*") | Some("") => true,
-        Some(s) if s.contains('-') => {
-            let (lo, hi) = s.split_once('-').unwrap_or(("", ""));
-            let lo = lo.parse().unwrap_or(0);
-            let hi = hi.parse().unwrap_or(u32::MAX);
-            (lo..=hi).contains(&index)
-        }
-        Some(s) => s.split(',').any(|n| n.trim().parse() == Ok(index)),
-    }
-}
-
-/// `KEY=VALUE@FILTER[;FILTER...]` -> (key, value, filters); no filter means all nodes.
-fn parse_runtime_label(spec: &str) -> (String, String, Vec<String>) {
-    let (label, filters) = match spec.rsplit_once('@') {
-        Some((l, f)) => (l, f.split(';').map(str::to_owned).collect()),
-        None => (spec, vec!["all".to_owned()]),
-    };
-    let (k, v) = label.split_once('=').unwrap_or((label, ""));
-    (k.to_owned(), v.to_owned(), filters)
 }
 
 fn cluster_name(flags: &Flags, config: Option<&SimpleConfig>) -> String {
@@ -352,22 +120,14 @@ fn cluster_name(flags: &Flags, config: Option<&SimpleConfig>) -> String {
         .unwrap_or_else(|| DEFAULT_CLUSTER.to_owned())
 }
 
-/// k3d prefixes registry names with `k3d-` unless they already carry it.
-fn registry_name(cluster: &str, configured: &str) -> String {
-    if configured.is_empty() {
-        format!("k3d-{cluster}-registry")
-    } else if configured.starts_with("k3d-") {
-        configured.to_owned()
-    } else {
-        format!("k3d-{configured}")
-    }
-}
-
-fn cluster_dir(dir: &Path, cluster: &str) -> PathBuf {
+pub(crate) fn cluster_dir(dir: &Path, cluster: &str) -> PathBuf {
     dir.join("clusters").join(cluster)
 }
 
-async fn cluster_containers(docker: &Docker, cluster: &str) -> Result<Vec<ContainerSummary>> {
+pub(crate) async fn cluster_containers(
+    docker: &Docker,
+    cluster: &str,
+) -> Result<Vec<ContainerSummary>> {
     docker::containers_with_labels(docker, &[("app", "k3d"), ("k3d.cluster", cluster)]).await
 }
 
@@ -451,13 +211,13 @@ struct CreatePlan {
     registry: Option<RegistryPlan>,
 }
 
-struct RegistryPlan {
-    name: String,
-    host: String,
-    host_port: String,
+pub(crate) struct RegistryPlan {
+    pub(crate) name: String,
+    pub(crate) host: String,
+    pub(crate) host_port: String,
 }
 
-fn base_labels(dir: &Path, cluster: &str, role: &str) -> HashMap<String, String> {
+pub(crate) fn base_labels(dir: &Path, cluster: &str, role: &str) -> HashMap<String, String> {
     HashMap::from([
         ("app".to_owned(), "k3d".to_owned()),
         ("k3d.cluster".to_owned(), cluster.to_owned()),
@@ -510,91 +270,16 @@ async fn create_cluster(dir: &Path, docker: &Docker, plan: &CreatePlan, log: &Lo
     }
     log.info(&format!("Starting cluster '{name}'"));
     start_containers(docker, name, log).await?;
-    let port = start_apiserver(dir, name).await?;
-    log.info(&format!("Cluster API server of '{name}' listens on 127.0.0.1:{port}"));
+    let (port, creds) = start_apiserver(dir, name).await?;
+    log.info(&format!("Cluster API server of '{name}' listens on 0.0.0.0:{port}"));
     log.info(&format!("Updating default kubeconfig with a new context for cluster {name}"));
     kubeconfig::update(&kubeconfig_path()?, |c| {
-        kubeconfig::upsert_cluster(c, name, &format!("http://127.0.0.1:{port}"))
+        kubeconfig::upsert_cluster_tls(c, name, &server_url(port), Some(&creds))
     })?;
     log.info(&format!(
         "Successfully added cluster '{name}' to kubeconfig and switched context to 'k3d-{name}'"
     ));
     Ok(())
-}
-
-async fn create_registry(
-    dir: &Path,
-    docker: &Docker,
-    cluster: &str,
-    reg: &RegistryPlan,
-    log: &Log,
-) -> Result<()> {
-    let existing = docker::containers_with_labels(docker, &[]).await?;
-    if existing.iter().any(|c| docker::container_name(c) == reg.name) {
-        bail!("Failed to create registry: A registry node with that name already exists");
-    }
-    let port = match reg.host_port.as_str() {
-        "" | "random" => free_port()?,
-        p => {
-            p.parse::<u16>().with_context(|| format!("registry hostPort {p:?}: expected a port"))?
-        }
-    };
-    let (host_label, host_ip) = match reg.host.parse::<std::net::Ipv4Addr>() {
-        Ok(ip) => (String::new(), ip.to_string()),
-        Err(_) => (reg.host.clone(), resolve_ipv4(&reg.host)),
-    };
-    let mut labels = base_labels(dir, cluster, "registry");
-    labels.insert("k3d.registry.host".into(), host_label);
-    labels.insert("k3d.registry.hostIP".into(), host_ip.clone());
-    labels.insert("k3s.registry.port.external".into(), port.to_string());
-    labels.insert("k3s.registry.port.internal".into(), port.to_string());
-    let port_key = format!("{port}/tcp");
-    let body = ContainerCreateBody {
-        image: Some(images::REGISTRY_IMAGE.to_owned()),
-        cmd: Some(images::registry_command()),
-        env: Some(vec![format!("REGISTRY_HTTP_ADDR=:{port}")]),
-        labels: Some(labels),
-        exposed_ports: Some(vec![port_key.clone()]),
-        host_config: Some(HostConfig {
-            port_bindings: Some(HashMap::from([(
-                port_key,
-                Some(vec![PortBinding {
-                    host_ip: Some(host_ip),
-                    host_port: Some(port.to_string()),
-                }]),
-            )])),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    log.info(&format!("Creating node '{}'", reg.name));
-    docker
-        .create_container(
-            Some(CreateContainerOptions { name: Some(reg.name.clone()), ..Default::default() }),
-            body,
-        )
-        .await
-        .with_context(|| {
-            format!("Failed to create registry: failed to create registry node '{}'", reg.name)
-        })?;
-    log.info(&format!("Successfully created registry '{}'", reg.name));
-    Ok(())
-}
-
-fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
-}
-
-/// `*.localhost` need not resolve on every host; k3d users rely on it meaning loopback.
-fn resolve_ipv4(host: &str) -> String {
-    use std::net::ToSocketAddrs;
-    (host, 0)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut addrs| addrs.find(|a| a.is_ipv4()))
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "127.0.0.1".to_owned())
 }
 
 /// Start every container of the cluster (registry first, then servers, agents, lb).
@@ -622,7 +307,7 @@ async fn start_containers(docker: &Docker, cluster: &str, log: &Log) -> Result<(
     Ok(())
 }
 
-fn role_order(role: &str) -> u8 {
+pub(crate) fn role_order(role: &str) -> u8 {
     match role {
         "registry" => 0,
         "server" => 1,
@@ -631,7 +316,7 @@ fn role_order(role: &str) -> u8 {
     }
 }
 
-fn wait_until(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_until(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     loop {
         if ready() {
@@ -655,66 +340,6 @@ fn kubeconfig_path() -> Result<PathBuf> {
     let dir = PathBuf::from(home).join(".kube");
     std::fs::create_dir_all(&dir)?;
     Ok(dir.join("config"))
-}
-
-/// Spawn the cluster's API server on its state dir and wait until `/readyz` answers 200.
-async fn start_apiserver(dir: &Path, cluster: &str) -> Result<u16> {
-    let cdir = cluster_dir(dir, cluster);
-    let state = cdir.join("api");
-    std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
-    let pid_file = cdir.join("apiserver.pid");
-    procs::stop_pid_file(&pid_file, "apiserver")?;
-    let port_file = cdir.join("apiserver.port");
-    let _ = std::fs::remove_file(&port_file);
-    let exe = std::env::current_exe().context("locating the testbed binary")?;
-    let args = vec![
-        "apiserver".to_owned(),
-        "--state-dir".to_owned(),
-        state.to_string_lossy().into_owned(),
-        "--port-file".to_owned(),
-        port_file.to_string_lossy().into_owned(),
-    ];
-    let log_file = cdir.join("apiserver.log");
-    let mut child = procs::spawn_detached(&exe, &args, &log_file, &pid_file)?;
-    let mut port = None;
-    let mut problem = String::from("no port file after 30s");
-    let ready = wait_until(Duration::from_secs(30), || {
-        if let Ok(Some(status)) = child.try_wait() {
-            problem = format!("it exited ({status}) before answering");
-            return true;
-        }
-        if port.is_none() {
-            port =
-                std::fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse::<u16>().ok());
-        }
-        let Some(p) = port else { return false };
-        match probe::get(&format!("http://127.0.0.1:{p}/readyz"), &[]) {
-            Ok(r) if r.status == 200 => true,
-            Ok(r) => {
-                problem = format!("GET /readyz answered {}", r.status);
-                false
-            }
-            Err(e) => {
-                problem = format!("GET /readyz: {e:#}");
-                false
-            }
-        }
-    });
-    match port {
-        Some(p) if ready && child.try_wait().ok().flatten().is_none() => Ok(p),
-        _ => {
-            let _ = child.kill();
-            let _ = child.wait();
-            let _ = std::fs::remove_file(&pid_file);
-            let log_text = std::fs::read_to_string(&log_file).unwrap_or_default();
-            let lines: Vec<&str> = log_text.lines().collect();
-            let tail = lines[lines.len().saturating_sub(10)..].join("\n");
-            bail!(
-                "the cluster's API server did not become ready: {problem} (log {}):\n{tail}",
-                log_file.display()
-            )
-        }
-    }
 }
 
 async fn delete(dir: &Path, docker: &Docker, flags: &Flags, log: &Log) -> Result<i32> {
@@ -762,7 +387,7 @@ async fn delete_cluster(dir: &Path, docker: &Docker, cluster: &str, log: &Log) -
     }
 }
 
-async fn cluster_names(docker: &Docker) -> Result<Vec<String>> {
+pub(crate) async fn cluster_names(docker: &Docker) -> Result<Vec<String>> {
     let mut names: Vec<String> = docker::containers_with_labels(docker, &[("app", "k3d")])
         .await?
         .iter()
@@ -787,10 +412,10 @@ async fn start(dir: &Path, docker: &Docker, flags: &Flags, log: &Log) -> Result<
         }
         log.info(&format!("Starting cluster '{name}'"));
         start_containers(docker, &name, log).await?;
-        let port = start_apiserver(dir, &name).await?;
+        let (port, creds) = start_apiserver(dir, &name).await?;
         kubeconfig::update(&kubeconfig_path()?, |c| {
             let current = c["current-context"].as_str().unwrap_or("").to_owned();
-            kubeconfig::upsert_cluster(c, &name, &format!("http://127.0.0.1:{port}"));
+            kubeconfig::upsert_cluster_tls(c, &name, &server_url(port), Some(&creds));
             if !current.is_empty() {
                 c["current-context"] = json!(current);
             }
@@ -815,7 +440,7 @@ async fn stop(dir: &Path, docker: &Docker, flags: &Flags, log: &Log) -> Result<i
             return Ok(1);
         }
         log.info(&format!("Stopping cluster '{name}'"));
-        procs::stop_pid_file(&cluster_dir(dir, &name).join("apiserver.pid"), "apiserver")?;
+        // The API server stops serving by itself once the server node is stopped.
         for c in containers.iter().filter(|c| docker::is_running(c)) {
             let cname = docker::container_name(c);
             docker
@@ -826,165 +451,20 @@ async fn stop(dir: &Path, docker: &Docker, flags: &Flags, log: &Log) -> Result<i
                 .await
                 .with_context(|| format!("failed to stop node '{cname}'"))?;
         }
+        // k3s dies with its container: return once the API no longer answers.
+        let port_file = cluster_dir(dir, &name).join("apiserver.port");
+        if let Some(port) =
+            std::fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse::<u16>().ok())
+        {
+            wait_until(Duration::from_secs(10), || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+            });
+        }
         log.info(&format!("Stopped cluster '{name}'"));
     }
     Ok(0)
 }
 
-/// One node as `k3d cluster list -o json` / `k3d registry list -o json` print it.
-fn node_json(c: &ContainerSummary) -> Value {
-    let labels: BTreeMap<String, String> =
-        c.labels.clone().unwrap_or_default().into_iter().collect();
-    let status = c.state.as_ref().map(|s| s.to_string()).unwrap_or_default();
-    json!({
-        "name": docker::container_name(c),
-        "role": labels.get("k3d.role").cloned().unwrap_or_default(),
-        "image": c.image.clone().unwrap_or_default(),
-        "runtimeLabels": labels,
-        "State": {"Running": docker::is_running(c), "Status": status, "Started": ""},
-    })
-}
-
-async fn list(docker: &Docker, flags: &Flags, log: &Log) -> Result<i32> {
-    let all = docker::containers_with_labels(docker, &[("app", "k3d")]).await?;
-    let wanted = if flags.positional.is_empty() {
-        cluster_names(docker).await?
-    } else {
-        flags.positional.clone()
-    };
-    let mut clusters = Vec::new();
-    for name in &wanted {
-        let mut nodes: Vec<&ContainerSummary> =
-            all.iter().filter(|c| docker::label(c, "k3d.cluster") == Some(name.as_str())).collect();
-        if nodes.is_empty() {
-            log.fatal(&format!("failed to get cluster {name}: No nodes found for given cluster"));
-            return Ok(1);
-        }
-        nodes.sort_by_key(|c| docker::container_name(c));
-        let count = |role: &str, running: bool| {
-            nodes
-                .iter()
-                .filter(|c| {
-                    docker::label(c, "k3d.role") == Some(role)
-                        && (!running || docker::is_running(c))
-                })
-                .count()
-        };
-        clusters.push(json!({
-            "name": name,
-            "network": {"name": "bridge", "id": "", "isExternal": true},
-            "nodes": nodes.iter().map(|c| node_json(c)).collect::<Vec<_>>(),
-            "serversRunning": count("server", true),
-            "serversCount": count("server", false),
-            "agentsRunning": count("agent", true),
-            "agentsCount": count("agent", false),
-            "hasLoadbalancer": count("loadbalancer", false) > 0,
-        }));
-    }
-    match flags.value(&["output", "o"]) {
-        Some("json") => println!("{}", serde_json::to_string(&clusters)?),
-        Some(other) if !other.is_empty() => {
-            bail!("output format {other} is not supported by the testbed fake (json)")
-        }
-        _ => {
-            println!("NAME   SERVERS   AGENTS   LOADBALANCER");
-            for c in &clusters {
-                println!(
-                    "{}   {}/{}   {}/{}   {}",
-                    c["name"].as_str().unwrap_or(""),
-                    c["serversRunning"],
-                    c["serversCount"],
-                    c["agentsRunning"],
-                    c["agentsCount"],
-                    c["hasLoadbalancer"]
-                );
-            }
-        }
-    }
-    Ok(0)
-}
-
-async fn registry_list(docker: &Docker, flags: &Flags) -> Result<i32> {
-    let mut regs =
-        docker::containers_with_labels(docker, &[("app", "k3d"), ("k3d.role", "registry")]).await?;
-    regs.sort_by_key(docker::container_name);
-    if !flags.positional.is_empty() {
-        regs.retain(|c| flags.positional.contains(&docker::container_name(c)));
-    }
-    match flags.value(&["output", "o"]) {
-        Some("json") => {
-            let nodes: Vec<Value> = regs.iter().map(node_json).collect();
-            println!("{}", serde_json::to_string(&nodes)?);
-        }
-        _ => {
-            println!("NAME   ROLE   CLUSTER   STATUS");
-            for c in &regs {
-                let status = c.state.as_ref().map(|s| s.to_string()).unwrap_or_default();
-                println!(
-                    "{}   registry   {}   {status}",
-                    docker::container_name(c),
-                    docker::label(c, "k3d.cluster").unwrap_or("")
-                );
-            }
-        }
-    }
-    Ok(0)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn node(role: &'static str, index: Option<u32>) -> NodeSpec {
-        NodeSpec { name: String::new(), role, index }
-    }
-
-    #[test]
-    fn node_filters_follow_k3d() {
-        assert!(filter_matches("server:*", &node("server", Some(1))));
-        assert!(filter_matches("server:0", &node("server", Some(0))));
-        assert!(!filter_matches("server:0", &node("server", Some(1))));
-        assert!(filter_matches("agent:0,2", &node("agent", Some(2))));
-        assert!(filter_matches("agent:1-", &node("agent", Some(3))));
-        assert!(!filter_matches("agent:*", &node("server", Some(0))));
-        assert!(filter_matches("all", &node("loadbalancer", None)));
-        assert!(filter_matches("loadbalancer", &node("loadbalancer", None)));
-        assert!(!filter_matches("server:*", &node("loadbalancer", None)));
-    }
-
-    #[test]
-    fn runtime_labels_and_names() {
-        assert_eq!(
-            parse_runtime_label("bootstrap.hash=abc@server:*;agent:*"),
-            ("bootstrap.hash".into(), "abc".into(), vec!["server:*".into(), "agent:*".into()])
-        );
-        assert_eq!(registry_name("ameide", "dev-reg"), "k3d-dev-reg");
-        assert_eq!(registry_name("ameide", "k3d-dev-reg"), "k3d-dev-reg");
-        assert_eq!(registry_name("ameide", ""), "k3d-ameide-registry");
-        let names: Vec<String> = node_specs("x", 1, 1).into_iter().map(|n| n.name).collect();
-        assert_eq!(names, ["k3d-x-server-0", "k3d-x-agent-0", "k3d-x-serverlb"]);
-    }
-
-    #[test]
-    fn flags_parse_like_cobra() {
-        let args: Vec<String> = [
-            "ameide",
-            "--config=k.yaml",
-            "--runtime-label",
-            "a=b@all",
-            "--wait",
-            "--timeout",
-            "60s",
-        ]
-        .map(String::from)
-        .to_vec();
-        let f = Flags::parse(&args).unwrap();
-        assert_eq!(f.positional, ["ameide"]);
-        assert_eq!(f.value(&["config", "c"]), Some("k.yaml"));
-        assert_eq!(f.all_values("runtime-label"), ["a=b@all"]);
-        assert!(f.switch(&["wait"]));
-        assert!(
-            Flags::parse(&["--bogus".to_owned()]).unwrap_err().to_string().contains("unknown flag")
-        );
-    }
-}
+#[path = "fake_k3d_tests.rs"]
+mod tests;

@@ -85,13 +85,13 @@ async fn build(docker: &Docker, image: &str, rootfs: &[u8]) -> Result<()> {
 fn node_rootfs() -> Result<Vec<u8>> {
     let mut tar = Tar::default();
     for dir in ["bin", "tmp", "etc", "var", "var/lib"] {
-        tar.dir(dir);
+        tar.dir(dir)?;
     }
-    tar.file("bin/busybox", 0o755, &read(BUSYBOX)?);
+    tar.file("bin/busybox", 0o755, &read(BUSYBOX)?)?;
     for applet in ["sh", "sleep"] {
-        tar.symlink(&format!("bin/{applet}"), "busybox");
+        tar.symlink(&format!("bin/{applet}"), "busybox")?;
     }
-    Ok(tar.finish())
+    tar.finish()
 }
 
 fn registry_rootfs() -> Result<Vec<u8>> {
@@ -99,15 +99,15 @@ fn registry_rootfs() -> Result<Vec<u8>> {
     for dir in
         ["tmp", "etc", "etc/docker", "etc/docker/registry", "var", "var/lib", "var/lib/registry"]
     {
-        tar.dir(dir);
+        tar.dir(dir)?;
     }
-    tar.file("usr/bin/docker-registry", 0o755, &read(REGISTRY_BINARY)?);
+    tar.file("usr/bin/docker-registry", 0o755, &read(REGISTRY_BINARY)?)?;
     for lib in shared_libraries(REGISTRY_BINARY)? {
         let data = read(&lib)?;
-        tar.file(lib.trim_start_matches('/'), 0o755, &data);
+        tar.file(lib.trim_start_matches('/'), 0o755, &data)?;
     }
-    tar.file("etc/docker/registry/config.yml", 0o644, REGISTRY_CONFIG.as_bytes());
-    Ok(tar.finish())
+    tar.file("etc/docker/registry/config.yml", 0o644, REGISTRY_CONFIG.as_bytes())?;
+    tar.finish()
 }
 
 fn read(path: &str) -> Result<Vec<u8>> {
@@ -141,87 +141,65 @@ fn parse_ldd(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// A minimal ustar writer: directories, regular files and symlinks are all we need.
-#[derive(Default)]
+/// A rootfs tar in memory (the `tar` crate's ustar/GNU writer): directories, regular
+/// files and symlinks, parents written before their children.
 struct Tar {
-    buf: Vec<u8>,
+    builder: tar::Builder<Vec<u8>>,
     dirs_written: Vec<String>,
 }
 
+impl Default for Tar {
+    fn default() -> Tar {
+        Tar { builder: tar::Builder::new(Vec::new()), dirs_written: Vec::new() }
+    }
+}
+
 impl Tar {
-    fn dir(&mut self, path: &str) {
+    fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h
+    }
+
+    fn dir(&mut self, path: &str) -> Result<()> {
         if !self.dirs_written.iter().any(|d| d == path) {
             self.dirs_written.push(path.to_owned());
-            self.entry(&format!("{path}/"), 0o755, b'5', "", 0);
+            let mut h = Tar::header(tar::EntryType::Directory, 0o755, 0);
+            self.builder.append_data(&mut h, format!("{path}/"), std::io::empty())?;
         }
+        Ok(())
     }
 
-    fn file(&mut self, path: &str, mode: u32, data: &[u8]) {
-        self.parents(path);
-        self.entry(path, mode, b'0', "", data.len());
-        self.buf.extend_from_slice(data);
-        self.pad();
+    fn file(&mut self, path: &str, mode: u32, data: &[u8]) -> Result<()> {
+        self.parents(path)?;
+        let mut h = Tar::header(tar::EntryType::Regular, mode, data.len() as u64);
+        self.builder.append_data(&mut h, path, data)?;
+        Ok(())
     }
 
-    fn symlink(&mut self, path: &str, target: &str) {
-        self.parents(path);
-        self.entry(path, 0o777, b'2', target, 0);
+    fn symlink(&mut self, path: &str, target: &str) -> Result<()> {
+        self.parents(path)?;
+        let mut h = Tar::header(tar::EntryType::Symlink, 0o777, 0);
+        self.builder.append_link(&mut h, path, target)?;
+        Ok(())
     }
 
-    fn parents(&mut self, path: &str) {
+    fn parents(&mut self, path: &str) -> Result<()> {
         let parts: Vec<&str> = path.split('/').collect();
         for n in 1..parts.len() {
-            self.dir(&parts[..n].join("/"));
+            self.dir(&parts[..n].join("/"))?;
         }
+        Ok(())
     }
 
-    fn entry(&mut self, path: &str, mode: u32, kind: u8, link: &str, size: usize) {
-        let mut header = [0u8; 512];
-        let (prefix, name) = split_ustar_path(path);
-        header[..name.len()].copy_from_slice(name.as_bytes());
-        octal(&mut header[100..108], mode as u64);
-        octal(&mut header[108..116], 0);
-        octal(&mut header[116..124], 0);
-        octal(&mut header[124..136], size as u64);
-        octal(&mut header[136..148], 0);
-        header[156] = kind;
-        header[157..157 + link.len()].copy_from_slice(link.as_bytes());
-        header[257..263].copy_from_slice(b"ustar\0");
-        header[263..265].copy_from_slice(b"00");
-        header[345..345 + prefix.len()].copy_from_slice(prefix.as_bytes());
-        header[148..156].fill(b' ');
-        let sum: u64 = header.iter().map(|&b| b as u64).sum();
-        octal(&mut header[148..155], sum);
-        self.buf.extend_from_slice(&header);
+    fn finish(self) -> Result<Vec<u8>> {
+        Ok(self.builder.into_inner()?)
     }
-
-    fn pad(&mut self) {
-        let rem = self.buf.len() % 512;
-        if rem != 0 {
-            self.buf.resize(self.buf.len() + 512 - rem, 0);
-        }
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        self.buf.resize(self.buf.len() + 1024, 0);
-        self.buf
-    }
-}
-
-/// Names over 100 bytes go into the 155-byte prefix field, split at a `/`.
-fn split_ustar_path(path: &str) -> (&str, &str) {
-    if path.len() <= 100 {
-        return ("", path);
-    }
-    let cut = path[..path.len().min(156)].rfind('/').unwrap_or(0);
-    (&path[..cut], &path[cut + 1..])
-}
-
-/// NUL-terminated, zero-padded octal, as ustar wants.
-fn octal(field: &mut [u8], value: u64) {
-    let digits = format!("{value:0width$o}", width = field.len() - 1);
-    field[..digits.len()].copy_from_slice(digits.as_bytes());
-    field[field.len() - 1] = 0;
 }
 
 #[cfg(test)]
@@ -237,23 +215,52 @@ mod tests {
         );
     }
 
+    /// The rootfs tars import and run (under throw-away tags, so images in use stay).
     #[test]
-    fn tar_headers_carry_checksum_and_parents() {
+    fn rootfs_tars_import_and_run() {
+        if !crate::require_docker() {
+            return;
+        }
+        let tag = format!("testbed/tar-check:{}", std::process::id());
+        crate::docker::runtime()
+            .unwrap()
+            .block_on(async {
+                let docker = crate::docker::connect().await?;
+                build(&docker, &tag, &node_rootfs()?).await
+            })
+            .unwrap();
+        let run = std::process::Command::new("docker")
+            .args(["run", "--rm", &tag, "/bin/sh", "-c", "test -x /bin/busybox && sleep 0"])
+            .output()
+            .unwrap();
+        let _ = std::process::Command::new("docker").args(["rmi", "-f", &tag]).output();
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        let reg = registry_rootfs().unwrap();
+        let names: Vec<String> = tar::Archive::new(reg.as_slice())
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().any(|n| n == "usr/bin/docker-registry"));
+    }
+
+    #[test]
+    fn tars_have_parents_first_and_read_back() {
         let mut tar = Tar::default();
-        tar.file("a/b/c.txt", 0o644, b"hi");
-        let bytes = tar.finish();
-        // a/, a/b/, the file header, its data block, two end blocks.
-        assert_eq!(bytes.len(), 512 * 6);
-        assert_eq!(&bytes[..2], b"a/");
-        assert_eq!(&bytes[1024..1033], b"a/b/c.txt");
-        let header = &bytes[1024..1536];
-        let stored =
-            u64::from_str_radix(std::str::from_utf8(&header[148..154]).unwrap(), 8).unwrap();
-        let sum: u64 = header
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { b as u64 })
-            .sum();
-        assert_eq!(stored, sum);
+        tar.file("a/b/c.txt", 0o644, b"hi").unwrap();
+        tar.symlink("a/sh", "busybox").unwrap();
+        let bytes = tar.finish().unwrap();
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let entries: Vec<(String, tar::EntryType)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path().unwrap().to_string_lossy().into_owned(), e.header().entry_type())
+            })
+            .collect();
+        let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a/", "a/b/", "a/b/c.txt", "a/sh"]);
+        assert_eq!(entries[3].1, tar::EntryType::Symlink);
     }
 }

@@ -1,5 +1,6 @@
-//! A small async client for the fake API server, used by the fake tools. Plain HTTP/1.1
-//! over loopback (the fake API serves no TLS), one connection per request, JSON objects
+//! A small async client for the fake API server, used by the fake tools. HTTP/1.1 over
+//! TLS (the cluster CA and admin certificate from the kubeconfig; plain http:// works
+//! too), one connection per request, JSON objects
 //! as `serde_json::Value`. The base URL comes from the current kubeconfig context.
 //!
 //! Paths are built from an object's `apiVersion`, `kind`, namespace and name with
@@ -35,19 +36,37 @@ pub fn is_not_found(err: &anyhow::Error) -> bool {
     err.downcast_ref::<StatusError>().is_some_and(|e| e.code == 404)
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     /// `host:port`
     authority: String,
+    /// For `https://` servers.
+    tls: Option<tokio_rustls::TlsConnector>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("server", &self.server()).finish()
+    }
 }
 
 impl Client {
     /// `http://127.0.0.1:PORT` (a trailing slash is fine).
     pub fn new(server: &str) -> Result<Client> {
         let Some(rest) = server.strip_prefix("http://") else {
-            bail!("{server}: the testbed API client speaks plain http:// only");
+            bail!("{server}: an https:// server needs its CA (Client::with_tls)");
         };
-        Ok(Client { authority: rest.trim_end_matches('/').to_owned() })
+        Ok(Client { authority: rest.trim_end_matches('/').to_owned(), tls: None })
+    }
+
+    /// `https://HOST:PORT` trusting `ca_pem`, with an optional client certificate and key.
+    pub fn with_tls(server: &str, ca_pem: &[u8], client: Option<(&[u8], &[u8])>) -> Result<Client> {
+        let Some(rest) = server.strip_prefix("https://") else { return Client::new(server) };
+        let config = crate::tls::client_config(ca_pem, client)?;
+        Ok(Client {
+            authority: rest.trim_end_matches('/').to_owned(),
+            tls: Some(tokio_rustls::TlsConnector::from(config)),
+        })
     }
 
     /// The server of the current context of `$KUBECONFIG` (first file of the list).
@@ -62,11 +81,18 @@ impl Client {
         let server = crate::kubeconfig::current_server(&config).with_context(|| {
             format!("{}: no current context with a cluster server", path.display())
         })?;
-        Client::new(&server)
+        if !server.starts_with("https://") {
+            return Client::new(&server);
+        }
+        let creds = crate::kubeconfig::current_credentials(&config)
+            .with_context(|| format!("{}: no certificate-authority-data", path.display()))?;
+        let client = creds.client_cert.as_deref().zip(creds.client_key.as_deref());
+        Client::with_tls(&server, &creds.ca, client)
     }
 
     pub fn server(&self) -> String {
-        format!("http://{}", self.authority)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.authority)
     }
 
     /// One request; `Ok((status, body))` whatever the status.
@@ -77,7 +103,7 @@ impl Client {
         content_type: &str,
         body: &[u8],
     ) -> Result<(u16, Vec<u8>)> {
-        let mut stream = tokio::net::TcpStream::connect(&self.authority)
+        let tcp = tokio::net::TcpStream::connect(&self.authority)
             .await
             .with_context(|| format!("connecting to the API at {}", self.server()))?;
         let head = format!(
@@ -86,10 +112,22 @@ impl Client {
             self.authority,
             body.len()
         );
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(body).await?;
-        let mut buf = Vec::new();
-        stream.read_to_end(&mut buf).await.context("reading the API's answer")?;
+        let buf = match &self.tls {
+            None => exchange(tcp, head.as_bytes(), body).await?,
+            Some(connector) => {
+                let host =
+                    self.authority.rsplit_once(':').map_or(self.authority.as_str(), |(h, _)| h);
+                let name = rustls::pki_types::ServerName::try_from(
+                    host.trim_matches(['[', ']']).to_owned(),
+                )
+                .with_context(|| format!("{host}: not a server name"))?;
+                let stream = connector
+                    .connect(name, tcp)
+                    .await
+                    .with_context(|| format!("TLS with the API at {}", self.server()))?;
+                exchange(stream, head.as_bytes(), body).await?
+            }
+        };
         parse_response(&buf).with_context(|| format!("{method} {path}"))
     }
 
@@ -210,9 +248,26 @@ impl Client {
     }
 }
 
-/// Wait until `GET {server}/readyz` answers 200.
-pub async fn wait_ready(server: &str, timeout: Duration) -> Result<()> {
-    let client = Client::new(server)?;
+/// Write a request, read the whole answer (the request says `Connection: close`).
+async fn exchange<S>(mut stream: S, head: &[u8], body: &[u8]) -> Result<Vec<u8>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    stream.write_all(head).await?;
+    stream.write_all(body).await?;
+    stream.flush().await?;
+    let mut buf = Vec::new();
+    match stream.read_to_end(&mut buf).await {
+        Ok(_) => Ok(buf),
+        // A TLS peer that closes without close_notify after a complete answer.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !buf.is_empty() => Ok(buf),
+        Err(e) => Err(e).context("reading the API's answer"),
+    }
+}
+
+/// Wait until `GET /readyz` of `client`'s server answers 200.
+pub async fn wait_ready(client: &Client, timeout: Duration) -> Result<()> {
+    let server = client.server();
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         match client.raw("GET", "/readyz", "text/plain", &[]).await {

@@ -1,7 +1,8 @@
 //! The kubeconfig entries the fake k3d writes, named as k3d names them: cluster and
 //! context `k3d-<cluster>`, user `admin@k3d-<cluster>` (k3d v5, pkg/client/kubeconfig.go).
-//! The server is the fake API server, plain HTTP on loopback, so the user carries only a
-//! dummy token.
+//! The server is the fake API server (`https://0.0.0.0:<port>`, as k3d writes its API
+//! host), the cluster entry carries `certificate-authority-data` and the user
+//! `client-certificate-data`/`client-key-data` (k3d copies k3s's admin kubeconfig).
 
 use std::path::Path;
 
@@ -51,12 +52,41 @@ pub fn empty() -> Value {
     })
 }
 
-/// Add or replace the cluster's entries and make its context current.
+/// What the kubeconfig carries to reach a cluster over TLS (PEM texts).
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    pub ca: Vec<u8>,
+    pub client_cert: Option<Vec<u8>>,
+    pub client_key: Option<Vec<u8>>,
+}
+
+/// Add or replace the cluster's entries and make its context current. With
+/// `credentials` the entries are as k3d writes them: `certificate-authority-data`, and a
+/// user with `client-certificate-data`/`client-key-data`.
 pub fn upsert_cluster(config: &mut Value, cluster: &str, server: &str) {
+    upsert_cluster_tls(config, cluster, server, None)
+}
+
+pub fn upsert_cluster_tls(
+    config: &mut Value,
+    cluster: &str,
+    server: &str,
+    credentials: Option<&Credentials>,
+) {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let name = context_name(cluster);
     let user = user_name(cluster);
-    set_named(config, "clusters", &name, json!({"name": name, "cluster": {"server": server}}));
-    set_named(config, "users", &user, json!({"name": user, "user": {"token": "testbed"}}));
+    let (cluster_entry, user_entry) = match credentials {
+        Some(c) => (
+            json!({"server": server, "certificate-authority-data": b64(&c.ca)}),
+            json!({"client-certificate-data": b64(c.client_cert.as_deref().unwrap_or_default()),
+                   "client-key-data": b64(c.client_key.as_deref().unwrap_or_default())}),
+        ),
+        None => (json!({"server": server}), json!({"token": "testbed"})),
+    };
+    set_named(config, "clusters", &name, json!({"name": name, "cluster": cluster_entry}));
+    set_named(config, "users", &user, json!({"name": user, "user": user_entry}));
     set_named(
         config,
         "contexts",
@@ -83,6 +113,30 @@ pub fn current_server(config: &Value) -> Option<String> {
     let context = named(config, "contexts", current)?;
     let cluster = context["context"]["cluster"].as_str()?;
     named(config, "clusters", cluster)?["cluster"]["server"].as_str().map(str::to_owned)
+}
+
+/// The CA and client certificate of the current context (`*-data` fields, or files).
+pub fn current_credentials(config: &Value) -> Option<Credentials> {
+    use base64::Engine;
+    let current = config["current-context"].as_str()?;
+    let context = named(config, "contexts", current)?;
+    let cluster = &named(config, "clusters", context["context"]["cluster"].as_str()?)?["cluster"];
+    let user = context["context"]["user"]
+        .as_str()
+        .and_then(|u| named(config, "users", u))
+        .map(|u| u["user"].clone())
+        .unwrap_or(Value::Null);
+    let field = |v: &Value, data: &str, file: &str| -> Option<Vec<u8>> {
+        match v[data].as_str() {
+            Some(d) => base64::engine::general_purpose::STANDARD.decode(d.trim()).ok(),
+            None => std::fs::read(v[file].as_str()?).ok(),
+        }
+    };
+    Some(Credentials {
+        ca: field(cluster, "certificate-authority-data", "certificate-authority")?,
+        client_cert: field(&user, "client-certificate-data", "client-certificate"),
+        client_key: field(&user, "client-key-data", "client-key"),
+    })
 }
 
 pub fn context_names(config: &Value) -> Vec<String> {

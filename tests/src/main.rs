@@ -36,12 +36,23 @@ enum Command {
         #[arg(required = true)]
         scenarios: Vec<String>,
     },
+    /// Internal: holds the machine lock for DIR while it exists (started by `up`).
+    LockHolder {
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Internal: the fake Kubernetes API server of one cluster (started by the fake k3d).
     Apiserver {
         #[arg(long)]
         state_dir: PathBuf,
         #[arg(long)]
         port_file: PathBuf,
+        /// Listen on this port (else the port file's, else a free one).
+        #[arg(long)]
+        port: Option<u16>,
+        /// The server node container: serve while it runs, exit when it is removed.
+        #[arg(long)]
+        container: Option<String>,
     },
 }
 
@@ -64,12 +75,18 @@ fn cli(cli: Cli) -> i32 {
     let result = match cli.command {
         Command::Up { dir, scenarios, latency_ms } => std::env::current_exe()
             .map_err(anyhow::Error::from)
-            .and_then(|exe| testbed::cli::up(&dir, &scenarios, latency_ms, &exe))
+            .and_then(|exe| testbed::cli::up_locked(&dir, &scenarios, latency_ms, &exe))
             .map(|env| print!("{}", testbed::cli::export_lines(&env))),
+        Command::LockHolder { dir } => testbed::lock::hold(&dir),
         Command::Down { dir } => testbed::cli::down(&dir),
         Command::Set { dir, scenarios } => testbed::cli::set(&dir, &scenarios),
-        Command::Apiserver { state_dir, port_file } => {
-            testbed::apiserver::run(&state_dir, &port_file)
+        Command::Apiserver { state_dir, port_file, port, container } => {
+            testbed::apiserver::run(&testbed::apiserver::Options {
+                state_dir,
+                port_file,
+                port,
+                container,
+            })
         }
     };
     match result {

@@ -1,14 +1,18 @@
-//! Background processes the testbed starts (fake API servers, `tilt up`): spawned in
-//! their own process group (so a Ctrl-C in the caller's terminal does not reach them),
-//! output to a log file, pid in a file; stopped by that pid file.
+//! Background processes the testbed starts (fake API servers): each makes itself a
+//! session leader (`setsid`) first thing, so neither a Ctrl-C in the caller's terminal
+//! nor a kill of the caller's session or process group reaches it; output to a log
+//! file, pid in a file; stopped by that pid file.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+
+use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-/// Start `program args` detached; write its pid to `pid_file`. The caller may poll the
+/// Start `program args` detached (the program calls `setsid` itself: a child cannot be
+/// made a session leader here without `unsafe` `pre_exec`); write its pid to `pid_file`. The caller may poll the
 /// child (`try_wait`) and then drop it; the process lives on.
 pub fn spawn_detached(
     program: &Path,
@@ -16,7 +20,6 @@ pub fn spawn_detached(
     log: &Path,
     pid_file: &Path,
 ) -> Result<Child> {
-    use std::os::unix::process::CommandExt;
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -28,7 +31,6 @@ pub fn spawn_detached(
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
-        .process_group(0)
         .spawn()
         .with_context(|| format!("starting {}", program.display()))?;
     std::fs::write(pid_file, child.id().to_string())
@@ -63,13 +65,13 @@ pub fn stop_pid_file(pid_file: &Path, marker: &str) -> Result<bool> {
     };
     let stopped = is_ours(pid, marker);
     if stopped {
-        signal(pid, "TERM");
+        signal(pid, Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(5);
         while is_ours(pid, marker) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
         if is_ours(pid, marker) {
-            signal(pid, "KILL");
+            signal(pid, Signal::SIGKILL);
         }
     }
     match std::fs::remove_file(pid_file) {
@@ -80,11 +82,9 @@ pub fn stop_pid_file(pid_file: &Path, marker: &str) -> Result<bool> {
     }
 }
 
-// std has no kill(2) and the workspace forbids unsafe code: use kill(1).
-fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .stderr(Stdio::null())
-        .status();
+/// kill(2) through nix (no `unsafe` here; a gone process is fine).
+fn signal(pid: u32, sig: Signal) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+    }
 }

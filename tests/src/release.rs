@@ -6,7 +6,6 @@
 //! base64(base64(gzip(json))). Field names follow `/work/shared/formats/helm4-release-dry-run.json`.
 
 use std::io::{Read, Write};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use base64::Engine;
@@ -66,6 +65,8 @@ pub struct Hook {
     pub events: Vec<String>,
     #[serde(default)]
     pub last_run: LastRun,
+    #[serde(default)]
+    pub weight: i64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delete_policies: Vec<String>,
 }
@@ -168,71 +169,25 @@ pub fn latest(secrets: &[Value]) -> Result<Option<Release>> {
     Ok(best)
 }
 
-/// Seconds and nanoseconds since the epoch, now.
-fn now() -> (u64, u32) {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    (d.as_secs(), d.subsec_nanos())
-}
-
-/// RFC 3339 with nanoseconds, as Go's `time.Time` marshals (Helm's timestamps).
+/// RFC 3339 with up to nanoseconds (trailing zeros trimmed), as Go's `time.Time`
+/// marshals (`RFC3339Nano`, Helm's timestamps).
 pub fn timestamp_now() -> String {
-    let (secs, nanos) = now();
-    let (y, mo, d, h, mi, s, _) = civil(secs);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{nanos:09}Z")
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.%fZ").to_string()
 }
 
 /// RFC 3339 in whole seconds, as Kubernetes writes `creationTimestamp`.
 pub fn k8s_timestamp_now() -> String {
-    let (y, mo, d, h, mi, s, _) = civil(now().0);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// Go's `time.ANSIC` layout (`Mon Jan  2 15:04:05 2006`) of an RFC 3339 UTC timestamp,
-/// which is how `helm status`/`helm test` print times. Unparseable input comes back as is.
+/// Go's `time.ANSIC` layout (`Mon Jan  2 15:04:05 2006`) of an RFC 3339 timestamp, in
+/// UTC, which is how `helm status`/`helm test` print times. Unparseable input comes back
+/// as is.
 pub fn ansic(rfc3339: &str) -> String {
-    let parse = || -> Option<u64> {
-        let (date, time) = rfc3339.split_once('T')?;
-        let mut dp = date.split('-').map(|p| p.parse::<i64>().ok());
-        let (y, m, d) = (dp.next()??, dp.next()??, dp.next()??);
-        let mut tp = time.get(..8)?.split(':').map(|p| p.parse::<u64>().ok());
-        let (h, mi, s) = (tp.next()??, tp.next()??, tp.next()??);
-        let days = days_from_civil(y, m, d);
-        Some(days as u64 * 86400 + h * 3600 + mi * 60 + s)
-    };
-    let Some(secs) = parse() else { return rfc3339.to_owned() };
-    let (y, mo, d, h, mi, s, wd) = civil(secs);
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    format!("{} {} {d:>2} {h:02}:{mi:02}:{s:02} {y}", DAYS[wd], MONTHS[mo as usize - 1])
-}
-
-/// (year, month, day, hour, minute, second, weekday 0=Sunday) of a Unix time (UTC).
-fn civil(secs: u64) -> (i64, u32, u32, u64, u64, u64, usize) {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let weekday = (days + 4).rem_euclid(7) as usize;
-    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60, weekday)
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    match rfc3339.parse::<jiff::Timestamp>() {
+        Ok(t) => t.strftime("%a %b %e %H:%M:%S %Y").to_string(),
+        Err(_) => rfc3339.to_owned(),
+    }
 }
 
 /// Check a status word against Helm's release statuses.
@@ -309,7 +264,8 @@ mod tests {
     fn times_format_like_go() {
         assert_eq!(ansic("2026-11-26T12:40:13.280782421Z"), "Thu Nov 26 12:40:13 2026");
         assert_eq!(ansic("2006-01-02T15:04:05Z"), "Mon Jan  2 15:04:05 2006");
-        assert_eq!(civil(0), (1970, 1, 1, 0, 0, 0, 4));
-        assert!(timestamp_now().ends_with('Z') && timestamp_now().len() == 30);
+        assert!(
+            timestamp_now().ends_with('Z') && timestamp_now().parse::<jiff::Timestamp>().is_ok()
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Scenario {
     /// Layers (file stems, e.g. `24-auth`) whose test hooks fail.
@@ -18,8 +18,21 @@ pub struct Scenario {
     pub log_race: Vec<String>,
     /// Layers whose `helmfile sync` fails.
     pub sync_fail: Vec<String>,
-    /// The Vault bootstrap Job fails.
+    /// Every Job of the Vault bootstrap CronJob fails (each Pod, up to `backoffLimit`).
     pub vault_fail: bool,
+    /// The first Job of the Vault bootstrap CronJob fails; the next tick's Job succeeds.
+    pub vault_flaky: bool,
+    /// Jobs whose name starts with one of these fail (every attempt).
+    pub job_fail: Vec<String>,
+    /// How long a Pod takes to start and turn Ready (image pull, probes), in ms; also
+    /// how long a Job's Pod runs. Deployments, StatefulSets, DaemonSets and Pods are
+    /// not Ready before it has passed since their (new) generation was written.
+    pub startup_ms: u64,
+    /// The length of a CronJob schedule minute, in ms (60000 in reality; tests scale it).
+    pub cron_minute_ms: u64,
+    /// The helm version the fake helm claims (and whose `helm test` ordering and error
+    /// text it follows).
+    pub helm_version: String,
     /// An ExternalSecret is not Ready: `SecretSyncedError` naming a missing remote key.
     pub secret_missing_key: bool,
     /// Tilt serves its API but the `(Tiltfile)` resource never becomes Ready.
@@ -29,27 +42,75 @@ pub struct Scenario {
 }
 
 pub const FILE: &str = "scenario.json";
+/// Default Pod startup delay: above zero, so nothing is Ready the instant it is written.
+pub const DEFAULT_STARTUP_MS: u64 = 2000;
+
+impl Default for Scenario {
+    fn default() -> Scenario {
+        Scenario {
+            gate_fail: Vec::new(),
+            log_race: Vec::new(),
+            sync_fail: Vec::new(),
+            vault_fail: false,
+            vault_flaky: false,
+            job_fail: Vec::new(),
+            secret_missing_key: false,
+            tilt_not_ready: false,
+            latency_ms: 0,
+            startup_ms: DEFAULT_STARTUP_MS,
+            cron_minute_ms: 60_000,
+            helm_version: pinned_helm_version(),
+        }
+    }
+}
+
+/// `[workspace.metadata.bootstrap.tools.helm] version` of the root Cargo.toml.
+pub fn pinned_helm_version() -> String {
+    let manifest = include_str!("../../Cargo.toml");
+    let mut in_helm = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_helm = line == "[workspace.metadata.bootstrap.tools.helm]";
+        } else if in_helm
+            && let Some(v) = line.strip_prefix("version")
+            && let Some(v) = v.trim_start().strip_prefix('=')
+        {
+            return v.trim().trim_matches('"').to_owned();
+        }
+    }
+    "3.18.4".to_owned()
+}
 
 impl Scenario {
     /// Apply one `--scenario` word: `gate-fail=<layer>`, `log-race=<layer>`,
-    /// `sync-fail=<layer>`, `vault-fail`, `secret-missing-key`, `tilt-not-ready`,
-    /// `healthy` (no change).
+    /// `sync-fail=<layer>`, `vault-fail`, `vault-flaky`, `job-fail=<prefix>`,
+    /// `secret-missing-key`, `tilt-not-ready`, `startup-ms=<n>`, `cron-minute-ms=<n>`,
+    /// `helm-version=<x.y.z>`, `healthy` (no change).
     pub fn apply(&mut self, word: &str) -> Result<()> {
         match word.split_once('=') {
             Some(("gate-fail", layer)) => self.gate_fail.push(layer.to_owned()),
             Some(("log-race", layer)) => self.log_race.push(layer.to_owned()),
             Some(("sync-fail", layer)) => self.sync_fail.push(layer.to_owned()),
-            Some(("latency-ms", ms)) => {
-                self.latency_ms =
-                    ms.parse().with_context(|| format!("latency-ms={ms}: expected milliseconds"))?
+            Some(("latency-ms", ms)) => self.latency_ms = millis(word, ms)?,
+            Some(("startup-ms", ms)) => self.startup_ms = millis(word, ms)?,
+            Some(("cron-minute-ms", ms)) => self.cron_minute_ms = millis(word, ms)?.max(1),
+            Some(("job-fail", prefix)) => self.job_fail.push(prefix.to_owned()),
+            Some(("helm-version", v)) => {
+                let v = v.trim_start_matches('v');
+                if crate::helm_version::HelmVersion::parse(v).is_none() {
+                    bail!("helm-version={v}: expected MAJOR.MINOR.PATCH");
+                }
+                self.helm_version = v.to_owned();
             }
             None if word == "vault-fail" => self.vault_fail = true,
+            None if word == "vault-flaky" => self.vault_flaky = true,
             None if word == "secret-missing-key" => self.secret_missing_key = true,
             None if word == "tilt-not-ready" => self.tilt_not_ready = true,
             None if word == "healthy" => {}
             _ => bail!(
                 "unknown scenario `{word}`: expected healthy, gate-fail=<layer>, log-race=<layer>, \
-                 sync-fail=<layer>, vault-fail, secret-missing-key, tilt-not-ready or latency-ms=<n>"
+                 sync-fail=<layer>, vault-fail, vault-flaky, job-fail=<prefix>, secret-missing-key, \
+                 tilt-not-ready, latency-ms=<n>, startup-ms=<n>, cron-minute-ms=<n> or helm-version=<x.y.z>"
             ),
         }
         Ok(())
@@ -72,6 +133,10 @@ impl Scenario {
     }
 }
 
+fn millis(word: &str, ms: &str) -> Result<u64> {
+    ms.parse().with_context(|| format!("{word}: expected milliseconds"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +152,11 @@ mod tests {
         assert!(s.vault_fail && !s.tilt_not_ready);
         assert_eq!(s.latency_ms, 5);
         assert!(s.apply("gate-fial=x").unwrap_err().to_string().contains("unknown scenario"));
+        assert_eq!(Scenario::default().helm_version, "3.18.4");
+        assert!(Scenario::default().startup_ms > 0);
+        s.apply("helm-version=v4.1.4").unwrap();
+        s.apply("cron-minute-ms=2000").unwrap();
+        assert_eq!((s.helm_version.as_str(), s.cron_minute_ms), ("4.1.4", 2000));
+        assert!(s.apply("helm-version=four").is_err());
     }
 }

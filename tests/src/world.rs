@@ -15,7 +15,6 @@ use anyhow::{Context, Result, bail};
 use crate::calls::{self, Call};
 use crate::{cli, docker};
 
-const LOCK_FILE: &str = "/tmp/testbed-world.lock";
 const DIR_PREFIX: &str = "testbed-world-";
 
 #[derive(Debug, Clone, Default)]
@@ -34,16 +33,7 @@ pub struct World {
 
 impl World {
     pub fn up(options: WorldOptions) -> Result<World> {
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(LOCK_FILE)
-            .with_context(|| format!("opening {LOCK_FILE}"))?;
-        // File::lock is stable since Rust 1.89; the workspace's rust-version (1.85) predates
-        // it. The lead was asked to raise rust-version; until then, allow it here.
-        #[allow(clippy::incompatible_msrv)]
-        lock.lock().with_context(|| format!("locking {LOCK_FILE}"))?;
+        let lock = crate::lock::acquire()?;
         clear_stale_worlds()?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

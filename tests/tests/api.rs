@@ -148,6 +148,27 @@ fn kube_rs_lists_applies_and_reads_custom_resources() {
             other => panic!("expected a 409 Status, got {other}"),
         }
 
+        // No CRD, no resource: the custom resource 404s until its CRD is stored.
+        let gvk = GroupVersionKind::gvk("external-secrets.io", "v1", "ExternalSecret");
+        let ar = ApiResource::from_gvk_with_plural(&gvk, "externalsecrets");
+        let es: KubeApi<DynamicObject> = KubeApi::namespaced_with(client.clone(), "default", &ar);
+        match es.list(&ListParams::default()).await.unwrap_err() {
+            kube::Error::Api(status) => assert!(status.is_not_found(), "{status:?}"),
+            other => panic!("expected a 404 without the CRD, got {other}"),
+        }
+        let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "externalsecrets.external-secrets.io"},
+            "spec": {"group": "external-secrets.io", "scope": "Namespaced",
+                     "names": {"plural": "externalsecrets", "singular": "externalsecret", "kind": "ExternalSecret"},
+                     "versions": [{"name": "v1", "served": true, "storage": true},
+                                  {"name": "v1beta1", "served": true, "storage": false}]}});
+        let crd = api
+            .client()
+            .create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd)
+            .await
+            .unwrap();
+        assert!(crd["status"]["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Established"));
+
         for version in ["v1", "v1beta1"] {
             let gvk = GroupVersionKind::gvk("external-secrets.io", version, "ExternalSecret");
             let ar = ApiResource::from_gvk_with_plural(&gvk, "externalsecrets");
@@ -193,7 +214,7 @@ fn state_survives_a_restart_and_selectors_filter() {
         assert_eq!(gone.len(), 1);
         assert!(!c.delete("/api/v1/namespaces/default/configmaps/b").await.unwrap());
         let ready =
-            testbed::kube_api::wait_ready(&api.server(), std::time::Duration::from_secs(30)).await;
+            testbed::kube_api::wait_ready(&api.client(), std::time::Duration::from_secs(30)).await;
         assert!(ready.is_ok());
     });
 }

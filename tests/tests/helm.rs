@@ -1,65 +1,21 @@
-//! The fake helmfile and helm against the fake API, checked with the real helm and
-//! kubectl: a tiny chart synced, listed deployed, tested per scenario.
+//! The fake helmfile and helm against the fake API (with its controllers), checked with
+//! the real helm and kubectl: a tiny chart synced (with and without waiting), listed,
+//! tested per scenario and per claimed helm version.
 
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::time::Duration;
 
-use common::{Api, real_tool};
+use common::{Bed, eventually, real_tool, text};
 use serde_json::Value;
-use testbed::scenario::Scenario;
 
-/// An API plus a TESTBED_DIR with `helmfile`/`helm` symlinks to the testbed binary.
-struct Bed {
-    api: Api,
-    real_helm: PathBuf,
-}
-
-impl Bed {
-    fn new() -> Option<Bed> {
-        let real_helm = real_tool("helm")?;
-        let api = Api::start();
-        let bin = api.dir.path().join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
-        for tool in ["helmfile", "helm"] {
-            std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_testbed"), bin.join(tool)).unwrap();
-        }
-        Some(Bed { api, real_helm })
-    }
-
-    fn dir(&self) -> &Path {
-        self.api.dir.path()
-    }
-
-    fn set(&self, scenario: Scenario) {
-        scenario.save(self.dir()).unwrap();
-    }
-
-    fn fake(&self, tool: &str, args: &[&str]) -> Output {
-        let mut cmd = self.api.command(&self.dir().join("bin").join(tool));
-        let out = cmd
-            .args(args)
-            .env("TESTBED_DIR", self.dir())
-            .env("TESTBED_REAL_HELM", &self.real_helm)
-            .output()
-            .unwrap();
-        eprintln!(
-            "$ {tool} {}\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn releases(&self) -> Value {
-        serde_json::from_str(&self.api.ok(&self.real_helm, &["list", "-A", "-o", "json"])).unwrap()
-    }
-}
-
-/// A layer `30-demo.yaml` with one chart: a ConfigMap, a Deployment and a test Pod.
-fn write_layer(dir: &Path) -> PathBuf {
+/// A layer `30-demo.yaml` with one chart: a ConfigMap, a Deployment, a StatefulSet of
+/// `sts_replicas` behind Service `demo-db`, and test Pods: `check` (runs `true`) and,
+/// with `probe_db`, `db` (wget on the Service; then the database's readiness probe
+/// waits 3 s before it first succeeds).
+fn write_layer(dir: &Path, sts_replicas: u32, probe_db: bool) -> PathBuf {
+    let probe_delay = if probe_db { 3 } else { 0 };
     let chart = dir.join("charts/demo");
     std::fs::create_dir_all(chart.join("templates/tests")).unwrap();
     std::fs::write(
@@ -69,19 +25,31 @@ fn write_layer(dir: &Path) -> PathBuf {
     .unwrap();
     std::fs::write(
         chart.join("templates/app.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n  greeting: {{ .Values.greeting }}\n\
-         ---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}\nspec:\n  replicas: 2\n  \
-         selector: {matchLabels: {app: demo}}\n  template:\n    metadata: {labels: {app: demo}}\n    spec:\n      \
-         containers: [{name: c, image: busybox}]\n",
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{{{ .Release.Name }}}}\ndata:\n  greeting: {{{{ .Values.greeting }}}}\n\
+         ---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{{{ .Release.Name }}}}\nspec:\n  replicas: 2\n  \
+         selector: {{matchLabels: {{app: demo}}}}\n  template:\n    metadata: {{labels: {{app: demo}}}}\n    spec:\n      \
+         containers: [{{name: c, image: busybox}}]\n\
+         ---\napiVersion: v1\nkind: Service\nmetadata:\n  name: demo-db\nspec:\n  selector: {{app: demo-db}}\n  ports: [{{port: 5432}}]\n\
+         ---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: demo-db\nspec:\n  replicas: {sts_replicas}\n  serviceName: demo-db\n  \
+         selector: {{matchLabels: {{app: demo-db}}}}\n  template:\n    metadata: {{labels: {{app: demo-db}}}}\n    spec:\n      \
+         containers: [{{name: db, image: postgres, readinessProbe: {{initialDelaySeconds: {probe_delay}, tcpSocket: {{port: 5432}}}}}}]\n"),
     )
     .unwrap();
-    std::fs::write(
-        chart.join("templates/tests/check.yaml"),
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{ .Release.Name }}-check\n  annotations:\n    \
+    let hook = |name: &str, cmd: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{{{ .Release.Name }}}}-{name}\n  annotations:\n    \
          \"helm.sh/hook\": test\n    \"helm.sh/hook-delete-policy\": before-hook-creation,hook-succeeded\n\
-         spec:\n  restartPolicy: Never\n  containers: [{name: check, image: busybox, command: [\"true\"]}]\n",
-    )
-    .unwrap();
+         spec:\n  restartPolicy: Never\n  containers: [{{name: check, image: busybox, command: {cmd}}}]\n"
+        )
+    };
+    std::fs::write(chart.join("templates/tests/check.yaml"), hook("check", "[\"true\"]")).unwrap();
+    let db = chart.join("templates/tests/db.yaml");
+    if probe_db {
+        let cmd = "[wget, -q, -O, /dev/null, \"http://demo-db.ameide.svc.cluster.local:5432/\"]";
+        std::fs::write(db, hook("db", cmd)).unwrap();
+    } else {
+        let _ = std::fs::remove_file(db);
+    }
     std::fs::write(dir.join("values.yaml"), "greeting: hello\n").unwrap();
     let layer = dir.join("30-demo.yaml");
     std::fs::write(
@@ -93,23 +61,45 @@ fn write_layer(dir: &Path) -> PathBuf {
     layer
 }
 
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+const DEPLOY: &str = "/apis/apps/v1/namespaces/ameide/deployments/demo";
+
+fn ready_replicas(bed: &Bed) -> i64 {
+    bed.get(DEPLOY).unwrap()["status"]["readyReplicas"].as_i64().unwrap_or(0)
+}
+
+fn hook_phase(bed: &Bed) -> Value {
+    let status: Value = serde_json::from_str(
+        &bed.api.ok(&bed.real_helm, &["status", "demo", "-n", "ameide", "-o", "json"]),
+    )
+    .unwrap();
+    status["hooks"].as_array().unwrap().iter().map(|h| h["last_run"]["phase"].clone()).collect()
 }
 
 #[test]
-fn sync_installs_and_helm_test_passes_or_fails_per_scenario() {
+fn sync_returns_before_readiness_unless_asked_to_wait() {
     let Some(bed) = Bed::new() else { return };
-    let layer = write_layer(bed.dir());
+    let layer = write_layer(bed.dir(), 1, false);
     let layer = layer.to_str().unwrap();
 
     let out = bed.fake("helmfile", &["--quiet", "-f", layer, "-e", "local", "sync"]);
     assert!(out.status.success());
     assert!(text(&out).contains("UPDATED RELEASES:"));
-    let list = bed.releases();
-    assert_eq!(list[0]["name"], "demo");
-    assert_eq!(list[0]["status"], "deployed");
-    assert_eq!(list[0]["chart"], "demo-0.2.0");
+    assert_eq!(bed.releases()[0]["status"], "deployed");
+    assert_eq!(bed.releases()[0]["chart"], "demo-0.2.0");
+    // No wait: the Deployment is there but not Ready yet ...
+    let deploy = bed.get(DEPLOY).unwrap();
+    assert_eq!(deploy["status"]["readyReplicas"].as_i64().unwrap_or(0), 0, "{deploy}");
+    // ... and Ready a little later, as the controller writes it.
+    eventually(Duration::from_secs(30), "Deployment Ready", || {
+        (ready_replicas(&bed) == 2).then_some(())
+    });
+    let deploy = bed.get(DEPLOY).unwrap();
+    assert_eq!(deploy["status"]["availableReplicas"], 2);
+    assert!(
+        deploy["status"]["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Available"
+            && c["status"] == "True"
+            && c["reason"] == "MinimumReplicasAvailable")
+    );
 
     let Some(kubectl) = real_tool("kubectl") else { return };
     let cm: Value = serde_json::from_str(
@@ -117,114 +107,130 @@ fn sync_installs_and_helm_test_passes_or_fails_per_scenario() {
     )
     .unwrap();
     assert_eq!(cm["data"]["greeting"], "hello");
-    let deploy: Value = serde_json::from_str(
-        &bed.api.ok(&kubectl, &["get", "deploy", "demo", "-n", "ameide", "-o", "json"]),
+
+    // A new generation (the spec changed) is not Ready until its Pods started; --wait
+    // returns only once it is.
+    std::fs::write(bed.dir().join("values.yaml"), "greeting: hi\n").unwrap();
+    std::fs::write(
+        bed.dir().join("charts/demo/templates/extra.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: extra\nspec:\n  replicas: 1\n  \
+         selector: {matchLabels: {app: x}}\n  template:\n    metadata: {labels: {app: x}}\n    spec:\n      \
+         containers: [{name: c, image: busybox}]\n",
     )
     .unwrap();
-    assert_eq!(deploy["status"]["readyReplicas"], 2);
-
-    // Healthy: passes, logs printed, the passing Pod removed (hook-succeeded).
-    let out = bed.fake("helm", &["test", "demo", "-n", "ameide", "--logs"]);
+    let out =
+        bed.fake("helmfile", &["-f", layer, "-e", "local", "sync", "--wait", "--timeout", "60"]);
     assert!(out.status.success());
-    assert!(text(&out).contains("Phase:          Succeeded"));
-    assert!(text(&out).contains("POD LOGS: demo-check"));
+    let extra = bed.get("/apis/apps/v1/namespaces/ameide/deployments/extra").unwrap();
+    assert_eq!(extra["status"]["readyReplicas"], 1, "--wait returned before readiness: {extra}");
+    assert_eq!(bed.releases()[0]["status"], "deployed");
+    assert_eq!(bed.releases()[0]["revision"], "2");
 
-    // Gate fails: exit 1, phase Failed recorded, the failed Pod stays.
-    bed.set(Scenario { gate_fail: vec!["30-demo".into()], ..Scenario::default() });
-    let out = bed.fake("helm", &["test", "demo", "-n", "ameide"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("pod demo-check failed"));
-    let status: Value = serde_json::from_str(
-        &bed.api.ok(&bed.real_helm, &["status", "demo", "-n", "ameide", "-o", "json"]),
-    )
-    .unwrap();
-    assert_eq!(status["hooks"][0]["last_run"]["phase"], "Failed");
-    bed.api.ok(&kubectl, &["get", "pod", "demo-check", "-n", "ameide"]);
+    // A helmfile selecting no release exits 3 with helmfile's message.
+    let out = bed.fake("helmfile", &["-f", layer, "-e", "local", "-l", "name=nope", "sync"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out).contains(
+        "err: no releases found that matches specified selector(name=nope) and environment(local), in any helmfile"
+    ));
 
-    // Log race: Succeeded recorded, then "unable to get pod logs".
-    bed.set(Scenario { log_race: vec!["30-demo".into()], ..Scenario::default() });
-    let out = bed.fake("helm", &["test", "demo", "-n", "ameide", "--logs"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out).contains("unable to get pod logs for demo-check: pods \"demo-check\" not found"),
-        "{}",
-        text(&out)
-    );
-    let status: Value = serde_json::from_str(
-        &bed.api.ok(&bed.real_helm, &["status", "demo", "-n", "ameide", "-o", "json"]),
-    )
-    .unwrap();
-    assert_eq!(status["hooks"][0]["last_run"]["phase"], "Succeeded");
-
-    // Sync fails: non-zero, helm-like text, the release left failed at revision 2.
-    bed.set(Scenario { sync_fail: vec!["30-demo".into()], ..Scenario::default() });
+    // Sync fails: non-zero, helm-like text, the release left failed at revision 3.
+    bed.set(&["sync-fail=30-demo"]);
     let out = bed.fake("helmfile", &["-f", layer, "-e", "local", "sync"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("UPGRADE FAILED"));
     let list = bed.releases();
     assert_eq!(
         (list[0]["status"].as_str(), list[0]["revision"].as_str()),
-        (Some("failed"), Some("2"))
+        (Some("failed"), Some("3"))
     );
 
-    // Healthy again: revision 3 deployed, list/destroy.
-    bed.set(Scenario::default());
+    bed.set(&["healthy"]);
     assert!(bed.fake("helmfile", &["-f", layer, "-e", "local", "apply"]).status.success());
-    assert_eq!(bed.releases()[0]["revision"], "3");
     let out = bed.fake("helmfile", &["-f", layer, "-e", "local", "list", "--output", "json"]);
     let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(rows[0]["labels"], "gate:true");
-    assert_eq!(rows[0]["installed"], true);
+    assert_eq!(
+        (rows[0]["labels"].as_str(), rows[0]["installed"].as_bool()),
+        (Some("gate:true"), Some(true))
+    );
     assert!(bed.fake("helmfile", &["-f", layer, "-e", "local", "status"]).status.success());
     let out = bed.fake("helmfile", &["-f", layer, "-e", "staging", "sync"]);
-    assert!(!out.status.success());
     assert!(text(&out).contains("environment \"staging\" is not defined"));
     assert!(bed.fake("helmfile", &["-f", layer, "-e", "local", "destroy"]).status.success());
     assert_eq!(bed.releases(), serde_json::json!([]));
-    let out = bed.fake("helmfile", &["-f", layer, "-e", "local", "status"]);
-    assert!(!out.status.success(), "status fails on a missing release");
-
-    let calls = testbed::calls::read(bed.dir()).unwrap();
-    assert!(calls.iter().any(|c| c.tool == "helm" && c.args.first().is_some_and(|a| a == "test")));
+    assert!(!bed.fake("helmfile", &["-f", layer, "-e", "local", "status"]).status.success());
 }
 
 #[test]
-fn vault_and_external_secret_scenarios_on_the_sample_layer() {
+fn helm_test_follows_the_claimed_helm_version() {
     let Some(bed) = Bed::new() else { return };
-    let layers = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/kubernetes/helmfiles");
-    let layer = layers.join("15-secrets-certificates.yaml");
-    if !layer.is_file() {
-        eprintln!("skipped: {} not found", layer.display());
-        return;
-    }
-    bed.set(Scenario { vault_fail: true, secret_missing_key: true, ..Scenario::default() });
-    for l in ["10-bootstrap", "15-secrets-certificates", "24-auth"] {
-        let file = layers.join(format!("{l}.yaml"));
-        let out = bed.fake("helmfile", &["-f", file.to_str().unwrap(), "-e", "local", "sync"]);
-        assert!(out.status.success(), "{l}");
-    }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let c = bed.api.client();
-        let jobs = c.list("/apis/batch/v1/namespaces/vault/jobs", None).await.unwrap();
-        assert_eq!(jobs.len(), 1);
-        assert_eq!(jobs[0]["metadata"]["name"], "foundation-vault-bootstrap-1");
-        assert_eq!(jobs[0]["metadata"]["ownerReferences"][0]["kind"], "CronJob");
-        assert_eq!(jobs[0]["status"]["failed"], 1);
-        let pods = c
-            .list("/api/v1/namespaces/vault/pods", Some("job-name=foundation-vault-bootstrap-1"))
-            .await
-            .unwrap();
-        let log = c.pod_log("vault", pods[0]["metadata"]["name"].as_str().unwrap()).await.unwrap();
-        assert!(log.contains("connection refused"), "{log}");
-        let es = c.list("/apis/external-secrets.io/v1/externalsecrets", None).await.unwrap();
-        assert!(!es.is_empty());
-        let not_ready: Vec<&Value> =
-            es.iter().filter(|e| e["status"]["conditions"][0]["status"] == "False").collect();
-        assert_eq!(not_ready.len(), 1);
-        assert_eq!(not_ready[0]["status"]["conditions"][0]["reason"], "SecretSyncedError");
-        assert!(
-            not_ready[0]["status"]["conditions"][0]["message"].as_str().unwrap().contains("key: ")
-        );
+    bed.set(&["startup-ms=300"]);
+    let layer = write_layer(bed.dir(), 1, false);
+    let layer = layer.to_str().unwrap();
+    assert!(bed.fake("helmfile", &["-f", layer, "-e", "local", "sync", "--wait"]).status.success());
+
+    // Default: the pinned helm (3.18.4) deletes the passing hook-succeeded Pod before
+    // --logs reads it: the phase is Succeeded, the command fails.
+    let out = bed.fake("helm", &["version", "--short"]);
+    assert!(text(&out).starts_with("v3.18.4"), "{}", text(&out));
+    let out = bed.fake("helm", &["test", "demo", "-n", "ameide", "--logs"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("Phase:          Succeeded"));
+    assert!(
+        text(&out).contains(
+            "Error: unable to get pod logs for demo-check: pods \"demo-check\" not found"
+        ),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(hook_phase(&bed), serde_json::json!(["Succeeded"]));
+
+    // 4.1: logs first, then the Pod is deleted.
+    bed.set(&["helm-version=4.1.4"]);
+    let out = bed.fake("helm", &["test", "demo", "-n", "ameide", "--logs"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("POD LOGS: demo-check\n"));
+    assert!(bed.get("/api/v1/namespaces/ameide/pods/demo-check").is_none());
+
+    // 4.2.4 reads per container and words a missing Pod differently.
+    bed.set(&["helm-version=4.2.4", "log-race=30-demo"]);
+    let out = bed.fake("helm", &["test", "demo", "-n", "ameide", "--logs"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("Error: unable to get pod demo-check: pods \"demo-check\" not found"),
+        "{}",
+        text(&out)
+    );
+
+    // A failing gate: phase Failed recorded, the failed Pod kept, helm 4's wording.
+    bed.set(&["healthy", "helm-version=4.1.4", "gate-fail=30-demo"]);
+    let out = bed.fake("helm", &["test", "demo", "-n", "ameide"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("resource Pod/ameide/demo-check not ready. status: Failed, message: pod demo-check failed"), "{}", text(&out));
+    assert_eq!(hook_phase(&bed), serde_json::json!(["Failed"]));
+    assert!(bed.get("/api/v1/namespaces/ameide/pods/demo-check").is_some());
+    bed.set(&["helm-version=3.18.4"]);
+    let out = bed.fake("helm", &["test", "demo", "-n", "ameide"]);
+    assert!(text(&out).contains("Error: pod demo-check failed"), "{}", text(&out));
+}
+
+#[test]
+fn a_gate_pod_fails_while_its_target_is_not_ready() {
+    let Some(bed) = Bed::new() else { return };
+    bed.set(&["startup-ms=500", "helm-version=4.1.4"]);
+    // The database's readiness probe starts after 3 s; the test Pods run at once.
+    let layer = write_layer(bed.dir(), 3, true);
+    let layer = layer.to_str().unwrap();
+    assert!(bed.fake("helmfile", &["-f", layer, "-e", "local", "sync"]).status.success());
+    let out = bed.fake("helm", &["test", "demo", "-n", "ameide", "--logs"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("pod demo-db failed"), "{}", text(&out));
+    let log = common::rt().block_on(bed.api.client().pod_log("ameide", "demo-db")).unwrap();
+    assert!(log.contains("can't connect to remote host"), "{log}");
+    // Once the StatefulSet is Ready, the same gate passes.
+    eventually(Duration::from_secs(30), "StatefulSet Ready", || {
+        let sts = bed.get("/apis/apps/v1/namespaces/ameide/statefulsets/demo-db")?;
+        (sts["status"]["readyReplicas"] == 3).then_some(())
     });
+    let out = bed.fake("helm", &["test", "demo", "-n", "ameide", "--logs"]);
+    assert!(out.status.success(), "{}", text(&out));
 }

@@ -2,7 +2,8 @@
 //! what a user (and the engine) would see with real k3d.
 
 use std::path::PathBuf;
-use std::process::Output;
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use testbed::{World, WorldOptions, docker, kubeconfig, probe};
 
@@ -134,4 +135,119 @@ fn cluster_create_stop_start_delete_like_k3d() {
 
     let calls: Vec<String> = world.calls().iter().map(|c| c.args.join(" ")).collect();
     assert!(calls.iter().any(|c| c == "cluster delete ameide"), "calls: {calls:?}");
+}
+
+/// Kill every process of session `sid` with SIGKILL (what closing a terminal or a CI
+/// step's cleanup may do), except this test process.
+fn kill_session(sid: i32) {
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(4).and_then(|s| s.parse::<i32>().ok()) == Some(sid)
+            && pid != std::process::id() as i32
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+#[test]
+fn the_api_lives_with_the_server_container_over_tls() {
+    if !testbed::require_docker() {
+        return;
+    }
+    let world = World::up(WorldOptions::default()).unwrap();
+    let config = world.dir().join("k3d.yaml");
+    let reg_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: k3d.io/v1alpha5\nkind: Simple\nmetadata:\n  name: sample\nservers: 1\nagents: 0\n\
+             registries:\n  create:\n    name: sample-reg\n    host: \"127.0.0.1\"\n    hostPort: \"{reg_port}\"\n"
+        ),
+    )
+    .unwrap();
+    // Created from its own session, as a terminal would; then that session is killed.
+    let mut cmd = world.command("setsid");
+    cmd.arg(world.dir().join("bin/k3d")).args([
+        "cluster",
+        "create",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let child = cmd.spawn().unwrap();
+    let sid = child.id() as i32;
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "create failed:\n{}", text(&out));
+    kill_session(sid);
+
+    // The registry is named exactly as configured and listens on 5000 inside.
+    let containers = cluster_containers("sample");
+    let reg =
+        containers.iter().find(|c| c.0 == "sample-reg").expect("a container named sample-reg");
+    assert_eq!(reg.3["k3s.registry.port.internal"], "5000");
+    assert_eq!(reg.3["k3s.registry.port.external"], reg_port.to_string());
+    let v2 = probe::get(&format!("http://127.0.0.1:{reg_port}/v2/"), &[]).unwrap();
+    assert_eq!(v2.status, 200);
+
+    // The kubeconfig is k3d's: https, a CA, a client certificate; real kubectl uses it.
+    let kc = kubeconfig::read(&world.kubeconfig()).unwrap();
+    let cluster = &kc["clusters"][0]["cluster"];
+    assert!(cluster["server"].as_str().unwrap().starts_with("https://"), "{kc}");
+    assert!(cluster["certificate-authority-data"].is_string());
+    assert!(kc["users"][0]["user"]["client-certificate-data"].is_string());
+    assert!(kc["users"][0]["user"]["client-key-data"].is_string());
+    let ns = kubectl_namespaces(&world);
+    assert!(ns.status.success(), "after the creator's session was killed:\n{}", text(&ns));
+
+    // `k3d kubeconfig merge` brings a lost context back without switching to it.
+    kubeconfig::update(&world.kubeconfig(), |c| {
+        kubeconfig::remove_cluster(c, "sample");
+        c["current-context"] = serde_json::json!("elsewhere");
+    })
+    .unwrap();
+    let out = k3d(
+        &world,
+        &[
+            "kubeconfig",
+            "merge",
+            "sample",
+            "--kubeconfig-merge-default",
+            "--kubeconfig-switch-context=false",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let kc = kubeconfig::read(&world.kubeconfig()).unwrap();
+    assert_eq!(kubeconfig::context_names(&kc), ["k3d-sample"]);
+    assert_eq!(kc["current-context"], "elsewhere");
+    kubeconfig::update(&world.kubeconfig(), |c| {
+        c["current-context"] = serde_json::json!("k3d-sample")
+    })
+    .unwrap();
+
+    // docker stop of the server node takes the API down; docker start brings it back.
+    let docker_cmd = |verb: &str| {
+        let out = Command::new("docker").args([verb, "k3d-sample-server-0"]).output().unwrap();
+        assert!(out.status.success(), "docker {verb}: {}", text(&out));
+    };
+    docker_cmd("stop");
+    wait_for(Duration::from_secs(30), || !kubectl_namespaces(&world).status.success());
+    docker_cmd("start");
+    wait_for(Duration::from_secs(30), || kubectl_namespaces(&world).status.success());
+    let out = k3d(&world, &["cluster", "delete", "sample"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// Poll until `done`; panics after `limit` (a generous bound, not a timing assertion).
+fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -75,6 +75,13 @@ fn cli_up_prints_exports_and_down_removes_the_dir() {
         assert!(exports.contains(line), "missing {line} in:\n{exports}");
     }
     assert!(exports.contains(&format!("export PATH='{}/bin:", dir.display())), "{exports}");
+    // While it is up, the machine lock is held (a test's World would wait for it).
+    let lock = std::fs::File::options().write(true).open(testbed::lock::LOCK_FILE).unwrap();
+    assert!(
+        matches!(lock.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+        "`testbed up` does not hold {}",
+        testbed::lock::LOCK_FILE
+    );
 
     let out = Command::new(bin)
         .args(["set", "--dir", dir.to_str().unwrap(), "healthy"])

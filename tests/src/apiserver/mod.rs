@@ -1,16 +1,21 @@
 //! The fake Kubernetes API server: `testbed apiserver --state-dir D --port-file F`.
 //!
-//! Plain HTTP on 127.0.0.1 (no TLS, no auth), JSON only whatever `Accept` prefers
+//! HTTPS on 127.0.0.1 with the cluster's certificates (`crate::tls`; client
+//! certificates are not checked), JSON only whatever `Accept` prefers
 //! (kubectl and helm accept JSON when they asked for Table or protobuf; discovery v2
 //! requests get the legacy documents, which clients fall back to). Errors are
 //! Kubernetes `Status` objects. Watch is not served (405).
 
+pub mod controllers;
+pub mod discovery;
+pub mod openapi;
 pub mod resources;
 pub mod selector;
 pub mod store;
+pub mod target;
 
 use std::convert::Infallible;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
@@ -19,68 +24,147 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
-use resources::RESOURCES;
 use store::{ApiError, Store, Target};
 
-/// `apiserver --state-dir D --port-file F`; returns the process exit code.
-pub fn main(args: &[String]) -> i32 {
-    let mut state_dir = None;
-    let mut port_file = None;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--state-dir" => state_dir = it.next().map(PathBuf::from),
-            "--port-file" => port_file = it.next().map(PathBuf::from),
-            other => {
-                eprintln!(
-                    "testbed apiserver: unexpected argument `{other}`; usage: apiserver --state-dir D --port-file F"
-                );
-                return 2;
-            }
+/// How an API server process is run.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub state_dir: PathBuf,
+    pub port_file: PathBuf,
+    /// Listen on this port (k3d keeps a cluster's API port across stop/start); else the
+    /// port of an existing port file; else a free one.
+    pub port: Option<u16>,
+    /// The server node container: serve only while it runs, exit when it is removed.
+    pub container: Option<String>,
+}
+
+/// What the server node container is doing.
+enum Node {
+    Running,
+    Stopped,
+    Gone,
+}
+
+async fn node_state(docker: &bollard::Docker, name: &str) -> Node {
+    match docker.inspect_container(name, None).await {
+        Ok(c) if c.state.as_ref().and_then(|s| s.running).unwrap_or(false) => Node::Running,
+        Ok(_) => Node::Stopped,
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+            Node::Gone
         }
-    }
-    let (Some(state_dir), Some(port_file)) = (state_dir, port_file) else {
-        eprintln!("testbed apiserver: usage: apiserver --state-dir D --port-file F");
-        return 2;
-    };
-    match run(&state_dir, &port_file) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("testbed apiserver: {e:#}");
-            1
-        }
+        // The daemon did not answer: keep serving rather than guess.
+        Err(_) => Node::Running,
     }
 }
 
-/// Serve until killed. The port file is written (atomically) once the socket listens.
-pub fn run(state_dir: &Path, port_file: &Path) -> Result<()> {
-    let store = Arc::new(Mutex::new(Store::open(state_dir)?));
+async fn bind(port: u16) -> Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for _ in 0..50 {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_reuseaddr(true)?;
+        match socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], port))) {
+            Ok(()) => return Ok(socket.listen(1024)?),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Err(last.map(anyhow::Error::from).unwrap_or_else(|| anyhow::anyhow!("bind failed")))
+        .with_context(|| format!("listening on 127.0.0.1:{port}"))
+}
+
+/// Serve HTTPS until killed, or (with a node container) while the node runs: a stopped
+/// node stops the API (connections refused), a started one brings it back on the same
+/// port, a removed one ends the process. The process runs in its own session, so killing
+/// the session of whatever started it (a shell, a test, the engine) leaves the cluster up.
+pub fn run(o: &Options) -> Result<()> {
+    // Fails only when already a session or group leader, which is fine.
+    let _ = nix::unistd::setsid();
+    let store = Arc::new(Mutex::new(Store::open(&o.state_dir)?));
+    let certs = crate::tls::ensure(&o.state_dir)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(crate::tls::server_config(&certs)?);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let port = listener.local_addr()?.port();
-        let tmp = port_file.with_extension("tmp");
-        std::fs::write(&tmp, format!("{port}\n"))
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, port_file)
-            .with_context(|| format!("writing {}", port_file.display()))?;
-        eprintln!(
-            "testbed apiserver: listening on 127.0.0.1:{port}, state in {}",
-            state_dir.display()
+        let serving = Arc::new(std::sync::atomic::AtomicBool::new(o.container.is_none()));
+        controllers::spawn(
+            store.clone(),
+            std::env::var_os("TESTBED_DIR").map(PathBuf::from),
+            serving.clone(),
         );
+        let docker = match &o.container {
+            Some(_) => Some(crate::docker::connect().await?),
+            None => None,
+        };
+        let mut port = o.port.or_else(|| {
+            std::fs::read_to_string(&o.port_file).ok().and_then(|p| p.trim().parse().ok())
+        });
         loop {
-            let (stream, _) = listener.accept().await?;
-            let store = store.clone();
-            tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |req| handle(store.clone(), port, req));
-                let io = hyper_util::rt::TokioIo::new(stream);
-                if let Err(e) =
-                    hyper::server::conn::http1::Builder::new().serve_connection(io, service).await
-                {
-                    eprintln!("testbed apiserver: connection: {e}");
+            if let (Some(d), Some(name)) = (&docker, &o.container) {
+                loop {
+                    match node_state(d, name).await {
+                        Node::Running => break,
+                        Node::Gone => {
+                            eprintln!("testbed apiserver: node {name} was removed; exiting");
+                            return Ok(());
+                        }
+                        Node::Stopped => {
+                            tokio::time::sleep(std::time::Duration::from_millis(300)).await
+                        }
+                    }
                 }
-            });
+            }
+            let listener = bind(port.unwrap_or(0)).await?;
+            let bound = listener.local_addr()?.port();
+            port = Some(bound);
+            let tmp = o.port_file.with_extension("tmp");
+            std::fs::write(&tmp, format!("{bound}\n"))
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, &o.port_file)
+                .with_context(|| format!("writing {}", o.port_file.display()))?;
+            eprintln!(
+                "testbed apiserver: listening on https://127.0.0.1:{bound}, state in {}",
+                o.state_dir.display()
+            );
+            serving.store(true, std::sync::atomic::Ordering::SeqCst);
+            let mut conns = tokio::task::JoinSet::new();
+            let mut check = tokio::time::interval(std::time::Duration::from_millis(300));
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let (stream, _) = accepted?;
+                        let store = store.clone();
+                        let acceptor = acceptor.clone();
+                        conns.spawn(async move {
+                            let stream = match acceptor.accept(stream).await {
+                                Ok(s) => s,
+                                Err(e) => {
+                                    eprintln!("testbed apiserver: TLS handshake: {e}");
+                                    return;
+                                }
+                            };
+                            let service = hyper::service::service_fn(move |req| {
+                                handle(store.clone(), bound, req)
+                            });
+                            let io = hyper_util::rt::TokioIo::new(stream);
+                            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(io, service)
+                                .await
+                            {
+                                eprintln!("testbed apiserver: connection: {e}");
+                            }
+                        });
+                    }
+                    _ = check.tick(), if docker.is_some() => {
+                        let (Some(d), Some(name)) = (&docker, &o.container) else { continue };
+                        if !matches!(node_state(d, name).await, Node::Running) {
+                            break;
+                        }
+                    }
+                }
+            }
+            serving.store(false, std::sync::atomic::Ordering::SeqCst);
+            conns.abort_all();
+            drop(listener);
+            eprintln!("testbed apiserver: node stopped; the API is down until it starts again");
         }
     })
 }
@@ -153,9 +237,18 @@ fn route(
                 "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": format!("127.0.0.1:{port}")}],
             }),
         ),
-        (&Method::GET, ["apis"]) => json_reply(200, &group_list()),
-        (&Method::GET, ["api", "v1"]) => json_reply(200, &resource_list("", "v1")),
-        (&Method::GET, ["apis", group]) => match group_list()["groups"]
+        (&Method::GET, ["apis"]) => json_reply(200, &discovery::group_list(&lock(store))),
+        (&Method::GET, ["openapi", "v3"]) => json_reply(200, &openapi::root(&lock(store))),
+        (&Method::GET, ["openapi", "v3", rest @ ..]) => {
+            match openapi::group_version(&lock(store), &rest.join("/")) {
+                Some(doc) => json_reply(200, &doc),
+                None => not_found_path(path),
+            }
+        }
+        (&Method::GET, ["api", "v1"]) => {
+            json_reply(200, &discovery::resource_list(&lock(store), "", "v1"))
+        }
+        (&Method::GET, ["apis", group]) => match discovery::group_list(&lock(store))["groups"]
             .as_array()
             .and_then(|gs| gs.iter().find(|g| g["name"] == *group))
         {
@@ -168,7 +261,7 @@ fn route(
             None => not_found_path(path),
         },
         (&Method::GET, ["apis", group, version]) => {
-            let list = resource_list(group, version);
+            let list = discovery::resource_list(&lock(store), group, version);
             if list["resources"].as_array().is_some_and(|r| r.is_empty()) {
                 not_found_path(path)
             } else {
@@ -185,6 +278,10 @@ fn route(
     }
 }
 
+fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
+    store.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn not_found_path(path: &str) -> Reply {
     let mut e = ApiError::new(404, "NotFound", "the server could not find the requested resource");
     e.details = json!({ "causes": [{"reason": "UnexpectedServerResponse", "message": format!("404 page not found: {path}")}] });
@@ -197,57 +294,6 @@ fn version() -> Value {
         "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.24.0",
         "compiler": "gc", "platform": "linux/amd64",
     })
-}
-
-fn group_list() -> Value {
-    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
-    for r in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
-        match groups.iter_mut().find(|(g, _)| *g == r.group) {
-            Some((_, vs)) => {
-                for v in r.versions {
-                    if !vs.contains(v) {
-                        vs.push(v);
-                    }
-                }
-            }
-            None => groups.push((r.group, r.versions.to_vec())),
-        }
-    }
-    let groups: Vec<Value> = groups
-        .iter()
-        .map(|(g, vs)| {
-            let versions: Vec<Value> = vs
-                .iter()
-                .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
-                .collect();
-            json!({"name": g, "versions": versions, "preferredVersion": versions[0]})
-        })
-        .collect();
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
-}
-
-fn resource_list(group: &str, version: &str) -> Value {
-    let mut resources = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.versions.contains(&version)) {
-        resources.push(json!({
-            "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
-            "kind": r.kind, "verbs": resources::VERBS, "shortNames": r.short_names,
-        }));
-        for sub in r.subresources {
-            let (kind, verbs) = if *sub == "log" {
-                ("Pod", vec!["get"])
-            } else {
-                (r.kind, vec!["get", "patch", "update"])
-            };
-            resources.push(json!({
-                "name": format!("{}/{sub}", r.plural), "singularName": "", "namespaced": r.namespaced,
-                "kind": kind, "verbs": verbs,
-            }));
-        }
-    }
-    let group_version =
-        if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
-    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources})
 }
 
 /// The path below `/api/v1` or `/apis/G/V`: `[namespaces/NS/]PLURAL[/NAME[/SUB]]`.
@@ -310,7 +356,10 @@ fn objects(
         ));
     }
     let dry_run = q("dryRun").is_some();
-    let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
+    let mut store = lock(store);
+    if !discovery::served(&store, group, version, &t.plural) {
+        return not_found_path(&format!("/apis/{group}/{version}/{}", rest.join("/")));
+    }
     let snapshot = (method != Method::GET && dry_run).then(|| store.data.clone());
     let parsed = || parse_body(body);
     let result = match (method, t.name.is_some(), t.subresource.as_deref()) {
@@ -401,54 +450,4 @@ pub fn percent_decode(s: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_map_to_targets() {
-        let t = target("", "v1", &["namespaces", "ameide", "secrets", "x"]).unwrap();
-        assert_eq!(
-            (t.namespace.as_deref(), t.plural.as_str(), t.name.as_deref()),
-            (Some("ameide"), "secrets", Some("x"))
-        );
-        let t = target("", "v1", &["namespaces", "ameide"]).unwrap();
-        assert_eq!(
-            (t.namespace, t.plural.as_str(), t.name.as_deref()),
-            (None, "namespaces", Some("ameide"))
-        );
-        let t = target("", "v1", &["namespaces", "ameide", "status"]).unwrap();
-        assert_eq!((t.plural.as_str(), t.subresource.as_deref()), ("namespaces", Some("status")));
-        let t = target("", "v1", &["namespaces", "a", "pods", "p", "log"]).unwrap();
-        assert_eq!(t.subresource.as_deref(), Some("log"));
-        let t = target("batch", "v1", &["jobs"]).unwrap();
-        assert_eq!((t.namespace, t.name), (None, None));
-    }
-
-    #[test]
-    fn queries_are_decoded() {
-        assert_eq!(
-            parse_query("labelSelector=name%3Dx%2Cowner%3Dhelm&limit=500"),
-            [
-                ("labelSelector".to_owned(), "name=x,owner=helm".to_owned()),
-                ("limit".to_owned(), "500".to_owned())
-            ]
-        );
-        assert_eq!(percent_decode("a%2"), "a%2");
-    }
-
-    #[test]
-    fn discovery_lists_externalsecrets_in_both_versions() {
-        for v in ["v1", "v1beta1"] {
-            let list = resource_list("external-secrets.io", v);
-            assert!(
-                list["resources"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|r| r["name"] == "externalsecrets" && r["namespaced"] == true)
-            );
-        }
-        let groups = group_list();
-        assert!(groups["groups"].as_array().unwrap().iter().any(|g| g["name"] == "batch"));
-    }
-}
+mod tests;

@@ -11,112 +11,14 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::resources;
 use super::selector;
+use super::target::group_key;
+pub use super::target::{ApiError, ApiResult, Target, ns_target};
 use crate::release::k8s_timestamp_now;
 
 pub const STATE_FILE: &str = "state.json";
 /// Annotation under which the fakes store a pod's log text (served by `pods/log`).
 pub const LOG_ANNOTATION: &str = "testbed.local/log";
-
-/// Which objects a request is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub group: String,
-    pub version: String,
-    pub plural: String,
-    pub namespace: Option<String>,
-    pub name: Option<String>,
-    pub subresource: Option<String>,
-}
-
-impl Target {
-    fn api_version(&self) -> String {
-        if self.group.is_empty() {
-            self.version.clone()
-        } else {
-            format!("{}/{}", self.group, self.version)
-        }
-    }
-
-    /// `secrets` or `jobs.batch`, as Kubernetes names a resource in messages.
-    fn qualified(&self) -> String {
-        if self.group.is_empty() {
-            self.plural.clone()
-        } else {
-            format!("{}.{}", self.plural, self.group)
-        }
-    }
-
-    fn kind(&self, body: Option<&Value>) -> String {
-        resources::find(&self.group, &self.plural)
-            .map(|r| r.kind.to_owned())
-            .or_else(|| body.and_then(|b| b["kind"].as_str()).map(str::to_owned))
-            .unwrap_or_else(|| self.plural.clone())
-    }
-
-    fn namespaced(&self) -> bool {
-        resources::find(&self.group, &self.plural)
-            .map_or(self.namespace.is_some(), |r| r.namespaced)
-    }
-
-    fn prefix(&self) -> String {
-        format!("{}/{}/", group_key(&self.group), self.plural)
-    }
-
-    fn key(&self, namespace: &str, name: &str) -> String {
-        format!("{}{namespace}/{name}", self.prefix())
-    }
-}
-
-fn group_key(group: &str) -> &str {
-    if group.is_empty() { "core" } else { group }
-}
-
-/// A Kubernetes `Status` failure.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ApiError {
-    pub code: u16,
-    pub reason: &'static str,
-    pub message: String,
-    pub details: Value,
-}
-
-impl ApiError {
-    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { code, reason, message: message.into(), details: Value::Null }
-    }
-
-    fn about(code: u16, reason: &'static str, t: &Target, name: &str, what: &str) -> ApiError {
-        ApiError {
-            code,
-            reason,
-            message: format!("{} \"{name}\" {what}", t.qualified()),
-            details: json!({ "name": name, "group": t.group, "kind": t.plural }),
-        }
-    }
-
-    pub fn not_found(t: &Target, name: &str) -> ApiError {
-        ApiError::about(404, "NotFound", t, name, "not found")
-    }
-
-    pub fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError::new(400, "BadRequest", message)
-    }
-
-    pub fn to_status(&self) -> Value {
-        let mut s = json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {},
-            "status": "Failure", "message": self.message, "reason": self.reason, "code": self.code,
-        });
-        if !self.details.is_null() {
-            s["details"] = self.details.clone();
-        }
-        s
-    }
-}
-
-pub type ApiResult = Result<Value, ApiError>;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Data {
@@ -429,6 +331,47 @@ impl Store {
         self.store_update(t, key, current, next)
     }
 
+    /// Every stored object of `group`/`plural` (all namespaces): `(key, object)`.
+    pub fn objects_of(&self, group: &str, plural: &str) -> Vec<(String, Value)> {
+        let prefix = format!("{}/{plural}/", group_key(group));
+        self.data
+            .objects
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Replace the status of the object stored under `key` (what a controller's status
+    /// update does): a new resourceVersion, the generation unchanged.
+    pub fn set_status(&mut self, key: &str, status: Value) -> bool {
+        let rv = self.data.resource_version + 1;
+        let Some(obj) = self.data.objects.get_mut(key) else { return false };
+        obj["status"] = status;
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        self.data.resource_version = rv;
+        true
+    }
+
+    /// Merge `patch` into the object under `key` (metadata or spec; a controller's update).
+    pub fn merge_into(&mut self, key: &str, patch: &Value) -> bool {
+        let rv = self.data.resource_version + 1;
+        let Some(obj) = self.data.objects.get_mut(key) else { return false };
+        merge(obj, patch, false);
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        self.data.resource_version = rv;
+        true
+    }
+
+    /// Remove the object under `key` (garbage collection, history limits).
+    pub fn remove_key(&mut self, key: &str) -> Option<Value> {
+        let obj = self.data.objects.remove(key);
+        if obj.is_some() {
+            self.data.resource_version += 1;
+        }
+        obj
+    }
+
     pub fn delete(&mut self, t: &Target) -> ApiResult {
         let (ns, name) = self.resolve(t, None)?;
         let key = t.key(&ns, &name);
@@ -465,24 +408,6 @@ impl Store {
     }
 }
 
-impl ApiError {
-    fn with_message_prefix(mut self, prefix: &str) -> ApiError {
-        self.message = format!("{prefix}{}", self.message);
-        self
-    }
-}
-
-pub fn ns_target(name: Option<&str>) -> Target {
-    Target {
-        group: String::new(),
-        version: "v1".into(),
-        plural: "namespaces".into(),
-        namespace: None,
-        name: name.map(str::to_owned),
-        subresource: None,
-    }
-}
-
 /// What the API server itself fills in: a namespace's phase, a Secret's `stringData`
 /// folded into `data`.
 fn normalize(t: &Target, body: &mut Value) {
@@ -490,6 +415,18 @@ fn normalize(t: &Target, body: &mut Value) {
         ("", "namespaces") => {
             body["spec"]["finalizers"] = json!(["kubernetes"]);
             body["status"]["phase"] = json!("Active");
+        }
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            // The apiextensions server accepts the names and establishes the CRD at once.
+            let names = body["spec"]["names"].clone();
+            let now = k8s_timestamp_now();
+            body["status"] = json!({
+                "acceptedNames": names, "storedVersions": [body["spec"]["versions"][0]["name"].clone()],
+                "conditions": [
+                    {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": now},
+                    {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now},
+                ],
+            });
         }
         ("", "secrets") => {
             if let Some(Value::Object(string_data)) =
@@ -541,91 +478,5 @@ fn splitmix(mut x: u64) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn secrets(ns: Option<&str>, name: Option<&str>) -> Target {
-        Target {
-            group: String::new(),
-            version: "v1".into(),
-            plural: "secrets".into(),
-            namespace: ns.map(str::to_owned),
-            name: name.map(str::to_owned),
-            subresource: None,
-        }
-    }
-
-    #[test]
-    fn create_get_conflict_and_not_found() {
-        let mut s = Store::in_memory();
-        let t = secrets(Some("default"), None);
-        let body =
-            json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "stringData": {"k": "v"}});
-        let created = s.create(&t, body.clone()).unwrap();
-        assert_eq!(created["data"]["k"], "dg==");
-        assert_eq!(created["kind"], "Secret");
-        assert!(created["metadata"]["uid"].as_str().unwrap().len() == 36);
-        let err = s.create(&t, body).unwrap_err();
-        assert_eq!((err.code, err.reason), (409, "AlreadyExists"));
-        assert_eq!(err.message, "secrets \"a\" already exists");
-        let err = s.get(&secrets(Some("default"), Some("b"))).unwrap_err();
-        assert_eq!(err.to_status()["code"], 404);
-        assert_eq!(err.to_status()["details"]["kind"], "secrets");
-        let err =
-            s.create(&secrets(Some("nope"), None), json!({"metadata": {"name": "a"}})).unwrap_err();
-        assert_eq!(err.message, "namespaces \"nope\" not found");
-    }
-
-    #[test]
-    fn list_across_namespaces_with_selectors() {
-        let mut s = Store::in_memory();
-        s.create(&ns_target(None), json!({"metadata": {"name": "ameide"}})).unwrap();
-        for (ns, name, owner) in
-            [("default", "a", "helm"), ("ameide", "b", "helm"), ("ameide", "c", "me")]
-        {
-            s.create(
-                &secrets(Some(ns), None),
-                json!({"metadata": {"name": name, "labels": {"owner": owner}}}),
-            )
-            .unwrap();
-        }
-        let names = |v: Value| -> Vec<String> {
-            v["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|i| i["metadata"]["name"].as_str().unwrap().to_owned())
-                .collect()
-        };
-        assert_eq!(
-            names(s.list(&secrets(None, None), Some("owner=helm"), None).unwrap()),
-            ["b", "a"]
-        );
-        assert_eq!(names(s.list(&secrets(Some("ameide"), None), None, None).unwrap()), ["b", "c"]);
-        assert_eq!(s.list(&secrets(None, None), None, None).unwrap()["kind"], "SecretList");
-        let gone =
-            s.delete_collection(&secrets(Some("ameide"), None), Some("owner!=helm"), None).unwrap();
-        assert_eq!(names(gone), ["c"]);
-        s.delete(&ns_target(Some("ameide"))).unwrap();
-        assert_eq!(names(s.list(&secrets(None, None), None, None).unwrap()), ["a"]);
-    }
-
-    #[test]
-    fn apply_upserts_and_merge_patch_needs_an_object() {
-        let mut s = Store::in_memory();
-        let t = secrets(Some("default"), Some("x"));
-        let err = s.patch(&t, json!({"data": {}}), false).unwrap_err();
-        assert_eq!(err.code, 404);
-        let a =
-            s.patch(&t, json!({"metadata": {"name": "x"}, "data": {"a": "YQ=="}}), true).unwrap();
-        let b = s.patch(&t, json!({"data": {"b": "Yg=="}}), true).unwrap();
-        assert_eq!(a["metadata"]["uid"], b["metadata"]["uid"]);
-        assert_eq!(b["data"], json!({"a": "YQ==", "b": "Yg=="}));
-        assert_ne!(a["metadata"]["resourceVersion"], b["metadata"]["resourceVersion"]);
-        let c = s.patch(&t, json!({"data": {"a": null}}), false).unwrap();
-        assert_eq!(c["data"], json!({"b": "Yg=="}));
-        let mut stale = c.clone();
-        stale["metadata"]["resourceVersion"] = json!("1");
-        assert_eq!(s.replace(&t, stale).unwrap_err().reason, "Conflict");
-    }
-}
+#[path = "store_tests.rs"]
+mod tests;

@@ -32,7 +32,7 @@ impl Api {
         let dir = tempfile::tempdir().unwrap();
         let (child, port) = spawn(dir.path());
         let api = Api { dir, port, child };
-        std::fs::write(api.kubeconfig(), kubeconfig(port)).unwrap();
+        std::fs::write(api.kubeconfig(), kubeconfig(port, &api.dir.path().join("api"))).unwrap();
         api
     }
 
@@ -43,11 +43,11 @@ impl Api {
         let (child, port) = spawn(self.dir.path());
         self.child = child;
         self.port = port;
-        std::fs::write(self.kubeconfig(), kubeconfig(port)).unwrap();
+        std::fs::write(self.kubeconfig(), kubeconfig(port, &self.dir.path().join("api"))).unwrap();
     }
 
     pub fn server(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("https://127.0.0.1:{}", self.port)
     }
 
     pub fn kubeconfig(&self) -> PathBuf {
@@ -55,7 +55,7 @@ impl Api {
     }
 
     pub fn client(&self) -> testbed::kube_api::Client {
-        testbed::kube_api::Client::new(&self.server()).unwrap()
+        testbed::kube_api::Client::from_kubeconfig(&self.kubeconfig()).unwrap()
     }
 
     /// A command with this API's kubeconfig and private helm/kubectl caches.
@@ -103,6 +103,7 @@ fn spawn(dir: &Path) -> (Child, u16) {
     let port_file = dir.join("apiserver.port");
     let _ = std::fs::remove_file(&port_file);
     let child = Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .env("TESTBED_DIR", dir)
         .args(["apiserver", "--state-dir"])
         .arg(dir.join("api"))
         .arg("--port-file")
@@ -123,10 +124,100 @@ fn spawn(dir: &Path) -> (Child, u16) {
     }
 }
 
-pub fn kubeconfig(port: u16) -> String {
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: k3d-test\n  cluster:\n    server: http://127.0.0.1:{port}\n\
-         contexts:\n- name: k3d-test\n  context:\n    cluster: k3d-test\n    user: admin@k3d-test\n\
-         users:\n- name: admin@k3d-test\n  user:\n    token: testbed\ncurrent-context: k3d-test\n"
-    )
+/// A kubeconfig for the API on `port` with the certificates in `<state>/tls`, as k3d's.
+pub fn kubeconfig(port: u16, state: &Path) -> String {
+    let mut config = testbed::kubeconfig::empty();
+    let certs = testbed::tls::ensure(state).unwrap();
+    let creds = testbed::kubeconfig::Credentials {
+        ca: certs.ca.into_bytes(),
+        client_cert: Some(certs.client_cert.into_bytes()),
+        client_key: Some(certs.client_key.into_bytes()),
+    };
+    testbed::kubeconfig::upsert_cluster_tls(
+        &mut config,
+        "test",
+        &format!("https://127.0.0.1:{port}"),
+        Some(&creds),
+    );
+    serde_saphyr::to_string(&config).unwrap()
+}
+
+/// An API plus a TESTBED_DIR with `helmfile`/`helm` symlinks to the testbed binary.
+pub struct Bed {
+    pub api: Api,
+    pub real_helm: PathBuf,
+}
+
+impl Bed {
+    pub fn new() -> Option<Bed> {
+        let real_helm = real_tool("helm")?;
+        let api = Api::start();
+        let bin = api.dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        for tool in ["helmfile", "helm"] {
+            std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_testbed"), bin.join(tool)).unwrap();
+        }
+        Some(Bed { api, real_helm })
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.api.dir.path()
+    }
+
+    /// Apply scenario words (as `testbed set`).
+    pub fn set(&self, words: &[&str]) {
+        let words: Vec<String> = words.iter().map(|w| (*w).to_owned()).collect();
+        testbed::cli::set(self.dir(), &words).unwrap();
+    }
+
+    pub fn fake(&self, tool: &str, args: &[&str]) -> Output {
+        let mut cmd = self.api.command(&self.dir().join("bin").join(tool));
+        let out = cmd
+            .args(args)
+            .env("TESTBED_DIR", self.dir())
+            .env("TESTBED_REAL_HELM", &self.real_helm)
+            .output()
+            .unwrap();
+        eprintln!(
+            "$ {tool} {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    pub fn releases(&self) -> serde_json::Value {
+        serde_json::from_str(&self.api.ok(&self.real_helm, &["list", "-A", "-o", "json"])).unwrap()
+    }
+
+    /// GET an API path (None when 404).
+    pub fn get(&self, path: &str) -> Option<serde_json::Value> {
+        rt().block_on(self.api.client().get_opt(path)).unwrap()
+    }
+
+    pub fn list(&self, path: &str, selector: Option<&str>) -> Vec<serde_json::Value> {
+        rt().block_on(self.api.client().list(path, selector)).unwrap()
+    }
+}
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+pub fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// Poll `done` every 100 ms; panics after `limit` (a generous upper bound, not a timing
+/// assertion) with `what`.
+pub fn eventually<T>(limit: Duration, what: &str, mut done: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = done() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -1,0 +1,179 @@
+//! The cluster's controllers, inside the fake API server, so they act on every write
+//! whoever makes it (helm, helmfile, kubectl, kube-rs): the kubelet and the workload
+//! controllers (`workloads.rs`: Deployments, StatefulSets, DaemonSets, Pods turn Ready
+//! only after the scenario's startup delay), the Job and CronJob controllers and the
+//! garbage collector (`jobs.rs`), and the External Secrets operator (`eso.rs`), which
+//! runs only while a Helm release of the upstream `external-secrets` chart is installed.
+//!
+//! A loop calls [`Controllers::tick`] every 100 ms with the store locked; what the
+//! controllers remember (when they first saw a generation) lives in memory, so a
+//! restarted API server (a restarted cluster) starts its Pods again, as a restarted
+//! node does.
+
+mod eso;
+mod jobs;
+mod workloads;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use super::store::Store;
+use crate::scenario::Scenario;
+
+pub use jobs::{VAULT_BOOTSTRAP, finished_pod_status};
+pub use workloads::workload_ready;
+
+/// Annotation a writer may set on a Job to fix its outcome (`fail` or `succeed`); the
+/// CronJob controller sets it from the scenario when it creates the Job, the fake helm
+/// on test Jobs.
+pub const OUTCOME_ANNOTATION: &str = "testbed.local/outcome";
+
+/// What one controller remembers about one object.
+#[derive(Debug, Clone)]
+struct Seen {
+    uid: String,
+    generation: i64,
+    since: Instant,
+    /// What was last written (a ready count, a phase code): write only on change.
+    written: Option<i64>,
+}
+
+#[derive(Default)]
+pub struct Controllers {
+    testbed_dir: Option<PathBuf>,
+    seen: HashMap<String, Seen>,
+    /// Per CronJob key: the last scaled minute it was scheduled for (or first seen in).
+    cron_last: HashMap<String, u64>,
+    /// Per Job key: when its last Pod failed (the retry waits out the back-off).
+    job_failed_at: HashMap<String, Instant>,
+    /// Release Secret resourceVersion -> chart name (decoding is not free).
+    chart_names: HashMap<String, String>,
+}
+
+/// The clock a tick runs on.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub instant: Instant,
+    pub unix_ms: u64,
+}
+
+impl Now {
+    pub fn current() -> Now {
+        let unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
+        Now { instant: Instant::now(), unix_ms }
+    }
+
+    /// RFC 3339 in whole seconds, as Kubernetes writes times.
+    pub fn timestamp(&self) -> String {
+        timestamp_ms(self.unix_ms)
+    }
+}
+
+pub fn timestamp_ms(unix_ms: u64) -> String {
+    jiff::Timestamp::from_millisecond(unix_ms as i64)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
+
+impl Controllers {
+    pub fn new(testbed_dir: Option<PathBuf>) -> Controllers {
+        Controllers { testbed_dir, ..Controllers::default() }
+    }
+
+    fn scenario(&self) -> Scenario {
+        match &self.testbed_dir {
+            Some(dir) => Scenario::load(dir).unwrap_or_default(),
+            None => Scenario::default(),
+        }
+    }
+
+    /// One pass of every controller. Returns whether anything was written.
+    pub fn tick(&mut self, store: &mut Store, now: Now) -> bool {
+        let scenario = self.scenario();
+        let before = store.data.resource_version;
+        workloads::reconcile(self, store, &scenario, now);
+        jobs::reconcile(self, store, &scenario, now);
+        eso::reconcile(self, store, &scenario, now);
+        jobs::collect_garbage(store);
+        // Forget objects that are gone.
+        self.seen.retain(|k, _| {
+            store.data.objects.contains_key(k.split_once('#').map_or(k.as_str(), |(k, _)| k))
+        });
+        store.data.resource_version != before
+    }
+
+    /// When this generation of the object under `key` was first seen (resets when the
+    /// uid or generation changes), and what was last written for it.
+    fn observe(&mut self, key: &str, obj: &Value, now: Now) -> &mut Seen {
+        let uid = obj["metadata"]["uid"].as_str().unwrap_or("").to_owned();
+        let generation = obj["metadata"]["generation"].as_i64().unwrap_or(1);
+        let entry = self.seen.entry(key.to_owned()).or_insert_with(|| Seen {
+            uid: uid.clone(),
+            generation,
+            since: now.instant,
+            written: None,
+        });
+        if entry.uid != uid || entry.generation != generation {
+            *entry = Seen { uid, generation, since: now.instant, written: None };
+        }
+        entry
+    }
+}
+
+/// Run the controllers every 100 ms while `running` (the node is up) until the process
+/// ends, saving after each change.
+pub fn spawn(store: Arc<Mutex<Store>>, testbed_dir: Option<PathBuf>, running: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        let mut controllers = Controllers::new(testbed_dir);
+        let mut interval = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            interval.tick().await;
+            if !running.load(Ordering::SeqCst) {
+                // A stopped node runs nothing; what ran is forgotten, as a reboot would.
+                controllers.seen.clear();
+                continue;
+            }
+            let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
+            if controllers.tick(&mut store, Now::current())
+                && let Err(e) = store.save()
+            {
+                eprintln!("testbed apiserver: controllers: saving state: {e:#}");
+            }
+        }
+    });
+}
+
+fn meta<'a>(obj: &'a Value, field: &str) -> &'a str {
+    obj["metadata"][field].as_str().unwrap_or("")
+}
+
+fn condition(kind: &str, status: bool, reason: &str, message: &str, now: Now) -> Value {
+    json!({
+        "type": kind, "status": if status { "True" } else { "False" }, "reason": reason,
+        "message": message, "lastTransitionTime": now.timestamp(), "lastUpdateTime": now.timestamp(),
+    })
+}
+
+/// `ownerReferences[]` entry naming `owner` as the controller.
+fn owner_ref(owner: &Value) -> Value {
+    json!({
+        "apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true,
+    })
+}
+
+fn controller_uid(obj: &Value) -> Option<&str> {
+    obj["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|r| r["controller"] == true)
+        .and_then(|r| r["uid"].as_str())
+}
