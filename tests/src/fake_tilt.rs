@@ -5,8 +5,13 @@
 //! - `GET /` (and any unknown path) answers 200 with the web app's HTML and sets cookie
 //!   `Tilt-Token`, so a 200 proves nothing about readiness;
 //! - `GET /api/view` needs that token (header `X-Tilt-Token` or the cookie), else 403,
-//!   and returns `{uiSession, uiResources, ...}` whose `(Tiltfile)` resource turns Ready
-//!   one second after start, or never with scenario `tilt-not-ready` (read per request).
+//!   and returns `{uiSession, uiResources, ...}` whose `(Tiltfile)` resource loads for
+//!   one second (`updateStatus: in_progress`) and then turns Ready, or, with scenario
+//!   `tilt-not-ready` (read per request), fails to load as a Tiltfile calling `fail()`
+//!   does: `updateStatus: error`, Ready `False` `UpdateError`, Tilt's Starlark traceback
+//!   in `buildHistory[0].error` and in the output (tilt's `internal/hud/webview/convert.go`
+//!   `TiltfileResource`/`UIResourceReadyCondition`, `internal/store/engine_state.go`
+//!   `UpdateStatus`, `internal/controllers/core/tiltfile/reconciler.go`). Tilt stays up.
 //!
 //! `tilt down` stops the running `tilt up` (pid in `$TESTBED_DIR/tilt.pid`; the real
 //! one deletes the Tiltfile's resources instead), `tilt get uiresources -o json` and
@@ -68,6 +73,9 @@ struct TiltState {
     port: u16,
     token: String,
     started_ms: u64,
+    /// The Tiltfile's absolute path (`--file`, default `Tiltfile` in the working dir).
+    #[serde(default)]
+    tiltfile: String,
 }
 
 fn now_ms() -> u64 {
@@ -77,6 +85,7 @@ fn now_ms() -> u64 {
 fn up(dir: &Path, args: &[String]) -> Result<i32> {
     let mut port = DEFAULT_PORT;
     let mut host = "localhost".to_owned();
+    let mut tiltfile = "Tiltfile".to_owned();
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         if arg == "--" {
@@ -92,7 +101,8 @@ fn up(dir: &Path, args: &[String]) -> Result<i32> {
                 port = value().parse().with_context(|| format!("{arg}: expected a port"))?
             }
             "--host" => host = value(),
-            "--file" | "-f" | "--context" | "--namespace" | "--log-source" | "--log-level" => {
+            "--file" | "-f" => tiltfile = value(),
+            "--context" | "--namespace" | "--log-source" | "--log-level" => {
                 value();
             }
             _ => {}
@@ -111,12 +121,21 @@ fn up(dir: &Path, args: &[String]) -> Result<i32> {
         }
     };
     listener.set_nonblocking(true)?;
-    let state =
-        TiltState { host: host.clone(), port, token: random_token()?, started_ms: now_ms() };
+    let tiltfile = std::path::absolute(&tiltfile)?.to_string_lossy().into_owned();
+    let state = TiltState {
+        host: host.clone(),
+        port,
+        token: random_token()?,
+        started_ms: now_ms(),
+        tiltfile,
+    };
     std::fs::write(dir.join(PID_FILE), std::process::id().to_string())?;
     std::fs::write(dir.join(STATE_FILE), serde_json::to_vec(&state)?)?;
     println!("Tilt started on http://{host}:{port}/");
     println!("v{TILT_VERSION}, built 2024-11-19");
+    // Not a terminal: tilt streams its log to stdout (`internal/cli/up.go`).
+    println!("Initial Build");
+    println!("Loading Tiltfile at: {}", state.tiltfile);
     let served = serve(dir.to_path_buf(), state, listener);
     // Leave no trace of this run unless another `tilt up` has taken over the files.
     if procs::read_pid(&dir.join(PID_FILE)) == Some(std::process::id()) {
@@ -135,6 +154,15 @@ fn serve(dir: PathBuf, state: TiltState, listener: std::net::TcpListener) -> Res
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let shared = Arc::new((dir, state));
+        let loaded = shared.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(READY_AFTER).await;
+            let scenario = Scenario::load(&loaded.0).unwrap_or_default();
+            match load_error(&loaded.1, &scenario) {
+                Some(error) => println!("{error}"),
+                None => println!("Successfully loaded Tiltfile ({}s)", READY_AFTER.as_secs()),
+            }
+        });
         loop {
             let stream = tokio::select! {
                 accepted = listener.accept() => accepted?.0,
@@ -194,39 +222,57 @@ fn has_token(req: &Request<Incoming>, token: &str) -> bool {
     header == Some(token) || cookie
 }
 
-/// The `(Tiltfile)` UIResource at `now_ms`.
+/// With scenario `tilt-not-ready`, the error of a load that failed: what Tilt reports for
+/// a Tiltfile whose first statement is `fail(...)` (starlark-go's `EvalError.Backtrace`,
+/// the `fail` builtin's `fail: ` prefix).
+fn load_error(state: &TiltState, scenario: &Scenario) -> Option<String> {
+    scenario.tilt_not_ready.then(|| {
+        format!(
+            "Traceback (most recent call last):\n  {}:1:5: in <toplevel>\n\
+             Error in fail: fail: testbed scenario tilt-not-ready: this Tiltfile fails to load",
+            state.tiltfile
+        )
+    })
+}
+
+/// The `(Tiltfile)` UIResource at `now_ms`: loading for [`READY_AFTER`], then loaded
+/// (Ready) or failed. Reasons as tilt's `UIResourceReadyCondition` and
+/// `UIResourceUpToDateCondition` give them (`in_progress` has none of its own: `Unknown`).
 fn tiltfile_resource(state: &TiltState, scenario: &Scenario, now_ms: u64) -> Value {
     let started = rfc3339(state.started_ms);
     let ready_at = state.started_ms + READY_AFTER.as_millis() as u64;
-    let (update, ready, reason, history) = if scenario.tilt_not_ready {
-        let error = "Tiltfile failed to load (testbed scenario tilt-not-ready)";
-        (
-            "error",
-            "False",
-            "UpdateError",
-            json!([{"error": error, "startTime": started, "finishTime": started}]),
-        )
-    } else if now_ms < ready_at {
-        ("in_progress", "False", "UpdateInProgress", json!([]))
+    let finished = rfc3339(ready_at);
+    let mut current = Value::Null;
+    let (update, ready, reason, history) = if now_ms < ready_at {
+        current = json!({"startTime": started});
+        ("in_progress", "False", "Unknown", json!([]))
+    } else if let Some(error) = load_error(state, scenario) {
+        let build = json!({"error": error, "startTime": started, "finishTime": finished});
+        ("error", "False", "UpdateError", json!([build]))
     } else {
-        ("ok", "True", "", json!([{"startTime": started, "finishTime": rfc3339(ready_at)}]))
+        ("ok", "True", "", json!([{"startTime": started, "finishTime": finished}]))
     };
-    let changed = if ready == "True" { rfc3339(ready_at) } else { started.clone() };
+    let changed = if now_ms < ready_at { started.clone() } else { finished };
+    let mut status = json!({
+        "buildHistory": history,
+        "runtimeStatus": "not_applicable",
+        "updateStatus": update,
+        "order": 1,
+        "disableStatus": {"state": "Enabled"},
+        "conditions": [
+            {"type": "UpToDate", "status": ready, "lastTransitionTime": changed, "reason": reason},
+            {"type": "Ready", "status": ready, "lastTransitionTime": changed, "reason": reason},
+        ],
+    });
+    if !current.is_null() {
+        status["currentBuild"] = current;
+    }
     json!({
         "apiVersion": "tilt.dev/v1alpha1",
         "kind": "UIResource",
         "metadata": {"name": "(Tiltfile)", "creationTimestamp": started},
         "spec": {},
-        "status": {
-            "buildHistory": history,
-            "runtimeStatus": "not_applicable",
-            "updateStatus": update,
-            "order": 1,
-            "conditions": [
-                {"type": "UpToDate", "status": ready, "lastTransitionTime": changed, "reason": reason},
-                {"type": "Ready", "status": ready, "lastTransitionTime": changed, "reason": reason},
-            ],
-        },
+        "status": status,
     })
 }
 
@@ -333,6 +379,7 @@ mod tests {
             port: 1,
             token: "t".into(),
             started_ms: 1_700_000_000_000,
+            tiltfile: "/w/Tiltfile".into(),
         }
     }
 
@@ -349,10 +396,25 @@ mod tests {
             ready(&tiltfile_resource(&s, &Scenario::default(), s.started_ms + 1000)),
             "True"
         );
+        let loading = tiltfile_resource(&s, &Scenario::default(), s.started_ms + 10);
+        assert_eq!(loading["status"]["updateStatus"], "in_progress");
+        assert_eq!(loading["status"]["conditions"][1]["reason"], "Unknown");
+        assert!(loading["status"]["currentBuild"]["startTime"].is_string());
         let never = Scenario { tilt_not_ready: true, ..Scenario::default() };
+        // A failed load is still loading for the first second, as a healthy one is.
+        let early = tiltfile_resource(&s, &never, s.started_ms + 10);
+        assert_eq!(early["status"]["updateStatus"], "in_progress");
         let r = tiltfile_resource(&s, &never, s.started_ms + 60_000);
         assert_eq!(ready(&r), "False");
         assert_eq!(r["status"]["updateStatus"], "error");
+        assert_eq!(r["status"]["conditions"][1]["reason"], "UpdateError");
+        assert!(r["status"].get("currentBuild").is_none());
+        let error = r["status"]["buildHistory"][0]["error"].as_str().unwrap();
+        assert_eq!(
+            error,
+            "Traceback (most recent call last):\n  /w/Tiltfile:1:5: in <toplevel>\n\
+             Error in fail: fail: testbed scenario tilt-not-ready: this Tiltfile fails to load"
+        );
     }
 
     #[test]

@@ -13,10 +13,12 @@ struct Platform {
 }
 
 impl Platform {
-    fn new() -> Platform {
+    /// Tilt must be Ready within `tilt_ready` seconds.
+    fn new(tilt_ready: u64) -> Platform {
         let port = support::free_port();
         let tilt_port = format!("tilt_port = {port}");
-        let workspace = Workspace::new(&[&tilt_port, "timeouts = { tilt_ready = 5 }"]);
+        let timeouts = format!("timeouts = {{ tilt_ready = {tilt_ready} }}");
+        let workspace = Workspace::new(&[&tilt_port, &timeouts]);
         Platform { workspace, port }
     }
 }
@@ -35,12 +37,12 @@ fn probe(port: u16) -> xtask::tilt::Probe {
 }
 
 #[test]
-fn tilt_starts_detached_once_and_reports_a_tiltfile_that_is_not_ready() {
+fn tilt_starts_detached_once_and_is_left_alone_when_ready() {
     if !require_docker() {
         return;
     }
     let world = World::up(WorldOptions::default()).unwrap();
-    let platform = Platform::new();
+    let platform = Platform::new(5);
     let port = platform.port.to_string();
 
     // Nothing runs: tilt up is started detached and awaited.
@@ -64,19 +66,57 @@ fn tilt_starts_detached_once_and_reports_a_tiltfile_that_is_not_ready() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("already answers"));
     assert_eq!(tilt_ups(&world), 1);
+}
 
-    // tilt-not-ready, from a fresh start: exit 1 with the reason and the tail of tilt.log.
-    world.set("tilt-not-ready").unwrap();
-    let down = world.command("tilt").arg("down").output().unwrap();
-    assert!(down.status.success());
-    // The failure is the command's result (on stdout): the finding and what to do.
+#[test]
+fn a_tiltfile_that_fails_to_load_ends_the_wait_at_once_with_tilts_error() {
+    if !require_docker() {
+        return;
+    }
+    // The fake's `tilt-not-ready`: the Tiltfile fails to load (as one calling `fail()`).
+    let world = World::up(WorldOptions { scenarios: vec!["tilt-not-ready".into()], latency_ms: 0 })
+        .unwrap();
+    let platform = Platform::new(120);
+    let tiltfile = platform.workspace.path("Tiltfile");
+
+    let started = std::time::Instant::now();
     let out = platform.workspace.xtask(&world, &["tilt"]);
+    let took = started.elapsed();
     assert_eq!(out.status.code(), Some(1));
+    assert!(took < std::time::Duration::from_secs(30), "took {took:?}, the wait is 120 s");
+    // The failure is the command's result (on stdout): Tilt's own error, and what to do.
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("tilt: FAILED: Tilt: expected (Tiltfile) Ready"), "{stdout}");
-    assert!(stdout.contains("found not Ready within 5s"), "{stdout}");
-    assert!(stdout.contains("(Tiltfile) is not Ready (reason UpdateError, updateStatus error)"));
-    assert!(stdout.contains("tilt.log:\n  Tilt started on"), "the log tail: {stdout}");
-    assert!(stdout.contains("what to do: Tilt failed to start"), "{stdout}");
+    assert!(stdout.contains("found the Tiltfile failed to load; Tilt says:"), "{stdout}");
+    assert!(stdout.contains("  Traceback (most recent call last):"), "{stdout}");
+    assert!(stdout.contains(&format!("    {}:1:5: in <toplevel>", tiltfile.display())));
+    assert!(stdout.contains("  Error in fail: fail: testbed scenario tilt-not-ready"), "{stdout}");
+    assert!(stdout.contains("what to do: fix the Tiltfile"), "{stdout}");
+    assert!(stdout.contains("`tilt logs`"), "{stdout}");
+    assert!(!stdout.contains("not Ready within"), "no timeout: {stdout}");
+    // Tilt printed the same error into tilt.log, and it is still up (it reloads the
+    // Tiltfile when it is saved), answering with the error.
+    let tilt_log = std::fs::read_to_string(platform.workspace.path("logs/tilt.log")).unwrap();
+    assert!(tilt_log.contains("Loading Tiltfile at:"), "{tilt_log}");
+    assert!(tilt_log.contains("Error in fail: fail: testbed scenario"), "{tilt_log}");
+    let now = probe(platform.port);
+    assert!(now.load_error().is_some_and(|e| e.contains("Traceback")), "{now:?}");
+    assert_eq!(tilt_ups(&world), 1);
+
+    // The same Tilt, already running: no new `tilt up`, the same quick failure.
+    let started = std::time::Instant::now();
+    let out = platform.workspace.xtask(&world, &["tilt"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Error in fail: fail: testbed scenario"), "{stdout}");
+    assert_eq!(tilt_ups(&world), 1);
+
+    // Fixed (the scenario gone, as if the Tiltfile were saved fixed): Ready, nothing started.
+    world.set("healthy").unwrap();
+    let down = world.command("tilt").arg("down").output().unwrap();
+    assert!(down.status.success());
+    let out = platform.workspace.xtask(&world, &["tilt"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(tilt_ups(&world), 2);
 }

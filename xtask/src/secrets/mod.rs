@@ -1,4 +1,5 @@
-//! The secrets stage: wait for the Vault bootstrap Job ([`vault`]), write the
+//! The secrets stage: wait for the Vault bootstrap Job ([`vault`], deciding with
+//! [`cronjob`]), write the
 //! `db-migrations-local` Secret from the Postgres credentials ([`db_migrations`]), and
 //! require every ExternalSecret to be Ready ([`external_secrets`]).
 //!
@@ -9,22 +10,21 @@
 //! Secret values never leave this module's locals: they are not printed, logged, put in
 //! findings, errors or `Debug` output. Messages name Secrets and keys only.
 
+pub mod cronjob;
 pub mod db_migrations;
 pub mod external_secrets;
 pub mod vault;
 
 use std::time::Duration;
 
+pub use cronjob::{JobState, job_state, newest_owned_job};
 pub use db_migrations::{POSTGRES_KEYS, apply_db_migrations, check_db_migrations, flyway_data};
 pub use external_secrets::{
     ESO_GROUP, ESO_VERSIONS, ExternalSecretStatus, ExternalSecrets, external_secret_resource,
     external_secret_status, judge_external_secrets, list_external_secrets, missing_keys,
     referenced_keys, validate_external_secrets,
 };
-pub use vault::{
-    JobState, VaultBootstrapState, job_state, newest_owned_job, vault_bootstrap_state,
-    wait_vault_bootstrap,
-};
+pub use vault::{VaultBootstrapState, vault_bootstrap_state, wait_vault_bootstrap};
 
 use crate::config::{Context, SecretsSettings};
 use crate::error::{Result, failed};

@@ -1,6 +1,8 @@
-//! The Vault bootstrap: find the Job that seeds Vault (a CronJob's newest Job, or a
-//! named Job), read where it stands, and wait until it succeeded. A failed Job is a
-//! finding naming the Job, its pod's last log lines and what to do.
+//! The Vault bootstrap: observe the CronJob that seeds Vault (or a named Job) and its
+//! Jobs, decide where it stands ([`super::cronjob::decide`]), and wait until it
+//! succeeded. A failed Job while the CronJob will run again is an attempt (a warning,
+//! and the wait goes on); the timeout, a suspended or missing CronJob, or a failed plain
+//! Job end it with a finding that lists every failed attempt with its pod's log tail.
 
 use std::time::Instant;
 
@@ -9,12 +11,18 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, LogParams};
 
+use super::cronjob::{
+    Attempt, Decision, Failure, JobState, Runner, Waiting, decide, failed_since_success, job_state,
+    owned_jobs,
+};
 use super::{POLL, TAG, indent};
 use crate::config::{Context, SecretsSettings};
 use crate::error::Result;
 use crate::outcome::{Check, Finding, Report, Verdict, tail};
 
 const LOG_TAIL_LINES: i64 = 20;
+/// Lines of each earlier attempt's log in a remediation.
+const ATTEMPT_TAIL_LINES: usize = 5;
 /// Remediation from the troubleshooting table for a failing Vault bootstrap.
 const VAULT_REMEDIATION: &str = "Vault pod still starting or service account missing auth: \
 inspect the CronJob pod logs after layer 15 completes; ensure the `foundation-vault-core` \
@@ -22,67 +30,16 @@ StatefulSet is Healthy and the bootstrap service account retains `system:auth-de
 /// The subject of every Vault bootstrap finding but a failed Job's (which names the Job).
 const SUBJECT: &str = "Vault bootstrap";
 
-/// Where a Job stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobState {
-    Succeeded,
-    Failed { reason: String },
-    Running,
-}
-
-/// A Job's state from its conditions, else its pod counters.
-pub fn job_state(job: &Job) -> JobState {
-    let Some(status) = &job.status else { return JobState::Running };
-    let conditions = status.conditions.as_deref().unwrap_or_default();
-    let holds = |kind: &str| conditions.iter().find(|c| c.type_ == kind && c.status == "True");
-    if holds("Complete").is_some() {
-        return JobState::Succeeded;
-    }
-    if let Some(c) = holds("Failed") {
-        let reason = [c.reason.as_deref(), c.message.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(": ");
-        return JobState::Failed {
-            reason: if reason.is_empty() { "Failed".into() } else { reason },
-        };
-    }
-    if status.succeeded.unwrap_or(0) > 0 {
-        return JobState::Succeeded;
-    }
-    let backoff_limit = job.spec.as_ref().and_then(|s| s.backoff_limit).unwrap_or(6);
-    let failed = status.failed.unwrap_or(0);
-    if failed > backoff_limit && status.active.unwrap_or(0) == 0 {
-        return JobState::Failed { reason: format!("{failed} failed pod(s)") };
-    }
-    JobState::Running
-}
-
-/// The newest Job owned by CronJob `cronjob` (creation time, then name).
-pub fn newest_owned_job<'a>(jobs: &'a [Job], cronjob: &str) -> Option<&'a Job> {
-    jobs.iter()
-        .filter(|job| {
-            job.owner_references().iter().any(|o| o.kind == "CronJob" && o.name == cronjob)
-        })
-        .max_by(|a, b| {
-            let key = |j: &Job| {
-                let name = j.name_any();
-                (j.metadata.creation_timestamp.clone(), name.len(), name)
-            };
-            key(a).cmp(&key(b))
-        })
-}
-
 /// Where the Vault bootstrap stands, read once ([`vault_bootstrap_state`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VaultBootstrapState {
     /// Its Job succeeded; the Job's name.
     Succeeded { job: String },
-    /// Its Job failed (the finding names the Job and its pod's log tail), or the CronJob
-    /// that runs it does not exist: waiting would not change either.
+    /// Waiting would not change it: the CronJob is missing or suspended, or the plain
+    /// Job failed. The finding names the Job and every failed attempt's log tail.
     Failed(Finding),
-    /// No Job yet, or it still runs: which, and what to do if it stays so.
+    /// No Job yet, a Job still runs, or the newest Job failed and the CronJob runs a new
+    /// one at its next schedule tick: which, and what to do if it stays so.
     Pending(Finding),
 }
 
@@ -107,6 +64,28 @@ impl VaultBootstrapState {
     }
 }
 
+/// A failed attempt with the last lines of its (newest) pod's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptLog {
+    pub job: String,
+    pub reason: String,
+    pub pod: Option<String>,
+    /// The log tail, or why it could not be read.
+    pub tail: String,
+}
+
+impl AttemptLog {
+    fn line(&self, namespace: &str) -> String {
+        format!("Job {namespace}/{} failed ({})", self.job, self.reason)
+    }
+
+    /// "last lines of pod P:" and the tail (at most `lines` lines), indented.
+    fn log_block(&self, lines: usize) -> String {
+        let source = self.pod.as_deref().map_or(String::new(), |p| format!(" of pod {p}"));
+        format!("last lines{source}:\n{}", indent(&tail(&self.tail, lines)))
+    }
+}
+
 /// "Job ns/name" or "CronJob ns/name": what runs the Vault bootstrap.
 fn vault_owner(settings: &SecretsSettings) -> String {
     let namespace = &settings.vault_namespace;
@@ -124,6 +103,27 @@ fn expected(settings: &SecretsSettings) -> String {
     }
 }
 
+/// The runner and its Jobs (oldest first), read once.
+async fn observe(
+    settings: &SecretsSettings,
+    client: &kube::Client,
+) -> Result<(Runner, Vec<Attempt>)> {
+    let namespace = settings.vault_namespace.as_str();
+    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+    let attempt = |job: &Job| Attempt { job: job.name_any(), state: job_state(job) };
+    if let Some(name) = &settings.vault_job {
+        return Ok((Runner::Job, jobs.get_opt(name).await?.iter().map(attempt).collect()));
+    }
+    let cronjobs: Api<CronJob> = Api::namespaced(client.clone(), namespace);
+    let Some(cronjob) = cronjobs.get_opt(&settings.vault_cronjob).await? else {
+        return Ok((Runner::CronJobMissing, Vec::new()));
+    };
+    let suspended = cronjob.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
+    let all = jobs.list(&ListParams::default()).await?.items;
+    let attempts = owned_jobs(&all, &settings.vault_cronjob).into_iter().map(attempt).collect();
+    Ok((Runner::CronJob { suspended }, attempts))
+}
+
 /// Read the Vault bootstrap's state once, writing nothing. `Err` only when the API
 /// cannot be read.
 pub async fn vault_bootstrap_state(
@@ -131,46 +131,131 @@ pub async fn vault_bootstrap_state(
     client: &kube::Client,
 ) -> Result<VaultBootstrapState> {
     let settings = &ctx.settings.secrets;
+    let (runner, attempts) = observe(settings, client).await?;
+    let decision = decide(runner, &attempts);
+    let logs = match decision {
+        Decision::Succeeded { .. } => Vec::new(),
+        _ => {
+            attempt_logs(client, &settings.vault_namespace, &failed_since_success(&attempts)).await
+        }
+    };
+    Ok(state_of(settings, decision, &logs))
+}
+
+/// The state a decision means, with every failed attempt (`logs`, oldest first) in the
+/// finding.
+pub fn state_of(
+    settings: &SecretsSettings,
+    decision: Decision,
+    logs: &[AttemptLog],
+) -> VaultBootstrapState {
     let namespace = settings.vault_namespace.as_str();
-    let owner = vault_owner(settings);
-    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
-    let job = match &settings.vault_job {
-        Some(name) => jobs.get_opt(name).await?,
-        None => {
-            let cronjobs: Api<CronJob> = Api::namespaced(client.clone(), namespace);
-            if cronjobs.get_opt(&settings.vault_cronjob).await?.is_none() {
-                return Ok(VaultBootstrapState::Failed(Finding::new(
-                    SUBJECT,
-                    expected(settings),
-                    format!("{owner} not found"),
-                    format!(
-                        "sync layer {0} first (`cargo xtask sync {0}`), or set `vault_cronjob` / \
-                         `vault_namespace` in [workspace.metadata.bootstrap.secrets]",
-                        settings.vault_after_layer
-                    ),
-                )));
+    let cronjob = format!("CronJob {namespace}/{}", settings.vault_cronjob);
+    let log_of = |job: &str, reason: &str| {
+        logs.iter().find(|l| l.job == job).cloned().unwrap_or_else(|| AttemptLog {
+            job: job.to_owned(),
+            reason: reason.to_owned(),
+            pod: None,
+            tail: "(pod log not read)".into(),
+        })
+    };
+    let failed_job = |log: &AttemptLog, note: &str, extra: &str| {
+        Finding::new(
+            format!("Vault bootstrap Job {namespace}/{}", log.job),
+            expected(settings),
+            format!("{}{note}\n{}", log.line(namespace), log.log_block(LOG_TAIL_LINES as usize)),
+            remediation(settings, extra, logs, log),
+        )
+    };
+    let resume = format!(
+        " Resume it: `kubectl patch cronjob -n {namespace} {} -p '{{\"spec\":{{\"suspend\":false}}}}'`.",
+        settings.vault_cronjob
+    );
+    match decision {
+        Decision::Succeeded { job } => VaultBootstrapState::Succeeded { job },
+        Decision::Waiting(Waiting::NoJobYet) => {
+            let found = match settings.vault_job {
+                Some(_) => format!("no {} exists yet", vault_owner(settings)),
+                None => format!(
+                    "no Job of {cronjob} exists yet (its first Job comes at its next schedule tick)"
+                ),
+            };
+            VaultBootstrapState::Pending(vault_pending(settings, found))
+        }
+        Decision::Waiting(Waiting::Running { job }) => {
+            let mut finding =
+                vault_pending(settings, format!("Job {namespace}/{job} is still running"));
+            if let Some(last) = logs.last() {
+                finding.found = format!(
+                    "{}; the previous attempt {}\n{}",
+                    finding.found,
+                    last.line(namespace),
+                    last.log_block(LOG_TAIL_LINES as usize)
+                );
+                finding.remediation = remediation(settings, "", logs, last);
             }
-            let all = jobs.list(&ListParams::default()).await?.items;
-            newest_owned_job(&all, &settings.vault_cronjob).cloned()
+            VaultBootstrapState::Pending(finding)
         }
-    };
-    let Some(job) = job else {
-        return Ok(VaultBootstrapState::Pending(vault_pending(
-            settings,
-            format!("no Job of {owner} exists yet"),
-        )));
-    };
-    let name = job.name_any();
-    Ok(match job_state(&job) {
-        JobState::Succeeded => VaultBootstrapState::Succeeded { job: name },
-        JobState::Failed { reason } => {
-            VaultBootstrapState::Failed(vault_failed(client, namespace, &name, &reason).await)
+        Decision::Waiting(Waiting::Retrying { job, reason }) => {
+            let note = format!("; {cronjob} runs a new Job at its next schedule tick");
+            VaultBootstrapState::Pending(failed_job(&log_of(&job, &reason), &note, ""))
         }
-        JobState::Running => VaultBootstrapState::Pending(vault_pending(
-            settings,
-            format!("Job {namespace}/{name} is still running"),
+        Decision::Failed(Failure::CronJobMissing) => VaultBootstrapState::Failed(Finding::new(
+            SUBJECT,
+            expected(settings),
+            format!("{} not found", vault_owner(settings)),
+            format!(
+                "sync layer {0} first (`cargo xtask sync {0}`), or set `vault_cronjob` / \
+                 `vault_namespace` in [workspace.metadata.bootstrap.secrets]",
+                settings.vault_after_layer
+            ),
         )),
-    })
+        Decision::Failed(Failure::Suspended { failed: None }) => {
+            VaultBootstrapState::Failed(Finding::new(
+                SUBJECT,
+                expected(settings),
+                format!("{cronjob} is suspended and has no Job"),
+                resume.trim_start(),
+            ))
+        }
+        Decision::Failed(Failure::Suspended { failed: Some((job, reason)) }) => {
+            let note = format!("; {cronjob} is suspended: no new Job will run");
+            VaultBootstrapState::Failed(failed_job(&log_of(&job, &reason), &note, &resume))
+        }
+        Decision::Failed(Failure::JobFailed { job, reason }) => {
+            VaultBootstrapState::Failed(failed_job(&log_of(&job, &reason), "", ""))
+        }
+    }
+}
+
+/// The remediation for failed attempts: the troubleshooting text, `extra`, every failed
+/// attempt (oldest first) with its log tail when there was more than `newest`, and the
+/// commands to look further.
+fn remediation(
+    settings: &SecretsSettings,
+    extra: &str,
+    attempts: &[AttemptLog],
+    newest: &AttemptLog,
+) -> String {
+    let namespace = settings.vault_namespace.as_str();
+    let mut text = format!("{VAULT_REMEDIATION}{extra}");
+    if !attempts.is_empty() {
+        text.push_str(&format!("\nEvery failed attempt ({}, oldest first):", attempts.len()));
+        for attempt in attempts {
+            let block = attempt.log_block(ATTEMPT_TAIL_LINES);
+            text.push_str(&format!("\n- {}; {block}", attempt.line(namespace)));
+        }
+    }
+    let logs_cmd = match &newest.pod {
+        Some(pod) => format!("kubectl logs -n {namespace} {pod}"),
+        None => format!("kubectl logs -n {namespace} job/{}", newest.job),
+    };
+    let describe = match &settings.vault_job {
+        Some(job) => format!("kubectl describe job -n {namespace} {job}"),
+        None => format!("kubectl describe cronjob -n {namespace} {}", settings.vault_cronjob),
+    };
+    text.push_str(&format!("\nCommands: `{logs_cmd}`, `{describe}`."));
+    text
 }
 
 fn vault_pending(settings: &SecretsSettings, found: String) -> Finding {
@@ -186,43 +271,72 @@ fn vault_pending(settings: &SecretsSettings, found: String) -> Finding {
     )
 }
 
-/// Wait until the Vault bootstrap Job succeeded. A failed Job, a missing CronJob or no
-/// success within the timeout is a failed report; `Err` when the API cannot be read or
-/// the wait is interrupted.
+/// Wait until the Vault bootstrap Job succeeded. A failed attempt while the CronJob will
+/// run again is a warning (and a progress line); the timeout, a suspended or missing
+/// CronJob or a failed plain Job is a failed report listing every failed attempt. `Err`
+/// when the API cannot be read or the wait is interrupted.
 pub async fn wait_vault_bootstrap(ctx: &Context, client: &kube::Client) -> Result<Report> {
     let session = &ctx.session;
+    let settings = &ctx.settings.secrets;
+    let namespace = settings.vault_namespace.as_str();
     let timeout = ctx.settings.timeouts.vault_bootstrap();
-    let owner = vault_owner(&ctx.settings.secrets);
+    let owner = vault_owner(settings);
     let _wait = session.events.wait(
         TAG,
         &format!("waiting up to {}s for the Vault bootstrap ({owner})", timeout.as_secs()),
     );
     let started = Instant::now();
+    // Every failed attempt seen, oldest first: the CronJob's history limits may delete a
+    // Job before the wait ends, so its log tail is read when it is first seen.
+    let mut attempts: Vec<AttemptLog> = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
     let waited = async {
         loop {
             // The requests only read: an interruption may cut them anywhere.
-            let state = session.cancel.unless_interrupted(vault_bootstrap_state(ctx, client));
-            match state.await?? {
+            let observed = session.cancel.unless_interrupted(observe(settings, client));
+            let (runner, observed) = observed.await??;
+            let decision = decide(runner, &observed);
+            if !matches!(decision, Decision::Succeeded { .. }) {
+                let new: Vec<&Attempt> = failed_since_success(&observed)
+                    .into_iter()
+                    .filter(|a| !attempts.iter().any(|seen| seen.job == a.job))
+                    .collect();
+                let logs = attempt_logs(client, namespace, &new);
+                for log in session.cancel.unless_interrupted(logs).await? {
+                    if matches!(decision, Decision::Waiting(_)) {
+                        let line = format!(
+                            "Vault bootstrap attempt {}; CronJob {namespace}/{} runs a new Job \
+                             at its next schedule tick",
+                            log.line(namespace),
+                            settings.vault_cronjob
+                        );
+                        session.progress(TAG, &line);
+                        warnings.push(line);
+                    }
+                    attempts.push(log);
+                }
+            }
+            let timed_out = started.elapsed() >= timeout;
+            match state_of(settings, decision, &attempts) {
                 VaultBootstrapState::Succeeded { job } => {
-                    let namespace = &ctx.settings.secrets.vault_namespace;
                     let line = format!("Vault bootstrap Job {namespace}/{job} succeeded");
                     session.line(TAG, &line);
-                    break Ok(Report::ok(line));
+                    break Ok(Report::ok(line).warn(warnings.clone()));
                 }
                 VaultBootstrapState::Failed(finding) => {
                     session.line(TAG, &finding.to_string());
                     let first = finding.found.lines().next().unwrap_or_default();
                     let detail = format!("{}: {first}", finding.subject);
-                    break Ok(Report::failed(detail, finding));
+                    break Ok(Report::failed(detail, finding).warn(warnings.clone()));
                 }
-                VaultBootstrapState::Pending(mut finding) if started.elapsed() >= timeout => {
+                VaultBootstrapState::Pending(mut finding) if timed_out => {
                     let detail = format!(
                         "the Vault bootstrap did not succeed within {}s",
                         timeout.as_secs()
                     );
                     finding.found = format!("{detail}: {}", finding.found);
                     session.line(TAG, &finding.to_string());
-                    break Ok(Report::failed(detail, finding));
+                    break Ok(Report::failed(detail, finding).warn(warnings.clone()));
                 }
                 VaultBootstrapState::Pending(_) => session.cancel.sleep(POLL).await?,
             }
@@ -237,119 +351,76 @@ pub async fn wait_vault_bootstrap(ctx: &Context, client: &kube::Client) -> Resul
     result
 }
 
-/// The finding for failed Job `job`, with its pod's last log lines.
-async fn vault_failed(client: &kube::Client, namespace: &str, job: &str, reason: &str) -> Finding {
-    let (pod, tail) = match job_pod_log_tail(client, namespace, job).await {
-        Ok(Some((pod, tail))) => (Some(pod), tail),
-        Ok(None) => (None, "(no pod of the Job found)".to_owned()),
-        Err(e) => (None, format!("(pod log unavailable: {e})")),
-    };
-    let source = pod.as_deref().map_or(String::new(), |p| format!(" of pod {p}"));
-    let logs_cmd = match &pod {
-        Some(pod) => format!("kubectl logs -n {namespace} {pod}"),
-        None => format!("kubectl logs -n {namespace} job/{job}"),
-    };
-    Finding::new(
-        format!("Vault bootstrap Job {namespace}/{job}"),
-        "succeeded",
-        format!("Job {namespace}/{job} failed ({reason})\nlast lines{source}:\n{}", indent(&tail)),
-        format!(
-            "{VAULT_REMEDIATION} Commands: `{logs_cmd}`, `kubectl describe job -n {namespace} {job}`."
-        ),
-    )
-}
-
-/// The newest pod of `job` and the last lines of its log.
-async fn job_pod_log_tail(
+/// Each failed attempt with its newest pod's log tail (pods listed once). A log that
+/// cannot be read is said in its place: it never stops the check.
+async fn attempt_logs(
     client: &kube::Client,
     namespace: &str,
-    job: &str,
-) -> Result<Option<(String, String)>> {
+    attempts: &[&Attempt],
+) -> Vec<AttemptLog> {
+    if attempts.is_empty() {
+        return Vec::new();
+    }
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let all = pods.list(&ListParams::default()).await?.items;
-    let Some(pod) = all
-        .iter()
+    let listed = pods.list(&ListParams::default()).await.map(|l| l.items);
+    let mut logs = Vec::new();
+    for attempt in attempts {
+        let reason = match &attempt.state {
+            JobState::Failed { reason } => reason.clone(),
+            _ => "not failed".into(),
+        };
+        let (pod, tail) = match &listed {
+            Err(e) => (None, format!("(pod log unavailable: {e})")),
+            Ok(all) => match newest_pod_of(all, &attempt.job) {
+                None => (None, "(no pod of the Job found)".to_owned()),
+                Some(name) => {
+                    let params =
+                        LogParams { tail_lines: Some(LOG_TAIL_LINES), ..LogParams::default() };
+                    let tail = match pods.logs(&name, &params).await {
+                        Ok(text) => tail(&text, LOG_TAIL_LINES as usize),
+                        Err(e) => format!("(pod log unavailable: {e})"),
+                    };
+                    (Some(name), tail)
+                }
+            },
+        };
+        logs.push(AttemptLog { job: attempt.job.clone(), reason, pod, tail });
+    }
+    logs
+}
+
+/// The newest pod of Job `job` (labels `job-name` / `batch.kubernetes.io/job-name`, or
+/// its owner reference).
+fn newest_pod_of(pods: &[Pod], job: &str) -> Option<String> {
+    pods.iter()
         .filter(|pod| {
             let labels = pod.labels();
             labels.get("job-name").map(String::as_str) == Some(job)
                 || labels.get("batch.kubernetes.io/job-name").map(String::as_str) == Some(job)
                 || pod.owner_references().iter().any(|o| o.kind == "Job" && o.name == job)
         })
-        .max_by_key(|pod| pod.metadata.creation_timestamp.clone())
-    else {
-        return Ok(None);
-    };
-    let name = pod.name_any();
-    let params = LogParams { tail_lines: Some(LOG_TAIL_LINES), ..LogParams::default() };
-    let text = pods.logs(&name, &params).await?;
-    Ok(Some((name, tail(&text, LOG_TAIL_LINES as usize))))
+        .max_by_key(|pod| (pod.metadata.creation_timestamp.clone(), pod.name_any()))
+        .map(|pod| pod.name_any())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::batch::v1::{JobCondition, JobSpec, JobStatus};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 
-    fn job(name: &str, owner: &str, created_secs: i64, status: JobStatus) -> Job {
-        Job {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                creation_timestamp: Some(Time(
-                    k8s_openapi::jiff::Timestamp::from_second(created_secs).unwrap(),
-                )),
-                owner_references: Some(vec![OwnerReference {
-                    kind: "CronJob".into(),
-                    name: owner.into(),
-                    ..OwnerReference::default()
-                }]),
-                ..ObjectMeta::default()
-            },
-            spec: Some(JobSpec { backoff_limit: Some(1), ..JobSpec::default() }),
-            status: Some(status),
+    fn log(job: &str, tail: &str) -> AttemptLog {
+        AttemptLog {
+            job: job.into(),
+            reason: "BackoffLimitExceeded".into(),
+            pod: Some(format!("{job}-abcde")),
+            tail: tail.into(),
         }
     }
 
-    fn condition(kind: &str, reason: &str) -> JobCondition {
-        JobCondition {
-            type_: kind.into(),
-            status: "True".into(),
-            reason: Some(reason.into()),
-            ..JobCondition::default()
-        }
-    }
-
-    #[test]
-    fn job_state_reads_conditions_then_counters() {
-        let done =
-            JobStatus { conditions: Some(vec![condition("Complete", "")]), ..JobStatus::default() };
-        assert_eq!(job_state(&job("a", "c", 1, done)), JobState::Succeeded);
-        let failed = JobStatus {
-            conditions: Some(vec![condition("Failed", "BackoffLimitExceeded")]),
-            ..JobStatus::default()
-        };
-        assert_eq!(
-            job_state(&job("a", "c", 1, failed)),
-            JobState::Failed { reason: "BackoffLimitExceeded".into() }
-        );
-        let counted = JobStatus { succeeded: Some(1), ..JobStatus::default() };
-        assert_eq!(job_state(&job("a", "c", 1, counted)), JobState::Succeeded);
-        let retrying = JobStatus { failed: Some(1), active: Some(1), ..JobStatus::default() };
-        assert_eq!(job_state(&job("a", "c", 1, retrying)), JobState::Running);
-        let exhausted = JobStatus { failed: Some(2), ..JobStatus::default() };
-        assert!(matches!(job_state(&job("a", "c", 1, exhausted)), JobState::Failed { .. }));
-    }
-
-    #[test]
-    fn newest_job_of_the_cronjob_wins() {
-        let jobs = [
-            job("vault-9", "vault", 10, JobStatus::default()),
-            job("vault-10", "vault", 10, JobStatus::default()),
-            job("other-99", "other", 99, JobStatus::default()),
-            job("vault-1", "vault", 5, JobStatus::default()),
-        ];
-        assert_eq!(newest_owned_job(&jobs, "vault").unwrap().name_any(), "vault-10");
-        assert!(newest_owned_job(&jobs, "missing").is_none());
+    fn retrying(job: &str) -> Decision {
+        Decision::Waiting(Waiting::Retrying {
+            job: job.into(),
+            reason: "BackoffLimitExceeded".into(),
+        })
     }
 
     #[test]
@@ -357,15 +428,78 @@ mod tests {
         let settings = SecretsSettings::default();
         let passed = VaultBootstrapState::Succeeded { job: "vault/x-1".into() }.into_check();
         assert_eq!(passed.verdict, Verdict::Passed);
-        let pending = vault_pending(&settings, "no Job of CronJob vault/x exists yet".into());
+        let VaultBootstrapState::Pending(pending) =
+            state_of(&settings, Decision::Waiting(Waiting::NoJobYet), &[])
+        else {
+            panic!("no Job yet is pending")
+        };
         assert_eq!(
             pending.expected,
             "the newest Job of CronJob vault/foundation-vault-bootstrap succeeded"
         );
+        assert!(pending.found.contains("its first Job comes at its next schedule tick"));
         assert!(pending.remediation.contains("--from=cronjob/foundation-vault-bootstrap"));
         let check = VaultBootstrapState::Pending(pending.clone()).into_check();
         assert_eq!((check.verdict, check.finding), (Verdict::Failed, pending));
         let named = SecretsSettings { vault_job: Some("seed".into()), ..settings };
         assert_eq!(expected(&named), "Job vault/seed succeeded");
+    }
+
+    #[test]
+    fn a_failed_newest_job_with_a_next_tick_is_pending_and_says_so() {
+        let settings = SecretsSettings::default();
+        let logs = [log("v-1", "seeding\nconnect: connection refused")];
+        let VaultBootstrapState::Pending(finding) = state_of(&settings, retrying("v-1"), &logs)
+        else {
+            panic!("a retry is pending")
+        };
+        assert_eq!(finding.subject, "Vault bootstrap Job vault/v-1");
+        assert!(finding.found.starts_with(
+            "Job vault/v-1 failed (BackoffLimitExceeded); CronJob vault/foundation-vault-bootstrap \
+             runs a new Job at its next schedule tick\nlast lines of pod v-1-abcde:\n  seeding\n"
+        ));
+        assert!(finding.found.contains("connection refused"));
+        assert!(finding.remediation.contains("system:auth-delegator"));
+        assert!(finding.remediation.contains("`kubectl logs -n vault v-1-abcde`"));
+    }
+
+    #[test]
+    fn the_final_finding_lists_every_attempt_with_its_log_tail() {
+        let settings = SecretsSettings::default();
+        let logs = [log("v-1", "one\nrefused 1"), log("v-2", "two\nrefused 2")];
+        let running = Decision::Waiting(Waiting::Running { job: "v-3".into() });
+        let VaultBootstrapState::Pending(finding) = state_of(&settings, running, &logs) else {
+            panic!("a running Job is pending")
+        };
+        assert!(finding.found.starts_with(
+            "Job vault/v-3 is still running; the previous attempt Job vault/v-2 failed"
+        ));
+        let every = "\nEvery failed attempt (2, oldest first):\n\
+            - Job vault/v-1 failed (BackoffLimitExceeded); last lines of pod v-1-abcde:\n  one\n  refused 1\n\
+            - Job vault/v-2 failed (BackoffLimitExceeded); last lines of pod v-2-abcde:\n  two\n  refused 2\n";
+        assert!(finding.remediation.contains(every), "{}", finding.remediation);
+
+        let suspended = Decision::Failed(Failure::Suspended {
+            failed: Some(("v-2".into(), "BackoffLimitExceeded".into())),
+        });
+        let VaultBootstrapState::Failed(finding) = state_of(&settings, suspended, &logs) else {
+            panic!("a suspended CronJob whose Job failed is final")
+        };
+        assert!(finding.found.contains("is suspended: no new Job will run"));
+        assert!(finding.remediation.contains("\"suspend\":false"));
+        assert!(finding.remediation.contains(every));
+
+        let plain =
+            SecretsSettings { vault_job: Some("seed".into()), ..SecretsSettings::default() };
+        let failed = Decision::Failed(Failure::JobFailed {
+            job: "seed".into(),
+            reason: "BackoffLimitExceeded".into(),
+        });
+        let VaultBootstrapState::Failed(finding) = state_of(&plain, failed, &[log("seed", "x")])
+        else {
+            panic!("a failed plain Job is final")
+        };
+        assert_eq!(finding.subject, "Vault bootstrap Job vault/seed");
+        assert!(finding.remediation.contains("kubectl describe job -n vault seed"));
     }
 }

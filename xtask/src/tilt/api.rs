@@ -17,8 +17,25 @@ pub struct TiltfileStatus {
     pub ready: bool,
     /// `Ready` condition reason (empty when Ready).
     pub reason: String,
-    /// `status.updateStatus`: `ok`, `in_progress`, `error`, ...
+    /// `status.updateStatus`: `ok`, `in_progress`, `pending`, `error`, ...
     pub update_status: String,
+    /// `status.buildHistory[0].error`: why the last load failed (empty when it did not).
+    pub error: String,
+}
+
+impl TiltfileStatus {
+    /// Tilt's error text when its last load of the Tiltfile failed and no new load is
+    /// under way: tilt's `ManifestState.UpdateStatus` says `error` only then
+    /// (`in_progress`/`pending` win while it reloads). Tilt stays up and reloads the
+    /// Tiltfile when it changes, but it will not get Ready by itself.
+    pub fn load_error(&self) -> Option<&str> {
+        (!self.ready && (self.update_status == "error" || self.reason == "UpdateError")).then(
+            || {
+                let text = self.error.trim();
+                if text.is_empty() { "(Tilt gave no error text)" } else { text }
+            },
+        )
+    }
 }
 
 /// What answers on Tilt's port.
@@ -37,12 +54,24 @@ impl Probe {
         matches!(self, Probe::Tilt(s) if s.ready)
     }
 
+    /// Tilt's error text when it reports that the Tiltfile failed to load.
+    pub fn load_error(&self) -> Option<&str> {
+        match self {
+            Probe::Tilt(status) => status.load_error(),
+            _ => None,
+        }
+    }
+
     /// What was found on `port`, in one line (stage messages and the smoke trial).
     pub fn describe(&self, port: u16) -> String {
         match self {
             Probe::Down(why) => format!("nothing answers on port {port} ({why})"),
             Probe::Answering(why) => why.clone(),
             Probe::Tilt(s) if s.ready => format!("{TILTFILE_RESOURCE} is Ready"),
+            Probe::Tilt(s) if s.load_error().is_some() => format!(
+                "the Tiltfile failed to load: {}",
+                s.load_error().and_then(|e| e.lines().last()).unwrap_or_default().trim()
+            ),
             Probe::Tilt(s) => format!(
                 "{TILTFILE_RESOURCE} is not Ready (reason {}, updateStatus {})",
                 if s.reason.is_empty() { "-" } else { &s.reason },
@@ -75,6 +104,8 @@ pub fn tiltfile_status(view: &Value) -> Option<TiltfileStatus> {
         ready: ready.is_some_and(|c| c["status"] == "True"),
         reason: ready.map(|c| text(&c["reason"])).unwrap_or_else(|| "NoReadyCondition".into()),
         update_status: text(&status["updateStatus"]),
+        // Newest first (tilt's `ToBuildsTerminated`; the Tiltfile keeps only its last).
+        error: text(&status["buildHistory"][0]["error"]),
     })
 }
 
@@ -137,9 +168,16 @@ mod tests {
     }
 
     fn view(ready: &str, reason: &str, update: &str) -> Value {
+        let history = match update {
+            "error" => {
+                json!([{"error": "Traceback (most recent call last):\n  /w/Tiltfile:1:5: in <toplevel>\nError in fail: boom"}])
+            }
+            _ => json!([{"startTime": "2026-01-01T00:00:00Z"}]),
+        };
         json!({"uiResources": [
             {"metadata": {"name": "infra:10-bootstrap"}, "status": {"conditions": []}},
             {"metadata": {"name": "(Tiltfile)"}, "status": {
+                "buildHistory": history,
                 "updateStatus": update,
                 "conditions": [
                     {"type": "UpToDate", "status": "True"},
@@ -153,18 +191,35 @@ mod tests {
     fn tiltfile_ready_is_its_ready_condition() {
         let ready = tiltfile_status(&view("True", "", "ok")).unwrap();
         assert!(ready.ready);
+        assert_eq!(ready.load_error(), None);
+        let loading = tiltfile_status(&view("False", "Unknown", "in_progress")).unwrap();
+        assert_eq!(loading.load_error(), None);
+        assert!(
+            Probe::Tilt(loading)
+                .describe(10350)
+                .contains("reason Unknown, updateStatus in_progress")
+        );
         let failed = tiltfile_status(&view("False", "UpdateError", "error")).unwrap();
+        let error = "Traceback (most recent call last):\n  /w/Tiltfile:1:5: in <toplevel>\nError in fail: boom";
         assert_eq!(
             failed,
             TiltfileStatus {
                 ready: false,
                 reason: "UpdateError".into(),
-                update_status: "error".into()
+                update_status: "error".into(),
+                error: error.into(),
             }
         );
-        assert!(
-            Probe::Tilt(failed).describe(10350).contains("reason UpdateError, updateStatus error")
-        );
+        assert_eq!(failed.load_error(), Some(error));
+        let probe = Probe::Tilt(failed);
+        assert_eq!(probe.load_error(), Some(error));
+        assert_eq!(probe.describe(10350), "the Tiltfile failed to load: Error in fail: boom");
+        let silent = TiltfileStatus {
+            error: String::new(),
+            ..tiltfile_status(&view("False", "UpdateError", "error")).unwrap()
+        };
+        assert_eq!(silent.load_error(), Some("(Tilt gave no error text)"));
+        assert_eq!(Probe::Down("x".into()).load_error(), None);
         assert_eq!(tiltfile_status(&json!({"uiResources": []})), None);
         assert_eq!(tiltfile_status(&json!("<html>")), None);
     }

@@ -3,7 +3,8 @@
 //!
 //! `tilt up` has no detached mode: we start it in its own session with output to
 //! `tilt.log` beside our log, and leave it running when we exit. A Tiltfile that is not
-//! Ready in time is a failed [`Report`] with its finding (and the tail of `tilt.log`);
+//! Ready in time is a failed [`Report`] with its finding (and the tail of `tilt.log`); one
+//! that Tilt reports failed to load ends the wait at once, with Tilt's error text;
 //! `Err` only for a missing `tilt` and interruption.
 
 pub mod api;
@@ -92,6 +93,11 @@ pub async fn ensure(ctx: &Context) -> Result<Report> {
             return Err(session.cancel.error(&message));
         }
         Err(err) => return Err(err),
+        Ok(Waited::LoadFailed(error)) => {
+            let finding = load_failed(&url, &error, &tilt_log);
+            session.line(TAG, &finding.to_string());
+            return Ok(Report::failed("the Tiltfile failed to load", finding));
+        }
         Ok(Waited::Exited(status)) => format!("`tilt up` exited ({status}) before it was Ready"),
         Ok(Waited::TimedOut(last)) => {
             format!("not Ready within {}s: {}", timeout.as_secs(), last.describe(port))
@@ -115,6 +121,27 @@ fn not_ready(url: &str, why: &str, tilt_log: &Path) -> Finding {
         format!(
             "Tilt failed to start or its Tiltfile failed: read {} (or the Tilt UI at {url}), \
              fix the error, then rerun `cargo xtask tilt`",
+            tilt_log.display()
+        ),
+    )
+}
+
+/// At most this many lines of Tilt's error text go into the finding (a Starlark traceback
+/// names every call on the way; the last lines say what failed).
+const ERROR_LINES: usize = 30;
+
+/// The finding for a Tiltfile that Tilt failed to load: Tilt's own error text.
+fn load_failed(url: &str, error: &str, tilt_log: &Path) -> Finding {
+    let indented: Vec<String> =
+        tail(error, ERROR_LINES).lines().map(|l| format!("  {}", l.trim_end())).collect();
+    Finding::new(
+        "Tilt",
+        format!("{TILTFILE_RESOURCE} Ready on {url}"),
+        format!("the Tiltfile failed to load; Tilt says:\n{}", indented.join("\n")),
+        format!(
+            "fix the Tiltfile where Tilt's error points (the full output: `tilt logs`, {} or \
+             the Tilt UI at {url}); Tilt keeps running and reloads the Tiltfile when it is \
+             saved; then rerun `cargo xtask tilt`",
             tilt_log.display()
         ),
     )
@@ -174,6 +201,8 @@ fn stop(child: &std::process::Child) {
 /// How a wait for Ready ended (an interruption is an `Err`).
 enum Waited {
     Ready,
+    /// Tilt reports that the Tiltfile failed to load: its error text.
+    LoadFailed(String),
     /// The `tilt up` we started exited: its status.
     Exited(String),
     /// Not Ready by the deadline: the last probe.
@@ -191,6 +220,9 @@ async fn wait_ready(
         let now = cancel.unless_interrupted(probe(port)).await?;
         if now.is_ready() {
             return Ok(Waited::Ready);
+        }
+        if let Some(error) = now.load_error() {
+            return Ok(Waited::LoadFailed(error.to_owned()));
         }
         if let Some(child) = started.as_deref_mut()
             && let Ok(Some(status)) = child.try_wait()
@@ -237,6 +269,26 @@ mod tests {
         assert!(finding.remediation.contains("rerun `cargo xtask tilt`"));
         let missing = not_ready("u", "why", &dir.path().join("absent.log"));
         assert!(missing.found.contains("(cannot read it:"), "{missing}");
+    }
+
+    #[test]
+    fn a_tiltfile_that_failed_to_load_shows_tilts_error_and_how_to_fix_it() {
+        let error = "Traceback (most recent call last):\n  /w/Tiltfile:1:5: in <toplevel>\nError in fail: boom\n";
+        let finding = load_failed("http://localhost:1/", error, Path::new("/l/tilt.log"));
+        assert_eq!(finding.expected, "(Tiltfile) Ready on http://localhost:1/");
+        assert_eq!(
+            finding.found,
+            "the Tiltfile failed to load; Tilt says:\n  Traceback (most recent call last):\n    \
+             /w/Tiltfile:1:5: in <toplevel>\n  Error in fail: boom"
+        );
+        assert!(finding.remediation.starts_with("fix the Tiltfile"), "{}", finding.remediation);
+        for part in ["`tilt logs`", "/l/tilt.log", "the Tilt UI at http://localhost:1/"] {
+            assert!(finding.remediation.contains(part), "{part}: {}", finding.remediation);
+        }
+        let long: String = (0..100).map(|i| format!("line {i}\n")).collect();
+        let finding = load_failed("u", &long, Path::new("t"));
+        assert_eq!(finding.found.lines().count(), 1 + ERROR_LINES);
+        assert!(finding.found.ends_with("  line 99"), "{}", finding.found);
     }
 
     #[test]

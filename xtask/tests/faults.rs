@@ -1,0 +1,369 @@
+//! Recovery and safety, tried as a user would: a corpus of bad inputs (each: exit 2, the
+//! file named, no mutating tool call at all), faults a re-run must recover from, signals,
+//! the run lock, and a kubeconfig whose current context is another cluster.
+
+mod support;
+
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Workspace, parse_summary, show, stdout, text};
+use testbed::calls::Call;
+use testbed::world::{World, WorldOptions, require_docker};
+
+/// Fast knobs: the faithful testbed's defaults stand for minutes of a real cluster.
+fn world() -> World {
+    let scenarios = vec!["startup-ms=300".into(), "cron-minute-ms=2000".into()];
+    World::up(WorldOptions { scenarios, ..WorldOptions::default() }).unwrap()
+}
+
+fn platform() -> Workspace {
+    Workspace::new(&[
+        "timeouts = { cluster_ready = 60, layer_sync = 120, gate = 60, vault_bootstrap = 20 }",
+    ])
+    .with_infra()
+}
+
+/// Calls that change something: cluster verbs, syncs, tests, uninstalls, applies.
+fn mutating(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .filter(|c| match c.tool.as_str() {
+            "k3d" => ["create", "delete", "start", "stop", "merge"]
+                .iter()
+                .any(|verb| c.args.iter().any(|a| a == verb)),
+            "helmfile" => c.args.iter().any(|a| ["sync", "apply", "destroy"].contains(&a.as_str())),
+            "helm" => {
+                c.args.first().is_some_and(|a| !["version", "list", "status"].contains(&a.as_str()))
+            }
+            "tilt" => c.args.first().is_some_and(|a| a == "up"),
+            _ => false,
+        })
+        .map(|c| format!("{} {}", c.tool, c.args.join(" ")))
+        .collect()
+}
+
+/// One bad input: how to make it, what the user runs, and what they must read.
+struct BadInput {
+    name: &'static str,
+    make: fn(&Workspace),
+    args: &'static [&'static str],
+    text: &'static str,
+}
+
+const VALUES: &str = "infra/kubernetes/environments/local/auth-smoke.yaml";
+
+fn bad_inputs() -> Vec<BadInput> {
+    vec![
+        BadInput {
+            name: "values file with a YAML error",
+            make: |ws| ws.write(VALUES, "image: [unclosed\n"),
+            args: &["bootstrap"],
+            text: "auth-smoke.yaml:",
+        },
+        BadInput {
+            name: "values file that is not UTF-8",
+            make: |ws| std::fs::write(ws.path(VALUES), b"name: \xff\xfe\n").unwrap(),
+            args: &["bootstrap"],
+            text: "not UTF-8",
+        },
+        BadInput {
+            name: "values path that is a folder",
+            make: |ws| {
+                std::fs::remove_file(ws.path(VALUES)).unwrap();
+                std::fs::create_dir(ws.path(VALUES)).unwrap();
+            },
+            args: &["bootstrap"],
+            text: "is a folder",
+        },
+        BadInput {
+            name: "layer file with no releases",
+            make: |ws| ws.write("infra/kubernetes/helmfiles/60-qa.yaml", "releases: []\n"),
+            args: &["bootstrap"],
+            text: "60-qa.yaml: no releases",
+        },
+        BadInput {
+            name: "local chart path with a typo",
+            make: |ws| {
+                ws.edit("infra/kubernetes/helmfiles/24-auth.yaml", |t| {
+                    t.replacen("chart: ../charts/", "chart: ../chartz/", 1)
+                })
+            },
+            args: &["bootstrap"],
+            text: "local chart path `../chartz/",
+        },
+        BadInput {
+            name: "charts lock that does not parse, on a fresh machine",
+            make: |ws| {
+                ws.write("infra/kubernetes/charts/third_party/charts.lock.yaml", "charts: [\n")
+            },
+            args: &["bootstrap"],
+            text: "charts.lock.yaml",
+        },
+        BadInput {
+            name: "a log path below /proc",
+            make: |_| {},
+            args: &["bootstrap", "--log", "/proc/xtask/none.log"],
+            text: "--log /proc/xtask/none.log",
+        },
+        BadInput {
+            name: "a log path that is a folder",
+            make: |_| {},
+            args: &["bootstrap", "--log", "/tmp"],
+            text: "is a folder",
+        },
+        BadInput {
+            name: "a kube context that is not the cluster's nor allowed",
+            make: |_| {},
+            args: &["bootstrap", "--context", "prod"],
+            text: "allowed_contexts",
+        },
+        BadInput {
+            name: "sync into a context that is not allowed",
+            make: |_| {},
+            args: &["sync", "24-auth", "--context", "prod"],
+            text: "allowed_contexts",
+        },
+        BadInput {
+            name: "an unknown layer",
+            make: |_| {},
+            args: &["bootstrap", "--from", "25-nope"],
+            text: "unknown layer `25-nope`",
+        },
+    ]
+}
+
+#[test]
+fn bad_input_is_exit_2_naming_it_and_nothing_is_changed() {
+    if !require_docker() {
+        return;
+    }
+    let world = world();
+    for case in bad_inputs() {
+        let ws = platform();
+        (case.make)(&ws);
+        let before = world.calls().len();
+        let mut args = case.args.to_vec();
+        args.extend(["--format", "json"]);
+        let own_log = args.contains(&"--log");
+        let log = ws.log().display().to_string();
+        if !own_log {
+            args.extend(["--log", &log]);
+        }
+        let out = world
+            .command(env!("CARGO_BIN_EXE_xtask"))
+            .args(&args)
+            .env("BOOTSTRAP_ROOT", ws.root())
+            .current_dir(ws.root())
+            .output()
+            .unwrap();
+        show(&args, &out);
+        assert_eq!(out.status.code(), Some(2), "{}: {}", case.name, text(&out.stderr));
+        let json = parse_summary(&out.stdout);
+        assert!(json.to_string().contains(case.text), "{}: {json}", case.name);
+        let calls = mutating(&world.calls()[before..]);
+        assert_eq!(calls, Vec::<String>::new(), "{}: a tool changed something", case.name);
+        assert!(!ws.path("~").exists(), "{}", case.name);
+    }
+}
+
+#[test]
+fn no_home_uses_the_accounts_home_and_never_a_tilde_folder() {
+    let ws = Workspace::new(&["log = \"~/xtask-no-home-test.log\""]).with_infra();
+    let out =
+        ws.bare_command(&["bootstrap", "--plan", "--no-tilt"]).env_remove("HOME").output().unwrap();
+    show(&["bootstrap", "--plan", "(no HOME)"], &out);
+    assert!(!ws.path("~").exists(), "a folder literally named ~ was created");
+    let combined = format!("{}{}", stdout(&out), text(&out.stderr));
+    let home = nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().map(|u| u.dir);
+    match home {
+        Some(home) => {
+            let log = home.join("xtask-no-home-test.log");
+            assert!(combined.contains(&log.display().to_string()), "{combined}");
+            let _ = std::fs::remove_file(log);
+        }
+        None => assert_eq!(out.status.code(), Some(2), "{combined}"),
+    }
+}
+
+/// Start a bootstrap and wait until its first layer sync runs.
+fn started_bootstrap(ws: &Workspace, world: &World, format: &str) -> std::process::Child {
+    let before = world.calls().len();
+    let child = ws
+        .command(world, &["bootstrap", "--no-tilt", "--force", "--format", format])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !world.calls()[before..]
+        .iter()
+        .any(|c| c.tool == "helmfile" && c.args.iter().any(|a| a == "sync"))
+    {
+        assert!(Instant::now() < deadline, "no sync started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child
+}
+
+fn json_of(out: &Output) -> Value {
+    parse_summary(&out.stdout)
+}
+
+#[test]
+fn faults_are_named_and_a_plain_rerun_recovers() {
+    if !require_docker() {
+        return;
+    }
+    let world = world();
+    let ws = platform();
+    let bootstrap = ["bootstrap", "--no-tilt"];
+
+    // A Vault bootstrap that fails: the layer is not recorded as converged, so after
+    // the cause is fixed a plain re-run goes green.
+    world.set("vault-fail").unwrap();
+    let (code, summary) = ws.json(&world, &bootstrap);
+    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(summary["failure"]["layer"], "15-secrets-certificates", "{summary}");
+    world.set("healthy").unwrap();
+    let (code, summary) = ws.json(&world, &bootstrap);
+    assert_eq!(code, Some(0), "a re-run recovers: {summary}");
+
+    // `--from` vouches only for earlier layers recorded with today's inputs.
+    ws.edit("infra/kubernetes/environments/local/auth-smoke.yaml", |t| format!("{t}\n# edit\n"));
+    let (code, summary) = ws.json(&world, &["bootstrap", "--no-tilt", "--from", "40-data-plane"]);
+    assert_eq!(code, Some(1), "{summary}");
+    assert!(summary["failure"]["message"].as_str().unwrap().contains("24-auth"), "{summary}");
+    let (code, summary) = ws.json(&world, &bootstrap);
+    assert_eq!(code, Some(0), "{summary}");
+
+    // A gate failure on a terminal-like run is printed once: in the summary, no `error:`.
+    world.set("gate-fail=24-auth").unwrap();
+    let out = ws.xtask(&world, &["sync", "24-auth"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out).matches("what to do:").count(), 1, "{}", stdout(&out));
+    assert!(!text(&out.stderr).contains("error:"), "printed twice: {}", text(&out.stderr));
+    let log = std::fs::read_to_string(ws.log()).unwrap();
+    let tail: Vec<&str> =
+        log.lines().rev().take_while(|l| !l.contains("[bootstrap] end:")).collect();
+    assert!(tail.iter().all(|l| l.contains("[gaps]")), "the log ends with the gap log: {tail:?}");
+    assert!(log.contains("FAILED in layers (layer 24-auth)"), "the failure as a plain line");
+    world.set("healthy").unwrap();
+
+    // A sync failure names the release helmfile could not sync.
+    world.set("sync-fail=22-control-plane").unwrap();
+    let (code, summary) = ws.json(&world, &["sync", "22-control-plane"]);
+    assert_eq!(code, Some(1), "{summary}");
+    assert!(summary["failure"]["message"].as_str().unwrap().contains("release `"), "{summary}");
+    world.set("healthy").unwrap();
+    assert_eq!(ws.json(&world, &bootstrap).0, Some(0));
+
+    // An emptied kubeconfig: the cluster stage restores the k3d context.
+    std::fs::write(world.kubeconfig(), "").unwrap();
+    let (code, summary) = ws.json(&world, &bootstrap);
+    assert_eq!(code, Some(0), "the context is repaired: {summary}");
+
+    // Every mutating command takes the run lock; the one refused names the holder.
+    world.set("latency-ms=3000").unwrap();
+    let child = started_bootstrap(&ws, &world, "json");
+    for args in [&["sync", "10-bootstrap"][..], &["secrets"], &["tilt"], &["cluster"]] {
+        let (code, refused) = ws.json(&world, args);
+        assert_eq!(code, Some(1), "{args:?}: {refused}");
+        let message = refused["error"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&format!("pid {} (`cargo xtask bootstrap`)", child.id())),
+            "{message}"
+        );
+    }
+
+    // SIGTERM (a container stop, CI's `timeout`) is handled like Ctrl-C: children
+    // stopped, summary `interrupted`, exit 128 + 15.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    show(&["bootstrap", "(SIGTERM)"], &out);
+    assert_eq!(out.status.code(), Some(143));
+    assert_eq!(json_of(&out)["status"], "interrupted");
+    let log = std::fs::read_to_string(ws.log()).unwrap();
+    assert!(log.lines().last().unwrap_or_default().contains("[gaps]"), "the log was completed");
+
+    // SIGHUP (a closed terminal): the same, exit 128 + 1.
+    let child = started_bootstrap(&ws, &world, "json");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(129), "{}", text(&out.stderr));
+    assert_eq!(json_of(&out)["status"], "interrupted");
+    world.set("latency-ms=0").unwrap();
+    let (code, summary) = ws.json(&world, &bootstrap);
+    assert_eq!(code, Some(0), "a plain re-run after the signals is green: {summary}");
+
+    // A dead API (its process gone while the node runs): the cluster stage says so,
+    // naming the URL, within its timeout.
+    let pid_file = world.dir().join("clusters/ameide/apiserver.pid");
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
+        .unwrap();
+    ws.write_settings(&["timeouts = { cluster_ready = 8, layer_sync = 120, gate = 60 }"]);
+    let (code, summary) = ws.json(&world, &bootstrap);
+    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(summary["failure"]["stage"], "cluster", "{summary}");
+    assert!(
+        summary["failure"]["message"].as_str().unwrap().contains("https://"),
+        "the URL: {summary}"
+    );
+}
+
+#[test]
+fn a_kubeconfig_switched_to_another_cluster_sees_no_write() {
+    if !require_docker() {
+        return;
+    }
+    let world = world();
+    let ws = platform();
+    assert_eq!(ws.json(&world, &["bootstrap", "--no-tilt"]).0, Some(0));
+
+    // A second cluster (its own API server), made the current context as `k3d cluster
+    // create` does by default.
+    ws.write(
+        "other/k3d.yaml",
+        "apiVersion: k3d.io/v1alpha5\nkind: Simple\nmetadata:\n  name: other\nservers: 1\n",
+    );
+    let created = world
+        .command("k3d")
+        .args(["cluster", "create", "other", "--config"])
+        .arg(ws.path("other/k3d.yaml"))
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let kubectl = |args: &[&str]| {
+        let out = world.command("kubectl").args(args).output().unwrap();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+    let (ok, _, err) = kubectl(&["config", "use-context", "k3d-other"]);
+    assert!(ok, "{err}");
+    let before =
+        kubectl(&["--context", "k3d-other", "get", "secrets,configmaps", "-A", "-o", "name"]).1;
+
+    for args in [
+        &["bootstrap", "--no-tilt", "--force"][..],
+        &["sync", "24-auth"],
+        &["secrets"],
+        &["cluster"],
+    ] {
+        let out = ws.xtask(&world, args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+    }
+    let after =
+        kubectl(&["--context", "k3d-other", "get", "secrets,configmaps", "-A", "-o", "name"]).1;
+    assert_eq!(after, before, "a command wrote into the current (other) cluster");
+    let (_, current, _) = kubectl(&["config", "current-context"]);
+    assert_eq!(current.trim(), "k3d-other", "the user's current context is left as it was");
+}
