@@ -8,7 +8,9 @@
 //! per `backoffLimit` and is then `Failed`; unless the CronJob is suspended, the next
 //! tick brings a new Job. So a failed newest Job is an attempt, not the end: only a
 //! suspended or missing CronJob (or the caller's timeout) ends the wait. A plain Job
-//! (`vault_job`) has no next tick: its failure is final.
+//! (`vault_job`) has no next tick: its failure is final. A Job still running right after
+//! a Job that succeeded is the schedule's next re-seed (the sample runs every minute):
+//! the success stands, so a one-shot check does not flake on the seconds it runs.
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
@@ -151,9 +153,16 @@ pub fn decide(runner: Runner, attempts: &[Attempt]) -> Decision {
         };
     };
     let job = newest.job.clone();
+    let mut previous = attempts[..attempts.len() - 1].iter().rev();
+    let previous = previous.find(|a| a.state != JobState::Running);
     match &newest.state {
         JobState::Succeeded => Decision::Succeeded { job },
-        JobState::Running => Decision::Waiting(Waiting::Running { job }),
+        JobState::Running => match previous {
+            Some(done) if done.state == JobState::Succeeded => {
+                Decision::Succeeded { job: done.job.clone() }
+            }
+            _ => Decision::Waiting(Waiting::Running { job }),
+        },
         JobState::Failed { reason } => {
             let reason = reason.clone();
             match runner {
@@ -279,6 +288,9 @@ mod tests {
         assert_eq!(decide(CRON, &next), Decision::Waiting(Waiting::Running { job: "v-2".into() }));
         let done = [attempts[0].clone(), attempt("v-2", JobState::Succeeded)];
         assert_eq!(decide(CRON, &done), Decision::Succeeded { job: "v-2".into() });
+        // The next tick's re-seed runs: the success stands.
+        let reseed = [done[0].clone(), done[1].clone(), attempt("v-3", JobState::Running)];
+        assert_eq!(decide(CRON, &reseed), Decision::Succeeded { job: "v-2".into() });
     }
 
     #[test]

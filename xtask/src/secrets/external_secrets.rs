@@ -15,9 +15,9 @@ use k8s_openapi::api::core::v1::Event;
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::ApiResource;
-use serde_json::Value;
 
 use super::TAG;
+use super::remote_keys::{missing_keys, referenced_keys};
 use crate::error::{Context as _, Result};
 use crate::outcome::{Check, Finding, Report, Verdict};
 use crate::session::Session;
@@ -130,69 +130,6 @@ pub fn with_warning_event(
     }
     status.event = Some(format!("{reason}: {message}"));
     status
-}
-
-/// Remote keys and properties an ExternalSecret references (`spec.data[].remoteRef`,
-/// `spec.dataFrom[].extract`).
-pub fn referenced_keys(object: &Value) -> Vec<String> {
-    let spec = &object["spec"];
-    let data = spec["data"].as_array().into_iter().flatten().map(|d| &d["remoteRef"]);
-    let data_from = spec["dataFrom"].as_array().into_iter().flatten().map(|d| &d["extract"]);
-    let mut keys = Vec::new();
-    for reference in data.chain(data_from) {
-        for field in ["key", "property"] {
-            if let Some(key) = reference[field].as_str().filter(|k| !k.is_empty()) {
-                keys.push(key.to_owned());
-            }
-        }
-    }
-    keys.sort();
-    keys.dedup();
-    keys
-}
-
-/// The key names a condition message says are missing: quoted or bare words after
-/// `key`/`property` (ESO's wording), plus every referenced key the message names.
-pub fn missing_keys(message: &str, referenced: &[String]) -> Vec<String> {
-    let mut found: Vec<String> = Vec::new();
-    let words: Vec<&str> = message.split_whitespace().collect();
-    for pair in words.windows(2) {
-        let label = pair[0].trim_matches(|c: char| !c.is_alphanumeric()).to_ascii_lowercase();
-        if matches!(label.as_str(), "key" | "property" | "path") {
-            let word = pair[1].trim_matches(|c: char| "\"'`,.;:()[]{}".contains(c));
-            if !word.is_empty() && !word.eq_ignore_ascii_case("not") {
-                found.push(word.to_owned());
-            }
-        }
-    }
-    for key in referenced {
-        let mentioned = message
-            .match_indices(key.as_str())
-            .any(|(i, _)| is_word_boundary(message, i, key.len()));
-        if mentioned {
-            found.push(key.clone());
-        }
-    }
-    let mut unique = Vec::new();
-    for key in found {
-        if !unique.contains(&key) {
-            unique.push(key);
-        }
-    }
-    unique
-}
-
-fn is_word_boundary(text: &str, start: usize, len: usize) -> bool {
-    let key_char = |c: char| c.is_alphanumeric() || "-_/.".contains(c);
-    let before = text[..start].chars().next_back();
-    let after = text[start + len..].chars().next();
-    // A trailing '.' ends a sentence rather than continuing a key.
-    before.is_none_or(|c| !key_char(c))
-        && after.is_none_or(|c| {
-            !key_char(c)
-                || (c == '.'
-                    && text[start + len + 1..].chars().next().is_none_or(char::is_whitespace))
-        })
 }
 
 /// Whether the External Secrets operator runs ([`ESO_CONTROLLER_SELECTOR`]).
@@ -403,110 +340,5 @@ pub async fn validate_external_secrets(session: &Session, client: &kube::Client)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::outcome::Status;
-    use serde_json::json;
-
-    fn external_secret(conditions: Value) -> DynamicObject {
-        serde_json::from_value(json!({
-            "apiVersion": "external-secrets.io/v1",
-            "kind": "ExternalSecret",
-            "metadata": {"name": "keycloak-db", "namespace": "ameide"},
-            "spec": {"data": [
-                {"secretKey": "password", "remoteRef": {"key": "keycloak/db", "property": "password"}},
-                {"secretKey": "username", "remoteRef": {"key": "keycloak/db", "property": "username"}},
-            ]},
-            "status": {"conditions": conditions},
-        }))
-        .unwrap()
-    }
-
-    const RUNNING: &str = "external-secrets/external-secrets";
-
-    fn listed(statuses: Vec<ExternalSecretStatus>) -> ExternalSecrets {
-        let controller = Controller::Running(RUNNING.into());
-        ExternalSecrets::Listed { version: "v1".into(), statuses, controller }
-    }
-
-    #[test]
-    fn ready_external_secret_passes() {
-        let es =
-            external_secret(json!([{"type": "Ready", "status": "True", "reason": "SecretSynced"}]));
-        let status = external_secret_status(&es);
-        assert!(status.ready && status.missing_keys.is_empty());
-        let found = listed(vec![status]);
-        let check = judge_external_secrets(&found);
-        assert_eq!(check.verdict, Verdict::Passed);
-        assert_eq!(report_of(check), Report::ok("1 ExternalSecrets Ready"));
-    }
-
-    #[test]
-    fn not_ready_external_secret_names_itself_and_the_missing_key() {
-        let es = external_secret(json!([{
-            "type": "Ready", "status": "False", "reason": "SecretSyncedError",
-            "message": "error retrieving secret at .data[0], key: keycloak/db, err: cannot find secret data for key: \"password\"",
-        }]));
-        let status = external_secret_status(&es);
-        assert!(!status.ready);
-        assert_eq!(status.missing_keys, ["keycloak/db", "password"]);
-        let found = listed(vec![status]);
-        let check = judge_external_secrets(&found);
-        assert_eq!(check.verdict, Verdict::Failed);
-        let finding = &check.finding;
-        assert!(finding.found.starts_with("1 of 1 ExternalSecrets not Ready"), "{finding}");
-        assert!(
-            finding
-                .found
-                .contains("ExternalSecret ameide/keycloak-db is not Ready: SecretSyncedError")
-        );
-        assert!(
-            finding.found.contains("missing remote key(s): keycloak/db, password"),
-            "{finding}"
-        );
-        assert!(
-            finding.remediation.contains("kubectl describe externalsecret -n ameide keycloak-db")
-        );
-        let report = report_of(check);
-        assert_eq!(report.status, Status::Failed);
-        assert_eq!(report.detail, "1 of 1 ExternalSecrets not Ready");
-    }
-
-    #[test]
-    fn missing_key_parsing_handles_eso_wordings() {
-        let refs = vec!["keycloak/admin".to_owned(), "password".to_owned()];
-        assert_eq!(missing_keys("key \"keycloak/admin\" not found", &refs), ["keycloak/admin"]);
-        assert_eq!(
-            missing_keys(
-                "error processing spec.data[0] (key: keycloak/admin), err: Secret does not exist",
-                &refs
-            ),
-            ["keycloak/admin"]
-        );
-        assert_eq!(
-            missing_keys("could not get secret data from provider", &refs),
-            Vec::<String>::new()
-        );
-        assert_eq!(
-            missing_keys("Secret does not exist: keycloak/admin.", &refs),
-            ["keycloak/admin"]
-        );
-        // A referenced key inside a longer word is not a mention.
-        assert_eq!(missing_keys("passwords rotated", &refs), Vec::<String>::new());
-    }
-
-    #[test]
-    fn no_external_secrets_or_no_crd_is_said_with_a_count() {
-        let none = listed(vec![]);
-        let check = judge_external_secrets(&none);
-        assert_eq!(check.verdict, Verdict::Warned);
-        assert!(check.warnings[0].starts_with("0 ExternalSecrets"));
-        let absent = report_of(judge_external_secrets(&ExternalSecrets::CrdAbsent));
-        assert_eq!(absent.status, Status::Ok);
-        assert!(absent.detail.is_empty());
-        assert!(
-            absent.warnings[0].contains("0 ExternalSecrets checked")
-                && absent.warnings[0].contains("CRD")
-        );
-    }
-}
+#[path = "external_secrets_tests.rs"]
+mod tests;

@@ -13,6 +13,7 @@
 pub mod cronjob;
 pub mod db_migrations;
 pub mod external_secrets;
+pub mod remote_keys;
 pub mod vault;
 
 use std::time::Duration;
@@ -20,10 +21,11 @@ use std::time::Duration;
 pub use cronjob::{JobState, job_state, newest_owned_job};
 pub use db_migrations::{POSTGRES_KEYS, apply_db_migrations, check_db_migrations, flyway_data};
 pub use external_secrets::{
-    ESO_GROUP, ESO_VERSIONS, ExternalSecretStatus, ExternalSecrets, external_secret_resource,
-    external_secret_status, judge_external_secrets, list_external_secrets, missing_keys,
-    referenced_keys, validate_external_secrets,
+    Controller, ESO_CONTROLLER_SELECTOR, ESO_GROUP, ESO_VERSIONS, ExternalSecretStatus,
+    ExternalSecrets, external_secret_resource, external_secret_status, judge_external_secrets,
+    list_external_secrets, validate_external_secrets,
 };
+pub use remote_keys::{missing_keys, referenced_keys};
 pub use vault::{VaultBootstrapState, vault_bootstrap_state, wait_vault_bootstrap};
 
 use crate::config::{Context, SecretsSettings};
