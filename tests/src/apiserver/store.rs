@@ -201,6 +201,12 @@ impl Store {
         }
         body["apiVersion"] = json!(t.api_version());
         body["kind"] = json!(t.kind(Some(&body)));
+        if self.status_is_subresource(t)
+            && let Some(o) = body.as_object_mut()
+        {
+            // As the API server's strategies (PrepareForCreate): status is the controllers'.
+            o.remove("status");
+        }
         let rv = self.next_version();
         let uid = self.uid();
         let meta = body["metadata"].as_object_mut().expect("metadata checked above");
@@ -278,6 +284,19 @@ impl Store {
         self.store_update(t, key, current, body)
     }
 
+    /// Whether `status` is a subresource of the target's resource: then writes to the
+    /// main resource cannot change it (create drops it, updates keep the stored one).
+    fn status_is_subresource(&self, t: &Target) -> bool {
+        if super::discovery::builtin_group(&t.group) {
+            super::resources::find(&t.group, &t.plural)
+                .is_some_and(|r| r.subresources.contains(&"status"))
+        } else {
+            super::discovery::crds(self)
+                .iter()
+                .any(|c| c.group == t.group && c.plural == t.plural && c.status)
+        }
+    }
+
     fn store_update(
         &mut self,
         t: &Target,
@@ -287,6 +306,16 @@ impl Store {
     ) -> ApiResult {
         if !body.is_object() || !body["metadata"].is_object() {
             return Err(ApiError::bad_request("the request body must be an object with metadata"));
+        }
+        if t.subresource.as_deref() != Some("status") && self.status_is_subresource(t) {
+            match current.get("status") {
+                Some(status) => body["status"] = status.clone(),
+                None => {
+                    if let Some(o) = body.as_object_mut() {
+                        o.remove("status");
+                    }
+                }
+            }
         }
         let generation = current["metadata"]["generation"].as_i64().unwrap_or(1)
             + i64::from(body.get("spec") != current.get("spec"));

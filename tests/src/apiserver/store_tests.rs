@@ -80,3 +80,18 @@ fn apply_upserts_and_merge_patch_needs_an_object() {
     stale["metadata"]["resourceVersion"] = json!("1");
     assert_eq!(s.replace(&t, stale).unwrap_err().reason, "Conflict");
 }
+
+#[test]
+fn status_is_the_controllers_when_it_is_a_subresource() {
+    let mut s = Store::in_memory();
+    let t = Target::collection("apps", "v1", "deployments", Some("default"));
+    let body = json!({"metadata": {"name": "web"}, "spec": {"replicas": 1},
+                      "status": {"readyReplicas": 1}});
+    let created = s.create(&t, body).unwrap();
+    assert!(created["status"].is_null(), "create kept a client's status: {created}");
+    let obj = Target::object("apps", "v1", "deployments", "default", "web");
+    let status = Target { subresource: Some("status".into()), ..obj.clone() };
+    s.patch(&status, json!({"status": {"readyReplicas": 0}}), false).unwrap();
+    let updated = s.patch(&obj, json!({"status": {"readyReplicas": 1}}), false).unwrap();
+    assert_eq!(updated["status"]["readyReplicas"], 0);
+}
