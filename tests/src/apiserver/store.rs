@@ -239,7 +239,21 @@ impl Store {
         if !self.namespace_exists(ns) {
             return Err(ApiError::not_found(&ns_target(None), ns));
         }
-        let _ = t;
+        let ns_obj = &self.data.objects[&ns_target(None).key("", ns)];
+        if !ns_obj["metadata"]["deletionTimestamp"].is_null() {
+            let name = body["metadata"]["name"].as_str().unwrap_or("");
+            let mut e = ApiError::new(
+                403,
+                "Forbidden",
+                format!(
+                    "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                    t.qualified()
+                ),
+            );
+            e.details = json!({"name": name, "kind": t.plural,
+                "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]});
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -404,20 +418,40 @@ impl Store {
     pub fn delete(&mut self, t: &Target) -> ApiResult {
         let (ns, name) = self.resolve(t, None)?;
         let key = t.key(&ns, &name);
+        if t.group.is_empty() && t.plural == "namespaces" && t.subresource.is_none() {
+            // A namespace terminates first; the namespace controller removes its content
+            // and then the namespace (`controllers::tick`, `finish_namespace`).
+            let rv = self.data.resource_version + 1;
+            let Some(obj) = self.data.objects.get_mut(&key) else {
+                return Err(ApiError::not_found(t, &name));
+            };
+            if obj["metadata"]["deletionTimestamp"].is_null() {
+                obj["metadata"]["deletionTimestamp"] = json!(k8s_timestamp_now());
+                obj["status"]["phase"] = json!("Terminating");
+                obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+                self.data.resource_version = rv;
+            }
+            let obj = obj.clone();
+            return Ok(Self::present(t, &obj));
+        }
         let Some(obj) = self.data.objects.remove(&key) else {
             return Err(ApiError::not_found(t, &name));
         };
-        if t.group.is_empty() && t.plural == "namespaces" {
-            // A real namespace terminates, then its contents are gone: do it at once.
-            let infix = format!("/{name}/");
-            self.data.objects.retain(|k, _| {
-                let mut parts = k.splitn(3, '/');
-                let (_, _, rest) = (parts.next(), parts.next(), parts.next().unwrap_or(""));
-                !format!("/{rest}").starts_with(&infix)
-            });
-        }
         self.data.resource_version += 1;
         Ok(Self::present(t, &obj))
+    }
+
+    /// The namespace controller's last step: remove a terminating namespace's content,
+    /// then the namespace.
+    pub fn finish_namespace(&mut self, name: &str) {
+        let infix = format!("/{name}/");
+        self.data.objects.retain(|k, _| {
+            let mut parts = k.splitn(3, '/');
+            let (_, _, rest) = (parts.next(), parts.next(), parts.next().unwrap_or(""));
+            !format!("/{rest}").starts_with(&infix)
+        });
+        self.data.objects.remove(&ns_target(None).key("", name));
+        self.data.resource_version += 1;
     }
 
     pub fn delete_collection(

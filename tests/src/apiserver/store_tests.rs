@@ -59,7 +59,14 @@ fn list_across_namespaces_with_selectors() {
     let gone =
         s.delete_collection(&secrets(Some("ameide"), None), Some("owner!=helm"), None).unwrap();
     assert_eq!(names(gone), ["c"]);
-    s.delete(&ns_target(Some("ameide"))).unwrap();
+    let gone = s.delete(&ns_target(Some("ameide"))).unwrap();
+    assert_eq!(gone["status"]["phase"], "Terminating");
+    let err = s
+        .create(&secrets(Some("ameide"), None), json!({"metadata": {"name": "late"}}))
+        .unwrap_err();
+    assert_eq!((err.code, err.reason), (403, "Forbidden"));
+    assert!(err.message.ends_with("because it is being terminated"), "{}", err.message);
+    s.finish_namespace("ameide");
     assert_eq!(names(s.list(&secrets(None, None), None, None).unwrap()), ["a"]);
 }
 
