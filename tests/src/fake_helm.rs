@@ -244,8 +244,11 @@ async fn test(args: &[String], scenario: &Scenario) -> Result<i32> {
     let mut log_error = None;
     if o.logs {
         println!();
-        let mut hooks: Vec<&release::Hook> =
-            rel.hooks.iter().filter(|h| selected(h) && h.kind == "Pod").collect();
+        let mut hooks: Vec<&release::Hook> = rel
+            .hooks
+            .iter()
+            .filter(|h| selected(h) && (h.kind == "Pod" || !helm.logs_pods_only()))
+            .collect();
         hooks.sort_by_key(|h| h.weight);
         for h in hooks {
             if race {
