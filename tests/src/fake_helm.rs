@@ -285,12 +285,6 @@ async fn test(args: &[String], scenario: &Scenario) -> Result<i32> {
     }
 }
 
-/// A finished Pod's status.
-pub fn pod_status(succeeded: bool) -> Value {
-    let now = release::k8s_timestamp_now();
-    crate::apiserver::controllers::finished_pod_status(&Value::Null, succeeded, &now)
-}
-
 /// What `helm status` (and `helm test`) print for a release.
 pub fn status_text(rel: &Release) -> String {
     let mut out = format!(
