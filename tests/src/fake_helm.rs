@@ -244,8 +244,11 @@ async fn test(args: &[String], scenario: &Scenario) -> Result<i32> {
     let mut log_error = None;
     if o.logs {
         println!();
-        let mut hooks: Vec<&release::Hook> =
-            rel.hooks.iter().filter(|h| selected(h) && h.kind == "Pod").collect();
+        let mut hooks: Vec<&release::Hook> = rel
+            .hooks
+            .iter()
+            .filter(|h| selected(h) && (h.kind == "Pod" || !helm.logs_pods_only()))
+            .collect();
         hooks.sort_by_key(|h| h.weight);
         for h in hooks {
             if race {
@@ -280,12 +283,6 @@ async fn test(args: &[String], scenario: &Scenario) -> Result<i32> {
         Some(e) => bail!("{e}"),
         None => Ok(0),
     }
-}
-
-/// A finished Pod's status.
-pub fn pod_status(succeeded: bool) -> Value {
-    let now = release::k8s_timestamp_now();
-    crate::apiserver::controllers::finished_pod_status(&Value::Null, succeeded, &now)
 }
 
 /// What `helm status` (and `helm test`) print for a release.

@@ -7,6 +7,8 @@
 //!   as soon as they pass, so `--logs` then fails on them:
 //!   `unable to get pod logs for <hook>: pods "<hook>" not found`;
 //! - from 4.0.5 (`execHookWithDelayedShutdown`) the deletion waits until the logs are read;
+//! - every released version asks `--logs` for a Pod named like *each* test hook, a Job
+//!   hook too (only helm's main branch after 4.2.4 skips non-Pod hooks);
 //! - from 4.2.4 the logs are read per container: the header is `POD LOGS: <pod> (<container>)`
 //!   and a missing Pod is `unable to get pod <hook>: pods "<hook>" not found`.
 
@@ -28,6 +30,13 @@ impl HelmVersion {
     /// Logs are fetched per container (`POD LOGS: <pod> (<container>)`).
     pub fn logs_per_container(self) -> bool {
         self >= HelmVersion(4, 2, 4)
+    }
+
+    /// `--logs` reads only hooks of kind Pod (helm's main branch after 4.2.4); every
+    /// released version asks for a Pod named like each test hook, a Job hook too, and so
+    /// fails with "unable to get pod logs for <job>" on a Job hook.
+    pub fn logs_pods_only(self) -> bool {
+        self > HelmVersion(4, 2, 4)
     }
 
     /// The error when a test Pod's logs cannot be read.
@@ -75,6 +84,7 @@ mod tests {
         assert!(v("4.1.4").reads_logs_before_deleting());
         assert_eq!(v("4.1.4").log_error("p", "x"), "unable to get pod logs for p: x");
         assert_eq!(v("4.2.4").log_error("p", "x"), "unable to get pod p: x");
+        assert!(!v("4.2.4").logs_pods_only() && !v("3.18.4").logs_pods_only());
         assert_eq!(v("v3.18.4").version_text(&["--short".into()]), "v3.18.4+g0000000\n");
     }
 }

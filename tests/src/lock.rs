@@ -39,23 +39,59 @@ pub fn acquire() -> Result<File> {
     Ok(lock)
 }
 
-/// `testbed lock-holder --dir D`: take the lock, say so in `D/lock.held`, hold it while
-/// `D` exists.
-pub fn hold(dir: &Path) -> Result<()> {
+/// `testbed lock-holder --dir D --owner PID`: take the lock, say so in `D/lock.held`,
+/// hold it while `D` exists. Gives up (releasing the lock) if the `testbed up` that
+/// started it (`owner`) dies before `D` is a testbed dir (no `scenario.json` yet), so a
+/// killed or failed `up` never leaves the machine locked.
+pub fn hold(dir: &Path, owner: Option<u32>) -> Result<()> {
     let _ = nix::unistd::setsid();
-    let _lock = acquire()?;
+    let owner_gone = || {
+        owner.is_some_and(|pid| !procs::is_ours(pid, "testbed"))
+            && !dir.join(crate::scenario::FILE).exists()
+    };
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(LOCK_FILE)
+        .with_context(|| format!("opening {LOCK_FILE}"))?;
+    loop {
+        #[allow(clippy::incompatible_msrv)]
+        match lock.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {LOCK_FILE}"));
+            }
+        }
+        if owner_gone() || !dir.exists() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     std::fs::write(dir.join(HELD_FILE), std::process::id().to_string())?;
-    while dir.join(HELD_FILE).exists() {
-        std::thread::sleep(Duration::from_millis(500));
+    while dir.join(HELD_FILE).exists() && !owner_gone() {
+        std::thread::sleep(Duration::from_millis(200));
     }
     Ok(())
 }
 
 /// Start a lock holder for `dir` and wait until it holds the lock.
 pub fn spawn_holder(dir: &Path, testbed_bin: &Path) -> Result<()> {
+    // `up` again on the same dir: its holder already has the lock.
+    if dir.join(HELD_FILE).exists()
+        && procs::read_pid(&dir.join(PID_FILE)).is_some_and(|p| procs::is_ours(p, "lock-holder"))
+    {
+        return Ok(());
+    }
     let _ = std::fs::remove_file(dir.join(HELD_FILE));
-    let args =
-        vec!["lock-holder".to_owned(), "--dir".to_owned(), dir.to_string_lossy().into_owned()];
+    let args = vec![
+        "lock-holder".to_owned(),
+        "--dir".to_owned(),
+        dir.to_string_lossy().into_owned(),
+        "--owner".to_owned(),
+        std::process::id().to_string(),
+    ];
     let mut child =
         procs::spawn_detached(testbed_bin, &args, &dir.join("lock.log"), &dir.join(PID_FILE))?;
     let start = Instant::now();

@@ -40,6 +40,9 @@ enum Command {
     LockHolder {
         #[arg(long)]
         dir: PathBuf,
+        /// The `testbed up` process it holds the lock for.
+        #[arg(long)]
+        owner: Option<u32>,
     },
     /// Internal: the fake Kubernetes API server of one cluster (started by the fake k3d).
     Apiserver {
@@ -77,7 +80,7 @@ fn cli(cli: Cli) -> i32 {
             .map_err(anyhow::Error::from)
             .and_then(|exe| testbed::cli::up_locked(&dir, &scenarios, latency_ms, &exe))
             .map(|env| print!("{}", testbed::cli::export_lines(&env))),
-        Command::LockHolder { dir } => testbed::lock::hold(&dir),
+        Command::LockHolder { dir, owner } => testbed::lock::hold(&dir, owner),
         Command::Down { dir } => testbed::cli::down(&dir),
         Command::Set { dir, scenarios } => testbed::cli::set(&dir, &scenarios),
         Command::Apiserver { state_dir, port_file, port, container } => {

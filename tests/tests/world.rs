@@ -56,6 +56,17 @@ fn cli_up_prints_exports_and_down_removes_the_dir() {
     }
     let bin = env!("CARGO_BIN_EXE_testbed");
     let dir = std::env::temp_dir().join(format!("testbed-cli-{}", std::process::id()));
+    // Whatever happens below, `down` runs: a leaked `up` would hold the machine lock.
+    struct Down(std::path::PathBuf);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = Command::new(env!("CARGO_BIN_EXE_testbed"))
+                .args(["down", "--dir"])
+                .arg(&self.0)
+                .output();
+        }
+    }
+    let _down = Down(dir.clone());
     let out = Command::new(bin)
         .args([
             "up",
@@ -93,6 +104,10 @@ fn cli_up_prints_exports_and_down_removes_the_dir() {
         scenario.contains("\"gate_fail\": []") && scenario.contains("\"latency_ms\": 3"),
         "{scenario}"
     );
+
+    // `up` again on the same dir does not wait for its own lock.
+    let again = Command::new(bin).args(["up", "--dir", dir.to_str().unwrap()]).output().unwrap();
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
 
     let out = Command::new(bin).args(["down", "--dir", dir.to_str().unwrap()]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

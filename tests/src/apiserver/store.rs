@@ -201,6 +201,12 @@ impl Store {
         }
         body["apiVersion"] = json!(t.api_version());
         body["kind"] = json!(t.kind(Some(&body)));
+        if self.status_is_subresource(t)
+            && let Some(o) = body.as_object_mut()
+        {
+            // As the API server's strategies (PrepareForCreate): status is the controllers'.
+            o.remove("status");
+        }
         let rv = self.next_version();
         let uid = self.uid();
         let meta = body["metadata"].as_object_mut().expect("metadata checked above");
@@ -233,7 +239,21 @@ impl Store {
         if !self.namespace_exists(ns) {
             return Err(ApiError::not_found(&ns_target(None), ns));
         }
-        let _ = t;
+        let ns_obj = &self.data.objects[&ns_target(None).key("", ns)];
+        if !ns_obj["metadata"]["deletionTimestamp"].is_null() {
+            let name = body["metadata"]["name"].as_str().unwrap_or("");
+            let mut e = ApiError::new(
+                403,
+                "Forbidden",
+                format!(
+                    "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                    t.qualified()
+                ),
+            );
+            e.details = json!({"name": name, "kind": t.plural,
+                "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]});
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -278,6 +298,19 @@ impl Store {
         self.store_update(t, key, current, body)
     }
 
+    /// Whether `status` is a subresource of the target's resource: then writes to the
+    /// main resource cannot change it (create drops it, updates keep the stored one).
+    fn status_is_subresource(&self, t: &Target) -> bool {
+        if super::discovery::builtin_group(&t.group) {
+            super::resources::find(&t.group, &t.plural)
+                .is_some_and(|r| r.subresources.contains(&"status"))
+        } else {
+            super::discovery::crds(self)
+                .iter()
+                .any(|c| c.group == t.group && c.plural == t.plural && c.status)
+        }
+    }
+
     fn store_update(
         &mut self,
         t: &Target,
@@ -287,6 +320,16 @@ impl Store {
     ) -> ApiResult {
         if !body.is_object() || !body["metadata"].is_object() {
             return Err(ApiError::bad_request("the request body must be an object with metadata"));
+        }
+        if t.subresource.as_deref() != Some("status") && self.status_is_subresource(t) {
+            match current.get("status") {
+                Some(status) => body["status"] = status.clone(),
+                None => {
+                    if let Some(o) = body.as_object_mut() {
+                        o.remove("status");
+                    }
+                }
+            }
         }
         let generation = current["metadata"]["generation"].as_i64().unwrap_or(1)
             + i64::from(body.get("spec") != current.get("spec"));
@@ -375,20 +418,40 @@ impl Store {
     pub fn delete(&mut self, t: &Target) -> ApiResult {
         let (ns, name) = self.resolve(t, None)?;
         let key = t.key(&ns, &name);
+        if t.group.is_empty() && t.plural == "namespaces" && t.subresource.is_none() {
+            // A namespace terminates first; the namespace controller removes its content
+            // and then the namespace (`controllers::tick`, `finish_namespace`).
+            let rv = self.data.resource_version + 1;
+            let Some(obj) = self.data.objects.get_mut(&key) else {
+                return Err(ApiError::not_found(t, &name));
+            };
+            if obj["metadata"]["deletionTimestamp"].is_null() {
+                obj["metadata"]["deletionTimestamp"] = json!(k8s_timestamp_now());
+                obj["status"]["phase"] = json!("Terminating");
+                obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+                self.data.resource_version = rv;
+            }
+            let obj = obj.clone();
+            return Ok(Self::present(t, &obj));
+        }
         let Some(obj) = self.data.objects.remove(&key) else {
             return Err(ApiError::not_found(t, &name));
         };
-        if t.group.is_empty() && t.plural == "namespaces" {
-            // A real namespace terminates, then its contents are gone: do it at once.
-            let infix = format!("/{name}/");
-            self.data.objects.retain(|k, _| {
-                let mut parts = k.splitn(3, '/');
-                let (_, _, rest) = (parts.next(), parts.next(), parts.next().unwrap_or(""));
-                !format!("/{rest}").starts_with(&infix)
-            });
-        }
         self.data.resource_version += 1;
         Ok(Self::present(t, &obj))
+    }
+
+    /// The namespace controller's last step: remove a terminating namespace's content,
+    /// then the namespace.
+    pub fn finish_namespace(&mut self, name: &str) {
+        let infix = format!("/{name}/");
+        self.data.objects.retain(|k, _| {
+            let mut parts = k.splitn(3, '/');
+            let (_, _, rest) = (parts.next(), parts.next(), parts.next().unwrap_or(""));
+            !format!("/{rest}").starts_with(&infix)
+        });
+        self.data.objects.remove(&ns_target(None).key("", name));
+        self.data.resource_version += 1;
     }
 
     pub fn delete_collection(

@@ -59,7 +59,14 @@ fn list_across_namespaces_with_selectors() {
     let gone =
         s.delete_collection(&secrets(Some("ameide"), None), Some("owner!=helm"), None).unwrap();
     assert_eq!(names(gone), ["c"]);
-    s.delete(&ns_target(Some("ameide"))).unwrap();
+    let gone = s.delete(&ns_target(Some("ameide"))).unwrap();
+    assert_eq!(gone["status"]["phase"], "Terminating");
+    let err = s
+        .create(&secrets(Some("ameide"), None), json!({"metadata": {"name": "late"}}))
+        .unwrap_err();
+    assert_eq!((err.code, err.reason), (403, "Forbidden"));
+    assert!(err.message.ends_with("because it is being terminated"), "{}", err.message);
+    s.finish_namespace("ameide");
     assert_eq!(names(s.list(&secrets(None, None), None, None).unwrap()), ["a"]);
 }
 
@@ -79,4 +86,19 @@ fn apply_upserts_and_merge_patch_needs_an_object() {
     let mut stale = c.clone();
     stale["metadata"]["resourceVersion"] = json!("1");
     assert_eq!(s.replace(&t, stale).unwrap_err().reason, "Conflict");
+}
+
+#[test]
+fn status_is_the_controllers_when_it_is_a_subresource() {
+    let mut s = Store::in_memory();
+    let t = Target::collection("apps", "v1", "deployments", Some("default"));
+    let body = json!({"metadata": {"name": "web"}, "spec": {"replicas": 1},
+                      "status": {"readyReplicas": 1}});
+    let created = s.create(&t, body).unwrap();
+    assert!(created["status"].is_null(), "create kept a client's status: {created}");
+    let obj = Target::object("apps", "v1", "deployments", "default", "web");
+    let status = Target { subresource: Some("status".into()), ..obj.clone() };
+    s.patch(&status, json!({"status": {"readyReplicas": 0}}), false).unwrap();
+    let updated = s.patch(&obj, json!({"status": {"readyReplicas": 1}}), false).unwrap();
+    assert_eq!(updated["status"]["readyReplicas"], 0);
 }

@@ -203,13 +203,17 @@ fn create_pod(store: &mut Store, job: &Value) {
                      "annotations": job["spec"]["template"]["metadata"]["annotations"].clone(),
                      "ownerReferences": [owner_ref(job)]},
         "spec": job["spec"]["template"]["spec"].clone(),
-        "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]},
     });
-    if let Err(e) = store.create(&Target::collection("", "v1", "pods", Some(ns)), pod) {
-        eprintln!(
+    match store.create(&Target::collection("", "v1", "pods", Some(ns)), pod) {
+        Ok(created) => {
+            let key =
+                format!("core/pods/{ns}/{}", created["metadata"]["name"].as_str().unwrap_or(""));
+            store.set_status(&key, json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]}));
+        }
+        Err(e) => eprintln!(
             "testbed apiserver: job controller: creating a pod for {ns}/{name}: {}",
             e.message
-        );
+        ),
     }
 }
 

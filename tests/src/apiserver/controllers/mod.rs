@@ -103,11 +103,27 @@ impl Controllers {
         jobs::reconcile(self, store, &scenario, now);
         eso::reconcile(self, store, &scenario, now);
         jobs::collect_garbage(store);
+        self.namespaces(store, now);
         // Forget objects that are gone.
         self.seen.retain(|k, _| {
             store.data.objects.contains_key(k.split_once('#').map_or(k.as_str(), |(k, _)| k))
         });
         store.data.resource_version != before
+    }
+
+    /// The namespace controller: a terminating namespace's content, then the namespace
+    /// itself, are gone a second after the deletion (discovery and content deletion take
+    /// a moment on a real cluster, too).
+    fn namespaces(&mut self, store: &mut Store, now: Now) {
+        for (key, ns) in store.objects_of("", "namespaces") {
+            if ns["metadata"]["deletionTimestamp"].is_null() {
+                continue;
+            }
+            let since = self.observe(&format!("{key}#terminating"), &ns, now).since;
+            if now.instant.saturating_duration_since(since) >= Duration::from_millis(1000) {
+                store.finish_namespace(meta(&ns, "name"));
+            }
+        }
     }
 
     /// When this generation of the object under `key` was first seen (resets when the
