@@ -203,7 +203,9 @@ impl Platform {
                 .is_some_and(|cs| cs.iter().any(|c| c["type"] == kind && c["status"] == "True"))
         };
         loop {
-            let out = self.tool(world, "kubectl", &["get", "jobs", "-n", "vault", "-o", "json"]);
+            let args = ["get", "jobs", "-n", "vault", "-o", "json"];
+            let out =
+                world.command("kubectl").args(args).current_dir(self.root()).output().unwrap();
             let list: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
             let mut finished: Vec<(u64, bool)> = list["items"]
                 .as_array()

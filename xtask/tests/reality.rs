@@ -1,0 +1,156 @@
+//! The engine on the faithful testbed, with no knob turned down but speed: workloads
+//! Ready only after a startup delay, helm versions with their own hook order, the
+//! registry named as k3d names it, a cluster API that outlives the run that made it.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use support::{LAYERS, Workspace, layer, show, synced_layers};
+use testbed::calls::Call;
+use testbed::world::{World, WorldOptions, require_docker};
+
+fn world(extra: &[&str]) -> World {
+    let mut scenarios = vec!["startup-ms=500".to_string(), "cron-minute-ms=2000".to_string()];
+    scenarios.extend(extra.iter().map(|s| s.to_string()));
+    World::up(WorldOptions { scenarios, ..WorldOptions::default() }).unwrap()
+}
+
+fn platform() -> Workspace {
+    let tilt_port = support::free_port();
+    let timeouts = "timeouts = { cluster_ready = 60, layer_sync = 120, gate = 120, vault_bootstrap = 60, tilt_ready = 60 }";
+    Workspace::new(&[timeouts, &format!("tilt_port = {tilt_port}")]).with_infra()
+}
+
+fn cluster_calls(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .filter(|c| c.tool == "k3d" && c.args.iter().any(|a| a == "create" || a == "delete"))
+        .map(|c| c.args.join(" "))
+        .collect()
+}
+
+#[test]
+fn every_gate_passes_under_helm_3_and_helm_4() {
+    if !require_docker() {
+        return;
+    }
+    for version in ["3.18.4", "4.1.4"] {
+        let world = world(&[&format!("helm-version={version}")]);
+        let platform = platform();
+        let (code, summary) = platform.json(&world, &["bootstrap"]);
+        assert_eq!(code, Some(0), "helm {version}: {summary}");
+        for name in LAYERS {
+            let row = layer(&summary, name);
+            assert_eq!(row["gate"], "passed", "helm {version}: {row}");
+            assert_eq!(row["warnings"], serde_json::json!([]), "helm {version}: {row}");
+        }
+        drop(world);
+    }
+}
+
+#[test]
+fn a_flaky_vault_bootstrap_is_waited_for_as_the_cronjob_retries() {
+    if !require_docker() {
+        return;
+    }
+    let world = world(&["vault-flaky"]);
+    let platform = platform();
+    let (code, summary) = platform.json(&world, &["bootstrap", "--no-tilt"]);
+    assert_eq!(code, Some(0), "{summary}");
+}
+
+#[test]
+fn the_registry_is_named_as_k3d_names_it_and_a_rerun_keeps_the_cluster() {
+    if !require_docker() {
+        return;
+    }
+    let world = world(&[]);
+    let platform = Workspace::new(&["timeouts = { cluster_ready = 60 }"]).with_k3d_config();
+    platform.edit(support::K3D_CONFIG, |t| t.replace("name: k3d-dev-reg", "name: sample-reg"));
+    assert!(platform.xtask(&world, &["cluster"]).status.success());
+    let port = docker_label("sample-reg", "k3s.registry.port.external");
+    let url = format!("http://127.0.0.1:{port}/v2/");
+    let answer = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&answer.stdout), "200", "GET {url}");
+    let before = world.calls().len();
+    let out = platform.xtask(&world, &["cluster"]);
+    assert!(out.status.success());
+    assert_eq!(cluster_calls(&world.calls()[before..]), Vec::<String>::new(), "recreated");
+}
+
+/// A label of a container, read with the real docker CLI.
+fn docker_label(container: &str, label: &str) -> String {
+    let format = format!("{{{{index .Config.Labels \"{label}\"}}}}");
+    let out = std::process::Command::new("docker")
+        .args(["inspect", "--format", &format, container])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "no container {container}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn killing_the_whole_session_mid_run_leaves_the_cluster_and_a_rerun_is_green() {
+    if !require_docker() {
+        return;
+    }
+    let world = world(&["latency-ms=1500"]);
+    let platform = platform();
+    // Started in its own session, as a terminal runs it; then the whole session dies.
+    let before = world.calls().len();
+    let log = platform.log().display().to_string();
+    let child = world
+        .command("setsid")
+        .arg(env!("CARGO_BIN_EXE_xtask"))
+        .args(["bootstrap", "--no-tilt", "--log", &log])
+        .env("BOOTSTRAP_ROOT", platform.root())
+        .current_dir(platform.root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while synced_layers(&world.calls()[before..]).len() < 2 {
+        assert!(Instant::now() < deadline, "no layer synced");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let killed = kill_session(child.id() as i32);
+    assert!(killed > 1, "the session held the bootstrap and its tools");
+    let _ = child.wait_with_output();
+
+    // The cluster's API still answers through the k3d context.
+    let out =
+        world.command("kubectl").args(["--context", "k3d-ameide", "get", "ns"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    world.set("latency-ms=0").unwrap();
+    let out = platform.xtask(&world, &["bootstrap", "--no-tilt", "--format", "json"]);
+    show(&["bootstrap", "(after kill -9)"], &out);
+    assert_eq!(out.status.code(), Some(0));
+}
+
+/// SIGKILL every process of session `sid` (what a closed terminal's `kill -9` of the
+/// session does); how many there were.
+fn kill_session(sid: i32) -> usize {
+    let mut killed = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // Fields after the `(comm)`: state ppid pgrp session ...
+        let fields: Vec<&str> =
+            stat.rsplit_once(')').map_or("", |(_, r)| r).split_whitespace().collect();
+        if fields.get(3).and_then(|s| s.parse::<i32>().ok()) == Some(sid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            killed += 1;
+        }
+    }
+    killed
+}
