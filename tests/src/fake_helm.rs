@@ -96,6 +96,8 @@ struct Options {
     release: String,
     namespace: String,
     logs: bool,
+    /// `--kube-context` (else `$HELM_KUBECONTEXT`, else the current context).
+    kube_context: Option<String>,
     /// `--filter name=a` / `--filter !name=a`.
     include: Vec<String>,
     exclude: Vec<String>,
@@ -126,7 +128,8 @@ fn parse(args: &[String], verb_names: &[&str]) -> Result<Options> {
                     None => o.include.push(f.trim_start_matches("name=").to_owned()),
                 }
             }
-            "--timeout" | "--kube-context" | "--kubeconfig" | "--cascade" | "--description" => {
+            "--kube-context" => o.kube_context = Some(value(flag)?),
+            "--timeout" | "--kubeconfig" | "--cascade" | "--description" => {
                 value(flag)?;
             }
             "--debug" | "--wait" | "--keep-history" | "--no-hooks" | "--ignore-not-found"
@@ -193,7 +196,7 @@ pub async fn store(client: &Client, release: &Release, layer: Option<&str>) -> R
 async fn test(args: &[String], scenario: &Scenario) -> Result<i32> {
     let o = parse(args, &["test"])?;
     let helm = HelmVersion::parse(&scenario.helm_version).unwrap_or(HelmVersion(3, 18, 4));
-    let client = Client::from_env()?;
+    let client = Client::for_context(o.kube_context.as_deref())?;
     let Some((secrets, mut rel)) = load(&client, &o.namespace, &o.release).await? else {
         bail!("release: not found");
     };
@@ -315,7 +318,7 @@ pub fn status_text(rel: &Release) -> String {
 
 async fn uninstall_cmd(args: &[String]) -> Result<i32> {
     let o = parse(args, &["uninstall", "delete", "un", "del"])?;
-    let client = Client::from_env()?;
+    let client = Client::for_context(o.kube_context.as_deref())?;
     if !uninstall(&client, &o.namespace, &o.release).await? {
         bail!("uninstall: Release not loaded: {}: release: not found", o.release);
     }

@@ -54,6 +54,8 @@ struct Command {
     output: Option<String>,
     /// `-l key=value[,key=value]` (repeatable: any of them).
     selectors: Vec<Vec<(String, String)>>,
+    /// `--kube-context`: passed on to every helm call (else helm's own default).
+    kube_context: Option<String>,
     /// `--wait`, `--wait-for-jobs`: override every release's `wait` / `waitForJobs`.
     wait: bool,
     wait_for_jobs: bool,
@@ -134,6 +136,7 @@ fn parse_args(args: &[String]) -> Result<Command> {
                     .map(|(k, v)| (k.to_owned(), v.to_owned()));
                 c.selectors.push(terms.collect());
             }
+            "--kube-context" => c.kube_context = Some(value()?),
             "--wait" => c.wait = true,
             "--wait-for-jobs" => c.wait_for_jobs = true,
             "--allow-no-matching-release" => c.allow_no_match = true,
@@ -198,9 +201,9 @@ async fn run(cmd: Command, scenario: Scenario) -> Result<i32> {
     }
     match cmd.verb.as_str() {
         "list" => list(&releases, cmd.output.as_deref()),
-        "status" => status(&releases).await,
-        "destroy" => destroy(&releases).await,
-        _ => sync(&file, &releases, &scenario).await,
+        "status" => status(&releases, cmd.kube_context.as_deref()).await,
+        "destroy" => destroy(&releases, cmd.kube_context.as_deref()).await,
+        _ => sync(&file, &releases, &scenario, cmd.kube_context.as_deref()).await,
     }
 }
 
@@ -250,8 +253,8 @@ fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
-async fn status(releases: &[ReleaseSpec]) -> Result<i32> {
-    let client = Client::from_env()?;
+async fn status(releases: &[ReleaseSpec], kube_context: Option<&str>) -> Result<i32> {
+    let client = Client::for_context(kube_context)?;
     let mut code = 0;
     for r in releases.iter().filter(|r| r.installed) {
         println!("Getting status {}", r.name);
@@ -283,8 +286,8 @@ async fn uninstall(client: &Client, r: &ReleaseSpec, deleted: &mut Vec<Vec<Strin
     Ok(())
 }
 
-async fn destroy(releases: &[ReleaseSpec]) -> Result<i32> {
-    let client = Client::from_env()?;
+async fn destroy(releases: &[ReleaseSpec], kube_context: Option<&str>) -> Result<i32> {
+    let client = Client::for_context(kube_context)?;
     let mut deleted = vec![vec!["NAME".to_owned(), "NAMESPACE".to_owned(), "DURATION".to_owned()]];
     for r in releases.iter().rev() {
         uninstall(&client, r, &mut deleted).await?;
@@ -295,8 +298,13 @@ async fn destroy(releases: &[ReleaseSpec]) -> Result<i32> {
     Ok(0)
 }
 
-async fn sync(file: &Path, releases: &[ReleaseSpec], scenario: &Scenario) -> Result<i32> {
-    let client = Client::from_env()?;
+async fn sync(
+    file: &Path,
+    releases: &[ReleaseSpec],
+    scenario: &Scenario,
+    kube_context: Option<&str>,
+) -> Result<i32> {
+    let client = Client::for_context(kube_context)?;
     let helm = fake_helm::real_helm().context(
         "the testbed's helmfile renders charts with the real helm, and TESTBED_REAL_HELM is not set",
     )?;

@@ -71,20 +71,40 @@ impl Client {
 
     /// The server of the current context of `$KUBECONFIG` (first file of the list).
     pub fn from_env() -> Result<Client> {
+        Client::for_context(None)
+    }
+
+    /// The server of the context a helm command uses, as helm chooses it: `--kube-context`
+    /// (`named`), else `$HELM_KUBECONTEXT`, else the kubeconfig's current context
+    /// (helm `pkg/cli/environment.go`; helmfile passes its `--kube-context` to helm).
+    pub fn for_context(named: Option<&str>) -> Result<Client> {
         let var = std::env::var("KUBECONFIG").context("KUBECONFIG is not set")?;
         let first = var.split(':').next().unwrap_or_default();
-        Client::from_kubeconfig(Path::new(first))
+        let from_env = std::env::var("HELM_KUBECONTEXT").ok().filter(|c| !c.is_empty());
+        Client::from_kubeconfig_context(Path::new(first), named.map(str::to_owned).or(from_env))
     }
 
     pub fn from_kubeconfig(path: &Path) -> Result<Client> {
+        Client::from_kubeconfig_context(path, None)
+    }
+
+    /// Context `name` of the kubeconfig at `path`, or its current context.
+    pub fn from_kubeconfig_context(path: &Path, name: Option<String>) -> Result<Client> {
         let config = crate::kubeconfig::read(path)?;
-        let server = crate::kubeconfig::current_server(&config).with_context(|| {
-            format!("{}: no current context with a cluster server", path.display())
+        let name = match name {
+            Some(name) => name,
+            None => config["current-context"].as_str().unwrap_or_default().to_owned(),
+        };
+        let server = crate::kubeconfig::context_server(&config, &name).with_context(|| {
+            match name.is_empty() {
+                true => format!("{}: no current context with a cluster server", path.display()),
+                false => format!("{}: context \"{name}\" does not exist", path.display()),
+            }
         })?;
         if !server.starts_with("https://") {
             return Client::new(&server);
         }
-        let creds = crate::kubeconfig::current_credentials(&config)
+        let creds = crate::kubeconfig::context_credentials(&config, &name)
             .with_context(|| format!("{}: no certificate-authority-data", path.display()))?;
         let client = creds.client_cert.as_deref().zip(creds.client_key.as_deref());
         Client::with_tls(&server, &creds.ca, client)

@@ -109,17 +109,25 @@ pub fn remove_cluster(config: &mut Value, cluster: &str) {
 
 /// The server URL of the current context, if any.
 pub fn current_server(config: &Value) -> Option<String> {
-    let current = config["current-context"].as_str()?;
-    let context = named(config, "contexts", current)?;
+    context_server(config, config["current-context"].as_str()?)
+}
+
+/// The server URL of context `name`, if the kubeconfig has it.
+pub fn context_server(config: &Value, name: &str) -> Option<String> {
+    let context = named(config, "contexts", name)?;
     let cluster = context["context"]["cluster"].as_str()?;
     named(config, "clusters", cluster)?["cluster"]["server"].as_str().map(str::to_owned)
 }
 
 /// The CA and client certificate of the current context (`*-data` fields, or files).
 pub fn current_credentials(config: &Value) -> Option<Credentials> {
+    context_credentials(config, config["current-context"].as_str()?)
+}
+
+/// The CA and client certificate of context `name`.
+pub fn context_credentials(config: &Value, name: &str) -> Option<Credentials> {
     use base64::Engine;
-    let current = config["current-context"].as_str()?;
-    let context = named(config, "contexts", current)?;
+    let context = named(config, "contexts", name)?;
     let cluster = &named(config, "clusters", context["context"]["cluster"].as_str()?)?["cluster"];
     let user = context["context"]["user"]
         .as_str()

@@ -53,7 +53,7 @@ fn tilt_starts_detached_once_and_is_left_alone_when_ready() {
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("$ tilt up --port {port}")));
     let calls = world.calls();
     let up = calls.iter().find(|c| c.tool == "tilt").unwrap();
-    assert_eq!(up.args, ["up", "--port", port.as_str()]);
+    assert_eq!(up.args, ["up", "--port", port.as_str(), "--context", "k3d-ameide"]);
     // It outlived our process and still answers.
     assert!(probe(platform.port).is_ready(), "{:?}", probe(platform.port));
     let tilt_log = std::fs::read_to_string(platform.workspace.path("logs/tilt.log")).unwrap();

@@ -183,7 +183,8 @@ fn start(ctx: &Context, port: u16, tilt_log: &Path) -> Result<std::process::Chil
         }
     };
     command
-        .args(["up", "--port", &port])
+        // Pinned to the run's context, like every tool call (Tilt's `--context` override).
+        .args(["up", "--port", &port, "--context", &ctx.kube_context])
         .current_dir(&ctx.root)
         .envs(session.tool_path.as_ref().map(|path| ("PATH", path)))
         .stdin(Stdio::null())
