@@ -95,12 +95,13 @@ impl Client {
             Some(name) => name,
             None => config["current-context"].as_str().unwrap_or_default().to_owned(),
         };
-        let server = crate::kubeconfig::context_server(&config, &name).with_context(|| {
-            match name.is_empty() {
-                true => format!("{}: no current context with a cluster server", path.display()),
-                false => format!("{}: context \"{name}\" does not exist", path.display()),
-            }
-        })?;
+        let server =
+            crate::kubeconfig::context_server(&config, &name).with_context(|| {
+                match name.is_empty() {
+                    true => format!("{}: no current context with a cluster server", path.display()),
+                    false => format!("{}: context \"{name}\" does not exist", path.display()),
+                }
+            })?;
         if !server.starts_with("https://") {
             return Client::new(&server);
         }

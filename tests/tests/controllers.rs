@@ -94,11 +94,6 @@ fn vault_fail_runs_through_the_cronjob_and_job_controllers() {
         .block_on(bed.api.client().pod_log("vault", pods[0]["metadata"]["name"].as_str().unwrap()))
         .unwrap();
     assert!(log.contains("connection refused"), "{log}");
-    // The sample installs no `external-secrets` chart (a placeholder stands in): no
-    // operator runs, so its ExternalSecrets never get a status.
-    let es = bed.list("/apis/external-secrets.io/v1/externalsecrets", None);
-    assert!(!es.is_empty());
-    assert!(es.iter().all(|e| e["status"]["conditions"].is_null()), "{es:?}");
 }
 
 #[test]
@@ -161,12 +156,17 @@ fn external_secrets_are_reconciled_only_with_the_operator_chart() {
         return;
     };
     bed.set(&["secret-missing-key", "startup-ms=300"]);
-    // Layer 15 installs the CRDs with a placeholder chart (not the operator).
     for l in [&l10, &l15, &l24] {
         sync(&bed, l);
     }
-    // An ExternalSecret naming a store that does not exist, applied with plain kubectl.
+    // The CRDs, a store and two ExternalSecrets, applied with plain kubectl: no operator.
     let Some(kubectl) = real_tool("kubectl") else { return };
+    for (file, manifest) in [("eso-crds.yaml", ESO_CRDS), ("eso.yaml", KEYCLOAK_SECRETS)] {
+        let path = bed.dir().join(file);
+        std::fs::write(&path, manifest).unwrap();
+        bed.api.ok(&kubectl, &["apply", "-f", path.to_str().unwrap()]);
+    }
+    // An ExternalSecret naming a store that does not exist.
     let lost = bed.dir().join("lost.yaml");
     std::fs::write(
         &lost,
@@ -221,3 +221,49 @@ fn external_secrets_are_reconciled_only_with_the_operator_chart() {
         );
     }
 }
+
+/// The two CRDs of the External Secrets operator, as a user applies a CRD bundle
+/// without the operator.
+const ESO_CRDS: &str = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: externalsecrets.external-secrets.io}
+spec:
+  group: external-secrets.io
+  scope: Namespaced
+  names: {kind: ExternalSecret, listKind: ExternalSecretList, plural: externalsecrets, singular: externalsecret}
+  versions:
+    - {name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: clustersecretstores.external-secrets.io}
+spec:
+  group: external-secrets.io
+  scope: Cluster
+  names: {kind: ClusterSecretStore, listKind: ClusterSecretStoreList, plural: clustersecretstores, singular: clustersecretstore}
+  versions:
+    - {name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}
+";
+
+/// A store and two ExternalSecrets reading Vault keys through it.
+const KEYCLOAK_SECRETS: &str = "apiVersion: external-secrets.io/v1
+kind: ClusterSecretStore
+metadata: {name: vault-local}
+spec: {provider: {vault: {server: 'http://foundation-vault-core.vault:8200', path: secret, version: v2}}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: keycloak-admin, namespace: ameide}
+spec:
+  secretStoreRef: {kind: ClusterSecretStore, name: vault-local}
+  target: {name: keycloak-admin}
+  data: [{secretKey: password, remoteRef: {key: keycloak/admin, property: password}}]
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: keycloak-db, namespace: ameide}
+spec:
+  secretStoreRef: {kind: ClusterSecretStore, name: vault-local}
+  target: {name: keycloak-db}
+  data: [{secretKey: password, remoteRef: {key: keycloak/db, property: password}}]
+";
