@@ -27,6 +27,7 @@ pub mod k3d_registry;
 pub mod kube_api;
 pub mod kubeconfig;
 pub mod lock;
+pub mod manifests;
 pub mod probe;
 pub mod procs;
 pub mod release;

@@ -28,11 +28,18 @@ pub struct Certs {
 const FILES: [&str; 5] =
     ["ca.crt", "server.crt", "server.key", "client-admin.crt", "client-admin.key"];
 
-/// Load `<state>/tls/*`, generating them first when absent.
+/// Load `<state>/tls/*`, generating them first when absent. The fake k3d (for the
+/// kubeconfig) and the API server may both get here first: each writes a complete set
+/// into a folder of its own and renames it into place, so one set wins whole and a
+/// client never trusts a CA that did not sign the server's certificate.
 pub fn ensure(state_dir: &Path) -> Result<Certs> {
     let dir = state_dir.join("tls");
-    if !FILES.iter().all(|f| dir.join(f).is_file()) {
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    if !dir.join(FILES[0]).is_file() {
+        std::fs::create_dir_all(state_dir)
+            .with_context(|| format!("creating {}", state_dir.display()))?;
+        let staging = state_dir.join(format!("tls.{}", std::process::id()));
+        std::fs::create_dir_all(&staging)
+            .with_context(|| format!("creating {}", staging.display()))?;
         let certs = generate()?;
         let texts = [
             &certs.ca,
@@ -42,8 +49,12 @@ pub fn ensure(state_dir: &Path) -> Result<Certs> {
             &certs.client_key,
         ];
         for (f, t) in FILES.iter().zip(texts) {
-            std::fs::write(dir.join(f), t)
-                .with_context(|| format!("writing {}", dir.join(f).display()))?;
+            std::fs::write(staging.join(f), t)
+                .with_context(|| format!("writing {}", staging.join(f).display()))?;
+        }
+        // Losing the race (the folder exists by now) is fine: the winner's set is read.
+        if std::fs::rename(&staging, &dir).is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
         }
     }
     let read = |f: &str| {

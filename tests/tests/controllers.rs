@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::{Bed, eventually, real_tool};
 use serde_json::Value;
+use testbed::manifests;
 
 fn sample_layer(name: &str) -> Option<PathBuf> {
     let layer = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -161,9 +162,16 @@ fn external_secrets_are_reconciled_only_with_the_operator_chart() {
     }
     // The CRDs, a store and two ExternalSecrets, applied with plain kubectl: no operator.
     let Some(kubectl) = real_tool("kubectl") else { return };
-    for (file, manifest) in [("eso-crds.yaml", ESO_CRDS), ("eso.yaml", KEYCLOAK_SECRETS)] {
+    let secrets = [
+        manifests::VAULT_STORE.to_owned(),
+        manifests::keycloak_external_secret("keycloak-admin", "admin"),
+        manifests::keycloak_external_secret("keycloak-db", "db"),
+    ];
+    for (file, manifest) in
+        [("eso-crds.yaml", manifests::ESO_CRDS.to_owned()), ("eso.yaml", secrets.join("---\n"))]
+    {
         let path = bed.dir().join(file);
-        std::fs::write(&path, manifest).unwrap();
+        std::fs::write(&path, &manifest).unwrap();
         bed.api.ok(&kubectl, &["apply", "-f", path.to_str().unwrap()]);
     }
     // An ExternalSecret naming a store that does not exist.
@@ -221,49 +229,3 @@ fn external_secrets_are_reconciled_only_with_the_operator_chart() {
         );
     }
 }
-
-/// The two CRDs of the External Secrets operator, as a user applies a CRD bundle
-/// without the operator.
-const ESO_CRDS: &str = "apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: externalsecrets.external-secrets.io}
-spec:
-  group: external-secrets.io
-  scope: Namespaced
-  names: {kind: ExternalSecret, listKind: ExternalSecretList, plural: externalsecrets, singular: externalsecret}
-  versions:
-    - {name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: clustersecretstores.external-secrets.io}
-spec:
-  group: external-secrets.io
-  scope: Cluster
-  names: {kind: ClusterSecretStore, listKind: ClusterSecretStoreList, plural: clustersecretstores, singular: clustersecretstore}
-  versions:
-    - {name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}
-";
-
-/// A store and two ExternalSecrets reading Vault keys through it.
-const KEYCLOAK_SECRETS: &str = "apiVersion: external-secrets.io/v1
-kind: ClusterSecretStore
-metadata: {name: vault-local}
-spec: {provider: {vault: {server: 'http://foundation-vault-core.vault:8200', path: secret, version: v2}}}
----
-apiVersion: external-secrets.io/v1
-kind: ExternalSecret
-metadata: {name: keycloak-admin, namespace: ameide}
-spec:
-  secretStoreRef: {kind: ClusterSecretStore, name: vault-local}
-  target: {name: keycloak-admin}
-  data: [{secretKey: password, remoteRef: {key: keycloak/admin, property: password}}]
----
-apiVersion: external-secrets.io/v1
-kind: ExternalSecret
-metadata: {name: keycloak-db, namespace: ameide}
-spec:
-  secretStoreRef: {kind: ClusterSecretStore, name: vault-local}
-  target: {name: keycloak-db}
-  data: [{secretKey: password, remoteRef: {key: keycloak/db, property: password}}]
-";

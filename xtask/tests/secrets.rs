@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::Value;
 use support::{Workspace, layer, show, synced_layers, text};
+use testbed::manifests;
 use testbed::world::{World, WorldOptions, require_docker};
 
 /// The fixture password the sample platform's Postgres Secret holds
@@ -294,46 +295,6 @@ fn vault_flaky_bootstrap_converges_with_a_warning_naming_the_failed_attempt() {
     assert!(jobs.iter().any(|j| job_condition(j, "Complete")), "a later one succeeded");
 }
 
-/// The two CRDs of the External Secrets operator, as a user applies a CRD bundle
-/// without the operator.
-const ESO_CRDS: &str = "apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: externalsecrets.external-secrets.io}
-spec:
-  group: external-secrets.io
-  scope: Namespaced
-  names: {kind: ExternalSecret, listKind: ExternalSecretList, plural: externalsecrets, singular: externalsecret}
-  versions:
-    - {name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: clustersecretstores.external-secrets.io}
-spec:
-  group: external-secrets.io
-  scope: Cluster
-  names: {kind: ClusterSecretStore, listKind: ClusterSecretStoreList, plural: clustersecretstores, singular: clustersecretstore}
-  versions:
-    - {name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}
-";
-
-/// A store and an ExternalSecret reading `keycloak/admin` from it.
-const KEYCLOAK_ADMIN: &str = "apiVersion: external-secrets.io/v1
-kind: ClusterSecretStore
-metadata: {name: vault-local}
-spec: {provider: {vault: {server: 'http://foundation-vault-core.vault:8200', path: secret, version: v2}}}
----
-apiVersion: external-secrets.io/v1
-kind: ExternalSecret
-metadata: {name: keycloak-admin, namespace: ameide}
-spec:
-  refreshInterval: 1m
-  secretStoreRef: {kind: ClusterSecretStore, name: vault-local}
-  target: {name: keycloak-admin, creationPolicy: Owner}
-  data:
-    - {secretKey: password, remoteRef: {key: keycloak/admin, property: password}}
-";
-
 /// A layer installing a chart named `external-secrets` whose Deployment carries the
 /// upstream chart's selector label: the operator.
 fn write_operator_layer(platform: &Platform) -> std::path::PathBuf {
@@ -397,8 +358,9 @@ fn healthy_bootstrap_runs_secrets_and_tilt_stages_last() {
     assert_eq!(decoded(&written, "user"), "ameide");
 
     // An ExternalSecret applied with plain kubectl (its CRDs too), no operator installed.
-    kubectl_apply(&world, ESO_CRDS);
-    kubectl_apply(&world, KEYCLOAK_ADMIN);
+    kubectl_apply(&world, manifests::ESO_CRDS);
+    let keycloak_admin = manifests::keycloak_external_secret("keycloak-admin", "admin");
+    kubectl_apply(&world, &format!("{}---\n{keycloak_admin}", manifests::VAULT_STORE));
 
     // The full bootstrap runs both steps once, after their (now unchanged) layers; the
     // secrets stage does not redo them, and it passes with a warning naming the missing

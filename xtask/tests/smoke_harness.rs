@@ -16,34 +16,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::Workspace;
+use testbed::manifests;
 use testbed::world::{World, WorldOptions, require_docker};
 
 /// The fixture password of the sample platform's Postgres Secret
 /// (infra/kubernetes/environments/local/postgres.yaml): never in smoke's output.
 const POSTGRES_PASSWORD: &str = "ameide-local-postgres";
-
-/// The ExternalSecret CRD, as a user applies it without the operator.
-const EXTERNAL_SECRET_CRD: &str = "apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: externalsecrets.external-secrets.io}
-spec:
-  group: external-secrets.io
-  scope: Namespaced
-  names: {kind: ExternalSecret, listKind: ExternalSecretList, plural: externalsecrets, singular: externalsecret}
-  versions:
-    - {name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}
-";
-
-/// An ExternalSecret nothing will reconcile.
-const EXTERNAL_SECRET: &str = "apiVersion: external-secrets.io/v1
-kind: ExternalSecret
-metadata: {name: keycloak-admin, namespace: ameide}
-spec:
-  secretStoreRef: {kind: ClusterSecretStore, name: vault-local}
-  target: {name: keycloak-admin}
-  data:
-    - {secretKey: password, remoteRef: {key: keycloak/admin, property: password}}
-";
 
 /// Every trial of the sample platform, as `--list` prints them.
 const TRIALS: [&str; 16] = [
@@ -330,8 +308,8 @@ fn healthy_platform_passes_every_trial_and_broken_ones_fail_alone() {
     // The sample ships no ExternalSecret (no operator is installed). One applied with plain
     // kubectl (its CRD too) is never reconciled: the trial passes with a warning that names
     // the missing controller and the ExternalSecret, not a not-Ready failure.
-    platform.kubectl_apply(&world, EXTERNAL_SECRET_CRD);
-    platform.kubectl_apply(&world, EXTERNAL_SECRET);
+    platform.kubectl_apply(&world, manifests::ESO_CRDS);
+    platform.kubectl_apply(&world, &manifests::keycloak_external_secret("keycloak-admin", "admin"));
     let run = platform.smoke(&world, &binary);
     assert!(run.output.status.success(), "{:?}", run.outcomes);
     let stderr = String::from_utf8_lossy(&run.output.stderr);

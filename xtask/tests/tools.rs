@@ -127,19 +127,6 @@ fn answer(
     stream.flush()
 }
 
-/// Proxy variables as curl, Go and reqwest read them: removed from every run so a
-/// developer's or CI's proxy does not change what a test sees.
-const PROXY_VARIABLES: [&str; 8] = [
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];
-
 /// A pin as it would be written in Cargo.toml.
 struct Pin {
     name: &'static str,
@@ -192,7 +179,7 @@ impl Workspace {
     /// The xtask binary run from this root, with no proxy variables.
     fn xtask(&self, args: &[&str]) -> Command {
         let mut cmd = self.bare_command(args);
-        for name in PROXY_VARIABLES {
+        for name in support::PROXY_VARIABLES {
             cmd.env_remove(name);
         }
         cmd

@@ -33,18 +33,6 @@ fn have(tool: &str, probe: &[&str], test: &str) -> bool {
     found
 }
 
-/// Proxy variables as curl, Go and reqwest read them.
-const PROXY_VARIABLES: [&str; 8] = [
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];
-
 /// A temp workspace: settings point at `charts/charts.lock.yaml` and a one-layer
 /// Helmfile whose releases use a local chart and the vendored `demo` archive.
 struct Workspace(support::Workspace);
@@ -82,7 +70,7 @@ impl Workspace {
     /// not change what a test sees).
     fn xtask(&self, args: &[&str]) -> Run {
         let mut cmd = self.bare_command(args);
-        for name in PROXY_VARIABLES {
+        for name in support::PROXY_VARIABLES {
             cmd.env_remove(name);
         }
         Run::from(args, cmd.output().unwrap())
