@@ -264,6 +264,15 @@ fn faults_are_named_and_a_plain_rerun_recovers() {
     let (code, summary) = ws.json(&world, &bootstrap);
     assert_eq!(code, Some(0), "the context is repaired: {summary}");
 
+    // A stale one (the server's port from an older cluster): refreshed the same way.
+    let kubeconfig = std::fs::read_to_string(world.kubeconfig()).unwrap();
+    let at = kubeconfig.find("https://").expect("a server URL");
+    let end = at + kubeconfig[at..].find(|c: char| c == '"' || c.is_whitespace()).unwrap();
+    let stale = kubeconfig.replace(&kubeconfig[at..end], "https://127.0.0.1:9");
+    std::fs::write(world.kubeconfig(), stale).unwrap();
+    let (code, summary) = ws.json(&world, &bootstrap);
+    assert_eq!(code, Some(0), "the stale context is refreshed: {summary}");
+
     // Every mutating command takes the run lock; the one refused names the holder.
     world.set("latency-ms=3000").unwrap();
     let child = started_bootstrap(&ws, &world, "json");

@@ -101,6 +101,10 @@ pub async fn apply(ctx: &Context, planned: &Planned) -> Result<Report> {
     }
     ensure_context(ctx, &desired.name).await?;
     let context = ctx.kube_context.as_str();
+    if plan.action == Action::Noop {
+        // After create or start k3d wrote the kubeconfig itself.
+        refresh_if_stale(ctx, &desired.name).await?;
+    }
     wait_ready(session, context, timeout, || k8s::readyz(context)).await?;
     Ok(Report::ok(plan.action.to_string()))
 }
@@ -151,6 +155,26 @@ async fn ensure_context(ctx: &Context, cluster: &str) -> Result<()> {
             ))),
         Err(e) => Err(missing(format!("{not_there}, and restoring it failed: {e:#}"))
             .with_remediation(format!("run `{}`", merge.display()))),
+    }
+}
+
+/// A `k3d-<cluster>` context that does not answer may point at an old port (a cluster
+/// recreated by hand, a kubeconfig copied from elsewhere): refresh it once with k3d's
+/// own merge, which writes the cluster's current address. Another context is left as
+/// the user wrote it; the readiness wait then names its URL and answer.
+async fn refresh_if_stale(ctx: &Context, cluster: &str) -> Result<()> {
+    let context = ctx.kube_context.as_str();
+    if context != format!("k3d-{cluster}") || k8s::readyz(context).await.is_ok() {
+        return Ok(());
+    }
+    let merge = merge_command(cluster, ctx.settings.timeouts.tool_call());
+    let text =
+        format!("kube context `{context}` does not answer; refreshing it: {}", merge.display());
+    ctx.session.events.progress(TAG, &text);
+    match exec::run(&ctx.session, &merge).await {
+        Err(e) if e.kind().is_interrupted() => Err(e),
+        // Whatever merge did, the readiness wait that follows says how the API answers.
+        _ => Ok(()),
     }
 }
 
