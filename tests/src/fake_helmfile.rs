@@ -34,8 +34,16 @@ use crate::scenario::Scenario;
 
 pub use crate::apiserver::controllers::VAULT_BOOTSTRAP;
 
+/// The helmfile version the fake claims (the pinned one).
+const VERSION: &str = "v1.6.0";
+
 pub fn main(args: Vec<String>) -> i32 {
     let scenario = fake_helm::prelude("helmfile", &args);
+    // cobra's `--version` (helmfile cmd/root.go sets `Version`) and the `version` verb.
+    if args.first().is_some_and(|a| a == "--version" || a == "version") {
+        println!("helmfile version {VERSION}");
+        return 0;
+    }
     let result = parse_args(&args).and_then(|cmd| fake_helm::run_async(run(cmd, scenario)));
     match result {
         Ok(code) => code,

@@ -17,7 +17,9 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
         /// A scenario word (repeatable): gate-fail=<layer>, log-race=<layer>,
-        /// sync-fail=<layer>, vault-fail, secret-missing-key, tilt-not-ready, healthy.
+        /// sync-fail=<layer>, vault-fail, vault-flaky, job-fail=<prefix>,
+        /// secret-missing-key, tilt-not-ready, healthy; knobs startup-ms=<n>,
+        /// cron-minute-ms=<n>, helm-version=<x.y.z>, latency-ms=<n>.
         #[arg(long = "scenario")]
         scenarios: Vec<String>,
         /// Added to every fake tool call.

@@ -1,4 +1,4 @@
-//! Cancellation, one mechanism for the whole command (DESIGN.md: interrupted commands
+//! Cancellation, one mechanism for the whole command (interrupted commands
 //! stop their child process groups and exit 128 + the signal).
 //!
 //! A [`Cancel`] travels in the command's session. The CLI's signal listener calls

@@ -1,4 +1,4 @@
-//! The engine's one error type: a kind that decides the exit code (DESIGN.md), the
+//! The engine's one error type: a kind that decides the exit code (the README's table), the
 //! message with the context added on the way up, and an optional remediation.
 //!
 //! This is the one place exit codes are written as numbers. Code that must tell errors
@@ -46,7 +46,7 @@ impl Signal {
 }
 
 impl ErrorKind {
-    /// The process exit code (DESIGN.md, "Exit codes").
+    /// The process exit code (the README's "Exit codes" table).
     pub fn exit_code(self) -> u8 {
         match self {
             ErrorKind::Failed => 1,

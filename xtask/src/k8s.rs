@@ -20,6 +20,15 @@ const READYZ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The client configuration of `context`. A missing kubeconfig or context is a missing
 /// prerequisite.
 pub async fn config(context: &str) -> Result<kube::Config> {
+    if Kubeconfig::read().is_ok() && !has_context(context) {
+        return Err(missing(format!(
+            "kube context `{context}` is not in the kubeconfig ({})",
+            std::env::var("KUBECONFIG").unwrap_or_else(|_| "~/.kube/config".into())
+        ))
+        .with_remediation(format!(
+            "create the cluster (`cargo xtask cluster`), or name an existing context with --context (`kubectl config get-contexts` lists them); `{context}` is the default"
+        )));
+    }
     let options = KubeConfigOptions { context: Some(context.to_owned()), ..Default::default() };
     let mut config = kube::Config::from_kubeconfig(&options)
         .await

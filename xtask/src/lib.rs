@@ -1,7 +1,7 @@
 //! The platform bootstrap engine. `src/main.rs` is a thin clap CLI over this library;
 //! the `smoke` test binary calls the same checks.
 //!
-//! Dependencies point one way (DESIGN.md):
+//! Dependencies point one way (the README's "Architecture"):
 //! - leaf types: [`error`], [`outcome`], [`digest`], [`events`], [`cancel`], [`session`], [`table`]
 //! - model, pure readers of settings and `infra/`: [`config`], [`pins`], [`platform`]
 //! - adapters to the outside: [`exec`], [`http`], [`k8s`], [`release`], [`probe`], [`fsutil`],

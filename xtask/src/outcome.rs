@@ -69,9 +69,14 @@ impl Finding {
 }
 
 impl fmt::Display for Finding {
-    /// `subject: expected X, found Y` (the remediation is shown on its own line).
+    /// `subject: expected X, found Y` (the remediation is shown on its own line); a
+    /// finding with no expectation (an error that stopped a stage) is just what was found.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: expected {}, found {}", self.subject, self.expected, self.found)
+        match (self.subject.is_empty(), self.expected.is_empty()) {
+            (_, true) if self.subject.is_empty() => f.write_str(&self.found),
+            (_, true) => write!(f, "{}: {}", self.subject, self.found),
+            _ => write!(f, "{}: expected {}, found {}", self.subject, self.expected, self.found),
+        }
     }
 }
 
@@ -165,6 +170,7 @@ mod tests {
         let f =
             Finding::new("release ameide/auth", "status deployed", "`failed`", "helm status auth");
         assert_eq!(f.to_string(), "release ameide/auth: expected status deployed, found `failed`");
+        assert_eq!(Finding::new("", "", "API gone", "").to_string(), "API gone");
         assert_eq!(tail("a\nb\nc", 2), "b\nc");
         assert_eq!(Status::Planned.word(), "planned");
     }

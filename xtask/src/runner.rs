@@ -140,22 +140,19 @@ pub async fn run<S>(
                     if err.kind().is_interrupted() { Status::Interrupted } else { Status::Failed };
                 let remediation =
                     err.remediation().map_or_else(|| remedy(name, err.kind()), str::to_owned);
+                let found = format!("{err:#}");
+                let detail = found.lines().next().unwrap_or_default().to_owned();
                 failure.get_or_insert(Failure {
                     stage: name.into(),
                     layer: stage.stopped_in(),
-                    finding: Finding::new(
-                        name,
-                        "the stage to finish",
-                        format!("{err:#}"),
-                        remediation,
-                    ),
+                    finding: Finding::new("", "", found, remediation),
                 });
                 error = Some(err);
                 StageRow {
                     name: name.into(),
                     status,
                     duration: started.elapsed(),
-                    detail: String::new(),
+                    detail,
                     warnings: Vec::new(),
                 }
             }

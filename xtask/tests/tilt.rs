@@ -50,7 +50,10 @@ fn tilt_starts_detached_once_and_is_left_alone_when_ready() {
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(&format!("Tilt started on http://localhost:{port}/")), "{stdout}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("$ tilt up --port {port}")));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains(&format!("$ tilt up --port {port} --context k3d-ameide"))
+    );
     let calls = world.calls();
     let up = calls.iter().find(|c| c.tool == "tilt").unwrap();
     assert_eq!(up.args, ["up", "--port", port.as_str(), "--context", "k3d-ameide"]);
@@ -59,7 +62,7 @@ fn tilt_starts_detached_once_and_is_left_alone_when_ready() {
     let tilt_log = std::fs::read_to_string(platform.workspace.path("logs/tilt.log")).unwrap();
     assert!(tilt_log.contains("Tilt started on"), "{tilt_log}");
     let log = std::fs::read_to_string(platform.workspace.log()).unwrap();
-    assert!(log.contains(&format!("[tilt] $ tilt up --port {port}")), "{log}");
+    assert!(log.contains(&format!("[tilt] $ tilt up --port {port} --context k3d-ameide")), "{log}");
 
     // Ready already: nothing is started.
     let out = platform.workspace.xtask(&world, &["tilt"]);

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use super::summary::{LayerAction, LayerStatus};
+use super::summary::{LayerAction, LayerStatus, word};
 use super::{RunState, Selection};
 use crate::error::Result;
 use crate::layers::{self, Cycle, LayerPlan};
@@ -168,7 +168,7 @@ async fn apply(state: &mut RunState<'_>, current: &mut Option<String>) -> Result
                 };
                 session.progress(
                     &format!("layers/{name}"),
-                    &format!("layer {name}: {:?}, gate {:?}", row.status, row.gate),
+                    &format!("layer {name}: {}, gate {}", word(&row.status), word(&row.gate)),
                 );
                 outcome.failure
             }

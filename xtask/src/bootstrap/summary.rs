@@ -99,7 +99,8 @@ impl Summary {
     }
 }
 
-fn word<T: Serialize>(value: &T) -> String {
+/// The word a status serializes to (`synced`, `passed`), as tables and JSON show it.
+pub(super) fn word<T: Serialize>(value: &T) -> String {
     serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 

@@ -18,7 +18,7 @@ use crate::error::{Context as _, ErrorKind, Result, bad_input, failed, missing};
 use crate::events::{Event, Rendered};
 use crate::exec::{self, Cmd};
 use crate::k8s;
-use crate::outcome::Report;
+use crate::outcome::{Report, Status};
 use crate::platform::k3d::K3dConfig;
 use crate::session::Session;
 
@@ -305,7 +305,10 @@ impl Rendered for Outcome {
     }
 
     fn json(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
+        let mut json = serde_json::to_value(self).unwrap_or_default();
+        let status = if self.planned { Status::Planned } else { Status::Ok };
+        json["status"] = serde_json::json!(status);
+        json
     }
 }
 

@@ -139,7 +139,7 @@ pub async fn sync_and_gate(cycle: &Cycle<'_>, layer: &Layer) -> Result<CycleResu
                 output.code.map_or("signal".into(), |c| c.to_string()),
                 failed_release(&output.stdout, &output.stderr)
                     .map_or(String::new(), |r| format!(" in release `{r}`")),
-                output.tail(3).replace('\n', " / ")
+                last_lines(&output.tail(12), 3)
             ),
             format!(
                 "fix the cause shown in the helmfile output for layer {}{}, then run `cargo xtask sync {}`",
@@ -186,6 +186,12 @@ pub async fn sync_and_gate(cycle: &Cycle<'_>, layer: &Layer) -> Result<CycleResu
         }
     }
     Ok(CycleResult { gate, warnings, failure: None })
+}
+
+/// The last `n` lines of `text` that carry something, joined on one line.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join(" / ")
 }
 
 /// The release helmfile names in its failure output (`in ./x.yaml: failed processing

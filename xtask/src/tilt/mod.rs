@@ -147,7 +147,7 @@ fn load_failed(url: &str, error: &str, tilt_log: &Path) -> Finding {
     )
 }
 
-/// Start `tilt up --port <port>` detached: its own session (through util-linux `setsid`
+/// Start `tilt up --port <port> --context <context>` detached: its own session (through util-linux `setsid`
 /// where there is one, else its own process group), no stdin, output to `tilt_log`, and
 /// nothing that stops it when we exit or a devcontainer's postCreate step ends.
 fn start(ctx: &Context, port: u16, tilt_log: &Path) -> Result<std::process::Child> {
@@ -160,7 +160,9 @@ fn start(ctx: &Context, port: u16, tilt_log: &Path) -> Result<std::process::Chil
         )
     })?;
     let port = port.to_string();
-    let line = format!("tilt up --port {port}");
+    // Pinned to the run's context, like every tool call (Tilt's `--context` override).
+    let args = ["up", "--port", &port, "--context", &ctx.kube_context];
+    let line = format!("tilt {}", args.join(" "));
     session.events.emit(Event::ToolStarted { tag: TAG, line: &line, quiet: false });
     session
         .events
@@ -183,8 +185,7 @@ fn start(ctx: &Context, port: u16, tilt_log: &Path) -> Result<std::process::Chil
         }
     };
     command
-        // Pinned to the run's context, like every tool call (Tilt's `--context` override).
-        .args(["up", "--port", &port, "--context", &ctx.kube_context])
+        .args(args)
         .current_dir(&ctx.root)
         .envs(session.tool_path.as_ref().map(|path| ("PATH", path)))
         .stdin(Stdio::null())
