@@ -21,7 +21,8 @@ use xtask::{bootstrap, charts, cluster, doctor, plan, secrets, tilt, tools};
 ///
 /// Settings come from `[workspace.metadata.bootstrap]` in the workspace Cargo.toml.
 /// Exit codes: 0 ok, 1 a stage or gate failed, 2 bad input (nothing changed),
-/// 3 a prerequisite is missing, 130/143/129 interrupted (Ctrl-C, SIGTERM, SIGHUP).
+/// 3 a prerequisite is missing, 128 + the signal's number when interrupted (Ctrl-C,
+/// SIGTERM, SIGHUP).
 #[derive(Parser)]
 #[command(name = "cargo xtask", bin_name = "cargo xtask", version)]
 struct Cli {

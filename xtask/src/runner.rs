@@ -344,6 +344,6 @@ mod tests {
             statuses(&outcome),
             [("layers", Status::Interrupted), ("status", Status::Skipped)]
         );
-        assert_eq!(outcome.error.unwrap().kind().exit_code(), 130);
+        assert_eq!(outcome.error.unwrap().kind(), ErrorKind::Interrupted(Signal::Interrupt));
     }
 }

@@ -19,8 +19,10 @@ fn world() -> World {
 }
 
 fn platform() -> Workspace {
+    let tilt_port = format!("tilt_port = {}", support::free_port());
     Workspace::new(&[
         "timeouts = { cluster_ready = 60, layer_sync = 120, gate = 60, vault_bootstrap = 20 }",
+        &tilt_port,
     ])
     .with_infra()
 }
@@ -366,6 +368,7 @@ fn a_kubeconfig_switched_to_another_cluster_sees_no_write() {
         &["sync", "24-auth"],
         &["secrets"],
         &["cluster"],
+        &["tilt"],
     ] {
         let out = ws.xtask(&world, args);
         assert_eq!(out.status.code(), Some(0), "{args:?}");

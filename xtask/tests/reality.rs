@@ -67,9 +67,10 @@ fn the_registry_is_named_as_k3d_names_it_and_a_rerun_keeps_the_cluster() {
         return;
     }
     let world = world(&[]);
-    let platform = Workspace::new(&["timeouts = { cluster_ready = 60 }"]).with_k3d_config();
+    let platform = platform();
     platform.edit(support::K3D_CONFIG, |t| t.replace("name: k3d-dev-reg", "name: sample-reg"));
-    assert!(platform.xtask(&world, &["cluster"]).status.success());
+    let bootstrap = ["bootstrap", "--no-tilt"];
+    assert!(platform.xtask(&world, &bootstrap).status.success());
     let port = docker_label("sample-reg", "k3s.registry.port.external");
     let url = format!("http://127.0.0.1:{port}/v2/");
     let answer = std::process::Command::new("curl")
@@ -78,7 +79,7 @@ fn the_registry_is_named_as_k3d_names_it_and_a_rerun_keeps_the_cluster() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&answer.stdout), "200", "GET {url}");
     let before = world.calls().len();
-    let out = platform.xtask(&world, &["cluster"]);
+    let out = platform.xtask(&world, &bootstrap);
     assert!(out.status.success());
     assert_eq!(cluster_calls(&world.calls()[before..]), Vec::<String>::new(), "recreated");
 }
