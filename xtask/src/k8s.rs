@@ -50,11 +50,6 @@ pub fn has_context(name: &str) -> bool {
     Kubeconfig::read().is_ok_and(|config| config.contexts.iter().any(|c| c.name == name))
 }
 
-/// The kubeconfig's current context. Only for showing it: no command follows it.
-pub fn current_context() -> Option<String> {
-    Kubeconfig::read().ok()?.current_context
-}
-
 /// `GET /readyz` through `context` answers `ok`. A missing context is `Missing`; an API
 /// that refuses, hangs or answers anything else is `Failed`, naming the URL and answer.
 pub async fn readyz(context: &str) -> Result<()> {
