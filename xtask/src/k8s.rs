@@ -20,7 +20,8 @@ const READYZ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The client configuration of `context`. A missing kubeconfig or context is a missing
 /// prerequisite.
 pub async fn config(context: &str) -> Result<kube::Config> {
-    if Kubeconfig::read().is_ok() && !has_context(context) {
+    let known = Kubeconfig::read().map(|c| c.contexts.iter().any(|c| c.name == context));
+    if known.is_ok_and(|known| !known) {
         return Err(missing(format!(
             "kube context `{context}` is not in the kubeconfig ({})",
             std::env::var("KUBECONFIG").unwrap_or_else(|_| "~/.kube/config".into())

@@ -80,30 +80,6 @@ fn kubectl_get(world: &World, args: &[&str]) -> Option<Value> {
     out.status.success().then(|| serde_json::from_slice(&out.stdout).unwrap())
 }
 
-/// `kubectl apply -f -` of `manifest`, retried while kubectl does not know a kind yet
-/// (a CRD applied a moment ago).
-fn kubectl_apply(world: &World, manifest: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut child = world
-            .command("kubectl")
-            .args(["apply", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write as _;
-        child.stdin.take().unwrap().write_all(manifest.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        if out.status.success() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "kubectl apply: {}", text(&out.stderr));
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
 fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -360,9 +336,9 @@ fn healthy_bootstrap_runs_secrets_and_tilt_stages_last() {
     assert_eq!(decoded(&written, "user"), "ameide");
 
     // An ExternalSecret applied with plain kubectl (its CRDs too), no operator installed.
-    kubectl_apply(&world, manifests::ESO_CRDS);
+    support::kubectl_apply(&world, manifests::ESO_CRDS);
     let keycloak_admin = manifests::keycloak_external_secret("keycloak-admin", "admin");
-    kubectl_apply(&world, &format!("{}---\n{keycloak_admin}", manifests::VAULT_STORE));
+    support::kubectl_apply(&world, &format!("{}---\n{keycloak_admin}", manifests::VAULT_STORE));
 
     // The full bootstrap runs both steps once, after their (now unchanged) layers; the
     // secrets stage does not redo them, and it passes with a warning naming the missing

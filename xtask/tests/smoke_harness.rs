@@ -11,7 +11,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -145,31 +145,6 @@ impl Platform {
             String::from_utf8_lossy(&out.stderr)
         );
         out
-    }
-
-    /// `kubectl apply -f -` of `manifest`, retried while kubectl does not know a kind yet
-    /// (its CRD applied a moment ago).
-    fn kubectl_apply(&self, world: &World, manifest: &str) {
-        use std::io::Write as _;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let mut child = world
-                .command("kubectl")
-                .args(["apply", "-f", "-"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            child.stdin.take().unwrap().write_all(manifest.as_bytes()).unwrap();
-            let out = child.wait_with_output().unwrap();
-            if out.status.success() {
-                return;
-            }
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(Instant::now() < deadline, "kubectl apply: {stderr}");
-            std::thread::sleep(Duration::from_millis(500));
-        }
     }
 
     /// Wait until the newest finished Job of the Vault bootstrap CronJob failed.
@@ -308,8 +283,8 @@ fn healthy_platform_passes_every_trial_and_broken_ones_fail_alone() {
     // The sample ships no ExternalSecret (no operator is installed). One applied with plain
     // kubectl (its CRD too) is never reconciled: the trial passes with a warning that names
     // the missing controller and the ExternalSecret, not a not-Ready failure.
-    platform.kubectl_apply(&world, manifests::ESO_CRDS);
-    platform.kubectl_apply(&world, &manifests::keycloak_external_secret("keycloak-admin", "admin"));
+    support::kubectl_apply(&world, manifests::ESO_CRDS);
+    support::kubectl_apply(&world, &manifests::keycloak_external_secret("keycloak-admin", "admin"));
     let run = platform.smoke(&world, &binary);
     assert!(run.output.status.success(), "{:?}", run.outcomes);
     let stderr = String::from_utf8_lossy(&run.output.stderr);

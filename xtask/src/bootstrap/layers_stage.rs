@@ -176,7 +176,7 @@ async fn apply(state: &mut RunState<'_>, current: &mut Option<String>) -> Result
         // The steps that follow the layer; only when all succeeded is it converged.
         let failure = match result {
             Some(failure) => Some(failure),
-            None => after_layer(state, &client, &name).await?,
+            None => after_layer(state, &client, index).await?,
         };
         state.rows[index].duration += started.elapsed();
         if let Some(finding) = failure {
@@ -192,20 +192,18 @@ async fn apply(state: &mut RunState<'_>, current: &mut Option<String>) -> Result
     Ok(Report::with(Status::Ok, summary_detail(state)))
 }
 
-/// The secrets steps configured after `layer`: a failure is the layer's finding.
+/// The secrets steps configured after layer `index`: a failure is the layer's finding.
 async fn after_layer(
     state: &mut RunState<'_>,
     client: &kube::Client,
-    layer: &str,
+    index: usize,
 ) -> Result<Option<Finding>> {
     let ctx = state.ctx;
-    for step in secrets::steps_after(&ctx.settings.secrets, layer) {
+    let layer = state.rows[index].name.clone();
+    for step in secrets::steps_after(&ctx.settings.secrets, &layer) {
         ctx.session.cancel.check()?;
         let report = step.run(ctx, client).await?;
-        let index = state.rows.iter().position(|r| r.name == layer);
-        if let Some(row) = index.map(|i| &mut state.rows[i]) {
-            row.warnings.extend(report.warnings.iter().cloned());
-        }
+        state.rows[index].warnings.extend(report.warnings.iter().cloned());
         if report.status == Status::Failed {
             return Ok(Some(report.finding.unwrap_or_else(|| {
                 Finding::new(

@@ -250,3 +250,28 @@ pub const PROXY_VARIABLES: [&str; 8] = [
     "NO_PROXY",
     "no_proxy",
 ];
+
+/// `kubectl apply -f -` of `manifest` in `world`, retried while kubectl does not know a
+/// kind yet (its CRD applied a moment ago).
+pub fn kubectl_apply(world: &World, manifest: &str) {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let mut child = world
+            .command("kubectl")
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(manifest.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        if out.status.success() {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "kubectl apply: {}", text(&out.stderr));
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
