@@ -26,6 +26,8 @@ pub struct Cmd {
     pub tag: String,
     /// Not echoed to stderr: read-only probes (`<tool> version`, `helmfile list`).
     pub quiet: bool,
+    /// Working directory (default: ours).
+    pub cwd: Option<std::path::PathBuf>,
 }
 
 impl Cmd {
@@ -37,6 +39,7 @@ impl Cmd {
             timeout,
             tag: tag.to_owned(),
             quiet: false,
+            cwd: None,
         }
     }
 
@@ -53,6 +56,11 @@ impl Cmd {
 
     pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Cmd {
         self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn current_dir(mut self, dir: &std::path::Path) -> Cmd {
+        self.cwd = Some(dir.to_path_buf());
         self
     }
 
@@ -104,7 +112,11 @@ pub async fn run(session: &Session, cmd: &Cmd) -> Result<Output> {
     events.emit(Event::ToolStarted { tag: &cmd.tag, line: &line, quiet: cmd.quiet });
 
     let started = Instant::now();
-    let mut child = tokio::process::Command::new(&cmd.program)
+    let mut command = tokio::process::Command::new(&cmd.program);
+    if let Some(dir) = &cmd.cwd {
+        command.current_dir(dir);
+    }
+    let mut child = command
         .args(&cmd.args)
         .envs(session.tool_path.as_ref().map(|path| ("PATH", path)))
         .envs(cmd.envs.iter().map(|(k, v)| (k, v)))

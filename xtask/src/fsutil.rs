@@ -28,6 +28,27 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     Ok(())
 }
 
+/// Every file under `dir` (recursively), sorted.
+pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| {
+            crate::error::bad_input(format!("{}: cannot read folder: {e}", dir.display()))
+        })?;
+        for entry in entries {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Lexical normalisation (`a/./b/../c` -> `a/c`) so two spellings of one path compare
 /// and hash alike without touching the disk. A `..` that cannot go up is kept when the
 /// path is relative (`../x`), dropped at the root (`/..` is `/`).

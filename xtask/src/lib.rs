@@ -39,6 +39,7 @@ pub mod secrets;
 pub mod session;
 pub mod sinks;
 pub mod stage_result;
+pub mod steps;
 pub mod table;
 pub mod tilt;
 pub mod tools;

@@ -37,6 +37,11 @@ struct Cli {
     /// kubeconfig's current context). The cluster stage runs only for that context.
     #[arg(long, global = true, value_name = "CONTEXT")]
     context: Option<String>,
+    /// Turn on an optional bundle (releases labelled `bundle: <NAME>`), besides those in
+    /// the `bundles` setting. Repeatable. A bundle left off is not installed, and
+    /// uninstalled if an earlier run installed it.
+    #[arg(long = "bundle", global = true, value_name = "NAME")]
+    bundles: Vec<String>,
     /// `human` (tables) or `json` (one JSON object on stdout, nothing else there).
     #[arg(long, global = true, value_enum, default_value_t)]
     format: Format,
@@ -165,6 +170,7 @@ fn run(cli: &Cli, terminal: Arc<Terminal>, json: Arc<Json>) -> Result<()> {
         log: cli.log.clone(),
         environment: cli.environment.clone(),
         kube_context: cli.context.clone(),
+        bundles: cli.bundles.clone(),
     };
     let ctx = Context::load(&overrides)?;
     let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(terminal)];

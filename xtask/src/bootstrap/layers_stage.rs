@@ -89,10 +89,11 @@ async fn plan(state: &mut RunState<'_>) -> Result<Report> {
         };
         let tag = format!("layers/{}", input.layer.name);
         state.ctx.session.line(&tag, &format!("plan: {decision}"));
-        let then = secrets::steps_after(&settings, &input.layer.name)
+        let mut then: Vec<String> = secrets::steps_after(&settings, &input.layer.name)
             .into_iter()
             .map(|step| step.describe(&settings))
             .collect();
+        then.extend(super::steps_stage::plan_after(state, &input.layer.name));
         let row = &mut state.rows[index];
         row.then = then;
         row.action = Some(match decision {
@@ -186,6 +187,11 @@ async fn apply(state: &mut RunState<'_>, current: &mut Option<String>) -> Result
         }
         if action == LayerAction::Sync {
             layers::record_digest(&client, &name, &input.digest).await?;
+        }
+        // Repository steps build on a converged layer; theirs is a record of their own.
+        if let Some(finding) = super::steps_stage::run_after(state, &name).await? {
+            let detail = summary_detail(state);
+            return Ok(Report { layer: Some(name), ..Report::failed(detail, finding) });
         }
     }
     *current = None;

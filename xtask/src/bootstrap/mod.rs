@@ -9,6 +9,7 @@
 mod layers_stage;
 mod preflight;
 mod stages;
+mod steps_stage;
 pub mod summary;
 
 use crate::config::Context;
@@ -18,7 +19,7 @@ use crate::outcome::Status;
 use crate::platform::helmfile::{Layer, Platform};
 use crate::runner::{self, Mode, RunOutcome, Stage};
 use crate::secrets::Step;
-use summary::{LayerRow, Summary};
+use summary::{LayerRow, StepRow, Summary};
 
 #[derive(clap::Args, Debug, Default)]
 pub struct Args {
@@ -106,6 +107,8 @@ pub struct LayerInput {
 pub struct Inputs {
     pub platform: Platform,
     pub layers: Vec<LayerInput>,
+    /// One per configured repository step, in settings order.
+    pub steps: Vec<steps_stage::StepInput>,
 }
 
 /// What the stages after preflight share: the inputs, and what the layers stage did
@@ -116,6 +119,8 @@ pub struct RunState<'c> {
     pub inputs: Inputs,
     /// One row per platform layer, in platform order.
     pub rows: Vec<LayerRow>,
+    /// One row per repository step, in settings order.
+    pub steps: Vec<StepRow>,
     /// Secrets steps the layers stage ran after their layers, and what they did.
     pub steps_done: Vec<Step>,
     pub steps_detail: Vec<String>,
@@ -125,11 +130,13 @@ pub struct RunState<'c> {
 impl<'c> RunState<'c> {
     fn new(ctx: &'c Context, options: Options, inputs: Inputs) -> RunState<'c> {
         let rows = inputs.layers.iter().map(|l| LayerRow::new(&l.layer.name)).collect();
+        let steps = step_rows(ctx);
         RunState {
             ctx,
             options,
             inputs,
             rows,
+            steps,
             steps_done: Vec::new(),
             steps_detail: Vec::new(),
             client: None,
@@ -156,17 +163,22 @@ pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
     };
     let mode = if args.plan { Mode::Plan } else { Mode::Apply };
     let options = Options { selection, force: args.force, no_install: args.no_install, mode };
-    let mut stages: Vec<Box<dyn Stage<RunState>>> = vec![
+    let steps_after = |anchor| steps_after(ctx, anchor);
+    let stages: Vec<Box<dyn Stage<RunState>>> = [
         // Charts first: an offline check, so a bad lock stops the run before any change.
-        Box::new(stages::Charts),
-        Box::new(stages::Cluster::default()),
-        Box::new(layers_stage::Layers::default()),
-        Box::new(stages::Status),
-        Box::new(stages::Secrets),
-    ];
-    if !args.no_tilt {
-        stages.push(Box::new(stages::Tilt));
-    }
+        Some(Box::new(stages::Charts) as Box<dyn Stage<RunState>>),
+        Some(Box::new(stages::Cluster::default())),
+        steps_after("cluster"),
+        Some(Box::new(layers_stage::Layers::default())),
+        Some(Box::new(stages::Status)),
+        steps_after("layers"),
+        Some(Box::new(stages::Secrets)),
+        steps_after("secrets"),
+        (!args.no_tilt).then(|| Box::new(stages::Tilt) as Box<dyn Stage<RunState>>),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     execute(ctx, "bootstrap", options, stages).await
 }
 
@@ -177,8 +189,14 @@ pub async fn sync(ctx: &Context, args: &SyncArgs) -> Result<()> {
         no_install: args.no_install,
         mode: Mode::Apply,
     };
-    let stages: Vec<Box<dyn Stage<RunState>>> =
-        vec![Box::new(layers_stage::Layers::default()), Box::new(stages::Status)];
+    let stages: Vec<Box<dyn Stage<RunState>>> = [
+        Some(Box::new(layers_stage::Layers::default()) as Box<dyn Stage<RunState>>),
+        Some(Box::new(stages::Status)),
+        steps_after(ctx, "layers"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     execute(ctx, "sync", options, stages).await
 }
 
@@ -201,17 +219,24 @@ async fn execute<'c>(
 
     let needs_k3d = names.contains(&"cluster") && ctx.targets_own_cluster();
     let mut first: Vec<Box<dyn Stage<preflight::Read> + '_>> =
-        vec![Box::new(preflight::Preflight { ctx, options: options.clone(), needs_k3d })];
+        vec![Box::new(preflight::Preflight {
+            ctx,
+            options: options.clone(),
+            needs_k3d,
+            stages: names.clone(),
+        })];
     let mut read = preflight::Read::default();
     let mut outcome = runner::run(&mut first, &mut read, options.mode, session, remedy).await;
     // Kept when preflight failed after reading the layers: the summary still lists them.
     let mut rows = read.layer_names.iter().map(|name| LayerRow::new(name)).collect();
+    let mut steps = step_rows(ctx);
     match read.inputs {
         Some(inputs) if outcome.error.is_none() => {
             let mut state = RunState::new(ctx, options.clone(), inputs);
             let rest = runner::run(&mut stages, &mut state, options.mode, session, remedy).await;
             outcome = join(outcome, rest);
             rows = state.rows;
+            steps = state.steps;
         }
         _ => {
             for name in names {
@@ -229,11 +254,27 @@ async fn execute<'c>(
         status: outcome.status,
         stages: outcome.rows,
         layers: rows,
+        steps,
         failure: outcome.failure,
         log: ctx.log_path.display().to_string(),
     };
     session.events.emit(Event::Result { result: &summary });
     outcome.error.map_or(Ok(()), Err)
+}
+
+/// The stage running the steps configured after `anchor`, if there are any. Every run
+/// holding the anchor's stage holds this one after it.
+fn steps_after<'c>(
+    ctx: &Context,
+    anchor: &'static str,
+) -> Option<Box<dyn Stage<RunState<'c>> + 'c>> {
+    let any = ctx.settings.steps.iter().any(|s| s.after == anchor);
+    any.then(|| Box::new(steps_stage::Steps { after: anchor }) as Box<dyn Stage<RunState>>)
+}
+
+/// One `skipped` row per configured step (the stages mark what they do).
+fn step_rows(ctx: &Context) -> Vec<StepRow> {
+    ctx.settings.steps.iter().map(|s| StepRow::new(&s.name, &s.after)).collect()
 }
 
 /// Preflight's outcome followed by the rest of the run's.

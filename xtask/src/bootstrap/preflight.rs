@@ -2,11 +2,14 @@
 //! input exits 2 here), the pinned tools installed (not with `--plan`), and the tools
 //! this run calls found (exit 3 otherwise).
 
+use super::steps_stage::StepInput;
 use super::{Inputs, LayerInput, Options, select};
 use crate::config::Context;
 use crate::error::{Result, missing};
 use crate::outcome::Report;
+use crate::platform::helmfile::Platform;
 use crate::runner::{Mode, Stage, StageFuture};
+use crate::steps::StepPlan;
 
 /// What preflight read: the layer names as soon as they are known (so a later
 /// preflight failure still lists them), and the inputs once everything checked out.
@@ -21,6 +24,8 @@ pub struct Preflight<'c> {
     pub options: Options,
     /// The cluster stage will run (and so call `k3d`).
     pub needs_k3d: bool,
+    /// The stages of this run after preflight (steps after a stage run when it does).
+    pub stages: Vec<&'static str>,
 }
 
 impl Preflight<'_> {
@@ -31,6 +36,8 @@ impl Preflight<'_> {
         let platform = crate::helmfile_list::read_platform(ctx).await?;
         read.layer_names = platform.layers.iter().map(|l| l.name.clone()).collect();
         crate::layers::validate_inputs(&platform)?;
+        let manifest = ctx.root.join("Cargo.toml");
+        crate::config::check_anchors(&manifest, &ctx.settings.steps, &names_of(&platform))?;
         crate::platform::charts_lock::ChartsLock::read(&ctx.settings.charts_lock)?;
         let no_install = self.options.no_install || self.options.mode == Mode::Plan;
         let offline = crate::tools::prepare(ctx, no_install).await?;
@@ -40,7 +47,7 @@ impl Preflight<'_> {
             true if !no_install => crate::helmfile_list::read_platform(ctx).await?,
             _ => platform,
         };
-        let names: Vec<&str> = platform.layers.iter().map(|l| l.name.as_str()).collect();
+        let names = names_of(&platform);
         let selected = select(&names, &self.options.selection)?;
         let layers = platform
             .layers
@@ -52,6 +59,10 @@ impl Preflight<'_> {
             })
             .collect::<Result<Vec<_>>>()?;
         self.check_tools()?;
+        let selected_names: Vec<&str> = selected.iter().map(|&i| names[i]).collect();
+        let steps = self.steps(&selected_names)?;
+        let mut warnings: Vec<String> = offline.into_iter().collect();
+        warnings.extend(self.check_steps_ready(&steps)?);
         let detail = format!(
             "{} layer(s), {} selected; environment {}, context {}",
             layers.len(),
@@ -59,8 +70,52 @@ impl Preflight<'_> {
             ctx.environment,
             ctx.kube_context
         );
-        read.inputs = Some(Inputs { platform, layers });
-        Ok(Report::ok(detail).warn(offline))
+        read.inputs = Some(Inputs { platform, layers, steps });
+        Ok(Report::ok(detail).warn(warnings))
+    }
+
+    /// Each configured step: its digest, its plan, whether this run reaches it.
+    fn steps(&self, selected_layers: &[&str]) -> Result<Vec<StepInput>> {
+        let root = &self.ctx.root;
+        let recorded = crate::steps::recorded(root)?;
+        self.ctx
+            .settings
+            .steps
+            .iter()
+            .map(|step| {
+                let digest = crate::steps::digest(root, step)?;
+                let plan = crate::steps::plan(
+                    digest.as_deref(),
+                    recorded.get(&step.name).map(String::as_str),
+                    self.options.force,
+                );
+                let anchor = step.after.as_str();
+                let in_run = match crate::config::STAGE_ANCHORS.contains(&anchor) {
+                    true => self.stages.contains(&anchor),
+                    false => selected_layers.contains(&anchor),
+                };
+                Ok(StepInput { settings: step.clone(), digest, plan, in_run })
+            })
+            .collect()
+    }
+
+    /// Every step this run will run finds its program and variables (exit 3, nothing
+    /// changed); with `--plan` what is missing is a warning.
+    fn check_steps_ready(&self, steps: &[StepInput]) -> Result<Vec<String>> {
+        let manifest = self.ctx.root.join("Cargo.toml");
+        let mut warnings = Vec::new();
+        for step in steps.iter().filter(|s| s.in_run && s.plan != StepPlan::Unchanged) {
+            let ready = crate::steps::check_ready(&self.ctx.root, &manifest, &step.settings, |v| {
+                std::env::var_os(v)
+            });
+            match ready {
+                Err(e) if self.options.mode == Mode::Plan => {
+                    warnings.push(format!("step {} would not run: {e}", step.settings.name))
+                }
+                other => other?,
+            }
+        }
+        Ok(warnings)
     }
 
     /// The tools this run calls are found (exit 3 otherwise).
@@ -81,6 +136,10 @@ impl Preflight<'_> {
             ))),
         }
     }
+}
+
+fn names_of(platform: &Platform) -> Vec<&str> {
+    platform.layers.iter().map(|l| l.name.as_str()).collect()
 }
 
 impl Stage<Read> for Preflight<'_> {

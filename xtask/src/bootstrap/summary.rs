@@ -68,11 +68,47 @@ impl LayerRow {
     }
 }
 
+/// What happened to one repository step in this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepStatus {
+    Ran,
+    Unchanged,
+    Failed,
+    Skipped,
+    /// `--plan`: decided (see the row's plan), nothing run.
+    Planned,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRow {
+    pub name: String,
+    /// Where it runs: a layer, or `cluster` / `layers` / `secrets`.
+    pub after: String,
+    pub status: StepStatus,
+    pub duration: Duration,
+    /// The plan's decision (`run: <reason>` or `unchanged: …`), when it was planned.
+    pub plan: Option<String>,
+}
+
+impl StepRow {
+    pub fn new(name: &str, after: &str) -> StepRow {
+        StepRow {
+            name: name.to_owned(),
+            after: after.to_owned(),
+            status: StepStatus::Skipped,
+            duration: Duration::ZERO,
+            plan: None,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Summary {
     pub status: Status,
     pub stages: Vec<StageRow>,
     pub layers: Vec<LayerRow>,
+    pub steps: Vec<StepRow>,
     pub failure: Option<Failure>,
     pub log: String,
 }
@@ -140,6 +176,25 @@ impl Rendered for Summary {
             out.push('\n');
             out.push_str(&table::render(headers, &rows));
         }
+        if !self.steps.is_empty() {
+            let rows: Vec<Vec<String>> = self
+                .steps
+                .iter()
+                .map(|s| {
+                    let time = if s.duration.is_zero() { String::new() } else { secs(s.duration) };
+                    let plan = s.plan.clone().filter(|_| s.status == StepStatus::Planned);
+                    vec![
+                        s.name.clone(),
+                        word(&s.status),
+                        time,
+                        format!("after {}", s.after),
+                        plan.unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            out.push('\n');
+            out.push_str(&table::render(&["STEP", "STATUS", "TIME", "WHEN", "PLAN"], &rows));
+        }
         for warning in self.warnings() {
             out.push_str(&format!("warning: {warning}\n"));
         }
@@ -186,6 +241,22 @@ impl Rendered for Summary {
                 layer
             })
             .collect();
+        let steps: Vec<_> = self
+            .steps
+            .iter()
+            .map(|s| {
+                let mut step = json!({
+                    "name": s.name,
+                    "status": s.status,
+                    "duration_ms": s.duration.as_millis() as u64,
+                    "after": s.after,
+                });
+                if let Some(plan) = &s.plan {
+                    step["plan"] = json!(plan);
+                }
+                step
+            })
+            .collect();
         let failure = self.failure.as_ref().map(|f| {
             json!({
                 "stage": f.stage,
@@ -198,6 +269,7 @@ impl Rendered for Summary {
             "status": self.status,
             "stages": stages,
             "layers": layers,
+            "steps": steps,
             "failure": failure,
             "log": self.log,
         })
@@ -242,6 +314,7 @@ mod tests {
                 warnings: Vec::new(),
             }],
             layers: vec![auth, data],
+            steps: Vec::new(),
             failure: Some(Failure {
                 stage: "layers".into(),
                 layer: Some("24-auth".into()),

@@ -352,6 +352,7 @@ mod tests {
             environment: settings.environment.clone(),
             log_path: dir.join("setup.log"),
             settings,
+            bundles: Default::default(),
             session: crate::session::Session::silent(),
         }
     }

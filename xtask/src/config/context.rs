@@ -2,6 +2,7 @@
 //! environment, the kube context (one rule for every command), the log file, and the
 //! session (events, cancellation, tool path).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::{Settings, find_root, resolve_home};
@@ -34,6 +35,8 @@ pub struct Overrides {
     pub environment: Option<String>,
     /// `--context CONTEXT` (default: [`default_kube_context`]).
     pub kube_context: Option<String>,
+    /// `--bundle NAME` (repeatable): optional bundles on besides the `bundles` setting.
+    pub bundles: Vec<String>,
 }
 
 /// What every command gets, resolved once: the workspace root, its settings, the
@@ -47,6 +50,8 @@ pub struct Context {
     pub log_path: PathBuf,
     pub environment: String,
     pub kube_context: String,
+    /// The optional bundles that are on: the `bundles` setting and every `--bundle`.
+    pub bundles: BTreeSet<String>,
     pub session: Session,
 }
 
@@ -71,6 +76,7 @@ impl Context {
             overrides.environment.clone().unwrap_or_else(|| settings.environment.clone());
         let kube_context =
             overrides.kube_context.clone().unwrap_or_else(|| default_kube_context(&settings));
+        let bundles = settings.bundles.iter().chain(&overrides.bundles).cloned().collect();
         let session = Session {
             tool_path: Some(crate::pins::path_with_tools(root)),
             log_path: Some(log_path.clone()),
@@ -82,6 +88,7 @@ impl Context {
             log_path,
             environment,
             kube_context,
+            bundles,
             session,
         })
     }

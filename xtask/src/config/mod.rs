@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::bad_input;
 
 mod context;
+mod steps;
 use crate::pins::ToolPin;
 pub use context::{Context, Format, Overrides, default_kube_context};
+pub use steps::{STAGE_ANCHORS, StepSettings, check_anchors};
 
 /// Environment variable that names the workspace root (tests point it at a fixture).
 pub const ROOT_ENV: &str = "BOOTSTRAP_ROOT";
@@ -49,6 +51,11 @@ pub struct Settings {
     pub tools: BTreeMap<String, ToolPin>,
     /// The secrets stage (`[workspace.metadata.bootstrap.secrets]`).
     pub secrets: SecretsSettings,
+    /// Optional bundles that are on (releases labelled `bundle: <name>`); `--bundle`
+    /// adds to these.
+    pub bundles: Vec<String>,
+    /// Repository steps (`[[workspace.metadata.bootstrap.steps]]`), in the order given.
+    pub steps: Vec<StepSettings>,
 }
 
 impl Default for Settings {
@@ -66,6 +73,8 @@ impl Default for Settings {
             timeouts: Timeouts::default(),
             tools: BTreeMap::new(),
             secrets: SecretsSettings::default(),
+            bundles: Vec::new(),
+            steps: Vec::new(),
         }
     }
 }
@@ -200,9 +209,10 @@ impl Settings {
                 e.message().trim_end()
             ))
         })?;
-        let settings =
+        let mut settings =
             parsed.workspace.and_then(|w| w.metadata).and_then(|m| m.bootstrap).unwrap_or_default();
         settings.validate(manifest)?;
+        steps::validate(manifest, text, &mut settings.steps)?;
         Ok(settings)
     }
 
@@ -245,6 +255,11 @@ impl Settings {
                     "{file}: [workspace.metadata.bootstrap.secrets]: `{key}` must not be empty"
                 )));
             }
+        }
+        if let Some(bad) = self.bundles.iter().find(|b| b.trim().is_empty()) {
+            return Err(bad_input(format!(
+                "{file}: [workspace.metadata.bootstrap]: `bundles` entry {bad:?}: expected a bundle name (a release's `bundle` label)"
+            )));
         }
         if self.tilt_port == 0 {
             return Err(bad_input(format!(
@@ -442,8 +457,11 @@ mod tests {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
         let text = std::fs::read_to_string(&manifest).unwrap();
         let mut settings = Settings::parse(&manifest, &text).unwrap();
-        // Tool pins have no defaults; tools.rs tests the repository's pins.
+        // Tool pins and steps have no defaults; tools.rs tests the repository's pins,
+        // the e2e tests the sample step.
         settings.tools.clear();
+        assert_eq!(settings.steps[0].name, "lint-local-charts");
+        settings.steps.clear();
         assert_eq!(settings, Settings::default());
     }
 

@@ -47,7 +47,7 @@ pub fn digest(
         }
         if let Some(chart) = layer.local_chart(release) {
             if chart.is_dir() {
-                for file in files_under(&chart)? {
+                for file in crate::fsutil::files_under(&chart)? {
                     files.insert(file, "chart");
                 }
             } else if chart.is_file() {
@@ -145,25 +145,6 @@ fn check_values_file(path: &Path) -> std::result::Result<(), String> {
     crate::platform::parse_yaml::<serde_json::Value>(path, &text)
         .map(drop)
         .map_err(|e| format!("{e:#}"))
-}
-
-fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let entries = std::fs::read_dir(&dir)
-            .map_err(|e| bad_input(format!("{}: cannot read chart folder: {e}", dir.display())))?;
-        for entry in entries {
-            let path = entry?.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -1,0 +1,111 @@
+//! Repository steps in the run: after a stage (`cluster`, `layers`, `secrets`) as a
+//! stage of their own, after a layer inside the layers stage. A failed step stops the
+//! run like a failed gate.
+
+use std::time::Instant;
+
+use super::RunState;
+use super::summary::StepStatus;
+use crate::error::Result;
+use crate::outcome::{Finding, Report};
+use crate::runner::{Mode, Stage, StageFuture};
+use crate::steps::{self, StepPlan};
+
+/// One configured step as this run sees it.
+#[derive(Debug, Clone)]
+pub struct StepInput {
+    pub settings: crate::config::StepSettings,
+    pub digest: Option<String>,
+    pub plan: StepPlan,
+    /// Its anchor (stage or selected layer) is part of this run.
+    pub in_run: bool,
+}
+
+/// Mark the plans of the steps after `anchor` in the rows (`--plan`: as planned).
+pub fn plan_after(state: &mut RunState<'_>, anchor: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (index, input) in state.inputs.steps.iter().enumerate() {
+        if input.settings.after != anchor || !input.in_run {
+            continue;
+        }
+        let row = &mut state.steps[index];
+        row.plan = Some(input.plan.to_string());
+        if state.options.mode == Mode::Plan {
+            row.status = StepStatus::Planned;
+        }
+        lines.push(format!("step {} ({})", input.settings.name, input.plan));
+    }
+    lines
+}
+
+/// Run the steps after `anchor`, in order; the first failure is returned.
+pub async fn run_after(state: &mut RunState<'_>, anchor: &str) -> Result<Option<Finding>> {
+    let ctx = state.ctx;
+    for index in 0..state.inputs.steps.len() {
+        let input = state.inputs.steps[index].clone();
+        if input.settings.after != anchor || !input.in_run {
+            continue;
+        }
+        let tag = format!("steps/{}", input.settings.name);
+        if input.plan == StepPlan::Unchanged {
+            ctx.session.progress(&tag, &format!("step {}: unchanged", input.settings.name));
+            state.steps[index].status = StepStatus::Unchanged;
+            continue;
+        }
+        ctx.session.cancel.check()?;
+        ctx.session.progress(&tag, &format!("step {}: {}", input.settings.name, input.plan));
+        let started = Instant::now();
+        let result = steps::run(ctx, &input.settings, input.digest.as_deref()).await;
+        let row = &mut state.steps[index];
+        row.duration = started.elapsed();
+        row.status = match &result {
+            Ok(None) => StepStatus::Ran,
+            _ => StepStatus::Failed,
+        };
+        ctx.session.progress(
+            &tag,
+            &format!("step {}: {}", input.settings.name, super::summary::word(&row.status)),
+        );
+        if let Some(finding) = result? {
+            return Ok(Some(finding));
+        }
+    }
+    Ok(None)
+}
+
+/// The steps after a whole stage.
+pub struct Steps {
+    pub after: &'static str,
+}
+
+impl Stage<RunState<'_>> for Steps {
+    fn name(&self) -> &'static str {
+        "steps"
+    }
+
+    fn plan<'a>(&'a mut self, state: &'a mut RunState<'_>) -> StageFuture<'a> {
+        Box::pin(async move {
+            let lines = plan_after(state, self.after);
+            Ok(Report::planned(format!("after {}: {}", self.after, lines.join(", "))))
+        })
+    }
+
+    fn apply<'a>(&'a mut self, state: &'a mut RunState<'_>) -> StageFuture<'a> {
+        Box::pin(async move {
+            if let Some(finding) = run_after(state, self.after).await? {
+                return Ok(Report::failed(format!("a step after {} failed", self.after), finding));
+            }
+            let done: Vec<String> = state
+                .inputs
+                .steps
+                .iter()
+                .zip(&state.steps)
+                .filter(|(input, _)| input.settings.after == self.after && input.in_run)
+                .map(|(input, row)| {
+                    format!("{} {}", input.settings.name, super::summary::word(&row.status))
+                })
+                .collect();
+            Ok(Report::ok(format!("after {}: {}", self.after, done.join(", "))))
+        })
+    }
+}
