@@ -60,8 +60,8 @@ struct Command {
     file: Option<PathBuf>,
     environment: String,
     output: Option<String>,
-    /// `-l key=value[,key=value]` (repeatable: any of them).
-    selectors: Vec<Vec<(String, String)>>,
+    /// `-l key=value[,key!=value]` (repeatable: any of them).
+    selectors: Vec<Vec<Term>>,
     /// `--kube-context`: passed on to every helm call (else helm's own default).
     kube_context: Option<String>,
     /// `--wait`, `--wait-for-jobs`: override every release's `wait` / `waitForJobs`.
@@ -116,7 +116,51 @@ const BOOL_FLAGS: &[&str] = &[
     "--reuse-values",
     "--suppress-secrets",
     "--strip-args-values-on-exit-error",
+    "--skip-charts",
 ];
+
+/// One term of a selector: `key=value`, or `key!=value` (`negative`).
+#[derive(Debug, Clone, PartialEq)]
+struct Term {
+    key: String,
+    value: String,
+    negative: bool,
+}
+
+/// helmfile `pkg/state/release_filters.go` ParseLabels: comma-separated `k=v` / `k!=v`.
+fn parse_selector(sel: &str) -> Result<Vec<Term>> {
+    sel.split(',')
+        .map(|t| {
+            let (key, value, negative) = match t.split_once("!=") {
+                Some((k, v)) => (k, v, true),
+                None => {
+                    let (k, v) = t.split_once('=').with_context(|| {
+                        format!("malformed label: {t}. Expected label in form k=v or k!=v")
+                    })?;
+                    (k, v, false)
+                }
+            };
+            Ok(Term { key: key.to_owned(), value: value.to_owned(), negative })
+        })
+        .collect()
+}
+
+/// helmfile LabelFilter.Match: every positive term's label is present and equal; no
+/// negative term's label is present with that value (an absent label matches `!=`).
+/// `name` and `namespace` are labels of every release (helmfile adds them).
+fn matches(sel: &[Term], r: &ReleaseSpec) -> bool {
+    sel.iter().all(|t| {
+        let value = match t.key.as_str() {
+            "name" => Some(&r.name),
+            "namespace" => Some(&r.namespace),
+            key => r.labels.get(key),
+        };
+        match t.negative {
+            false => value == Some(&t.value),
+            true => value != Some(&t.value),
+        }
+    })
+}
 
 fn parse_args(args: &[String]) -> Result<Command> {
     let mut c = Command { environment: "default".into(), ..Command::default() };
@@ -138,11 +182,7 @@ fn parse_args(args: &[String]) -> Result<Command> {
             "--output" | "-o" => c.output = Some(value()?),
             "-l" | "--selector" => {
                 let sel = value()?;
-                let terms = sel
-                    .split(',')
-                    .filter_map(|t| t.split_once('='))
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()));
-                c.selectors.push(terms.collect());
+                c.selectors.push(parse_selector(&sel)?);
             }
             "--kube-context" => c.kube_context = Some(value()?),
             "--wait" => c.wait = true,
@@ -176,15 +216,7 @@ async fn run(cmd: Command, scenario: Scenario) -> Result<i32> {
     let file = cmd.file.clone().unwrap_or_else(|| PathBuf::from("helmfile.yaml"));
     let mut releases = load_releases(&file, &cmd.environment)?;
     if !cmd.selectors.is_empty() {
-        releases.retain(|r| {
-            cmd.selectors.iter().any(|sel| {
-                sel.iter().all(|(k, v)| {
-                    r.labels.get(k) == Some(v)
-                        || (k == "name" && &r.name == v)
-                        || (k == "namespace" && &r.namespace == v)
-                })
-            })
-        });
+        releases.retain(|r| cmd.selectors.iter().any(|sel| matches(sel, r)));
     }
     for r in &mut releases {
         r.wait |= cmd.wait;
@@ -198,7 +230,12 @@ async fn run(cmd: Command, scenario: Scenario) -> Result<i32> {
         let selectors: Vec<String> = cmd
             .selectors
             .iter()
-            .map(|s| s.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+            .map(|s| {
+                let terms = s.iter().map(|t| {
+                    format!("{}{}={}", t.key, if t.negative { "!" } else { "" }, t.value)
+                });
+                terms.collect::<Vec<_>>().join(",")
+            })
             .collect();
         eprintln!(
             "err: no releases found that matches specified selector({}) and environment({}), in any helmfile",
@@ -396,7 +433,10 @@ mod tests {
         assert_eq!(c.file.as_deref(), Some(Path::new("layer.yaml")));
         let c = parse_args(&args("-f x.yaml -e local list --output json -l gate=true")).unwrap();
         assert_eq!(c.output.as_deref(), Some("json"));
-        assert_eq!(c.selectors, vec![vec![("gate".to_owned(), "true".to_owned())]]);
+        let term = |key: &str, value: &str, negative| Term { key: key.into(), value: value.into(), negative };
+        assert_eq!(c.selectors, vec![vec![term("gate", "true", false)]]);
+        let c = parse_args(&args("-f x.yaml -l bundle!=obs,gate=true sync")).unwrap();
+        assert_eq!(c.selectors, vec![vec![term("bundle", "obs", true), term("gate", "true", false)]]);
         assert!(
             parse_args(&args("-f x.yaml --bogus sync"))
                 .unwrap_err()

@@ -6,11 +6,13 @@
 //! layers stay not read, with the reason. The calls are quiet (read-only) and change
 //! nothing.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::Context;
-use crate::error::{Result, bad_input};
+use crate::error::{Context as _, Result, bad_input};
+use crate::platform::bundles;
 use crate::exec::{self, Cmd};
 use crate::platform::helmfile::{LayerReleases, Platform, parse_listed};
 use crate::session::Session;
@@ -18,7 +20,9 @@ use crate::session::Session;
 /// Why a template layer is not read when no helmfile is found.
 pub const NO_HELMFILE: &str = "not read: Go template and helmfile not found";
 
-/// The root Helmfile of the settings, for `ctx.environment`, with template layers listed.
+/// The root Helmfile of the settings, for `ctx.environment`, with template layers
+/// listed and the releases of the bundles that are off marked not installed. A bundle
+/// turned on that no release belongs to is bad input.
 pub async fn read_platform(ctx: &Context) -> Result<Platform> {
     let platform = Platform::read(&ctx.settings.helmfile)?;
     platform.check_environment(&ctx.environment)?;
@@ -26,8 +30,40 @@ pub async fn read_platform(ctx: &Context) -> Result<Platform> {
         helmfile: crate::probe::find_tool(&ctx.root, "helmfile"),
         environment: ctx.environment.clone(),
         timeout: ctx.settings.timeouts.tool_call(),
+        bundles: ctx.bundles.clone(),
     };
-    lister.fill(&ctx.session, platform).await
+    let mut platform = lister.fill(&ctx.session, platform).await?;
+    // A bundle may sit in a template layer not read yet: judge only a complete model.
+    if platform.layers.iter().all(|l| l.releases.not_read_reason().is_none()) {
+        bundles::check_enabled(&platform, &ctx.bundles)?;
+    }
+    bundles::switch_off(&mut platform, &ctx.bundles);
+    Ok(platform)
+}
+
+/// The state values file every helmfile call of a run reads, so layer files see the
+/// bundles that are on as `.Values.bundles`. Removed when dropped.
+pub struct StateValues {
+    file: tempfile::NamedTempFile,
+}
+
+impl StateValues {
+    pub fn write(enabled: &BTreeSet<String>) -> Result<StateValues> {
+        use std::io::Write as _;
+        let mut file = tempfile::Builder::new()
+            .prefix("bootstrap-state-values-")
+            .suffix(".yaml")
+            .tempfile()
+            .context("creating the helmfile state values file")?;
+        file.write_all(bundles::state_values(enabled).as_bytes())
+            .context("writing the helmfile state values file")?;
+        Ok(StateValues { file })
+    }
+
+    /// `--state-values-file <path>`.
+    pub fn args(&self) -> [String; 2] {
+        ["--state-values-file".into(), self.file.path().display().to_string()]
+    }
 }
 
 /// How template layers get listed: with `helmfile` (if found) for one environment.
@@ -36,6 +72,8 @@ pub struct Lister {
     pub helmfile: Option<PathBuf>,
     pub environment: String,
     pub timeout: Duration,
+    /// The bundles that are on (the layer files' `bundles` state value).
+    pub bundles: BTreeSet<String>,
 }
 
 impl Lister {
@@ -52,10 +90,13 @@ impl Lister {
         let Some(helmfile) = &self.helmfile else {
             return Ok(LayerReleases::NotRead { reason: NO_HELMFILE.into() });
         };
+        let state_values = StateValues::write(&self.bundles)?;
         let cmd = Cmd::new("helmfile", &helmfile.to_string_lossy(), self.timeout)
             .arg("-f")
             .arg(file.to_string_lossy())
-            .args(["-e", &self.environment, "list", "--output", "json"])
+            .args(["-e", &self.environment])
+            .args(state_values.args())
+            .args(["list", "--output", "json"])
             .quiet();
         // Reading the model changes nothing: not echoed, and not logged.
         let out = exec::run(&session.quiet(), &cmd).await?;
@@ -89,7 +130,12 @@ mod tests {
     }
 
     fn no_helmfile() -> Lister {
-        Lister { helmfile: None, environment: "local".into(), timeout: Duration::from_secs(30) }
+        Lister {
+            helmfile: None,
+            environment: "local".into(),
+            timeout: Duration::from_secs(30),
+            bundles: BTreeSet::new(),
+        }
     }
 
     #[tokio::test]
@@ -110,7 +156,7 @@ mod tests {
             &helmfile,
             r#"#!/bin/sh
 case "$*" in
-  *"-e local list --output json") echo '[{"name":"web","labels":"gate:true","chart":"c"}]';;
+  *"-e local --state-values-file "*" list --output json") echo '[{"name":"web","labels":"gate:true","chart":"c"}]';;
   *) echo "environment not found" >&2; exit 1;;
 esac
 "#,
@@ -130,7 +176,7 @@ esac
         let text = err.to_string();
         assert!(text.contains("30-apps.yaml.gotmpl: `"), "{text}");
         assert!(
-            text.contains("-e staging list --output json` failed: environment not found"),
+            text.contains(" list --output json` failed: environment not found"),
             "{text}"
         );
     }

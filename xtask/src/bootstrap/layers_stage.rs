@@ -79,10 +79,13 @@ async fn plan(state: &mut RunState<'_>) -> Result<Report> {
             (None, false) => {
                 let client = state.client().await?;
                 let not_deployed = layers::not_deployed(&client, &input.layer).await?;
+                let to_uninstall =
+                    layers::off_but_present(&client, &input.layer, &state.ctx.bundles).await?;
                 layers::plan(
                     &input.digest,
                     recorded.get(&input.layer.name).map(String::as_str),
                     &not_deployed,
+                    &to_uninstall,
                     state.options.force,
                 )
             }

@@ -54,7 +54,13 @@ impl Preflight<'_> {
             .iter()
             .enumerate()
             .map(|(index, layer)| {
-                let digest = crate::layers::digest(&ctx.root, &platform, layer, &ctx.environment)?;
+                let digest = crate::layers::digest(
+                    &ctx.root,
+                    &platform,
+                    layer,
+                    &ctx.environment,
+                    &ctx.bundles,
+                )?;
                 Ok(LayerInput { layer: layer.clone(), digest, selected: selected.contains(&index) })
             })
             .collect::<Result<Vec<_>>>()?;

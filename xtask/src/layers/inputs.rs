@@ -2,7 +2,7 @@
 //! inputs, and their validation (every values file YAML, every layer with releases,
 //! every local chart path present), so bad input stops the run with exit 2.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -14,14 +14,16 @@ use crate::platform::helmfile::{Layer, LayerReleases, Platform, Values};
 
 /// sha256 over everything that decides what a layer's sync does: the layer file, the
 /// values files its releases name, the files of its local charts (dirs or archives),
-/// the environment's name and values. Paths are taken relative to `root` so the same
-/// checkout hashes the same wherever it lives. A values file that does not exist is
-/// bad input (helmfile would refuse it too).
+/// the environment's name and values, and the bundles that are on which the layer holds
+/// or reads. Paths are taken relative to `root` so the same checkout hashes the same
+/// wherever it lives. A values file that does not exist is bad input (helmfile would
+/// refuse it too).
 pub fn digest(
     root: &Path,
     platform: &Platform,
     layer: &Layer,
     environment: &str,
+    bundles: &BTreeSet<String>,
 ) -> Result<String> {
     let mut files: BTreeMap<PathBuf, &'static str> = BTreeMap::new();
     files.insert(layer.file.clone(), "layer");
@@ -75,6 +77,8 @@ pub fn digest(
         hasher.update(bytes);
     };
     field(format!("environment={environment}").as_bytes());
+    let layer_text = std::fs::read_to_string(&layer.file).unwrap_or_default();
+    field(crate::platform::bundles::digest_part(layer, &layer_text, bundles).as_bytes());
     for text in &inline {
         field(text.as_bytes());
     }
@@ -188,7 +192,7 @@ mod tests {
             platform
                 .layers
                 .iter()
-                .map(|l| digest(self.dir.path(), &platform, l, env).unwrap())
+                .map(|l| digest(self.dir.path(), &platform, l, env, &BTreeSet::new()).unwrap())
                 .collect()
         }
 
@@ -228,7 +232,8 @@ mod tests {
         let f = Fixture::new();
         std::fs::remove_file(f.dir.path().join("k/values/b.yaml")).unwrap();
         let platform = Platform::read(&f.dir.path().join("k/helmfile.yaml")).unwrap();
-        let err = digest(f.dir.path(), &platform, &platform.layers[1], "local").unwrap_err();
+        let err = digest(f.dir.path(), &platform, &platform.layers[1], "local", &BTreeSet::new())
+            .unwrap_err();
         assert_eq!(err.kind(), crate::error::ErrorKind::BadInput);
         assert!(
             err.to_string()

@@ -13,7 +13,12 @@ pub use record::{
     DIGESTS_CONFIGMAP, DIGESTS_NAMESPACE, forget_digest, record_digest, recorded_digests,
 };
 
+use std::collections::BTreeSet;
+use std::time::Duration;
+
 use crate::checks::{self, GateTarget};
+use crate::helmfile_list::StateValues;
+use crate::platform::bundles;
 use crate::config::Context;
 use crate::error::Result;
 use crate::exec::{self, Cmd};
@@ -45,16 +50,21 @@ impl std::fmt::Display for LayerPlan {
 }
 
 /// What one layer needs. `not_deployed` lists releases (with their state) that are not
-/// `deployed`. Pure: every branch is unit-tested.
+/// `deployed`; `to_uninstall` the installed releases of bundles that are off. Pure:
+/// every branch is unit-tested.
 pub fn plan(
     digest: &str,
     recorded: Option<&str>,
     not_deployed: &[String],
+    to_uninstall: &[String],
     force: bool,
 ) -> LayerPlan {
     let sync = |reason: String| LayerPlan::Sync { reason };
     if force {
         return sync("--force".into());
+    }
+    if !to_uninstall.is_empty() {
+        return sync(format!("uninstall {}: bundle off", to_uninstall.join(", ")));
     }
     match recorded {
         None => sync("no digest recorded in the cluster (new cluster, or never green)".into()),
@@ -64,6 +74,21 @@ pub fn plan(
         }
         Some(_) => LayerPlan::Unchanged,
     }
+}
+
+/// Releases of bundles that are off which Helm still has (`name (bundle b)`), to uninstall.
+pub async fn off_but_present(
+    client: &kube::Client,
+    layer: &Layer,
+    enabled: &BTreeSet<String>,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for release in bundles::off_releases(layer, enabled) {
+        if crate::release::read(client, namespace_of(release), &release.name).await?.is_some() {
+            out.push(format!("{} (bundle {})", release.name, release.bundle().unwrap_or_default()));
+        }
+    }
+    Ok(out)
 }
 
 /// Releases of `layer` (installed ones) whose latest revision is not `deployed`.
@@ -108,14 +133,54 @@ pub struct CycleResult {
 /// The `helmfile sync` of one layer. It waits for the layer's workloads to be Ready and
 /// its Jobs done (`--wait --wait-for-jobs`) so the gate never races pods still starting;
 /// the user's layer files need no `wait: true` for this. Pinned to the run's context.
-pub fn sync_command(ctx: &Context, layer: &Layer) -> Cmd {
+/// The releases of bundles that are off are left out (`--selector bundle!=<b>`), and
+/// the layer files see the bundles that are on as the state value `bundles`.
+pub fn sync_command(ctx: &Context, layer: &Layer, state_values: &StateValues) -> Cmd {
     let timeout = ctx.settings.timeouts.layer_sync();
+    let selector = bundles::sync_selector(&bundles::off_in(layer, &ctx.bundles));
+    helmfile(ctx, layer, timeout, state_values)
+        .args(selector.into_iter().flat_map(|s| ["--selector".to_owned(), s]))
+        .args(["sync", "--skip-deps", "--wait", "--wait-for-jobs"])
+        .args(["--timeout".to_owned(), timeout.as_secs().to_string()])
+}
+
+/// `helmfile --kube-context <ctx> -f <layer> -e <env> --state-values-file <f>`, pinned to
+/// the run's context for helm too.
+fn helmfile(ctx: &Context, layer: &Layer, timeout: Duration, state_values: &StateValues) -> Cmd {
     Cmd::new(&format!("layers/{}", layer.name), "helmfile", timeout)
         .args(["--kube-context", &ctx.kube_context, "-f"])
         .arg(layer.file.display().to_string())
-        .args(["-e", &ctx.environment, "sync", "--skip-deps", "--wait", "--wait-for-jobs"])
-        .args(["--timeout".to_owned(), timeout.as_secs().to_string()])
+        .args(["-e", &ctx.environment])
+        .args(state_values.args())
         .env("HELM_KUBECONTEXT", &ctx.kube_context)
+}
+
+/// Uninstall the releases of each bundle of `layer` that is off and still installed
+/// (`helmfile destroy --selector bundle=<b>`). A failure is the layer's finding.
+async fn uninstall_off_bundles(
+    cycle: &Cycle<'_>,
+    layer: &Layer,
+    state_values: &StateValues,
+) -> Result<Option<Finding>> {
+    let ctx = cycle.ctx;
+    if off_but_present(cycle.client, layer, &ctx.bundles).await?.is_empty() {
+        return Ok(None);
+    }
+    for bundle in bundles::off_in(layer, &ctx.bundles) {
+        let cmd = helmfile(ctx, layer, ctx.settings.timeouts.layer_sync(), state_values)
+            .args(["--selector".to_owned(), format!("{}={bundle}", bundles::BUNDLE_LABEL)])
+            .args(["destroy", "--skip-charts"]);
+        let output = exec::run(&ctx.session, &cmd).await?;
+        if !output.success() {
+            return Ok(Some(Finding::new(
+                format!("bundle {bundle} in layer {}", layer.name),
+                "its releases uninstalled (the bundle is off)",
+                format!("`helmfile destroy` exit {}: {}", output.code.map_or("signal".into(), |c| c.to_string()), last_lines(&output.tail(12), 3)),
+                format!("read the helmfile output in the log, or turn the bundle on with `--bundle {bundle}`"),
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// Sync `layer`, then run its gates. Errors are only for "could not go on at all"
@@ -125,7 +190,15 @@ pub async fn sync_and_gate(cycle: &Cycle<'_>, layer: &Layer) -> Result<CycleResu
     let session = &cycle.ctx.session;
     let tag = format!("layers/{}", layer.name);
     forget_digest(cycle.client, &layer.name).await?;
-    let sync = sync_command(cycle.ctx, layer);
+    let state_values = StateValues::write(&cycle.ctx.bundles)?;
+    if let Some(failure) = uninstall_off_bundles(cycle, layer, &state_values).await? {
+        return Ok(CycleResult { gate: GateStatus::None, warnings: Vec::new(), failure: Some(failure) });
+    }
+    if bundles::all_off(layer, &cycle.ctx.bundles) {
+        session.line(&tag, "every release is in a bundle that is off: nothing to sync");
+        return Ok(CycleResult { gate: GateStatus::None, warnings: Vec::new(), failure: None });
+    }
+    let sync = sync_command(cycle.ctx, layer, &state_values);
     let output = {
         let _wait = session.events.wait(&tag, &format!("syncing {}", layer.name));
         exec::run(session, &sync).await?
@@ -228,19 +301,24 @@ mod tests {
 
     #[test]
     fn plan_syncs_only_what_changed_or_is_not_deployed() {
-        assert_eq!(plan("d1", Some("d1"), &[], false), LayerPlan::Unchanged);
+        assert_eq!(plan("d1", Some("d1"), &[], &[], false), LayerPlan::Unchanged);
         assert!(
-            matches!(plan("d1", None, &[], false), LayerPlan::Sync { reason } if reason.contains("no digest recorded"))
+            matches!(plan("d1", None, &[], &[], false), LayerPlan::Sync { reason } if reason.contains("no digest recorded"))
         );
         assert!(
-            matches!(plan("d2", Some("d1"), &[], false), LayerPlan::Sync { reason } if reason.contains("inputs changed"))
+            matches!(plan("d2", Some("d1"), &[], &[], false), LayerPlan::Sync { reason } if reason.contains("inputs changed"))
         );
         let failed = ["keycloak (revision 2 is `failed`)".to_owned()];
         assert!(
-            matches!(plan("d1", Some("d1"), &failed, false), LayerPlan::Sync { reason } if reason.contains("keycloak"))
+            matches!(plan("d1", Some("d1"), &failed, &[], false), LayerPlan::Sync { reason } if reason.contains("keycloak"))
         );
         assert!(
-            matches!(plan("d1", Some("d1"), &[], true), LayerPlan::Sync { reason } if reason == "--force")
+            matches!(plan("d1", Some("d1"), &[], &[], true), LayerPlan::Sync { reason } if reason == "--force")
+        );
+        let off = ["grafana (bundle observability)".to_owned()];
+        assert!(
+            matches!(plan("d2", Some("d1"), &[], &off, false), LayerPlan::Sync { reason } if reason == "uninstall grafana (bundle observability): bundle off"),
+            "the plan says what it uninstalls first"
         );
     }
 }

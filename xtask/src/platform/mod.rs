@@ -1,5 +1,6 @@
 //! Reading `infra/`: the k3d config, the Helmfile layers and the charts lock.
 
+pub mod bundles;
 pub mod charts_lock;
 pub mod helmfile;
 pub mod k3d;
