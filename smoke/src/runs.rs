@@ -10,7 +10,9 @@ use xtask::error::Result;
 use xtask::outcome::{Check, Finding, Verdict};
 use xtask::{checks, k8s, release, secrets, tilt};
 
-use crate::trials::{TrialSpec, What};
+use xtask::lock::Shared;
+
+use crate::trials::{GateMode, TrialSpec, What};
 
 /// A check that gets no answer within this time fails (a hung API must not hang CI).
 const CHECK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -69,13 +71,13 @@ fn run(name: &str, ctx: &Context, what: &What) -> Result<(), Failed> {
         .enable_all()
         .build()
         .map_err(|e| report(&expected, &format!("could not check: no async runtime: {e}"), ""))?;
-    let outcome =
-        runtime.block_on(async { tokio::time::timeout(CHECK_TIMEOUT, check(ctx, what)).await });
+    let limit = time_limit(ctx, what);
+    let outcome = runtime.block_on(async { tokio::time::timeout(limit, check(ctx, what)).await });
     let outcome = match outcome {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(e)) => could_not_check(what, &e),
         Err(_) => failed(
-            format!("could not check: no answer within {}s", CHECK_TIMEOUT.as_secs()),
+            format!("could not check: no answer within {}s", limit.as_secs()),
             unreachable_remediation(what),
         ),
     };
@@ -91,6 +93,27 @@ fn run(name: &str, ctx: &Context, what: &What) -> Result<(), Failed> {
         }
     }
 }
+
+/// A live gate runs the layer's Helm tests (the `gate` timeout), after waiting for a
+/// running bootstrap; everything else only reads.
+fn time_limit(ctx: &Context, what: &What) -> Duration {
+    match what {
+        What::Gate { mode: Ok(GateMode::Live), .. } => {
+            ctx.settings.timeouts.gate() + lock_wait() + CHECK_TIMEOUT
+        }
+        _ => CHECK_TIMEOUT,
+    }
+}
+
+/// How long a live gate waits for a running bootstrap (`SMOKE_LOCK_WAIT`, seconds; 0:
+/// refuse at once).
+fn lock_wait() -> Duration {
+    let secs = std::env::var(LOCK_WAIT_ENV).ok().and_then(|v| v.trim().parse().ok());
+    Duration::from_secs(secs.unwrap_or(DEFAULT_LOCK_WAIT_SECS))
+}
+
+const LOCK_WAIT_ENV: &str = "SMOKE_LOCK_WAIT";
+const DEFAULT_LOCK_WAIT_SECS: u64 = 300;
 
 /// An error instead of a verdict: the check could not run; its own remediation wins.
 fn could_not_check(what: &What, err: &xtask::error::Error) -> Check {
@@ -148,9 +171,14 @@ fn expected(ctx: &Context, what: &What) -> String {
         What::ReleasesDeployed(_) => {
             "every installed release of every layer at status deployed".into()
         }
-        What::Gate { release, namespace } => {
-            format!("every test hook of gate release {namespace}/{release} Succeeded")
-        }
+        What::Gate { release, namespace, mode } => match mode {
+            Ok(GateMode::Live) => {
+                format!("`helm test {release} -n {namespace}` run now: every test hook Succeeded")
+            }
+            _ => format!(
+                "every test hook of gate release {namespace}/{release} Succeeded (as last recorded)"
+            ),
+        },
         What::Unreadable(_) => "the platform model readable".into(),
         What::TiltReady => format!(
             "Tilt answering on http://localhost:{}/ with {} Ready",
@@ -168,7 +196,11 @@ async fn check(ctx: &Context, what: &What) -> Result<Check> {
         What::DbMigrations => db_migrations(ctx).await,
         What::ExternalSecretsReady => external_secrets_ready(ctx).await,
         What::ReleasesDeployed(releases) => releases_deployed(ctx, releases).await,
-        What::Gate { release, namespace } => gate(ctx, release, namespace).await,
+        What::Gate { release, namespace, mode } => match mode {
+            Ok(GateMode::Live) => live_gate(ctx, release, namespace).await,
+            Ok(GateMode::Recorded) => recorded_gate(ctx, release, namespace).await,
+            Err(why) => Ok(failed(why.clone(), "unset SMOKE_GATES, or set it to `recorded`")),
+        },
         What::Unreadable(why) => Ok(failed(
             why.clone(),
             "fix the file the message names; `cargo xtask plan` shows what is read",
@@ -220,11 +252,7 @@ async fn cluster_exists(ctx: &Context) -> Result<Check> {
     Ok(passed(warnings))
 }
 
-/// The registry's `GET /v2/` gets this long.
-const REGISTRY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Label k3d puts on its registry container: the port published on the host.
-const REGISTRY_PORT_LABEL: &str = "k3s.registry.port.external";
+use xtask::cluster::registry::{PORT_LABEL as REGISTRY_PORT_LABEL, TIMEOUT as REGISTRY_TIMEOUT};
 
 async fn cluster_registry(ctx: &Context) -> Result<Check> {
     let (_, desired) = cluster::desired(ctx)?;
@@ -272,7 +300,52 @@ async fn cluster_registry(ctx: &Context) -> Result<Check> {
 
 // ---- layers and releases -------------------------------------------------------------
 
-async fn gate(ctx: &Context, release_name: &str, namespace: &str) -> Result<Check> {
+/// The gate as the bootstrap runs it: stale test pods removed, a fresh `helm test`, the
+/// verdict from the release, the logs of failed hooks. Never beside a command that
+/// changes the platform: it waits for one (up to `SMOKE_LOCK_WAIT`), then refuses.
+async fn live_gate(ctx: &Context, release_name: &str, namespace: &str) -> Result<Check> {
+    let wait = lock_wait();
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut said = false;
+    let _lock = loop {
+        match xtask::lock::RunLock::shared(&ctx.root)? {
+            Shared::Taken(lock) => break lock,
+            Shared::Busy(holder) if tokio::time::Instant::now() >= deadline => {
+                return Ok(failed(
+                    format!(
+                        "refused: {holder} is running, and a live gate does not run beside it (waited {}s)",
+                        wait.as_secs()
+                    ),
+                    "run smoke again when it has finished, wait longer with SMOKE_LOCK_WAIT=<seconds>, or read the recorded verdicts now with SMOKE_GATES=recorded",
+                ));
+            }
+            Shared::Busy(holder) => {
+                if !said {
+                    eprintln!(
+                        "gate {namespace}/{release_name}: waiting up to {}s for {holder} to finish (SMOKE_LOCK_WAIT)",
+                        wait.as_secs()
+                    );
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    if said {
+        eprintln!("gate {namespace}/{release_name}: the other run finished; running the gate");
+    }
+    let client = k8s::client(&ctx.kube_context).await?;
+    let target = checks::GateTarget {
+        release: release_name,
+        namespace,
+        tag: &format!("smoke/{release_name}"),
+        kube_context: &ctx.kube_context,
+        timeout: ctx.settings.timeouts.gate(),
+    };
+    checks::helm_test_gate(&ctx.session, &client, &target).await
+}
+
+async fn recorded_gate(ctx: &Context, release_name: &str, namespace: &str) -> Result<Check> {
     let client = k8s::client(&ctx.kube_context).await?;
     let release = release::read(&client, namespace, release_name).await?;
     // The verdict `helm test` recorded in the release (no new test run): helm's own exit

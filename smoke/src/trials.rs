@@ -15,6 +15,28 @@ pub struct Plan {
     pub platform: Result<Platform, String>,
     /// The registry container the k3d config creates (`Ok(None)`: it creates none).
     pub registry: Result<Option<String>, String>,
+    /// How gate trials judge (`SMOKE_GATES`).
+    pub gates: Result<GateMode, String>,
+}
+
+/// `SMOKE_GATES`: `live` (default) runs each gate now, as the bootstrap does;
+/// `recorded` reads the verdict the last `helm test` left in the release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateMode {
+    Live,
+    Recorded,
+}
+
+pub const GATES_ENV: &str = "SMOKE_GATES";
+
+impl GateMode {
+    pub fn from_env(value: Option<&str>) -> Result<GateMode, String> {
+        match value.map(str::trim) {
+            None | Some("" | "live") => Ok(GateMode::Live),
+            Some("recorded") => Ok(GateMode::Recorded),
+            Some(other) => Err(format!("{GATES_ENV}={other:?}: expected `live` or `recorded`")),
+        }
+    }
 }
 
 /// One trial: its stable name and what it checks.
@@ -34,10 +56,11 @@ pub enum What {
     ExternalSecretsReady,
     /// Every installed release of every layer: (layer, release, namespace).
     ReleasesDeployed(Result<Vec<(String, String, String)>, String>),
-    /// A gate release's recorded Helm test verdict.
+    /// A gate release's Helm tests: run now (live), or the recorded verdict.
     Gate {
         release: String,
         namespace: String,
+        mode: Result<GateMode, String>,
     },
     /// The model could not be read (the whole platform, or one layer's releases).
     Unreadable(String),
@@ -63,7 +86,8 @@ impl Plan {
                 .map_err(|e| format!("{e:#}")),
             Err(e) => Err(e.clone()),
         };
-        Plan { ctx, platform, registry }
+        let gates = GateMode::from_env(std::env::var(GATES_ENV).ok().as_deref());
+        Plan { ctx, platform, registry, gates }
     }
 
     /// The trials, in the order a reader expects: cluster, layers, helm, secrets, tilt.
@@ -101,6 +125,7 @@ impl Plan {
                             What::Gate {
                                 release: gate.name.clone(),
                                 namespace: namespace_of(gate).to_owned(),
+                                mode: self.gates.clone(),
                             },
                         ));
                     }
@@ -149,6 +174,10 @@ impl Plan {
 /// unset, the one rule of every command: `k3d-<cluster>`.
 pub const CONTEXT_ENV: &str = "BOOTSTRAP_CONTEXT";
 
+/// Bundles on besides the `bundles` setting (comma-separated), as `--bundle` gives them
+/// to the bootstrap: the gates of a bundle that is off are not trials.
+pub const BUNDLES_ENV: &str = "BOOTSTRAP_BUNDLES";
+
 /// The workspace root from `$BOOTSTRAP_ROOT`, else upwards from the package dir cargo
 /// and nextest give the test (`CARGO_MANIFEST_DIR`), else from the current directory.
 fn load_context() -> xtask::error::Result<Context> {
@@ -160,5 +189,8 @@ fn load_context() -> xtask::error::Result<Context> {
     };
     let root = config::find_root(&start)?;
     let kube_context = std::env::var(CONTEXT_ENV).ok().filter(|c| !c.is_empty());
-    Context::new(&root, &cwd, &Overrides { kube_context, ..Overrides::default() })
+    let bundles = std::env::var(BUNDLES_ENV).unwrap_or_default();
+    let bundles = bundles.split(',').map(str::trim).filter(|b| !b.is_empty()).map(str::to_owned);
+    let overrides = Overrides { kube_context, bundles: bundles.collect(), ..Overrides::default() };
+    Context::new(&root, &cwd, &overrides)
 }

@@ -231,9 +231,9 @@ async fn run(cmd: Command, scenario: Scenario) -> Result<i32> {
             .selectors
             .iter()
             .map(|s| {
-                let terms = s.iter().map(|t| {
-                    format!("{}{}={}", t.key, if t.negative { "!" } else { "" }, t.value)
-                });
+                let terms = s
+                    .iter()
+                    .map(|t| format!("{}{}={}", t.key, if t.negative { "!" } else { "" }, t.value));
                 terms.collect::<Vec<_>>().join(",")
             })
             .collect();
@@ -433,10 +433,17 @@ mod tests {
         assert_eq!(c.file.as_deref(), Some(Path::new("layer.yaml")));
         let c = parse_args(&args("-f x.yaml -e local list --output json -l gate=true")).unwrap();
         assert_eq!(c.output.as_deref(), Some("json"));
-        let term = |key: &str, value: &str, negative| Term { key: key.into(), value: value.into(), negative };
+        let term = |key: &str, value: &str, negative| Term {
+            key: key.into(),
+            value: value.into(),
+            negative,
+        };
         assert_eq!(c.selectors, vec![vec![term("gate", "true", false)]]);
         let c = parse_args(&args("-f x.yaml -l bundle!=obs,gate=true sync")).unwrap();
-        assert_eq!(c.selectors, vec![vec![term("bundle", "obs", true), term("gate", "true", false)]]);
+        assert_eq!(
+            c.selectors,
+            vec![vec![term("bundle", "obs", true), term("gate", "true", false)]]
+        );
         assert!(
             parse_args(&args("-f x.yaml --bogus sync"))
                 .unwrap_err()

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use crate::config::Context;
 use crate::error::{Context as _, Result, bad_input};
-use crate::platform::bundles;
 use crate::exec::{self, Cmd};
+use crate::platform::bundles;
 use crate::platform::helmfile::{LayerReleases, Platform, parse_listed};
 use crate::session::Session;
 
@@ -175,9 +175,6 @@ esac
         assert_eq!(err.kind(), ErrorKind::BadInput);
         let text = err.to_string();
         assert!(text.contains("30-apps.yaml.gotmpl: `"), "{text}");
-        assert!(
-            text.contains(" list --output json` failed: environment not found"),
-            "{text}"
-        );
+        assert!(text.contains(" list --output json` failed: environment not found"), "{text}");
     }
 }

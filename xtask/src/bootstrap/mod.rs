@@ -121,6 +121,10 @@ pub struct RunState<'c> {
     pub rows: Vec<LayerRow>,
     /// One row per repository step, in settings order.
     pub steps: Vec<StepRow>,
+    /// The local registry and its repositories, once the cluster stage read them.
+    pub registry: Option<crate::cluster::registry::Catalog>,
+    /// The secret stores the ExternalSecrets use, once the secrets stage read them.
+    pub secret_stores: Vec<crate::secrets::StoreUse>,
     /// Secrets steps the layers stage ran after their layers, and what they did.
     pub steps_done: Vec<Step>,
     pub steps_detail: Vec<String>,
@@ -137,6 +141,8 @@ impl<'c> RunState<'c> {
             inputs,
             rows,
             steps,
+            registry: None,
+            secret_stores: Vec::new(),
             steps_done: Vec::new(),
             steps_detail: Vec::new(),
             client: None,
@@ -230,6 +236,7 @@ async fn execute<'c>(
     // Kept when preflight failed after reading the layers: the summary still lists them.
     let mut rows = read.layer_names.iter().map(|name| LayerRow::new(name)).collect();
     let mut steps = step_rows(ctx);
+    let (mut registry, mut secret_stores) = (None, Vec::new());
     match read.inputs {
         Some(inputs) if outcome.error.is_none() => {
             let mut state = RunState::new(ctx, options.clone(), inputs);
@@ -237,6 +244,8 @@ async fn execute<'c>(
             outcome = join(outcome, rest);
             rows = state.rows;
             steps = state.steps;
+            registry = state.registry;
+            secret_stores = state.secret_stores;
         }
         _ => {
             for name in names {
@@ -255,6 +264,8 @@ async fn execute<'c>(
         stages: outcome.rows,
         layers: rows,
         steps,
+        registry,
+        secret_stores,
         failure: outcome.failure,
         log: ctx.log_path.display().to_string(),
     };

@@ -78,9 +78,19 @@ impl Stage<RunState<'_>> for Cluster {
 
     fn apply<'a>(&'a mut self, state: &'a mut RunState<'_>) -> StageFuture<'a> {
         Box::pin(async move {
-            match &self.planned {
-                Some(planned) => cluster::apply(state.ctx, planned).await,
-                None => Ok(Report::skipped("nothing was planned")),
+            let Some(planned) = &self.planned else {
+                return Ok(Report::skipped("nothing was planned"));
+            };
+            let report = cluster::apply(state.ctx, planned).await?;
+            let Some(name) = &planned.desired.registry else { return Ok(report) };
+            // What the registry holds is for the summary: not reading it fails nothing.
+            match cluster::registry::catalog(planned.docker(), name).await {
+                Ok(catalog) => {
+                    let detail = format!("{}; {}", report.detail, catalog.describe());
+                    state.registry = Some(catalog);
+                    Ok(Report { detail, ..report })
+                }
+                Err(e) => Ok(report.warn([format!("registry {name}: repositories not read: {e}")])),
             }
         })
     }
@@ -168,7 +178,17 @@ impl Stage<RunState<'_>> for Secrets {
             let client = state.client().await?;
             let report = secrets::stage(state.ctx, &client, &state.steps_done).await?;
             let done = Report::ok(state.steps_detail.join("; "));
-            Ok(done.merge(report))
+            // Which backends supply the secrets is for the summary: not reading it fails nothing.
+            let stores = match secrets::stores::used(&client).await {
+                Ok(stores) if stores.is_empty() => Report::ok(""),
+                Ok(stores) => {
+                    let list: Vec<String> = stores.iter().map(|s| s.describe()).collect();
+                    state.secret_stores = stores;
+                    Report::ok(format!("secret stores: {}", list.join(", ")))
+                }
+                Err(e) => Report::ok("").warn([format!("secret stores not read: {e}")]),
+            };
+            Ok(done.merge(report).merge(stores))
         })
     }
 }

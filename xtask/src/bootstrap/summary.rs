@@ -109,6 +109,10 @@ pub struct Summary {
     pub stages: Vec<StageRow>,
     pub layers: Vec<LayerRow>,
     pub steps: Vec<StepRow>,
+    /// The local registry and what it holds (none when not read).
+    pub registry: Option<crate::cluster::registry::Catalog>,
+    /// Each secret store the ExternalSecrets use, with its provider.
+    pub secret_stores: Vec<crate::secrets::StoreUse>,
     pub failure: Option<Failure>,
     pub log: String,
 }
@@ -270,6 +274,8 @@ impl Rendered for Summary {
             "stages": stages,
             "layers": layers,
             "steps": steps,
+            "registry": self.registry,
+            "secret_stores": self.secret_stores,
             "failure": failure,
             "log": self.log,
         })
@@ -315,6 +321,8 @@ mod tests {
             }],
             layers: vec![auth, data],
             steps: Vec::new(),
+            registry: None,
+            secret_stores: Vec::new(),
             failure: Some(Failure {
                 stage: "layers".into(),
                 layer: Some("24-auth".into()),

@@ -10,6 +10,7 @@
 //! This file holds the model (desired, observed, the pure decision) and the Docker
 //! reads; [`stage`] the stage (plan, apply, readiness) and the command.
 
+pub mod registry;
 mod stage;
 
 use std::collections::HashMap;

@@ -33,6 +33,11 @@ pub struct Planned {
 }
 
 impl Planned {
+    /// The Docker connection the plan observed through.
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
     /// The `--plan` row: the action, nothing done.
     pub fn report(&self) -> Report {
         Report::planned(self.plan.action.to_string())

@@ -17,12 +17,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::checks::{self, GateTarget};
-use crate::helmfile_list::StateValues;
-use crate::platform::bundles;
 use crate::config::Context;
 use crate::error::Result;
 use crate::exec::{self, Cmd};
+use crate::helmfile_list::StateValues;
 use crate::outcome::{Finding, Verdict};
+use crate::platform::bundles;
 use crate::platform::helmfile::Layer;
 
 /// Helmfile's default namespace for a release that names none.
@@ -175,8 +175,14 @@ async fn uninstall_off_bundles(
             return Ok(Some(Finding::new(
                 format!("bundle {bundle} in layer {}", layer.name),
                 "its releases uninstalled (the bundle is off)",
-                format!("`helmfile destroy` exit {}: {}", output.code.map_or("signal".into(), |c| c.to_string()), last_lines(&output.tail(12), 3)),
-                format!("read the helmfile output in the log, or turn the bundle on with `--bundle {bundle}`"),
+                format!(
+                    "`helmfile destroy` exit {}: {}",
+                    output.code.map_or("signal".into(), |c| c.to_string()),
+                    last_lines(&output.tail(12), 3)
+                ),
+                format!(
+                    "read the helmfile output in the log, or turn the bundle on with `--bundle {bundle}`"
+                ),
             )));
         }
     }
@@ -192,7 +198,11 @@ pub async fn sync_and_gate(cycle: &Cycle<'_>, layer: &Layer) -> Result<CycleResu
     forget_digest(cycle.client, &layer.name).await?;
     let state_values = StateValues::write(&cycle.ctx.bundles)?;
     if let Some(failure) = uninstall_off_bundles(cycle, layer, &state_values).await? {
-        return Ok(CycleResult { gate: GateStatus::None, warnings: Vec::new(), failure: Some(failure) });
+        return Ok(CycleResult {
+            gate: GateStatus::None,
+            warnings: Vec::new(),
+            failure: Some(failure),
+        });
     }
     if bundles::all_off(layer, &cycle.ctx.bundles) {
         session.line(&tag, "every release is in a bundle that is off: nothing to sync");

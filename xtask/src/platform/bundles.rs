@@ -31,7 +31,11 @@ pub fn check_enabled(platform: &Platform, enabled: &BTreeSet<String>) -> Result<
         Some(unknown) => Err(bad_input(format!(
             "bundle `{unknown}` (--bundle or the `bundles` setting): no release in {} is labelled `{BUNDLE_LABEL}: {unknown}`; expected one of: {}",
             platform.file.display(),
-            if known.is_empty() { "(none: no release has a bundle label)".into() } else { known.into_iter().collect::<Vec<_>>().join(", ") }
+            if known.is_empty() {
+                "(none: no release has a bundle label)".into()
+            } else {
+                known.into_iter().collect::<Vec<_>>().join(", ")
+            }
         ))),
     }
 }
@@ -84,7 +88,8 @@ pub fn digest_part(layer: &Layer, layer_text: &str, enabled: &BTreeSet<String>) 
     let reads_state_value = layer_text.contains(".Values.bundles")
         || layer_text.contains(".StateValues.bundles")
         || layer_text.contains("\"bundles\"");
-    let held: BTreeSet<&str> = layer.releases.as_slice().iter().filter_map(Release::bundle).collect();
+    let held: BTreeSet<&str> =
+        layer.releases.as_slice().iter().filter_map(Release::bundle).collect();
     let covered: Vec<&str> = enabled
         .iter()
         .map(String::as_str)
@@ -106,7 +111,10 @@ mod tests {
 
     fn platform(dir: &Path) -> Platform {
         let w = |p: &str, t: &str| std::fs::write(dir.join(p), t).unwrap();
-        w("helmfile.yaml", "environments:\n  local: {}\n---\nhelmfiles:\n  - 10-a.yaml\n  - 20-b.yaml\n");
+        w(
+            "helmfile.yaml",
+            "environments:\n  local: {}\n---\nhelmfiles:\n  - 10-a.yaml\n  - 20-b.yaml\n",
+        );
         w(
             "10-a.yaml",
             "releases:\n  - name: app\n    chart: ./c\n  - name: grafana\n    chart: ./c\n    labels:\n      bundle: observability\n  - name: grafana-smoke\n    chart: ./c\n    labels:\n      bundle: observability\n      gate: \"true\"\n",
@@ -125,7 +133,13 @@ mod tests {
         let mut p = platform(dir.path());
         assert_eq!(available(&p), on(&["observability"]));
         switch_off(&mut p, &on(&[]));
-        let installed: Vec<&str> = p.layers[0].releases.as_slice().iter().filter(|r| r.installed).map(|r| r.name.as_str()).collect();
+        let installed: Vec<&str> = p.layers[0]
+            .releases
+            .as_slice()
+            .iter()
+            .filter(|r| r.installed)
+            .map(|r| r.name.as_str())
+            .collect();
         assert_eq!(installed, ["app"]);
         assert_eq!(p.layers[0].gates().filter(|r| r.installed).count(), 0);
         let mut p = platform(dir.path());
@@ -141,7 +155,8 @@ mod tests {
         assert_eq!(sync_selector(&off).as_deref(), Some("bundle!=observability"));
         assert_eq!(sync_selector(&off_in(&p.layers[0], &on(&["observability"]))), None);
         assert_eq!(sync_selector(&off_in(&p.layers[1], &on(&[]))), None);
-        let names: Vec<&str> = off_releases(&p.layers[0], &on(&[])).iter().map(|r| r.name.as_str()).collect();
+        let names: Vec<&str> =
+            off_releases(&p.layers[0], &on(&[])).iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["grafana", "grafana-smoke"]);
         assert!(!all_off(&p.layers[0], &on(&[])));
     }

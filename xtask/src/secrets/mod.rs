@@ -14,6 +14,7 @@ pub mod cronjob;
 pub mod db_migrations;
 pub mod external_secrets;
 pub mod remote_keys;
+pub mod stores;
 pub mod vault;
 
 use std::time::Duration;
@@ -26,6 +27,7 @@ pub use external_secrets::{
     list_external_secrets, validate_external_secrets,
 };
 pub use remote_keys::{missing_keys, referenced_keys};
+pub use stores::StoreUse;
 pub use vault::{VaultBootstrapState, vault_bootstrap_state, wait_vault_bootstrap};
 
 use crate::config::{Context, SecretsSettings};
