@@ -23,6 +23,25 @@ pub struct PlanView {
     pub layers: Vec<LayerView>,
     pub charts_lock: String,
     pub charts: Vec<ChartView>,
+    /// Optional bundles: every one the layers define, and those that are on.
+    pub bundles: BundlesView,
+    /// Repository steps, in settings order.
+    pub steps: Vec<StepView>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BundlesView {
+    pub available: Vec<String>,
+    pub enabled: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepView {
+    pub name: String,
+    pub after: String,
+    pub run: Vec<String>,
+    pub inputs: Vec<String>,
+    pub requires_env: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -61,6 +80,8 @@ pub struct ReleaseView {
     pub gate: bool,
     pub installed: bool,
     pub needs: Vec<String>,
+    /// The optional bundle it belongs to (installed only when that bundle is on).
+    pub bundle: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -111,6 +132,7 @@ pub async fn build(ctx: &Context) -> Result<PlanView> {
                     gate: r.gate,
                     installed: r.installed,
                     needs: r.needs.clone(),
+                    bundle: r.bundle().map(str::to_owned),
                 })
                 .collect(),
             gates: layer.gates().map(|r| r.name.clone()).collect(),
@@ -133,6 +155,21 @@ pub async fn build(ctx: &Context) -> Result<PlanView> {
         layers,
         charts_lock: ctx.display_path(&settings.charts_lock),
         charts,
+        bundles: BundlesView {
+            available: crate::platform::bundles::available(&platform).into_iter().collect(),
+            enabled: ctx.bundles.iter().cloned().collect(),
+        },
+        steps: settings
+            .steps
+            .iter()
+            .map(|s| StepView {
+                name: s.name.clone(),
+                after: s.after.clone(),
+                run: s.run.clone(),
+                inputs: s.inputs.clone(),
+                requires_env: s.requires_env.clone(),
+            })
+            .collect(),
     })
 }
 
@@ -194,6 +231,8 @@ pub fn render(plan: &PlanView) -> String {
             if r.gate {
                 tags.push("gate");
             }
+            let bundle = r.bundle.as_ref().map(|b| format!("bundle {b}"));
+            tags.extend(bundle.as_deref());
             if !r.installed {
                 tags.push("not installed");
             }
@@ -206,6 +245,24 @@ pub fn render(plan: &PlanView) -> String {
                 r.namespace.as_deref().unwrap_or("-"),
                 r.chart
             );
+        }
+    }
+    if !plan.bundles.available.is_empty() {
+        let on = if plan.bundles.enabled.is_empty() {
+            "none".into()
+        } else {
+            plan.bundles.enabled.join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "\nbundles   {} (on: {on}; `--bundle NAME` turns one on)",
+            plan.bundles.available.join(", ")
+        );
+    }
+    if !plan.steps.is_empty() {
+        let _ = writeln!(out, "\nsteps     {} repository step(s)", plan.steps.len());
+        for step in &plan.steps {
+            let _ = writeln!(out, "  {}  after {}: {}", step.name, step.after, step.run.join(" "));
         }
     }
     let _ = writeln!(out, "\ncharts    {} locked in {}", plan.charts.len(), plan.charts_lock);
@@ -249,6 +306,7 @@ mod tests {
                         gate: true,
                         installed: true,
                         needs: vec![],
+                        bundle: None,
                     }],
                     gates: vec!["bootstrap-smoke".into()],
                 },
@@ -263,6 +321,14 @@ mod tests {
             ],
             charts_lock: "charts.lock.yaml".into(),
             charts: vec![],
+            bundles: BundlesView { available: vec!["observability".into()], enabled: vec![] },
+            steps: vec![StepView {
+                name: "sdk".into(),
+                after: "50-product-services".into(),
+                run: vec!["pnpm".into(), "build".into()],
+                inputs: vec![],
+                requires_env: vec![],
+            }],
         }
     }
 
@@ -275,6 +341,8 @@ mod tests {
         assert!(text.contains("not read: Go template and helmfile not found"), "{text}");
         assert!(text.contains(&"ab".repeat(32)), "{text}");
         assert!(text.starts_with("cluster   ameide (k3d, registry k3d-dev-reg)\n"), "{text}");
+        assert!(text.contains("bundles   observability (on: none;"), "{text}");
+        assert!(text.contains("sdk  after 50-product-services: pnpm build"), "{text}");
     }
 
     #[test]
@@ -285,6 +353,8 @@ mod tests {
         assert_eq!(json["layers"][1]["state"], "not_read");
         assert!(json["layers"][0].get("note").is_none());
         assert!(json["charts"].is_array());
+        assert_eq!(json["bundles"]["available"], serde_json::json!(["observability"]));
+        assert_eq!(json["steps"][0]["after"], "50-product-services");
         assert_eq!(sample().json(), json, "the result's JSON is the view itself");
     }
 }

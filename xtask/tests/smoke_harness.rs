@@ -181,9 +181,22 @@ impl Platform {
     }
 
     fn smoke(&self, world: &World, binary: &Path) -> Run {
+        self.smoke_with(world, binary, &[], &[])
+    }
+
+    /// Smoke with these variables set, on the trials `filter` selects (all when empty).
+    fn smoke_with(
+        &self,
+        world: &World,
+        binary: &Path,
+        env: &[(&str, &str)],
+        filter: &[&str],
+    ) -> Run {
         let out = world
             .command(binary)
             .args(["--color", "never"])
+            .args(filter)
+            .envs(env.iter().copied())
             .env("BOOTSTRAP_ROOT", self.root())
             .current_dir(self.root())
             .output()
@@ -258,15 +271,25 @@ fn healthy_platform_passes_every_trial_and_broken_ones_fail_alone() {
         TRIALS.iter().map(|t| (t.to_string(), "ok".to_owned())).collect();
     assert_eq!(run.outcomes, all_ok);
 
-    // Layer 24's Helm test fails: exactly its gate trial fails, naming the hook and what to do.
+    // Layer 24's Helm test breaks after the bootstrap, with no re-sync. The recorded
+    // verdict is still the bootstrap's (passed); a live run finds the break, and only it,
+    // with its own `helm test` calls.
     world.set("gate-fail=24-auth").unwrap();
-    assert!(
-        !platform.tool(&world, "helm", &["test", "auth-smoke", "-n", "ameide"]).status.success()
-    );
+    let auth = "layers::24-auth::auth-smoke";
+    let recorded = platform.smoke_with(&world, &binary, &[("SMOKE_GATES", "recorded")], &[]);
+    assert!(recorded.output.status.success(), "{:?}", recorded.outcomes);
+    let helm_tests = |calls: &[testbed::calls::Call]| {
+        calls
+            .iter()
+            .filter(|c| c.tool == "helm" && c.args.first().is_some_and(|a| a == "test"))
+            .count()
+    };
+    let tests_before = helm_tests(&world.calls());
     let run = platform.smoke(&world, &binary);
     assert_eq!(run.output.status.code(), Some(101));
-    assert_eq!(run.failed(), ["layers::24-auth::auth-smoke"]);
-    let message = run.message("layers::24-auth::auth-smoke");
+    assert_eq!(run.failed(), [auth]);
+    assert_eq!(helm_tests(&world.calls()) - tests_before, 9, "one fresh `helm test` per gate");
+    let message = run.message(auth);
     assert!(message.starts_with("expected: every test hook Succeeded"), "{message}");
     assert!(message.contains("found: ") && message.contains("Failed"), "{message}");
     let remediation = message.lines().find(|l| l.starts_with("remediation: ")).unwrap_or_default();
@@ -274,11 +297,29 @@ fn healthy_platform_passes_every_trial_and_broken_ones_fail_alone() {
     assert!(remediation.contains("kubectl logs -n ameide"), "{message}");
     assert!(remediation.contains("helm test auth-smoke -n ameide"), "{message}");
 
-    // Healthy again: the gate's verdict is recorded anew.
+    // Healthy again. A live gate never runs beside a command that changes the platform:
+    // at once it refuses, naming it; given time it waits, says so, and runs when it ends.
     world.set("healthy").unwrap();
+    let held = xtask::lock::RunLock::acquire(platform.root(), "bootstrap").unwrap();
+    let refused =
+        platform.smoke_with(&world, &binary, &[("SMOKE_LOCK_WAIT", "0")], &["--exact", auth]);
+    assert_eq!(refused.failed(), [auth]);
+    let message = refused.message(auth);
     assert!(
-        platform.tool(&world, "helm", &["test", "auth-smoke", "-n", "ameide"]).status.success()
+        message.contains("refused: pid ") && message.contains("`cargo xtask bootstrap`"),
+        "{message}"
     );
+    assert!(message.contains("SMOKE_GATES=recorded"), "{message}");
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        drop(held);
+    });
+    let waited =
+        platform.smoke_with(&world, &binary, &[("SMOKE_LOCK_WAIT", "60")], &["--exact", auth]);
+    release.join().unwrap();
+    assert!(waited.output.status.success(), "{:?}", waited.outcomes);
+    let stderr = String::from_utf8_lossy(&waited.output.stderr);
+    assert!(stderr.contains("waiting up to 60s for pid "), "{stderr}");
 
     // The sample ships no ExternalSecret (no operator is installed). One applied with plain
     // kubectl (its CRD too) is never reconciled: the trial passes with a warning that names

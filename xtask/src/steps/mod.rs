@@ -54,10 +54,15 @@ pub fn digest(root: &Path, step: &StepSettings) -> Result<Option<String>> {
     }
     let mut files = std::collections::BTreeSet::new();
     for pattern in &step.inputs {
-        let full = root.join(pattern);
+        // `dir/**` means every file beneath, as in .gitignore: glob's `**` alone yields
+        // only directories below `dir`, so ask for `dir/**/*` (files at any depth).
+        let pattern = match pattern.ends_with("**") {
+            true => format!("{pattern}/*"),
+            false => pattern.clone(),
+        };
+        let full = root.join(&pattern);
         let matches = glob::glob(&full.to_string_lossy())
             .map_err(|e| bad_input(format!("step `{}`: `inputs` {pattern:?}: {e}", step.name)))?;
-        // `dir/**` means everything beneath, as in .gitignore (glob alone gives the dirs).
         for path in matches.flatten() {
             match path.is_dir() {
                 true => files.extend(crate::fsutil::files_under(&path)?),
@@ -246,6 +251,12 @@ mod tests {
         let other = StepSettings { run: vec!["false".into()], ..s.clone() };
         assert_ne!(digest(root.path(), &other).unwrap().unwrap(), changed, "the command counts");
         assert_eq!(digest(root.path(), &step(&[])).unwrap(), None);
+        std::fs::create_dir_all(root.path().join("proto")).unwrap();
+        std::fs::write(root.path().join("proto/api.proto"), "message Ping {}\n").unwrap();
+        let top = step(&["proto/**"]);
+        let ping = digest(root.path(), &top).unwrap();
+        std::fs::write(root.path().join("proto/api.proto"), "message Pong {}\n").unwrap();
+        assert_ne!(digest(root.path(), &top).unwrap(), ping, "files right under the folder count");
     }
 
     #[test]

@@ -1,0 +1,207 @@
+//! Repository steps, optional bundles, and what the summary says of the registry and
+//! the secret stores, end to end on the testbed: one world walked through a run that
+//! lacks a step's variable, green runs that run a step, skip it and run it again, a
+//! bundle turned on and off, and a failing step.
+
+mod support;
+
+use serde_json::Value;
+use support::{LAYERS, Workspace, layer, show, synced_layers};
+use testbed::calls::Call;
+use testbed::manifests;
+use testbed::world::{World, WorldOptions, require_docker};
+
+/// The value of the step's required variable: never in any output or the log.
+const TOKEN: &str = "step-token-7f3a9c1e";
+
+const TIMEOUTS: &str =
+    "timeouts = { cluster_ready = 60, layer_sync = 120, gate = 60, vault_bootstrap = 60 }";
+
+/// A step after layer 10 that writes `out/sdk.txt` from `proto/`, needing `SDK_TOKEN`.
+const SDK_STEP: &str = r#"[[workspace.metadata.bootstrap.steps]]
+name = "sdk"
+after = "10-bootstrap"
+run = ["sh", "-c", "mkdir -p out && cat proto/*.proto > out/sdk.txt && echo sdk built"]
+inputs = ["proto/**"]
+requires_env = ["SDK_TOKEN"]
+timeout = 30"#;
+
+fn platform() -> Workspace {
+    let ws = Workspace::new(&[TIMEOUTS, SDK_STEP]).with_infra();
+    ws.write("proto/api.proto", "message Ping {}\n");
+    ws
+}
+
+/// `bootstrap --format json --no-tilt [args]` with `SDK_TOKEN` set or not.
+fn run(ws: &Workspace, world: &World, token: bool, args: &[&str]) -> (Option<i32>, Value, String) {
+    let mut all = vec!["bootstrap", "--format", "json", "--no-tilt"];
+    all.extend_from_slice(args);
+    let mut cmd = ws.command(world, &all);
+    cmd.env_remove("SDK_TOKEN");
+    if token {
+        cmd.env("SDK_TOKEN", TOKEN);
+    }
+    let out = cmd.output().unwrap();
+    show(&all, &out);
+    let stdout = support::text(&out.stdout);
+    let everything = format!(
+        "{stdout}{}{}",
+        support::text(&out.stderr),
+        std::fs::read_to_string(ws.log()).unwrap_or_default()
+    );
+    assert!(!everything.contains(TOKEN), "the step's variable leaked");
+    (out.status.code(), serde_json::from_str(&stdout).unwrap_or(Value::Null), everything)
+}
+
+fn step<'a>(summary: &'a Value, name: &str) -> &'a Value {
+    let steps = summary["steps"].as_array().unwrap_or_else(|| panic!("no steps: {summary}"));
+    steps.iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("no step {name}: {summary}"))
+}
+
+fn mutating(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .filter(|c| {
+            c.args.iter().any(|a| {
+                ["create", "delete", "start", "sync", "destroy", "test", "install", "upgrade"]
+                    .contains(&a.as_str())
+            })
+        })
+        .map(|c| format!("{} {}", c.tool, c.args.join(" ")))
+        .collect()
+}
+
+/// Release names Helm has in namespace `ameide` (`helm list`).
+fn helm_list(world: &World) -> Vec<String> {
+    let out = world.command("helm").args(["list", "-n", "ameide", "-q"]).output().unwrap();
+    support::text(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn steps_run_skip_and_fail_and_bundles_install_and_uninstall() {
+    if !require_docker() {
+        return;
+    }
+    let world = World::up(WorldOptions::default()).unwrap();
+    let ws = platform();
+
+    // The step's variable is missing: exit 3 naming step and variable, nothing changed.
+    let (code, _, text) = run(&ws, &world, false, &[]);
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains("step `sdk`: environment variable SDK_TOKEN is not set"), "{text}");
+    assert_eq!(mutating(&world.calls()), Vec::<String>::new(), "nothing may change");
+
+    // Green: the step runs after its layer, in the root, tagged in the log.
+    let (code, summary, text) = run(&ws, &world, true, &[]);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(step(&summary, "sdk")["status"], "ran", "{summary}");
+    assert!(step(&summary, "sdk")["duration_ms"].is_u64());
+    assert_eq!(std::fs::read_to_string(ws.path("out/sdk.txt")).unwrap(), "message Ping {}\n");
+    assert!(text.contains("[steps/sdk] sdk built"), "the step's output is in the log");
+    // The optional bundle is off by default: not installed, its gate not run.
+    let releases = helm_list(&world);
+    assert!(releases.contains(&"object-storage".to_owned()), "{releases:?}");
+    assert!(!releases.iter().any(|r| r.starts_with("metrics")), "{releases:?}");
+    assert!(!world.calls().iter().any(|c| c.args.iter().any(|a| a == "metrics-smoke")));
+    // The registry and what it holds are in the summary.
+    let registry = &summary["registry"];
+    assert_eq!(registry["name"], "k3d-dev-reg", "{summary}");
+    let url = registry["url"].as_str().unwrap().trim_start_matches("http://").to_owned();
+
+    // Unchanged inputs: the step is skipped; a pushed image shows in the registry.
+    let image = format!("{url}/ameide/demo:1");
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker").args(args).output().unwrap();
+        assert!(out.status.success(), "docker {args:?}: {}", support::text(&out.stderr));
+    };
+    docker(&["tag", testbed::images::NODE_IMAGE, &image]);
+    docker(&["push", &image]);
+    let (code, summary, _) = run(&ws, &world, true, &[]);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(step(&summary, "sdk")["status"], "unchanged", "{summary}");
+    assert_eq!(summary["registry"]["repositories"], serde_json::json!(["ameide/demo"]));
+    let stages: Vec<&Value> = summary["stages"].as_array().unwrap().iter().collect();
+    let cluster = stages.iter().find(|s| s["name"] == "cluster").unwrap();
+    assert_eq!(cluster["status"], "ok");
+
+    // A changed input runs it again.
+    ws.write("proto/api.proto", "message Pong {}\n");
+    let (_, summary, _) = run(&ws, &world, true, &[]);
+    assert_eq!(step(&summary, "sdk")["status"], "ran", "{summary}");
+    assert_eq!(std::fs::read_to_string(ws.path("out/sdk.txt")).unwrap(), "message Pong {}\n");
+
+    // The bundle on: only the layer holding it syncs, its releases and gate run.
+    let before = world.calls().len();
+    let (code, summary, _) = run(&ws, &world, true, &["--bundle", "observability"]);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(synced_layers(&world.calls()[before..]), ["45-data-plane-ext"]);
+    assert_eq!(layer(&summary, "45-data-plane-ext")["gate"], "passed");
+    let releases = helm_list(&world);
+    assert!(
+        releases.contains(&"metrics".to_owned()) && releases.contains(&"metrics-smoke".to_owned()),
+        "{releases:?}"
+    );
+    assert!(
+        world.calls()[before..]
+            .iter()
+            .any(|c| c.tool == "helm" && c.args.iter().any(|a| a == "metrics-smoke"))
+    );
+
+    // Off again: the plan says it uninstalls first; the run does, and syncs nothing else.
+    let (code, plan, _) = run(&ws, &world, true, &["--plan"]);
+    assert_eq!(code, Some(0), "{plan}");
+    let reason =
+        layer(&plan, "45-data-plane-ext")["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        reason.contains(
+            "uninstall metrics (bundle observability), metrics-smoke (bundle observability)"
+        ),
+        "{plan}"
+    );
+    for name in LAYERS.iter().filter(|l| **l != "45-data-plane-ext") {
+        assert_eq!(layer(&plan, name)["action"], "unchanged", "{plan}");
+    }
+    let before = world.calls().len();
+    let (code, summary, _) = run(&ws, &world, true, &[]);
+    assert_eq!(code, Some(0), "{summary}");
+    let destroy: Vec<String> =
+        mutating(&world.calls()[before..]).into_iter().filter(|c| c.contains("destroy")).collect();
+    assert_eq!(destroy.len(), 1, "{destroy:?}");
+    assert!(destroy[0].contains("--selector bundle=observability"), "{destroy:?}");
+    assert!(!helm_list(&world).iter().any(|r| r.starts_with("metrics")));
+
+    // Secret stores the ExternalSecrets use are named with their provider.
+    support::kubectl_apply(&world, manifests::ESO_CRDS);
+    support::kubectl_apply(&world, manifests::VAULT_STORE);
+    support::kubectl_apply(&world, &manifests::keycloak_external_secret("keycloak-admin", "admin"));
+    let (_, summary, _) = run(&ws, &world, true, &[]);
+    assert_eq!(
+        summary["secret_stores"],
+        serde_json::json!([{"name": "vault-local", "kind": "ClusterSecretStore", "provider": "Vault", "external_secrets": 1}]),
+        "{summary}"
+    );
+
+    // A failing step stops the run like a failed gate: exit 1, named, later layers skipped.
+    let broken = SDK_STEP.replace("name = \"sdk\"", "name = \"broken\"").replace(
+        "mkdir -p out && cat proto/*.proto > out/sdk.txt && echo sdk built",
+        "echo 'error: proto/api.proto:1: no package' >&2; exit 4",
+    );
+    let broken = broken.replace("after = \"10-bootstrap\"", "after = \"15-secrets-certificates\"");
+    ws.write_settings(&[TIMEOUTS, &broken]);
+    let before = world.calls().len();
+    let (code, summary, _) = run(&ws, &world, true, &[]);
+    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(step(&summary, "broken")["status"], "failed");
+    assert_eq!(summary["failure"]["layer"], "15-secrets-certificates");
+    let message = summary["failure"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("step broken") && message.contains("exit 4"), "{summary}");
+    let remediation = summary["failure"]["remediation"].as_str().unwrap_or_default();
+    assert!(
+        remediation.contains("error: proto/api.proto:1: no package"),
+        "the output tail: {summary}"
+    );
+    for name in &LAYERS[2..] {
+        assert_eq!(layer(&summary, name)["status"], "skipped", "{summary}");
+    }
+    assert_eq!(synced_layers(&world.calls()[before..]), Vec::<String>::new());
+}
