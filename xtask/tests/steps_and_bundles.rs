@@ -26,8 +26,16 @@ inputs = ["proto/**"]
 requires_env = ["SDK_TOKEN"]
 timeout = 30"#;
 
+/// The sample platform's own step, as the repository's Cargo.toml declares it.
+fn sample_step() -> String {
+    let manifest = std::fs::read_to_string(support::repo_root().join("Cargo.toml")).unwrap();
+    let start = manifest.find("[[workspace.metadata.bootstrap.steps]]").expect("a sample step");
+    let table = &manifest[start..];
+    table[..table.find("\n\n").unwrap_or(table.len())].to_owned()
+}
+
 fn platform() -> Workspace {
-    let ws = Workspace::new(&[TIMEOUTS, SDK_STEP]).with_infra();
+    let ws = Workspace::new(&[TIMEOUTS, SDK_STEP, &sample_step()]).with_infra();
     ws.write("proto/api.proto", "message Ping {}\n");
     ws
 }
@@ -96,6 +104,8 @@ fn steps_run_skip_and_fail_and_bundles_install_and_uninstall() {
     assert_eq!(code, Some(0), "{summary}");
     assert_eq!(step(&summary, "sdk")["status"], "ran", "{summary}");
     assert!(step(&summary, "sdk")["duration_ms"].is_u64());
+    // The sample's step (helm lint of the local charts, after the cluster) works here.
+    assert_eq!(step(&summary, "lint-local-charts")["status"], "ran", "{summary}");
     assert_eq!(std::fs::read_to_string(ws.path("out/sdk.txt")).unwrap(), "message Ping {}\n");
     assert!(text.contains("[steps/sdk] sdk built"), "the step's output is in the log");
     // The optional bundle is off by default: not installed, its gate not run.
@@ -119,6 +129,7 @@ fn steps_run_skip_and_fail_and_bundles_install_and_uninstall() {
     let (code, summary, _) = run(&ws, &world, true, &[]);
     assert_eq!(code, Some(0), "{summary}");
     assert_eq!(step(&summary, "sdk")["status"], "unchanged", "{summary}");
+    assert_eq!(step(&summary, "lint-local-charts")["status"], "unchanged", "{summary}");
     assert_eq!(summary["registry"]["repositories"], serde_json::json!(["ameide/demo"]));
     let stages: Vec<&Value> = summary["stages"].as_array().unwrap().iter().collect();
     let cluster = stages.iter().find(|s| s["name"] == "cluster").unwrap();
