@@ -7,7 +7,7 @@
 //! - adapters to the outside: [`exec`], [`http`], [`k8s`], [`release`], [`probe`], [`fsutil`],
 //!   [`helmfile_list`] (the platform model with Go-template layers listed)
 //! - stages and commands: [`cluster`], [`charts`], [`layers`], [`checks`], [`secrets`],
-//!   [`tilt`], [`tools`], [`doctor`], [`plan`]
+//!   [`tilt`], [`tools`], [`doctor`], [`plan`], [`steps`] (repository steps)
 //! - the run: [`runner`] (the stage pipeline), [`bootstrap`], [`lock`]
 //! - output: [`sinks`] (with `main.rs`, the only code that prints)
 
