@@ -176,7 +176,7 @@ fn go_template_layer_is_read_by_helmfile_or_said_unread() {
     // A helmfile that answers `list --output json` the way the real one does.
     let helmfile = bin_dir(&[(
         "helmfile",
-        r#"case "$*" in *"-e local list --output json"*) echo '[{"name":"web","namespace":"tiny","enabled":true,"installed":true,"labels":"gate:true,tier:web","chart":"../charts/web","version":""}]';; *) exit 1;; esac"#,
+        r#"case "$*" in *"-e local --state-values-file "*" list --output json"*) echo '[{"name":"web","namespace":"tiny","enabled":true,"installed":true,"labels":"gate:true,tier:web","chart":"../charts/web","version":""}]';; *) exit 1;; esac"#,
     )]);
     let plan = plan_json(fixture.xtask(&["plan", "--format", "json"]).env("PATH", helmfile.path()));
     let apps = &plan["layers"][1];
