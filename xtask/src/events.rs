@@ -2,12 +2,17 @@
 //! [`Event`]s through [`Events`], and the sinks (terminal, JSON, log file,
 //! silent) decide what to show where. One place owns the terminal, so a spinner and a
 //! `$ cmd` line never garble each other.
+//!
+//! [`Events::emit`] is also the one redaction point: every event passes its session's
+//! [`Redactor`] before any sink sees it, so the terminal, the JSON summary and the log
+//! file never get a secret the run learned or a secret shape a tool printed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Signal;
 use crate::outcome::{Finding, Status};
+use crate::redact::Redactor;
 
 /// One thing that happened. Borrowed: sinks render it at once and keep nothing.
 #[derive(Debug, Clone, Copy)]
@@ -106,10 +111,11 @@ impl<S: Sink + ?Sized> Sink for Arc<S> {
     }
 }
 
-/// The handle every step emits through; cloning shares the sinks.
+/// The handle every step emits through; cloning shares the sinks and the redactor.
 #[derive(Clone, Default)]
 pub struct Events {
     sinks: Arc<Vec<Box<dyn Sink>>>,
+    redactor: Redactor,
 }
 
 impl std::fmt::Debug for Events {
@@ -120,7 +126,12 @@ impl std::fmt::Debug for Events {
 
 impl Events {
     pub fn new(sinks: Vec<Box<dyn Sink>>) -> Events {
-        Events { sinks: Arc::new(sinks) }
+        Events { sinks: Arc::new(sinks), redactor: Redactor::default() }
+    }
+
+    /// The same sinks, redacting with `redactor` (shared with whoever holds a clone).
+    pub fn with_redactor(self, redactor: Redactor) -> Events {
+        Events { redactor, ..self }
     }
 
     /// No sink: events are dropped (library tests, read-only probes).
@@ -128,7 +139,71 @@ impl Events {
         Events::default()
     }
 
+    /// The same redactor (what was learned stays learned), no sink.
+    pub fn without_sinks(&self) -> Events {
+        Events { sinks: Arc::default(), redactor: self.redactor.clone() }
+    }
+
+    /// What secrets this run learned, and the shapes it hides.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// Redact `event` and give it to every sink.
     pub fn emit(&self, event: Event<'_>) {
+        if self.sinks.is_empty() {
+            return;
+        }
+        let r = &self.redactor;
+        match event {
+            Event::CommandStarted { command, detail } => {
+                self.dispatch(Event::CommandStarted { command, detail: &r.redact(detail) })
+            }
+            Event::StageFinished { stage, status, detail, duration } => {
+                let detail = &r.redact(detail);
+                self.dispatch(Event::StageFinished { stage, status, detail, duration })
+            }
+            Event::ToolStarted { tag, line, quiet } => {
+                self.dispatch(Event::ToolStarted { tag, line: &r.redact(line), quiet })
+            }
+            Event::ToolOutput { tag, line } => {
+                self.dispatch(Event::ToolOutput { tag, line: &r.redact_line(tag, line) })
+            }
+            Event::ToolFinished { tag, code, duration, note } => {
+                r.end_stream(tag);
+                self.dispatch(Event::ToolFinished { tag, code, duration, note: &r.redact(note) })
+            }
+            Event::Progress { tag, text } => {
+                self.dispatch(Event::Progress { tag, text: &r.redact(text) })
+            }
+            Event::Detail { tag, text } => {
+                self.dispatch(Event::Detail { tag, text: &r.redact(text) })
+            }
+            Event::WaitStarted { tag, text } => {
+                self.dispatch(Event::WaitStarted { tag, text: &r.redact(text) })
+            }
+            Event::Warning { tag, text } => {
+                self.dispatch(Event::Warning { tag, text: &r.redact(text) })
+            }
+            Event::Finding { tag, finding } => {
+                let finding = &Finding {
+                    subject: r.redact(&finding.subject).into_owned(),
+                    expected: r.redact(&finding.expected).into_owned(),
+                    found: r.redact(&finding.found).into_owned(),
+                    remediation: r.redact(&finding.remediation).into_owned(),
+                };
+                self.dispatch(Event::Finding { tag, finding })
+            }
+            Event::Result { result } => {
+                self.dispatch(Event::Result { result: &RedactedResult { result, redactor: r } })
+            }
+            Event::StageStarted { .. } | Event::WaitFinished { .. } | Event::Interrupted { .. } => {
+                self.dispatch(event)
+            }
+        }
+    }
+
+    fn dispatch(&self, event: Event<'_>) {
         for sink in self.sinks.iter() {
             sink.event(&event);
         }
@@ -150,6 +225,28 @@ impl Events {
     pub fn wait(&self, tag: &str, text: &str) -> WaitGuard {
         self.emit(Event::WaitStarted { tag, text });
         WaitGuard { events: self.clone(), tag: tag.to_owned() }
+    }
+}
+
+/// A result as its sinks see it: every rendering redacted.
+#[derive(Debug)]
+struct RedactedResult<'a> {
+    result: &'a dyn Rendered,
+    redactor: &'a Redactor,
+}
+
+impl Rendered for RedactedResult<'_> {
+    fn human(&self) -> String {
+        self.redactor.redact(&self.result.human()).into_owned()
+    }
+
+    fn json(&self) -> serde_json::Value {
+        self.redactor.redact_json(&self.result.json())
+    }
+
+    fn log_lines(&self) -> Vec<(String, String)> {
+        let lines = self.result.log_lines().into_iter();
+        lines.map(|(tag, text)| (tag, self.redactor.redact(&text).into_owned())).collect()
     }
 }
 

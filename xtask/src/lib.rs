@@ -2,7 +2,8 @@
 //! the `smoke` test binary calls the same checks.
 //!
 //! Dependencies point one way (the README's "Architecture"):
-//! - leaf types: [`error`], [`outcome`], [`digest`], [`events`], [`cancel`], [`session`], [`table`]
+//! - leaf types: [`error`], [`outcome`], [`digest`], [`redact`], [`events`], [`cancel`],
+//!   [`session`], [`table`]
 //! - model, pure readers of settings and `infra/`: [`config`], [`pins`], [`platform`]
 //! - adapters to the outside: [`exec`], [`http`], [`k8s`], [`release`], [`probe`], [`fsutil`],
 //!   [`helmfile_list`] (the platform model with Go-template layers listed)
@@ -33,6 +34,7 @@ pub mod pins;
 pub mod plan;
 pub mod platform;
 pub mod probe;
+pub mod redact;
 pub mod release;
 pub mod runner;
 pub mod secrets;

@@ -13,6 +13,7 @@ use xtask::config::{Context, Format, Overrides};
 use xtask::error::{Error, Result, Signal};
 use xtask::events::{Event, Events, Sink};
 use xtask::lock::RunLock;
+use xtask::redact::Redactor;
 use xtask::session::Session;
 use xtask::sinks::{Json, LogFile, Terminal};
 use xtask::{bootstrap, charts, cluster, doctor, plan, secrets, tilt, tools};
@@ -132,11 +133,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let terminal = Arc::new(Terminal::new(cli.format == Format::Human));
     let json = Arc::new(Json::default());
-    match run(&cli, terminal.clone(), json.clone()) {
+    // The run's redactor: the error printed here hides what its events hid.
+    let redactor = Redactor::default();
+    match run(&cli, terminal.clone(), json.clone(), &redactor) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             if !(terminal.shown_result() || json.shown_result()) {
-                print_error(&err, cli.format);
+                print_error(&err, cli.format, &redactor);
             }
             ExitCode::from(err.kind().exit_code())
         }
@@ -144,10 +147,12 @@ fn main() -> ExitCode {
 }
 
 /// An error no result carried: on stderr for people, and with `--format json` also as
-/// the one JSON object on stdout for scripts.
-fn print_error(err: &Error, format: Format) {
-    eprintln!("error: {err:#}");
-    if let Some(remediation) = err.remediation() {
+/// the one JSON object on stdout for scripts. Redacted like every event.
+fn print_error(err: &Error, format: Format, redactor: &Redactor) {
+    let error = redactor.redact(&format!("{err:#}")).into_owned();
+    let remediation = err.remediation().map(|r| redactor.redact(r).into_owned());
+    eprintln!("error: {error}");
+    if let Some(remediation) = &remediation {
         eprintln!("what to do: {remediation}");
     }
     match format {
@@ -157,15 +162,15 @@ fn print_error(err: &Error, format: Format) {
             let object = serde_json::json!({
                 "status": status,
                 "exit_code": err.kind().exit_code(),
-                "error": format!("{err:#}"),
-                "remediation": err.remediation(),
+                "error": error,
+                "remediation": remediation,
             });
             println!("{object}");
         }
     }
 }
 
-fn run(cli: &Cli, terminal: Arc<Terminal>, json: Arc<Json>) -> Result<()> {
+fn run(cli: &Cli, terminal: Arc<Terminal>, json: Arc<Json>, redactor: &Redactor) -> Result<()> {
     let overrides = Overrides {
         log: cli.log.clone(),
         environment: cli.environment.clone(),
@@ -181,7 +186,7 @@ fn run(cli: &Cli, terminal: Arc<Terminal>, json: Arc<Json>) -> Result<()> {
         sinks.push(Box::new(LogFile::open(&ctx.log_path)?));
     }
     let session = Session {
-        events: Events::new(sinks),
+        events: Events::new(sinks).with_redactor(redactor.clone()),
         cancel: Cancel::new(),
         log_path: cli.command.writes_log().then(|| ctx.log_path.clone()),
         ..ctx.session.clone()

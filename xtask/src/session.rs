@@ -1,7 +1,9 @@
-//! What one command invocation shares with every step it runs: where events go, the
-//! cancellation, the `PATH` its tools are found on, and the log file (for messages
-//! that point at it). Built once by the CLI; nothing here is process-wide.
+//! What one command invocation shares with every step it runs: where events go (and
+//! the secrets redacted from them), the cancellation, the `PATH` its tools are found
+//! on, and the log file (for messages that point at it). Built once by the CLI; nothing
+//! here is process-wide.
 
+use std::borrow::Cow;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -27,7 +29,19 @@ impl Session {
     /// The same cancellation and tool path, with events dropped: read-only calls whose
     /// output nobody needs (`<tool> version`, `helmfile list`).
     pub fn quiet(&self) -> Session {
-        Session { events: Events::silent(), log_path: None, ..self.clone() }
+        Session { events: self.events.without_sinks(), log_path: None, ..self.clone() }
+    }
+
+    /// Learn the data of a Secret the run read or writes: its values are redacted from
+    /// everything emitted from now on (see [`crate::redact::Redactor::learn_secret`]).
+    pub fn learn_secret<'a>(&self, data: impl IntoIterator<Item = (&'a str, &'a [u8])>) {
+        self.events.redactor().learn_secret(data);
+    }
+
+    /// `text` as the sinks would show it: for output that does not go through events
+    /// (smoke's trial messages, an error printed after the run).
+    pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        self.events.redactor().redact(text)
     }
 
     /// A line a user wants to see (progress), also logged.

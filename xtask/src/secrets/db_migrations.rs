@@ -3,6 +3,8 @@
 //! differ, and checked read-only for smoke.
 //!
 //! Secret values stay in this module's locals: messages and findings name keys only.
+//! Both Secrets' values are given to the session's redactor as soon as they are read,
+//! so a tool or pod that prints them later is redacted.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,9 +13,11 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 
 use super::TAG;
+use super::learn::learn_secret;
 use crate::config::{Context, SecretsSettings};
 use crate::error::{Context as _, Result};
 use crate::outcome::{Check, Finding, Report, Verdict};
+use crate::session::Session;
 
 /// The Postgres credential keys the platform's Secret must hold.
 pub const POSTGRES_KEYS: [&str; 5] = ["host", "port", "database", "username", "password"];
@@ -74,9 +78,11 @@ fn subject(s: &SecretsSettings) -> String {
     format!("Secret {}/{}", s.db_migrations_namespace, s.db_migrations_secret)
 }
 
-/// Read the Postgres credentials (the desired Flyway keys) and `db-migrations-local`.
-/// The inner `Err` is the finding when the credentials are missing or incomplete.
+/// Read the Postgres credentials (the desired Flyway keys) and `db-migrations-local`,
+/// learning both Secrets' values. The inner `Err` is the finding when the credentials
+/// are missing or incomplete.
 async fn db_migrations_state(
+    session: &Session,
     s: &SecretsSettings,
     client: &kube::Client,
 ) -> Result<std::result::Result<DbMigrationsState, Finding>> {
@@ -94,6 +100,7 @@ async fn db_migrations_state(
             ),
         )));
     };
+    learn_secret(session, &source);
     let desired = match flyway_data(&source.data.unwrap_or_default()) {
         Ok(desired) => desired,
         Err(missing) => {
@@ -108,6 +115,9 @@ async fn db_migrations_state(
     let target = format!("{}/{}", s.db_migrations_namespace, s.db_migrations_secret);
     let api: Api<Secret> = Api::namespaced(client.clone(), &s.db_migrations_namespace);
     let existing = api.get_opt(&s.db_migrations_secret).await?;
+    if let Some(existing) = &existing {
+        learn_secret(session, existing);
+    }
     Ok(Ok(DbMigrationsState { source_name, target, desired, existing }))
 }
 
@@ -121,7 +131,7 @@ pub async fn check_db_migrations(ctx: &Context, client: &kube::Client) -> Result
         warnings: Vec::new(),
     };
     let DbMigrationsState { source_name, target, desired, existing } =
-        match db_migrations_state(s, client).await? {
+        match db_migrations_state(&ctx.session, s, client).await? {
             Ok(state) => state,
             Err(finding) => {
                 return Ok(Check { verdict: Verdict::Failed, finding, warnings: Vec::new() });
@@ -158,7 +168,11 @@ pub async fn check_db_migrations(ctx: &Context, client: &kube::Client) -> Result
 /// Missing or incomplete credentials are a failed report.
 pub async fn apply_db_migrations(ctx: &Context, client: &kube::Client) -> Result<Report> {
     let s: &SecretsSettings = &ctx.settings.secrets;
-    let read = ctx.session.cancel.unless_interrupted(db_migrations_state(s, client)).await??;
+    let read = ctx
+        .session
+        .cancel
+        .unless_interrupted(db_migrations_state(&ctx.session, s, client))
+        .await??;
     let DbMigrationsState { source_name, target, desired, existing } = match read {
         Ok(state) => state,
         Err(finding) => {

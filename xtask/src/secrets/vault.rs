@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, LogParams};
 
@@ -15,6 +15,7 @@ use super::cronjob::{
     Attempt, Decision, Failure, JobState, Runner, Waiting, decide, failed_since_success, job_state,
     owned_jobs,
 };
+use super::learn::learn_pod_secrets;
 use super::{POLL, TAG, indent};
 use crate::config::{Context, SecretsSettings};
 use crate::error::Result;
@@ -103,25 +104,39 @@ fn expected(settings: &SecretsSettings) -> String {
     }
 }
 
-/// The runner and its Jobs (oldest first), read once.
-async fn observe(
-    settings: &SecretsSettings,
-    client: &kube::Client,
-) -> Result<(Runner, Vec<Attempt>)> {
+/// What was read of the Vault bootstrap: its runner, its Jobs (oldest first) and the
+/// spec of the pods it runs.
+struct Observed {
+    runner: Runner,
+    attempts: Vec<Attempt>,
+    pod_spec: Option<PodSpec>,
+}
+
+/// The runner and its Jobs, read once.
+async fn observe(settings: &SecretsSettings, client: &kube::Client) -> Result<Observed> {
     let namespace = settings.vault_namespace.as_str();
     let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
     let attempt = |job: &Job| Attempt { job: job.name_any(), state: job_state(job) };
     if let Some(name) = &settings.vault_job {
-        return Ok((Runner::Job, jobs.get_opt(name).await?.iter().map(attempt).collect()));
+        let job = jobs.get_opt(name).await?;
+        let pod_spec = job.as_ref().and_then(|j| j.spec.as_ref()?.template.spec.clone());
+        let attempts = job.iter().map(attempt).collect();
+        return Ok(Observed { runner: Runner::Job, attempts, pod_spec });
     }
     let cronjobs: Api<CronJob> = Api::namespaced(client.clone(), namespace);
     let Some(cronjob) = cronjobs.get_opt(&settings.vault_cronjob).await? else {
-        return Ok((Runner::CronJobMissing, Vec::new()));
+        return Ok(Observed {
+            runner: Runner::CronJobMissing,
+            attempts: Vec::new(),
+            pod_spec: None,
+        });
     };
-    let suspended = cronjob.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
+    let spec = cronjob.spec.as_ref();
+    let suspended = spec.and_then(|s| s.suspend).unwrap_or(false);
+    let pod_spec = spec.and_then(|s| s.job_template.spec.as_ref()?.template.spec.clone());
     let all = jobs.list(&ListParams::default()).await?.items;
     let attempts = owned_jobs(&all, &settings.vault_cronjob).into_iter().map(attempt).collect();
-    Ok((Runner::CronJob { suspended }, attempts))
+    Ok(Observed { runner: Runner::CronJob { suspended }, attempts, pod_spec })
 }
 
 /// Read the Vault bootstrap's state once, writing nothing. `Err` only when the API
@@ -131,12 +146,14 @@ pub async fn vault_bootstrap_state(
     client: &kube::Client,
 ) -> Result<VaultBootstrapState> {
     let settings = &ctx.settings.secrets;
-    let (runner, attempts) = observe(settings, client).await?;
+    let namespace = settings.vault_namespace.as_str();
+    let Observed { runner, attempts, pod_spec } = observe(settings, client).await?;
     let decision = decide(runner, &attempts);
     let logs = match decision {
         Decision::Succeeded { .. } => Vec::new(),
         _ => {
-            attempt_logs(client, &settings.vault_namespace, &failed_since_success(&attempts)).await
+            learn_pod_secrets(&ctx.session, client, namespace, pod_spec.as_ref()).await;
+            attempt_logs(client, namespace, &failed_since_success(&attempts)).await
         }
     };
     Ok(state_of(settings, decision, &logs))
@@ -294,13 +311,17 @@ pub async fn wait_vault_bootstrap(ctx: &Context, client: &kube::Client) -> Resul
         loop {
             // The requests only read: an interruption may cut them anywhere.
             let observed = session.cancel.unless_interrupted(observe(settings, client));
-            let (runner, observed) = observed.await??;
+            let Observed { runner, attempts: observed, pod_spec } = observed.await??;
             let decision = decide(runner, &observed);
             if !matches!(decision, Decision::Succeeded { .. }) {
                 let new: Vec<&Attempt> = failed_since_success(&observed)
                     .into_iter()
                     .filter(|a| !attempts.iter().any(|seen| seen.job == a.job))
                     .collect();
+                if !new.is_empty() {
+                    let learned = learn_pod_secrets(session, client, namespace, pod_spec.as_ref());
+                    session.cancel.unless_interrupted(learned).await?;
+                }
                 let logs = attempt_logs(client, namespace, &new);
                 for log in session.cancel.unless_interrupted(logs).await? {
                     if matches!(decision, Decision::Waiting(_)) {
