@@ -1,5 +1,8 @@
 //! Running one trial: call the xtask library's check, and word its outcome as
 //! expected / found / remediation, so a JUnit report read alone is enough to act.
+//! Everything a trial prints passes the session's redactor first, the one `cargo xtask`
+//! applies to its events: secrets the check read (the Postgres credentials) and
+//! secret shapes never reach the test output or nextest's JUnit.
 
 use std::time::Duration;
 
@@ -8,6 +11,7 @@ use xtask::cluster::{self, Action};
 use xtask::config::Context;
 use xtask::error::Result;
 use xtask::outcome::{Check, Finding, Verdict};
+use xtask::session::Session;
 use xtask::{checks, k8s, release, secrets, tilt};
 
 use xtask::lock::Shared;
@@ -31,10 +35,12 @@ fn failed(found: impl Into<String>, remediation: impl Into<String>) -> Check {
     }
 }
 
-/// The message of a failed trial. Also written to stderr after `Error: `, the line
-/// nextest lifts into the JUnit `<failure>` element, so the report alone says what to do.
-fn report(expected: &str, found: &str, remediation: &str) -> Failed {
+/// The message of a failed trial, redacted. Also written to stderr after `Error: `, the
+/// line nextest lifts into the JUnit `<failure>` element, so the report alone says what
+/// to do.
+fn report(session: &Session, expected: &str, found: &str, remediation: &str) -> Failed {
     let message = format!("expected: {expected}\nfound: {found}\nremediation: {remediation}");
+    let message = session.redact(&message).into_owned();
     eprintln!("Error: {message}");
     message.into()
 }
@@ -53,6 +59,7 @@ pub fn trial(check: TrialSpec) -> Trial {
             Ok(ctx) => ctx,
             Err(e) => {
                 return Err(report(
+                    &Session::silent(),
                     &format!("the settings of the workspace to be readable ({label})"),
                     &format!("could not check: {e}"),
                     "run from inside the repository (or set BOOTSTRAP_ROOT to it) and fix the \
@@ -67,10 +74,11 @@ pub fn trial(check: TrialSpec) -> Trial {
 
 fn run(name: &str, ctx: &Context, what: &What) -> Result<(), Failed> {
     let expected = expected(ctx, what);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| report(&expected, &format!("could not check: no async runtime: {e}"), ""))?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+            let found = format!("could not check: no async runtime: {e}");
+            report(&ctx.session, &expected, &found, "")
+        })?;
     let limit = time_limit(ctx, what);
     let outcome = runtime.block_on(async { tokio::time::timeout(limit, check(ctx, what)).await });
     let outcome = match outcome {
@@ -82,14 +90,14 @@ fn run(name: &str, ctx: &Context, what: &What) -> Result<(), Failed> {
         ),
     };
     for warning in &outcome.warnings {
-        eprintln!("{name}: warning: {warning}");
+        eprintln!("{name}: warning: {}", ctx.session.redact(warning));
     }
     match outcome.verdict {
         Verdict::Passed | Verdict::Warned => Ok(()),
         Verdict::Failed => {
             let f = &outcome.finding;
             let own = if f.expected.is_empty() { &expected } else { &f.expected };
-            Err(report(own, &f.found, &f.remediation))
+            Err(report(&ctx.session, own, &f.found, &f.remediation))
         }
     }
 }

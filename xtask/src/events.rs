@@ -244,9 +244,14 @@ impl Rendered for RedactedResult<'_> {
         self.redactor.redact_json(&self.result.json())
     }
 
+    /// A line that is a JSON object (the default) is redacted value by value, so an
+    /// escaped newline never joins two lines' secrets into one.
     fn log_lines(&self) -> Vec<(String, String)> {
-        let lines = self.result.log_lines().into_iter();
-        lines.map(|(tag, text)| (tag, self.redactor.redact(&text).into_owned())).collect()
+        let redact = |text: String| match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(value) if value.is_object() => self.redactor.redact_json(&value).to_string(),
+            _ => self.redactor.redact(&text).into_owned(),
+        };
+        self.result.log_lines().into_iter().map(|(tag, text)| (tag, redact(text))).collect()
     }
 }
 

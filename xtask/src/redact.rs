@@ -227,17 +227,18 @@ static SHAPES: LazyLock<Vec<(Regex, String)>> = LazyLock::new(|| {
         // A whole block, or one whose END is cut off.
         (format!(r"(?s)({begin}).*?({end}|\z)"), format!("${{1}}{REDACTED}${{2}}")),
         // The body lines before an END whose BEGIN is cut off (a tail; ` / `-joined too).
-        (format!(r"(?:[A-Za-z0-9+/=]{{16,}}[\s/]*)+({end})"), format!("{REDACTED}${{1}}")),
-        (r"\b((?:Unseal|Recovery) Key \d+:[ \t]*)\S+".into(), keep.clone()),
-        (r"\b(Initial Root Token:[ \t]*)\S+".into(), keep.clone()),
+        (format!(r"(?:[A-Za-z0-9+/=]{{16,}}(?:[\s/]|\\[nr])*)+({end})"), format!("{REDACTED}${{1}}")),
+        // Values end at a space or a backslash (`\n` in JSON-escaped text).
+        (r"\b((?:Unseal|Recovery) Key \d+:[ \t]*)[^\s\\]+".into(), keep.clone()),
+        (r"\b(Initial Root Token:[ \t]*)[^\s\\]+".into(), keep.clone()),
         (r"\bhv[sbr]\.[A-Za-z0-9_-]{20,}".into(), REDACTED.into()),
         (r"\b[sbr]\.[A-Za-z0-9]{24,}\b".into(), REDACTED.into()),
         (r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*".into(), REDACTED.into()),
-        (r"(?i)\b(bearer[ \t]+)[A-Za-z0-9._~+/-]{16,}=*".into(), keep.clone()),
+        (r"(?i)\b(bearer[ \t]+)[A-Za-z0-9_.~+/-]{16,}=*".into(), keep.clone()),
         (r"(?i)\b(authorization:[ \t]*basic[ \t]+)[A-Za-z0-9+/]+=*".into(), keep.clone()),
         (r"\b([A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)[^\s/@]+@".into(), format!("${{1}}{REDACTED}@")),
         (
-            r#"(?i)\b([A-Za-z0-9_.-]*(?:password|passwd|pwd|token|api[_-]?key|access[_-]?key|client[_-]?secret)["']?[ \t]*[:=][ \t]*)("[^"\r\n]*"|'[^'\r\n]*'|[^\s"',;&]+)"#
+            r#"(?i)\b([A-Za-z0-9_.-]*(?:password|passwd|pwd|token|api[_-]?key|access[_-]?key|client[_-]?secret)(?:\\?["'])?[ \t]*[:=][ \t]*)(\\?"[^"\r\n]*"|'[^'\r\n]*'|[^\s"',;&\\]+)"#
                 .into(),
             keep,
         ),
@@ -249,6 +250,67 @@ static SHAPES: LazyLock<Vec<(Regex, String)>> = LazyLock::new(|| {
 
 fn regex(pattern: &str) -> Regex {
     Regex::new(pattern).unwrap_or_else(|e| panic!("redaction pattern {pattern}: {e}"))
+}
+
+#[cfg(test)]
+pub mod canary {
+    //! Canary secrets in the shapes tools print them, for tests of every output path.
+
+    /// A learned Secret value (the sample's Postgres password).
+    pub const LEARNED: &str = "ameide-local-postgres";
+
+    /// Lines a tool might print: (line, the secret in it, text that must stay).
+    pub const CORPUS: &[(&str, &str, &str)] = &[
+        (
+            "Unseal Key 1: pfN18x3Chkfjnhf1bNs7J7byCbsDWbQUsL0+iNy1fXzk",
+            "pfN18x3Chkfjnhf1bNs7J7byCbsDWbQUsL0+iNy1fXzk",
+            "Unseal Key 1: [redacted]",
+        ),
+        (
+            "Initial Root Token: hvs.A7HqchrsmtZlh3oDUD2xoKtM",
+            "A7HqchrsmtZlh3oDUD2xoKtM",
+            "Initial Root Token: [redacted]",
+        ),
+        ("vault login s.GLZzM7RuuUGzvC5vXOPbb452", "GLZzM7RuuUGzvC5vXOPbb452", "vault login "),
+        (
+            "curl -H 'Authorization: Bearer ghp_c4n4ryB34r3rT0k3nV4lu3' https://api",
+            "ghp_c4n4ryB34r3rT0k3nV4lu3",
+            "Authorization: Bearer [redacted]",
+        ),
+        (
+            "id_token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjYW5hcnkifQ.c2lnbmF0dXJlY2FuYXJ5",
+            "eyJzdWIiOiJjYW5hcnkifQ",
+            "id_token ",
+        ),
+        (
+            "PGPASSWORD=c4n4ry-pgpass psql -h db",
+            "c4n4ry-pgpass",
+            "PGPASSWORD=[redacted] psql -h db",
+        ),
+        ("  password: c4n4ry-yaml-pass", "c4n4ry-yaml-pass", "  password: [redacted]"),
+        ("token: c4n4ry-tok3n-value", "c4n4ry-tok3n-value", "token: [redacted]"),
+        (
+            "dial postgres://app:c4n4ry-urlpass@db.example:5432/app: refused",
+            "c4n4ry-urlpass",
+            "postgres://app:[redacted]@db.example:5432/app: refused",
+        ),
+        ("-----BEGIN PRIVATE KEY-----", "", "-----BEGIN PRIVATE KEY-----"),
+        ("MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQDc4n4ryK3yB0dy", "c4n4ryK3yB0dy", ""),
+        ("Lq8sZ1c4n4ryPemL1n3Tw0x9eWm7vT2qR5uJ3kH8gF6dS4aP1oI0yU7tR3eW9qZ", "c4n4ryPemL1n3", ""),
+        ("-----END PRIVATE KEY-----", "", "-----END PRIVATE KEY-----"),
+        (
+            "connecting as ameide with ameide-local-postgres",
+            LEARNED,
+            "connecting as ameide with [redacted]",
+        ),
+        // The learned value's base64, alone and inside Basic credentials.
+        ("data: YW1laWRlLWxvY2FsLXBvc3RncmVz", "YW1laWRlLWxvY2FsLXBvc3RncmVz", "data: [redacted]"),
+        (
+            "auth YW1laWRlOmFtZWlkZS1sb2NhbC1wb3N0Z3Jlcw== sent",
+            "ZS1sb2NhbC1wb3N0",
+            "auth YW1laWRlOm",
+        ),
+    ];
 }
 
 #[cfg(test)]
@@ -291,6 +353,11 @@ mod tests {
             ("  db_password: 's3 cr3t' # fixture", "  db_password: [redacted] # fixture"),
             ("token: abc.def", "token: [redacted]"),
             ("api-key=k1, next", "api-key=[redacted], next"),
+            // JSON-escaped text (a tool's structured log).
+            (
+                r#"{"msg":"Unseal Key 1: abc+/=\nInitial Root Token: hvs.x\n","cfg":"{\"password\":\"p w\"}"}"#,
+                r#"{"msg":"Unseal Key 1: [redacted]\nInitial Root Token: [redacted]\n","cfg":"{\"password\":[redacted]}"}"#,
+            ),
         ];
         for (text, want) in cases {
             assert_eq!(redacted(text), want, "{text}");

@@ -209,6 +209,99 @@ mod tests {
         assert!(lines[1].starts_with("20") && lines[1].contains("Z [layers/10-bootstrap] done"));
     }
 
+    /// Renders every event as the terminal and JSON sinks would (their text, the
+    /// result's table and JSON), keeping it for the test.
+    #[derive(Clone, Default)]
+    struct Rendering(std::sync::Arc<Mutex<String>>);
+
+    impl Sink for Rendering {
+        fn event(&self, event: &Event<'_>) {
+            let text = match event {
+                Event::Result { result } => format!("{}\n{}", result.human(), result.json()),
+                other => format!("{other:?}"),
+            };
+            self.0.lock().unwrap().push_str(&text);
+        }
+    }
+
+    #[derive(Debug)]
+    struct Summary(String);
+
+    impl crate::events::Rendered for Summary {
+        fn human(&self) -> String {
+            format!("FAILED: {}\n", self.0)
+        }
+        fn json(&self) -> serde_json::Value {
+            serde_json::json!({"status": "failed", "failure": {"found": self.0}})
+        }
+    }
+
+    #[test]
+    fn a_canary_corpus_reaches_no_sink_and_its_surroundings_do() {
+        use crate::outcome::{Finding, Status};
+        use crate::redact::canary::{CORPUS, LEARNED};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("setup.log");
+        let rendering = Rendering::default();
+        let events =
+            Events::new(vec![Box::new(LogFile::open(&path).unwrap()), Box::new(rendering.clone())]);
+        // The run reads the Postgres credentials before any tool prints.
+        events.redactor().learn_secret([("password", LEARNED.as_bytes())]);
+        let corpus: Vec<&str> = CORPUS.iter().map(|(line, ..)| *line).collect();
+        let text = corpus.join("\n");
+        let tag = "layers/40-data-plane";
+        events.emit(Event::ToolStarted { tag, line: corpus[5], quiet: false });
+        for line in &corpus {
+            events.emit(Event::ToolOutput { tag, line });
+        }
+        let duration = Duration::from_secs(1);
+        events.emit(Event::ToolFinished { tag, code: Some(1), duration, note: "" });
+        events.progress(tag, &text);
+        events.detail(tag, &text);
+        events.warning(tag, &text);
+        events.emit(Event::WaitStarted { tag, text: &text });
+        events.emit(Event::CommandStarted { command: "bootstrap", detail: &text });
+        events.emit(Event::StageFinished {
+            stage: "layers",
+            status: Status::Failed,
+            detail: &text,
+            duration,
+        });
+        let finding = Finding::new("gate ameide/data-plane-smoke", "passed", &text, &text);
+        events.emit(Event::Finding { tag, finding: &finding });
+        // A tail cut inside the key, joined on one line (as a gate's finding does).
+        let joined = corpus[11..].join(" / ");
+        events.emit(Event::Result { result: &Summary(format!("{text}\n{joined}")) });
+
+        let log = std::fs::read_to_string(&path).unwrap();
+        let rendered = rendering.0.lock().unwrap().clone();
+        for (name, out) in [("log file", &log), ("terminal/JSON", &rendered)] {
+            for (line, secret, kept) in CORPUS {
+                if !secret.is_empty() {
+                    assert!(!out.contains(secret), "{name} holds {secret:?} of {line:?}:\n{out}");
+                }
+                assert!(out.contains(kept), "{name} lost {kept:?} of {line:?}:\n{out}");
+            }
+            assert!(out.contains("[layers/40-data-plane]") || name != "log file", "{out}");
+        }
+        // Every line the tool printed is in the log once, redacted in place.
+        let streamed: Vec<&str> = log
+            .lines()
+            .filter_map(|l| l.split_once("] ").map(|(_, text)| text))
+            .skip(1)
+            .take(CORPUS.len())
+            .collect();
+        assert_eq!(
+            streamed[9..13],
+            [
+                "-----BEGIN PRIVATE KEY-----[redacted]",
+                "[redacted]",
+                "[redacted]",
+                "[redacted]-----END PRIVATE KEY-----"
+            ]
+        );
+    }
+
     #[test]
     fn an_unusable_log_path_is_bad_input() {
         let dir = tempfile::tempdir().unwrap();
