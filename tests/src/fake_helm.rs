@@ -8,6 +8,8 @@
 //! logs were read), its `last_run` {started_at, completed_at, phase} is written back
 //! into the release Secret, then the release is printed and, with `--logs`, each Pod's
 //! log under `POD LOGS: <pod>`. Scenarios: `gate_fail` (the layer's hooks fail),
+//! `gate_leak` (the layer's test Pods print the Postgres credentials and a private key,
+//! then fail),
 //! `log_race` (the phase is recorded Succeeded, then the Pods vanish before their logs
 //! are read: "unable to get pod logs for <pod>: pods "<pod>" not found").
 
@@ -203,6 +205,7 @@ async fn test(args: &[String], scenario: &Scenario) -> Result<i32> {
     let layer = layer_of(&secrets, rel.version);
     let in_layer = |list: &[String]| layer.as_ref().is_some_and(|l| list.contains(l));
     let fail = in_layer(&scenario.gate_fail);
+    let leak = in_layer(&scenario.gate_leak);
     let race = in_layer(&scenario.log_race);
     let ns = rel.namespace.clone();
     let selected = |h: &release::Hook| {
@@ -226,7 +229,7 @@ async fn test(args: &[String], scenario: &Scenario) -> Result<i32> {
         };
         store(&client, &rel, layer.as_deref()).await?;
         let hook = rel.hooks[i].clone();
-        let ok = run_hook(&client, &ns, &hook, fail, scenario.startup_ms).await?;
+        let ok = run_hook(&client, &ns, &hook, fail, leak, scenario.startup_ms).await?;
         rel.hooks[i].last_run.completed_at = release::timestamp_now();
         rel.hooks[i].last_run.phase = if ok { "Succeeded" } else { "Failed" }.into();
         if !ok {

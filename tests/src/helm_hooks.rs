@@ -54,12 +54,14 @@ pub(crate) async fn delete_hook(client: &Client, ns: &str, hook: &release::Hook)
 /// Run one test hook as the cluster would: create its object (the previous one goes
 /// first: before-hook-creation), let its Pod start (the startup delay), then its check
 /// sees the cluster as it is now (`gate_probe`); a Job hook is run by the API server's
-/// Job controller. Returns whether it passed.
+/// Job controller. Returns whether it passed. `leak`: a Pod hook is given the Postgres
+/// credentials as environment and prints them before failing (`crate::leaks`).
 pub(crate) async fn run_hook(
     client: &Client,
     ns: &str,
     hook: &release::Hook,
     forced_fail: bool,
+    leak: bool,
     startup_ms: u64,
 ) -> Result<bool> {
     let mut obj: Value = serde_saphyr::from_str(&hook.manifest)
@@ -84,13 +86,17 @@ pub(crate) async fn run_hook(
             }
         }
     }
+    if leak {
+        obj["spec"] = crate::leaks::with_leaked_env(obj["spec"].take());
+    }
     obj["status"] =
         json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]});
     client.create(&kube_api::collection_path("v1", "Pod", Some(ns)), &obj).await?;
     tokio::time::sleep(Duration::from_millis(startup_ms)).await;
     let probe = crate::gate_probe::failure(client, &obj["spec"]).await?;
-    let ok = !forced_fail && probe.is_none();
+    let ok = !forced_fail && !leak && probe.is_none();
     let log = match (&probe, ok) {
+        _ if leak => leaked_log(client, ns, &hook.name).await?,
         (Some(text), _) => text.clone(),
         (None, true) => format!("{}: check passed\n", hook.name),
         (None, false) => format!("{}: check failed: exit status 1\n", hook.name),
@@ -101,4 +107,18 @@ pub(crate) async fn run_hook(
     let status = crate::apiserver::controllers::finished_pod_status(&obj, ok, &now);
     client.merge_patch(&format!("{path}/status"), &json!({ "status": status })).await?;
     Ok(ok)
+}
+
+/// The log of a `gate-leak` Pod: what it prints with the Secret's password (as the
+/// kubelet resolves `envFrom`; empty when the Secret does not exist).
+async fn leaked_log(client: &Client, ns: &str, hook: &str) -> Result<String> {
+    use base64::Engine as _;
+    let path = kube_api::object_path("v1", "Secret", Some(ns), crate::leaks::GATE_LEAK_SECRET);
+    let secret = client.get_opt(&path).await?.unwrap_or_default();
+    let decoded = |key: &str| {
+        let encoded = secret["data"][key].as_str().unwrap_or_default();
+        let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    Ok(crate::leaks::gate_leak_log(hook, &decoded("host"), &decoded("password")))
 }

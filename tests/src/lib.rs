@@ -26,6 +26,7 @@ pub mod k3d_list;
 pub mod k3d_registry;
 pub mod kube_api;
 pub mod kubeconfig;
+pub mod leaks;
 pub mod lock;
 pub mod manifests;
 pub mod probe;

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 pub struct Scenario {
     /// Layers (file stems, e.g. `24-auth`) whose test hooks fail.
     pub gate_fail: Vec<String>,
+    /// Layers whose test Pods are given the Postgres credentials as environment and
+    /// print them, and a PEM private key, before failing (`crate::leaks`).
+    pub gate_leak: Vec<String>,
     /// Layers whose tests pass but `helm test --logs` fails with "unable to get pod logs".
     pub log_race: Vec<String>,
     /// Layers whose `helmfile sync` fails.
@@ -49,6 +52,7 @@ impl Default for Scenario {
     fn default() -> Scenario {
         Scenario {
             gate_fail: Vec::new(),
+            gate_leak: Vec::new(),
             log_race: Vec::new(),
             sync_fail: Vec::new(),
             vault_fail: false,
@@ -82,13 +86,14 @@ pub fn pinned_helm_version() -> String {
 }
 
 impl Scenario {
-    /// Apply one `--scenario` word: `gate-fail=<layer>`, `log-race=<layer>`,
+    /// Apply one `--scenario` word: `gate-fail=<layer>`, `gate-leak=<layer>`, `log-race=<layer>`,
     /// `sync-fail=<layer>`, `vault-fail`, `vault-flaky`, `job-fail=<prefix>`,
     /// `secret-missing-key`, `tilt-not-ready`, `startup-ms=<n>`, `cron-minute-ms=<n>`,
     /// `helm-version=<x.y.z>`, `healthy` (no change).
     pub fn apply(&mut self, word: &str) -> Result<()> {
         match word.split_once('=') {
             Some(("gate-fail", layer)) => self.gate_fail.push(layer.to_owned()),
+            Some(("gate-leak", layer)) => self.gate_leak.push(layer.to_owned()),
             Some(("log-race", layer)) => self.log_race.push(layer.to_owned()),
             Some(("sync-fail", layer)) => self.sync_fail.push(layer.to_owned()),
             Some(("latency-ms", ms)) => self.latency_ms = millis(word, ms)?,
@@ -108,7 +113,7 @@ impl Scenario {
             None if word == "tilt-not-ready" => self.tilt_not_ready = true,
             None if word == "healthy" => {}
             _ => bail!(
-                "unknown scenario `{word}`: expected healthy, gate-fail=<layer>, log-race=<layer>, \
+                "unknown scenario `{word}`: expected healthy, gate-fail=<layer>, gate-leak=<layer>, log-race=<layer>, \
                  sync-fail=<layer>, vault-fail, vault-flaky, job-fail=<prefix>, secret-missing-key, \
                  tilt-not-ready, latency-ms=<n>, startup-ms=<n>, cron-minute-ms=<n> or helm-version=<x.y.z>"
             ),
@@ -144,10 +149,17 @@ mod tests {
     #[test]
     fn words_set_knobs() {
         let mut s = Scenario::default();
-        for w in ["gate-fail=24-auth", "log-race=40-data-plane", "vault-fail", "latency-ms=5"] {
+        for w in [
+            "gate-fail=24-auth",
+            "gate-leak=40-data-plane",
+            "log-race=40-data-plane",
+            "vault-fail",
+            "latency-ms=5",
+        ] {
             s.apply(w).unwrap();
         }
         assert_eq!(s.gate_fail, ["24-auth"]);
+        assert_eq!(s.gate_leak, ["40-data-plane"]);
         assert_eq!(s.log_race, ["40-data-plane"]);
         assert!(s.vault_fail && !s.tilt_not_ready);
         assert_eq!(s.latency_ms, 5);

@@ -12,6 +12,7 @@ use kube::api::{Api, DeleteParams, LogParams};
 
 use crate::error::Result;
 use crate::exec::{self, Cmd};
+use crate::learn::learn_pod_secrets;
 use crate::outcome::{Check, Finding, Verdict, tail};
 use crate::release::{self, HelmRelease, HookPhase, ReleaseStatus};
 use crate::session::Session;
@@ -190,11 +191,15 @@ pub async fn helm_test_gate(
             continue;
         }
         let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        // What the pod was given as environment is redacted from its log.
+        if let Ok(pod) = pods.get(&hook.name).await {
+            learn_pod_secrets(session, client, namespace, pod.spec.as_ref()).await;
+        }
         let params = LogParams { tail_lines: Some(20), ..LogParams::default() };
         if let Ok(text) = pods.logs(&hook.name, &params).await {
-            for line in text.lines() {
-                session.line(target.tag, &format!("{}: {line}", hook.name));
-            }
+            // One event for the whole log: a key printed over several lines is redacted whole.
+            let lines: Vec<String> = text.lines().map(|l| format!("{}: {l}", hook.name)).collect();
+            session.line(target.tag, &lines.join("\n"));
             failed_logs.push(HookLog { hook: hook.name.clone(), tail: tail(&text, 3) });
         }
     }

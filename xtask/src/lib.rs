@@ -5,7 +5,8 @@
 //! - leaf types: [`error`], [`outcome`], [`digest`], [`redact`], [`events`], [`cancel`],
 //!   [`session`], [`table`]
 //! - model, pure readers of settings and `infra/`: [`config`], [`pins`], [`platform`]
-//! - adapters to the outside: [`exec`], [`http`], [`k8s`], [`release`], [`probe`], [`fsutil`],
+//! - adapters to the outside: [`exec`], [`http`], [`k8s`], [`learn`] (Secret values for
+//!   redaction), [`release`], [`probe`], [`fsutil`],
 //!   [`helmfile_list`] (the platform model with Go-template layers listed)
 //! - stages and commands: [`cluster`], [`charts`], [`layers`], [`checks`], [`secrets`],
 //!   [`tilt`], [`tools`], [`doctor`], [`plan`], [`steps`] (repository steps)
@@ -28,6 +29,7 @@ pub mod helmfile_list;
 pub mod http;
 pub mod k8s;
 pub mod layers;
+pub mod learn;
 pub mod lock;
 pub mod outcome;
 pub mod pins;

@@ -13,9 +13,9 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 
 use super::TAG;
-use super::learn::learn_secret;
 use crate::config::{Context, SecretsSettings};
 use crate::error::{Context as _, Result};
+use crate::learn::learn_secret;
 use crate::outcome::{Check, Finding, Report, Verdict};
 use crate::session::Session;
 

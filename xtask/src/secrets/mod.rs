@@ -9,13 +9,12 @@
 //!
 //! Secret values never leave this module's locals: they are not printed, logged, put in
 //! findings, errors or `Debug` output. Messages name Secrets and keys only. The values
-//! are given to the session's redactor ([`learn`]), so a tool that prints one is
+//! are given to the session's redactor ([`crate::learn`]), so a tool that prints one is
 //! redacted.
 
 pub mod cronjob;
 pub mod db_migrations;
 pub mod external_secrets;
-pub mod learn;
 pub mod remote_keys;
 pub mod stores;
 pub mod vault;

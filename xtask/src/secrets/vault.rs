@@ -15,10 +15,10 @@ use super::cronjob::{
     Attempt, Decision, Failure, JobState, Runner, Waiting, decide, failed_since_success, job_state,
     owned_jobs,
 };
-use super::learn::learn_pod_secrets;
 use super::{POLL, TAG, indent};
 use crate::config::{Context, SecretsSettings};
 use crate::error::Result;
+use crate::learn::learn_pod_secrets;
 use crate::outcome::{Check, Finding, Report, Verdict, tail};
 
 const LOG_TAIL_LINES: i64 = 20;

@@ -1,6 +1,6 @@
 //! What the run learns of the Secrets it reads, for redaction: their values go to the
 //! session's redactor (never anywhere else) before anything that might print them is
-//! read, so they are replaced by `[redacted]` in every output from then on.
+//! read (a pod's log), so they are replaced by `[redacted]` in every output from then on.
 
 use k8s_openapi::api::core::v1::{PodSpec, Secret};
 use kube::api::Api;
