@@ -71,16 +71,17 @@ pub fn with_leaked_env(mut pod_spec: Value) -> Value {
 }
 
 /// What a `gate-leak` test Pod prints before it fails: a traced shell that exports the
-/// password, the password once more in plain words, the client key it was given, and
-/// its failure. `password` is the Secret's (empty when it does not exist).
+/// password, the client key it was given, the password once more in plain words (in
+/// the last lines, which a gate's finding quotes), and its failure. `password` is the
+/// Secret's (empty when it does not exist).
 pub fn gate_leak_log(hook: &str, host: &str, password: &str) -> String {
     format!(
         "+ export PGPASSWORD={password}\n\
          + psql -h {host} -U ameide -c 'select 1'\n\
          psql: error: connection to server at \"{host}\", port 5432 failed: FATAL:  password authentication failed for user \"ameide\"\n\
-         debug: tried password {password} from the environment\n\
          debug: client key:\n\
          {GATE_LEAK_KEY}\
+         debug: tried password {password} from the environment\n\
          {hook}: check failed: exit status 1\n"
     )
 }
@@ -110,8 +111,9 @@ mod tests {
         assert!(
             log.contains("PGPASSWORD=pw-1234567\n") && log.contains("tried password pw-1234567 ")
         );
-        assert!(
-            log.ends_with("-----END PRIVATE KEY-----\ndb-check: check failed: exit status 1\n")
-        );
+        assert!(log.ends_with(
+            "-----END PRIVATE KEY-----\ndebug: tried password pw-1234567 from the \
+                 environment\ndb-check: check failed: exit status 1\n"
+        ));
     }
 }
