@@ -39,7 +39,7 @@ impl Session {
     }
 
     /// `text` as the sinks would show it: for output that does not go through events
-    /// (smoke's trial messages, an error printed after the run).
+    /// (smoke's trial messages).
     pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
         self.events.redactor().redact(text)
     }
