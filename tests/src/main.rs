@@ -16,8 +16,8 @@ enum Command {
     Up {
         #[arg(long)]
         dir: PathBuf,
-        /// A scenario word (repeatable): gate-fail=<layer>, log-race=<layer>,
-        /// sync-fail=<layer>, vault-fail, vault-flaky, job-fail=<prefix>,
+        /// A scenario word (repeatable): gate-fail=<layer>, gate-leak=<layer>,
+        /// log-race=<layer>, sync-fail=<layer>, vault-fail, vault-flaky, job-fail=<prefix>,
         /// secret-missing-key, tilt-not-ready, healthy; knobs startup-ms=<n>,
         /// cron-minute-ms=<n>, helm-version=<x.y.z>, latency-ms=<n>.
         #[arg(long = "scenario")]
