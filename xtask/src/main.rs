@@ -56,8 +56,9 @@ enum Command {
     /// Bring the platform up and prove it: preflight (settings, model, pinned tools),
     /// cluster, charts (`vendor --check`), each Helmfile layer synced and gated in order
     /// (unchanged layers skipped), every release deployed, secrets (Vault bootstrap,
-    /// db-migrations-local, ExternalSecrets), Tilt; one log and a summary (table, or
-    /// JSON with `--format json`) at exit.
+    /// db-migrations-local, ExternalSecrets), Tilt, and the repository steps (`steps`
+    /// setting) where they are configured; one log and a summary (table, or JSON with
+    /// `--format json`) at exit.
     Bootstrap(bootstrap::Args),
     /// Sync and gate just these layers (whatever their digest), in platform order.
     Sync(bootstrap::SyncArgs),

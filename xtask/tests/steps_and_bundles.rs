@@ -21,7 +21,7 @@ const TIMEOUTS: &str =
 const SDK_STEP: &str = r#"[[workspace.metadata.bootstrap.steps]]
 name = "sdk"
 after = "10-bootstrap"
-run = ["sh", "-c", "mkdir -p out && cat proto/*.proto > out/sdk.txt && echo sdk built"]
+run = ["sh", "-c", "mkdir -p out && cat proto/*.proto > out/sdk.txt && echo sdk built with $SDK_TOKEN"]
 inputs = ["proto/**"]
 requires_env = ["SDK_TOKEN"]
 timeout = 30"#;
@@ -107,7 +107,10 @@ fn steps_run_skip_and_fail_and_bundles_install_and_uninstall() {
     // The sample's step (helm lint of the local charts, after the cluster) works here.
     assert_eq!(step(&summary, "lint-local-charts")["status"], "ran", "{summary}");
     assert_eq!(std::fs::read_to_string(ws.path("out/sdk.txt")).unwrap(), "message Ping {}\n");
-    assert!(text.contains("[steps/sdk] sdk built"), "the step's output is in the log");
+    assert!(
+        text.contains("[steps/sdk] sdk built with [redacted]"),
+        "the step's output is in the log, its variable's value redacted"
+    );
     // The optional bundle is off by default: not installed, its gate not run.
     let releases = helm_list(&world);
     assert!(releases.contains(&"object-storage".to_owned()), "{releases:?}");
@@ -194,7 +197,7 @@ fn steps_run_skip_and_fail_and_bundles_install_and_uninstall() {
 
     // A failing step stops the run like a failed gate: exit 1, named, later layers skipped.
     let broken = SDK_STEP.replace("name = \"sdk\"", "name = \"broken\"").replace(
-        "mkdir -p out && cat proto/*.proto > out/sdk.txt && echo sdk built",
+        "mkdir -p out && cat proto/*.proto > out/sdk.txt && echo sdk built with $SDK_TOKEN",
         "echo 'error: proto/api.proto:1: no package' >&2; exit 4",
     );
     let broken = broken.replace("after = \"10-bootstrap\"", "after = \"15-secrets-certificates\"");

@@ -32,7 +32,8 @@ pub struct Args {
     /// Only this layer (earlier layers must already be converged).
     #[arg(long, value_name = "LAYER")]
     pub only: Option<String>,
-    /// Sync every selected layer, even those whose inputs are unchanged.
+    /// Sync every selected layer and run every repository step, even those whose
+    /// inputs are unchanged.
     #[arg(long)]
     pub force: bool,
     /// Skip the tilt stage (do not start or check Tilt).

@@ -7,6 +7,7 @@
 //! (SDKs, generated code), which a new cluster does not undo.
 
 use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStringExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -179,6 +180,13 @@ pub async fn run(
         .args(step.run[1..].iter().cloned())
         .current_dir(&ctx.root);
     record(&ctx.root, &step.name, None)?;
+    // Its required variables hold tokens: redacted from all output, whatever it prints.
+    let values: Vec<(String, Vec<u8>)> = step
+        .requires_env
+        .iter()
+        .filter_map(|name| std::env::var_os(name).map(|value| (name.clone(), value.into_vec())))
+        .collect();
+    ctx.session.learn_secret(values.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
     let output = {
         let _wait = ctx.session.events.wait(&tag, &format!("step {}", step.name));
         exec::run(&ctx.session, &cmd).await?
