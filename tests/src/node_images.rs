@@ -155,8 +155,9 @@ pub fn pod_images(spec: &serde_json::Value) -> Vec<String> {
 }
 
 /// The kubelet of a short-lived Pod outside the API server (the fake helm's test Pods):
-/// pull what the node lacks, one image after the other, each taking `pull-ms`. The
-/// first reference the registry refuses ends it with the kubelet's error.
+/// pull what the node lacks, one image after the other, each taking `pull-ms` (an
+/// import of it meanwhile ends the wait). The first reference the registry refuses
+/// ends it with the kubelet's error.
 pub async fn pull_missing(
     testbed_dir: &Path,
     cluster: &str,
@@ -168,7 +169,14 @@ pub async fn pull_missing(
         if node_has(&store, image) {
             continue;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(scenario.pull_ms)).await;
+        // An import that lands while the pull waits ends the wait (the content is there).
+        let done = std::time::Instant::now() + std::time::Duration::from_millis(scenario.pull_ms);
+        while std::time::Instant::now() < done && !node_has(&store, image) {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        if node_has(&store, image) {
+            continue;
+        }
         if unfetchable(scenario, image) {
             return Ok(Err(kubelet_pull_error(image)));
         }

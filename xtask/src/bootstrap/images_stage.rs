@@ -7,7 +7,6 @@
 
 use super::RunState;
 use super::summary::LayerAction;
-use crate::error::Result;
 use crate::images::{self, FetchReport};
 use crate::outcome::Report;
 use crate::platform::helmfile::Layer;
@@ -64,7 +63,19 @@ impl<'c, S: Stage<RunState<'c>>> Stage<RunState<'c>> for FetchAhead<S> {
             let layers = std::mem::take(&mut self.layers);
             let (applied, fetched) =
                 tokio::join!(self.inner.apply(state), images::fetch_ahead(ctx, &layers));
-            let result = explain(applied, &fetched);
+            let result = match applied {
+                Ok(report) => Ok(explain(report, &fetched)),
+                Err(error) => {
+                    // The runner keeps no warnings of a stage that errs: emit them here.
+                    for warning in fetched.warnings() {
+                        ctx.session.events.warning(self.inner.name(), &warning);
+                    }
+                    Err(match self.inner.stopped_in() {
+                        Some(layer) => fetched.explain_error(&layer, error),
+                        None => error,
+                    })
+                }
+            };
             state.images = Some(fetched);
             result
         })
@@ -77,10 +88,9 @@ impl<'c, S: Stage<RunState<'c>>> Stage<RunState<'c>> for FetchAhead<S> {
 
 /// The layers' report with the fetch's warnings, and a failed layer's finding naming
 /// the image(s) of that layer that could not be fetched.
-fn explain(applied: Result<Report>, fetched: &FetchReport) -> Result<Report> {
-    let mut report = applied?;
+fn explain(mut report: Report, fetched: &FetchReport) -> Report {
     if let (Some(layer), Some(finding)) = (&report.layer, report.finding.take()) {
         report.finding = Some(fetched.explain(layer, finding));
     }
-    Ok(report.warn(fetched.warnings()))
+    report.warn(fetched.warnings())
 }

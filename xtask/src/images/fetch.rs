@@ -108,10 +108,8 @@ pub async fn fetch_ahead(ctx: &Context, layers: &[Layer]) -> FetchReport {
         .collect()
         .await;
     let report = FetchReport { layers: by_layer, images, duration: started.elapsed() };
+    // Its warnings are the caller's to emit, with the stage they belong to.
     session.progress(TAG, &format!("images: {}", report.line()));
-    for warning in report.warnings() {
-        session.events.warning(TAG, &warning);
-    }
     report
 }
 

@@ -22,6 +22,7 @@ use serde::Serialize;
 
 pub use fetch::{fetch_ahead, render, render_layers};
 
+use crate::error::Error;
 use crate::outcome::Finding;
 
 /// What happened to one image.
@@ -123,26 +124,42 @@ impl FetchReport {
         })
     }
 
+    /// `image X could not be fetched (why)` for each image of `layer` that failed.
+    fn failed_in(&self, layer: &str) -> Vec<String> {
+        let Some(images) = self.layers.iter().find(|l| l.layer == layer) else { return Vec::new() };
+        self.failed()
+            .filter(|(image, _)| images.images.iter().any(|i| i == image))
+            .map(|(image, reason)| format!("image {image} could not be fetched ({reason})"))
+            .collect()
+    }
+
     /// A layer that failed while one of its images could not be fetched: its finding
     /// names the image (the likely cause: its Pods cannot start without it).
     pub fn explain(&self, layer: &str, mut finding: Finding) -> Finding {
-        let Some(images) = self.layers.iter().find(|l| l.layer == layer) else { return finding };
-        let failed: Vec<String> = self
-            .failed()
-            .filter(|(image, _)| images.images.iter().any(|i| i == image))
-            .map(|(image, reason)| format!("image {image} could not be fetched ({reason})"))
-            .collect();
+        let failed = self.failed_in(layer);
         if failed.is_empty() {
             return finding;
         }
         finding.found = format!("{}; {}", finding.found, failed.join("; "));
-        finding.remediation = format!(
-            "make the image(s) pullable (check the name and tag, `docker pull` it, `docker login` to its registry), then run again; {}",
-            finding.remediation
-        );
+        finding.remediation = format!("{PULLABLE}; {}", finding.remediation);
         finding
     }
+
+    /// The same for an error that stopped the layer (its sync timed out, ...).
+    pub fn explain_error(&self, layer: &str, error: Error) -> Error {
+        let failed = self.failed_in(layer);
+        if failed.is_empty() || error.kind().is_interrupted() {
+            return error;
+        }
+        let remediation = match error.remediation() {
+            Some(own) => format!("{PULLABLE}; {own}"),
+            None => format!("{PULLABLE}; then run again"),
+        };
+        error.context(failed.join("; ")).with_remediation(remediation)
+    }
 }
+
+const PULLABLE: &str = "make the image(s) pullable (check the name and tag, `docker pull` it, `docker login` to its registry)";
 
 #[cfg(test)]
 mod tests {
@@ -211,5 +228,13 @@ mod tests {
         assert!(explained.remediation.starts_with("make the image(s) pullable"));
         // Another layer's failure is not blamed on it.
         assert_eq!(r.explain("10-a", finding.clone()), finding);
+        let timed_out = crate::error::failed("`helmfile sync` timed out after 20s");
+        let explained = r.explain_error("15-b", timed_out.clone());
+        assert_eq!(
+            format!("{explained:#}"),
+            "image vault:9 could not be fetched (docker pull: manifest unknown): `helmfile sync` timed out after 20s"
+        );
+        assert!(explained.remediation().unwrap().starts_with("make the image(s) pullable"));
+        assert_eq!(r.explain_error("10-a", timed_out.clone()), timed_out);
     }
 }
