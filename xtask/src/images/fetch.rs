@@ -11,21 +11,26 @@ use super::{FetchReport, ImageResult, LayerImages, Outcome};
 use crate::config::Context;
 use crate::error::Result;
 use crate::exec::{self, Cmd};
+use crate::helmfile_list::StateValues;
+use crate::layers;
+use crate::platform::bundles;
 use crate::platform::helmfile::Layer;
 use crate::platform::images::images_in_manifests;
 
 const TAG: &str = "images";
 
-/// The images `layer` runs, from `helmfile template` with the run's environment (what
-/// `helmfile sync` would install, test hooks included). A failed render is an error
-/// whose text says why.
+/// The images `layer` runs, from `helmfile template` with the run's environment, state
+/// values and bundles (what its `helmfile sync` would install, test hooks included). A
+/// failed render is an error whose text says why.
 pub async fn render(ctx: &Context, layer: &Layer) -> Result<Vec<String>> {
-    let cmd =
-        Cmd::new(&format!("{TAG}/{}", layer.name), "helmfile", ctx.settings.images.fetch_timeout())
-            .args(["--kube-context", &ctx.kube_context, "-f"])
-            .arg(layer.file.display().to_string())
-            .args(["-e", &ctx.environment, "template", "--skip-deps"])
+    if bundles::all_off(layer, &ctx.bundles) {
+        return Ok(Vec::new());
+    }
+    let state_values = StateValues::write(&ctx.bundles)?;
+    let mut cmd =
+        layers::template_command(ctx, layer, &state_values, ctx.settings.images.fetch_timeout())
             .quiet();
+    cmd.tag = format!("{TAG}/{}", layer.name);
     // The rendered manifests hold Secrets' values: they are read, never logged.
     let output = exec::run(&ctx.session.quiet(), &cmd).await?;
     if !output.success() {
