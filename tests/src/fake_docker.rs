@@ -91,11 +91,5 @@ fn forward(args: &[String]) -> i32 {
         eprintln!("testbed docker: no real docker CLI on PATH for `docker {}`", args.join(" "));
         return 127;
     };
-    match std::process::Command::new(&docker).args(args).status() {
-        Ok(status) => status.code().unwrap_or(1),
-        Err(e) => {
-            eprintln!("testbed docker: running {}: {e}", docker.display());
-            127
-        }
-    }
+    crate::fake_helm::run_real("docker", &docker, args)
 }

@@ -83,10 +83,15 @@ fn forward(args: &[String]) -> i32 {
         );
         return 127;
     };
-    match std::process::Command::new(&helm).args(args).status() {
+    run_real("helm", &helm, args)
+}
+
+/// Run a real tool (`binary`) in place of the fake `tool`; its exit code.
+pub(crate) fn run_real(tool: &str, binary: &std::path::Path, args: &[String]) -> i32 {
+    match std::process::Command::new(binary).args(args).status() {
         Ok(status) => status.code().unwrap_or(1),
         Err(e) => {
-            eprintln!("testbed helm: running {}: {e}", helm.display());
+            eprintln!("testbed {tool}: running {}: {e}", binary.display());
             127
         }
     }

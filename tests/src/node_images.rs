@@ -12,7 +12,6 @@
 //! - The registry knows every reference except the scenario's `image-unfetchable=<ref>`
 //!   ones, and a download takes the scenario's `pull-ms`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -117,26 +116,15 @@ pub fn node_images(store: &Path) -> Vec<String> {
     out
 }
 
-/// Append one download to the pull log (one short `write` in append mode).
+/// Append one download to the pull log.
 pub fn record_pull(testbed_dir: &Path, by: &str, image: &str) -> Result<()> {
-    let mut line = serde_json::to_vec(&Pull { by: by.to_owned(), image: normalize(image) })?;
-    line.push(b'\n');
-    let path = testbed_dir.join(PULLS_FILE);
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .and_then(|mut f| f.write_all(&line))
-        .with_context(|| format!("appending to {}", path.display()))
+    let pull = Pull { by: by.to_owned(), image: normalize(image) };
+    crate::calls::append(&testbed_dir.join(PULLS_FILE), &pull)
 }
 
 /// Every download so far, oldest first.
-pub fn pulls(testbed_dir: &Path) -> Vec<Pull> {
-    std::fs::read_to_string(testbed_dir.join(PULLS_FILE))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+pub fn pulls(testbed_dir: &Path) -> Result<Vec<Pull>> {
+    crate::calls::read_lines(&testbed_dir.join(PULLS_FILE))
 }
 
 /// The images a Pod spec runs (init containers first).
@@ -209,6 +197,6 @@ mod tests {
         assert!(node_has(&store, "busybox:1.37.0"));
         assert_eq!(node_images(&store), ["docker.io/library/busybox:1.37.0"]);
         record_pull(dir.path(), "docker", "busybox:1.37.0").unwrap();
-        assert_eq!(pulls(dir.path())[0].image, "docker.io/library/busybox:1.37.0");
+        assert_eq!(pulls(dir.path()).unwrap()[0].image, "docker.io/library/busybox:1.37.0");
     }
 }

@@ -44,9 +44,9 @@ fn main() {
     let root = workspace(true);
     let (ahead, _) = bootstrap(&world, root.path());
     drift(root.path());
-    let before = node_images::pulls(world.dir()).len();
+    let before = node_images::pulls(world.dir()).unwrap().len();
     let (recreate, summary) = bootstrap(&world, root.path());
-    let recreate_pulls = node_images::pulls(world.dir()).len() - before;
+    let recreate_pulls = node_images::pulls(world.dir()).unwrap().len() - before;
     assert!(
         summary["stages"].as_array().into_iter().flatten().any(|s| s["name"] == "cluster"),
         "no cluster stage in {summary}"

@@ -12,9 +12,13 @@ use testbed::world::{World, WorldOptions, require_docker};
 
 const K3D_CONFIG: &str = support::K3D_CONFIG;
 
-fn world(extra: &[&str]) -> World {
+/// `pull_ms`: how long one download takes. Long enough that a recreated cluster's
+/// imports (local copies) land before any Pod's own pull could finish, as they do on a
+/// real network.
+fn world(pull_ms: u64, extra: &[&str]) -> World {
     let mut scenarios: Vec<String> =
-        ["startup-ms=300", "cron-minute-ms=2000", "pull-ms=500"].map(String::from).to_vec();
+        ["startup-ms=300", "cron-minute-ms=2000"].map(String::from).to_vec();
+    scenarios.push(format!("pull-ms={pull_ms}"));
     scenarios.extend(extra.iter().map(|s| s.to_string()));
     World::up(WorldOptions { scenarios, ..WorldOptions::default() }).unwrap()
 }
@@ -31,7 +35,11 @@ fn images(summary: &Value) -> &Value {
 }
 
 fn downloads(world: &World) -> Vec<String> {
-    node_images::pulls(world.dir()).into_iter().map(|p| format!("{} {}", p.by, p.image)).collect()
+    node_images::pulls(world.dir())
+        .unwrap()
+        .into_iter()
+        .map(|p| format!("{} {}", p.by, p.image))
+        .collect()
 }
 
 #[test]
@@ -39,7 +47,7 @@ fn plan_lists_images_and_a_recreated_cluster_downloads_none() {
     if !require_docker() {
         return;
     }
-    let world = world(&[]);
+    let world = world(3000, &[]);
     let ws = platform();
 
     let (code, plan) = ws.json(&world, &["plan"]);
@@ -82,7 +90,7 @@ fn an_unfetchable_image_is_a_warning_and_the_failure_of_its_layer() {
     if !require_docker() {
         return;
     }
-    let world = world(&["image-unfetchable=hashicorp/vault:1.17.6"]);
+    let world = world(500, &["image-unfetchable=hashicorp/vault:1.17.6"]);
     let ws = platform();
     let (code, summary) = ws.json(&world, &["bootstrap", "--no-tilt"]);
     assert_eq!(code, Some(1), "{summary}");

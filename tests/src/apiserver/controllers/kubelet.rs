@@ -112,11 +112,11 @@ mod tests {
         let t1 = t0 + Duration::from_millis(1000);
         assert_eq!(k.ensure(Some(dir.path()), &a, &s, t1), Images::Present);
         assert_eq!(k.ensure(Some(dir.path()), &b, &s, t1), Images::Pulling);
-        assert_eq!(node_images::pulls(dir.path()).len(), 1);
+        assert_eq!(node_images::pulls(dir.path()).unwrap().len(), 1);
         // An import of b ends its wait at once, and nothing more is downloaded.
         node_images::node_add(&store, "b:1").unwrap();
         assert_eq!(k.ensure(Some(dir.path()), &b, &s, t1), Images::Present);
-        assert_eq!(node_images::pulls(dir.path()).len(), 1);
+        assert_eq!(node_images::pulls(dir.path()).unwrap().len(), 1);
         let s = Scenario { image_unfetchable: vec!["c:1".into()], ..s };
         assert!(matches!(
             k.ensure(Some(dir.path()), &["c:1".to_owned()], &s, t1),
