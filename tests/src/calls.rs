@@ -30,7 +30,7 @@ pub(crate) fn append(path: &Path, item: &impl Serialize) -> Result<()> {
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&path)
+        .open(path)
         .and_then(|mut f| f.write_all(&line))
         .with_context(|| format!("appending to {}", path.display()))
 }
