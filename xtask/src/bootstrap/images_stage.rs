@@ -13,7 +13,7 @@ use crate::platform::helmfile::Layer;
 use crate::runner::{Mode, Stage, StageFuture};
 
 pub struct FetchAhead<S> {
-    pub inner: S,
+    inner: S,
     /// The layers to sync, once planned.
     layers: Vec<Layer>,
 }
