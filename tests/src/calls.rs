@@ -20,21 +20,29 @@ pub struct Call {
 /// Append one call. Lines are written with a single `write` of a short buffer in
 /// append mode, so concurrent tools do not interleave.
 pub fn record(testbed_dir: &Path, tool: &str, args: &[String]) -> Result<()> {
-    let mut line = serde_json::to_vec(&Call { tool: tool.to_owned(), args: args.to_vec() })?;
+    append(&testbed_dir.join(FILE), &Call { tool: tool.to_owned(), args: args.to_vec() })
+}
+
+/// Append `item` as one JSON line to `path` (a single `write` in append mode).
+pub(crate) fn append(path: &Path, item: &impl Serialize) -> Result<()> {
+    let mut line = serde_json::to_vec(item)?;
     line.push(b'\n');
-    let path = testbed_dir.join(FILE);
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&path)
+        .open(path)
         .and_then(|mut f| f.write_all(&line))
         .with_context(|| format!("appending to {}", path.display()))
 }
 
 /// Every call recorded so far, oldest first.
 pub fn read(testbed_dir: &Path) -> Result<Vec<Call>> {
-    let path = testbed_dir.join(FILE);
-    let text = match std::fs::read_to_string(&path) {
+    read_lines(&testbed_dir.join(FILE))
+}
+
+/// Every JSON line of `path` (none when it does not exist).
+pub(crate) fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),

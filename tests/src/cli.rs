@@ -10,7 +10,7 @@ use crate::scenario::Scenario;
 use crate::{calls, docker, images, procs};
 
 /// The fake tools, each a symlink in `$TESTBED_DIR/bin` to the testbed binary.
-pub const TOOLS: [&str; 4] = ["k3d", "helmfile", "helm", "tilt"];
+pub const TOOLS: [&str; 5] = ["k3d", "helmfile", "helm", "tilt", "docker"];
 
 /// Common start of every fake tool: find the testbed dir, record the call, add latency.
 pub fn fake_tool_start(tool: &str, args: &[String]) -> Result<PathBuf> {
@@ -112,7 +112,8 @@ pub fn export_lines(env: &[(String, String)]) -> String {
     env.iter().map(|(k, v)| format!("export {k}='{}'\n", v.replace('\'', r"'\''"))).collect()
 }
 
-/// Remove every container labelled with `dir`, stop the processes it started, remove it.
+/// Remove every container and image labelled with `dir`, stop the processes it started,
+/// remove it.
 pub fn down(dir: &Path) -> Result<()> {
     if !dir.exists() {
         return Ok(());
@@ -127,7 +128,8 @@ pub fn down(dir: &Path) -> Result<()> {
     stop_processes(&dir)?;
     docker::runtime()?.block_on(async {
         let docker = docker::connect().await?;
-        docker::remove_testbed_containers(&docker, &dir).await
+        docker::remove_testbed_containers(&docker, &dir).await?;
+        docker::remove_testbed_images(&docker, &dir).await
     })?;
     std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))
 }
@@ -145,7 +147,7 @@ pub fn stop_processes(dir: &Path) -> Result<()> {
 }
 
 /// Apply scenario words to the dir's scenario; `healthy` first resets every fault knob
-/// (latency, startup delay, cron minute and helm version stay).
+/// (latency, startup delay, pull time, cron minute and helm version stay).
 pub fn set(dir: &Path, words: &[String]) -> Result<()> {
     let mut scenario = Scenario::load(dir)?;
     for word in words {
@@ -155,6 +157,7 @@ pub fn set(dir: &Path, words: &[String]) -> Result<()> {
                 latency_ms: scenario.latency_ms,
                 startup_ms: scenario.startup_ms,
                 cron_minute_ms: scenario.cron_minute_ms,
+                pull_ms: scenario.pull_ms,
                 helm_version: scenario.helm_version.clone(),
                 ..Scenario::default()
             };

@@ -98,3 +98,22 @@ pub async fn remove_testbed_containers(docker: &Docker, testbed_dir: &Path) -> R
     }
     Ok(removed)
 }
+
+/// Remove every image labelled with this testbed dir (what its fake `docker pull` made).
+pub async fn remove_testbed_images(docker: &Docker, testbed_dir: &Path) -> Result<()> {
+    let filter = format!("{LABEL_TESTBED_DIR}={}", testbed_dir.to_string_lossy());
+    let options = bollard::query_parameters::ListImagesOptions {
+        filters: Some(HashMap::from([("label".to_owned(), vec![filter])])),
+        ..Default::default()
+    };
+    for image in docker.list_images(Some(options)).await.context("listing images")? {
+        let options =
+            bollard::query_parameters::RemoveImageOptions { force: true, ..Default::default() };
+        match docker.remove_image(&image.id, Some(options), None).await {
+            Ok(_)
+            | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+            Err(e) => return Err(e).with_context(|| format!("removing image {}", image.id)),
+        }
+    }
+    Ok(())
+}

@@ -83,10 +83,15 @@ fn forward(args: &[String]) -> i32 {
         );
         return 127;
     };
-    match std::process::Command::new(&helm).args(args).status() {
+    run_real("helm", &helm, args)
+}
+
+/// Run a real tool (`binary`) in place of the fake `tool`; its exit code.
+pub(crate) fn run_real(tool: &str, binary: &std::path::Path, args: &[String]) -> i32 {
+    match std::process::Command::new(binary).args(args).status() {
         Ok(status) => status.code().unwrap_or(1),
         Err(e) => {
-            eprintln!("testbed helm: running {}: {e}", helm.display());
+            eprintln!("testbed {tool}: running {}: {e}", binary.display());
             127
         }
     }
@@ -195,6 +200,26 @@ pub async fn store(client: &Client, release: &Release, layer: Option<&str>) -> R
     Ok(())
 }
 
+/// The testbed dir and the k3d cluster of the kube context helm talks to (the named
+/// one, else `$HELM_KUBECONTEXT`, else the kubeconfig's current one): where a test Pod's
+/// node pulls its images.
+fn pod_node(named: Option<&str>) -> Option<(PathBuf, String)> {
+    let dir = std::env::var_os("TESTBED_DIR").map(PathBuf::from)?;
+    let context = match named
+        .map(str::to_owned)
+        .or_else(|| std::env::var("HELM_KUBECONTEXT").ok().filter(|c| !c.is_empty()))
+    {
+        Some(c) => c,
+        None => {
+            let var = std::env::var("KUBECONFIG").ok()?;
+            let config =
+                crate::kubeconfig::read(std::path::Path::new(var.split(':').next()?)).ok()?;
+            config["current-context"].as_str()?.to_owned()
+        }
+    };
+    Some((dir, context.strip_prefix("k3d-")?.to_owned()))
+}
+
 async fn test(args: &[String], scenario: &Scenario) -> Result<i32> {
     let o = parse(args, &["test"])?;
     let helm = HelmVersion::parse(&scenario.helm_version).unwrap_or(HelmVersion(3, 18, 4));
@@ -229,7 +254,9 @@ async fn test(args: &[String], scenario: &Scenario) -> Result<i32> {
         };
         store(&client, &rel, layer.as_deref()).await?;
         let hook = rel.hooks[i].clone();
-        let ok = run_hook(&client, &ns, &hook, fail, leak, scenario.startup_ms).await?;
+        let node = pod_node(o.kube_context.as_deref());
+        let node = node.as_ref().map(|(dir, cluster)| (dir.as_path(), cluster.as_str()));
+        let ok = run_hook(&client, &ns, &hook, fail, leak, scenario, node).await?;
         rel.hooks[i].last_run.completed_at = release::timestamp_now();
         rel.hooks[i].last_run.phase = if ok { "Succeeded" } else { "Failed" }.into();
         if !ok {

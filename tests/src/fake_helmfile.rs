@@ -1,4 +1,4 @@
-//! The fake `helmfile`: `[global flags] -f LAYER -e ENV sync|apply|list|status|destroy`.
+//! The fake `helmfile`: `[global flags] -f LAYER -e ENV sync|apply|list|status|destroy|template`.
 //!
 //! Reads the layer file (multi-document YAML: `environments:`, `releases:`, nested
 //! `helmfiles:`), renders each release with the real helm (`helm template`, chart and
@@ -117,6 +117,8 @@ const BOOL_FLAGS: &[&str] = &[
     "--suppress-secrets",
     "--strip-args-values-on-exit-error",
     "--skip-charts",
+    "--include-crds",
+    "--skip-cleanup",
 ];
 
 /// One term of a selector: `key=value`, or `key!=value` (`negative`).
@@ -203,9 +205,9 @@ fn parse_args(args: &[String]) -> Result<Command> {
             other => bail!("Error: unexpected argument {other:?} after {}", c.verb),
         }
     }
-    if !["sync", "apply", "list", "status", "destroy"].contains(&c.verb.as_str()) {
+    if !["sync", "apply", "list", "status", "destroy", "template"].contains(&c.verb.as_str()) {
         bail!(
-            "Error: unknown command {:?} for \"helmfile\" (the testbed's helmfile knows sync, apply, list, status, destroy)",
+            "Error: unknown command {:?} for \"helmfile\" (the testbed's helmfile knows sync, apply, list, status, destroy, template)",
             c.verb
         );
     }
@@ -248,8 +250,24 @@ async fn run(cmd: Command, scenario: Scenario) -> Result<i32> {
         "list" => list(&releases, cmd.output.as_deref()),
         "status" => status(&releases, cmd.kube_context.as_deref()).await,
         "destroy" => destroy(&releases, cmd.kube_context.as_deref()).await,
+        "template" => template(&releases),
         _ => sync(&file, &releases, &scenario, cmd.kube_context.as_deref()).await,
     }
+}
+
+/// helmfile `TemplateReleases` (pkg/state/state.go) and helmexec `TemplateRelease`:
+/// each installed release in turn, `Templating release=..., chart=...` on stderr (the
+/// logger), `helm template NAME CHART` (values in order) on stdout, test hooks and
+/// other hooks included (no `--skip-tests` / `--no-hooks` here).
+fn template(releases: &[ReleaseSpec]) -> Result<i32> {
+    let helm = fake_helm::real_helm().context(
+        "the testbed's helmfile renders charts with the real helm, and TESTBED_REAL_HELM is not set",
+    )?;
+    for r in releases.iter().filter(|r| r.installed) {
+        eprintln!("Templating release={}, chart={}", r.name, r.chart);
+        print!("{}", render(&helm, r)?);
+    }
+    Ok(0)
 }
 
 fn list(releases: &[ReleaseSpec], output: Option<&str>) -> Result<i32> {

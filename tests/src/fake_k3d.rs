@@ -66,6 +66,9 @@ impl Log {
     pub(crate) fn info(&self, msg: &str) {
         println!("INFO[{}] {msg}", self.stamp());
     }
+    pub(crate) fn warn(&self, msg: &str) {
+        eprintln!("WARN[{}] {msg}", self.stamp());
+    }
     pub(crate) fn error(&self, msg: &str) {
         eprintln!("ERRO[{}] {msg}", self.stamp());
     }
@@ -96,6 +99,11 @@ async fn run(dir: &Path, args: &[String], log: &Log) -> Result<i32> {
         ["kubeconfig", verb @ ("merge" | "get"), rest @ ..] => {
             let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
             crate::k3d_kubeconfig::run(dir, verb, &rest)
+        }
+        ["image", "import" | "load", rest @ ..] => {
+            let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+            let docker = docker::connect().await?;
+            crate::k3d_image::import(dir, &docker, &Flags::parse(&rest)?, log).await
         }
         ["registry", "list" | "ls" | "get", rest @ ..] => {
             let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();

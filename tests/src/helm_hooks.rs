@@ -2,6 +2,7 @@
 //! for test Pods; Job hooks run through the API server's Job controller), deleting
 //! them by policy, and helm's wording of a failed hook per version.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -12,6 +13,7 @@ use crate::apiserver::store::LOG_ANNOTATION;
 use crate::helm_version::HelmVersion;
 use crate::kube_api::{self, Client};
 use crate::release;
+use crate::scenario::Scenario;
 
 /// Delete the `hook-succeeded` objects of passing hooks (in reverse order, as helm).
 pub(crate) async fn delete_passed(
@@ -62,8 +64,10 @@ pub(crate) async fn run_hook(
     hook: &release::Hook,
     forced_fail: bool,
     leak: bool,
-    startup_ms: u64,
+    scenario: &Scenario,
+    node: Option<(&Path, &str)>,
 ) -> Result<bool> {
+    let startup_ms = scenario.startup_ms;
     let mut obj: Value = serde_saphyr::from_str(&hook.manifest)
         .with_context(|| format!("test hook {}: manifest is not YAML", hook.name))?;
     obj["metadata"]["namespace"] = json!(ns);
@@ -92,8 +96,21 @@ pub(crate) async fn run_hook(
     obj["status"] =
         json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]});
     client.create(&kube_api::collection_path("v1", "Pod", Some(ns)), &obj).await?;
-    tokio::time::sleep(Duration::from_millis(startup_ms)).await;
-    let probe = crate::gate_probe::failure(client, &obj["spec"]).await?;
+    // The kubelet pulls what the node lacks before the containers start.
+    let pulled = match node {
+        Some((dir, cluster)) => {
+            let images = crate::node_images::pod_images(&obj["spec"]);
+            crate::node_images::pull_missing(dir, cluster, &images, scenario).await?
+        }
+        None => Ok(()),
+    };
+    let probe = match pulled {
+        Err(pull_error) => Some(format!("{pull_error}\n")),
+        Ok(()) => {
+            tokio::time::sleep(Duration::from_millis(startup_ms)).await;
+            crate::gate_probe::failure(client, &obj["spec"]).await?
+        }
+    };
     let ok = !forced_fail && !leak && probe.is_none();
     let log = match (&probe, ok) {
         _ if leak => leaked_log(client, ns, &hook.name).await?,

@@ -67,11 +67,22 @@ async fn image_exists(docker: &Docker, image: &str) -> Result<bool> {
 }
 
 async fn build(docker: &Docker, image: &str, rootfs: &[u8]) -> Result<()> {
-    let (repo, tag) = image.split_once(':').unwrap_or((image, "latest"));
+    build_with(docker, image, rootfs, Vec::new()).await
+}
+
+/// `docker import` of `rootfs` as `image`, with Dockerfile `changes` (`LABEL k=v`).
+pub(crate) async fn build_with(
+    docker: &Docker,
+    image: &str,
+    rootfs: &[u8],
+    changes: Vec<String>,
+) -> Result<()> {
+    let (repo, tag) = split_tag(image);
     let options = CreateImageOptions {
         from_src: Some("-".into()),
         repo: Some(repo.into()),
         tag: Some(tag.into()),
+        changes,
         ..Default::default()
     };
     let body = bollard::body_full(rootfs.to_vec().into());
@@ -80,6 +91,22 @@ async fn build(docker: &Docker, image: &str, rootfs: &[u8]) -> Result<()> {
         item.with_context(|| format!("importing image {image}"))?;
     }
     Ok(())
+}
+
+/// `repo[:tag]` -> (repo, tag); a registry port (`localhost:5001/app`) is not a tag.
+pub(crate) fn split_tag(image: &str) -> (&str, &str) {
+    match image.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (image, "latest"),
+    }
+}
+
+/// The rootfs of an image "downloaded" from the simulated registry: one file naming it,
+/// so each reference has its own content (and image ID).
+pub(crate) fn pulled_rootfs(image: &str) -> Result<Vec<u8>> {
+    let mut tar = Tar::default();
+    tar.file("etc/testbed-image", 0o644, image.as_bytes())?;
+    tar.finish()
 }
 
 fn node_rootfs() -> Result<Vec<u8>> {

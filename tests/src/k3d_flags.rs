@@ -37,6 +37,9 @@ pub(crate) const VALUE_FLAGS: &[&str] = &[
     "env",
     "e",
     "verbose-level",
+    "cluster",
+    "mode",
+    "m",
 ];
 
 pub(crate) const SWITCH_FLAGS: &[&str] = &[
@@ -52,6 +55,10 @@ pub(crate) const SWITCH_FLAGS: &[&str] = &[
     "kubeconfig-update-default",
     "kubeconfig-switch-context",
     "no-image-volume",
+    "keep-tarball",
+    "k",
+    "keep-tools",
+    "t",
 ];
 
 impl Flags {

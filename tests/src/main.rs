@@ -18,8 +18,8 @@ enum Command {
         dir: PathBuf,
         /// A scenario word (repeatable): gate-fail=<layer>, gate-leak=<layer>,
         /// log-race=<layer>, sync-fail=<layer>, vault-fail, vault-flaky, job-fail=<prefix>,
-        /// secret-missing-key, tilt-not-ready, healthy; knobs startup-ms=<n>,
-        /// cron-minute-ms=<n>, helm-version=<x.y.z>, latency-ms=<n>.
+        /// secret-missing-key, tilt-not-ready, image-unfetchable=<ref>, healthy; knobs
+        /// startup-ms=<n>, pull-ms=<n>, cron-minute-ms=<n>, helm-version=<x.y.z>, latency-ms=<n>.
         #[arg(long = "scenario")]
         scenarios: Vec<String>,
         /// Added to every fake tool call.
@@ -71,6 +71,7 @@ fn main() {
         "tilt" => testbed::fake_tilt::main(rest),
         "helmfile" => testbed::fake_helmfile::main(rest),
         "helm" => testbed::fake_helm::main(rest),
+        "docker" => testbed::fake_docker::main(rest),
         _ => cli(Cli::parse()),
     };
     std::process::exit(code);

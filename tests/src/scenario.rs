@@ -42,6 +42,11 @@ pub struct Scenario {
     pub tilt_not_ready: bool,
     /// Added to every fake tool call, in milliseconds.
     pub latency_ms: u64,
+    /// How long one image download from the upstream registry takes, in ms (a
+    /// kubelet's on-demand pull, or `docker pull` on the host).
+    pub pull_ms: u64,
+    /// Image references the upstream registry does not have (pulls fail).
+    pub image_unfetchable: Vec<String>,
 }
 
 pub const FILE: &str = "scenario.json";
@@ -61,6 +66,8 @@ impl Default for Scenario {
             secret_missing_key: false,
             tilt_not_ready: false,
             latency_ms: 0,
+            pull_ms: 0,
+            image_unfetchable: Vec::new(),
             startup_ms: DEFAULT_STARTUP_MS,
             cron_minute_ms: 60_000,
             helm_version: pinned_helm_version(),
@@ -89,7 +96,8 @@ impl Scenario {
     /// Apply one `--scenario` word: `gate-fail=<layer>`, `gate-leak=<layer>`, `log-race=<layer>`,
     /// `sync-fail=<layer>`, `vault-fail`, `vault-flaky`, `job-fail=<prefix>`,
     /// `secret-missing-key`, `tilt-not-ready`, `startup-ms=<n>`, `cron-minute-ms=<n>`,
-    /// `helm-version=<x.y.z>`, `healthy` (no change).
+    /// `pull-ms=<n>`, `image-unfetchable=<ref>`, `helm-version=<x.y.z>`, `healthy` (no
+    /// change).
     pub fn apply(&mut self, word: &str) -> Result<()> {
         match word.split_once('=') {
             Some(("gate-fail", layer)) => self.gate_fail.push(layer.to_owned()),
@@ -98,6 +106,8 @@ impl Scenario {
             Some(("sync-fail", layer)) => self.sync_fail.push(layer.to_owned()),
             Some(("latency-ms", ms)) => self.latency_ms = millis(word, ms)?,
             Some(("startup-ms", ms)) => self.startup_ms = millis(word, ms)?,
+            Some(("pull-ms", ms)) => self.pull_ms = millis(word, ms)?,
+            Some(("image-unfetchable", image)) => self.image_unfetchable.push(image.to_owned()),
             Some(("cron-minute-ms", ms)) => self.cron_minute_ms = millis(word, ms)?.max(1),
             Some(("job-fail", prefix)) => self.job_fail.push(prefix.to_owned()),
             Some(("helm-version", v)) => {
@@ -115,7 +125,8 @@ impl Scenario {
             _ => bail!(
                 "unknown scenario `{word}`: expected healthy, gate-fail=<layer>, gate-leak=<layer>, log-race=<layer>, \
                  sync-fail=<layer>, vault-fail, vault-flaky, job-fail=<prefix>, secret-missing-key, \
-                 tilt-not-ready, latency-ms=<n>, startup-ms=<n>, cron-minute-ms=<n> or helm-version=<x.y.z>"
+                 tilt-not-ready, image-unfetchable=<ref>, latency-ms=<n>, startup-ms=<n>, pull-ms=<n>, \
+                 cron-minute-ms=<n> or helm-version=<x.y.z>"
             ),
         }
         Ok(())
@@ -170,5 +181,11 @@ mod tests {
         s.apply("cron-minute-ms=2000").unwrap();
         assert_eq!((s.helm_version.as_str(), s.cron_minute_ms), ("4.1.4", 2000));
         assert!(s.apply("helm-version=four").is_err());
+        s.apply("pull-ms=3000").unwrap();
+        s.apply("image-unfetchable=busybox:1.37.0").unwrap();
+        assert_eq!(
+            (s.pull_ms, s.image_unfetchable.as_slice()),
+            (3000, ["busybox:1.37.0".to_owned()].as_slice())
+        );
     }
 }

@@ -132,6 +132,9 @@ fn clear_stale_worlds() -> Result<()> {
                 docker::remove_container(&docker, c.id.as_deref().unwrap_or_default()).await?;
             }
         }
+        for dir in &stale_dirs {
+            docker::remove_testbed_images(&docker, dir).await?;
+        }
         Ok(())
     })
 }

@@ -8,8 +8,8 @@
 //! - adapters to the outside: [`exec`], [`http`], [`k8s`], [`learn`] (Secret values for
 //!   redaction), [`release`], [`probe`], [`fsutil`],
 //!   [`helmfile_list`] (the platform model with Go-template layers listed)
-//! - stages and commands: [`cluster`], [`charts`], [`layers`], [`checks`], [`secrets`],
-//!   [`tilt`], [`tools`], [`doctor`], [`plan`], [`steps`] (repository steps)
+//! - stages and commands: [`cluster`], [`charts`], [`images`], [`layers`], [`checks`],
+//!   [`secrets`], [`tilt`], [`tools`], [`doctor`], [`plan`], [`steps`] (repository steps)
 //! - the run: [`runner`] (the stage pipeline), [`bootstrap`], [`lock`]
 //! - output: [`sinks`] (with `main.rs`, the only code that prints)
 
@@ -27,6 +27,7 @@ pub mod exec;
 pub mod fsutil;
 pub mod helmfile_list;
 pub mod http;
+pub mod images;
 pub mod k8s;
 pub mod layers;
 pub mod learn;

@@ -1,6 +1,6 @@
 //! `cargo xtask plan`: what the platform is made of, read from `infra/` and changing
-//! nothing: the cluster (with its config hash), the layers in order with their releases
-//! and gates, and the locked charts.
+//! nothing: the cluster (with its config hash), the layers in order with their releases,
+//! gates and container images (rendered with `helmfile template`), and the locked charts.
 
 use std::fmt::Write as _;
 
@@ -70,6 +70,12 @@ pub struct LayerView {
     pub releases: Vec<ReleaseView>,
     /// Names of the gate releases, in file order.
     pub gates: Vec<String>,
+    /// The container images the layer runs (workloads, Jobs, test hooks), from
+    /// `helmfile template` with the environment's values.
+    pub images: Vec<String>,
+    /// Why `images` is not known, when rendering failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub images_note: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -109,10 +115,12 @@ pub async fn build(ctx: &Context) -> Result<PlanView> {
         image: k3d.spec.image.clone(),
         registry: k3d.created_registry(&settings.cluster),
     };
+    let rendered = crate::images::render_layers(ctx, &platform.layers).await;
     let layers = platform
         .layers
         .iter()
-        .map(|layer| LayerView {
+        .zip(rendered)
+        .map(|(layer, rendered)| LayerView {
             name: layer.name.clone(),
             file: ctx.display_path(&layer.file),
             state: match layer.releases {
@@ -136,6 +144,8 @@ pub async fn build(ctx: &Context) -> Result<PlanView> {
                 })
                 .collect(),
             gates: layer.gates().map(|r| r.name.clone()).collect(),
+            images: rendered.images,
+            images_note: rendered.note,
         })
         .collect();
     let charts = lock
@@ -226,6 +236,14 @@ pub fn render(plan: &PlanView) -> String {
         if let Some(note) = &layer.note {
             let _ = writeln!(out, "       {note}");
         }
+        match &layer.images_note {
+            Some(note) => {
+                let _ = writeln!(out, "       images unknown: {note}");
+            }
+            None => {
+                let _ = writeln!(out, "       images: {}", none_or(&layer.images));
+            }
+        }
         for r in &layer.releases {
             let mut tags = Vec::new();
             if r.gate {
@@ -276,6 +294,10 @@ pub fn render(plan: &PlanView) -> String {
     out
 }
 
+fn none_or(list: &[String]) -> String {
+    if list.is_empty() { "none".into() } else { list.join(", ") }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,6 +331,8 @@ mod tests {
                         bundle: None,
                     }],
                     gates: vec!["bootstrap-smoke".into()],
+                    images: vec!["busybox:1.37.0".into()],
+                    images_note: None,
                 },
                 LayerView {
                     name: "20-core-operators".into(),
@@ -317,6 +341,8 @@ mod tests {
                     note: Some("not read: Go template and helmfile not found".into()),
                     releases: vec![],
                     gates: vec![],
+                    images: vec![],
+                    images_note: Some("`helmfile template` of x.yaml.gotmpl failed: boom".into()),
                 },
             ],
             charts_lock: "charts.lock.yaml".into(),
@@ -340,6 +366,11 @@ mod tests {
         assert!(text.contains("[gate]"), "{text}");
         assert!(text.contains("not read: Go template and helmfile not found"), "{text}");
         assert!(text.contains(&"ab".repeat(32)), "{text}");
+        assert!(text.contains("images: busybox:1.37.0\n"), "{text}");
+        assert!(
+            text.contains("images unknown: `helmfile template` of x.yaml.gotmpl failed"),
+            "{text}"
+        );
         assert!(text.starts_with("cluster   ameide (k3d, registry k3d-dev-reg)\n"), "{text}");
         assert!(text.contains("bundles   observability (on: none;"), "{text}");
         assert!(text.contains("sdk  after 50-product-services: pnpm build"), "{text}");
@@ -355,6 +386,8 @@ mod tests {
         assert!(json["charts"].is_array());
         assert_eq!(json["bundles"]["available"], serde_json::json!(["observability"]));
         assert_eq!(json["steps"][0]["after"], "50-product-services");
+        assert_eq!(json["layers"][0]["images"][0], "busybox:1.37.0");
+        assert!(json["layers"][0].get("images_note").is_none());
         assert_eq!(sample().json(), json, "the result's JSON is the view itself");
     }
 }

@@ -39,13 +39,15 @@ fn mutating(calls: &[Call]) -> Vec<&Call> {
     calls
         .iter()
         .filter(|c| match c.tool.as_str() {
-            "k3d" => {
-                c.args.iter().any(|a| ["create", "delete", "start", "stop"].contains(&a.as_str()))
-            }
+            "k3d" => c
+                .args
+                .iter()
+                .any(|a| ["create", "delete", "start", "stop", "import"].contains(&a.as_str())),
             "helmfile" => c.args.iter().any(|a| ["sync", "apply", "destroy"].contains(&a.as_str())),
             "helm" => {
                 c.args.first().is_some_and(|a| a != "version" && a != "list" && a != "status")
             }
+            "docker" => c.args.first().is_some_and(|a| a == "pull"),
             _ => false,
         })
         .collect()

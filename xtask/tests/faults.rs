@@ -32,7 +32,7 @@ fn mutating(calls: &[Call]) -> Vec<String> {
     calls
         .iter()
         .filter(|c| match c.tool.as_str() {
-            "k3d" => ["create", "delete", "start", "stop", "merge"]
+            "k3d" => ["create", "delete", "start", "stop", "merge", "import"]
                 .iter()
                 .any(|verb| c.args.iter().any(|a| a == verb)),
             "helmfile" => c.args.iter().any(|a| ["sync", "apply", "destroy"].contains(&a.as_str())),
@@ -40,6 +40,7 @@ fn mutating(calls: &[Call]) -> Vec<String> {
                 c.args.first().is_some_and(|a| !["version", "list", "status"].contains(&a.as_str()))
             }
             "tilt" => c.args.first().is_some_and(|a| a == "up"),
+            "docker" => c.args.first().is_some_and(|a| a == "pull"),
             _ => false,
         })
         .map(|c| format!("{} {}", c.tool, c.args.join(" ")))

@@ -85,9 +85,15 @@ pub fn run(o: &Options) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
         let serving = Arc::new(std::sync::atomic::AtomicBool::new(o.container.is_none()));
+        // The node's image store: `clusters/<c>/nodes/<node>/images` beside `api/`.
+        let node_store = o
+            .container
+            .as_ref()
+            .and_then(|node| Some(o.state_dir.parent()?.join("nodes").join(node).join("images")));
         controllers::spawn(
             store.clone(),
             std::env::var_os("TESTBED_DIR").map(PathBuf::from),
+            node_store,
             serving.clone(),
         );
         let docker = match &o.container {

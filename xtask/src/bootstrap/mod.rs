@@ -6,6 +6,7 @@
 //! their configured layers, so later layers can rely on them. The summary is emitted as
 //! the command's result.
 
+mod images_stage;
 mod layers_stage;
 mod preflight;
 mod stages;
@@ -129,6 +130,8 @@ pub struct RunState<'c> {
     /// Secrets steps the layers stage ran after their layers, and what they did.
     pub steps_done: Vec<Step>,
     pub steps_detail: Vec<String>,
+    /// The images fetched ahead while the layers synced, when they were.
+    pub images: Option<crate::images::FetchReport>,
     client: Option<kube::Client>,
 }
 
@@ -146,6 +149,7 @@ impl<'c> RunState<'c> {
             secret_stores: Vec::new(),
             steps_done: Vec::new(),
             steps_detail: Vec::new(),
+            images: None,
             client: None,
         }
     }
@@ -176,7 +180,7 @@ pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
         Some(Box::new(stages::Charts) as Box<dyn Stage<RunState>>),
         Some(Box::new(stages::Cluster::default())),
         steps_after("cluster"),
-        Some(Box::new(layers_stage::Layers::default())),
+        Some(Box::new(images_stage::FetchAhead::new(layers_stage::Layers::default()))),
         Some(Box::new(stages::Status)),
         steps_after("layers"),
         Some(Box::new(stages::Secrets)),
@@ -238,6 +242,7 @@ async fn execute<'c>(
     let mut rows = read.layer_names.iter().map(|name| LayerRow::new(name)).collect();
     let mut steps = step_rows(ctx);
     let (mut registry, mut secret_stores) = (None, Vec::new());
+    let mut images = None;
     match read.inputs {
         Some(inputs) if outcome.error.is_none() => {
             let mut state = RunState::new(ctx, options.clone(), inputs);
@@ -247,6 +252,7 @@ async fn execute<'c>(
             steps = state.steps;
             registry = state.registry;
             secret_stores = state.secret_stores;
+            images = state.images;
         }
         _ => {
             for name in names {
@@ -267,6 +273,7 @@ async fn execute<'c>(
         steps,
         registry,
         secret_stores,
+        images,
         failure: outcome.failure,
         log: ctx.log_path.display().to_string(),
     };

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::events::Rendered;
+use crate::images::FetchReport;
 use crate::layers::GateStatus;
 use crate::outcome::Status;
 use crate::runner::{Failure, StageRow};
@@ -113,6 +114,8 @@ pub struct Summary {
     pub registry: Option<crate::cluster::registry::Catalog>,
     /// Each secret store the ExternalSecrets use, with its provider.
     pub secret_stores: Vec<crate::secrets::StoreUse>,
+    /// The images fetched ahead, when the run fetched any.
+    pub images: Option<FetchReport>,
     pub failure: Option<Failure>,
     pub log: String,
 }
@@ -199,6 +202,9 @@ impl Rendered for Summary {
             out.push('\n');
             out.push_str(&table::render(&["STEP", "STATUS", "TIME", "WHEN", "PLAN"], &rows));
         }
+        if let Some(images) = &self.images {
+            out.push_str(&format!("\nimages (fetched ahead): {}\n", images.line()));
+        }
         for warning in self.warnings() {
             out.push_str(&format!("warning: {warning}\n"));
         }
@@ -276,6 +282,7 @@ impl Rendered for Summary {
             "steps": steps,
             "registry": self.registry,
             "secret_stores": self.secret_stores,
+            "images": self.images.as_ref().map(FetchReport::json),
             "failure": failure,
             "log": self.log,
         })
@@ -323,6 +330,7 @@ mod tests {
             steps: Vec::new(),
             registry: None,
             secret_stores: Vec::new(),
+            images: None,
             failure: Some(Failure {
                 stage: "layers".into(),
                 layer: Some("24-auth".into()),
@@ -354,6 +362,29 @@ mod tests {
         assert_eq!(json["log"], "/tmp/setup.log");
         let ok = Summary { failure: None, ..summary() };
         assert_eq!(ok.json()["failure"], serde_json::Value::Null);
+        assert_eq!(ok.json()["images"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn fetched_images_show_counts_and_time() {
+        use crate::images::{ImageResult, Outcome};
+        let images = FetchReport {
+            layers: Vec::new(),
+            images: vec![ImageResult { image: "busybox:1.37.0".into(), outcome: Outcome::Fetched }],
+            duration: Duration::from_millis(3100),
+        };
+        let with = Summary { images: Some(images), ..summary() };
+        assert!(
+            with.human()
+                .contains("images (fetched ahead): 1 fetched, 0 already present, 0 failed in 3.1s"),
+            "{}",
+            with.human()
+        );
+        let json = with.json();
+        assert_eq!(
+            (json["images"]["fetched"].as_u64(), json["images"]["duration_ms"].as_u64()),
+            (Some(1), Some(3100))
+        );
     }
 
     #[test]

@@ -14,9 +14,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::bad_input;
 
 mod context;
+mod images;
 mod steps;
 use crate::pins::ToolPin;
 pub use context::{Context, Format, Overrides, default_kube_context};
+pub use images::ImagesSettings;
 pub use steps::{STAGE_ANCHORS, StepSettings, check_anchors};
 
 /// Environment variable that names the workspace root (tests point it at a fixture).
@@ -56,6 +58,8 @@ pub struct Settings {
     pub bundles: Vec<String>,
     /// Repository steps (`[[workspace.metadata.bootstrap.steps]]`), in the order given.
     pub steps: Vec<StepSettings>,
+    /// Images fetched ahead (`[workspace.metadata.bootstrap.images]`).
+    pub images: ImagesSettings,
 }
 
 impl Default for Settings {
@@ -75,6 +79,7 @@ impl Default for Settings {
             secrets: SecretsSettings::default(),
             bundles: Vec::new(),
             steps: Vec::new(),
+            images: ImagesSettings::default(),
         }
     }
 }
@@ -260,6 +265,9 @@ impl Settings {
             return Err(bad_input(format!(
                 "{file}: [workspace.metadata.bootstrap]: `bundles` entry {bad:?}: expected a bundle name (a release's `bundle` label)"
             )));
+        }
+        if let Some(why) = self.images.invalid() {
+            return Err(bad_input(format!("{file}: [workspace.metadata.bootstrap.images]: {why}")));
         }
         if self.tilt_port == 0 {
             return Err(bad_input(format!(
@@ -463,6 +471,20 @@ mod tests {
         assert_eq!(settings.steps[0].name, "lint-local-charts");
         settings.steps.clear();
         assert_eq!(settings, Settings::default());
+    }
+
+    #[test]
+    fn images_table_overrides_defaults_and_rejects_zero() {
+        let s = parse("[workspace.metadata.bootstrap.images]\nfetch_ahead = false\nparallel = 2\n")
+            .unwrap();
+        assert_eq!(
+            (s.images.fetch_ahead, s.images.parallel, s.images.fetch_timeout),
+            (false, 2, 600)
+        );
+        let err = parse("[workspace.metadata.bootstrap.images]\nparallel = 0\n").unwrap_err();
+        assert!(err.to_string().contains("images]: `parallel` must be at least 1"), "{err}");
+        let err = parse("[workspace.metadata.bootstrap.images]\nparalel = 2\n").unwrap_err();
+        assert!(err.to_string().contains("paralel"), "{err}");
     }
 
     #[test]

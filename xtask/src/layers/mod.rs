@@ -144,6 +144,20 @@ pub fn sync_command(ctx: &Context, layer: &Layer, state_values: &StateValues) ->
         .args(["--timeout".to_owned(), timeout.as_secs().to_string()])
 }
 
+/// `helmfile template` of `layer` as its sync would install it (the same context,
+/// environment, state values and bundle selector): what the images fetch reads.
+pub fn template_command(
+    ctx: &Context,
+    layer: &Layer,
+    state_values: &StateValues,
+    timeout: Duration,
+) -> Cmd {
+    let selector = bundles::sync_selector(&bundles::off_in(layer, &ctx.bundles));
+    helmfile(ctx, layer, timeout, state_values)
+        .args(selector.into_iter().flat_map(|s| ["--selector".to_owned(), s]))
+        .args(["template", "--skip-deps"])
+}
+
 /// `helmfile --kube-context <ctx> -f <layer> -e <env> --state-values-file <f>`, pinned to
 /// the run's context for helm too.
 fn helmfile(ctx: &Context, layer: &Layer, timeout: Duration, state_values: &StateValues) -> Cmd {

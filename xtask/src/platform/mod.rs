@@ -3,6 +3,7 @@
 pub mod bundles;
 pub mod charts_lock;
 pub mod helmfile;
+pub mod images;
 pub mod k3d;
 
 use std::path::Path;

@@ -116,7 +116,9 @@ pub(super) fn reconcile(c: &mut Controllers, store: &mut Store, s: &Scenario, no
             if phase == "Succeeded" || phase == "Failed" {
                 continue;
             }
-            let since = c.observe(pod_key, pod, now).since;
+            // The Pod's containers run once the node has their images.
+            let spec = pod["spec"].clone();
+            let Some(since) = c.pod_started(pod_key, pod, &spec, s, now) else { continue };
             if now.instant.saturating_duration_since(since) >= Duration::from_millis(s.startup_ms) {
                 let log = pod_log(&job, fail);
                 store.merge_into(

@@ -12,6 +12,7 @@
 
 mod eso;
 mod jobs;
+mod kubelet;
 mod workloads;
 
 use std::collections::HashMap;
@@ -41,6 +42,8 @@ struct Seen {
     since: Instant,
     /// What was last written (a ready count, a phase code): write only on change.
     written: Option<i64>,
+    /// When its Pods' images were all on the node (its containers could start).
+    started: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -53,6 +56,7 @@ pub struct Controllers {
     job_failed_at: HashMap<String, Instant>,
     /// Release Secret resourceVersion -> chart name (decoding is not free).
     chart_names: HashMap<String, String>,
+    kubelet: kubelet::Kubelet,
 }
 
 /// The clock a tick runs on.
@@ -84,8 +88,36 @@ pub fn timestamp_ms(unix_ms: u64) -> String {
 }
 
 impl Controllers {
-    pub fn new(testbed_dir: Option<PathBuf>) -> Controllers {
-        Controllers { testbed_dir, ..Controllers::default() }
+    /// `node_store`: the image store of the node Pods run on (none: images are not
+    /// modelled).
+    pub fn new(testbed_dir: Option<PathBuf>, node_store: Option<PathBuf>) -> Controllers {
+        Controllers {
+            testbed_dir,
+            kubelet: kubelet::Kubelet::new(node_store),
+            ..Controllers::default()
+        }
+    }
+
+    /// When the Pod (template) under `key` could start: once every image of `spec` is
+    /// on the node (the kubelet pulls what is missing). `None` while pulling or failed.
+    fn pod_started(
+        &mut self,
+        key: &str,
+        obj: &Value,
+        spec: &Value,
+        s: &Scenario,
+        now: Now,
+    ) -> Option<Instant> {
+        if let Some(started) = self.observe(key, obj, now).started {
+            return Some(started);
+        }
+        let images = crate::node_images::pod_images(spec);
+        let state = self.kubelet.ensure(self.testbed_dir.as_deref(), &images, s, now.instant);
+        if state != kubelet::Images::Present {
+            return None;
+        }
+        let seen = self.observe(key, obj, now);
+        Some(*seen.started.get_or_insert(now.instant))
     }
 
     fn scenario(&self) -> Scenario {
@@ -136,9 +168,10 @@ impl Controllers {
             generation,
             since: now.instant,
             written: None,
+            started: None,
         });
         if entry.uid != uid || entry.generation != generation {
-            *entry = Seen { uid, generation, since: now.instant, written: None };
+            *entry = Seen { uid, generation, since: now.instant, written: None, started: None };
         }
         entry
     }
@@ -146,9 +179,14 @@ impl Controllers {
 
 /// Run the controllers every 100 ms while `running` (the node is up) until the process
 /// ends, saving after each change.
-pub fn spawn(store: Arc<Mutex<Store>>, testbed_dir: Option<PathBuf>, running: Arc<AtomicBool>) {
+pub fn spawn(
+    store: Arc<Mutex<Store>>,
+    testbed_dir: Option<PathBuf>,
+    node_store: Option<PathBuf>,
+    running: Arc<AtomicBool>,
+) {
     tokio::spawn(async move {
-        let mut controllers = Controllers::new(testbed_dir);
+        let mut controllers = Controllers::new(testbed_dir, node_store);
         let mut interval = tokio::time::interval(Duration::from_millis(100));
         loop {
             interval.tick().await;

@@ -4,7 +4,7 @@
 //! the kubelet's `status_manager.go` / `pkg/kubelet/status/generate.go` for Pods).
 //!
 //! A new object, or a new generation of one (its spec changed), starts with nothing
-//! ready; after `startup_ms` (image pull) plus the containers' longest
+//! ready; once its images are on the node (`kubelet.rs`), after `startup_ms` plus the containers' longest
 //! `readinessProbe.initialDelaySeconds` its Pods are Ready. Deployments and
 //! DaemonSets start their Pods in parallel; a StatefulSet with the default
 //! `podManagementPolicy: OrderedReady` one after the other, so its n-th replica is Ready
@@ -72,12 +72,17 @@ fn ready_count(
     replicas: i64,
     ordered: bool,
 ) -> Option<i64> {
+    let spec = if obj["kind"] == "Pod" { &obj["spec"] } else { &obj["spec"]["template"]["spec"] };
+    // Containers start once the node has their images (the kubelet pulls them).
+    let started = c.pod_started(key, obj, spec, s, now);
     let seen = c.observe(key, obj, now);
-    let elapsed = now.instant.saturating_duration_since(seen.since).as_millis() as u64;
-    // A Pod is Ready after its start (image pull) and its readiness probe's initial delay.
+    let elapsed = started.map(|t| now.instant.saturating_duration_since(t).as_millis() as u64);
+    // A Pod is Ready after its start and its readiness probe's initial delay.
     let per_pod = s.startup_ms + probe_delay_ms(obj);
-    let delays = elapsed / per_pod.max(1);
-    let ready = if per_pod == 0 {
+    let delays = elapsed.unwrap_or(0) / per_pod.max(1);
+    let ready = if elapsed.is_none() {
+        0
+    } else if per_pod == 0 {
         replicas
     } else if ordered {
         (delays as i64).min(replicas)

@@ -1,0 +1,178 @@
+//! Rendering the layers (`helmfile template`) and fetching their images (`docker pull`
+//! into the host's store, `k3d image import` into the nodes), bounded by the
+//! `parallel` setting.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use futures::StreamExt;
+
+use super::{FetchReport, ImageResult, LayerImages, Outcome};
+use crate::config::Context;
+use crate::error::Result;
+use crate::exec::{self, Cmd};
+use crate::helmfile_list::StateValues;
+use crate::layers;
+use crate::platform::bundles;
+use crate::platform::helmfile::Layer;
+use crate::platform::images::images_in_manifests;
+
+const TAG: &str = "images";
+
+/// The images `layer` runs, from `helmfile template` with the run's environment, state
+/// values and bundles (what its `helmfile sync` would install, test hooks included). A
+/// failed render is an error whose text says why.
+pub async fn render(ctx: &Context, layer: &Layer) -> Result<Vec<String>> {
+    if bundles::all_off(layer, &ctx.bundles) {
+        return Ok(Vec::new());
+    }
+    let state_values = StateValues::write(&ctx.bundles)?;
+    let mut cmd =
+        layers::template_command(ctx, layer, &state_values, ctx.settings.images.fetch_timeout())
+            .quiet();
+    cmd.tag = format!("{TAG}/{}", layer.name);
+    // The rendered manifests hold Secrets' values: they are read, never logged.
+    let output = exec::run(&ctx.session.quiet(), &cmd).await?;
+    if !output.success() {
+        return Err(crate::error::failed(format!(
+            "`helmfile template` of {} failed: {}",
+            layer.file.display(),
+            reason(&output.stderr)
+        )));
+    }
+    let images = images_in_manifests(&output.stdout).map_err(crate::error::failed)?;
+    ctx.session.line(
+        &format!("{TAG}/{}", layer.name),
+        &format!("`{}` rendered {} image(s): {}", cmd.display(), images.len(), images.join(", ")),
+    );
+    Ok(images)
+}
+
+/// The line of a tool's error output that says what went wrong: the last one naming an
+/// error, else the last one.
+fn reason(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let named = lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("ERRO") || l.starts_with("FATA") || l.contains("Error"));
+    named.or(lines.last()).map_or_else(|| "no error output".into(), |l| (*l).to_owned())
+}
+
+/// A layer's images, or why they are not known.
+fn layer_images(layer: &Layer, rendered: Result<Vec<String>>) -> LayerImages {
+    match rendered {
+        Ok(images) => LayerImages { layer: layer.name.clone(), images, note: None },
+        Err(e) => {
+            LayerImages { layer: layer.name.clone(), images: Vec::new(), note: Some(e.to_string()) }
+        }
+    }
+}
+
+/// The images of every layer (rendered `parallel` at a time), in layer order.
+pub async fn render_layers(ctx: &Context, layers: &[Layer]) -> Vec<LayerImages> {
+    let parallel = ctx.settings.images.parallel.max(1) as usize;
+    futures::stream::iter(layers)
+        .map(|layer| async move { layer_images(layer, render(ctx, layer).await) })
+        .buffered(parallel)
+        .collect()
+        .await
+}
+
+/// Render `layers` and fetch every image they run, each once, into the nodes of the
+/// run's k3d cluster. Never fails: what went wrong is in the report.
+pub async fn fetch_ahead(ctx: &Context, layers: &[Layer]) -> FetchReport {
+    let started = Instant::now();
+    let session = &ctx.session;
+    let parallel = ctx.settings.images.parallel.max(1) as usize;
+    session.progress(TAG, &format!("fetching the images of {} layer(s) ahead", layers.len()));
+    let docker = crate::cluster::docker().await.map_err(|e| e.to_string());
+    let mut by_layer = Vec::new();
+    let mut seen = HashSet::new();
+    let images: Vec<ImageResult> = futures::stream::iter(layers)
+        .map(|layer| async move { (layer, render(ctx, layer).await) })
+        .buffered(parallel)
+        .flat_map(|(layer, rendered)| {
+            let rendered = layer_images(layer, rendered);
+            let new: Vec<String> =
+                rendered.images.iter().filter(|i| seen.insert((*i).clone())).cloned().collect();
+            by_layer.push(rendered);
+            futures::stream::iter(new)
+        })
+        .map(|image| {
+            let docker = docker.as_ref();
+            async move {
+                let outcome = match docker {
+                    Ok(docker) => fetch_one(ctx, docker, &image).await,
+                    Err(e) => Outcome::Failed { reason: e.clone() },
+                };
+                ImageResult { image, outcome }
+            }
+        })
+        .buffer_unordered(parallel)
+        .collect()
+        .await;
+    let report = FetchReport { layers: by_layer, images, duration: started.elapsed() };
+    // Its warnings are the caller's to emit, with the stage they belong to.
+    session.progress(TAG, &format!("images: {}", report.line()));
+    report
+}
+
+/// One image: downloaded into the host's store unless already there, then imported
+/// into every node of the cluster.
+async fn fetch_one(ctx: &Context, docker: &bollard::Docker, image: &str) -> Outcome {
+    let timeout = ctx.settings.images.fetch_timeout();
+    let present = docker.inspect_image(image).await.is_ok();
+    if !present {
+        let pull = Cmd::new(TAG, "docker", timeout).args(["pull", image]);
+        if let Err(outcome) = step(ctx, &pull, "docker pull").await {
+            return outcome;
+        }
+    }
+    let import = Cmd::new(TAG, "k3d", timeout).args([
+        "image",
+        "import",
+        "--cluster",
+        &ctx.settings.cluster,
+        "--mode",
+        "direct",
+        image,
+    ]);
+    if let Err(outcome) = step(ctx, &import, "k3d image import").await {
+        return outcome;
+    }
+    ctx.session.line(
+        TAG,
+        &format!(
+            "{image}: {}",
+            if present { "already present, imported" } else { "fetched, imported" }
+        ),
+    );
+    if present { Outcome::Present } else { Outcome::Fetched }
+}
+
+/// Run one tool call of a fetch; a failure is the image's outcome, naming the call.
+async fn step(ctx: &Context, cmd: &Cmd, what: &str) -> std::result::Result<(), Outcome> {
+    match exec::run(&ctx.session, cmd).await {
+        Ok(out) if out.success() => Ok(()),
+        Ok(out) => Err(Outcome::Failed { reason: format!("{what}: {}", reason(&out.stderr)) }),
+        Err(e) if e.kind().is_interrupted() => Err(Outcome::Interrupted),
+        Err(e) => Err(Outcome::Failed { reason: format!("{what}: {e}") }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reason_is_the_line_naming_the_error() {
+        let k3d = "INFO[0000] Importing image(s) into cluster 'a'\nWARN[0000] Image 'x:1' is not a file\nERRO[0000] Failed to import image(s) into cluster 'a': no valid images specified\nWARN[0000] At least one error occured";
+        assert_eq!(
+            reason(k3d),
+            "ERRO[0000] Failed to import image(s) into cluster 'a': no valid images specified"
+        );
+        assert_eq!(reason("one\ntwo\n"), "two");
+        assert_eq!(reason(""), "no error output");
+    }
+}
