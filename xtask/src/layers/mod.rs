@@ -137,9 +137,7 @@ pub struct CycleResult {
 /// the layer files see the bundles that are on as the state value `bundles`.
 pub fn sync_command(ctx: &Context, layer: &Layer, state_values: &StateValues) -> Cmd {
     let timeout = ctx.settings.timeouts.layer_sync();
-    let selector = bundles::sync_selector(&bundles::off_in(layer, &ctx.bundles));
-    helmfile(ctx, layer, timeout, state_values)
-        .args(selector.into_iter().flat_map(|s| ["--selector".to_owned(), s]))
+    selected_releases(ctx, layer, timeout, state_values)
         .args(["sync", "--skip-deps", "--wait", "--wait-for-jobs"])
         .args(["--timeout".to_owned(), timeout.as_secs().to_string()])
 }
@@ -152,10 +150,21 @@ pub fn template_command(
     state_values: &StateValues,
     timeout: Duration,
 ) -> Cmd {
+    selected_releases(ctx, layer, timeout, state_values).args(["template", "--skip-deps"])
+}
+
+/// [`helmfile`] narrowed to the releases this run installs: those of bundles that are
+/// off are left out (`--selector bundle!=<b>`). Sync and template share it, so the
+/// images fetched are the ones the sync installs.
+fn selected_releases(
+    ctx: &Context,
+    layer: &Layer,
+    timeout: Duration,
+    state_values: &StateValues,
+) -> Cmd {
     let selector = bundles::sync_selector(&bundles::off_in(layer, &ctx.bundles));
     helmfile(ctx, layer, timeout, state_values)
         .args(selector.into_iter().flat_map(|s| ["--selector".to_owned(), s]))
-        .args(["template", "--skip-deps"])
 }
 
 /// `helmfile --kube-context <ctx> -f <layer> -e <env> --state-values-file <f>`, pinned to
