@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use crate::real_tools::{RealTools, Toolset};
 use crate::scenario::Scenario;
 use crate::{calls, docker, images, procs};
 
@@ -31,22 +32,25 @@ pub fn up_locked(
     dir: &Path,
     scenarios: &[String],
     latency_ms: u64,
+    tools: Toolset,
     testbed_bin: &Path,
 ) -> Result<Vec<(String, String)>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let canonical = dir.canonicalize()?;
     crate::lock::spawn_holder(&canonical, testbed_bin)?;
-    up(&canonical, scenarios, latency_ms, testbed_bin).inspect_err(|_| {
+    up(&canonical, scenarios, latency_ms, tools, testbed_bin).inspect_err(|_| {
         let _ = crate::lock::release_holder(&canonical);
     })
 }
 
-/// Prepare `dir`: images, `bin/` symlinks to `testbed_bin`, scenario, an empty kubeconfig.
+/// Prepare `dir`: images, `bin/` symlinks to `testbed_bin`, scenario, the real tools
+/// `bin/helm` and `bin/helmfile` run (none for the fakes), an empty kubeconfig.
 /// Returns the environment the engine must run with.
 pub fn up(
     dir: &Path,
     scenarios: &[String],
     latency_ms: u64,
+    tools: Toolset,
     testbed_bin: &Path,
 ) -> Result<Vec<(String, String)>> {
     let mut scenario = Scenario::default();
@@ -71,6 +75,13 @@ pub fn up(
             .with_context(|| format!("linking {} to {}", link.display(), testbed_bin.display()))?;
     }
     scenario.save(&dir)?;
+    if let Some(real) = tools.binaries() {
+        let missing = real.missing();
+        if !missing.is_empty() {
+            bail!("real tools missing: {missing:?} (run .ci/install-real-tools)");
+        }
+        real.save(&dir)?;
+    }
     let kubeconfig = dir.join("kubeconfig");
     if !kubeconfig.exists() {
         std::fs::write(&kubeconfig, "")?;
@@ -95,8 +106,11 @@ pub fn environment(dir: &Path) -> Vec<(String, String)> {
     env
 }
 
-/// The first `helm` on PATH that is not our fake.
+/// The world's real helm, else the first `helm` on PATH that is not our fake.
 fn real_helm(fake_bin: &Path) -> Option<PathBuf> {
+    if let Some(real) = fake_bin.parent().and_then(RealTools::load) {
+        return Some(real.helm);
+    }
     if let Some(p) = std::env::var_os("TESTBED_REAL_HELM") {
         return Some(PathBuf::from(p));
     }

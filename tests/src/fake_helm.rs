@@ -45,6 +45,9 @@ pub fn prelude(tool: &str, args: &[String]) -> Scenario {
 
 pub fn main(args: Vec<String>) -> i32 {
     let scenario = prelude("helm", &args);
+    if let Some(code) = crate::real_tools::exec_if_real("helm", &args) {
+        return code;
+    }
     let verb = args.iter().find(|a| !a.starts_with('-')).cloned().unwrap_or_default();
     let result = match verb.as_str() {
         "test" => run_async(test(&args, &scenario)),

@@ -39,6 +39,9 @@ const VERSION: &str = "v1.6.0";
 
 pub fn main(args: Vec<String>) -> i32 {
     let scenario = fake_helm::prelude("helmfile", &args);
+    if let Some(code) = crate::real_tools::exec_if_real("helmfile", &args) {
+        return code;
+    }
     // cobra's `--version` (helmfile cmd/root.go sets `Version`) and the `version` verb.
     if args.first().is_some_and(|a| a == "--version" || a == "version") {
         println!("helmfile version {VERSION}");

@@ -34,6 +34,7 @@ pub mod manifests;
 pub mod node_images;
 pub mod probe;
 pub mod procs;
+pub mod real_tools;
 pub mod release;
 pub mod scenario;
 pub mod tls;

@@ -25,6 +25,10 @@ enum Command {
         /// Added to every fake tool call.
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
+        /// `fake` helm and helmfile, or the real ones `.ci/install-real-tools` installs:
+        /// `helm3` (helm 3.17.2 + helmfile 0.166.0) or `helm4` (helm 4.1.4 + helmfile 0.166.0).
+        #[arg(long, default_value = "fake", value_parser = testbed::real_tools::Toolset::parse)]
+        tools: testbed::real_tools::Toolset,
     },
     /// Remove every container, process and file of DIR.
     Down {
@@ -79,9 +83,9 @@ fn main() {
 
 fn cli(cli: Cli) -> i32 {
     let result = match cli.command {
-        Command::Up { dir, scenarios, latency_ms } => std::env::current_exe()
+        Command::Up { dir, scenarios, latency_ms, tools } => std::env::current_exe()
             .map_err(anyhow::Error::from)
-            .and_then(|exe| testbed::cli::up_locked(&dir, &scenarios, latency_ms, &exe))
+            .and_then(|exe| testbed::cli::up_locked(&dir, &scenarios, latency_ms, tools, &exe))
             .map(|env| print!("{}", testbed::cli::export_lines(&env))),
         Command::LockHolder { dir, owner } => testbed::lock::hold(&dir, owner),
         Command::Down { dir } => testbed::cli::down(&dir),

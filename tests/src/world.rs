@@ -13,6 +13,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::calls::{self, Call};
+use crate::real_tools::Toolset;
 use crate::{cli, docker};
 
 const DIR_PREFIX: &str = "testbed-world-";
@@ -23,6 +24,8 @@ pub struct WorldOptions {
     pub scenarios: Vec<String>,
     /// Added to every fake tool call.
     pub latency_ms: u64,
+    /// The fake helm and helmfile, or real ones (`crate::real_tools`).
+    pub tools: Toolset,
 }
 
 pub struct World {
@@ -41,7 +44,7 @@ impl World {
             .unwrap_or(0);
         let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{}-{nanos}", std::process::id()));
         let bin = testbed_bin()?;
-        let env = match cli::up(&dir, &options.scenarios, options.latency_ms, &bin) {
+        let env = match cli::up(&dir, &options.scenarios, options.latency_ms, options.tools, &bin) {
             Ok(env) => env,
             Err(e) => {
                 let _ = cli::down(&dir);
@@ -67,7 +70,8 @@ impl World {
     }
 
     /// A command with the world's environment; `program` is looked up on the world's PATH,
-    /// so `k3d`, `helm`, `helmfile`, `tilt` are the fakes and `kubectl` the real one.
+    /// so `k3d`, `helm`, `helmfile`, `tilt` are the testbed's (helm and helmfile running
+    /// the real ones in a real-tools world) and `kubectl` the real one.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let program = program.as_ref();
         let resolved = if Path::new(program).components().count() == 1 {

@@ -31,8 +31,12 @@ fn dropping_a_world_removes_its_cluster_processes_and_dir() {
     if !testbed::require_docker() {
         return;
     }
-    let world = World::up(WorldOptions { scenarios: vec!["tilt-not-ready".into()], latency_ms: 1 })
-        .unwrap();
+    let world = World::up(WorldOptions {
+        scenarios: vec!["tilt-not-ready".into()],
+        latency_ms: 1,
+        ..WorldOptions::default()
+    })
+    .unwrap();
     let dir = world.dir().to_path_buf();
     assert!(dir.join("bin/k3d").exists() && dir.join("kubeconfig").exists());
     let scenario = std::fs::read_to_string(dir.join("scenario.json")).unwrap();
@@ -112,4 +116,22 @@ fn cli_up_prints_exports_and_down_removes_the_dir() {
     let out = Command::new(bin).args(["down", "--dir", dir.to_str().unwrap()]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!dir.exists());
+}
+
+#[test]
+fn a_real_tools_world_runs_real_helm_and_helmfile_and_records_their_calls() {
+    use testbed::real_tools::{self, Toolset};
+    if !testbed::require_docker() || !real_tools::require(Toolset::Helm3) {
+        return;
+    }
+    let world =
+        World::up(WorldOptions { tools: Toolset::Helm3, ..WorldOptions::default() }).unwrap();
+    let helm = world.command("helm").args(["version", "--short"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&helm.stdout).starts_with("v3.17.2"), "{helm:?}");
+    let helmfile = world.command("helmfile").arg("--version").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&helmfile.stdout).trim(), "helmfile version 0.166.0");
+    let tools: Vec<String> = world.calls().into_iter().map(|c| c.tool).collect();
+    assert_eq!(tools, ["helm", "helmfile"]);
+    let real_helm = world.env().into_iter().find(|(k, _)| k == "TESTBED_REAL_HELM").unwrap().1;
+    assert!(real_helm.ends_with("helm-3.17.2/helm"), "{real_helm}");
 }

@@ -36,11 +36,18 @@ fn main() {
     println!("scenario: {}", words.join(" "));
 
     let on_demand = {
-        let world = World::up(WorldOptions { scenarios: words.clone(), latency_ms: 0 }).unwrap();
+        let world = World::up(WorldOptions {
+            scenarios: words.clone(),
+            latency_ms: 0,
+            ..WorldOptions::default()
+        })
+        .unwrap();
         let root = workspace(false);
         bootstrap(&world, root.path()).0
     };
-    let world = World::up(WorldOptions { scenarios: words, latency_ms: 0 }).unwrap();
+    let world =
+        World::up(WorldOptions { scenarios: words, latency_ms: 0, ..WorldOptions::default() })
+            .unwrap();
     let root = workspace(true);
     let (ahead, _) = bootstrap(&world, root.path());
     drift(root.path());

@@ -77,8 +77,12 @@ fn a_tiltfile_that_fails_to_load_ends_the_wait_at_once_with_tilts_error() {
         return;
     }
     // The fake's `tilt-not-ready`: the Tiltfile fails to load (as one calling `fail()`).
-    let world = World::up(WorldOptions { scenarios: vec!["tilt-not-ready".into()], latency_ms: 0 })
-        .unwrap();
+    let world = World::up(WorldOptions {
+        scenarios: vec!["tilt-not-ready".into()],
+        latency_ms: 0,
+        ..WorldOptions::default()
+    })
+    .unwrap();
     let platform = Platform::new(120);
     let tiltfile = platform.workspace.path("Tiltfile");
 
