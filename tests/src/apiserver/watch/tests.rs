@@ -1,0 +1,1 @@
+//! Unit tests of the watch history, parameters and filters.
