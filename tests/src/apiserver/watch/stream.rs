@@ -71,7 +71,7 @@ impl Watcher {
 
     /// The event this watcher sees for `e`, if any (`convertToWatchEvent`: an object
     /// that starts to match is ADDED, one that stops matching is DELETED).
-    fn convert(&self, e: &Event) -> Option<Bytes> {
+    pub(super) fn convert(&self, e: &Event) -> Option<Bytes> {
         if !e.key.starts_with(&self.scope) {
             return None;
         }
