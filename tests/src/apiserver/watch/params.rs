@@ -48,8 +48,9 @@ pub fn parse_bool(v: &str) -> Option<bool> {
 const NOT_OLDER_THAN: &str = "NotOlderThan";
 
 impl Params {
-    /// `name`: the object a `/watch/.../NAME` path names (a `metadata.name` field
-    /// selector term, as the handler adds one).
+    /// `name`: the object a `/watch/.../NAME` path names: a `metadata.name` field
+    /// selector term, as the handler adds one (a field selector that names another
+    /// object is 400).
     pub fn parse(query: &[(String, String)], name: Option<&str>) -> Result<Params, ApiError> {
         let q = |k: &str| query.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
         let flag = |k: &str| -> Result<Option<bool>, ApiError> {
@@ -93,7 +94,8 @@ impl Params {
                         "timeoutSeconds: strconv.ParseInt: parsing {v:?}: invalid syntax"
                     ))
                 })?;
-                (secs > 0).then(|| Duration::from_secs(secs as u64))
+                // 0 is the server's default; a negative value ends the watch at once.
+                (secs != 0).then(|| Duration::from_secs(secs.max(0) as u64))
             }
         };
         let labels =
@@ -101,7 +103,20 @@ impl Params {
         let mut fields = selector::parse_fields(q("fieldSelector").unwrap_or(""))
             .map_err(ApiError::bad_request)?;
         if let Some(name) = name {
-            fields.push((vec!["metadata".into(), "name".into()], false, name.to_owned()));
+            let names = |(path, negated, value): &FieldTerm| {
+                path.len() == 2
+                    && path[0] == "metadata"
+                    && path[1] == "name"
+                    && !negated
+                    && value == name
+            };
+            if fields.is_empty() {
+                fields.push((vec!["metadata".into(), "name".into()], false, name.to_owned()));
+            } else if !fields.iter().any(names) {
+                return Err(ApiError::bad_request(
+                    "fieldSelector metadata.name doesn't match requested name",
+                ));
+            }
         }
         Ok(Params { start, bookmarks, timeout, labels, fields })
     }

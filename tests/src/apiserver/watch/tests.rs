@@ -163,6 +163,8 @@ fn where_a_watch_begins() {
         start(&[("sendInitialEvents", "false"), ("resourceVersionMatch", "NotOlderThan")]),
         Start::Now
     );
+    let by_name = query(&[("fieldSelector", "metadata.name=y")]);
+    assert_eq!(Params::parse(&by_name, Some("x")).unwrap_err().code, 400);
     let named = Params::parse(&[], Some("x")).unwrap();
     assert_eq!(
         named.fields,
