@@ -83,7 +83,11 @@ impl Params {
                 Start::InitialEvents { at_least: at.filter(|v| *v > 0), end_bookmark: bookmarks }
             }
             (Some(false), None | Some(0)) => Start::Now,
-            (None, None | Some(0)) => Start::InitialEvents { at_least: None, end_bookmark: false },
+            // `SetListOptionsDefaults` (WatchList on): a legacy watch from "" or "0" is
+            // `sendInitialEvents=true`, so with bookmarks it gets the end bookmark too.
+            (None, None | Some(0)) => {
+                Start::InitialEvents { at_least: None, end_bookmark: bookmarks }
+            }
             (_, Some(v)) => Start::After(v),
         };
         let timeout = match q("timeoutSeconds").filter(|v| !v.is_empty()) {

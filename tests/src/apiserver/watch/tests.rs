@@ -149,6 +149,10 @@ fn where_a_watch_begins() {
     let initial = Start::InitialEvents { at_least: None, end_bookmark: false };
     assert_eq!(start(&[]), initial);
     assert_eq!(start(&[("resourceVersion", "0")]), initial);
+    assert_eq!(
+        start(&[("resourceVersion", "0"), ("allowWatchBookmarks", "true")]),
+        Start::InitialEvents { at_least: None, end_bookmark: true }
+    );
     assert_eq!(start(&[("resourceVersion", "12")]), Start::After(12));
     let streaming = [
         ("sendInitialEvents", "true"),
