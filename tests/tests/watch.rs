@@ -86,9 +86,17 @@ fn kubectl_get_watch_sees_a_pod_created_and_deleted() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut events = BufReader::new(watch.stdout.take().unwrap()).lines();
-    let mut next = || -> (String, String) {
-        let line = events.next().expect("kubectl's watch ended").unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let (lines, events) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || -> (String, String) {
+        let line = events.recv_timeout(STEP).expect("kubectl's watch printed no more events");
         let e: Value = serde_json::from_str(&line).unwrap();
         (
             e["type"].as_str().unwrap().to_owned(),

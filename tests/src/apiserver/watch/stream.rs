@@ -200,15 +200,18 @@ impl State {
             }
             let deadline = self.w.deadline;
             let bookmark_at = self.next_bookmark.unwrap_or(deadline);
+            // In this order when several are ready: the bookmark due before the deadline
+            // goes out, and a stream of changes cannot hold the deadline off.
             tokio::select! {
+                biased;
+                _ = tokio::time::sleep_until(bookmark_at), if self.next_bookmark.is_some() => {
+                    self.send_bookmark();
+                }
+                _ = tokio::time::sleep_until(deadline) => self.phase = Phase::Done,
                 changed = self.changed.changed() => {
                     if changed.is_err() {
                         self.phase = Phase::Done;
                     }
-                }
-                _ = tokio::time::sleep_until(deadline) => self.phase = Phase::Done,
-                _ = tokio::time::sleep_until(bookmark_at), if self.next_bookmark.is_some() => {
-                    self.send_bookmark();
                 }
             }
         }
