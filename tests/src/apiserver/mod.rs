@@ -4,7 +4,7 @@
 //! certificates are not checked), JSON only whatever `Accept` prefers
 //! (kubectl and helm accept JSON when they asked for Table or protobuf; discovery v2
 //! requests get the legacy documents, which clients fall back to). Errors are
-//! Kubernetes `Status` objects. Watch is not served (405).
+//! Kubernetes `Status` objects. Watches stream from the event history (`watch/`).
 
 pub mod controllers;
 pub mod discovery;
@@ -13,6 +13,7 @@ pub mod resources;
 pub mod selector;
 pub mod store;
 pub mod target;
+pub mod watch;
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -80,6 +81,7 @@ pub fn run(o: &Options) -> Result<()> {
     // Fails only when already a session or group leader, which is fine.
     let _ = nix::unistd::setsid();
     let store = Arc::new(Mutex::new(Store::open(&o.state_dir)?));
+    let hub = watch::Hub::new(&lock(&store));
     let certs = crate::tls::ensure(&o.state_dir)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(crate::tls::server_config(&certs)?);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -92,6 +94,7 @@ pub fn run(o: &Options) -> Result<()> {
             .and_then(|node| Some(o.state_dir.parent()?.join("nodes").join(node).join("images")));
         controllers::spawn(
             store.clone(),
+            hub.clone(),
             std::env::var_os("TESTBED_DIR").map(PathBuf::from),
             node_store,
             serving.clone(),
@@ -138,6 +141,7 @@ pub fn run(o: &Options) -> Result<()> {
                     accepted = listener.accept() => {
                         let (stream, _) = accepted?;
                         let store = store.clone();
+                        let hub = hub.clone();
                         let acceptor = acceptor.clone();
                         conns.spawn(async move {
                             let stream = match acceptor.accept(stream).await {
@@ -148,7 +152,7 @@ pub fn run(o: &Options) -> Result<()> {
                                 }
                             };
                             let service = hyper::service::service_fn(move |req| {
-                                handle(store.clone(), bound, req)
+                                handle(store.clone(), hub.clone(), bound, req)
                             });
                             let io = hyper_util::rt::TokioIo::new(stream);
                             if let Err(e) = hyper::server::conn::http1::Builder::new()
@@ -198,21 +202,33 @@ fn error_reply(e: &ApiError) -> Reply {
 
 async fn handle(
     store: Arc<Mutex<Store>>,
+    hub: Arc<watch::Hub>,
     port: u16,
     req: Request<Incoming>,
-) -> Result<Reply, Infallible> {
+) -> Result<watch::StreamReply, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let query = parse_query(req.uri().query().unwrap_or(""));
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if method == Method::GET
+        && let Some((group, version, rest)) = watch::requested(&segs, &query)
+    {
+        let reply = watch::serve(&store, &hub, group, version, &rest, &query);
+        eprintln!("WATCH {path}{} -> {}", query_suffix(&query), reply.status().as_u16());
+        return Ok(reply);
+    }
     let content_type =
         req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
-        Err(e) => return Ok(error_reply(&ApiError::bad_request(format!("reading body: {e}")))),
+        Err(e) => {
+            let e = ApiError::bad_request(format!("reading body: {e}"));
+            return Ok(watch::boxed(error_reply(&e)));
+        }
     };
-    let reply = route(&store, port, &method, &path, &query, &content_type, &body);
+    let reply = route(&store, &hub, port, &method, &path, &query, &content_type, &body);
     eprintln!("{method} {path}{} -> {}", query_suffix(&query), reply.status().as_u16());
-    Ok(reply)
+    Ok(watch::boxed(reply))
 }
 
 fn query_suffix(query: &[(String, String)]) -> String {
@@ -223,8 +239,10 @@ fn query_suffix(query: &[(String, String)]) -> String {
     format!("?{}", parts.join("&"))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn route(
     store: &Mutex<Store>,
+    hub: &watch::Hub,
     port: u16,
     method: &Method,
     path: &str,
@@ -275,10 +293,10 @@ fn route(
             }
         }
         (_, ["api", version, rest @ ..]) => {
-            objects(store, method, "", version, rest, query, content_type, body)
+            objects(store, hub, method, "", version, rest, query, content_type, body)
         }
         (_, ["apis", group, version, rest @ ..]) => {
-            objects(store, method, group, version, rest, query, content_type, body)
+            objects(store, hub, method, group, version, rest, query, content_type, body)
         }
         _ => not_found_path(path),
     }
@@ -332,6 +350,7 @@ fn target(group: &str, version: &str, rest: &[&str]) -> Option<Target> {
 #[allow(clippy::too_many_arguments)]
 fn objects(
     store: &Mutex<Store>,
+    hub: &watch::Hub,
     method: &Method,
     group: &str,
     version: &str,
@@ -344,13 +363,6 @@ fn objects(
         return not_found_path(&rest.join("/"));
     };
     let q = |k: &str| query.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
-    if q("watch").is_some_and(|w| w == "true" || w == "1") {
-        return error_reply(&ApiError::new(
-            405,
-            "MethodNotAllowed",
-            "the testbed API server does not serve watch",
-        ));
-    }
     if !body.is_empty() && (content_type.contains("protobuf") || content_type.contains("cbor")) {
         // client-go falls back to JSON on 415 (kubectl sends protobuf first).
         return error_reply(&ApiError::new(
@@ -401,11 +413,17 @@ fn objects(
     };
     if let Some(snapshot) = snapshot {
         store.data = snapshot;
-    } else if method != Method::GET
-        && result.is_ok()
-        && let Err(e) = store.save()
-    {
-        return error_reply(&ApiError::new(500, "InternalError", format!("saving state: {e:#}")));
+    } else if method != Method::GET && result.is_ok() {
+        // Recorded under the same lock as the write: a list never sees a version whose
+        // events a watch from it would miss.
+        hub.record(&mut store);
+        if let Err(e) = store.save() {
+            return error_reply(&ApiError::new(
+                500,
+                "InternalError",
+                format!("saving state: {e:#}"),
+            ));
+        }
     }
     match result {
         Ok(v) => json_reply(if method == Method::POST { 201 } else { 200 }, &v),

@@ -222,7 +222,7 @@ pub fn split_api_version(api_version: &str) -> (&str, &str) {
 }
 
 pub const VERBS: &[&str] =
-    &["create", "delete", "deletecollection", "get", "list", "patch", "update"];
+    &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 
 #[cfg(test)]
 mod tests {

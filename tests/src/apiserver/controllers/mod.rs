@@ -178,9 +178,10 @@ impl Controllers {
 }
 
 /// Run the controllers every 100 ms while `running` (the node is up) until the process
-/// ends, saving after each change.
+/// ends, recording their writes for watches (`hub`) and saving after each change.
 pub fn spawn(
     store: Arc<Mutex<Store>>,
+    hub: Arc<super::watch::Hub>,
     testbed_dir: Option<PathBuf>,
     node_store: Option<PathBuf>,
     running: Arc<AtomicBool>,
@@ -196,10 +197,11 @@ pub fn spawn(
                 continue;
             }
             let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
-            if controllers.tick(&mut store, Now::current())
-                && let Err(e) = store.save()
-            {
-                eprintln!("testbed apiserver: controllers: saving state: {e:#}");
+            if controllers.tick(&mut store, Now::current()) {
+                hub.record(&mut store);
+                if let Err(e) = store.save() {
+                    eprintln!("testbed apiserver: controllers: saving state: {e:#}");
+                }
             }
         }
     });
