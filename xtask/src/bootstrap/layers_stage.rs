@@ -155,7 +155,7 @@ async fn apply(state: &mut RunState<'_>, current: &mut Option<String>) -> Result
                 session.cancel.check()?;
                 session
                     .progress(&format!("layers/{name}"), &format!("layer {name}: sync ({reason})"));
-                let cycle = Cycle { ctx, client: &client };
+                let cycle = Cycle { ctx, client: &client, helmfile: state.inputs.helmfile };
                 let outcome = match layers::sync_and_gate(&cycle, &input.layer).await {
                     Ok(outcome) => outcome,
                     Err(e) => {

@@ -7,7 +7,7 @@
 //! | docker daemon | 20.10 | API 1.41, the oldest the engine's Docker client negotiates down to here |
 //! | k3d | 5.5.0 | first release reading `apiVersion: k3d.io/v1alpha5` configs |
 //! | helm | 3.8.0 | OCI chart references (`oci://`) without the experimental flag; v4 works |
-//! | helmfile | 1.0.0 | v1 layout (environments in their own `---` part), `list --output json` |
+//! | helmfile | 0.163.0 | `sync --sync-args` (helm's timeout; `--timeout` only since 1.1.6): see `crate::helmfile_cli` |
 //! | kubectl | 1.30.0 | within the supported skew of the pinned k3s 1.33 |
 //! | tilt | 0.33.0 | `/api/view` with the `Tilt-Token` cookie (optional: only the tilt stage needs it) |
 //!
@@ -243,8 +243,13 @@ pub async fn inspect(ctx: &Context) -> Result<Report> {
     Ok(Report { ok, checks, kube_context: kube_context(ctx) })
 }
 
+/// What doctor requires of the tool called `name` (one of [`TOOLS`]).
+pub fn requirement(name: &str) -> &'static Requirement {
+    TOOLS.iter().find(|r| r.name == name).expect("a tool doctor knows")
+}
+
 /// What `<tool> <version_args>` printed: not echoed, and not logged.
-async fn version_output(
+pub async fn version_output(
     session: &Session,
     path: &Path,
     req: &Requirement,

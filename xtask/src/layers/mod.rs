@@ -20,6 +20,7 @@ use crate::checks::{self, GateTarget};
 use crate::config::Context;
 use crate::error::Result;
 use crate::exec::{self, Cmd};
+use crate::helmfile_cli::Helmfile;
 use crate::helmfile_list::StateValues;
 use crate::outcome::{Finding, Verdict};
 use crate::platform::bundles;
@@ -109,6 +110,8 @@ pub async fn not_deployed(client: &kube::Client, layer: &Layer) -> Result<Vec<St
 pub struct Cycle<'a> {
     pub ctx: &'a Context,
     pub client: &'a kube::Client,
+    /// The helmfile the run calls (how it takes helm's timeout depends on its version).
+    pub helmfile: Helmfile,
 }
 
 /// A layer's gate, as the summary shows it.
@@ -134,12 +137,19 @@ pub struct CycleResult {
 /// its Jobs done (`--wait --wait-for-jobs`) so the gate never races pods still starting;
 /// the user's layer files need no `wait: true` for this. Pinned to the run's context.
 /// The releases of bundles that are off are left out (`--selector bundle!=<b>`), and
-/// the layer files see the bundles that are on as the state value `bundles`.
-pub fn sync_command(ctx: &Context, layer: &Layer, state_values: &StateValues) -> Cmd {
+/// the layer files see the bundles that are on as the state value `bundles`. helm gets
+/// the `layer_sync` timeout as the helmfile version takes it (`--timeout`, or
+/// `--sync-args` before 1.1.6: see [`crate::helmfile_cli`]).
+pub fn sync_command(
+    ctx: &Context,
+    layer: &Layer,
+    state_values: &StateValues,
+    helmfile: &Helmfile,
+) -> Cmd {
     let timeout = ctx.settings.timeouts.layer_sync();
     selected_releases(ctx, layer, timeout, state_values)
         .args(["sync", "--skip-deps", "--wait", "--wait-for-jobs"])
-        .args(["--timeout".to_owned(), timeout.as_secs().to_string()])
+        .args(helmfile.sync_timeout_args(timeout))
 }
 
 /// `helmfile template` of `layer` as its sync would install it (the same context,
@@ -231,7 +241,7 @@ pub async fn sync_and_gate(cycle: &Cycle<'_>, layer: &Layer) -> Result<CycleResu
         session.line(&tag, "every release is in a bundle that is off: nothing to sync");
         return Ok(CycleResult { gate: GateStatus::None, warnings: Vec::new(), failure: None });
     }
-    let sync = sync_command(cycle.ctx, layer, &state_values);
+    let sync = sync_command(cycle.ctx, layer, &state_values, &cycle.helmfile);
     let output = {
         let _wait = session.events.wait(&tag, &format!("syncing {}", layer.name));
         exec::run(session, &sync).await?
