@@ -18,6 +18,8 @@ pub mod helm_hooks;
 pub mod helm_version;
 pub mod helmfile_install;
 pub mod helmfile_state;
+pub mod helmfile_template;
+pub mod helmfile_version;
 pub mod images;
 pub mod k3d_api;
 pub mod k3d_config;
