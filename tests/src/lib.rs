@@ -15,6 +15,7 @@ pub mod fake_k3d;
 pub mod fake_tilt;
 pub mod gate_probe;
 pub mod helm_hooks;
+pub mod helm_rollback;
 pub mod helm_version;
 pub mod helmfile_install;
 pub mod helmfile_state;
