@@ -26,7 +26,8 @@ pub(crate) async fn rollback_cmd(args: &[String]) -> Result<i32> {
             Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
             _ => (a.as_str(), None),
         };
-        let mut value = || inline.clone().or_else(|| it.next().cloned()).context("flag needs an argument");
+        let mut value =
+            || inline.clone().or_else(|| it.next().cloned()).context("flag needs an argument");
         match flag {
             "-n" | "--namespace" => namespace = Some(value()?),
             "--kube-context" => kube_context = Some(value()?),
@@ -41,7 +42,10 @@ pub(crate) async fn rollback_cmd(args: &[String]) -> Result<i32> {
     }
     let (name, revision) = match positional.as_slice() {
         [name] => (name.clone(), None),
-        [name, rev] => (name.clone(), Some(rev.parse::<u32>().with_context(|| format!("invalid revision {rev:?}"))?)),
+        [name, rev] => (
+            name.clone(),
+            Some(rev.parse::<u32>().with_context(|| format!("invalid revision {rev:?}"))?),
+        ),
         _ => bail!("\"helm rollback\" requires at least 1 argument"),
     };
     let namespace = namespace.unwrap_or_else(|| "default".into());
@@ -50,8 +54,7 @@ pub(crate) async fn rollback_cmd(args: &[String]) -> Result<i32> {
         bail!("release: not found");
     };
     let target_version = revision.unwrap_or(current.version.saturating_sub(1));
-    let history: Vec<Release> =
-        records.iter().map(Release::from_record).collect::<Result<_>>()?;
+    let history: Vec<Release> = records.iter().map(Release::from_record).collect::<Result<_>>()?;
     let Some(target) = history.iter().find(|r| r.version == target_version).cloned() else {
         bail!("release has no {target_version} version");
     };
@@ -85,9 +88,9 @@ pub(crate) async fn rollback_cmd(args: &[String]) -> Result<i32> {
             client.delete(&path).await?;
         }
     }
-    for mut old in history.into_iter().filter(|r| {
-        r.version == current.version || r.info.status == "deployed"
-    }) {
+    for mut old in
+        history.into_iter().filter(|r| r.version == current.version || r.info.status == "deployed")
+    {
         old.info.status = "superseded".into();
         store(&client, &old, layer.as_deref()).await?;
     }

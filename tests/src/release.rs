@@ -98,7 +98,10 @@ impl Driver {
         match std::env::var("HELM_DRIVER").unwrap_or_default().as_str() {
             "" | "secret" | "secrets" => Ok(Driver::Secret),
             "configmap" | "configmaps" => Ok(Driver::ConfigMap),
-            "memory" | "sql" => bail!("testbed: HELM_DRIVER {:?} is not simulated", std::env::var("HELM_DRIVER").unwrap_or_default()),
+            "memory" | "sql" => bail!(
+                "testbed: HELM_DRIVER {:?} is not simulated",
+                std::env::var("HELM_DRIVER").unwrap_or_default()
+            ),
             other => bail!("unknown driver {other:?}"),
         }
     }
@@ -119,7 +122,8 @@ impl Release {
         if driver == Driver::ConfigMap {
             record["kind"] = json!("ConfigMap");
             record.as_object_mut().map(|o| o.remove("type"));
-            record["metadata"]["labels"]["createdAt"] = json!(jiff::Timestamp::now().as_second().to_string());
+            record["metadata"]["labels"]["createdAt"] =
+                json!(jiff::Timestamp::now().as_second().to_string());
             record["data"]["release"] = json!(encode(self)?);
         }
         Ok(record)

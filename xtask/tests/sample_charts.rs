@@ -214,7 +214,7 @@ fn every_layer_is_plain_yaml_or_a_gotmpl_template_with_a_gate_release() {
         // text there and a template on 0.x.
         assert_eq!(
             text.contains("{{"),
-            TEMPLATE_LAYERS.contains(&layer.as_ref()),
+            TEMPLATE_LAYERS.contains(&layer),
             "{}: Go template actions belong in the `.gotmpl` layers only",
             file.display()
         );
