@@ -135,7 +135,10 @@ pub fn assess_tool(
         Some(version) if version < req.minimum => {
             check.status = if req.required { Status::Missing } else { Status::Warning };
             check.detail = format!("{}: older than {}", path.display(), req.minimum);
-            check.hint = Some(format!("upgrade {}: {}", req.name, req.hint));
+            check.hint = Some(format!(
+                "upgrade {}: `cargo xtask tools install {}` (the pinned version, into .tools/bin), or {}",
+                req.name, req.name, req.hint
+            ));
         }
         Some(_) => {}
     }
@@ -406,6 +409,20 @@ mod tests {
         assert!(header.starts_with("TOOL  STATUS  VERSION  PINNED  MINIMUM"), "{table}");
         let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
         assert_eq!(row[..4], ["k3d", "ok", "5.7.5", "5.7.5"], "{table}");
+    }
+
+    #[test]
+    fn helmfile_is_judged_against_the_supported_range() {
+        let path = Some(Path::new("/bin/helmfile"));
+        // `helmfile --version` of 0.166.0 and of the pinned 1.6.0 (cobra's template).
+        let v0 = assess_tool(req("helmfile"), path, ran("helmfile version 0.166.0\n"));
+        assert_eq!((v0.status, v0.version), (Status::Ok, Some(Version(0, 166, 0))));
+        let v1 = assess_tool(req("helmfile"), path, ran("helmfile version 1.6.0\n"));
+        assert_eq!(v1.status, Status::Ok);
+        let old = assess_tool(req("helmfile"), path, ran("helmfile version 0.162.1\n"));
+        assert_eq!(old.status, Status::Missing);
+        assert_eq!(old.detail, "/bin/helmfile: older than 0.163.0");
+        assert!(old.hint.unwrap().contains("github.com/helmfile/helmfile/releases"));
     }
 
     #[test]
