@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde_json::{Map, Value};
 
 /// `tmpl.Execute` of one part with `values` as `.Values`: the rendered text.
@@ -33,15 +33,22 @@ pub fn render_part(
     data.insert("StateValues".into(), values.clone());
     data.insert("Environment".into(), serde_json::json!({ "Name": env }));
     let context = gtmpl::Context::from(to_gtmpl(&Value::Object(data)));
-    let rendered = template.render(&context).map_err(|e| {
-        anyhow::anyhow!("in {}: error during {id} parsing: template: {e}", file.display())
-    })?;
-    // gtmpl prints a missing key as Go's default does; helmfile runs with missingkey=error.
-    if rendered.contains("<no value>") {
-        bail!(
+    let missing_key = || {
+        anyhow::anyhow!(
             "in {}: error during {id} parsing: template: map has no entry for key (a `.Values` key the environment and state values do not define)",
             file.display()
-        );
+        )
+    };
+    // gtmpl treats a missing key as Go's default does (`<no value>`, or an error where it
+    // is used); helmfile runs with missingkey=error.
+    let rendered = template.render(&context).map_err(|e| match e.to_string() {
+        text if text.contains("NoValue") => missing_key(),
+        text => {
+            anyhow::anyhow!("in {}: error during {id} parsing: template: {text}", file.display())
+        }
+    })?;
+    if rendered.contains("<no value>") {
+        return Err(missing_key());
     }
     Ok(rendered)
 }
