@@ -1,4 +1,5 @@
-//! The fake `helm`: `test`, `uninstall` on the fake API; `status` and `list` (and any
+//! The fake `helm`: `test`, `uninstall`, `rollback` (`crate::helm_rollback`) on the fake
+//! API, in the release storage `HELM_DRIVER` names (`crate::release::Driver`); `status` and `list` (and any
 //! other verb) run the real helm (`$TESTBED_REAL_HELM`), which reads the release Secrets
 //! the testbed writes exactly as Helm does.
 //!
@@ -57,6 +58,7 @@ pub fn main(args: Vec<String>) -> i32 {
             return 0;
         }
         "uninstall" | "delete" | "un" | "del" => run_async(uninstall_cmd(&args)),
+        "rollback" => run_async(crate::helm_rollback::rollback_cmd(&args)),
         _ => return forward(&args),
     };
     match result {
@@ -169,19 +171,16 @@ fn default_namespace() -> String {
         .unwrap_or_else(|| "default".into())
 }
 
-/// Every release Secret of a release, and the latest release.
+/// Every release record of a release (Secrets, or ConfigMaps with
+/// `HELM_DRIVER=configmap`), and the latest release.
 pub async fn load(
     client: &Client,
     namespace: &str,
     name: &str,
 ) -> Result<Option<(Vec<Value>, Release)>> {
-    let secrets = client
-        .list(
-            &format!("/api/v1/namespaces/{namespace}/secrets"),
-            Some(&format!("name={name},owner=helm")),
-        )
-        .await?;
-    Ok(release::latest(&secrets)?.map(|r| (secrets, r)))
+    let collection = release::Driver::from_env()?.collection(namespace);
+    let records = client.list(&collection, Some(&format!("name={name},owner=helm"))).await?;
+    Ok(release::latest(&records)?.map(|r| (records, r)))
 }
 
 /// The layer label of a release's latest Secret (set by the fake helmfile).
@@ -196,10 +195,10 @@ fn layer_of(secrets: &[Value], version: u32) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Write a release back into its own revision's Secret (keeping the layer label).
+/// Write a release back into its own revision's record (keeping the layer label).
 pub async fn store(client: &Client, release: &Release, layer: Option<&str>) -> Result<()> {
-    let secret = release.to_secret(layer)?;
-    client.apply_object(&secret).await?;
+    let record = release.to_record(release::Driver::from_env()?, layer)?;
+    client.apply_object(&record).await?;
     Ok(())
 }
 
@@ -381,11 +380,8 @@ pub async fn uninstall(client: &Client, namespace: &str, name: &str) -> Result<b
             }
         }
     }
-    for s in secrets {
-        let secret_name = s["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-        client
-            .delete(&kube_api::object_path("v1", "Secret", Some(namespace), &secret_name))
-            .await?;
+    for record in secrets {
+        client.delete(&kube_api::path_of(&record)?).await?;
     }
     Ok(true)
 }

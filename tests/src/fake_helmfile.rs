@@ -15,7 +15,13 @@
 //!
 //! Output follows helmfile 1.x (`Upgrading release=...`, helm's install text, the
 //! `UPDATED RELEASES:` table); `list --output json` prints
-//! `[{name, namespace, enabled, installed, labels: "k:v,...", chart, version}]`.
+//! `[{name, namespace, enabled, installed, labels: "k:v,...", chart, version}]`; `build`
+//! prints the rendered state (`---`, `#  Source: <file>`, then `filepath` and `releases`
+//! as written in the file, in JSON's flow style, which is YAML). Every verb, `list` and
+//! `build` too, exits 3 with `no releases found` when nothing matches (`pkg/app`
+//! `ForEachState`). The claimed version (scenario `helmfile-version`) decides which
+//! flags exist and which files are Go templates (`crate::helmfile_version`); templates
+//! are rendered with the `--state-values-file` values (`crate::helmfile_template`).
 //! Releases run in file order (helmfile orders by `needs`; the layers list releases
 //! after their needs) and `apply` is `sync` (no diff).
 
@@ -28,26 +34,29 @@ use serde_json::{Value, json};
 use crate::fake_helm;
 use crate::helmfile_install::*;
 pub use crate::helmfile_install::{ManifestDoc, split_manifest};
-pub use crate::helmfile_state::{ReleaseSpec, load_releases};
+use crate::helmfile_state::state_documents;
+pub use crate::helmfile_state::{ReleaseSpec, StateOptions, load_releases, load_state};
+use crate::helmfile_template::{merge, read_values};
+use crate::helmfile_version::HelmfileVersion;
 use crate::kube_api::Client;
 use crate::scenario::Scenario;
 
 pub use crate::apiserver::controllers::VAULT_BOOTSTRAP;
-
-/// The helmfile version the fake claims (the pinned one).
-const VERSION: &str = "v1.6.0";
 
 pub fn main(args: Vec<String>) -> i32 {
     let scenario = fake_helm::prelude("helmfile", &args);
     if let Some(code) = crate::real_tools::exec_if_real("helmfile", &args) {
         return code;
     }
+    let version = HelmfileVersion::parse(&scenario.helmfile_version);
     // cobra's `--version` (helmfile cmd/root.go sets `Version`) and the `version` verb.
     if args.first().is_some_and(|a| a == "--version" || a == "version") {
-        println!("helmfile version {VERSION}");
+        println!("helmfile version {}", version.text());
         return 0;
     }
-    let result = parse_args(&args).and_then(|cmd| fake_helm::run_async(run(cmd, scenario)));
+    let result = parse_args(&args)
+        .and_then(|cmd| check_flags(&cmd, version).map(|()| cmd))
+        .and_then(|cmd| fake_helm::run_async(run(cmd, scenario, version)));
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -74,6 +83,10 @@ struct Command {
     timeout: Option<u64>,
     /// `--allow-no-matching-release`: no releases is exit 0 instead of 3.
     allow_no_match: bool,
+    /// `--state-values-file` (repeatable, merged in order).
+    state_values_files: Vec<PathBuf>,
+    /// `--sync-args`: extra helm flags for `helm upgrade` (only `--timeout` is read).
+    sync_args: Option<String>,
 }
 
 /// Flags taken (and ignored) with a value, and without, so the engine's command lines
@@ -88,7 +101,6 @@ const VALUE_FLAGS: &[&str] = &[
     "--helm-binary",
     "-b",
     "--state-values-set",
-    "--state-values-file",
     "--args",
     "--concurrency",
     "--set",
@@ -193,6 +205,8 @@ fn parse_args(args: &[String]) -> Result<Command> {
             "--wait" => c.wait = true,
             "--wait-for-jobs" => c.wait_for_jobs = true,
             "--allow-no-matching-release" => c.allow_no_match = true,
+            "--state-values-file" => c.state_values_files.push(PathBuf::from(value()?)),
+            "--sync-args" => c.sync_args = Some(value()?),
             "--timeout" => {
                 let v = value()?;
                 c.timeout = Some(v.parse().with_context(|| {
@@ -208,29 +222,77 @@ fn parse_args(args: &[String]) -> Result<Command> {
             other => bail!("Error: unexpected argument {other:?} after {}", c.verb),
         }
     }
-    if !["sync", "apply", "list", "status", "destroy", "template"].contains(&c.verb.as_str()) {
+    if !["sync", "apply", "list", "status", "destroy", "template", "build"]
+        .contains(&c.verb.as_str())
+    {
         bail!(
-            "Error: unknown command {:?} for \"helmfile\" (the testbed's helmfile knows sync, apply, list, status, destroy, template)",
+            "Error: unknown command {:?} for \"helmfile\" (the testbed's helmfile knows sync, apply, list, status, destroy, template, build)",
             c.verb
         );
     }
     Ok(c)
 }
 
-async fn run(cmd: Command, scenario: Scenario) -> Result<i32> {
+/// The flags the claimed version does not have are refused as cobra refuses them.
+fn check_flags(c: &Command, version: HelmfileVersion) -> Result<()> {
+    if c.timeout.is_some() && c.verb == "sync" && !version.has_sync_timeout() {
+        bail!("Error: unknown flag: --timeout");
+    }
+    if c.sync_args.is_some() && !version.has_sync_args() {
+        bail!("Error: unknown flag: --sync-args");
+    }
+    Ok(())
+}
+
+/// helm's `--timeout` among `--sync-args` (`--timeout=900s` or `--timeout 15m`), in
+/// seconds (Go durations of whole seconds, minutes or hours).
+fn helm_timeout(sync_args: &str) -> Result<Option<u64>> {
+    let words: Vec<&str> = sync_args.split_whitespace().collect();
+    let value = words.iter().enumerate().find_map(|(i, w)| match w.split_once('=') {
+        Some(("--timeout", v)) => Some(v.to_owned()),
+        None if *w == "--timeout" => words.get(i + 1).map(|v| (*v).to_owned()),
+        _ => None,
+    });
+    let Some(value) = value else { return Ok(None) };
+    let (number, unit) =
+        value.split_at(value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len()));
+    let number: u64 = number.parse().with_context(|| format!("invalid duration {value:?}"))?;
+    let factor = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => bail!(
+            "Error: invalid argument {value:?} for \"--timeout\" flag: time: missing unit in duration"
+        ),
+    };
+    Ok(Some(number * factor))
+}
+
+async fn run(cmd: Command, scenario: Scenario, version: HelmfileVersion) -> Result<i32> {
     let file = cmd.file.clone().unwrap_or_else(|| PathBuf::from("helmfile.yaml"));
-    let mut releases = load_releases(&file, &cmd.environment)?;
+    let mut state_values = json!({});
+    for path in &cmd.state_values_files {
+        merge(&mut state_values, &read_values(path)?);
+    }
+    let options = StateOptions {
+        environment: cmd.environment.clone(),
+        state_values,
+        version,
+        v1_mode: std::env::var("HELMFILE_V1MODE").ok(),
+    };
+    let mut releases = load_state(&file, &options)?;
+    let helm_timeout = cmd.sync_args.as_deref().map(helm_timeout).transpose()?.flatten();
     if !cmd.selectors.is_empty() {
         releases.retain(|r| cmd.selectors.iter().any(|sel| matches(sel, r)));
     }
     for r in &mut releases {
         r.wait |= cmd.wait;
         r.wait_for_jobs |= cmd.wait_for_jobs;
-        if let Some(t) = cmd.timeout {
+        if let Some(t) = cmd.timeout.or(helm_timeout) {
             r.timeout = t;
         }
     }
-    if releases.is_empty() && cmd.verb != "list" {
+    if releases.is_empty() {
         // helmfile pkg/app/errors.go NoMatchingHelmfileError; cmd/root.go: exit 3.
         let selectors: Vec<String> = cmd
             .selectors
@@ -254,6 +316,7 @@ async fn run(cmd: Command, scenario: Scenario) -> Result<i32> {
         "status" => status(&releases, cmd.kube_context.as_deref()).await,
         "destroy" => destroy(&releases, cmd.kube_context.as_deref()).await,
         "template" => template(&releases),
+        "build" => build(&file, &options),
         _ => sync(&file, &releases, &scenario, cmd.kube_context.as_deref()).await,
     }
 }
@@ -270,6 +333,22 @@ fn template(releases: &[ReleaseSpec]) -> Result<i32> {
         eprintln!("Templating release={}, chart={}", r.name, r.chart);
         print!("{}", render(&helm, r)?);
     }
+    Ok(0)
+}
+
+/// helmfile `PrintState`: the rendered state of the file, releases as written there.
+fn build(file: &Path, options: &StateOptions) -> Result<i32> {
+    let releases: Vec<Value> = state_documents(file, options)?
+        .iter()
+        .filter_map(|doc| doc["releases"].as_array())
+        .flatten()
+        .cloned()
+        .collect();
+    let source = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    let name = file.file_name().unwrap_or_default().to_string_lossy();
+    println!("---\n#  Source: {}\n", source.display());
+    println!("filepath: {}", serde_json::to_string(&name)?);
+    println!("releases: {}", serde_json::to_string(&releases)?);
     Ok(0)
 }
 

@@ -71,6 +71,13 @@ pub(crate) async fn install(
         bail!("create: failed to create: namespaces \"{}\" not found", r.namespace);
     }
     let previous = fake_helm::load(client, &r.namespace, &r.name).await?;
+    // helm `pkg/action/upgrade.go` prepareUpgrade: a pending last revision (a helm that
+    // was stopped mid-way, or one still running) refuses every upgrade (`errPending`).
+    if let Some((_, last)) = &previous
+        && last.info.status.starts_with("pending-")
+    {
+        bail!("UPGRADE FAILED: another operation (install/upgrade/rollback) is in progress");
+    }
     let version = previous.as_ref().map_or(0, |(_, p)| p.version) + 1;
     let now = release::timestamp_now();
     let mut rel = Release {
@@ -219,7 +226,7 @@ pub(crate) async fn write_revision(
 ) -> Result<()> {
     for secret in previous.unwrap_or_default() {
         if secret["metadata"]["labels"]["status"] == "deployed" {
-            let mut old = Release::from_secret(secret)?;
+            let mut old = Release::from_record(secret)?;
             old.info.status = "superseded".into();
             let old_layer =
                 secret["metadata"]["labels"][release::LAYER_LABEL].as_str().map(str::to_owned);

@@ -1,13 +1,18 @@
 //! A layer file as the fake helmfile reads it (helmfile `pkg/state/state.go`):
 //! `environments:`, `helmDefaults:` (`wait`, `waitForJobs`, `timeout`), `releases:`
 //! (`name`, `namespace`, `chart`, `version`, `labels`, `values`, `installed`,
-//! `createNamespace`, `wait`, `waitForJobs`, `timeout`) and nested `helmfiles:`.
+//! `createNamespace`, `wait`, `waitForJobs`, `timeout`) and nested `helmfiles:`. Each
+//! part (`---`) is rendered as a Go template first when the claimed version renders the
+//! file (`crate::helmfile_template`, `crate::helmfile_version`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
+
+use crate::helmfile_template::{merge, read_values, render_part};
+use crate::helmfile_version::HelmfileVersion;
 
 /// One release of a layer file, with what the fake needs of it.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,16 +38,89 @@ pub struct ReleaseSpec {
     pub timeout: u64,
 }
 
-/// The releases of a helmfile (and of its nested `helmfiles:`), in order. Fails as
-/// helmfile does when `environment` is not defined in a file that declares environments.
+/// How a state file is read: for which environment, with which state values
+/// (`--state-values-file`, merged), as which helmfile version.
+#[derive(Debug, Clone)]
+pub struct StateOptions {
+    pub environment: String,
+    pub state_values: Value,
+    pub version: HelmfileVersion,
+    /// `HELMFILE_V1MODE` as the process sees it.
+    pub v1_mode: Option<String>,
+}
+
+impl StateOptions {
+    /// The pinned helmfile's view of `environment`, with no state values.
+    pub fn new(environment: &str) -> StateOptions {
+        StateOptions {
+            environment: environment.to_owned(),
+            state_values: json!({}),
+            version: HelmfileVersion::parse(""),
+            v1_mode: None,
+        }
+    }
+}
+
+/// [`load_state`] as the pinned helmfile reads `file` for `environment`.
 pub fn load_releases(file: &Path, environment: &str) -> Result<Vec<ReleaseSpec>> {
+    load_state(file, &StateOptions::new(environment))
+}
+
+/// The layer a state file declares: its name without `.gotmpl` and `.yaml`/`.yml`.
+pub fn layer_name(file: &Path) -> String {
+    let name = file.file_name().unwrap_or_default().to_string_lossy();
+    let name = name.strip_suffix(".gotmpl").unwrap_or(&name);
+    let name = name.strip_suffix(".yaml").or_else(|| name.strip_suffix(".yml")).unwrap_or(name);
+    name.to_owned()
+}
+
+/// The YAML documents of a state file, each part rendered first when the version
+/// renders the file, with the environment values of the parts before it.
+pub fn state_documents(file: &Path, options: &StateOptions) -> Result<Vec<Value>> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).with_context(|| {
-        format!("in {}: failed to read {}: expected YAML documents", file.display(), file.display())
-    })?;
+    let text = text.replace("\r\n", "\n");
+    let render = options.version.renders(file, options.v1_mode.as_deref());
     let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let layer = file.file_stem().and_then(|s| s.to_str()).unwrap_or("").to_owned();
+    let mut env_values = json!({});
+    let mut docs = Vec::new();
+    for (index, part) in text.split("\n---\n").enumerate() {
+        let part = match render {
+            true => {
+                let mut values = env_values.clone();
+                merge(&mut values, &options.state_values);
+                render_part(file, index, part, &values, &options.environment)?
+            }
+            false => part.to_owned(),
+        };
+        let part_docs: Vec<Value> = serde_saphyr::from_multiple(&part).with_context(|| {
+            format!(
+                "in {}: failed to read {}: expected YAML documents",
+                file.display(),
+                file.display()
+            )
+        })?;
+        for doc in &part_docs {
+            let env = &doc["environments"][options.environment.as_str()];
+            for v in env["values"].as_array().into_iter().flatten() {
+                match v.as_str() {
+                    Some(path) => merge(&mut env_values, &read_values(&base_dir.join(path))?),
+                    None => merge(&mut env_values, v),
+                }
+            }
+        }
+        docs.extend(part_docs);
+    }
+    Ok(docs)
+}
+
+/// The releases of a helmfile (and of its nested `helmfiles:`), in order. Fails as
+/// helmfile does when `environment` is not defined in a file that declares environments.
+pub fn load_state(file: &Path, options: &StateOptions) -> Result<Vec<ReleaseSpec>> {
+    let environment = options.environment.as_str();
+    let docs = state_documents(file, options)?;
+    let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let layer = layer_name(file);
     let mut defaults = &Value::Null;
     for doc in docs.iter().filter(|d| d["helmDefaults"].is_object()) {
         defaults = &doc["helmDefaults"];
@@ -65,7 +143,7 @@ pub fn load_releases(file: &Path, environment: &str) -> Result<Vec<ReleaseSpec>>
                 .as_str()
                 .or_else(|| sub["path"].as_str())
                 .context("helmfiles: entry without a path")?;
-            out.extend(load_releases(&base_dir.join(path), environment)?);
+            out.extend(load_state(&base_dir.join(path), options)?);
         }
         for r in doc.get("releases").and_then(Value::as_array).into_iter().flatten() {
             let field = |k: &str| r[k].as_str().unwrap_or("").to_owned();

@@ -1,9 +1,12 @@
-//! Helm release state, stored exactly as Helm 4's Secret storage driver stores it
-//! (helm `pkg/storage/driver/secrets.go`, `util.go`): Secret
-//! `sh.helm.release.v1.<name>.v<rev>`, type `helm.sh/release.v1`, labels
-//! `owner=helm,name,status,version`, and `data.release` = Helm's base64 of gzip of the
-//! release JSON. The API base64-encodes `data` once more, so the JSON on the wire carries
-//! base64(base64(gzip(json))). Field names follow `/work/shared/formats/helm4-release-dry-run.json`.
+//! Helm release state, stored exactly as Helm's storage drivers store it, the one
+//! `HELM_DRIVER` names (helm `pkg/action/action.go` `Init`; `pkg/storage/driver/
+//! secrets.go`, `cfgmaps.go`, `util.go`):
+//! - `secret` (default): Secret `sh.helm.release.v1.<name>.v<rev>`, type
+//!   `helm.sh/release.v1`, labels `owner=helm,name,status,version`, and `data.release` =
+//!   Helm's base64 of gzip of the release JSON. The API base64-encodes `data` once more,
+//!   so the JSON on the wire carries base64(base64(gzip(json)));
+//! - `configmap`: a ConfigMap of that name and labels (plus `createdAt`), no type, and
+//!   `data.release` = Helm's base64 of gzip, with no second encoding. Field names follow `/work/shared/formats/helm4-release-dry-run.json`.
 
 use std::io::{Read, Write};
 
@@ -81,7 +84,63 @@ pub struct LastRun {
     pub phase: String,
 }
 
+/// Where helm keeps releases: `HELM_DRIVER`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    Secret,
+    ConfigMap,
+}
+
+impl Driver {
+    /// `HELM_DRIVER` as helm reads it; the drivers the testbed does not simulate
+    /// (`memory`, `sql`) and unknown ones are errors.
+    pub fn from_env() -> Result<Driver> {
+        match std::env::var("HELM_DRIVER").unwrap_or_default().as_str() {
+            "" | "secret" | "secrets" => Ok(Driver::Secret),
+            "configmap" | "configmaps" => Ok(Driver::ConfigMap),
+            "memory" | "sql" => bail!(
+                "testbed: HELM_DRIVER {:?} is not simulated",
+                std::env::var("HELM_DRIVER").unwrap_or_default()
+            ),
+            other => bail!("unknown driver {other:?}"),
+        }
+    }
+
+    /// The API collection of a namespace's release records.
+    pub fn collection(self, namespace: &str) -> String {
+        match self {
+            Driver::Secret => format!("/api/v1/namespaces/{namespace}/secrets"),
+            Driver::ConfigMap => format!("/api/v1/namespaces/{namespace}/configmaps"),
+        }
+    }
+}
+
 impl Release {
+    /// The object (Secret or ConfigMap, API JSON) `driver` stores this release in.
+    pub fn to_record(&self, driver: Driver, layer: Option<&str>) -> Result<Value> {
+        let mut record = self.to_secret(layer)?;
+        if driver == Driver::ConfigMap {
+            record["kind"] = json!("ConfigMap");
+            record.as_object_mut().map(|o| o.remove("type"));
+            record["metadata"]["labels"]["createdAt"] =
+                json!(jiff::Timestamp::now().as_second().to_string());
+            record["data"]["release"] = json!(encode(self)?);
+        }
+        Ok(record)
+    }
+
+    /// Decode a release record (a Secret or a ConfigMap, API JSON).
+    pub fn from_record(record: &Value) -> Result<Release> {
+        if record["kind"] != "ConfigMap" {
+            return Release::from_secret(record);
+        }
+        let name = record["metadata"]["name"].as_str().unwrap_or("?");
+        let data = record["data"]["release"]
+            .as_str()
+            .with_context(|| format!("configmap {name}: no data.release"))?;
+        decode(data.as_bytes()).with_context(|| format!("configmap {name}"))
+    }
+
     pub fn secret_name(&self) -> String {
         secret_name(&self.name, self.version)
     }
@@ -157,11 +216,12 @@ pub fn decode(text: &[u8]) -> Result<Release> {
     serde_json::from_slice(&json).context("release JSON")
 }
 
-/// The latest revision among release Secrets (API JSON objects) of one release.
+/// The latest revision among release records (Secrets or ConfigMaps, API JSON) of one
+/// release.
 pub fn latest(secrets: &[Value]) -> Result<Option<Release>> {
     let mut best: Option<Release> = None;
     for s in secrets {
-        let r = Release::from_secret(s)?;
+        let r = Release::from_record(s)?;
         if best.as_ref().is_none_or(|b| r.version > b.version) {
             best = Some(r);
         }
@@ -250,6 +310,20 @@ mod tests {
         let gz = B64.decode(&once).unwrap();
         assert_eq!(&gz[..3], &[0x1f, 0x8b, 0x08]);
         assert_eq!(Release::from_secret(&secret).unwrap(), release);
+    }
+
+    #[test]
+    fn configmap_records_carry_helms_text_once_encoded() {
+        let release = sample();
+        let record = release.to_record(Driver::ConfigMap, Some("10-bootstrap")).unwrap();
+        assert_eq!(record["kind"], "ConfigMap");
+        assert!(record.get("type").is_none());
+        assert_eq!(record["metadata"]["labels"]["owner"], "helm");
+        let text = record["data"]["release"].as_str().unwrap();
+        assert_eq!(&B64.decode(text).unwrap()[..3], &[0x1f, 0x8b, 0x08], "no second base64");
+        assert_eq!(Release::from_record(&record).unwrap(), release);
+        let secret = release.to_record(Driver::Secret, None).unwrap();
+        assert_eq!(Release::from_record(&secret).unwrap(), release);
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct Scenario {
     /// The helm version the fake helm claims (and whose `helm test` ordering and error
     /// text it follows).
     pub helm_version: String,
+    /// The helmfile version the fake helmfile claims (and whose flags and rendering it
+    /// follows: `crate::helmfile_version`).
+    pub helmfile_version: String,
     /// An ExternalSecret is not Ready: `SecretSyncedError` naming a missing remote key.
     pub secret_missing_key: bool,
     /// Tilt serves its API but the `(Tiltfile)` resource never becomes Ready.
@@ -71,33 +74,40 @@ impl Default for Scenario {
             startup_ms: DEFAULT_STARTUP_MS,
             cron_minute_ms: 60_000,
             helm_version: pinned_helm_version(),
+            helmfile_version: pinned_version("helmfile").unwrap_or_else(|| "1.6.0".into()),
         }
     }
 }
 
 /// `[workspace.metadata.bootstrap.tools.helm] version` of the root Cargo.toml.
 pub fn pinned_helm_version() -> String {
+    pinned_version("helm").unwrap_or_else(|| "3.18.4".into())
+}
+
+/// `[workspace.metadata.bootstrap.tools.<tool>] version` of the root Cargo.toml.
+pub fn pinned_version(tool: &str) -> Option<String> {
     let manifest = include_str!("../../Cargo.toml");
-    let mut in_helm = false;
+    let table = format!("[workspace.metadata.bootstrap.tools.{tool}]");
+    let mut inside = false;
     for line in manifest.lines().map(str::trim) {
         if line.starts_with('[') {
-            in_helm = line == "[workspace.metadata.bootstrap.tools.helm]";
-        } else if in_helm
+            inside = line == table;
+        } else if inside
             && let Some(v) = line.strip_prefix("version")
             && let Some(v) = v.trim_start().strip_prefix('=')
         {
-            return v.trim().trim_matches('"').to_owned();
+            return Some(v.trim().trim_matches('"').to_owned());
         }
     }
-    "3.18.4".to_owned()
+    None
 }
 
 impl Scenario {
     /// Apply one `--scenario` word: `gate-fail=<layer>`, `gate-leak=<layer>`, `log-race=<layer>`,
     /// `sync-fail=<layer>`, `vault-fail`, `vault-flaky`, `job-fail=<prefix>`,
     /// `secret-missing-key`, `tilt-not-ready`, `startup-ms=<n>`, `cron-minute-ms=<n>`,
-    /// `pull-ms=<n>`, `image-unfetchable=<ref>`, `helm-version=<x.y.z>`, `healthy` (no
-    /// change).
+    /// `pull-ms=<n>`, `image-unfetchable=<ref>`, `helm-version=<x.y.z>`,
+    /// `helmfile-version=<x.y.z>`, `healthy` (no change).
     pub fn apply(&mut self, word: &str) -> Result<()> {
         match word.split_once('=') {
             Some(("gate-fail", layer)) => self.gate_fail.push(layer.to_owned()),
@@ -117,6 +127,13 @@ impl Scenario {
                 }
                 self.helm_version = v.to_owned();
             }
+            Some(("helmfile-version", v)) => {
+                let v = v.trim_start_matches('v');
+                if crate::helm_version::HelmVersion::parse(v).is_none() {
+                    bail!("helmfile-version={v}: expected MAJOR.MINOR.PATCH");
+                }
+                self.helmfile_version = v.to_owned();
+            }
             None if word == "vault-fail" => self.vault_fail = true,
             None if word == "vault-flaky" => self.vault_flaky = true,
             None if word == "secret-missing-key" => self.secret_missing_key = true,
@@ -126,7 +143,7 @@ impl Scenario {
                 "unknown scenario `{word}`: expected healthy, gate-fail=<layer>, gate-leak=<layer>, log-race=<layer>, \
                  sync-fail=<layer>, vault-fail, vault-flaky, job-fail=<prefix>, secret-missing-key, \
                  tilt-not-ready, image-unfetchable=<ref>, latency-ms=<n>, startup-ms=<n>, pull-ms=<n>, \
-                 cron-minute-ms=<n> or helm-version=<x.y.z>"
+                 cron-minute-ms=<n>, helm-version=<x.y.z> or helmfile-version=<x.y.z>"
             ),
         }
         Ok(())
@@ -181,6 +198,9 @@ mod tests {
         s.apply("cron-minute-ms=2000").unwrap();
         assert_eq!((s.helm_version.as_str(), s.cron_minute_ms), ("4.1.4", 2000));
         assert!(s.apply("helm-version=four").is_err());
+        assert_eq!(Scenario::default().helmfile_version, "1.6.0");
+        s.apply("helmfile-version=0.166.0").unwrap();
+        assert_eq!(s.helmfile_version, "0.166.0");
         s.apply("pull-ms=3000").unwrap();
         s.apply("image-unfetchable=busybox:1.37.0").unwrap();
         assert_eq!(

@@ -24,7 +24,7 @@ pub struct Cmd {
     pub timeout: Duration,
     /// Stage tag for the log, e.g. `cluster` or `layers/24-auth`.
     pub tag: String,
-    /// Not echoed to stderr: read-only probes (`<tool> version`, `helmfile list`).
+    /// Not echoed to stderr: read-only probes (`<tool> version`, `helmfile build`).
     pub quiet: bool,
     /// Working directory (default: ours).
     pub cwd: Option<std::path::PathBuf>,

@@ -1,6 +1,12 @@
 //! Reading the platform as a command sees it: the pure model of `crate::platform`,
-//! checked against the run's environment, with Go-template layers listed by
-//! `helmfile list` (the one process the model needs, kept out of the model).
+//! checked against the run's environment, with Go-template layers rendered by
+//! `helmfile build` (the one process the model needs, kept out of the model).
+//!
+//! `build` rather than `list --output json`: it prints the rendered state itself
+//! (releases with their `values`, `needs`, labels and `installed`, in file order), so a
+//! template layer's digest and validation cover its values files like a plain layer's;
+//! `list` prints neither values nor needs, and 1.x sorts it by namespace and name. Both
+//! exist with this output in every supported helmfile (`pkg/app` `PrintState`).
 //!
 //! `helmfile` is looked for in `<root>/.tools/bin`, then on `PATH`; without it template
 //! layers stay not read, with the reason. The calls are quiet (read-only) and change
@@ -14,7 +20,7 @@ use crate::config::Context;
 use crate::error::{Context as _, Result, bad_input};
 use crate::exec::{self, Cmd};
 use crate::platform::bundles;
-use crate::platform::helmfile::{LayerReleases, Platform, parse_listed};
+use crate::platform::helmfile::{LayerReleases, Platform, parse_built};
 use crate::session::Session;
 
 /// Why a template layer is not read when no helmfile is found.
@@ -77,8 +83,10 @@ pub struct Lister {
 }
 
 impl Lister {
-    /// Every template layer of `platform` listed (or marked [`NO_HELMFILE`]); a failing
-    /// `helmfile list` is bad input naming the layer file and helmfile's last line.
+    /// Every template layer of `platform` rendered (or marked [`NO_HELMFILE`]); a failing
+    /// `helmfile build` is bad input naming the layer file and helmfile's last line. A
+    /// layer that renders no release is listed empty (helmfile's exit 3, "no releases
+    /// found"), which the input validation then refuses with its own words.
     pub async fn fill(&self, session: &Session, mut platform: Platform) -> Result<Platform> {
         for layer in platform.layers.iter_mut().filter(|l| l.template) {
             layer.releases = self.list(session, &layer.file).await?;
@@ -96,10 +104,13 @@ impl Lister {
             .arg(file.to_string_lossy())
             .args(["-e", &self.environment])
             .args(state_values.args())
-            .args(["list", "--output", "json"])
+            .arg("build")
             .quiet();
         // Reading the model changes nothing: not echoed, and not logged.
         let out = exec::run(&session.quiet(), &cmd).await?;
+        if crate::helmfile_cli::matched_no_release(&out) {
+            return Ok(LayerReleases::Listed { releases: Vec::new() });
+        }
         if !out.success() {
             let why =
                 out.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
@@ -109,7 +120,7 @@ impl Lister {
                 cmd.display()
             )));
         }
-        Ok(LayerReleases::Listed { releases: parse_listed(file, &out.stdout)? })
+        Ok(LayerReleases::Listed { releases: parse_built(file, &out.stdout)? })
     }
 }
 
@@ -147,16 +158,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn template_layer_is_listed_by_helmfile_and_its_failure_is_bad_input() {
+    async fn template_layer_is_rendered_by_helmfile_and_its_failure_is_bad_input() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let platform = platform_with_template(dir.path());
         let helmfile = dir.path().join("helmfile");
+        // As helmfile 0.166.0 and 1.x answer: the rendered state, exit 3 when the file
+        // renders no release, exit 1 naming what failed.
         std::fs::write(
             &helmfile,
             r#"#!/bin/sh
 case "$*" in
-  *"-e local --state-values-file "*" list --output json") echo '[{"name":"web","labels":"gate:true","chart":"c"}]';;
+  *"-e local --state-values-file "*" build") printf -- '---\n#  Source: x\n\nreleases:\n- name: web\n  chart: c\n  labels:\n    gate: "true"\n  values:\n  - v.yaml\n';;
+  *"-e empty --state-values-file "*" build") echo "err: no releases found that matches specified selector() and environment(empty), in any helmfile" >&2; exit 3;;
   *) echo "environment not found" >&2; exit 1;;
 esac
 "#,
@@ -169,12 +183,20 @@ esac
         let layer = &listed.layers[0];
         assert!(matches!(layer.releases, LayerReleases::Listed { .. }), "{layer:?}");
         assert_eq!(layer.gates().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["web"]);
+        let values = &layer.releases.as_slice()[0].values;
+        assert_eq!(values, &[crate::platform::helmfile::Values::Path("v.yaml".into())]);
+
+        let empty = Lister { environment: "empty".into(), ..lister.clone() };
+        let listed = empty.fill(&Session::silent(), platform.clone()).await.unwrap();
+        assert!(
+            matches!(&listed.layers[0].releases, LayerReleases::Listed { releases } if releases.is_empty())
+        );
 
         let staging = Lister { environment: "staging".into(), ..lister };
         let err = staging.fill(&Session::silent(), platform).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::BadInput);
         let text = err.to_string();
         assert!(text.contains("30-apps.yaml.gotmpl: `"), "{text}");
-        assert!(text.contains(" list --output json` failed: environment not found"), "{text}");
+        assert!(text.contains(" build` failed: environment not found"), "{text}");
     }
 }

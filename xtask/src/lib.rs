@@ -2,12 +2,13 @@
 //! the `smoke` test binary calls the same checks.
 //!
 //! Dependencies point one way (the README's "Architecture"):
-//! - leaf types: [`error`], [`outcome`], [`digest`], [`redact`], [`events`], [`cancel`],
+//! - leaf types: [`error`], [`outcome`], [`digest`], [`redact`], [`events`], [`cancel`], [`version`],
 //!   [`session`], [`table`]
 //! - model, pure readers of settings and `infra/`: [`config`], [`pins`], [`platform`]
 //! - adapters to the outside: [`exec`], [`http`], [`k8s`], [`learn`] (Secret values for
 //!   redaction), [`release`], [`probe`], [`fsutil`],
-//!   [`helmfile_list`] (the platform model with Go-template layers listed)
+//!   [`helmfile_cli`] (helmfile's flags by version), [`helmfile_list`] (the platform model
+//!   with Go-template layers rendered by helmfile)
 //! - stages and commands: [`cluster`], [`charts`], [`images`], [`layers`], [`checks`],
 //!   [`secrets`], [`tilt`], [`tools`], [`doctor`], [`plan`], [`steps`] (repository steps)
 //! - the run: [`runner`] (the stage pipeline), [`bootstrap`], [`lock`]
@@ -25,6 +26,7 @@ pub mod error;
 pub mod events;
 pub mod exec;
 pub mod fsutil;
+pub mod helmfile_cli;
 pub mod helmfile_list;
 pub mod http;
 pub mod images;
@@ -48,3 +50,4 @@ pub mod steps;
 pub mod table;
 pub mod tilt;
 pub mod tools;
+pub mod version;

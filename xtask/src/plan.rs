@@ -62,7 +62,7 @@ pub struct ClusterView {
 pub struct LayerView {
     pub name: String,
     pub file: String,
-    /// `parsed` (from the file), `listed` (via `helmfile list`) or `not_read`.
+    /// `parsed` (from the file), `listed` (rendered by `helmfile build`) or `not_read`.
     pub state: &'static str,
     /// Why the releases are unknown, for `not_read`.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,16 +1,63 @@
-//! Helm release state, read from the release Secrets Helm writes (never by parsing
-//! `helm status` text): Secret `sh.helm.release.v1.<name>.v<rev>`, labels
-//! `owner=helm,name=<name>`, `data.release` = Helm's base64 of gzip (plain JSON for old
-//! releases) of the release JSON. The API's own base64 of `data` is undone by the client.
+//! Helm release state, read from the records Helm writes (never by parsing `helm status`
+//! text), in the storage `HELM_DRIVER` names as helm itself reads it
+//! (`pkg/action/action.go` `Init`, `pkg/storage/driver/{secrets,cfgmaps,util}.go`):
+//!
+//! - `secret` (default; also `secrets` or unset): Secret `sh.helm.release.v1.<name>.v<rev>`
+//!   of type `helm.sh/release.v1`, labels `owner=helm,name,status,version`,
+//!   `data.release` = Helm's base64 of gzip (plain JSON for old releases) of the release
+//!   JSON; the API's own base64 of `data` is undone by the client.
+//! - `configmap` (or `configmaps`): a ConfigMap of the same name and labels whose
+//!   `data.release` is that same base64 text (no second encoding).
+//!
+//! `memory` keeps releases inside one helm process and `sql` in a database this engine
+//! cannot read: both are refused ([`Driver::from_env`], exit 3).
 
 use std::io::Read;
 
-use crate::error::{Context, Result};
+use crate::error::{Context, Result, missing};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams};
 use serde::Deserialize;
+
+/// Where helm keeps its release records: `HELM_DRIVER`, as helm reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    Secret,
+    ConfigMap,
+}
+
+impl Driver {
+    /// The driver a `HELM_DRIVER` value names (helm's own spellings); one whose records
+    /// this engine cannot read is a missing prerequisite (exit 3) saying what to set.
+    pub fn parse(value: Option<&str>) -> Result<Driver> {
+        let why = match value.unwrap_or("") {
+            "" | "secret" | "secrets" => return Ok(Driver::Secret),
+            "configmap" | "configmaps" => return Ok(Driver::ConfigMap),
+            "sql" => "keeps releases in a SQL database, which the engine cannot read",
+            "memory" => "keeps releases inside one helm process: nothing is left to read after it",
+            _ => "is not a Helm storage driver",
+        };
+        Err(missing(format!(
+            "HELM_DRIVER={} {why}; the bootstrap reads release state (status, gates, digests) from the cluster: set HELM_DRIVER to `secret` (helm's default) or `configmap`, or unset it; nothing was changed",
+            value.unwrap_or_default()
+        )))
+    }
+
+    /// The driver of this process's `HELM_DRIVER` (helm, run by the engine, inherits it).
+    pub fn from_env() -> Result<Driver> {
+        Driver::parse(std::env::var("HELM_DRIVER").ok().as_deref())
+    }
+
+    /// The kind of object holding one revision.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Driver::Secret => "Secret",
+            Driver::ConfigMap => "ConfigMap",
+        }
+    }
+}
 
 /// The parts of a Helm release the engine judges.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -202,20 +249,52 @@ pub async fn read(
     namespace: &str,
     name: &str,
 ) -> Result<Option<HelmRelease>> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    Ok(latest(history(client, namespace, name).await?))
+}
+
+/// Every revision Helm keeps of release `name` in `namespace` (any order), from the
+/// storage `HELM_DRIVER` names.
+pub async fn history(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Vec<HelmRelease>> {
+    let driver = Driver::from_env()?;
     let params = ListParams::default().labels(&format!("owner=helm,name={name}"));
-    let list = secrets.list(&params).await.with_context(|| {
-        format!("listing Helm release Secrets of `{name}` in namespace `{namespace}`")
-    })?;
-    let mut releases = Vec::new();
-    for secret in list.items {
-        let secret_name = secret.metadata.name.clone().unwrap_or_default();
-        let Some(data) = secret.data.as_ref().and_then(|d| d.get("release")) else { continue };
-        let release =
-            decode(&data.0).with_context(|| format!("Secret {namespace}/{secret_name}"))?;
-        releases.push(release);
-    }
-    Ok(latest(releases))
+    let listing = || {
+        format!("listing Helm release {}s of `{name}` in namespace `{namespace}`", driver.kind())
+    };
+    // (object name, Helm's base64 text) of each revision.
+    let records: Vec<(String, Vec<u8>)> = match driver {
+        Driver::Secret => {
+            let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+            let list = api.list(&params).await.with_context(listing)?;
+            list.items
+                .into_iter()
+                .filter_map(|s| {
+                    let data = s.data?.remove("release")?;
+                    Some((s.metadata.name.unwrap_or_default(), data.0))
+                })
+                .collect()
+        }
+        Driver::ConfigMap => {
+            let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+            let list = api.list(&params).await.with_context(listing)?;
+            list.items
+                .into_iter()
+                .filter_map(|c| {
+                    let data = c.data?.remove("release")?;
+                    Some((c.metadata.name.unwrap_or_default(), data.into_bytes()))
+                })
+                .collect()
+        }
+    };
+    records
+        .into_iter()
+        .map(|(object, text)| {
+            decode(&text).with_context(|| format!("{} {namespace}/{object}", driver.kind()))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -257,6 +336,23 @@ mod tests {
         let encoded = B64.encode(JSON);
         assert_eq!(decode(encoded.as_bytes()).unwrap().version, 3);
         assert!(decode(b"not base64!").unwrap_err().to_string().contains("not base64"));
+    }
+
+    #[test]
+    fn helm_driver_is_read_as_helm_reads_it() {
+        for secret in [None, Some(""), Some("secret"), Some("secrets")] {
+            assert_eq!(Driver::parse(secret).unwrap(), Driver::Secret, "{secret:?}");
+        }
+        for cm in [Some("configmap"), Some("configmaps")] {
+            assert_eq!(Driver::parse(cm).unwrap(), Driver::ConfigMap);
+        }
+        for other in ["sql", "memory", "etcd"] {
+            let err = Driver::parse(Some(other)).unwrap_err();
+            assert_eq!(err.kind(), crate::error::ErrorKind::Missing, "{other}");
+            let text = err.to_string();
+            assert!(text.starts_with(&format!("HELM_DRIVER={other} ")), "{text}");
+            assert!(text.contains("set HELM_DRIVER to `secret` (helm's default) or `configmap`"));
+        }
     }
 
     #[test]

@@ -27,7 +27,7 @@ impl Session {
     }
 
     /// The same cancellation and tool path, with events dropped: read-only calls whose
-    /// output nobody needs (`<tool> version`, `helmfile list`).
+    /// output nobody needs (`<tool> version`, `helmfile build`).
     pub fn quiet(&self) -> Session {
         Session { events: self.events.without_sinks(), log_path: None, ..self.clone() }
     }

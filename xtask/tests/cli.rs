@@ -173,10 +173,10 @@ fn go_template_layer_is_read_by_helmfile_or_said_unread() {
     assert_eq!(apps["state"], "not_read");
     assert_eq!(apps["note"], "not read: Go template and helmfile not found");
 
-    // A helmfile that answers `list --output json` the way the real one does.
+    // A helmfile that answers `build` the way the real one (0.166.0, 1.x) does.
     let helmfile = bin_dir(&[(
         "helmfile",
-        r#"case "$*" in *"-e local --state-values-file "*" list --output json"*) echo '[{"name":"web","namespace":"tiny","enabled":true,"installed":true,"labels":"gate:true,tier:web","chart":"../charts/web","version":""}]';; *) exit 1;; esac"#,
+        r#"case "$*" in *"-e local --state-values-file "*" build"*) printf -- '---\n#  Source: x\n\nfilepath: 20-apps.yaml.gotmpl\nreleases:\n- chart: ../charts/web\n  name: web\n  namespace: tiny\n  labels:\n    gate: "true"\n    tier: web\n';; *) exit 1;; esac"#,
     )]);
     let plan = plan_json(fixture.xtask(&["plan", "--format", "json"]).env("PATH", helmfile.path()));
     let apps = &plan["layers"][1];
@@ -261,8 +261,17 @@ fn doctor_with_every_tool_reports_versions() {
 
 #[test]
 fn plan_of_this_repository_lists_the_nine_layers_with_gates() {
+    // The template layer is rendered by a helmfile: the testbed's, which renders it as
+    // helmfile does (tests/src/helmfile_template.rs), first on PATH.
+    let bin = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(testbed::world::testbed_bin().unwrap(), bin.path().join("helmfile"))
+        .unwrap();
+    let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    cmd.args(["plan", "--format", "json"]).env("BOOTSTRAP_ROOT", support::repo_root());
+    cmd.args(["plan", "--format", "json"])
+        .env("BOOTSTRAP_ROOT", support::repo_root())
+        .env("PATH", path)
+        .env_remove("TESTBED_DIR");
     let plan = plan_json(&mut cmd);
     assert_eq!(plan["cluster"]["name"], "ameide");
     assert!(is_sha256_hex(&plan["cluster"]["config_hash"]), "{}", plan["cluster"]);
@@ -270,7 +279,8 @@ fn plan_of_this_repository_lists_the_nine_layers_with_gates() {
     let names: Vec<_> = layers.iter().map(|l| l["name"].as_str().unwrap()).collect();
     assert_eq!(names, LAYERS);
     for layer in layers {
-        assert_eq!(layer["state"], "parsed", "{layer}");
+        let template = layer["file"].as_str().unwrap().ends_with(".yaml.gotmpl");
+        assert_eq!(layer["state"], if template { "listed" } else { "parsed" }, "{layer}");
         let gates = layer["releases"].as_array().unwrap().iter().filter(|r| r["gate"] == true);
         assert!(gates.count() >= 1, "layer {} has no gate release", layer["name"]);
     }

@@ -24,8 +24,30 @@ fn kubernetes_dir() -> PathBuf {
     repo_root().join("infra/kubernetes")
 }
 
+/// The layers that are Go templates (`<layer>.yaml.gotmpl`); the others are plain YAML.
+const TEMPLATE_LAYERS: [&str; 1] = ["45-data-plane-ext"];
+
 fn layer_file(layer: &str) -> PathBuf {
-    kubernetes_dir().join("helmfiles").join(format!("{layer}.yaml"))
+    let suffix = if TEMPLATE_LAYERS.contains(&layer) { "yaml.gotmpl" } else { "yaml" };
+    kubernetes_dir().join("helmfiles").join(format!("{layer}.{suffix}"))
+}
+
+/// A template layer as helmfile renders it with every bundle on (the testbed's
+/// renderer, as the fake helmfile reads it), its parts' top-level keys merged.
+fn render_template_layer(path: &Path) -> serde_json::Map<String, Value> {
+    let options = testbed::helmfile_state::StateOptions {
+        state_values: serde_json::json!({ "bundles": ["observability"] }),
+        ..testbed::helmfile_state::StateOptions::new("local")
+    };
+    let documents = testbed::helmfile_state::state_documents(path, &options)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let mut merged = serde_json::Map::new();
+    for document in documents {
+        if let Value::Object(map) = document {
+            merged.extend(map);
+        }
+    }
+    merged
 }
 
 /// A Helmfile release as the layer file declares it, with paths resolved.
@@ -89,7 +111,10 @@ fn string_field<'a>(release: &'a Value, key: &str, file: &Path) -> &'a str {
 fn read_layer(layer: &str) -> Vec<Release> {
     let file = layer_file(layer);
     let dir = file.parent().unwrap();
-    let helmfile = parse_helmfile(&file);
+    let helmfile = match TEMPLATE_LAYERS.contains(&layer) {
+        true => render_template_layer(&file),
+        false => parse_helmfile(&file),
+    };
     assert!(
         helmfile.get("environments").and_then(|envs| envs.get("local")).is_some(),
         "{}: expected `environments: {{local: {{}}}}` so the layer runs standalone with -e local",
@@ -169,20 +194,28 @@ fn helmfile_lists_the_nine_layers_in_order() {
             path.unwrap_or_else(|| panic!("helmfiles entry {entry} has no path")).to_string()
         })
         .collect();
-    let expected: Vec<String> =
-        LAYERS.iter().map(|layer| format!("helmfiles/{layer}.yaml")).collect();
+    let expected: Vec<String> = LAYERS
+        .iter()
+        .map(|layer| {
+            let file = layer_file(layer);
+            format!("helmfiles/{}", file.file_name().unwrap().to_string_lossy())
+        })
+        .collect();
     assert_eq!(listed, expected, "{}: layers missing or out of order", path.display());
 }
 
 #[test]
-fn every_layer_is_plain_yaml_with_a_gate_release() {
+fn every_layer_is_plain_yaml_or_a_gotmpl_template_with_a_gate_release() {
     for layer in LAYERS {
         let file = layer_file(layer);
         let text = std::fs::read_to_string(&file)
             .unwrap_or_else(|e| panic!("{}: cannot read: {e}", file.display()));
-        assert!(
-            !text.contains("{{"),
-            "{}: must be plain YAML, found a Go template `{{{{`",
+        // helmfile 1.x renders only `*.gotmpl` files: a `{{` elsewhere would be literal
+        // text there and a template on 0.x.
+        assert_eq!(
+            text.contains("{{"),
+            TEMPLATE_LAYERS.contains(&layer),
+            "{}: Go template actions belong in the `.gotmpl` layers only",
             file.display()
         );
         let releases = read_layer(layer);
@@ -488,4 +521,30 @@ fn the_real_cluster_rules_reject_one_shot_checks_and_floating_images() {
     assert_eq!(failures.len(), 2, "{failures:#?}");
     assert!(failures[0].starts_with("release `x`: Pod once: image `busybox` is not pinned"));
     assert!(failures[1].starts_with("release `x`: test hook Pod once: its command is not `sh -c"));
+}
+
+#[test]
+fn the_template_layer_installs_the_observability_bundle_only_when_it_is_on() {
+    let file = layer_file("45-data-plane-ext");
+    let installed = |bundles: Value| -> Vec<(String, bool)> {
+        let options = testbed::helmfile_state::StateOptions {
+            state_values: serde_json::json!({ "bundles": bundles }),
+            ..testbed::helmfile_state::StateOptions::new("local")
+        };
+        let releases = testbed::helmfile_state::load_state(&file, &options)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        releases.into_iter().map(|r| (r.name, r.installed)).collect()
+    };
+    let pair = |name: &str, on: bool| (name.to_owned(), on);
+    assert_eq!(
+        installed(serde_json::json!([])),
+        [
+            pair("object-storage", true),
+            pair("data-plane-ext-smoke", true),
+            pair("metrics", false),
+            pair("metrics-smoke", false)
+        ]
+    );
+    let on = installed(serde_json::json!(["observability"]));
+    assert!(on.iter().all(|(_, installed)| *installed), "{on:?}");
 }

@@ -19,6 +19,9 @@ use crate::secrets;
 pub struct Layers {
     /// The layer being applied (an interruption there names it).
     current: Option<String>,
+    /// Per layer index, the releases a stopped run left pending and what the sync does
+    /// about them first (planned, then carried out by apply).
+    recoveries: BTreeMap<usize, Vec<layers::pending::Recover>>,
 }
 
 impl Stage<RunState<'_>> for Layers {
@@ -27,11 +30,11 @@ impl Stage<RunState<'_>> for Layers {
     }
 
     fn plan<'a>(&'a mut self, state: &'a mut RunState<'_>) -> StageFuture<'a> {
-        Box::pin(plan(state))
+        Box::pin(plan(state, &mut self.recoveries))
     }
 
     fn apply<'a>(&'a mut self, state: &'a mut RunState<'_>) -> StageFuture<'a> {
-        Box::pin(apply(state, &mut self.current))
+        Box::pin(apply(state, &mut self.current, &self.recoveries))
     }
 
     fn stopped_in(&self) -> Option<String> {
@@ -55,7 +58,10 @@ async fn recorded(state: &mut RunState<'_>) -> Result<(BTreeMap<String, String>,
     }
 }
 
-async fn plan(state: &mut RunState<'_>) -> Result<Report> {
+async fn plan(
+    state: &mut RunState<'_>,
+    recoveries: &mut BTreeMap<usize, Vec<layers::pending::Recover>>,
+) -> Result<Report> {
     let (recorded, unreachable) = recorded(state).await?;
     let settings = state.ctx.settings.secrets.clone();
     let named = matches!(state.options.selection, Selection::Named(_));
@@ -90,8 +96,20 @@ async fn plan(state: &mut RunState<'_>) -> Result<Report> {
                 )
             }
         };
+        let pending = match (&unreachable, &decision) {
+            (None, LayerPlan::Sync { .. }) => {
+                let client = state.client().await?;
+                layers::pending_releases(&client, &input.layer).await?
+            }
+            _ => Vec::new(),
+        };
         let tag = format!("layers/{}", input.layer.name);
         state.ctx.session.line(&tag, &format!("plan: {decision}"));
+        for recover in &pending {
+            state.ctx.session.line(&tag, &format!("plan: first {recover}"));
+        }
+        state.rows[index].first = pending.iter().map(ToString::to_string).collect();
+        recoveries.insert(index, pending);
         let mut then: Vec<String> = secrets::steps_after(&settings, &input.layer.name)
             .into_iter()
             .map(|step| step.describe(&settings))
@@ -135,7 +153,11 @@ async fn plan(state: &mut RunState<'_>) -> Result<Report> {
     Ok(Report { layer: unverified.first().cloned(), ..Report::failed(detail, finding) })
 }
 
-async fn apply(state: &mut RunState<'_>, current: &mut Option<String>) -> Result<Report> {
+async fn apply(
+    state: &mut RunState<'_>,
+    current: &mut Option<String>,
+    recoveries: &BTreeMap<usize, Vec<layers::pending::Recover>>,
+) -> Result<Report> {
     let client = state.client().await?;
     let ctx = state.ctx;
     let session = &ctx.session;
@@ -155,8 +177,9 @@ async fn apply(state: &mut RunState<'_>, current: &mut Option<String>) -> Result
                 session.cancel.check()?;
                 session
                     .progress(&format!("layers/{name}"), &format!("layer {name}: sync ({reason})"));
-                let cycle = Cycle { ctx, client: &client };
-                let outcome = match layers::sync_and_gate(&cycle, &input.layer).await {
+                let cycle = Cycle { ctx, client: &client, helmfile: state.inputs.helmfile };
+                let pending = recoveries.get(&index).map_or(&[][..], Vec::as_slice);
+                let outcome = match layers::sync_and_gate(&cycle, &input.layer, pending).await {
                     Ok(outcome) => outcome,
                     Err(e) => {
                         state.rows[index].status = LayerStatus::Failed;

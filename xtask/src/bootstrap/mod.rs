@@ -111,6 +111,8 @@ pub struct Inputs {
     pub layers: Vec<LayerInput>,
     /// One per configured repository step, in settings order.
     pub steps: Vec<steps_stage::StepInput>,
+    /// The helmfile this run calls (its flags differ by version).
+    pub helmfile: crate::helmfile_cli::Helmfile,
 }
 
 /// What the stages after preflight share: the inputs, and what the layers stage did

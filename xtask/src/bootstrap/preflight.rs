@@ -6,6 +6,7 @@ use super::steps_stage::StepInput;
 use super::{Inputs, LayerInput, Options, select};
 use crate::config::Context;
 use crate::error::{Result, missing};
+use crate::helmfile_cli::Helmfile;
 use crate::outcome::Report;
 use crate::platform::helmfile::Platform;
 use crate::runner::{Mode, Stage, StageFuture};
@@ -65,9 +66,11 @@ impl Preflight<'_> {
             })
             .collect::<Result<Vec<_>>>()?;
         self.check_tools()?;
+        crate::release::Driver::from_env()?;
+        let (helmfile, helmfile_warning) = self.check_helmfile().await?;
         let selected_names: Vec<&str> = selected.iter().map(|&i| names[i]).collect();
         let steps = self.steps(&selected_names)?;
-        let mut warnings: Vec<String> = offline.into_iter().collect();
+        let mut warnings: Vec<String> = offline.into_iter().chain(helmfile_warning).collect();
         warnings.extend(self.check_steps_ready(&steps)?);
         let detail = format!(
             "{} layer(s), {} selected; environment {}, context {}",
@@ -76,7 +79,7 @@ impl Preflight<'_> {
             ctx.environment,
             ctx.kube_context
         );
-        read.inputs = Some(Inputs { platform, layers, steps });
+        read.inputs = Some(Inputs { platform, layers, steps, helmfile });
         Ok(Report::ok(detail).warn(warnings))
     }
 
@@ -122,6 +125,45 @@ impl Preflight<'_> {
             }
         }
         Ok(warnings)
+    }
+
+    /// The helmfile this run calls is one the engine supports: below
+    /// [`crate::helmfile_cli::MINIMUM`] is exit 3 with how to install a newer one, before
+    /// anything changed. A version that cannot be read is a warning, and only the flags
+    /// every supported version has are used.
+    async fn check_helmfile(&self) -> Result<(Helmfile, Option<String>)> {
+        let ctx = self.ctx;
+        let Some(path) = crate::probe::find_tool(&ctx.root, "helmfile") else {
+            return Ok((Helmfile::default(), None));
+        };
+        let requirement = crate::doctor::requirement("helmfile");
+        let timeout = ctx.settings.timeouts.tool_call();
+        let output = crate::doctor::version_output(&ctx.session, &path, requirement, timeout).await;
+        if let Err(e) = &output
+            && e.kind().is_interrupted()
+        {
+            return Err(e.clone());
+        }
+        let check = crate::doctor::assess_tool(requirement, Some(&path), Some(output));
+        match check.status {
+            crate::doctor::Status::Ok => Ok((Helmfile { version: check.version }, None)),
+            crate::doctor::Status::Warning => Ok((
+                Helmfile::default(),
+                Some(format!(
+                    "helmfile: {}; using only the flags of helmfile {}",
+                    check.detail,
+                    crate::helmfile_cli::MINIMUM
+                )),
+            )),
+            crate::doctor::Status::Missing => Err(missing(format!(
+                "helmfile {} ({}) is older than {}, the oldest this bootstrap drives (it needs `sync --sync-args` to give helm the layer's timeout); install helmfile {} or newer: `cargo xtask tools install helmfile` (the pinned version, into .tools/bin), or {}; nothing was changed",
+                check.version.map_or("?".into(), |v| v.to_string()),
+                path.display(),
+                crate::helmfile_cli::MINIMUM,
+                crate::helmfile_cli::MINIMUM,
+                requirement.hint
+            ))),
+        }
     }
 
     /// The tools this run calls are found (exit 3 otherwise).

@@ -43,6 +43,8 @@ pub struct LayerRow {
     pub duration: Duration,
     /// The plan's decision and why, once the layers stage planned this layer.
     pub action: Option<(LayerAction, String)>,
+    /// What its sync does first: releases a stopped run left pending, brought back.
+    pub first: Vec<String>,
     /// Steps that follow the layer (Vault bootstrap, db-migrations), for plans.
     pub then: Vec<String>,
 }
@@ -56,16 +58,18 @@ impl LayerRow {
             warnings: Vec::new(),
             duration: Duration::ZERO,
             action: None,
+            first: Vec::new(),
             then: Vec::new(),
         }
     }
 
-    /// The plan column: `sync: <reason>; then <step>`.
+    /// The plan column: `sync: <reason>; first <recovery>; then <step>`.
     fn plan_text(&self) -> String {
         let Some((action, reason)) = &self.action else { return String::new() };
         let word = word(action);
+        let first: String = self.first.iter().map(|s| format!("; first {s}")).collect();
         let then: String = self.then.iter().map(|s| format!("; then {s}")).collect();
-        format!("{word}: {reason}{then}")
+        format!("{word}: {reason}{first}{then}")
     }
 }
 
@@ -244,6 +248,9 @@ impl Rendered for Summary {
                 if let Some((action, reason)) = &l.action {
                     layer["action"] = json!(action);
                     layer["reason"] = json!(reason);
+                    if !l.first.is_empty() {
+                        layer["first"] = json!(l.first);
+                    }
                     if !l.then.is_empty() {
                         layer["then"] = json!(l.then);
                     }
@@ -393,14 +400,16 @@ mod tests {
         row.status = LayerStatus::Planned;
         row.action = Some((LayerAction::Sync, "no digest recorded".into()));
         row.then.push("await the Vault bootstrap Job".into());
+        row.first.push("uninstall ns (revision 1 is pending-install)".into());
         let planned = Summary { layers: vec![row], failure: None, ..summary() };
         let json = planned.json();
         assert_eq!(json["layers"][0]["status"], "planned");
         assert_eq!(json["layers"][0]["action"], "sync");
         assert_eq!(json["layers"][0]["reason"], "no digest recorded");
+        assert_eq!(json["layers"][0]["first"][0], "uninstall ns (revision 1 is pending-install)");
         let text = planned.human();
         assert!(
-            text.contains("sync: no digest recorded; then await the Vault bootstrap Job"),
+            text.contains("sync: no digest recorded; first uninstall ns (revision 1 is pending-install); then await the Vault bootstrap Job"),
             "{text}"
         );
     }

@@ -136,7 +136,7 @@ pub struct Timeouts {
     pub tilt_ready: u64,
     /// The Vault bootstrap Job succeeded.
     pub vault_bootstrap: u64,
-    /// Any short tool call (`<tool> version`, `helmfile list`).
+    /// Any short tool call (`<tool> version`, `helmfile build`).
     pub tool_call: u64,
 }
 

@@ -7,7 +7,7 @@
 //! | docker daemon | 20.10 | API 1.41, the oldest the engine's Docker client negotiates down to here |
 //! | k3d | 5.5.0 | first release reading `apiVersion: k3d.io/v1alpha5` configs |
 //! | helm | 3.8.0 | OCI chart references (`oci://`) without the experimental flag; v4 works |
-//! | helmfile | 1.0.0 | v1 layout (environments in their own `---` part), `list --output json` |
+//! | helmfile | 0.163.0 | `sync --sync-args` (helm's timeout; `--timeout` only since 1.1.6): see `crate::helmfile_cli` |
 //! | kubectl | 1.30.0 | within the supported skew of the pinned k3s 1.33 |
 //! | tilt | 0.33.0 | `/api/view` with the `Tilt-Token` cookie (optional: only the tilt stage needs it) |
 //!
@@ -135,7 +135,10 @@ pub fn assess_tool(
         Some(version) if version < req.minimum => {
             check.status = if req.required { Status::Missing } else { Status::Warning };
             check.detail = format!("{}: older than {}", path.display(), req.minimum);
-            check.hint = Some(format!("upgrade {}: {}", req.name, req.hint));
+            check.hint = Some(format!(
+                "upgrade {}: `cargo xtask tools install {}` (the pinned version, into .tools/bin), or {}",
+                req.name, req.name, req.hint
+            ));
         }
         Some(_) => {}
     }
@@ -243,8 +246,13 @@ pub async fn inspect(ctx: &Context) -> Result<Report> {
     Ok(Report { ok, checks, kube_context: kube_context(ctx) })
 }
 
+/// What doctor requires of the tool called `name` (one of [`TOOLS`]).
+pub fn requirement(name: &str) -> &'static Requirement {
+    TOOLS.iter().find(|r| r.name == name).expect("a tool doctor knows")
+}
+
 /// What `<tool> <version_args>` printed: not echoed, and not logged.
-async fn version_output(
+pub async fn version_output(
     session: &Session,
     path: &Path,
     req: &Requirement,
@@ -401,6 +409,20 @@ mod tests {
         assert!(header.starts_with("TOOL  STATUS  VERSION  PINNED  MINIMUM"), "{table}");
         let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
         assert_eq!(row[..4], ["k3d", "ok", "5.7.5", "5.7.5"], "{table}");
+    }
+
+    #[test]
+    fn helmfile_is_judged_against_the_supported_range() {
+        let path = Some(Path::new("/bin/helmfile"));
+        // `helmfile --version` of 0.166.0 and of the pinned 1.6.0 (cobra's template).
+        let v0 = assess_tool(req("helmfile"), path, ran("helmfile version 0.166.0\n"));
+        assert_eq!((v0.status, v0.version), (Status::Ok, Some(Version(0, 166, 0))));
+        let v1 = assess_tool(req("helmfile"), path, ran("helmfile version 1.6.0\n"));
+        assert_eq!(v1.status, Status::Ok);
+        let old = assess_tool(req("helmfile"), path, ran("helmfile version 0.162.1\n"));
+        assert_eq!(old.status, Status::Missing);
+        assert_eq!(old.detail, "/bin/helmfile: older than 0.163.0");
+        assert!(old.hint.unwrap().contains("github.com/helmfile/helmfile/releases"));
     }
 
     #[test]

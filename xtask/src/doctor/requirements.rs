@@ -1,52 +1,7 @@
 //! What doctor requires: the minimum versions (see the table in `super`) and how to
 //! read a version out of a tool's output.
 
-use std::fmt;
-
-use serde::Serialize;
-
-/// A dotted version `major.minor.patch` (missing parts are 0).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Version(pub u64, pub u64, pub u64);
-
-impl fmt::Display for Version {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.0, self.1, self.2)
-    }
-}
-
-impl Serialize for Version {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl Version {
-    /// The first `N.N[.N]` in `text` (a leading `v` is fine): `k3d version v5.8.3`,
-    /// `v4.1.4+g05fa379`, `helmfile version 1.1.2`, `v0.33.17, built 2024-06-10`.
-    pub fn find_in(text: &str) -> Option<Version> {
-        let bytes = text.as_bytes();
-        // A version starts a word, or follows a `v` that does: not `k8s`, not `go1.24`.
-        let starts_version = |i: usize| match i.checked_sub(1).map(|p| bytes[p]) {
-            _ if !bytes[i].is_ascii_digit() => false,
-            None => true,
-            Some(b'v') => i < 2 || !bytes[i - 2].is_ascii_alphanumeric(),
-            Some(prev) => !(prev.is_ascii_alphanumeric() || prev == b'.'),
-        };
-        (0..bytes.len())
-            .filter(|&i| starts_version(i))
-            .find_map(|i| Version::parse_prefix(&text[i..]))
-    }
-
-    fn parse_prefix(text: &str) -> Option<Version> {
-        let end = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-        let mut parts = text[..end].split('.').map(|p| p.parse::<u64>().ok());
-        let major = parts.next()??;
-        let minor = parts.next()??;
-        let patch = parts.next().flatten().unwrap_or(0);
-        Some(Version(major, minor, patch))
-    }
-}
+pub use crate::version::Version;
 
 /// What we need of one command-line tool.
 #[derive(Debug, Clone)]
@@ -80,8 +35,8 @@ pub const TOOLS: &[Requirement] = &[
     Requirement {
         name: "helmfile",
         required: true,
-        minimum: Version(1, 0, 0),
-        version_args: &["--version"],
+        minimum: crate::helmfile_cli::MINIMUM,
+        version_args: crate::helmfile_cli::VERSION_ARGS,
         hint: "https://github.com/helmfile/helmfile/releases (unpack `helmfile` onto PATH)",
     },
     Requirement {
@@ -99,23 +54,3 @@ pub const TOOLS: &[Requirement] = &[
         hint: "https://docs.tilt.dev/install.html",
     },
 ];
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn versions_are_found_in_real_tool_output() {
-        assert_eq!(
-            Version::find_in("k3d version v5.8.3\nk3s version v1.31.5-k3s1 (default)"),
-            Some(Version(5, 8, 3))
-        );
-        assert_eq!(Version::find_in("v4.1.4+g05fa379"), Some(Version(4, 1, 4)));
-        assert_eq!(Version::find_in("helmfile version 1.1.2"), Some(Version(1, 1, 2)));
-        assert_eq!(Version::find_in("v0.33.17, built 2024-06-10"), Some(Version(0, 33, 17)));
-        assert_eq!(Version::find_in("Docker 20.10"), Some(Version(20, 10, 0)));
-        assert_eq!(Version::find_in("k8s.io/v2 x"), None);
-        assert_eq!(Version::find_in("no version here"), None);
-        assert!(Version(1, 10, 0) > Version(1, 9, 9));
-    }
-}

@@ -6,6 +6,7 @@
 //! of the layer is `deployed`.
 
 mod inputs;
+pub mod pending;
 mod record;
 
 pub use inputs::{digest, validate_inputs};
@@ -20,6 +21,7 @@ use crate::checks::{self, GateTarget};
 use crate::config::Context;
 use crate::error::Result;
 use crate::exec::{self, Cmd};
+use crate::helmfile_cli::Helmfile;
 use crate::helmfile_list::StateValues;
 use crate::outcome::{Finding, Verdict};
 use crate::platform::bundles;
@@ -103,12 +105,88 @@ pub async fn not_deployed(client: &kube::Client, layer: &Layer) -> Result<Vec<St
     Ok(out)
 }
 
+/// The installed releases of `layer` whose newest revision a stopped run left pending,
+/// and what to do about each ([`pending`]). The process table is read only when one is.
+pub async fn pending_releases(
+    client: &kube::Client,
+    layer: &Layer,
+) -> Result<Vec<pending::Recover>> {
+    let mut histories = Vec::new();
+    for release in layer.releases.as_slice().iter().filter(|r| r.installed) {
+        let history = crate::release::history(client, namespace_of(release), &release.name).await?;
+        if pending::decide(&history, None).is_some() {
+            histories.push((release.name.clone(), history));
+        }
+    }
+    if histories.is_empty() {
+        return Ok(Vec::new());
+    }
+    let processes = pending::processes();
+    Ok(histories
+        .into_iter()
+        .filter_map(|(name, history)| {
+            pending::decide(&history, pending::held_by(&processes, &name))
+        })
+        .collect())
+}
+
+/// Bring back the pending releases planned for `layer` before its sync: `helm rollback`
+/// or `helm uninstall`, pinned to the run's context. What was done (or left alone) is
+/// returned as summary warnings; a helm that fails is the layer's finding.
+async fn recover_pending(
+    cycle: &Cycle<'_>,
+    layer: &Layer,
+    recoveries: &[pending::Recover],
+) -> Result<std::result::Result<Vec<String>, Finding>> {
+    let ctx = cycle.ctx;
+    let mut done = Vec::new();
+    for recover in recoveries {
+        let helm =
+            Cmd::new(&format!("layers/{}", layer.name), "helm", ctx.settings.timeouts.layer_sync())
+                .env("HELM_KUBECONTEXT", &ctx.kube_context);
+        let cmd = match &recover.action {
+            pending::Recovery::Rollback { to, .. } => {
+                helm.args(["rollback", &recover.release, &to.to_string()])
+            }
+            pending::Recovery::Uninstall => helm.args(["uninstall", &recover.release]),
+            pending::Recovery::Held { .. } => {
+                done.push(recover.done());
+                continue;
+            }
+        };
+        let cmd =
+            cmd.args(["--namespace", &recover.namespace, "--kube-context", &ctx.kube_context]);
+        let output = exec::run(&ctx.session, &cmd).await?;
+        if !output.success() {
+            return Ok(Err(Finding::new(
+                format!("release {} in layer {}", recover.release, layer.name),
+                format!("to {recover}"),
+                format!(
+                    "`{}` exit {}: {}",
+                    cmd.display(),
+                    output.code.map_or("signal".into(), |c| c.to_string()),
+                    last_lines(&output.tail(12), 3)
+                ),
+                format!(
+                    "read helm's output in the log; `helm history {} -n {}` shows its revisions",
+                    recover.release, recover.namespace
+                ),
+            )));
+        }
+        ctx.session.line(&format!("layers/{}", layer.name), &recover.done());
+        done.push(recover.done());
+    }
+    Ok(Ok(done))
+}
+
 // ---- sync + gate -------------------------------------------------------------------
 
 /// What one layer's cycle needs from the run.
 pub struct Cycle<'a> {
     pub ctx: &'a Context,
     pub client: &'a kube::Client,
+    /// The helmfile the run calls (how it takes helm's timeout depends on its version).
+    pub helmfile: Helmfile,
 }
 
 /// A layer's gate, as the summary shows it.
@@ -134,12 +212,19 @@ pub struct CycleResult {
 /// its Jobs done (`--wait --wait-for-jobs`) so the gate never races pods still starting;
 /// the user's layer files need no `wait: true` for this. Pinned to the run's context.
 /// The releases of bundles that are off are left out (`--selector bundle!=<b>`), and
-/// the layer files see the bundles that are on as the state value `bundles`.
-pub fn sync_command(ctx: &Context, layer: &Layer, state_values: &StateValues) -> Cmd {
+/// the layer files see the bundles that are on as the state value `bundles`. helm gets
+/// the `layer_sync` timeout as the helmfile version takes it (`--timeout`, or
+/// `--sync-args` before 1.1.6: see [`crate::helmfile_cli`]).
+pub fn sync_command(
+    ctx: &Context,
+    layer: &Layer,
+    state_values: &StateValues,
+    helmfile: &Helmfile,
+) -> Cmd {
     let timeout = ctx.settings.timeouts.layer_sync();
     selected_releases(ctx, layer, timeout, state_values)
         .args(["sync", "--skip-deps", "--wait", "--wait-for-jobs"])
-        .args(["--timeout".to_owned(), timeout.as_secs().to_string()])
+        .args(helmfile.sync_timeout_args(timeout))
 }
 
 /// `helmfile template` of `layer` as its sync would install it (the same context,
@@ -212,13 +297,34 @@ async fn uninstall_off_bundles(
     Ok(None)
 }
 
-/// Sync `layer`, then run its gates. Errors are only for "could not go on at all"
-/// (interruption, the API unreachable); a failed sync or gate is a result. The digest
-/// is the caller's to record, once everything that follows the layer succeeded.
-pub async fn sync_and_gate(cycle: &Cycle<'_>, layer: &Layer) -> Result<CycleResult> {
+/// Sync `layer`, then run its gates. First the releases a stopped run left pending are
+/// brought back (`recoveries`, as planned). Errors are only for "could not go on at all"
+/// (interruption, the API unreachable); a failed recovery, sync or gate is a result. The
+/// digest is the caller's to record, once everything that follows the layer succeeded.
+pub async fn sync_and_gate(
+    cycle: &Cycle<'_>,
+    layer: &Layer,
+    recoveries: &[pending::Recover],
+) -> Result<CycleResult> {
+    forget_digest(cycle.client, &layer.name).await?;
+    let recovered = match recover_pending(cycle, layer, recoveries).await? {
+        Ok(done) => done,
+        Err(failure) => {
+            return Ok(CycleResult {
+                gate: GateStatus::None,
+                warnings: Vec::new(),
+                failure: Some(failure),
+            });
+        }
+    };
+    let mut result = sync_and_gate_recovered(cycle, layer).await?;
+    result.warnings.splice(0..0, recovered);
+    Ok(result)
+}
+
+async fn sync_and_gate_recovered(cycle: &Cycle<'_>, layer: &Layer) -> Result<CycleResult> {
     let session = &cycle.ctx.session;
     let tag = format!("layers/{}", layer.name);
-    forget_digest(cycle.client, &layer.name).await?;
     let state_values = StateValues::write(&cycle.ctx.bundles)?;
     if let Some(failure) = uninstall_off_bundles(cycle, layer, &state_values).await? {
         return Ok(CycleResult {
@@ -231,7 +337,7 @@ pub async fn sync_and_gate(cycle: &Cycle<'_>, layer: &Layer) -> Result<CycleResu
         session.line(&tag, "every release is in a bundle that is off: nothing to sync");
         return Ok(CycleResult { gate: GateStatus::None, warnings: Vec::new(), failure: None });
     }
-    let sync = sync_command(cycle.ctx, layer, &state_values);
+    let sync = sync_command(cycle.ctx, layer, &state_values, &cycle.helmfile);
     let output = {
         let _wait = session.events.wait(&tag, &format!("syncing {}", layer.name));
         exec::run(session, &sync).await?

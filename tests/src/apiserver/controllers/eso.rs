@@ -28,13 +28,21 @@ pub const CHART: &str = "external-secrets";
 
 /// Whether the operator runs: its release is deployed and its Deployments are Ready.
 fn operator_running(c: &mut Controllers, store: &Store) -> bool {
-    for (_, secret) in store.objects_of("", "secrets") {
-        if secret["type"] != SECRET_TYPE || secret["metadata"]["labels"]["status"] != "deployed" {
+    // Helm's release records: Secrets, or ConfigMaps with `HELM_DRIVER=configmap`.
+    let secrets = store.objects_of("", "secrets").into_iter();
+    let records = secrets.filter(|(_, s)| s["type"] == SECRET_TYPE).chain(
+        store
+            .objects_of("", "configmaps")
+            .into_iter()
+            .filter(|(_, c)| c["metadata"]["labels"]["owner"] == "helm"),
+    );
+    for (_, secret) in records {
+        if secret["metadata"]["labels"]["status"] != "deployed" {
             continue;
         }
         let cache_key = format!("{}@{}", meta(&secret, "uid"), meta(&secret, "resourceVersion"));
         let chart = c.chart_names.entry(cache_key).or_insert_with(|| {
-            Release::from_secret(&secret).map(|r| r.chart_name().to_owned()).unwrap_or_default()
+            Release::from_record(&secret).map(|r| r.chart_name().to_owned()).unwrap_or_default()
         });
         if chart != CHART {
             continue;

@@ -4,8 +4,8 @@
 //! order they are applied. Each plain-YAML layer's releases are read from its file. A
 //! layer that is a Go template (`.gotmpl`, or containing `{{`) is left
 //! [`LayerReleases::NotRead`] here: only helmfile knows its template functions, and this
-//! module runs no process. An adapter above (`helmfile_list`) fills such layers in with `helmfile
-//! list`. Parsing the documents is [`parse`]'s job.
+//! module runs no process. An adapter above (`helmfile_list`) fills such layers in with
+//! `helmfile build`. Parsing the documents is [`parse`]'s job.
 
 mod parse;
 
@@ -18,13 +18,13 @@ use serde_json::Value;
 use crate::error::{Result, bad_input};
 
 use parse::{HelmfileEntry, RootDocument, parse_documents, read_text};
-pub use parse::{parse_label_string, parse_layer, parse_listed};
+pub use parse::{parse_built, parse_layer};
 
 /// The label that makes a release one of its layer's health gates.
 pub const GATE_LABEL: &str = "gate";
 
 /// Why a Go-template layer has no releases yet: nothing has listed it with helmfile.
-pub const TEMPLATE_NOT_LISTED: &str = "not read: Go template, to be listed with `helmfile list`";
+pub const TEMPLATE_NOT_LISTED: &str = "not read: Go template, to be rendered with `helmfile build`";
 
 /// The root Helmfile: environments and the layers in order.
 #[derive(Debug, Clone, Serialize)]
@@ -53,7 +53,7 @@ pub struct Layer {
     /// File stem: `10-bootstrap` for `helmfiles/10-bootstrap.yaml(.gotmpl)`.
     pub name: String,
     pub file: PathBuf,
-    /// A Go template: its releases come from `helmfile list`, not from the file.
+    /// A Go template: its releases come from `helmfile build`, not from the file.
     pub template: bool,
     pub releases: LayerReleases,
 }
@@ -64,7 +64,7 @@ pub struct Layer {
 pub enum LayerReleases {
     /// Read from the layer file itself.
     Parsed { releases: Vec<Release> },
-    /// A Go template, rendered by `helmfile list` (no `needs` or `values` there).
+    /// A Go template, rendered by helmfile (`helmfile build`, with the run's state values).
     Listed { releases: Vec<Release> },
     /// Could not be read; `reason` says why in plain words.
     NotRead { reason: String },

@@ -1,5 +1,5 @@
 //! Parsing Helmfile documents: the root file's `environments:`/`helmfiles:`, a layer's
-//! `releases:`, and the JSON `helmfile list --output json` prints. Pure: text in,
+//! `releases:`, and the rendered state `helmfile build` prints. Pure: text in,
 //! model out; every problem is bad input naming the file (and line where YAML gives one).
 
 use std::collections::BTreeMap;
@@ -116,63 +116,13 @@ fn is_gate(labels: &BTreeMap<String, String>) -> bool {
     labels.get(GATE_LABEL).is_some_and(|v| v == "true")
 }
 
-/// One entry of `helmfile list --output json`.
-#[derive(Deserialize)]
-struct ListedRelease {
-    name: String,
-    #[serde(default)]
-    namespace: Option<String>,
-    #[serde(default)]
-    installed: Option<bool>,
-    #[serde(default)]
-    labels: Option<String>,
-    #[serde(default)]
-    chart: Option<String>,
-    #[serde(default)]
-    version: Option<String>,
-}
-
-/// Releases from `helmfile list --output json` output (labels as `"k:v,k2:v2"`).
-pub fn parse_listed(file: &Path, json: &str) -> Result<Vec<Release>> {
-    // helmfile prints nothing, not `[]`, for a file without releases.
-    if json.trim().is_empty() {
-        return Ok(Vec::new());
-    }
-    let listed: Vec<ListedRelease> = serde_json::from_str(json).map_err(|e| {
-        bad_input(format!(
-            "{}: `helmfile list --output json` printed unexpected JSON: {e}",
-            file.display()
-        ))
-    })?;
-    Ok(listed
-        .into_iter()
-        .map(|l| {
-            let labels = parse_label_string(l.labels.as_deref().unwrap_or(""));
-            Release {
-                gate: is_gate(&labels),
-                name: l.name,
-                namespace: l.namespace.filter(|n| !n.is_empty()),
-                chart: l.chart.unwrap_or_default(),
-                version: l.version.filter(|v| !v.is_empty()),
-                needs: Vec::new(),
-                labels,
-                installed: l.installed.unwrap_or(true),
-                values: Vec::new(),
-            }
-        })
-        .collect())
-}
-
-/// helmfile's `"k:v,k2:v2"` label string as a map.
-pub fn parse_label_string(labels: &str) -> BTreeMap<String, String> {
-    labels
-        .split(',')
-        .filter_map(|pair| {
-            let (key, value) = pair.split_once(':')?;
-            Some((key.trim().to_string(), value.trim().to_string()))
-        })
-        .filter(|(key, _)| !key.is_empty())
-        .collect()
+/// The releases of a template layer as `helmfile build` prints its rendered state: a
+/// `---` document per state file (a `#  Source: <path>` comment, then the state as YAML
+/// with `releases:` written as in a layer file, paths as written there).
+pub fn parse_built(file: &Path, yaml: &str) -> Result<Vec<Release>> {
+    parse_layer(file, yaml).map_err(|e| {
+        bad_input(format!("{e} (in the state `helmfile build` rendered from this template)"))
+    })
 }
 
 pub(super) fn read_text(file: &Path) -> Result<String> {
@@ -248,16 +198,19 @@ mod tests {
     }
 
     #[test]
-    fn helmfile_list_output_is_parsed() {
-        let json = r#"[{"name":"smoke","namespace":"ameide","enabled":true,"installed":true,
-            "labels":"gate:true,layer:20","chart":"../charts/helm-test-jobs","version":""}]"#;
-        let releases = parse_listed(Path::new("l.yaml.gotmpl"), json).unwrap();
-        assert!(releases[0].gate);
-        assert_eq!(releases[0].labels["layer"], "20");
-        assert_eq!(releases[0].version, None);
-        assert!(parse_listed(Path::new("l"), "").unwrap().is_empty());
-        let err = parse_listed(Path::new("l"), "{").unwrap_err();
+    fn helmfile_build_output_is_parsed_like_a_layer() {
+        // helmfile 0.166.0's `build` of a template layer (abridged).
+        let built = "---\n#  Source: /r/helmfiles/45-x.yaml.gotmpl\n\nfilepath: 45-x.yaml.gotmpl\nhelmBinary: helm\nenvironments:\n  local:\n    values:\n    - bundles: []\nreleases:\n- chart: ../charts/c\n  installed: false\n  needs:\n  - ameide/x\n  name: metrics\n  namespace: ameide\n  labels:\n    bundle: observability\n  values:\n  - ../environments/local/metrics.yaml\n- chart: ../charts/t\n  name: metrics-smoke\n  labels:\n    gate: 'true'\ntemplates: {}\nrenderedvalues:\n  bundles: []\n";
+        let releases = parse_built(Path::new("45-x.yaml.gotmpl"), built).unwrap();
+        let (metrics, smoke) = (&releases[0], &releases[1]);
+        assert_eq!(metrics.name, "metrics");
+        assert!(!metrics.installed);
+        assert_eq!(metrics.bundle(), Some("observability"));
+        assert_eq!(metrics.needs, ["ameide/x"]);
+        assert_eq!(metrics.values, [Values::Path("../environments/local/metrics.yaml".into())]);
+        assert!(smoke.gate && smoke.installed);
+        let err = parse_built(Path::new("45-x.yaml.gotmpl"), "releases: [").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::BadInput);
-        assert!(parse_label_string("").is_empty());
+        assert!(err.to_string().contains("rendered from this template"), "{err}");
     }
 }

@@ -1,0 +1,225 @@
+//! Releases a killed run left pending. helm marks a revision `pending-install`,
+//! `pending-upgrade` or `pending-rollback` while it works and only then `deployed` or
+//! `failed`; a helm killed in between (Ctrl-C, `kill -9`, a closed terminal) leaves it
+//! pending, and every later `helm upgrade` of that release refuses with "another
+//! operation (install/upgrade/rollback) is in progress" (helm `pkg/action/upgrade.go`
+//! `prepareUpgrade`: the last revision `IsPending` is `errPending`, a pessimistic lock
+//! that nothing ever releases).
+//!
+//! A pending release is brought back before its layer syncs, when no helm holds it: the
+//! run lock says no other bootstrap or sync of this checkout runs, and no live `helm`
+//! process on this machine names the release. Then
+//! - a release with an earlier revision is rolled back to the newest `deployed` one (else
+//!   the newest one that is neither pending nor uninstalled): `helm rollback <release>
+//!   <revision>`, which needs no lock (`pkg/action/rollback.go` only reads the history);
+//! - a pending first install (no earlier revision) is uninstalled: `helm uninstall`.
+//!
+//! A release some live helm names is left alone with a warning naming the process.
+
+use std::fmt;
+
+use crate::release::{HelmRelease, ReleaseStatus};
+
+/// What to do with one pending release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// `helm rollback <release> <to>`.
+    Rollback { to: u32, to_status: ReleaseStatus },
+    /// `helm uninstall <release>`: a first install that never finished.
+    Uninstall,
+    /// A live helm works on it (`pid N: helm ...`): left alone.
+    Held { by: String },
+}
+
+/// A pending release and what the run does about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recover {
+    pub release: String,
+    pub namespace: String,
+    /// The pending revision and its status.
+    pub revision: u32,
+    pub status: ReleaseStatus,
+    pub action: Recovery,
+}
+
+impl fmt::Display for Recover {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (name, rev, status) = (&self.release, self.revision, &self.status);
+        match &self.action {
+            Recovery::Rollback { to, to_status } => write!(
+                f,
+                "roll back {name} from revision {rev} ({status}, left by a run that was stopped) to revision {to} ({to_status})"
+            ),
+            Recovery::Uninstall => write!(
+                f,
+                "uninstall {name} (revision {rev} is {status}: a first install that was stopped)"
+            ),
+            Recovery::Held { by } => write!(
+                f,
+                "leave {name} ({status} at revision {rev}): a running helm works on it ({by})"
+            ),
+        }
+    }
+}
+
+impl Recover {
+    /// What the summary says once it was done.
+    pub fn done(&self) -> String {
+        let (name, rev, status) = (&self.release, self.revision, &self.status);
+        match &self.action {
+            Recovery::Rollback { to, .. } => format!(
+                "release {name} was left {status} at revision {rev} by a run that was stopped: rolled back to revision {to}"
+            ),
+            Recovery::Uninstall => format!(
+                "release {name} was left {status} at revision {rev} by a run that was stopped: uninstalled, the sync installs it again"
+            ),
+            Recovery::Held { .. } => self.to_string(),
+        }
+    }
+}
+
+/// What to do about release `history` (every revision Helm keeps, any order), given the
+/// live helm process that names it, if any. `None` unless its newest revision is pending.
+pub fn decide(history: &[HelmRelease], held_by: Option<String>) -> Option<Recover> {
+    let latest = history.iter().max_by_key(|r| r.version)?;
+    let pending = matches!(
+        latest.info.status,
+        ReleaseStatus::PendingInstall
+            | ReleaseStatus::PendingUpgrade
+            | ReleaseStatus::PendingRollback
+    );
+    if !pending {
+        return None;
+    }
+    let earlier = || history.iter().filter(|r| r.version < latest.version);
+    let newest = |keep: &dyn Fn(&ReleaseStatus) -> bool| {
+        earlier().filter(|r| keep(&r.info.status)).max_by_key(|r| r.version)
+    };
+    let target = newest(&|s| *s == ReleaseStatus::Deployed).or_else(|| {
+        newest(&|s| {
+            matches!(s, ReleaseStatus::Superseded | ReleaseStatus::Failed | ReleaseStatus::Unknown)
+        })
+    });
+    let action = match (held_by, target) {
+        (Some(by), _) => Recovery::Held { by },
+        (None, Some(target)) => {
+            Recovery::Rollback { to: target.version, to_status: target.info.status.clone() }
+        }
+        (None, None) => Recovery::Uninstall,
+    };
+    Some(Recover {
+        release: latest.name.clone(),
+        namespace: latest.namespace.clone(),
+        revision: latest.version,
+        status: latest.info.status.clone(),
+        action,
+    })
+}
+
+/// The first process (`pid`, argv) that is a `helm` naming `release` as an argument:
+/// `pid N: helm upgrade --install auth ...`.
+pub fn held_by(processes: &[(u32, Vec<String>)], release: &str) -> Option<String> {
+    processes.iter().find_map(|(pid, argv)| {
+        let program = argv.first()?;
+        let is_helm = std::path::Path::new(program).file_name().is_some_and(|n| n == "helm");
+        (is_helm && argv[1..].iter().any(|a| a == release))
+            .then(|| format!("pid {pid}: {}", argv.join(" ")))
+    })
+}
+
+/// Every process on this machine whose command line can be read: (pid, argv).
+pub fn processes() -> Vec<(u32, Vec<String>)> {
+    use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
+    let mut system = System::new();
+    system.refresh_processes_specifics(
+        ProcessesToUpdate::All,
+        true,
+        ProcessRefreshKind::nothing().with_cmd(UpdateKind::Always),
+    );
+    system
+        .processes()
+        .iter()
+        .map(|(pid, p)| {
+            let argv = p.cmd().iter().map(|a| a.to_string_lossy().into_owned()).collect();
+            (pid.as_u32(), argv)
+        })
+        .filter(|(_, argv): &(u32, Vec<String>)| !argv.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::release::Info;
+
+    fn rev(version: u32, status: &str) -> HelmRelease {
+        HelmRelease {
+            name: "auth".into(),
+            namespace: "ameide".into(),
+            version,
+            info: Info { status: ReleaseStatus::parse(status), ..Info::default() },
+            hooks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_pending_upgrade_rolls_back_to_the_last_deployed_revision() {
+        let history = [rev(1, "superseded"), rev(3, "pending-upgrade"), rev(2, "deployed")];
+        let recover = decide(&history, None).unwrap();
+        assert_eq!(
+            recover.action,
+            Recovery::Rollback { to: 2, to_status: ReleaseStatus::Deployed }
+        );
+        assert_eq!(
+            recover.to_string(),
+            "roll back auth from revision 3 (pending-upgrade, left by a run that was stopped) to revision 2 (deployed)"
+        );
+        assert!(recover.done().ends_with("rolled back to revision 2"), "{}", recover.done());
+    }
+
+    #[test]
+    fn without_a_deployed_revision_the_newest_settled_one_is_the_target() {
+        let history = [rev(1, "failed"), rev(2, "pending-rollback")];
+        let recover = decide(&history, None).unwrap();
+        assert_eq!(recover.action, Recovery::Rollback { to: 1, to_status: ReleaseStatus::Failed });
+        let history = [rev(1, "uninstalled"), rev(2, "pending-install")];
+        assert_eq!(decide(&history, None).unwrap().action, Recovery::Uninstall);
+    }
+
+    #[test]
+    fn a_pending_first_install_is_uninstalled() {
+        let recover = decide(&[rev(1, "pending-install")], None).unwrap();
+        assert_eq!(recover.action, Recovery::Uninstall);
+        assert_eq!(
+            recover.to_string(),
+            "uninstall auth (revision 1 is pending-install: a first install that was stopped)"
+        );
+    }
+
+    #[test]
+    fn settled_releases_need_nothing() {
+        assert_eq!(decide(&[rev(1, "superseded"), rev(2, "deployed")], None), None);
+        assert_eq!(decide(&[rev(1, "deployed"), rev(2, "failed")], None), None);
+        assert_eq!(decide(&[], None), None);
+    }
+
+    #[test]
+    fn a_release_a_live_helm_names_is_left_alone() {
+        let processes = vec![
+            (10, vec!["/usr/bin/bash".to_owned(), "auth".to_owned()]),
+            (11, vec!["helm".to_owned(), "status".to_owned(), "authx".to_owned()]),
+            (
+                12,
+                ["/x/helm", "upgrade", "--install", "auth", "../charts/a"]
+                    .map(str::to_owned)
+                    .to_vec(),
+            ),
+        ];
+        let by = held_by(&processes, "auth");
+        assert_eq!(by.as_deref(), Some("pid 12: /x/helm upgrade --install auth ../charts/a"));
+        assert_eq!(held_by(&processes, "vault"), None);
+        let recover = decide(&[rev(1, "deployed"), rev(2, "pending-upgrade")], by).unwrap();
+        assert!(matches!(recover.action, Recovery::Held { .. }));
+        assert!(recover.to_string().contains("a running helm works on it (pid 12: "), "{recover}");
+    }
+}
