@@ -3,7 +3,7 @@
 //!
 //! Dependencies point one way (the README's "Architecture"):
 //! - leaf types: [`error`], [`outcome`], [`digest`], [`redact`], [`events`], [`cancel`],
-//!   [`session`], [`table`]
+//!   [`session`], [`table`], [`spans`]
 //! - model, pure readers of settings and `infra/`: [`config`], [`pins`], [`platform`]
 //! - adapters to the outside: [`exec`], [`http`], [`k8s`], [`learn`] (Secret values for
 //!   redaction), [`release`], [`probe`], [`fsutil`],
@@ -43,8 +43,10 @@ pub mod runner;
 pub mod secrets;
 pub mod session;
 pub mod sinks;
+pub mod spans;
 pub mod stage_result;
 pub mod steps;
 pub mod table;
 pub mod tilt;
+pub mod timings;
 pub mod tools;

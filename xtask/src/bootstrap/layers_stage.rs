@@ -14,6 +14,7 @@ use crate::layers::{self, Cycle, LayerPlan};
 use crate::outcome::{Finding, Report, Status};
 use crate::runner::{Stage, StageFuture};
 use crate::secrets;
+use crate::spans::{SpanKind, SpanOutcome};
 
 #[derive(Default)]
 pub struct Layers {
@@ -145,6 +146,7 @@ async fn apply(state: &mut RunState<'_>, current: &mut Option<String>) -> Result
         let name = input.layer.name.clone();
         *current = Some(name.clone());
         let started = Instant::now();
+        let span = session.events.span(SpanKind::Layer, &format!("layers/{name}"), &name);
         let result = match action {
             LayerAction::Unchanged => {
                 session.progress(&format!("layers/{name}"), &format!("layer {name}: unchanged"));
@@ -183,6 +185,7 @@ async fn apply(state: &mut RunState<'_>, current: &mut Option<String>) -> Result
             None => after_layer(state, &client, index).await?,
         };
         state.rows[index].duration += started.elapsed();
+        span.finish(if failure.is_some() { SpanOutcome::Failed } else { SpanOutcome::Ok });
         if let Some(finding) = failure {
             state.rows[index].status = LayerStatus::Failed;
             let detail = summary_detail(state);
