@@ -9,8 +9,9 @@
 //!   redaction), [`release`], [`probe`], [`fsutil`],
 //!   [`helmfile_list`] (the platform model with Go-template layers listed)
 //! - stages and commands: [`cluster`], [`charts`], [`images`], [`layers`], [`checks`],
-//!   [`secrets`], [`tilt`], [`tools`], [`doctor`], [`plan`], [`steps`] (repository steps)
-//! - the run: [`runner`] (the stage pipeline), [`bootstrap`], [`lock`]
+//!   [`secrets`], [`tilt`], [`tools`], [`doctor`], [`plan`], [`steps`] (repository steps),
+//!   [`down`], [`status`] (read-only health view)
+//! - the run: [`runner`] (the stage pipeline), [`bootstrap`], [`lock`], [`timings`]
 //! - output: [`sinks`] (with `main.rs`, the only code that prints)
 
 pub mod bootstrap;
@@ -21,6 +22,7 @@ pub mod cluster;
 pub mod config;
 pub mod digest;
 pub mod doctor;
+pub mod down;
 pub mod error;
 pub mod events;
 pub mod exec;
@@ -45,6 +47,7 @@ pub mod session;
 pub mod sinks;
 pub mod spans;
 pub mod stage_result;
+pub mod status;
 pub mod steps;
 pub mod table;
 pub mod tilt;

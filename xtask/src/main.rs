@@ -16,7 +16,7 @@ use xtask::lock::RunLock;
 use xtask::redact::Redactor;
 use xtask::session::Session;
 use xtask::sinks::{Json, LogFile, Terminal};
-use xtask::{bootstrap, charts, cluster, doctor, plan, secrets, tilt, tools};
+use xtask::{bootstrap, charts, cluster, doctor, down, plan, secrets, status, tilt, tools};
 
 /// Bring the local Kubernetes platform to a known-good state, and prove it.
 ///
@@ -87,6 +87,18 @@ enum Command {
     /// nothing; else start `tilt up` detached (output in tilt.log beside the log) and
     /// wait until the `(Tiltfile)` resource is Ready.
     Tilt,
+    /// Is the platform healthy right now? Read-only, in well under a second: the
+    /// cluster (up, stopped, drifted, absent), each layer (converged, drifted, failed,
+    /// not installed: its recorded digest and its releases' state), each gate's
+    /// recorded verdict (the last `helm test`), the Vault bootstrap, db-migrations-local,
+    /// ExternalSecrets, Tilt. Exit 0 when all is well, 1 otherwise (each problem named
+    /// with what to do). Runs no tool and changes nothing.
+    Status(status::Args),
+    /// Take the platform down: stop the Tilt that `cargo xtask` started, delete the k3d
+    /// cluster (its nodes, registry, network, volumes and kube context). Keeps what makes
+    /// the next bootstrap fast (images the bootstrap downloaded, `.tools`) unless
+    /// `--purge`. Nothing there: "nothing to do", exit 0. `--plan` changes nothing.
+    Down(down::Args),
     /// Pinned tools: `tools install` downloads k3d, helm, helmfile, kubectl and tilt as
     /// pinned in [workspace.metadata.bootstrap.tools] into .tools/bin, each checked
     /// against its sha256 before it is made executable; a no-op when all are in place.
@@ -107,6 +119,8 @@ impl Command {
             Command::Secrets => "secrets",
             Command::Tilt => "tilt",
             Command::Tools(_) => "tools",
+            Command::Status(_) => "status",
+            Command::Down(_) => "down",
         }
     }
 
@@ -115,14 +129,19 @@ impl Command {
         match self {
             Command::Bootstrap(args) => !args.plan,
             Command::Cluster(args) => !args.plan,
+            Command::Down(args) => !args.plan,
             Command::Sync(_) | Command::Secrets | Command::Tilt => true,
-            Command::Plan | Command::Doctor | Command::Vendor(_) | Command::Tools(_) => false,
+            Command::Plan
+            | Command::Doctor
+            | Command::Status(_)
+            | Command::Vendor(_)
+            | Command::Tools(_) => false,
         }
     }
 
     /// Read-only commands keep no log.
     fn writes_log(&self) -> bool {
-        !matches!(self, Command::Plan | Command::Doctor)
+        !matches!(self, Command::Plan | Command::Doctor | Command::Status(_))
     }
 }
 
@@ -214,6 +233,8 @@ fn run(cli: &Cli, terminal: Arc<Terminal>, json: Arc<Json>, redactor: &Redactor)
             Command::Secrets => secrets::run(&ctx).await,
             Command::Tilt => tilt::run(&ctx).await,
             Command::Tools(args) => tools::run(&ctx, args).await,
+            Command::Status(args) => status::run(&ctx, args).await,
+            Command::Down(args) => down::run(&ctx, args).await,
         }
     });
     // A command that never waits (plan) finishes its work; a signal still counts.

@@ -97,10 +97,10 @@ fn chart(page: &mut String, timeline: &Timeline) {
     let rows = layout::rows(&timeline.spans, timeline.total, CHART_WIDTH);
     let width = LABEL_WIDTH + CHART_WIDTH + 70.0;
     let height = AXIS_HEIGHT + ROW_HEIGHT * rows.len() as f64;
-    let _ = write!(
+    let _ = writeln!(
         page,
         "<svg id=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" \
-         height=\"{height}\" data-row-height=\"{ROW_HEIGHT}\" data-axis-height=\"{AXIS_HEIGHT}\">\n"
+         height=\"{height}\" data-row-height=\"{ROW_HEIGHT}\" data-axis-height=\"{AXIS_HEIGHT}\">"
     );
     axis(page, timeline, height);
     for (n, row) in rows.iter().enumerate() {
@@ -116,10 +116,10 @@ fn axis(page: &mut String, timeline: &Timeline, height: f64) {
     for tick in ticks {
         let x = LABEL_WIDTH + tick * scale;
         let label = if step < 1.0 { format!("{tick:.1}s") } else { format!("{tick:.0}s") };
-        let _ = write!(
+        let _ = writeln!(
             page,
             "<line class=\"grid\" x1=\"{x:.1}\" y1=\"{}\" x2=\"{x:.1}\" y2=\"{height}\"/>\
-             <text class=\"tick\" x=\"{x:.1}\" y=\"14\">{label}</text>\n",
+             <text class=\"tick\" x=\"{x:.1}\" y=\"14\">{label}</text>",
             AXIS_HEIGHT - 4.0
         );
     }
@@ -153,7 +153,7 @@ fn bar(page: &mut String, span: &TimedSpan, row: &Row, y: f64) {
         _ => (4.0, 12.0),
     };
     let x = LABEL_WIDTH + row.x;
-    let _ = write!(
+    let _ = writeln!(
         page,
         "<g class=\"row {kind}{critical}\" data-kind=\"{kind}\" data-critical=\"{}\" \
          transform=\"translate(0,{y})\">\
@@ -161,7 +161,7 @@ fn bar(page: &mut String, span: &TimedSpan, row: &Row, y: f64) {
          <rect class=\"bar {outcome}{critical}\" data-kind=\"{kind}\" data-name=\"{}\" \
          data-outcome=\"{outcome}\" x=\"{x:.1}\" y=\"{bar_y}\" width=\"{:.1}\" height=\"{bar_h}\">\
          <title>{}</title></rect>\
-         <text class=\"duration\" x=\"{:.1}\" y=\"14\">{duration}</text></g>\n",
+         <text class=\"duration\" x=\"{:.1}\" y=\"14\">{duration}</text></g>",
         u8::from(span.critical),
         4.0 + 14.0 * row.depth as f64,
         escape(&short),
@@ -193,7 +193,7 @@ fn critical_list(page: &mut String, spans: &[TimedSpan]) {
 
 fn slowest_calls(page: &mut String, spans: &[TimedSpan]) {
     let mut calls: Vec<&TimedSpan> = spans.iter().filter(|s| s.kind == Kind::Tool).collect();
-    calls.sort_by(|a, b| b.duration.cmp(&a.duration));
+    calls.sort_by_key(|call| std::cmp::Reverse(call.duration));
     page.push_str(
         "<h2>Slowest tool calls</h2>\n<table class=\"calls\"><thead><tr><th>time</th>\
          <th>outcome</th><th>tag</th><th>command</th></tr></thead><tbody>\n",
