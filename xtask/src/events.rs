@@ -124,7 +124,7 @@ impl<S: Sink + ?Sized> Sink for Arc<S> {
     }
 }
 
-/// Several sinks as one (an `Events` given one more sink keeps its own as one).
+/// Several sinks as one.
 impl Sink for Vec<Box<dyn Sink>> {
     fn event(&self, event: &Event<'_>) {
         for sink in self {
@@ -137,6 +137,9 @@ impl Sink for Vec<Box<dyn Sink>> {
 #[derive(Clone, Default)]
 pub struct Events {
     sinks: Arc<Vec<Box<dyn Sink>>>,
+    /// Sinks that record the run whatever is shown (the timeline of `--timings`): kept
+    /// by [`Events::without_sinks`], so quiet tool calls are recorded too.
+    recorders: Arc<Vec<Box<dyn Sink>>>,
     redactor: Redactor,
     /// The last span id handed out (shared by clones: ids are unique in a run).
     spans: Arc<AtomicU64>,
@@ -153,10 +156,11 @@ impl Events {
         Events { sinks: Arc::new(sinks), ..Events::default() }
     }
 
-    /// The same sinks, redactor and span ids, plus `sink` (a run's own recorder).
-    pub fn with_sink(&self, sink: Box<dyn Sink>) -> Events {
-        let sinks: Vec<Box<dyn Sink>> = vec![Box::new(self.sinks.clone()), sink];
-        Events { sinks: Arc::new(sinks), ..self.clone() }
+    /// The same sinks, redactor and span ids, plus `recorder`, which sees every event,
+    /// those of quiet calls too (see [`Events::without_sinks`]).
+    pub fn with_recorder(&self, recorder: Box<dyn Sink>) -> Events {
+        let recorders: Vec<Box<dyn Sink>> = vec![Box::new(self.recorders.clone()), recorder];
+        Events { recorders: Arc::new(recorders), ..self.clone() }
     }
 
     /// The same sinks, redacting with `redactor` (shared with whoever holds a clone).
@@ -169,7 +173,7 @@ impl Events {
         Events::default()
     }
 
-    /// The same redactor (what was learned stays learned), no sink.
+    /// The same redactor (what was learned stays learned), no sink but the recorders.
     pub fn without_sinks(&self) -> Events {
         Events { sinks: Arc::default(), ..self.clone() }
     }
@@ -181,7 +185,7 @@ impl Events {
 
     /// Redact `event` and give it to every sink.
     pub fn emit(&self, event: Event<'_>) {
-        if self.sinks.is_empty() {
+        if self.sinks.is_empty() && self.recorders.is_empty() {
             return;
         }
         let r = &self.redactor;
@@ -238,7 +242,7 @@ impl Events {
     }
 
     fn dispatch(&self, event: Event<'_>) {
-        for sink in self.sinks.iter() {
+        for sink in self.sinks.iter().chain(self.recorders.iter()) {
             sink.event(&event);
         }
     }
@@ -373,7 +377,7 @@ mod tests {
     #[test]
     fn spans_get_unique_ids_and_end_stopped_when_dropped() {
         let (events, seen) = testing::recording();
-        let more = events.with_sink(Box::new(testing::Recorder::default()));
+        let more = events.with_recorder(Box::new(testing::Recorder::default()));
         let first = more.span(SpanKind::Layer, "layers/10", "10");
         drop(events.span(SpanKind::Tool, "layers/10", "helm test x"));
         first.finish(SpanOutcome::Ok);

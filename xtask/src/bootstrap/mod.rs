@@ -49,8 +49,8 @@ pub struct Args {
     /// every tool call; the critical path marked) to PATH, default
     /// target/bootstrap-timings.html. Self-contained: opens in any browser, offline.
     /// The JSON summary then carries the same spans.
-    #[arg(long, value_name = "PATH", num_args = 0..=1, require_equals = true, default_missing_value = "")]
-    pub timings: Option<std::path::PathBuf>,
+    #[arg(long, value_name = "PATH", num_args = 0..=1, require_equals = true)]
+    pub timings: Option<Option<std::path::PathBuf>>,
 }
 
 /// `cargo xtask sync <layer>...`: sync and gate just these layers, converged or not.
@@ -201,9 +201,9 @@ pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
         return execute(ctx, "bootstrap", options, stages, None).await;
     };
     let cwd = std::env::current_dir().unwrap_or_else(|_| ctx.root.clone());
-    let path = crate::timings::report_path(asked, &ctx.root, &cwd);
+    let path = crate::timings::report_path(asked.as_deref(), &ctx.root, &cwd);
     let recorder = std::sync::Arc::new(crate::timings::Recorder::new());
-    let events = ctx.session.events.with_sink(Box::new(recorder.clone()));
+    let events = ctx.session.events.with_recorder(Box::new(recorder.clone()));
     let timed = ctx.clone().with_session(Session { events, ..ctx.session.clone() });
     execute(&timed, "bootstrap", options, stages, Some((path, recorder))).await
 }

@@ -120,7 +120,8 @@ pub fn judge(ctx: &Context, layer_names: &[String], facts: Facts) -> StatusView 
     let unknown = |name: &str, why: &str| item(name, "unknown", why);
     match facts.vault {
         Some(Ok(VaultBootstrapState::Succeeded { job })) => {
-            checks.push(item("vault-bootstrap", "ok", format!("Job {job} succeeded")))
+            let namespace = &ctx.settings.secrets.vault_namespace;
+            checks.push(item("vault-bootstrap", "ok", format!("Job {namespace}/{job} succeeded")))
         }
         Some(Ok(VaultBootstrapState::Pending(finding))) => {
             checks.push(item("vault-bootstrap", "pending", finding.found.clone()));
@@ -301,7 +302,7 @@ mod tests {
             cluster: ClusterFacts::Decided(Action::Noop),
             api: Some(Ok(())),
             layers: Some(Ok(vec![converged("10-bootstrap")])),
-            vault: Some(Ok(VaultBootstrapState::Succeeded { job: "vault/j-1".into() })),
+            vault: Some(Ok(VaultBootstrapState::Succeeded { job: "j-1".into() })),
             db_migrations: Some(Ok(passed("url, user, password"))),
             external_secrets: Some(Ok(Check {
                 verdict: Verdict::Warned,

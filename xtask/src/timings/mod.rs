@@ -24,10 +24,10 @@ pub const DEFAULT_PATH: &str = "target/bootstrap-timings.html";
 
 /// The report's path: `--timings=PATH` (relative to `cwd`), else [`DEFAULT_PATH`] under
 /// the workspace root.
-pub fn report_path(asked: &Path, root: &Path, cwd: &Path) -> PathBuf {
-    match asked.as_os_str().is_empty() {
-        true => root.join(DEFAULT_PATH),
-        false => cwd.join(asked),
+pub fn report_path(asked: Option<&Path>, root: &Path, cwd: &Path) -> PathBuf {
+    match asked {
+        None => root.join(DEFAULT_PATH),
+        Some(path) => cwd.join(path),
     }
 }
 

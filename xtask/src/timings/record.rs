@@ -231,7 +231,7 @@ mod tests {
     #[test]
     fn spans_nest_by_tag_and_name_under_the_running_stage() {
         let recorder = Arc::new(Recorder::new());
-        let events = Events::default().with_sink(Box::new(recorder.clone()));
+        let events = Events::default().with_recorder(Box::new(recorder.clone()));
         let stage = |name, status| {
             events.emit(Event::StageFinished {
                 stage: name,
@@ -293,7 +293,7 @@ mod tests {
     #[test]
     fn a_span_left_open_ends_stopped_at_the_end() {
         let recorder = Arc::new(Recorder::new());
-        let events = Events::default().with_sink(Box::new(recorder.clone()));
+        let events = Events::default().with_recorder(Box::new(recorder.clone()));
         events.emit(Event::StageStarted { stage: "tilt" });
         let _ = events.span(SpanKind::Tool, "tilt", "tilt up");
         std::mem::forget(events.span(SpanKind::Layer, "layers/x", "x"));
