@@ -216,9 +216,7 @@ impl Rendered for Down {
         }
         let keep = if self.planned { "would keep" } else { "kept" };
         for kept in &self.kept {
-            out.push_str(&format!(
-                "down: {keep}: {kept} (`cargo xtask down --purge` removes it)\n"
-            ));
+            out.push_str(&format!("down: {keep} (until `cargo xtask down --purge`): {kept}\n"));
         }
         for other in &self.left_alone {
             out.push_str(&format!("down: left alone: {other}\n"));
@@ -275,7 +273,10 @@ mod tests {
             text.starts_with("down: would delete k3d cluster `ameide` (k3d-ameide-server-0)"),
             "{text}"
         );
-        assert!(text.contains("down: would keep: 1 image(s) the bootstrap downloaded"), "{text}");
+        assert!(
+            text.contains("down: would keep (until `cargo xtask down --purge`): 1 image(s) the bootstrap downloaded"),
+            "{text}"
+        );
         assert!(text.ends_with("down: plan only: nothing was changed\n"), "{text}");
         let json = down.json();
         assert_eq!(json["status"], "planned");
