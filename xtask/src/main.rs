@@ -73,6 +73,7 @@ enum Command {
     /// only on config drift (hash stamped on the cluster) or a missing registry
     /// container, start it when stopped; remove legacy registry containers; wait until
     /// its API is ready. `--plan` prints the decision and changes nothing.
+    /// `cluster stop` / `cluster start` pause and resume it, keeping everything in it.
     Cluster(cluster::Args),
     /// Vendor third-party Helm charts: `vendor add` locks a chart (archive + digest in
     /// charts.lock.yaml), `vendor` fetches missing or altered archives (each must match
@@ -228,7 +229,10 @@ fn run(cli: &Cli, terminal: Arc<Terminal>, json: Arc<Json>, redactor: &Redactor)
             Command::Sync(args) => bootstrap::sync(&ctx, args).await,
             Command::Plan => plan::run(&ctx).await,
             Command::Doctor => doctor::run(&ctx).await,
-            Command::Cluster(args) => cluster::run(&ctx, args).await,
+            Command::Cluster(args) => match args.lifecycle {
+                Some(which) => down::lifecycle(&ctx, which, args.plan).await,
+                None => cluster::run(&ctx, args).await,
+            },
             Command::Vendor(args) => charts::run(&ctx, args).await,
             Command::Secrets => secrets::run(&ctx).await,
             Command::Tilt => tilt::run(&ctx).await,

@@ -1,7 +1,8 @@
 //! A working day against the testbed: `bootstrap --timings` (the report opened in a real
-//! headless Chromium), `status` on a converged and on a failed platform (read-only),
-//! `down` (keeps the caches; a second one has nothing to do; the next bootstrap
-//! downloads nothing again) and `down --purge` (leaves nothing).
+//! headless Chromium), `status` on a converged, a failed and a stopped platform
+//! (read-only), `cluster stop` / `start`, `down` (keeps the caches; a second one has
+//! nothing to do; the next bootstrap downloads nothing again) and `down --purge` (leaves
+//! nothing).
 
 mod support;
 
@@ -44,7 +45,21 @@ fn cluster_containers(world: &World) -> Vec<String> {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", support::text(&out.stderr));
-    support::text(&out.stdout).lines().map(str::to_owned).collect()
+    let mut names: Vec<String> = support::text(&out.stdout).lines().map(str::to_owned).collect();
+    names.sort();
+    names
+}
+
+fn running_containers(world: &World) -> Vec<String> {
+    let filter = format!("label=testbed.dir={}", world.dir().display());
+    let out = Command::new("docker")
+        .args(["ps", "--filter", "label=k3d.cluster=ameide", "--filter", &filter])
+        .args(["--format", "{{.Names}}"])
+        .output()
+        .unwrap();
+    let mut names: Vec<String> = support::text(&out.stdout).lines().map(str::to_owned).collect();
+    names.sort();
+    names
 }
 
 /// Images the fake `docker pull` downloaded into the host's store for this world.
@@ -55,13 +70,17 @@ fn downloaded_images(world: &World) -> Vec<String> {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", support::text(&out.stderr));
-    support::text(&out.stdout).lines().map(str::to_owned).collect()
+    let mut names: Vec<String> = support::text(&out.stdout).lines().map(str::to_owned).collect();
+    names.sort();
+    names
 }
 
 fn kube_contexts(world: &World) -> Vec<String> {
     let out =
         world.command("kubectl").args(["config", "get-contexts", "-o", "name"]).output().unwrap();
-    support::text(&out.stdout).lines().map(str::to_owned).collect()
+    let mut names: Vec<String> = support::text(&out.stdout).lines().map(str::to_owned).collect();
+    names.sort();
+    names
 }
 
 fn tilt_answers(port: u16) -> bool {
@@ -213,8 +232,32 @@ fn down_keeps_the_caches_then_purge_leaves_nothing() {
     let (code, summary) = ws.json(&world, &["bootstrap", "--no-install"]);
     assert_eq!(code, Some(0), "{summary}");
     assert!(tilt_answers(port));
-    assert!(!cluster_containers(&world).is_empty());
+    let containers = cluster_containers(&world);
+    assert!(!containers.is_empty());
     let downloaded = downloaded_images(&world);
+
+    // Paused: our Tilt and every container stopped, nothing deleted; status says so.
+    let out = ws.xtask(&world, &["cluster", "stop"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(support::stdout(&out).contains("stopped Tilt (pid "), "{}", support::stdout(&out));
+    assert!(!tilt_answers(port));
+    assert_eq!(running_containers(&world), Vec::<String>::new());
+    assert_eq!(cluster_containers(&world), containers, "nodes and registry kept");
+    let (code, json, _) = status(&ws, &world);
+    assert_eq!((code, json["cluster"]["state"].as_str()), (Some(1), Some("stopped")), "{json}");
+    let out = ws.xtask(&world, &["cluster", "stop"]);
+    assert!(support::stdout(&out).contains("nothing to do: cluster `ameide` is stopped"));
+    let out = ws.xtask(&world, &["cluster", "start"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(running_containers(&world), containers);
+    // Resumed as it was: every layer unchanged, Tilt started again.
+    let (code, summary) = ws.json(&world, &["bootstrap", "--no-install"]);
+    assert_eq!(code, Some(0), "{summary}");
+    assert!(
+        summary["layers"].as_array().unwrap().iter().all(|l| l["status"] == "unchanged"),
+        "{summary}"
+    );
+    assert!(tilt_answers(port));
 
     // A plan changes nothing.
     let before = world.calls().len();

@@ -6,6 +6,7 @@
 //! `.tools`. A second `down` finds nothing to do and exits 0.
 
 mod apply;
+mod lifecycle;
 pub mod plan;
 
 use std::path::PathBuf;
@@ -18,6 +19,7 @@ use crate::config::Context;
 use crate::error::{Context as _, Result, bad_input, failed};
 use crate::events::{Event, Rendered};
 use crate::outcome::{Finding, Status};
+pub use lifecycle::lifecycle;
 pub use plan::{Action, Observed, Plan, TiltSeen};
 
 const TAG: &str = "down";
