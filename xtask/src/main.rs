@@ -93,7 +93,8 @@ enum Command {
     /// not installed: its recorded digest and its releases' state), each gate's
     /// recorded verdict (the last `helm test`), the Vault bootstrap, db-migrations-local,
     /// ExternalSecrets, Tilt. Exit 0 when all is well, 1 otherwise (each problem named
-    /// with what to do). Runs no tool and changes nothing.
+    /// with what to do). Changes nothing: no install, no sync, no `helm test`, no lock
+    /// (its only tool call is `helmfile list`, for Go-template layers).
     Status(status::Args),
     /// Take the platform down: stop the Tilt that `cargo xtask` started, delete the k3d
     /// cluster (its nodes, registry, network, volumes and kube context). Keeps what makes
