@@ -8,11 +8,13 @@
 //! file never get a secret the run learned or a secret shape a tool printed.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::error::Signal;
 use crate::outcome::{Finding, Status};
 use crate::redact::Redactor;
+use crate::spans::{SpanKind, SpanOutcome};
 
 /// One thing that happened. Borrowed: sinks render it at once and keep nothing.
 #[derive(Debug, Clone, Copy)]
@@ -87,6 +89,17 @@ pub enum Event<'a> {
     Result {
         result: &'a dyn Rendered,
     },
+    /// A part of the run's timeline began (`--timings`); `id` pairs it with its end.
+    SpanStarted {
+        id: u64,
+        kind: SpanKind,
+        tag: &'a str,
+        name: &'a str,
+    },
+    SpanFinished {
+        id: u64,
+        outcome: SpanOutcome,
+    },
 }
 
 /// A command's result: a table for people, one JSON object for scripts, and the lines
@@ -111,11 +124,25 @@ impl<S: Sink + ?Sized> Sink for Arc<S> {
     }
 }
 
+/// Several sinks as one.
+impl Sink for Vec<Box<dyn Sink>> {
+    fn event(&self, event: &Event<'_>) {
+        for sink in self {
+            sink.event(event);
+        }
+    }
+}
+
 /// The handle every step emits through; cloning shares the sinks and the redactor.
 #[derive(Clone, Default)]
 pub struct Events {
     sinks: Arc<Vec<Box<dyn Sink>>>,
+    /// Sinks that record the run whatever is shown (the timeline of `--timings`): kept
+    /// by [`Events::without_sinks`], so quiet tool calls are recorded too.
+    recorders: Arc<Vec<Box<dyn Sink>>>,
     redactor: Redactor,
+    /// The last span id handed out (shared by clones: ids are unique in a run).
+    spans: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Events {
@@ -126,7 +153,14 @@ impl std::fmt::Debug for Events {
 
 impl Events {
     pub fn new(sinks: Vec<Box<dyn Sink>>) -> Events {
-        Events { sinks: Arc::new(sinks), redactor: Redactor::default() }
+        Events { sinks: Arc::new(sinks), ..Events::default() }
+    }
+
+    /// The same sinks, redactor and span ids, plus `recorder`, which sees every event,
+    /// those of quiet calls too (see [`Events::without_sinks`]).
+    pub fn with_recorder(&self, recorder: Box<dyn Sink>) -> Events {
+        let recorders: Vec<Box<dyn Sink>> = vec![Box::new(self.recorders.clone()), recorder];
+        Events { recorders: Arc::new(recorders), ..self.clone() }
     }
 
     /// The same sinks, redacting with `redactor` (shared with whoever holds a clone).
@@ -139,9 +173,9 @@ impl Events {
         Events::default()
     }
 
-    /// The same redactor (what was learned stays learned), no sink.
+    /// The same redactor (what was learned stays learned), no sink but the recorders.
     pub fn without_sinks(&self) -> Events {
-        Events { sinks: Arc::default(), redactor: self.redactor.clone() }
+        Events { sinks: Arc::default(), ..self.clone() }
     }
 
     /// What secrets this run learned, and the shapes it hides.
@@ -151,7 +185,7 @@ impl Events {
 
     /// Redact `event` and give it to every sink.
     pub fn emit(&self, event: Event<'_>) {
-        if self.sinks.is_empty() {
+        if self.sinks.is_empty() && self.recorders.is_empty() {
             return;
         }
         let r = &self.redactor;
@@ -197,14 +231,18 @@ impl Events {
             Event::Result { result } => {
                 self.dispatch(Event::Result { result: &RedactedResult { result, redactor: r } })
             }
-            Event::StageStarted { .. } | Event::WaitFinished { .. } | Event::Interrupted { .. } => {
-                self.dispatch(event)
+            Event::SpanStarted { id, kind, tag, name } => {
+                self.dispatch(Event::SpanStarted { id, kind, tag, name: &r.redact(name) })
             }
+            Event::StageStarted { .. }
+            | Event::WaitFinished { .. }
+            | Event::Interrupted { .. }
+            | Event::SpanFinished { .. } => self.dispatch(event),
         }
     }
 
     fn dispatch(&self, event: Event<'_>) {
-        for sink in self.sinks.iter() {
+        for sink in self.sinks.iter().chain(self.recorders.iter()) {
             sink.event(&event);
         }
     }
@@ -225,6 +263,36 @@ impl Events {
     pub fn wait(&self, tag: &str, text: &str) -> WaitGuard {
         self.emit(Event::WaitStarted { tag, text });
         WaitGuard { events: self.clone(), tag: tag.to_owned() }
+    }
+
+    /// Start a span of the run's timeline; it ends with [`Span::finish`], or as
+    /// `stopped` when dropped unfinished (an error or a signal).
+    pub fn span(&self, kind: SpanKind, tag: &str, name: &str) -> Span {
+        let id = self.spans.fetch_add(1, Ordering::Relaxed) + 1;
+        self.emit(Event::SpanStarted { id, kind, tag, name });
+        Span { events: self.clone(), id, done: false }
+    }
+}
+
+/// A span being timed; see [`Events::span`].
+pub struct Span {
+    events: Events,
+    id: u64,
+    done: bool,
+}
+
+impl Span {
+    pub fn finish(mut self, outcome: SpanOutcome) {
+        self.done = true;
+        self.events.emit(Event::SpanFinished { id: self.id, outcome });
+    }
+}
+
+impl Drop for Span {
+    fn drop(&mut self) {
+        if !self.done {
+            self.events.emit(Event::SpanFinished { id: self.id, outcome: SpanOutcome::Stopped });
+        }
     }
 }
 
@@ -304,5 +372,19 @@ mod tests {
         assert_eq!(seen.len(), 3);
         assert!(seen[0].starts_with("WaitStarted"), "{seen:?}");
         assert!(seen[2].starts_with("WaitFinished"), "{seen:?}");
+    }
+
+    #[test]
+    fn spans_get_unique_ids_and_end_stopped_when_dropped() {
+        let (events, seen) = testing::recording();
+        let more = events.with_recorder(Box::new(testing::Recorder::default()));
+        let first = more.span(SpanKind::Layer, "layers/10", "10");
+        drop(events.span(SpanKind::Tool, "layers/10", "helm test x"));
+        first.finish(SpanOutcome::Ok);
+        let seen = seen.0.lock().unwrap();
+        assert!(seen[0].starts_with("SpanStarted { id: 1, kind: Layer"), "{seen:?}");
+        assert!(seen[1].starts_with("SpanStarted { id: 2, kind: Tool"), "{seen:?}");
+        assert_eq!(seen[2], "SpanFinished { id: 2, outcome: Stopped }");
+        assert_eq!(seen[3], "SpanFinished { id: 1, outcome: Ok }");
     }
 }

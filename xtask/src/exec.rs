@@ -14,6 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use crate::error::{Context, Result, failed, missing};
 use crate::events::Event;
 use crate::session::Session;
+use crate::spans::{SpanKind, SpanOutcome};
 
 /// One external command.
 #[derive(Debug, Clone)]
@@ -110,6 +111,7 @@ pub async fn run(session: &Session, cmd: &Cmd) -> Result<Output> {
     let line = cmd.display();
     let events = &session.events;
     events.emit(Event::ToolStarted { tag: &cmd.tag, line: &line, quiet: cmd.quiet });
+    let span = events.span(SpanKind::Tool, &cmd.tag, &line);
 
     let started = Instant::now();
     let mut command = tokio::process::Command::new(&cmd.program);
@@ -167,6 +169,11 @@ pub async fn run(session: &Session, cmd: &Cmd) -> Result<Output> {
         events.emit(Event::ToolFinished { tag: &cmd.tag, code, duration, note });
     };
 
+    span.finish(match &outcome {
+        Ok(status) => SpanOutcome::of_exit(status.code()),
+        Err(Stopped::TimedOut) => SpanOutcome::Failed,
+        Err(Stopped::Interrupted) => SpanOutcome::Stopped,
+    });
     match outcome {
         Ok(status) => {
             finished(status.code(), "");

@@ -3,15 +3,16 @@
 //!
 //! Dependencies point one way (the README's "Architecture"):
 //! - leaf types: [`error`], [`outcome`], [`digest`], [`redact`], [`events`], [`cancel`], [`version`],
-//!   [`session`], [`table`]
+//!   [`session`], [`table`], [`spans`]
 //! - model, pure readers of settings and `infra/`: [`config`], [`pins`], [`platform`]
 //! - adapters to the outside: [`exec`], [`http`], [`k8s`], [`learn`] (Secret values for
 //!   redaction), [`release`], [`probe`], [`fsutil`],
 //!   [`helmfile_cli`] (helmfile's flags by version), [`helmfile_list`] (the platform model
 //!   with Go-template layers rendered by helmfile)
 //! - stages and commands: [`cluster`], [`charts`], [`images`], [`layers`], [`checks`],
-//!   [`secrets`], [`tilt`], [`tools`], [`doctor`], [`plan`], [`steps`] (repository steps)
-//! - the run: [`runner`] (the stage pipeline), [`bootstrap`], [`lock`]
+//!   [`secrets`], [`tilt`], [`tools`], [`doctor`], [`plan`], [`steps`] (repository steps),
+//!   [`down`], [`status`] (read-only health view)
+//! - the run: [`runner`] (the stage pipeline), [`bootstrap`], [`lock`], [`timings`]
 //! - output: [`sinks`] (with `main.rs`, the only code that prints)
 
 pub mod bootstrap;
@@ -22,6 +23,7 @@ pub mod cluster;
 pub mod config;
 pub mod digest;
 pub mod doctor;
+pub mod down;
 pub mod error;
 pub mod events;
 pub mod exec;
@@ -45,9 +47,12 @@ pub mod runner;
 pub mod secrets;
 pub mod session;
 pub mod sinks;
+pub mod spans;
 pub mod stage_result;
+pub mod status;
 pub mod steps;
 pub mod table;
 pub mod tilt;
+pub mod timings;
 pub mod tools;
 pub mod version;

@@ -16,7 +16,7 @@ use xtask::lock::RunLock;
 use xtask::redact::Redactor;
 use xtask::session::Session;
 use xtask::sinks::{Json, LogFile, Terminal};
-use xtask::{bootstrap, charts, cluster, doctor, plan, secrets, tilt, tools};
+use xtask::{bootstrap, charts, cluster, doctor, down, plan, secrets, status, tilt, tools};
 
 /// Bring the local Kubernetes platform to a known-good state, and prove it.
 ///
@@ -73,6 +73,7 @@ enum Command {
     /// only on config drift (hash stamped on the cluster) or a missing registry
     /// container, start it when stopped; remove legacy registry containers; wait until
     /// its API is ready. `--plan` prints the decision and changes nothing.
+    /// `cluster stop` / `cluster start` pause and resume it, keeping everything in it.
     Cluster(cluster::Args),
     /// Vendor third-party Helm charts: `vendor add` locks a chart (archive + digest in
     /// charts.lock.yaml), `vendor` fetches missing or altered archives (each must match
@@ -87,6 +88,19 @@ enum Command {
     /// nothing; else start `tilt up` detached (output in tilt.log beside the log) and
     /// wait until the `(Tiltfile)` resource is Ready.
     Tilt,
+    /// Is the platform healthy right now? Read-only, in well under a second: the
+    /// cluster (up, stopped, drifted, absent), each layer (converged, drifted, failed,
+    /// not installed: its recorded digest and its releases' state), each gate's
+    /// recorded verdict (the last `helm test`), the Vault bootstrap, db-migrations-local,
+    /// ExternalSecrets, Tilt. Exit 0 when all is well, 1 otherwise (each problem named
+    /// with what to do). Changes nothing: no install, no sync, no `helm test`, no lock
+    /// (its only tool call is `helmfile list`, for Go-template layers).
+    Status(status::Args),
+    /// Take the platform down: stop the Tilt that `cargo xtask` started, delete the k3d
+    /// cluster (its nodes, registry, network, volumes and kube context). Keeps what makes
+    /// the next bootstrap fast (images the bootstrap downloaded, `.tools`) unless
+    /// `--purge`. Nothing there: "nothing to do", exit 0. `--plan` changes nothing.
+    Down(down::Args),
     /// Pinned tools: `tools install` downloads k3d, helm, helmfile, kubectl and tilt as
     /// pinned in [workspace.metadata.bootstrap.tools] into .tools/bin, each checked
     /// against its sha256 before it is made executable; a no-op when all are in place.
@@ -107,6 +121,8 @@ impl Command {
             Command::Secrets => "secrets",
             Command::Tilt => "tilt",
             Command::Tools(_) => "tools",
+            Command::Status(_) => "status",
+            Command::Down(_) => "down",
         }
     }
 
@@ -115,14 +131,19 @@ impl Command {
         match self {
             Command::Bootstrap(args) => !args.plan,
             Command::Cluster(args) => !args.plan,
+            Command::Down(args) => !args.plan,
             Command::Sync(_) | Command::Secrets | Command::Tilt => true,
-            Command::Plan | Command::Doctor | Command::Vendor(_) | Command::Tools(_) => false,
+            Command::Plan
+            | Command::Doctor
+            | Command::Status(_)
+            | Command::Vendor(_)
+            | Command::Tools(_) => false,
         }
     }
 
     /// Read-only commands keep no log.
     fn writes_log(&self) -> bool {
-        !matches!(self, Command::Plan | Command::Doctor)
+        !matches!(self, Command::Plan | Command::Doctor | Command::Status(_))
     }
 }
 
@@ -209,11 +230,16 @@ fn run(cli: &Cli, terminal: Arc<Terminal>, json: Arc<Json>, redactor: &Redactor)
             Command::Sync(args) => bootstrap::sync(&ctx, args).await,
             Command::Plan => plan::run(&ctx).await,
             Command::Doctor => doctor::run(&ctx).await,
-            Command::Cluster(args) => cluster::run(&ctx, args).await,
+            Command::Cluster(args) => match args.lifecycle {
+                Some(which) => down::lifecycle(&ctx, which, args.plan).await,
+                None => cluster::run(&ctx, args).await,
+            },
             Command::Vendor(args) => charts::run(&ctx, args).await,
             Command::Secrets => secrets::run(&ctx).await,
             Command::Tilt => tilt::run(&ctx).await,
             Command::Tools(args) => tools::run(&ctx, args).await,
+            Command::Status(args) => status::run(&ctx, args).await,
+            Command::Down(args) => down::run(&ctx, args).await,
         }
     });
     // A command that never waits (plan) finishes its work; a signal still counts.

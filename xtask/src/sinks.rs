@@ -169,7 +169,8 @@ impl Sink for LogFile {
             Event::ToolFinished { tag, code: None, note, .. } => self.write(tag, note),
             Event::Progress { tag, text } | Event::Detail { tag, text } => self.write(tag, text),
             Event::WaitStarted { tag, text } => self.write(tag, text),
-            Event::WaitFinished { .. } => {}
+            Event::WaitFinished { .. } | Event::SpanStarted { .. } | Event::SpanFinished { .. } => {
+            }
             Event::Warning { tag, text } => self.write(tag, &format!("warning: {text}")),
             Event::Finding { tag, finding } => {
                 self.write(tag, &format!("finding: {finding}"));

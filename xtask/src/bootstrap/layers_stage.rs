@@ -14,6 +14,7 @@ use crate::layers::{self, Cycle, LayerPlan};
 use crate::outcome::{Finding, Report, Status};
 use crate::runner::{Stage, StageFuture};
 use crate::secrets;
+use crate::spans::{SpanKind, SpanOutcome};
 
 #[derive(Default)]
 pub struct Layers {
@@ -167,6 +168,7 @@ async fn apply(
         let name = input.layer.name.clone();
         *current = Some(name.clone());
         let started = Instant::now();
+        let span = session.events.span(SpanKind::Layer, &format!("layers/{name}"), &name);
         let result = match action {
             LayerAction::Unchanged => {
                 session.progress(&format!("layers/{name}"), &format!("layer {name}: unchanged"));
@@ -206,6 +208,7 @@ async fn apply(
             None => after_layer(state, &client, index).await?,
         };
         state.rows[index].duration += started.elapsed();
+        span.finish(if failure.is_some() { SpanOutcome::Failed } else { SpanOutcome::Ok });
         if let Some(finding) = failure {
             state.rows[index].status = LayerStatus::Failed;
             let detail = summary_detail(state);

@@ -20,6 +20,7 @@ use crate::outcome::Status;
 use crate::platform::helmfile::{Layer, Platform};
 use crate::runner::{self, Mode, RunOutcome, Stage};
 use crate::secrets::Step;
+use crate::session::Session;
 use summary::{LayerRow, StepRow, Summary};
 
 #[derive(clap::Args, Debug, Default)]
@@ -44,6 +45,12 @@ pub struct Args {
     /// install`); use what is there and on PATH.
     #[arg(long)]
     pub no_install: bool,
+    /// Write an HTML timeline of the run (stages, layers, gates, steps, image fetches,
+    /// every tool call; the critical path marked) to PATH, default
+    /// target/bootstrap-timings.html. Self-contained: opens in any browser, offline.
+    /// The JSON summary then carries the same spans.
+    #[arg(long, value_name = "PATH", num_args = 0..=1, require_equals = true)]
+    pub timings: Option<Option<std::path::PathBuf>>,
 }
 
 /// `cargo xtask sync <layer>...`: sync and gate just these layers, converged or not.
@@ -192,7 +199,15 @@ pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
     .into_iter()
     .flatten()
     .collect();
-    execute(ctx, "bootstrap", options, stages).await
+    let Some(asked) = &args.timings else {
+        return execute(ctx, "bootstrap", options, stages, None).await;
+    };
+    let cwd = std::env::current_dir().unwrap_or_else(|_| ctx.root.clone());
+    let path = crate::timings::report_path(asked.as_deref(), &ctx.root, &cwd);
+    let recorder = std::sync::Arc::new(crate::timings::Recorder::new());
+    let events = ctx.session.events.with_recorder(Box::new(recorder.clone()));
+    let timed = ctx.clone().with_session(Session { events, ..ctx.session.clone() });
+    execute(&timed, "bootstrap", options, stages, Some((path, recorder))).await
 }
 
 pub async fn sync(ctx: &Context, args: &SyncArgs) -> Result<()> {
@@ -210,7 +225,7 @@ pub async fn sync(ctx: &Context, args: &SyncArgs) -> Result<()> {
     .into_iter()
     .flatten()
     .collect();
-    execute(ctx, "sync", options, stages).await
+    execute(ctx, "sync", options, stages, None).await
 }
 
 async fn execute<'c>(
@@ -218,6 +233,7 @@ async fn execute<'c>(
     command: &str,
     options: Options,
     mut stages: Vec<Box<dyn Stage<RunState<'c>> + 'c>>,
+    timings: Option<(std::path::PathBuf, std::sync::Arc<crate::timings::Recorder>)>,
 ) -> Result<()> {
     let session = &ctx.session;
     let names: Vec<&'static str> = stages.iter().map(|s| s.name()).collect();
@@ -268,7 +284,16 @@ async fn execute<'c>(
             }
         }
     }
+    let timings = timings.map(|(path, recorder)| {
+        let heading = crate::timings::html::Heading {
+            command: command.to_owned(),
+            status: outcome.status.word().to_owned(),
+            log: ctx.log_path.display().to_string(),
+        };
+        crate::timings::attach(path, &recorder, &heading)
+    });
     let summary = Summary {
+        timings,
         status: outcome.status,
         stages: outcome.rows,
         layers: rows,

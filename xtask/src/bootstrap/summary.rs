@@ -122,6 +122,8 @@ pub struct Summary {
     pub images: Option<FetchReport>,
     pub failure: Option<Failure>,
     pub log: String,
+    /// `--timings`: the report's path and the run's spans.
+    pub timings: Option<crate::timings::Attached>,
 }
 
 impl Summary {
@@ -215,6 +217,9 @@ impl Rendered for Summary {
         if let Some((failed, remediation)) = self.failure_lines() {
             out.push_str(&format!("\n{failed}\nwhat to do: {remediation}\n"));
         }
+        if let Some(timings) = &self.timings {
+            out.push_str(&format!("\n{}", timings.line()));
+        }
         out.push_str(&format!("\n{}; log: {}\n", self.status.word(), self.log));
         out
     }
@@ -282,7 +287,7 @@ impl Rendered for Summary {
                 "remediation": f.finding.remediation,
             })
         });
-        json!({
+        let mut summary = json!({
             "status": self.status,
             "stages": stages,
             "layers": layers,
@@ -292,7 +297,11 @@ impl Rendered for Summary {
             "images": self.images.as_ref().map(FetchReport::json),
             "failure": failure,
             "log": self.log,
-        })
+        });
+        if let Some(timings) = &self.timings {
+            summary["timings"] = timings.json();
+        }
+        summary
     }
 
     /// The failure and its remediation as plain lines, the summary as JSON, then the
@@ -349,6 +358,7 @@ mod tests {
                 ),
             }),
             log: "/tmp/setup.log".into(),
+            timings: None,
         }
     }
 

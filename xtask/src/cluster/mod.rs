@@ -34,8 +34,21 @@ const TAG: &str = "cluster";
 #[derive(clap::Args, Debug, Default)]
 pub struct Args {
     /// Print what would be done and change nothing.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub plan: bool,
+    #[command(subcommand)]
+    pub lifecycle: Option<Lifecycle>,
+}
+
+/// Pause and resume the cluster, keeping everything in it (`cargo xtask down` deletes).
+#[derive(clap::Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// Stop the cluster's containers (`k3d cluster stop`), and first the Tilt that
+    /// `cargo xtask` started; everything in the cluster is kept.
+    Stop,
+    /// Start a stopped cluster (`k3d cluster start`) and wait for its API; never creates
+    /// or recreates one (`cargo xtask cluster` or `bootstrap` do).
+    Start,
 }
 
 /// What the config asks for.

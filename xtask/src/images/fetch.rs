@@ -16,6 +16,7 @@ use crate::layers;
 use crate::platform::bundles;
 use crate::platform::helmfile::Layer;
 use crate::platform::images::images_in_manifests;
+use crate::spans::{SpanKind, SpanOutcome};
 
 const TAG: &str = "images";
 
@@ -102,10 +103,16 @@ pub async fn fetch_ahead(ctx: &Context, layers: &[Layer]) -> FetchReport {
         .map(|image| {
             let docker = docker.as_ref();
             async move {
+                let span = ctx.session.events.span(SpanKind::Image, TAG, &image);
                 let outcome = match docker {
                     Ok(docker) => fetch_one(ctx, docker, &image).await,
                     Err(e) => Outcome::Failed { reason: e.clone() },
                 };
+                span.finish(match outcome {
+                    Outcome::Fetched | Outcome::Present => SpanOutcome::Ok,
+                    Outcome::Failed { .. } => SpanOutcome::Failed,
+                    Outcome::Interrupted => SpanOutcome::Stopped,
+                });
                 ImageResult { image, outcome }
             }
         })
@@ -127,6 +134,10 @@ async fn fetch_one(ctx: &Context, docker: &bollard::Docker, image: &str) -> Outc
         let pull = Cmd::new(TAG, "docker", timeout).args(["pull", image]);
         if let Err(outcome) = step(ctx, &pull, "docker pull").await {
             return outcome;
+        }
+        // `down --purge` removes what the bootstrap downloaded, and only that.
+        if let Err(e) = super::pulled::remember(&ctx.root, image) {
+            ctx.session.line(TAG, &format!("{image}: not recorded as downloaded: {e:#}"));
         }
     }
     let import = Cmd::new(TAG, "k3d", timeout).args([

@@ -15,6 +15,7 @@
 //! failed fetch is a warning naming the image: the kubelet's own pull still tries.
 
 mod fetch;
+pub mod pulled;
 
 use std::time::Duration;
 

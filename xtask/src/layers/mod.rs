@@ -26,6 +26,7 @@ use crate::helmfile_list::StateValues;
 use crate::outcome::{Finding, Verdict};
 use crate::platform::bundles;
 use crate::platform::helmfile::Layer;
+use crate::spans::{SpanKind, SpanOutcome};
 
 /// Helmfile's default namespace for a release that names none.
 pub fn namespace_of(release: &crate::platform::helmfile::Release) -> &str {
@@ -378,11 +379,13 @@ async fn sync_and_gate_recovered(cycle: &Cycle<'_>, layer: &Layer) -> Result<Cyc
             kube_context: &cycle.ctx.kube_context,
             timeout: cycle.ctx.settings.timeouts.gate(),
         };
+        let span = session.events.span(SpanKind::Gate, &tag, &release.name);
         let check = {
             let _wait =
                 session.events.wait(&tag, &format!("gate {} of {}", release.name, layer.name));
             checks::helm_test_gate(session, cycle.client, &target).await?
         };
+        span.finish(SpanOutcome::of_verdict(check.verdict));
         session.line(&tag, &format!("{:?}: {}", check.verdict, check.finding));
         warnings.extend(check.warnings.iter().cloned());
         match check.verdict {

@@ -17,6 +17,7 @@ use crate::config::{Context, StepSettings};
 use crate::error::{Context as _, Result, bad_input, missing};
 use crate::exec::{self, Cmd};
 use crate::outcome::Finding;
+use crate::spans::{SpanKind, SpanOutcome};
 
 /// What a step needs this run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,10 +188,12 @@ pub async fn run(
         .filter_map(|name| std::env::var_os(name).map(|value| (name.clone(), value.into_vec())))
         .collect();
     ctx.session.learn_secret(values.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
+    let span = ctx.session.events.span(SpanKind::Step, &tag, &step.name);
     let output = {
         let _wait = ctx.session.events.wait(&tag, &format!("step {}", step.name));
         exec::run(&ctx.session, &cmd).await?
     };
+    span.finish(SpanOutcome::of_exit(output.code));
     if output.success() {
         if let Some(digest) = digest {
             record(&ctx.root, &step.name, Some(digest))?;

@@ -8,6 +8,7 @@
 //! `Err` only for a missing `tilt` and interruption.
 
 pub mod api;
+pub mod record;
 
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use crate::config::Context;
 use crate::error::{Context as _, Result, failed, missing};
 use crate::events::Event;
 use crate::outcome::{Finding, Report, tail};
+use crate::spans::{SpanKind, SpanOutcome};
 use crate::stage_result::StageResult;
 
 const TAG: &str = "tilt";
@@ -159,9 +161,9 @@ fn start(ctx: &Context, port: u16, tilt_log: &Path) -> Result<std::process::Chil
              install hints, or pass --no-tilt)",
         )
     })?;
-    let port = port.to_string();
+    let port_text = port.to_string();
     // Pinned to the run's context, like every tool call (Tilt's `--context` override).
-    let args = ["up", "--port", &port, "--context", &ctx.kube_context];
+    let args = ["up", "--port", &port_text, "--context", &ctx.kube_context];
     let line = format!("tilt {}", args.join(" "));
     session.events.emit(Event::ToolStarted { tag: TAG, line: &line, quiet: false });
     session
@@ -184,7 +186,7 @@ fn start(ctx: &Context, port: u16, tilt_log: &Path) -> Result<std::process::Chil
             command
         }
     };
-    command
+    let child = command
         .args(args)
         .current_dir(&ctx.root)
         .envs(session.tool_path.as_ref().map(|path| ("PATH", path)))
@@ -192,7 +194,14 @@ fn start(ctx: &Context, port: u16, tilt_log: &Path) -> Result<std::process::Chil
         .stdout(output)
         .stderr(errors)
         .spawn()
-        .with_context(|| format!("starting `{} up`", tilt.display()))
+        .with_context(|| format!("starting `{} up`", tilt.display()))?;
+    // Detached: the call ends as it starts (the wait that follows shows the rest).
+    session.events.span(SpanKind::Tool, TAG, &format!("{line} (detached)")).finish(SpanOutcome::Ok);
+    // So `cargo xtask down` knows this Tilt is ours to stop.
+    if let Err(e) = record::remember(&ctx.root, child.id(), port, &ctx.kube_context) {
+        session.line(TAG, &format!("the Tilt started is not recorded as ours: {e:#}"));
+    }
+    Ok(child)
 }
 
 fn stop(child: &std::process::Child) {
