@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::selector;
+use super::ssa::{self, Scope, Writer};
 use super::target::group_key;
 pub use super::target::{ApiError, ApiResult, Target, ns_target};
 use crate::release::k8s_timestamp_now;
@@ -174,7 +175,13 @@ impl Store {
         })
     }
 
-    pub fn create(&mut self, t: &Target, mut body: Value) -> ApiResult {
+    pub fn create(&mut self, t: &Target, body: Value) -> ApiResult {
+        self.create_by(t, body, None)
+    }
+
+    /// Create, recording `writer`'s fields in `managedFields` (None: an internal write,
+    /// not recorded).
+    pub fn create_by(&mut self, t: &Target, mut body: Value, writer: Option<&Writer>) -> ApiResult {
         if !body.is_object() {
             return Err(ApiError::bad_request("the request body must be a JSON object"));
         }
@@ -220,8 +227,22 @@ impl Store {
         meta.insert("creationTimestamp".into(), json!(k8s_timestamp_now()));
         meta.insert("generation".into(), json!(1));
         normalize(t, &mut body);
+        if let Some(w) = writer {
+            ssa::track_update(None, &mut body, w, &t.api_version(), self.scope(t));
+        }
         self.data.objects.insert(key, body.clone());
         Ok(Self::present(t, &body))
+    }
+
+    /// Which fields a write to `t` may own (`ssa::Scope`).
+    fn scope(&self, t: &Target) -> Scope {
+        if t.subresource.as_deref() == Some("status") {
+            Scope::Status
+        } else if self.status_is_subresource(t) {
+            Scope::MainResource
+        } else {
+            Scope::Whole
+        }
     }
 
     fn check_namespace(&self, t: &Target, body: &Value, ns: &str) -> Result<(), ApiError> {
@@ -271,7 +292,16 @@ impl Store {
     }
 
     /// PUT: replace an existing object (or only its status, for `/status`).
-    pub fn replace(&mut self, t: &Target, mut body: Value) -> ApiResult {
+    pub fn replace(&mut self, t: &Target, body: Value) -> ApiResult {
+        self.replace_by(t, body, None)
+    }
+
+    pub fn replace_by(
+        &mut self,
+        t: &Target,
+        mut body: Value,
+        writer: Option<&Writer>,
+    ) -> ApiResult {
         let (ns, name) = self.resolve(t, Some(&body))?;
         let key = t.key(&ns, &name);
         let Some(current) = self.data.objects.get(&key).cloned() else {
@@ -295,7 +325,7 @@ impl Store {
             next["status"] = body["status"].take();
             body = next;
         }
-        self.store_update(t, key, current, body)
+        self.store_update(t, key, current, body, writer)
     }
 
     /// Whether `status` is a subresource of the target's resource: then writes to the
@@ -317,6 +347,7 @@ impl Store {
         key: String,
         current: Value,
         mut body: Value,
+        writer: Option<&Writer>,
     ) -> ApiResult {
         if !body.is_object() || !body["metadata"].is_object() {
             return Err(ApiError::bad_request("the request body must be an object with metadata"));
@@ -344,16 +375,47 @@ impl Store {
         body["apiVersion"] = current["apiVersion"].clone();
         body["kind"] = current["kind"].clone();
         normalize(t, &mut body);
+        if let Some(w) = writer {
+            ssa::track_update(Some(&current), &mut body, w, &t.api_version(), self.scope(t));
+        }
         self.data.objects.insert(key, body.clone());
         Ok(Self::present(t, &body))
     }
 
-    /// PATCH. `apply` (server-side apply) creates a missing object; merge and strategic
-    /// merge patches are applied as a JSON merge patch (RFC 7386).
+    /// PATCH without field management: server-side apply (`apply`) merges like a merge
+    /// patch and creates a missing object; merge and strategic merge patches are
+    /// applied as a JSON merge patch (RFC 7386).
     pub fn patch(&mut self, t: &Target, patch: Value, apply: bool) -> ApiResult {
+        self.patch_by(t, patch, apply, None)
+    }
+
+    /// PATCH by `writer`: with `apply`, server-side apply (`ssa::apply`: managed fields,
+    /// conflicts, creates a missing object); else a merge patch, recorded as an update.
+    pub fn patch_by(
+        &mut self,
+        t: &Target,
+        patch: Value,
+        apply: bool,
+        writer: Option<&Writer>,
+    ) -> ApiResult {
         let (ns, name) = self.resolve(t, None)?;
         let key = t.key(&ns, &name);
-        let Some(current) = self.data.objects.get(&key).cloned() else {
+        let current = self.data.objects.get(&key).cloned();
+        let scope = self.scope(t);
+        if let (true, Some(w)) = (apply, writer) {
+            let mut config = patch;
+            if scope == Scope::Status {
+                let status = config["status"].take();
+                config = json!({"metadata": config["metadata"].take(), "status": status});
+            }
+            config["metadata"]["name"] = json!(name);
+            let applied = ssa::apply(current.as_ref(), &config, w, &t.api_version(), scope)?;
+            return match current {
+                None => self.create_by(&Target { name: None, ..t.clone() }, applied, None),
+                Some(current) => self.store_update(t, key, current, applied, None),
+            };
+        }
+        let Some(current) = current else {
             if !apply {
                 return Err(ApiError::not_found(t, &name));
             }
@@ -371,7 +433,7 @@ impl Store {
             }
             merge(&mut next, &patch, apply);
         }
-        self.store_update(t, key, current, next)
+        self.store_update(t, key, current, next, writer)
     }
 
     /// Every stored object of `group`/`plural` (all namespaces): `(key, object)`.
