@@ -30,7 +30,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
 use ssa::Writer;
-use store::{ApiError, Store, Target};
+use store::{ApiError, PatchKind, Store, Target};
 
 /// How an API server process is run.
 #[derive(Debug, Clone, Default)]
@@ -413,20 +413,21 @@ fn objects(
         (&Method::POST, false, _) => parsed().and_then(|b| store.create_by(&t, b, Some(&writer))),
         (&Method::PUT, true, _) => parsed().and_then(|b| store.replace_by(&t, b, Some(&writer))),
         (&Method::PATCH, true, _) => {
-            let apply = content_type.starts_with("application/apply-patch");
-            if !apply && content_type.starts_with("application/json-patch") {
-                Err(ApiError::new(
-                    415,
-                    "UnsupportedMediaType",
-                    "the testbed API server does not support JSON patch",
-                ))
-            } else if let Some(e) = patch_options_error(apply, q("fieldManager"), force) {
+            let kind = if content_type.starts_with("application/apply-patch") {
+                PatchKind::Apply
+            } else if content_type.starts_with("application/json-patch") {
+                PatchKind::Json
+            } else {
+                PatchKind::Merge
+            };
+            if let Some(e) = patch_options_error(kind == PatchKind::Apply, q("fieldManager"), force)
+            {
                 Err(e)
             } else {
-                if apply && store.get(&t).is_err() {
+                if kind == PatchKind::Apply && store.get(&t).is_err() {
                     code = 201;
                 }
-                parsed().and_then(|b| store.patch_by(&t, b, apply, Some(&writer)))
+                parsed().and_then(|b| store.patch_by(&t, b, kind, Some(&writer)))
             }
         }
         (&Method::DELETE, true, _) => store.delete(&t),

@@ -400,4 +400,5 @@ mod tests;
 
 #[path = "store_update.rs"]
 mod update;
+pub use update::PatchKind;
 use update::{merge, normalize};

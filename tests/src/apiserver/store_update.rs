@@ -9,6 +9,34 @@ use super::ssa::{self, Scope, Writer};
 use super::{ApiError, ApiResult, Store, Target};
 use crate::release::k8s_timestamp_now;
 
+/// How a PATCH body changes the object (its `Content-Type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchKind {
+    /// `application/apply-patch+yaml`: server-side apply.
+    Apply,
+    /// `application/merge-patch+json`, `application/strategic-merge-patch+json` (both as
+    /// RFC 7386).
+    Merge,
+    /// `application/json-patch+json` (RFC 6902).
+    Json,
+}
+
+/// An RFC 6902 patch, refused as the API server refuses it (`patch.go`: 400 for a body
+/// that is not a patch, 422 for a patch that does not apply).
+fn json_patch(object: &Value, patch: Value) -> ApiResult {
+    let ops: json_patch::Patch = serde_json::from_value(patch)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+    let mut patched = object.clone();
+    json_patch::patch(&mut patched, &ops).map_err(|e| {
+        ApiError::new(
+            422,
+            "Invalid",
+            format!("the server rejected our request due to an error in our request: {e}"),
+        )
+    })?;
+    Ok(patched)
+}
+
 impl Store {
     /// PUT: replace an existing object (or only its status, for `/status`).
     pub fn replace(&mut self, t: &Target, body: Value) -> ApiResult {
@@ -105,18 +133,20 @@ impl Store {
     /// patch and creates a missing object; merge and strategic merge patches are
     /// applied as a JSON merge patch (RFC 7386).
     pub fn patch(&mut self, t: &Target, patch: Value, apply: bool) -> ApiResult {
-        self.patch_by(t, patch, apply, None)
+        let kind = if apply { PatchKind::Apply } else { PatchKind::Merge };
+        self.patch_by(t, patch, kind, None)
     }
 
-    /// PATCH by `writer`: with `apply`, server-side apply (`ssa::apply`: managed fields,
-    /// conflicts, creates a missing object); else a merge patch, recorded as an update.
+    /// PATCH by `writer`: server-side apply (`ssa::apply`: managed fields, conflicts,
+    /// creates a missing object), or a merge or JSON patch, recorded as an update.
     pub fn patch_by(
         &mut self,
         t: &Target,
         patch: Value,
-        apply: bool,
+        kind: PatchKind,
         writer: Option<&Writer>,
     ) -> ApiResult {
+        let apply = kind == PatchKind::Apply;
         let (ns, name) = self.resolve(t, None)?;
         let key = t.key(&ns, &name);
         let current = self.data.objects.get(&key).cloned();
@@ -143,7 +173,14 @@ impl Store {
             return self.create(&Target { name: None, ..t.clone() }, body);
         };
         let mut next = current.clone();
-        if t.subresource.as_deref() == Some("status") {
+        if kind == PatchKind::Json {
+            let patched = json_patch(&current, patch)?;
+            if t.subresource.as_deref() == Some("status") {
+                next["status"] = patched["status"].clone();
+            } else {
+                next = patched;
+            }
+        } else if t.subresource.as_deref() == Some("status") {
             merge(&mut next["status"], &patch["status"], apply);
         } else {
             let mut patch = patch;
