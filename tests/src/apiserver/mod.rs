@@ -220,7 +220,17 @@ async fn handle(
     };
     let headers = Headers { content_type: &content_type, accept: &accept, user_agent: &user_agent };
     let reply = route(&store, port, &method, &path, &query, &headers, &body);
-    eprintln!("{method} {path}{} -> {}", query_suffix(&query), reply.status().as_u16());
+    // Which bodies were protobuf, so a log shows what a typed client sent and got.
+    let answered = reply.headers().get("content-type").and_then(|v| v.to_str().ok());
+    let proto = |ct: &str| ct.starts_with(protobuf::MEDIA_TYPE);
+    let media = match (proto(&content_type), answered.is_some_and(proto)) {
+        (true, true) => " (protobuf in and out)",
+        (true, false) => " (protobuf in)",
+        (false, true) => " (protobuf out)",
+        (false, false) => "",
+    };
+    let code = reply.status().as_u16();
+    eprintln!("{method} {path}{} -> {code}{media}", query_suffix(&query));
     Ok(reply)
 }
 
