@@ -110,12 +110,9 @@ fn json_body(object: &Value, code: u16) -> (u16, &'static str, Vec<u8>) {
 pub fn parse_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if essence == protobuf::MEDIA_TYPE {
-        return protobuf::decode(body).map_err(|e| {
-            if e.starts_with("the testbed has no protobuf codec") {
-                ApiError::new(415, "UnsupportedMediaType", e)
-            } else {
-                ApiError::bad_request(e)
-            }
+        return protobuf::decode(body).map_err(|e| match e {
+            protobuf::DecodeError::UnknownKind(m) => ApiError::new(415, "UnsupportedMediaType", m),
+            protobuf::DecodeError::Malformed(m) => ApiError::bad_request(m),
         });
     }
     if essence.contains("cbor") || essence.contains("protobuf") {

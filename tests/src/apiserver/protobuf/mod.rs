@@ -23,26 +23,47 @@ fn group_of(api_version: &str) -> &str {
     api_version.split_once('/').map_or("", |(g, _)| g)
 }
 
+/// Why a protobuf body was not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Not a Kubernetes protobuf message, or a malformed one (the API server: 400).
+    Malformed(String),
+    /// A kind the testbed has no codec for (the testbed's limit: 415).
+    UnknownKind(String),
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::Malformed(m) | DecodeError::UnknownKind(m) => f.write_str(m),
+        }
+    }
+}
+
 /// A protobuf body (magic + `Unknown`) as the JSON object it carries, `apiVersion` and
-/// `kind` included. The error is the message the API server would give.
-pub fn decode(body: &[u8]) -> Result<Value, String> {
+/// `kind` included.
+pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
+    let malformed = |e: String| DecodeError::Malformed(e);
     let Some(envelope) = body.strip_prefix(MAGIC) else {
-        return Err(format!(
+        return Err(malformed(format!(
             "provided data does not appear to be a protobuf message, expected prefix {:?}",
             MAGIC
-        ));
+        )));
     };
-    let unknown = Unknown::decode(envelope).map_err(|e| e.to_string())?;
+    let unknown = Unknown::decode(envelope).map_err(|e| malformed(e.to_string()))?;
     let type_meta = unknown.type_meta.unwrap_or_default();
     let api_version = type_meta.api_version.unwrap_or_default();
     let kind = type_meta.kind.unwrap_or_default();
     if kind.is_empty() {
-        return Err("Object 'Kind' is missing in protobuf body".into());
+        return Err(malformed("Object 'Kind' is missing in protobuf body".into()));
     }
     let codec = kinds::find(group_of(&api_version), &kind).ok_or_else(|| {
-        format!("the testbed has no protobuf codec for {api_version}, Kind={kind}")
+        DecodeError::UnknownKind(format!(
+            "the testbed has no protobuf codec for {api_version}, Kind={kind}"
+        ))
     })?;
-    let mut object = (codec.decode)(unknown.raw.as_deref().unwrap_or_default())?;
+    let raw = unknown.raw.as_deref().unwrap_or_default();
+    let mut object = (codec.decode)(raw).map_err(malformed)?;
     object["apiVersion"] = Value::String(api_version);
     object["kind"] = Value::String(kind);
     Ok(object)

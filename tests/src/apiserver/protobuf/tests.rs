@@ -122,8 +122,12 @@ fn unknown_kinds_and_foreign_bytes_are_refused() {
     .encode(&mut body)
     .unwrap();
     let e = decode(&body).unwrap_err();
-    assert!(e.starts_with("the testbed has no protobuf codec for batch/v1, Kind=Job"), "{e}");
-    assert!(decode(b"{\"kind\":\"Secret\"}").unwrap_err().contains("expected prefix"));
+    assert_eq!(
+        e,
+        DecodeError::UnknownKind("the testbed has no protobuf codec for batch/v1, Kind=Job".into())
+    );
+    let e = decode(b"{\"kind\":\"Secret\"}").unwrap_err();
+    assert!(matches!(&e, DecodeError::Malformed(m) if m.contains("expected prefix")), "{e}");
 }
 
 #[test]
