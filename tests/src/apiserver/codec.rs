@@ -133,6 +133,27 @@ pub fn parse_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("the body is neither JSON nor YAML: {e}")))
 }
 
+/// A JSON body of a kind with a protobuf codec must fit the Go type the API server
+/// decodes it into (a Secret's `data` base64, numbers where numbers go): else 400, as
+/// `<Kind> in version "<v>" cannot be handled as a <Kind>: ...`. Other kinds pass.
+pub fn check_typed(api_version: &str, kind: &str, body: Value) -> Result<Value, ApiError> {
+    let mut typed = body.clone();
+    if typed.is_object() {
+        typed["apiVersion"] = Value::String(api_version.to_owned());
+        typed["kind"] = Value::String(kind.to_owned());
+    }
+    match protobuf::encode_raw(&typed) {
+        Some(Err(e)) => {
+            let version = api_version.rsplit('/').next().unwrap_or(api_version);
+            Err(ApiError::bad_request(format!(
+                "{kind} in version \"{version}\" cannot be handled as a {kind}: {}",
+                e.trim_start_matches('.')
+            )))
+        }
+        _ => Ok(body),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +186,18 @@ mod tests {
         let job = json!({"apiVersion": "batch/v1", "kind": "Job"});
         let e = choose(protobuf::MEDIA_TYPE, &job).unwrap_err();
         assert_eq!((e.code, e.reason), (406, "NotAcceptable"));
+    }
+
+    #[test]
+    fn json_bodies_must_fit_their_go_type() {
+        let bad = json!({"metadata": {"name": "s"}, "data": {"k": "not base64!"}});
+        let e = check_typed("v1", "Secret", bad).unwrap_err();
+        assert_eq!(e.code, 400);
+        assert!(e.message.starts_with(r#"Secret in version "v1" cannot be handled as a Secret: data.k: illegal base64 data"#), "{}", e.message);
+        let good = json!({"metadata": {"name": "s"}, "data": {"k": "dg=="}});
+        assert_eq!(check_typed("v1", "Secret", good.clone()).unwrap(), good);
+        let job = json!({"spec": {"whatever": 1}});
+        assert_eq!(check_typed("batch/v1", "Job", job.clone()).unwrap(), job);
     }
 
     #[test]

@@ -410,6 +410,9 @@ fn objects(
     }
     let snapshot = (method != Method::GET && dry_run).then(|| store.data.clone());
     let parsed = || codec::parse_body(content_type, body);
+    // A whole object must fit its Go type (the API server decodes into it).
+    let typed =
+        || parsed().and_then(|b| codec::check_typed(&t.api_version(), &t.kind(Some(&b)), b));
     let force = q("force").map(|f| f == "true");
     let writer = Writer::from_request(q("fieldManager"), headers.user_agent, force == Some(true));
     let mut code = if method == Method::POST { 201 } else { 200 };
@@ -420,8 +423,8 @@ fn objects(
         },
         (&Method::GET, true, _) => store.get(&t),
         (&Method::GET, false, _) => store.list(&t, q("labelSelector"), q("fieldSelector")),
-        (&Method::POST, false, _) => parsed().and_then(|b| store.create_by(&t, b, Some(&writer))),
-        (&Method::PUT, true, _) => parsed().and_then(|b| store.replace_by(&t, b, Some(&writer))),
+        (&Method::POST, false, _) => typed().and_then(|b| store.create_by(&t, b, Some(&writer))),
+        (&Method::PUT, true, _) => typed().and_then(|b| store.replace_by(&t, b, Some(&writer))),
         (&Method::PATCH, true, _) => {
             let kind = if content_type.starts_with("application/apply-patch") {
                 PatchKind::Apply
