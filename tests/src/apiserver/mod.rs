@@ -303,31 +303,6 @@ fn route(
     }
 }
 
-/// `ValidatePatchOptions`: apply needs a field manager; `force` is for apply only.
-fn patch_options_error(
-    apply: bool,
-    field_manager: Option<&str>,
-    force: Option<bool>,
-) -> Option<ApiError> {
-    let (field, reason, what) = match (apply, field_manager.unwrap_or(""), force) {
-        (true, "", _) => {
-            ("fieldManager", "FieldValueRequired", "Required value: is required for apply patch")
-        }
-        (false, _, Some(_)) => {
-            ("force", "FieldValueForbidden", "Forbidden: may not be specified for non-apply patch")
-        }
-        _ => return None,
-    };
-    let mut e = ApiError::new(
-        422,
-        "Invalid",
-        format!("PatchOptions.meta.k8s.io \"\" is invalid: {field}: {what}"),
-    );
-    e.details = json!({"name": "", "group": "meta.k8s.io", "kind": "PatchOptions",
-        "causes": [{"reason": reason, "message": what, "field": field}]});
-    Some(e)
-}
-
 /// The request headers the API reads.
 struct Headers<'a> {
     content_type: &'a str,
@@ -433,7 +408,8 @@ fn objects(
             } else {
                 PatchKind::Merge
             };
-            if let Some(e) = patch_options_error(kind == PatchKind::Apply, q("fieldManager"), force)
+            if let Some(e) =
+                ssa::patch_options_error(kind == PatchKind::Apply, q("fieldManager"), force)
             {
                 Err(e)
             } else {

@@ -53,6 +53,31 @@ impl Writer {
     }
 }
 
+/// `ValidatePatchOptions`: apply needs a field manager; `force` is for apply only.
+pub fn patch_options_error(
+    apply: bool,
+    field_manager: Option<&str>,
+    force: Option<bool>,
+) -> Option<ApiError> {
+    let (field, reason, what) = match (apply, field_manager.unwrap_or(""), force) {
+        (true, "", _) => {
+            ("fieldManager", "FieldValueRequired", "Required value: is required for apply patch")
+        }
+        (false, _, Some(_)) => {
+            ("force", "FieldValueForbidden", "Forbidden: may not be specified for non-apply patch")
+        }
+        _ => return None,
+    };
+    let mut e = ApiError::new(
+        422,
+        "Invalid",
+        format!("PatchOptions.meta.k8s.io \"\" is invalid: {field}: {what}"),
+    );
+    e.details = json!({"name": "", "group": "meta.k8s.io", "kind": "PatchOptions",
+        "causes": [{"reason": reason, "message": what, "field": field}]});
+    Some(e)
+}
+
 /// Which fields of the object a write may own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {

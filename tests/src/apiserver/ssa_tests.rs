@@ -197,3 +197,17 @@ fn apply_refuses_managed_fields_in_the_configuration() {
     let e = apply(None, &c, &writer("helm", false), "v1", Scope::Whole).unwrap_err();
     assert_eq!((e.code, e.message.as_str()), (400, "metadata.managedFields must be nil"));
 }
+
+#[test]
+fn patch_options_are_validated_as_the_api_server_does() {
+    let e = patch_options_error(true, None, Some(false)).unwrap();
+    assert_eq!((e.code, e.reason), (422, "Invalid"));
+    assert_eq!(
+        e.message,
+        r#"PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch"#
+    );
+    let e = patch_options_error(false, Some("kubectl"), Some(true)).unwrap();
+    assert!(e.message.ends_with("force: Forbidden: may not be specified for non-apply patch"));
+    assert!(patch_options_error(true, Some("helm"), Some(true)).is_none());
+    assert!(patch_options_error(false, None, None).is_none());
+}
