@@ -1,16 +1,21 @@
 //! The fake Kubernetes API server: `testbed apiserver --state-dir D --port-file F`.
 //!
 //! HTTPS on 127.0.0.1 with the cluster's certificates (`crate::tls`; client
-//! certificates are not checked), JSON only whatever `Accept` prefers
-//! (kubectl and helm accept JSON when they asked for Table or protobuf; discovery v2
-//! requests get the legacy documents, which clients fall back to). Errors are
-//! Kubernetes `Status` objects. Watches stream from the event history (`watch/`).
+//! certificates are not checked). Objects are read and written as JSON, or as protobuf
+//! for the kinds `protobuf` knows (`codec`: bodies by `Content-Type`, answers by
+//! `Accept`); Table and discovery v2 requests get plain JSON and the legacy documents,
+//! which clients fall back to. Errors are Kubernetes `Status` objects. Watches stream
+//! from the event history (`watch/`).
 
+pub mod codec;
 pub mod controllers;
 pub mod discovery;
+pub mod fieldset;
 pub mod openapi;
+pub mod protobuf;
 pub mod resources;
 pub mod selector;
+pub mod ssa;
 pub mod store;
 pub mod target;
 pub mod watch;
@@ -25,7 +30,8 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
-use store::{ApiError, Store, Target};
+use ssa::Writer;
+use store::{ApiError, PatchKind, Store, Target};
 
 /// How an API server process is run.
 #[derive(Debug, Clone, Default)]
@@ -217,8 +223,10 @@ async fn handle(
         eprintln!("WATCH {path}{} -> {}", query_suffix(&query), reply.status().as_u16());
         return Ok(reply);
     }
-    let content_type =
-        req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let header =
+        |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let (content_type, accept, user_agent) =
+        (header("content-type"), header("accept"), header("user-agent"));
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
@@ -226,8 +234,19 @@ async fn handle(
             return Ok(watch::boxed(error_reply(&e)));
         }
     };
-    let reply = route(&store, &hub, port, &method, &path, &query, &content_type, &body);
-    eprintln!("{method} {path}{} -> {}", query_suffix(&query), reply.status().as_u16());
+    let headers = Headers { content_type: &content_type, accept: &accept, user_agent: &user_agent };
+    let reply = route(&store, &hub, port, &method, &path, &query, &headers, &body);
+    // Which bodies were protobuf, so a log shows what a typed client sent and got.
+    let answered = reply.headers().get("content-type").and_then(|v| v.to_str().ok());
+    let proto = |ct: &str| ct.starts_with(protobuf::MEDIA_TYPE);
+    let media = match (proto(&content_type), answered.is_some_and(proto)) {
+        (true, true) => " (protobuf in and out)",
+        (true, false) => " (protobuf in)",
+        (false, true) => " (protobuf out)",
+        (false, false) => "",
+    };
+    let code = reply.status().as_u16();
+    eprintln!("{method} {path}{} -> {code}{media}", query_suffix(&query));
     Ok(watch::boxed(reply))
 }
 
@@ -247,7 +266,7 @@ fn route(
     method: &Method,
     path: &str,
     query: &[(String, String)],
-    content_type: &str,
+    headers: &Headers,
     body: &[u8],
 ) -> Reply {
     let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
@@ -293,13 +312,20 @@ fn route(
             }
         }
         (_, ["api", version, rest @ ..]) => {
-            objects(store, hub, method, "", version, rest, query, content_type, body)
+            objects(store, hub, method, "", version, rest, query, headers, body)
         }
         (_, ["apis", group, version, rest @ ..]) => {
-            objects(store, hub, method, group, version, rest, query, content_type, body)
+            objects(store, hub, method, group, version, rest, query, headers, body)
         }
         _ => not_found_path(path),
     }
+}
+
+/// The request headers the API reads.
+struct Headers<'a> {
+    content_type: &'a str,
+    accept: &'a str,
+    user_agent: &'a str,
 }
 
 fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
@@ -356,30 +382,27 @@ fn objects(
     version: &str,
     rest: &[&str],
     query: &[(String, String)],
-    content_type: &str,
+    headers: &Headers,
     body: &[u8],
 ) -> Reply {
+    let (content_type, accept) = (headers.content_type, headers.accept);
     let Some(t) = target(group, version, rest) else {
         return not_found_path(&rest.join("/"));
     };
     let q = |k: &str| query.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
-    if !body.is_empty() && (content_type.contains("protobuf") || content_type.contains("cbor")) {
-        // client-go falls back to JSON on 415 (kubectl sends protobuf first).
-        return error_reply(&ApiError::new(
-            415,
-            "UnsupportedMediaType",
-            format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/apply-patch+yaml, application/merge-patch+json; got {content_type}"
-            ),
-        ));
-    }
     let dry_run = q("dryRun").is_some();
     let mut store = lock(store);
     if !discovery::served(&store, group, version, &t.plural) {
         return not_found_path(&format!("/apis/{group}/{version}/{}", rest.join("/")));
     }
     let snapshot = (method != Method::GET && dry_run).then(|| store.data.clone());
-    let parsed = || parse_body(body);
+    let parsed = || codec::parse_body(content_type, body);
+    // A whole object must fit its Go type (the API server decodes into it).
+    let typed =
+        || parsed().and_then(|b| codec::check_typed(&t.api_version(), &t.kind(Some(&b)), b));
+    let force = q("force").map(|f| f == "true");
+    let writer = Writer::from_request(q("fieldManager"), headers.user_agent, force == Some(true));
+    let mut code = if method == Method::POST { 201 } else { 200 };
     let result = match (method, t.name.is_some(), t.subresource.as_deref()) {
         (&Method::GET, true, Some("log")) => match store.pod_log(&t) {
             Ok(text) => return text_reply(text),
@@ -387,18 +410,25 @@ fn objects(
         },
         (&Method::GET, true, _) => store.get(&t),
         (&Method::GET, false, _) => store.list(&t, q("labelSelector"), q("fieldSelector")),
-        (&Method::POST, false, _) => parsed().and_then(|b| store.create(&t, b)),
-        (&Method::PUT, true, _) => parsed().and_then(|b| store.replace(&t, b)),
+        (&Method::POST, false, _) => typed().and_then(|b| store.create_by(&t, b, Some(&writer))),
+        (&Method::PUT, true, _) => typed().and_then(|b| store.replace_by(&t, b, Some(&writer))),
         (&Method::PATCH, true, _) => {
-            let apply = content_type.starts_with("application/apply-patch");
-            if !apply && content_type.starts_with("application/json-patch") {
-                Err(ApiError::new(
-                    415,
-                    "UnsupportedMediaType",
-                    "the testbed API server does not support JSON patch",
-                ))
+            let kind = if content_type.starts_with("application/apply-patch") {
+                PatchKind::Apply
+            } else if content_type.starts_with("application/json-patch") {
+                PatchKind::Json
             } else {
-                parsed().and_then(|b| store.patch(&t, b, apply))
+                PatchKind::Merge
+            };
+            if let Some(e) =
+                ssa::patch_options_error(kind == PatchKind::Apply, q("fieldManager"), force)
+            {
+                Err(e)
+            } else {
+                if kind == PatchKind::Apply && store.get(&t).is_err() {
+                    code = 201;
+                }
+                parsed().and_then(|b| store.patch_by(&t, b, kind, Some(&writer)))
             }
         }
         (&Method::DELETE, true, _) => store.delete(&t),
@@ -426,20 +456,9 @@ fn objects(
         }
     }
     match result {
-        Ok(v) => json_reply(if method == Method::POST { 201 } else { 200 }, &v),
-        Err(e) => error_reply(&e),
+        Ok(v) => codec::reply(accept, code, &v),
+        Err(e) => codec::reply(accept, e.code, &e.to_status()),
     }
-}
-
-/// JSON, or YAML for `application/apply-patch+yaml` (YAML is a superset of JSON).
-fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
-    if let Ok(v) = serde_json::from_slice::<Value>(body) {
-        return Ok(v);
-    }
-    let text =
-        std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
-    serde_saphyr::from_str::<Value>(text)
-        .map_err(|e| ApiError::bad_request(format!("the body is neither JSON nor YAML: {e}")))
 }
 
 fn parse_query(q: &str) -> Vec<(String, String)> {

@@ -49,6 +49,9 @@ pub static RESOURCES: &[Resource] = &[
         STATUS,
     ),
     r("", V1, "events", "event", "Event", true, &["ev"], &[]),
+    // `kubectl describe namespace` lists both.
+    r("", V1, "resourcequotas", "resourcequota", "ResourceQuota", true, &["quota"], STATUS),
+    r("", V1, "limitranges", "limitrange", "LimitRange", true, &["limits"], &[]),
     r("apps", V1, "deployments", "deployment", "Deployment", true, &["deploy"], STATUS),
     r("apps", V1, "statefulsets", "statefulset", "StatefulSet", true, &["sts"], STATUS),
     r("apps", V1, "daemonsets", "daemonset", "DaemonSet", true, &["ds"], STATUS),

@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use base64::Engine;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::selector;
+use super::ssa::{self, Scope, Writer};
 use super::target::group_key;
 pub use super::target::{ApiError, ApiResult, Target, ns_target};
 use crate::release::k8s_timestamp_now;
@@ -174,7 +174,13 @@ impl Store {
         })
     }
 
-    pub fn create(&mut self, t: &Target, mut body: Value) -> ApiResult {
+    pub fn create(&mut self, t: &Target, body: Value) -> ApiResult {
+        self.create_by(t, body, None)
+    }
+
+    /// Create, recording `writer`'s fields in `managedFields` (None: an internal write,
+    /// not recorded).
+    pub fn create_by(&mut self, t: &Target, mut body: Value, writer: Option<&Writer>) -> ApiResult {
         if !body.is_object() {
             return Err(ApiError::bad_request("the request body must be a JSON object"));
         }
@@ -220,8 +226,25 @@ impl Store {
         meta.insert("creationTimestamp".into(), json!(k8s_timestamp_now()));
         meta.insert("generation".into(), json!(1));
         normalize(t, &mut body);
+        if t.group.is_empty() && t.plural == "services" {
+            self.service_defaults(&mut body, None);
+        }
+        if let Some(w) = writer {
+            ssa::track_update(None, &mut body, w, &t.api_version(), self.scope(t));
+        }
         self.data.objects.insert(key, body.clone());
         Ok(Self::present(t, &body))
+    }
+
+    /// Which fields a write to `t` may own (`ssa::Scope`).
+    fn scope(&self, t: &Target) -> Scope {
+        if t.subresource.as_deref() == Some("status") {
+            Scope::Status
+        } else if self.status_is_subresource(t) {
+            Scope::MainResource
+        } else {
+            Scope::Whole
+        }
     }
 
     fn check_namespace(&self, t: &Target, body: &Value, ns: &str) -> Result<(), ApiError> {
@@ -268,110 +291,6 @@ impl Store {
                 c
             })
             .collect()
-    }
-
-    /// PUT: replace an existing object (or only its status, for `/status`).
-    pub fn replace(&mut self, t: &Target, mut body: Value) -> ApiResult {
-        let (ns, name) = self.resolve(t, Some(&body))?;
-        let key = t.key(&ns, &name);
-        let Some(current) = self.data.objects.get(&key).cloned() else {
-            return Err(ApiError::not_found(t, &name));
-        };
-        if let Some(rv) = body["metadata"]["resourceVersion"].as_str()
-            && !rv.is_empty()
-            && rv != current["metadata"]["resourceVersion"]
-        {
-            return Err(ApiError::about(
-                409,
-                "Conflict",
-                t,
-                &name,
-                "the object has been modified; please apply your changes to the latest version and try again",
-            )
-            .with_message_prefix("Operation cannot be fulfilled on "));
-        }
-        if t.subresource.as_deref() == Some("status") {
-            let mut next = current.clone();
-            next["status"] = body["status"].take();
-            body = next;
-        }
-        self.store_update(t, key, current, body)
-    }
-
-    /// Whether `status` is a subresource of the target's resource: then writes to the
-    /// main resource cannot change it (create drops it, updates keep the stored one).
-    fn status_is_subresource(&self, t: &Target) -> bool {
-        if super::discovery::builtin_group(&t.group) {
-            super::resources::find(&t.group, &t.plural)
-                .is_some_and(|r| r.subresources.contains(&"status"))
-        } else {
-            super::discovery::crds(self)
-                .iter()
-                .any(|c| c.group == t.group && c.plural == t.plural && c.status)
-        }
-    }
-
-    fn store_update(
-        &mut self,
-        t: &Target,
-        key: String,
-        current: Value,
-        mut body: Value,
-    ) -> ApiResult {
-        if !body.is_object() || !body["metadata"].is_object() {
-            return Err(ApiError::bad_request("the request body must be an object with metadata"));
-        }
-        if t.subresource.as_deref() != Some("status") && self.status_is_subresource(t) {
-            match current.get("status") {
-                Some(status) => body["status"] = status.clone(),
-                None => {
-                    if let Some(o) = body.as_object_mut() {
-                        o.remove("status");
-                    }
-                }
-            }
-        }
-        let generation = current["metadata"]["generation"].as_i64().unwrap_or(1)
-            + i64::from(body.get("spec") != current.get("spec"));
-        let rv = self.next_version();
-        for field in ["uid", "creationTimestamp", "namespace", "name"] {
-            if let Some(v) = current["metadata"].get(field) {
-                body["metadata"][field] = v.clone();
-            }
-        }
-        body["metadata"]["resourceVersion"] = json!(rv);
-        body["metadata"]["generation"] = json!(generation);
-        body["apiVersion"] = current["apiVersion"].clone();
-        body["kind"] = current["kind"].clone();
-        normalize(t, &mut body);
-        self.data.objects.insert(key, body.clone());
-        Ok(Self::present(t, &body))
-    }
-
-    /// PATCH. `apply` (server-side apply) creates a missing object; merge and strategic
-    /// merge patches are applied as a JSON merge patch (RFC 7386).
-    pub fn patch(&mut self, t: &Target, patch: Value, apply: bool) -> ApiResult {
-        let (ns, name) = self.resolve(t, None)?;
-        let key = t.key(&ns, &name);
-        let Some(current) = self.data.objects.get(&key).cloned() else {
-            if !apply {
-                return Err(ApiError::not_found(t, &name));
-            }
-            let mut body = patch;
-            body["metadata"]["name"] = json!(name);
-            return self.create(&Target { name: None, ..t.clone() }, body);
-        };
-        let mut next = current.clone();
-        if t.subresource.as_deref() == Some("status") {
-            merge(&mut next["status"], &patch["status"], apply);
-        } else {
-            let mut patch = patch;
-            if let Some(meta) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
-                meta.remove("resourceVersion");
-            }
-            merge(&mut next, &patch, apply);
-        }
-        self.store_update(t, key, current, next)
     }
 
     /// Every stored object of `group`/`plural` (all namespaces): `(key, object)`.
@@ -471,68 +390,6 @@ impl Store {
     }
 }
 
-/// What the API server itself fills in: a namespace's phase, a Secret's `stringData`
-/// folded into `data`.
-fn normalize(t: &Target, body: &mut Value) {
-    match (t.group.as_str(), t.plural.as_str()) {
-        ("", "namespaces") => {
-            body["spec"]["finalizers"] = json!(["kubernetes"]);
-            body["status"]["phase"] = json!("Active");
-        }
-        ("apiextensions.k8s.io", "customresourcedefinitions") => {
-            // The apiextensions server accepts the names and establishes the CRD at once.
-            let names = body["spec"]["names"].clone();
-            let now = k8s_timestamp_now();
-            body["status"] = json!({
-                "acceptedNames": names, "storedVersions": [body["spec"]["versions"][0]["name"].clone()],
-                "conditions": [
-                    {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": now},
-                    {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now},
-                ],
-            });
-        }
-        ("", "secrets") => {
-            if let Some(Value::Object(string_data)) =
-                body.as_object_mut().and_then(|o| o.remove("stringData"))
-            {
-                let data = body["data"].as_object_mut().map(std::mem::take).unwrap_or_default();
-                let mut data: Map<String, Value> = data;
-                for (k, v) in string_data {
-                    let text = v.as_str().unwrap_or_default().to_owned();
-                    data.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(text)));
-                }
-                body["data"] = Value::Object(data);
-            }
-            if body["type"].is_null() {
-                body["type"] = json!("Opaque");
-            }
-        }
-        _ => {}
-    }
-}
-
-/// RFC 7386 merge; server-side apply keeps explicit nulls out instead of deleting.
-fn merge(target: &mut Value, patch: &Value, apply: bool) {
-    match patch {
-        Value::Object(p) => {
-            if !target.is_object() {
-                *target = json!({});
-            }
-            let t = target.as_object_mut().expect("made an object above");
-            for (k, v) in p {
-                if v.is_null() {
-                    if !apply {
-                        t.remove(k);
-                    }
-                } else {
-                    merge(t.entry(k.clone()).or_insert(Value::Null), v, apply);
-                }
-            }
-        }
-        other => *target = other.clone(),
-    }
-}
-
 fn splitmix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -543,3 +400,8 @@ fn splitmix(mut x: u64) -> u64 {
 #[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;
+
+#[path = "store_update.rs"]
+mod update;
+pub use update::PatchKind;
+use update::{merge, normalize};

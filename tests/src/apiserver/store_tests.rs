@@ -102,3 +102,23 @@ fn status_is_the_controllers_when_it_is_a_subresource() {
     let updated = s.patch(&obj, json!({"status": {"readyReplicas": 1}}), false).unwrap();
     assert_eq!(updated["status"]["readyReplicas"], 0);
 }
+
+#[test]
+fn services_get_defaults_and_a_cluster_ip_that_updates_keep() {
+    let mut s = Store::in_memory();
+    let t = Target::collection("", "v1", "services", Some("default"));
+    let svc = |name: &str| json!({"metadata": {"name": name}, "spec": {"ports": [{"port": 80}]}});
+    let a = s.create(&t, svc("a")).unwrap();
+    let b = s.create(&t, svc("b")).unwrap();
+    let ip = a["spec"]["clusterIP"].as_str().unwrap().to_owned();
+    assert!(ip.starts_with("10.43."), "{a}");
+    assert_ne!(b["spec"]["clusterIP"], a["spec"]["clusterIP"]);
+    assert_eq!(a["spec"]["clusterIPs"], json!([ip]));
+    assert_eq!(a["spec"]["type"], "ClusterIP");
+    assert_eq!(a["spec"]["ports"][0], json!({"port": 80, "protocol": "TCP", "targetPort": 80}));
+    let obj = Target::object("", "v1", "services", "default", "a");
+    let replaced = s.replace(&obj, svc("a")).unwrap();
+    assert_eq!(replaced["spec"]["clusterIP"], json!(ip), "kept across a PUT without it");
+    let external = json!({"metadata": {"name": "x"}, "spec": {"type": "ExternalName", "externalName": "example.com"}});
+    assert!(s.create(&t, external).unwrap()["spec"].get("clusterIP").is_none());
+}

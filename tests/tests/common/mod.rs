@@ -20,6 +20,31 @@ pub fn real_tool(name: &str) -> Option<PathBuf> {
     found
 }
 
+/// Where the real helm, kubectl and helmfile builds are (`.ci/install-real-tools`):
+/// `$TESTBED_REAL_TOOLS`, default `/usr/local/lib/bootstrap-tools`.
+pub fn real_tools_dir() -> PathBuf {
+    std::env::var_os("TESTBED_REAL_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/local/lib/bootstrap-tools"))
+}
+
+/// A real binary below `real_tools_dir()` (`helm-3.17.2/helm`). Without it: panic when
+/// `CI` is set, else print "skipped" and None.
+pub fn real_binary(relative: &str) -> Option<PathBuf> {
+    let path = real_tools_dir().join(relative);
+    if path.is_file() {
+        return Some(path);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "{} is missing, and CI is set: this test needs it (.ci/install-real-tools)",
+            path.display()
+        );
+    }
+    eprintln!("skipped: {} is missing (.ci/install-real-tools installs it)", path.display());
+    None
+}
+
 /// One fake API server on a temp state dir, killed on drop.
 pub struct Api {
     pub dir: tempfile::TempDir,
