@@ -1,0 +1,89 @@
+//! The real-tools tier: the layer cycle carried out by real helm and real helmfile
+//! (`testbed::real_tools`: helm 3.17.2 or 4.1.4 with helmfile 0.166.0, as
+//! `.ci/install-real-tools` installs them) against the testbed's cluster. Syncs, waits,
+//! `helm test` gates and release records are the real tools' own; the scenarios reach
+//! them through the cluster (test Pods that fail), never through a fake binary.
+
+mod support;
+
+use serde_json::Value;
+use support::{LAYERS, Workspace, layer, mutating_calls};
+use testbed::real_tools::{self, Toolset};
+use testbed::world::{World, WorldOptions, require_docker};
+
+fn world(tools: Toolset, extra: &[&str]) -> Option<World> {
+    if !require_docker() || !real_tools::require(tools) {
+        return None;
+    }
+    let mut scenarios = vec!["startup-ms=500".to_string(), "cron-minute-ms=2000".to_string()];
+    scenarios.extend(extra.iter().map(|s| s.to_string()));
+    Some(World::up(WorldOptions { scenarios, tools, ..WorldOptions::default() }).unwrap())
+}
+
+fn platform() -> Workspace {
+    let tilt_port = support::free_port();
+    let timeouts = "timeouts = { cluster_ready = 60, layer_sync = 120, gate = 60, vault_bootstrap = 60, tilt_ready = 60 }";
+    Workspace::new(&[timeouts, &format!("tilt_port = {tilt_port}")]).with_infra()
+}
+
+fn bootstrap(platform: &Workspace, world: &World) -> (Option<i32>, Value) {
+    platform.json(world, &["bootstrap", "--no-install", "--no-tilt"])
+}
+
+fn assert_every_gate_passed(tools: Toolset, summary: &Value) {
+    for name in LAYERS {
+        let row = layer(summary, name);
+        assert_eq!(row["gate"], "passed", "{tools:?}: {row}");
+    }
+}
+
+/// Real helmfile ran real helm: the sync went through helmfile, each gate was `helm test`.
+fn assert_real_tools_ran(world: &World) {
+    let calls = world.calls();
+    let upgrades =
+        calls.iter().filter(|c| c.tool == "helm" && c.args.first().is_some_and(|a| a == "upgrade"));
+    assert!(upgrades.count() >= LAYERS.len(), "helmfile ran no helm upgrade: {calls:?}");
+    let tests =
+        calls.iter().filter(|c| c.tool == "helm" && c.args.first().is_some_and(|a| a == "test"));
+    assert!(tests.count() >= LAYERS.len(), "no helm test per gate: {calls:?}");
+}
+
+#[test]
+fn helm_3_bootstrap_converges_and_a_rerun_changes_nothing() {
+    let Some(world) = world(Toolset::Helm3, &[]) else { return };
+    let platform = platform();
+    let (code, summary) = bootstrap(&platform, &world);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_every_gate_passed(Toolset::Helm3, &summary);
+    assert_real_tools_ran(&world);
+
+    let before = world.calls().len();
+    let (code, summary) = bootstrap(&platform, &world);
+    assert_eq!(code, Some(0), "{summary}");
+    let again = mutating_calls(&world.calls()[before..]);
+    assert!(again.is_empty(), "a converged re-run changed something: {again:?}");
+}
+
+#[test]
+fn helm_4_bootstrap_converges() {
+    let Some(world) = world(Toolset::Helm4, &[]) else { return };
+    let platform = platform();
+    let (code, summary) = bootstrap(&platform, &world);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_every_gate_passed(Toolset::Helm4, &summary);
+    assert_real_tools_ran(&world);
+}
+
+#[test]
+fn a_failing_gate_under_real_helm_names_the_gate_and_quotes_its_pod_log() {
+    let Some(world) = world(Toolset::Helm3, &["gate-fail=24-auth"]) else { return };
+    let platform = platform();
+    let (code, summary) = bootstrap(&platform, &world);
+    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(summary["failure"]["layer"], "24-auth", "{summary}");
+    assert_eq!(layer(&summary, "24-auth")["gate"], "failed", "{summary}");
+    assert_eq!(layer(&summary, "40-data-plane")["status"], "skipped", "{summary}");
+    let failure = summary["failure"].to_string();
+    assert!(failure.contains("auth-smoke"), "the finding names the gate: {failure}");
+    assert!(failure.contains("check failed"), "the finding quotes the pod's log: {failure}");
+}
