@@ -7,6 +7,7 @@
 //! Kubernetes `Status` objects. Watch is not served (405).
 
 pub mod controllers;
+pub mod defaults;
 pub mod discovery;
 pub mod openapi;
 pub mod resources;

@@ -219,6 +219,7 @@ impl Store {
         meta.insert("resourceVersion".into(), json!(rv));
         meta.insert("creationTimestamp".into(), json!(k8s_timestamp_now()));
         meta.insert("generation".into(), json!(1));
+        super::defaults::apply(t, &mut body, None, &self.data.objects);
         normalize(t, &mut body);
         self.data.objects.insert(key, body.clone());
         Ok(Self::present(t, &body))
@@ -331,6 +332,8 @@ impl Store {
                 }
             }
         }
+        // Defaults first, so an unchanged re-apply compares equal (no new generation).
+        super::defaults::apply(t, &mut body, Some(&current), &self.data.objects);
         let generation = current["metadata"]["generation"].as_i64().unwrap_or(1)
             + i64::from(body.get("spec") != current.get("spec"));
         let rv = self.next_version();
