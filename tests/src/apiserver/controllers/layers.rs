@@ -44,6 +44,9 @@ impl ReleaseHooks {
         kind: &str,
         name: &str,
     ) -> Option<String> {
+        if self.cache.len() > 1000 {
+            self.cache.clear(); // records of old revisions; the live ones decode again
+        }
         let secrets =
             store.objects_of("", "secrets").into_iter().filter(|(_, s)| s["type"] == SECRET_TYPE);
         let config_maps = store
