@@ -32,6 +32,15 @@ pub fn apply(
     if t.subresource.is_some() || !body.is_object() {
         return;
     }
+    let kinds_with_spec =
+        ["deployments", "replicasets", "statefulsets", "daemonsets", "jobs", "cronjobs"];
+    let with_spec = matches!(t.group.as_str(), "apps" | "batch")
+        && kinds_with_spec.contains(&t.plural.as_str())
+        || t.group.is_empty()
+            && ["pods", "persistentvolumeclaims", "services"].contains(&t.plural.as_str());
+    if !with_spec {
+        return;
+    }
     let spec = &mut body["spec"];
     match (t.group.as_str(), t.plural.as_str()) {
         ("apps", "deployments") => {
@@ -64,7 +73,8 @@ pub fn apply(
             let retention = &mut spec["persistentVolumeClaimRetentionPolicy"];
             or_insert(retention, "whenDeleted", json!("Retain"));
             or_insert(retention, "whenScaled", json!("Retain"));
-            for claim in spec["volumeClaimTemplates"].as_array_mut().into_iter().flatten() {
+            let claims = spec.get_mut("volumeClaimTemplates").and_then(Value::as_array_mut);
+            for claim in claims.into_iter().flatten() {
                 claim_spec(&mut claim["spec"]);
             }
             pod_template(&mut spec["template"]);
@@ -174,12 +184,12 @@ fn pod_spec(spec: &mut Value) {
     or_insert(spec, "schedulerName", json!("default-scheduler"));
     or_insert(spec, "enableServiceLinks", json!(true));
     for field in ["initContainers", "containers"] {
-        for c in spec[field].as_array_mut().into_iter().flatten() {
+        for c in spec.get_mut(field).and_then(Value::as_array_mut).into_iter().flatten() {
             or_insert(c, "terminationMessagePath", json!("/dev/termination-log"));
             or_insert(c, "terminationMessagePolicy", json!("File"));
             let image = c["image"].as_str().unwrap_or_default().to_owned();
             or_insert(c, "imagePullPolicy", json!(pull_policy(&image)));
-            for p in c["ports"].as_array_mut().into_iter().flatten() {
+            for p in c.get_mut("ports").and_then(Value::as_array_mut).into_iter().flatten() {
                 or_insert(p, "protocol", json!("TCP"));
             }
         }
@@ -221,7 +231,7 @@ fn service(body: &mut Value, current: Option<&Value>, objects: &BTreeMap<String,
     let spec = &mut body["spec"];
     or_insert(spec, "type", json!("ClusterIP"));
     or_insert(spec, "sessionAffinity", json!("None"));
-    for p in spec["ports"].as_array_mut().into_iter().flatten() {
+    for p in spec.get_mut("ports").and_then(Value::as_array_mut).into_iter().flatten() {
         or_insert(p, "protocol", json!("TCP"));
         if p["targetPort"].is_null() {
             p["targetPort"] = p["port"].clone();
@@ -334,5 +344,9 @@ mod tests {
         let mut headless = json!({"metadata": {"name": "h"}, "spec": {"clusterIP": "None"}});
         apply(&target("", "services"), &mut headless, None, &objects);
         assert_eq!(headless["spec"]["clusterIP"], "None");
+        assert!(headless["spec"].get("ports").is_none(), "no field made up: {headless}");
+        let mut cm = json!({"metadata": {"name": "c"}, "data": {}});
+        apply(&target("", "configmaps"), &mut cm, None, &objects);
+        assert_eq!(cm, json!({"metadata": {"name": "c"}, "data": {}}));
     }
 }

@@ -51,8 +51,9 @@ struct Seen {
     since: Instant,
     /// What was last written (a count, a state code): write only on change.
     written: Option<i64>,
-    /// When a Pod's volumes, images and environment were ready (its containers started).
-    started: Option<Instant>,
+    /// When a Pod's volumes, images and environment were ready (its containers started),
+    /// and that moment in unix ms (for its status).
+    started: Option<(Instant, u64)>,
 }
 
 #[derive(Default)]
@@ -237,7 +238,7 @@ fn code_of(text: &str) -> i64 {
 /// as controllers only move `lastTransitionTime` on a change.
 fn condition_times_kept(old: &Value, new: &mut Value) {
     let Some(old) = old["conditions"].as_array() else { return };
-    for c in new["conditions"].as_array_mut().into_iter().flatten() {
+    for c in new.get_mut("conditions").and_then(Value::as_array_mut).into_iter().flatten() {
         let same = old
             .iter()
             .find(|o| ["type", "status", "reason", "message"].iter().all(|f| o[*f] == c[*f]));

@@ -65,7 +65,8 @@ pub(super) fn reconcile(c: &mut Controllers, store: &mut Store, s: &Scenario, no
             continue;
         }
         seen.written = Some(code);
-        let status = pod_status(&pod, &state, now);
+        let mut status = pod_status(&pod, &state, now);
+        super::condition_times_kept(&pod["status"], &mut status);
         store.set_status(&key, status);
     }
 }
@@ -98,11 +99,11 @@ fn sync_pod(
             if let Err(message) = container_env(store, pod, 0) {
                 return State::Waiting { reason: "CreateContainerConfigError", message };
             }
-            *c.observe(key, pod, now).started.get_or_insert(now.instant)
+            *c.observe(key, pod, now).started.get_or_insert((now.instant, now.unix_ms))
         }
     };
+    let (started, started_ms) = started;
     let elapsed = now.instant.saturating_duration_since(started).as_millis() as u64;
-    let started_ms = now.unix_ms.saturating_sub(elapsed);
     if elapsed < s.startup_ms {
         return creating();
     }
