@@ -20,6 +20,34 @@ pub fn real_tool(name: &str) -> Option<PathBuf> {
     found
 }
 
+/// A real binary under `$TESTBED_REAL_TOOLS` (default `/usr/local/lib/bootstrap-tools`,
+/// where `.ci/install-real-tools` puts them), e.g. `helmfile-0.166.0/helm`. Without it:
+/// panic when `CI` is set, else print "skipped" and None.
+pub fn real_binary(relative: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("TESTBED_REAL_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/local/lib/bootstrap-tools"));
+    let path = dir.join(relative);
+    if path.is_file() {
+        return Some(path);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{} is missing, and CI is set: run .ci/install-real-tools", path.display());
+    }
+    eprintln!("skipped: {} is missing (set TESTBED_REAL_TOOLS)", path.display());
+    None
+}
+
+/// Write `text` to `name` in `dir`; its path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// One fake API server on a temp state dir, killed on drop.
 pub struct Api {
     pub dir: tempfile::TempDir,
