@@ -17,7 +17,8 @@ use crate::kube_api::{self, Client};
 use crate::release::{self, Hook, Info, LastRun, Release};
 
 /// helm's `--wait` (and `--wait-for-jobs`): every applied workload Ready (all replicas,
-/// current generation), every Job complete, within the release's timeout.
+/// current generation), every claim Bound, every Service with its address, every Job
+/// complete, within the release's timeout (helm 3 `pkg/kube/ready.go`).
 pub(crate) async fn wait_ready(
     client: &Client,
     applied: &[String],
@@ -40,6 +41,14 @@ pub(crate) async fn wait_ready(
                     conds.iter().any(|c| c["type"] == "Complete" && c["status"] == "True")
                 }
                 "Deployment" | "StatefulSet" | "DaemonSet" | "Pod" => workload_ready(&obj),
+                // As helm 3's ReadyChecker: a claim must be Bound, a Service have its IP
+                // (and a LoadBalancer its ingress).
+                "PersistentVolumeClaim" => obj["status"]["phase"] == "Bound",
+                "Service" => match obj["spec"]["type"].as_str() {
+                    Some("ExternalName") => true,
+                    Some("LoadBalancer") => obj["status"]["loadBalancer"]["ingress"].is_array(),
+                    _ => obj["spec"]["clusterIP"].as_str().is_some_and(|ip| !ip.is_empty()),
+                },
                 _ => true,
             };
             if !ready {

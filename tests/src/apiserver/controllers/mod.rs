@@ -4,9 +4,9 @@
 //! (`workloads.rs`), the Job and CronJob controllers and the garbage collector
 //! (`jobs.rs`), the local-path volume provisioner (`volumes.rs`), the kubelet that runs
 //! every Pod (`pods.rs`, image pulls in `kubelet.rs`; Helm test hooks' checks in
-//! `test_pods.rs`, their layers in `layers.rs`), and the External Secrets operator
-//! (`eso.rs`), which runs only while a Helm release of the upstream `external-secrets`
-//! chart is installed.
+//! `test_pods.rs`, their layers in `layers.rs`), k3s's ServiceLB (`services.rs`), and
+//! the External Secrets operator (`eso.rs`), which runs only while a Helm release of
+//! the upstream `external-secrets` chart is installed.
 //!
 //! A loop calls [`Controllers::tick`] every 100 ms with the store locked; what the
 //! controllers remember (when a Pod's containers started) lives in memory, so a
@@ -19,6 +19,7 @@ mod jobs;
 mod kubelet;
 mod layers;
 mod pods;
+mod services;
 mod test_pods;
 mod volumes;
 mod workloads;
@@ -126,6 +127,7 @@ impl Controllers {
         workloads::reconcile(store, now);
         jobs::reconcile(self, store, &scenario, now);
         volumes::reconcile(store, self.kubelet.node_name());
+        services::reconcile(store);
         pods::reconcile(self, store, &scenario, now);
         eso::reconcile(self, store, &scenario, now);
         jobs::collect_garbage(store);

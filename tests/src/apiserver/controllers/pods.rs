@@ -23,6 +23,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use super::kubelet::Images;
+use super::services::HOST_IP;
 use super::test_pods::{self, Outcome};
 use super::{Controllers, Now, controller_uid, meta, timestamp_ms};
 use crate::apiserver::store::{LOG_ANNOTATION, Store};
@@ -302,9 +303,6 @@ fn probe_delay_ms(spec: &Value) -> u64 {
         .unwrap_or(0)
         * 1000
 }
-
-/// The node's address (k3d's first server on its Docker network).
-const HOST_IP: &str = "172.18.0.3";
 
 /// A Pod's address in k3s's Pod CIDR `10.42.0.0/24` of the node, stable per uid.
 fn pod_ip(pod: &Value) -> String {
