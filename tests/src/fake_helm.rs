@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use crate::helm_hooks::*;
 use crate::helm_version::HelmVersion;
 use crate::kube_api::{self, Client};
-use crate::release::{self, LAYER_LABEL, Release};
+use crate::release::{self, Release};
 use crate::scenario::Scenario;
 
 /// Record the call, load the scenario and sleep its latency (every fake tool does this).
@@ -214,9 +214,9 @@ pub async fn load(
     Ok(release::latest(&secrets)?.map(|r| (secrets, r)))
 }
 
-/// Write a release back into its own revision's Secret (keeping the layer label).
-pub async fn store(client: &Client, release: &Release, layer: Option<&str>) -> Result<()> {
-    let secret = release.to_secret(layer)?;
+/// Write a release back into its own revision's Secret.
+pub async fn store(client: &Client, release: &Release) -> Result<()> {
+    let secret = release.to_secret()?;
     client.apply_object(&secret).await?;
     Ok(())
 }
@@ -225,12 +225,9 @@ async fn test(args: &[String], scenario: &Scenario) -> Result<i32> {
     let o = parse(args, &["test"])?;
     let helm = HelmVersion::parse(&scenario.helm_version).unwrap_or(HelmVersion(3, 18, 4));
     let client = Client::for_context(o.kube_context.as_deref())?;
-    let Some((secrets, mut rel)) = load(&client, &o.namespace, &o.release).await? else {
+    let Some((_, mut rel)) = load(&client, &o.namespace, &o.release).await? else {
         bail!("release: not found");
     };
-    let layer = secrets
-        .iter()
-        .find_map(|s| s["metadata"]["labels"][LAYER_LABEL].as_str().map(str::to_owned));
     // Which layer the release is in: the same mapping the cluster's kubelet uses.
     let race = crate::apiserver::controllers::release_layer(scenario, &rel.namespace, &rel.name)
         .is_some_and(|l| scenario.log_race.contains(&l));
@@ -254,13 +251,13 @@ async fn test(args: &[String], scenario: &Scenario) -> Result<i32> {
             completed_at: String::new(),
             phase: "Running".into(),
         };
-        store(&client, &rel, layer.as_deref()).await?;
+        store(&client, &rel).await?;
         let hook = rel.hooks[i].clone();
         let ok = match run_hook(&client, &ns, &hook, o.timeout).await {
             Ok(ok) => ok,
             Err(e) => {
                 rel.hooks[i].last_run.phase = "Unknown".into();
-                store(&client, &rel, layer.as_deref()).await?;
+                store(&client, &rel).await?;
                 return Err(e);
             }
         };
@@ -279,7 +276,7 @@ async fn test(args: &[String], scenario: &Scenario) -> Result<i32> {
     if run_error.is_none() && !helm.reads_logs_before_deleting() {
         delete_passed(&client, &ns, std::mem::take(&mut passed)).await?;
     }
-    store(&client, &rel, layer.as_deref()).await?;
+    store(&client, &rel).await?;
     print!("{}", status_text(&rel));
     let mut log_error = None;
     if o.logs {

@@ -137,8 +137,7 @@ pub(crate) async fn install(
     if fail {
         rel.info.status = "failed".into();
         rel.info.description = format!("Upgrade \"{}\" failed: context deadline exceeded", r.name);
-        write_revision(client, &rel, previous.as_ref().map(|(s, _)| s.as_slice()), &r.layer)
-            .await?;
+        write_revision(client, &rel, previous.as_ref().map(|(s, _)| s.as_slice())).await?;
         bail!("UPGRADE FAILED: context deadline exceeded");
     }
     let mut applied = Vec::new();
@@ -195,19 +194,17 @@ pub(crate) async fn install(
             &mut rel.info.status,
             if version == 1 { "pending-install" } else { "pending-upgrade" }.into(),
         );
-        write_revision(client, &rel, previous.as_ref().map(|(s, _)| s.as_slice()), &r.layer)
-            .await?;
+        write_revision(client, &rel, previous.as_ref().map(|(s, _)| s.as_slice())).await?;
         if let Err(e) = wait_ready(client, &applied, r).await {
             rel.info.status = "failed".into();
             rel.info.description = format!("Upgrade \"{}\" failed: {e}", r.name);
-            fake_helm::store(client, &rel, Some(&r.layer)).await?;
+            fake_helm::store(client, &rel).await?;
             bail!("UPGRADE FAILED: {e}");
         }
         rel.info.status = deployed;
-        fake_helm::store(client, &rel, Some(&r.layer)).await?;
+        fake_helm::store(client, &rel).await?;
     } else {
-        write_revision(client, &rel, previous.as_ref().map(|(s, _)| s.as_slice()), &r.layer)
-            .await?;
+        write_revision(client, &rel, previous.as_ref().map(|(s, _)| s.as_slice())).await?;
     }
     if version == 1 {
         println!("Release \"{}\" does not exist. Installing it now.", r.name);
@@ -224,18 +221,15 @@ pub(crate) async fn write_revision(
     client: &Client,
     rel: &Release,
     previous: Option<&[Value]>,
-    layer: &str,
 ) -> Result<()> {
     for secret in previous.unwrap_or_default() {
         if secret["metadata"]["labels"]["status"] == "deployed" {
             let mut old = Release::from_secret(secret)?;
             old.info.status = "superseded".into();
-            let old_layer =
-                secret["metadata"]["labels"][release::LAYER_LABEL].as_str().map(str::to_owned);
-            fake_helm::store(client, &old, old_layer.as_deref()).await?;
+            fake_helm::store(client, &old).await?;
         }
     }
-    fake_helm::store(client, rel, Some(layer)).await
+    fake_helm::store(client, rel).await
 }
 
 pub(crate) fn split_list(s: &str) -> Vec<String> {

@@ -14,9 +14,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub const SECRET_TYPE: &str = "helm.sh/release.v1";
-/// Not Helm's: the testbed records which Helmfile layer (file stem) installed a release,
-/// so the fake `helm test` can apply per-layer scenarios.
-pub const LAYER_LABEL: &str = "testbed.local/layer";
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Release {
@@ -98,18 +95,14 @@ impl Release {
         self.hooks.iter_mut().filter(|h| h.events.iter().any(|e| e == "test"))
     }
 
-    /// The Secret object (API JSON) that stores this release. `layer` is the testbed's
-    /// own label (see [`LAYER_LABEL`]).
-    pub fn to_secret(&self, layer: Option<&str>) -> Result<Value> {
-        let mut labels = json!({
+    /// The Secret object (API JSON) that stores this release.
+    pub fn to_secret(&self) -> Result<Value> {
+        let labels = json!({
             "owner": "helm",
             "name": self.name,
             "status": self.info.status,
             "version": self.version.to_string(),
         });
-        if let Some(layer) = layer {
-            labels[LAYER_LABEL] = json!(layer);
-        }
         Ok(json!({
             "apiVersion": "v1",
             "kind": "Secret",
@@ -240,7 +233,7 @@ mod tests {
     #[test]
     fn secret_roundtrip_keeps_the_release_and_helms_layout() {
         let release = sample();
-        let secret = release.to_secret(Some("10-bootstrap")).unwrap();
+        let secret = release.to_secret().unwrap();
         assert_eq!(secret["type"], SECRET_TYPE);
         assert_eq!(secret["metadata"]["name"], "sh.helm.release.v1.demo.v1");
         assert_eq!(secret["metadata"]["labels"]["owner"], "helm");

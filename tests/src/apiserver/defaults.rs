@@ -92,6 +92,8 @@ pub fn apply(
         }
         ("batch", "jobs") => {
             job_spec(spec);
+            // The job strategy dereferences it (`generateSelectorIfNeeded`).
+            or_insert(spec, "manualSelector", json!(false));
             job_selector(body);
         }
         ("batch", "cronjobs") => {
