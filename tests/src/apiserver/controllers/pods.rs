@@ -11,8 +11,9 @@
 //!    `fieldRef`) and `envFrom` are resolved; a missing non-optional Secret, ConfigMap or
 //!    key is `CreateContainerConfigError` with the kubelet's message;
 //! 4. the containers start; `startup-ms` later they run: a Pod that runs to completion
-//!    (a Pod of a Job, a Helm test hook) ends `Succeeded` or `Failed` with its log, any
-//!    other Pod is `Running` and `Ready` once its readiness probe's initial delay passed.
+//!    (a Pod of a Job, a Helm hook: helm waits for hooks to end) ends `Succeeded` or
+//!    `Failed` with its log, any other Pod is `Running` and `Ready` once its readiness
+//!    probe's initial delay passed.
 //!
 //! What a finished container printed is its log (`pods/<p>/log`), stored under the
 //! `testbed.local/log` annotation.
@@ -113,9 +114,9 @@ fn sync_pod(
         return State::Running { ready, started_ms };
     };
     let outcome = match hook {
-        Completion::TestHook(kind, name) => {
+        Completion::Hook { kind, name, test } => {
             let env = container_env(store, pod, 0).unwrap_or_default();
-            test_pods::run_check(c, store, s, pod, (&kind, &name), &env)
+            test_pods::run_check(c, store, s, pod, (&kind, &name), test, &env)
         }
         Completion::Job(job) => {
             let fail = super::jobs::fails(&job, s);
@@ -130,16 +131,18 @@ fn creating() -> State {
     State::Waiting { reason: "ContainerCreating", message: String::new() }
 }
 
-/// Why a Pod that runs to completion does: it is a test hook (recorded in its release
-/// as this kind and name), or a Pod of this (non-hook) Job.
+/// Why a Pod runs to completion: it is a Helm hook (helm waits for hooks to succeed;
+/// recorded in its release as this kind and name; `test`: a test hook), or a Pod of
+/// this (non-hook) Job.
 enum Completion {
-    TestHook(String, String),
+    Hook { kind: String, name: String, test: bool },
     Job(Value),
 }
 
 fn runs_to_completion(store: &Store, pod: &Value) -> Option<Completion> {
-    if test_pods::is_test_hook(pod) {
-        return Some(Completion::TestHook("Pod".into(), meta(pod, "name").to_owned()));
+    if test_pods::is_hook(pod) {
+        let (name, test) = (meta(pod, "name").to_owned(), test_pods::is_test_hook(pod));
+        return Some(Completion::Hook { kind: "Pod".into(), name, test });
     }
     let owner = controller_uid(pod)?;
     let is_job_owner = pod["metadata"]["ownerReferences"]
@@ -154,8 +157,9 @@ fn runs_to_completion(store: &Store, pod: &Value) -> Option<Completion> {
         .into_iter()
         .map(|(_, j)| j)
         .find(|j| meta(j, "uid") == owner)?;
-    if test_pods::is_test_hook(&job) {
-        return Some(Completion::TestHook("Job".into(), meta(&job, "name").to_owned()));
+    if test_pods::is_hook(&job) {
+        let (name, test) = (meta(&job, "name").to_owned(), test_pods::is_test_hook(&job));
+        return Some(Completion::Hook { kind: "Job".into(), name, test });
     }
     Some(Completion::Job(job))
 }

@@ -10,8 +10,9 @@
 //!   fails (`crate::leaks`);
 //! - `gate-fail=<layer>`: the check fails (`<pod>: check failed: exit status 1`).
 //!
-//! A hook is a Pod annotated `helm.sh/hook: test` (or `test-success`), or a Pod of a Job
-//! so annotated, whoever created it.
+//! A test hook is a Pod annotated `helm.sh/hook: test` (or `test-success`), or a Pod of
+//! a Job so annotated, whoever created it. Other Helm hooks (`pre-install`, ...) run the
+//! same check, without the scenarios.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -22,6 +23,11 @@ use super::layers::{self, SAMPLE_HELMFILE};
 use super::{Controllers, meta};
 use crate::apiserver::store::Store;
 use crate::scenario::Scenario;
+
+/// Whether an object is a Helm hook (any event): helm waits for it to end.
+pub fn is_hook(obj: &Value) -> bool {
+    obj["metadata"]["annotations"]["helm.sh/hook"].as_str().is_some_and(|h| !h.trim().is_empty())
+}
 
 /// Whether an object's `helm.sh/hook` annotation makes it a test hook.
 pub fn is_test_hook(obj: &Value) -> bool {
@@ -36,19 +42,20 @@ pub(super) struct Outcome {
     pub log: String,
 }
 
-/// Run a test hook Pod's check now. `hook`: the hook object as its release records it
-/// (kind and name: the Pod, or the Job that owns it); `env`: the first container's
-/// environment as the kubelet resolved it.
+/// Run a hook Pod's check now. `hook`: the hook object as its release records it (kind
+/// and name: the Pod, or the Job that owns it); `test`: a test hook (the per-layer
+/// scenarios apply); `env`: the first container's environment as the kubelet resolved it.
 pub(super) fn run_check(
     c: &mut Controllers,
     store: &Store,
     s: &Scenario,
     pod: &Value,
     hook: (&str, &str),
+    test: bool,
     env: &BTreeMap<String, String>,
 ) -> Outcome {
     let name = meta(pod, "name");
-    let layer = if s.gate_fail.is_empty() && s.gate_leak.is_empty() {
+    let layer = if !test || s.gate_fail.is_empty() && s.gate_leak.is_empty() {
         None
     } else {
         layer_of_hook(c, store, s, meta(pod, "namespace"), hook)
@@ -106,5 +113,6 @@ mod tests {
         assert!(is_test_hook(&pod("pre-install, test-success")));
         assert!(!is_test_hook(&pod("post-install")));
         assert!(!is_test_hook(&json!({"metadata": {}})));
+        assert!(is_hook(&pod("post-install")) && !is_hook(&json!({"metadata": {}})));
     }
 }
