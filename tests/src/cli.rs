@@ -161,7 +161,7 @@ pub fn stop_processes(dir: &Path) -> Result<()> {
 }
 
 /// Apply scenario words to the dir's scenario; `healthy` first resets every fault knob
-/// (latency, startup delay, pull time, cron minute and helm version stay).
+/// (latency, startup delay, pull time, cron minute, helm version and helmfiles stay).
 pub fn set(dir: &Path, words: &[String]) -> Result<()> {
     let mut scenario = Scenario::load(dir)?;
     for word in words {
@@ -173,6 +173,7 @@ pub fn set(dir: &Path, words: &[String]) -> Result<()> {
                 cron_minute_ms: scenario.cron_minute_ms,
                 pull_ms: scenario.pull_ms,
                 helm_version: scenario.helm_version.clone(),
+                helmfiles: scenario.helmfiles.clone(),
                 ..Scenario::default()
             };
         } else {

@@ -4,15 +4,15 @@
 //! the testbed writes exactly as Helm does.
 //!
 //! `helm test` follows helm `pkg/action/release_testing.go` and `pkg/cmd/release_testing.go`:
-//! each test hook of the latest revision is created in the API (Pods stay, so stale
-//! test Pods exist as after a real run; `hook-succeeded` Pods are deleted after their
-//! logs were read), its `last_run` {started_at, completed_at, phase} is written back
-//! into the release Secret, then the release is printed and, with `--logs`, each Pod's
-//! log under `POD LOGS: <pod>`. Scenarios: `gate_fail` (the layer's hooks fail),
-//! `gate_leak` (the layer's test Pods print the Postgres credentials and a private key,
-//! then fail),
-//! `log_race` (the phase is recorded Succeeded, then the Pods vanish before their logs
-//! are read: "unable to get pod logs for <pod>: pods "<pod>" not found").
+//! each test hook of the latest revision is created in the API and waited for until the
+//! cluster ends it (the kubelet runs a test Pod's check and applies `gate-fail` and
+//! `gate-leak`: `apiserver/controllers/test_pods.rs`); failed Pods stay, `hook-succeeded`
+//! ones are deleted (before or after `--logs` reads them, per version); its `last_run`
+//! {started_at, completed_at, phase} is written back into the release Secret, then the
+//! release is printed and, with `--logs`, each Pod's log under `POD LOGS: <pod>`.
+//! Scenario `log_race` is this fake's own: the phase is recorded, then the Pods vanish
+//! before their logs are read ("unable to get pod logs for <pod>: pods "<pod>" not
+//! found"), which real helm 3.x does by itself for every passing `hook-succeeded` hook.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use crate::helm_hooks::*;
 use crate::helm_version::HelmVersion;
 use crate::kube_api::{self, Client};
-use crate::release::{self, LAYER_LABEL, Release};
+use crate::release::{self, Release};
 use crate::scenario::Scenario;
 
 /// Record the call, load the scenario and sleep its latency (every fake tool does this).
@@ -113,10 +113,16 @@ struct Options {
     /// `--filter name=a` / `--filter !name=a`.
     include: Vec<String>,
     exclude: Vec<String>,
+    /// `--timeout` (helm's default 5m0s): how long one hook may take.
+    timeout: Duration,
 }
 
 fn parse(args: &[String], verb_names: &[&str]) -> Result<Options> {
-    let mut o = Options { namespace: default_namespace(), ..Options::default() };
+    let mut o = Options {
+        namespace: default_namespace(),
+        timeout: Duration::from_secs(300),
+        ..Options::default()
+    };
     let mut positional = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -141,7 +147,8 @@ fn parse(args: &[String], verb_names: &[&str]) -> Result<Options> {
                 }
             }
             "--kube-context" => o.kube_context = Some(value(flag)?),
-            "--timeout" | "--kubeconfig" | "--cascade" | "--description" => {
+            "--timeout" => o.timeout = go_duration(&value(flag)?)?,
+            "--kubeconfig" | "--cascade" | "--description" => {
                 value(flag)?;
             }
             "--debug" | "--wait" | "--keep-history" | "--no-hooks" | "--ignore-not-found"
@@ -164,6 +171,32 @@ fn parse(args: &[String], verb_names: &[&str]) -> Result<Options> {
     Ok(o)
 }
 
+/// A Go `time.Duration` text (`300s`, `5m`, `1m30s`, `1h`, `500ms`).
+fn go_duration(text: &str) -> Result<Duration> {
+    let mut total = 0.0f64;
+    let mut rest = text.trim();
+    if rest == "0" {
+        return Ok(Duration::ZERO);
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let (number, tail) = rest.split_at(digits);
+        let number: f64 = number.parse().with_context(|| format!("invalid duration \"{text}\""))?;
+        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let scale = match unit {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            _ => bail!("invalid duration \"{text}\""),
+        };
+        total += number * scale;
+        rest = tail;
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
 fn default_namespace() -> String {
     std::env::var("HELM_NAMESPACE")
         .ok()
@@ -183,57 +216,23 @@ pub async fn load(
     Ok(release::latest(&records)?.map(|r| (records, r)))
 }
 
-/// The layer label of a release's latest Secret (set by the fake helmfile).
-fn layer_of(secrets: &[Value], version: u32) -> Option<String> {
-    secrets
-        .iter()
-        .find(|s| {
-            s["metadata"]["labels"]["version"].as_str().and_then(|v| v.parse().ok())
-                == Some(version)
-        })
-        .and_then(|s| s["metadata"]["labels"][LAYER_LABEL].as_str())
-        .map(str::to_owned)
-}
-
-/// Write a release back into its own revision's record (keeping the layer label).
-pub async fn store(client: &Client, release: &Release, layer: Option<&str>) -> Result<()> {
-    let record = release.to_record(release::Driver::from_env()?, layer)?;
+/// Write a release back into its own revision's record.
+pub async fn store(client: &Client, release: &Release) -> Result<()> {
+    let record = release.to_record(release::Driver::from_env()?)?;
     client.apply_object(&record).await?;
     Ok(())
-}
-
-/// The testbed dir and the k3d cluster of the kube context helm talks to (the named
-/// one, else `$HELM_KUBECONTEXT`, else the kubeconfig's current one): where a test Pod's
-/// node pulls its images.
-fn pod_node(named: Option<&str>) -> Option<(PathBuf, String)> {
-    let dir = std::env::var_os("TESTBED_DIR").map(PathBuf::from)?;
-    let context = match named
-        .map(str::to_owned)
-        .or_else(|| std::env::var("HELM_KUBECONTEXT").ok().filter(|c| !c.is_empty()))
-    {
-        Some(c) => c,
-        None => {
-            let var = std::env::var("KUBECONFIG").ok()?;
-            let config =
-                crate::kubeconfig::read(std::path::Path::new(var.split(':').next()?)).ok()?;
-            config["current-context"].as_str()?.to_owned()
-        }
-    };
-    Some((dir, context.strip_prefix("k3d-")?.to_owned()))
 }
 
 async fn test(args: &[String], scenario: &Scenario) -> Result<i32> {
     let o = parse(args, &["test"])?;
     let helm = HelmVersion::parse(&scenario.helm_version).unwrap_or(HelmVersion(3, 18, 4));
     let client = Client::for_context(o.kube_context.as_deref())?;
-    let Some((secrets, mut rel)) = load(&client, &o.namespace, &o.release).await? else {
+    let Some((_, mut rel)) = load(&client, &o.namespace, &o.release).await? else {
         bail!("release: not found");
     };
-    let layer = layer_of(&secrets, rel.version);
-    let in_layer = |list: &[String]| layer.as_ref().is_some_and(|l| list.contains(l));
-    let fail = in_layer(&scenario.gate_fail);
-    let leak = in_layer(&scenario.gate_leak);
-    let race = in_layer(&scenario.log_race);
+    // Which layer the release is in: the same mapping the cluster's kubelet uses.
+    let race = crate::apiserver::controllers::release_layer(scenario, &rel.namespace, &rel.name)
+        .is_some_and(|l| scenario.log_race.contains(&l));
     let ns = rel.namespace.clone();
     let selected = |h: &release::Hook| {
         h.events.iter().any(|e| e == "test")
@@ -254,11 +253,16 @@ async fn test(args: &[String], scenario: &Scenario) -> Result<i32> {
             completed_at: String::new(),
             phase: "Running".into(),
         };
-        store(&client, &rel, layer.as_deref()).await?;
+        store(&client, &rel).await?;
         let hook = rel.hooks[i].clone();
-        let node = pod_node(o.kube_context.as_deref());
-        let node = node.as_ref().map(|(dir, cluster)| (dir.as_path(), cluster.as_str()));
-        let ok = run_hook(&client, &ns, &hook, fail, leak, scenario, node).await?;
+        let ok = match run_hook(&client, &ns, &hook, o.timeout).await {
+            Ok(ok) => ok,
+            Err(e) => {
+                rel.hooks[i].last_run.phase = "Unknown".into();
+                store(&client, &rel).await?;
+                return Err(e);
+            }
+        };
         rel.hooks[i].last_run.completed_at = release::timestamp_now();
         rel.hooks[i].last_run.phase = if ok { "Succeeded" } else { "Failed" }.into();
         if !ok {
@@ -274,7 +278,7 @@ async fn test(args: &[String], scenario: &Scenario) -> Result<i32> {
     if run_error.is_none() && !helm.reads_logs_before_deleting() {
         delete_passed(&client, &ns, std::mem::take(&mut passed)).await?;
     }
-    store(&client, &rel, layer.as_deref()).await?;
+    store(&client, &rel).await?;
     print!("{}", status_text(&rel));
     let mut log_error = None;
     if o.logs {
@@ -394,6 +398,10 @@ mod tests {
         s.split_whitespace().map(str::to_owned).collect()
     }
 
+    fn o_timeout(line: &str) -> Duration {
+        parse(&args(line), &["test"]).unwrap().timeout
+    }
+
     #[test]
     fn test_flags_parse_like_helm() {
         let o = parse(
@@ -412,6 +420,9 @@ mod tests {
                 .contains("requires 1 argument")
         );
         assert!(parse(&args("test x --bogus"), &["test"]).is_err());
+        assert_eq!(o_timeout("test x --timeout 1m30s"), Duration::from_secs(90));
+        assert_eq!(o_timeout("test x --timeout=300s"), Duration::from_secs(300));
+        assert_eq!(o_timeout("test x"), Duration::from_secs(300));
         let o = parse(&args("--namespace=x uninstall y"), &["uninstall"]).unwrap();
         assert_eq!((o.namespace.as_str(), o.release.as_str()), ("x", "y"));
     }

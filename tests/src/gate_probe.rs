@@ -1,14 +1,14 @@
 //! What a Helm test Pod's command would find in the cluster: the testbed runs no
-//! containers, so the fake helm (as the kubelet) reads the hosts a check names
-//! (`<svc>.<ns>.svc[.cluster.local]`, in URLs, `-h HOST`, `nc HOST PORT`) and asks the
-//! API whether a Ready Pod backs each Service, as busybox `wget`/`nslookup`/`nc` would
-//! find out over the cluster network: no Service is a DNS failure, a Service whose
-//! selector matches no Ready workload refuses connections.
+//! containers, so the kubelet (`apiserver/controllers/test_pods.rs`) reads the hosts a
+//! check names (`<svc>.<ns>.svc[.cluster.local]`, in URLs, `-h HOST`, `nc HOST PORT`)
+//! and looks in the store whether a Ready Pod backs each Service, as busybox
+//! `wget`/`nslookup`/`nc` would find out over the cluster network: no Service is a DNS
+//! failure, a Service whose selector matches no Ready Pod refuses connections.
 
 use serde_json::Value;
 
 use crate::apiserver::controllers::workload_ready;
-use crate::kube_api::Client;
+use crate::apiserver::store::Store;
 
 /// `(service, namespace)` of every cluster host named in a Pod spec's commands.
 pub fn hosts(pod_spec: &Value) -> Vec<(String, String, String)> {
@@ -34,53 +34,42 @@ pub fn hosts(pod_spec: &Value) -> Vec<(String, String, String)> {
     out
 }
 
-/// `None` when every host answers; else what the check's tool would print.
-pub async fn failure(client: &Client, pod_spec: &Value) -> anyhow::Result<Option<String>> {
+/// `None` when every host answers; else what the check's tool would print. A Service
+/// answers when a Ready Pod (not terminating) of its namespace matches its selector,
+/// which is what its Endpoints would list; a Service without a selector (endpoints
+/// managed by hand) is taken as answering.
+pub fn failure(store: &Store, pod_spec: &Value) -> Option<String> {
     for (host, svc, ns) in hosts(pod_spec) {
         if svc == "kubernetes" && ns == "default" {
             continue;
         }
-        let Some(service) =
-            client.get_opt(&format!("/api/v1/namespaces/{ns}/services/{svc}")).await?
-        else {
-            return Ok(Some(format!("wget: bad address '{host}'\n")));
+        let Some(service) = store.data.objects.get(&format!("core/services/{ns}/{svc}")) else {
+            return Some(format!("wget: bad address '{host}'\n"));
         };
         let Some(selector) = service["spec"]["selector"].as_object().filter(|s| !s.is_empty())
         else {
-            continue; // endpoints managed by hand: not simulated, taken as answering
+            continue;
         };
         let matches = |labels: &Value| selector.iter().all(|(k, v)| &labels[k] == v);
-        let mut ready = false;
-        for (path, template) in [
-            (format!("/apis/apps/v1/namespaces/{ns}/deployments"), true),
-            (format!("/apis/apps/v1/namespaces/{ns}/statefulsets"), true),
-            (format!("/apis/apps/v1/namespaces/{ns}/daemonsets"), true),
-            (format!("/api/v1/namespaces/{ns}/pods"), false),
-        ] {
-            for obj in client.list(&path, None).await? {
-                let labels = if template {
-                    &obj["spec"]["template"]["metadata"]["labels"]
-                } else {
-                    &obj["metadata"]["labels"]
-                };
-                let some_ready = match obj["kind"].as_str() {
-                    Some("Pod") => workload_ready(&obj),
-                    _ => {
-                        obj["status"]["readyReplicas"].as_i64().unwrap_or(0) > 0
-                            || obj["status"]["numberReady"].as_i64().unwrap_or(0) > 0
-                    }
-                };
-                ready |= matches(labels) && some_ready;
-            }
-        }
+        let prefix = format!("core/pods/{ns}/");
+        let ready = store
+            .data
+            .objects
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .any(|(_, pod)| {
+                matches(&pod["metadata"]["labels"])
+                    && pod["metadata"]["deletionTimestamp"].is_null()
+                    && workload_ready(pod)
+            });
         if !ready {
             let ip = service["spec"]["clusterIP"].as_str().unwrap_or("10.43.0.1");
-            return Ok(Some(format!(
+            return Some(format!(
                 "wget: can't connect to remote host ({ip}): Connection refused\n"
-            )));
+            ));
         }
     }
-    Ok(None)
+    None
 }
 
 #[cfg(test)]

@@ -58,10 +58,6 @@ pub(crate) async fn rollback_cmd(args: &[String]) -> Result<i32> {
     let Some(target) = history.iter().find(|r| r.version == target_version).cloned() else {
         bail!("release has no {target_version} version");
     };
-    let layer = records
-        .iter()
-        .find_map(|r| r["metadata"]["labels"][release::LAYER_LABEL].as_str())
-        .map(str::to_owned);
     let mut rolled = Release {
         version: current.version + 1,
         info: release::Info {
@@ -73,7 +69,7 @@ pub(crate) async fn rollback_cmd(args: &[String]) -> Result<i32> {
         },
         ..target.clone()
     };
-    store(&client, &rolled, layer.as_deref()).await?;
+    store(&client, &rolled).await?;
     let applied = apply_manifest(&client, &target.manifest, &namespace, &name).await?;
     for doc in split_manifest(&current.manifest) {
         let Ok(mut obj) = serde_saphyr::from_str::<Value>(&doc.text) else { continue };
@@ -92,10 +88,10 @@ pub(crate) async fn rollback_cmd(args: &[String]) -> Result<i32> {
         history.into_iter().filter(|r| r.version == current.version || r.info.status == "deployed")
     {
         old.info.status = "superseded".into();
-        store(&client, &old, layer.as_deref()).await?;
+        store(&client, &old).await?;
     }
     rolled.info.status = "deployed".into();
-    store(&client, &rolled, layer.as_deref()).await?;
+    store(&client, &rolled).await?;
     println!("Rollback was a success! Happy Helming!");
     Ok(0)
 }

@@ -17,7 +17,8 @@ use crate::kube_api::{self, Client};
 use crate::release::{self, Hook, Info, LastRun, Release};
 
 /// helm's `--wait` (and `--wait-for-jobs`): every applied workload Ready (all replicas,
-/// current generation), every Job complete, within the release's timeout.
+/// current generation), every claim Bound, every Service with its address, every Job
+/// complete, within the release's timeout (helm 3 `pkg/kube/ready.go`).
 pub(crate) async fn wait_ready(
     client: &Client,
     applied: &[String],
@@ -40,6 +41,14 @@ pub(crate) async fn wait_ready(
                     conds.iter().any(|c| c["type"] == "Complete" && c["status"] == "True")
                 }
                 "Deployment" | "StatefulSet" | "DaemonSet" | "Pod" => workload_ready(&obj),
+                // As helm 3's ReadyChecker: a claim must be Bound, a Service have its IP
+                // (and a LoadBalancer its ingress).
+                "PersistentVolumeClaim" => obj["status"]["phase"] == "Bound",
+                "Service" => match obj["spec"]["type"].as_str() {
+                    Some("ExternalName") => true,
+                    Some("LoadBalancer") => obj["status"]["loadBalancer"]["ingress"].is_array(),
+                    _ => obj["spec"]["clusterIP"].as_str().is_some_and(|ip| !ip.is_empty()),
+                },
                 _ => true,
             };
             if !ready {
@@ -135,8 +144,7 @@ pub(crate) async fn install(
     if fail {
         rel.info.status = "failed".into();
         rel.info.description = format!("Upgrade \"{}\" failed: context deadline exceeded", r.name);
-        write_revision(client, &rel, previous.as_ref().map(|(s, _)| s.as_slice()), &r.layer)
-            .await?;
+        write_revision(client, &rel, previous.as_ref().map(|(s, _)| s.as_slice())).await?;
         bail!("UPGRADE FAILED: context deadline exceeded");
     }
     let mut applied = Vec::new();
@@ -193,19 +201,17 @@ pub(crate) async fn install(
             &mut rel.info.status,
             if version == 1 { "pending-install" } else { "pending-upgrade" }.into(),
         );
-        write_revision(client, &rel, previous.as_ref().map(|(s, _)| s.as_slice()), &r.layer)
-            .await?;
+        write_revision(client, &rel, previous.as_ref().map(|(s, _)| s.as_slice())).await?;
         if let Err(e) = wait_ready(client, &applied, r).await {
             rel.info.status = "failed".into();
             rel.info.description = format!("Upgrade \"{}\" failed: {e}", r.name);
-            fake_helm::store(client, &rel, Some(&r.layer)).await?;
+            fake_helm::store(client, &rel).await?;
             bail!("UPGRADE FAILED: {e}");
         }
         rel.info.status = deployed;
-        fake_helm::store(client, &rel, Some(&r.layer)).await?;
+        fake_helm::store(client, &rel).await?;
     } else {
-        write_revision(client, &rel, previous.as_ref().map(|(s, _)| s.as_slice()), &r.layer)
-            .await?;
+        write_revision(client, &rel, previous.as_ref().map(|(s, _)| s.as_slice())).await?;
     }
     if version == 1 {
         println!("Release \"{}\" does not exist. Installing it now.", r.name);
@@ -222,18 +228,15 @@ pub(crate) async fn write_revision(
     client: &Client,
     rel: &Release,
     previous: Option<&[Value]>,
-    layer: &str,
 ) -> Result<()> {
     for secret in previous.unwrap_or_default() {
         if secret["metadata"]["labels"]["status"] == "deployed" {
             let mut old = Release::from_record(secret)?;
             old.info.status = "superseded".into();
-            let old_layer =
-                secret["metadata"]["labels"][release::LAYER_LABEL].as_str().map(str::to_owned);
-            fake_helm::store(client, &old, old_layer.as_deref()).await?;
+            fake_helm::store(client, &old).await?;
         }
     }
-    fake_helm::store(client, rel, Some(layer)).await
+    fake_helm::store(client, rel).await
 }
 
 pub(crate) fn split_list(s: &str) -> Vec<String> {

@@ -142,38 +142,6 @@ pub fn pod_images(spec: &serde_json::Value) -> Vec<String> {
     out
 }
 
-/// The kubelet of a short-lived Pod outside the API server (the fake helm's test Pods):
-/// pull what the node lacks, one image after the other, each taking `pull-ms` (an
-/// import of it meanwhile ends the wait). The first reference the registry refuses
-/// ends it with the kubelet's error.
-pub async fn pull_missing(
-    testbed_dir: &Path,
-    cluster: &str,
-    images: &[String],
-    scenario: &Scenario,
-) -> Result<std::result::Result<(), String>> {
-    let store = pod_node_store(testbed_dir, cluster);
-    for image in images {
-        if node_has(&store, image) {
-            continue;
-        }
-        // An import that lands while the pull waits ends the wait (the content is there).
-        let done = std::time::Instant::now() + std::time::Duration::from_millis(scenario.pull_ms);
-        while std::time::Instant::now() < done && !node_has(&store, image) {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        if node_has(&store, image) {
-            continue;
-        }
-        if unfetchable(scenario, image) {
-            return Ok(Err(kubelet_pull_error(image)));
-        }
-        record_pull(testbed_dir, &format!("kubelet/k3d-{cluster}-server-0"), image)?;
-        node_add(&store, image)?;
-    }
-    Ok(Ok(()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,9 +17,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub const SECRET_TYPE: &str = "helm.sh/release.v1";
-/// Not Helm's: the testbed records which Helmfile layer (file stem) installed a release,
-/// so the fake `helm test` can apply per-layer scenarios.
-pub const LAYER_LABEL: &str = "testbed.local/layer";
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Release {
@@ -117,8 +114,8 @@ impl Driver {
 
 impl Release {
     /// The object (Secret or ConfigMap, API JSON) `driver` stores this release in.
-    pub fn to_record(&self, driver: Driver, layer: Option<&str>) -> Result<Value> {
-        let mut record = self.to_secret(layer)?;
+    pub fn to_record(&self, driver: Driver) -> Result<Value> {
+        let mut record = self.to_secret()?;
         if driver == Driver::ConfigMap {
             record["kind"] = json!("ConfigMap");
             record.as_object_mut().map(|o| o.remove("type"));
@@ -157,18 +154,14 @@ impl Release {
         self.hooks.iter_mut().filter(|h| h.events.iter().any(|e| e == "test"))
     }
 
-    /// The Secret object (API JSON) that stores this release. `layer` is the testbed's
-    /// own label (see [`LAYER_LABEL`]).
-    pub fn to_secret(&self, layer: Option<&str>) -> Result<Value> {
-        let mut labels = json!({
+    /// The Secret object (API JSON) that stores this release.
+    pub fn to_secret(&self) -> Result<Value> {
+        let labels = json!({
             "owner": "helm",
             "name": self.name,
             "status": self.info.status,
             "version": self.version.to_string(),
         });
-        if let Some(layer) = layer {
-            labels[LAYER_LABEL] = json!(layer);
-        }
         Ok(json!({
             "apiVersion": "v1",
             "kind": "Secret",
@@ -300,7 +293,7 @@ mod tests {
     #[test]
     fn secret_roundtrip_keeps_the_release_and_helms_layout() {
         let release = sample();
-        let secret = release.to_secret(Some("10-bootstrap")).unwrap();
+        let secret = release.to_secret().unwrap();
         assert_eq!(secret["type"], SECRET_TYPE);
         assert_eq!(secret["metadata"]["name"], "sh.helm.release.v1.demo.v1");
         assert_eq!(secret["metadata"]["labels"]["owner"], "helm");
@@ -315,14 +308,14 @@ mod tests {
     #[test]
     fn configmap_records_carry_helms_text_once_encoded() {
         let release = sample();
-        let record = release.to_record(Driver::ConfigMap, Some("10-bootstrap")).unwrap();
+        let record = release.to_record(Driver::ConfigMap).unwrap();
         assert_eq!(record["kind"], "ConfigMap");
         assert!(record.get("type").is_none());
         assert_eq!(record["metadata"]["labels"]["owner"], "helm");
         let text = record["data"]["release"].as_str().unwrap();
         assert_eq!(&B64.decode(text).unwrap()[..3], &[0x1f, 0x8b, 0x08], "no second base64");
         assert_eq!(Release::from_record(&record).unwrap(), release);
-        let secret = release.to_record(Driver::Secret, None).unwrap();
+        let secret = release.to_record(Driver::Secret).unwrap();
         assert_eq!(Release::from_record(&secret).unwrap(), release);
     }
 

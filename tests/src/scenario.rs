@@ -50,6 +50,10 @@ pub struct Scenario {
     pub pull_ms: u64,
     /// Image references the upstream registry does not have (pulls fail).
     pub image_unfetchable: Vec<String>,
+    /// Where the Helmfile layers are that `<layer>` words name (a root helmfile, a
+    /// layer file or a directory of them); empty: the sample platform's root helmfile.
+    /// The cluster maps a test hook to its layer through them (`controllers/layers.rs`).
+    pub helmfiles: String,
 }
 
 pub const FILE: &str = "scenario.json";
@@ -71,6 +75,7 @@ impl Default for Scenario {
             latency_ms: 0,
             pull_ms: 0,
             image_unfetchable: Vec::new(),
+            helmfiles: String::new(),
             startup_ms: DEFAULT_STARTUP_MS,
             cron_minute_ms: 60_000,
             helm_version: pinned_helm_version(),
@@ -107,7 +112,7 @@ impl Scenario {
     /// `sync-fail=<layer>`, `vault-fail`, `vault-flaky`, `job-fail=<prefix>`,
     /// `secret-missing-key`, `tilt-not-ready`, `startup-ms=<n>`, `cron-minute-ms=<n>`,
     /// `pull-ms=<n>`, `image-unfetchable=<ref>`, `helm-version=<x.y.z>`,
-    /// `helmfile-version=<x.y.z>`, `healthy` (no change).
+    /// `helmfile-version=<x.y.z>`, `helmfiles=<path>`, `healthy` (no change).
     pub fn apply(&mut self, word: &str) -> Result<()> {
         match word.split_once('=') {
             Some(("gate-fail", layer)) => self.gate_fail.push(layer.to_owned()),
@@ -120,6 +125,7 @@ impl Scenario {
             Some(("image-unfetchable", image)) => self.image_unfetchable.push(image.to_owned()),
             Some(("cron-minute-ms", ms)) => self.cron_minute_ms = millis(word, ms)?.max(1),
             Some(("job-fail", prefix)) => self.job_fail.push(prefix.to_owned()),
+            Some(("helmfiles", path)) => self.helmfiles = path.to_owned(),
             Some(("helm-version", v)) => {
                 let v = v.trim_start_matches('v');
                 if crate::helm_version::HelmVersion::parse(v).is_none() {
@@ -143,7 +149,7 @@ impl Scenario {
                 "unknown scenario `{word}`: expected healthy, gate-fail=<layer>, gate-leak=<layer>, log-race=<layer>, \
                  sync-fail=<layer>, vault-fail, vault-flaky, job-fail=<prefix>, secret-missing-key, \
                  tilt-not-ready, image-unfetchable=<ref>, latency-ms=<n>, startup-ms=<n>, pull-ms=<n>, \
-                 cron-minute-ms=<n>, helm-version=<x.y.z> or helmfile-version=<x.y.z>"
+                 cron-minute-ms=<n>, helm-version=<x.y.z>, helmfile-version=<x.y.z> or helmfiles=<path>"
             ),
         }
         Ok(())
@@ -191,6 +197,8 @@ mod tests {
         assert_eq!(s.log_race, ["40-data-plane"]);
         assert!(s.vault_fail && !s.tilt_not_ready);
         assert_eq!(s.latency_ms, 5);
+        s.apply("helmfiles=/tmp/layers").unwrap();
+        assert_eq!(s.helmfiles, "/tmp/layers");
         assert!(s.apply("gate-fial=x").unwrap_err().to_string().contains("unknown scenario"));
         assert_eq!(Scenario::default().helm_version, "3.18.4");
         assert!(Scenario::default().startup_ms > 0);

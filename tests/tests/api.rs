@@ -77,7 +77,7 @@ fn helm_list_and_status_decode_release_secrets() {
         c.ensure_namespace("ameide").await.unwrap();
         for release in [demo_release(1, "superseded", ""), demo_release(2, "deployed", "Succeeded")]
         {
-            let secret = release.to_secret(Some("10-bootstrap")).unwrap();
+            let secret = release.to_secret().unwrap();
             c.create("/api/v1/namespaces/ameide/secrets", &secret).await.unwrap();
         }
     });

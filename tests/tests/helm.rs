@@ -166,6 +166,8 @@ fn helm_test_follows_the_claimed_helm_version() {
     bed.set(&["startup-ms=300"]);
     let layer = write_layer(bed.dir(), 1, false);
     let layer = layer.to_str().unwrap();
+    // Per-layer scenarios find the release's layer in these layer files.
+    bed.set(&[&format!("helmfiles={layer}")]);
     assert!(bed.fake("helmfile", &["-f", layer, "-e", "local", "sync", "--wait"]).status.success());
 
     // Default: the pinned helm (3.18.4) deletes the passing hook-succeeded Pod before

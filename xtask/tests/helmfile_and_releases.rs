@@ -74,7 +74,7 @@ fn leave_pending(world: &World, mut release: Release, version: u32, status: &str
     release.version = version;
     release.info.status = status.into();
     release.info.description = "Preparing upgrade".into();
-    let record = release.to_record(Driver::Secret, None).unwrap();
+    let record = release.to_record(Driver::Secret).unwrap();
     support::kubectl_apply(world, &record.to_string());
 }
 

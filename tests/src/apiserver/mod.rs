@@ -9,6 +9,7 @@
 
 pub mod codec;
 pub mod controllers;
+pub mod defaults;
 pub mod discovery;
 pub mod fieldset;
 pub mod openapi;

@@ -225,10 +225,8 @@ impl Store {
         meta.insert("resourceVersion".into(), json!(rv));
         meta.insert("creationTimestamp".into(), json!(k8s_timestamp_now()));
         meta.insert("generation".into(), json!(1));
+        super::defaults::apply(t, &mut body, None, &self.data.objects);
         normalize(t, &mut body);
-        if t.group.is_empty() && t.plural == "services" {
-            self.service_defaults(&mut body, None);
-        }
         if let Some(w) = writer {
             ssa::track_update(None, &mut body, w, &t.api_version(), self.scope(t));
         }

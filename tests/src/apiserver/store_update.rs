@@ -77,63 +77,6 @@ impl Store {
 
     /// Whether `status` is a subresource of the target's resource: then writes to the
     /// main resource cannot change it (create drops it, updates keep the stored one).
-    /// A Service as the API server stores it: `SetDefaults_Service` (type `ClusterIP`,
-    /// `sessionAffinity: None`, `internalTrafficPolicy: Cluster`, each port's `protocol:
-    /// TCP` and `targetPort` = `port`), a single-stack IPv4 family, and a cluster IP from
-    /// k3s's service range 10.43.0.0/16, allocated once and kept across updates (helm's
-    /// `--wait` waits for it). ExternalName Services get no IP.
-    pub(super) fn service_defaults(&self, body: &mut Value, current: Option<&Value>) {
-        let spec = &mut body["spec"];
-        if spec["type"].as_str().is_none_or(str::is_empty) {
-            spec["type"] = json!("ClusterIP");
-        }
-        if spec["sessionAffinity"].is_null() {
-            spec["sessionAffinity"] = json!("None");
-        }
-        if let Some(ports) = spec["ports"].as_array_mut() {
-            for port in ports {
-                if port["protocol"].is_null() {
-                    port["protocol"] = json!("TCP");
-                }
-                if port["targetPort"].is_null() {
-                    port["targetPort"] = port["port"].clone();
-                }
-            }
-        }
-        if spec["type"] == "ExternalName" {
-            return;
-        }
-        if spec["internalTrafficPolicy"].is_null() {
-            spec["internalTrafficPolicy"] = json!("Cluster");
-        }
-        if spec["ipFamilies"].is_null() {
-            spec["ipFamilies"] = json!(["IPv4"]);
-            spec["ipFamilyPolicy"] = json!("SingleStack");
-        }
-        if spec["clusterIP"].as_str().is_none_or(str::is_empty) {
-            let kept = current.and_then(|c| c["spec"]["clusterIP"].as_str()).map(str::to_owned);
-            let ip = kept.unwrap_or_else(|| self.free_cluster_ip());
-            spec["clusterIP"] = json!(ip);
-            spec["clusterIPs"] = json!([ip]);
-        }
-        if body["status"].is_null() {
-            body["status"] = json!({"loadBalancer": {}});
-        }
-    }
-
-    fn free_cluster_ip(&self) -> String {
-        let taken: Vec<String> = self
-            .objects_of("", "services")
-            .iter()
-            .filter_map(|(_, s)| s["spec"]["clusterIP"].as_str().map(str::to_owned))
-            .collect();
-        // 10.43.0.1 is the `kubernetes` Service's; start after it.
-        (2..65_534u32)
-            .map(|n| format!("10.43.{}.{}", n / 256, n % 256))
-            .find(|ip| !ip.ends_with(".0") && !taken.contains(ip))
-            .unwrap_or_else(|| "10.43.255.254".into())
-    }
-
     pub(super) fn status_is_subresource(&self, t: &Target) -> bool {
         if crate::apiserver::discovery::builtin_group(&t.group) {
             crate::apiserver::resources::find(&t.group, &t.plural)
@@ -166,6 +109,8 @@ impl Store {
                 }
             }
         }
+        // Defaults first, so an unchanged re-apply compares equal (no new generation).
+        crate::apiserver::defaults::apply(t, &mut body, Some(&current), &self.data.objects);
         let generation = current["metadata"]["generation"].as_i64().unwrap_or(1)
             + i64::from(body.get("spec") != current.get("spec"));
         let rv = self.next_version();
@@ -179,9 +124,6 @@ impl Store {
         body["apiVersion"] = current["apiVersion"].clone();
         body["kind"] = current["kind"].clone();
         normalize(t, &mut body);
-        if t.group.is_empty() && t.plural == "services" {
-            self.service_defaults(&mut body, Some(&current));
-        }
         if let Some(w) = writer {
             ssa::track_update(Some(&current), &mut body, w, &t.api_version(), self.scope(t));
         }

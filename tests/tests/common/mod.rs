@@ -23,9 +23,7 @@ pub fn real_tool(name: &str) -> Option<PathBuf> {
 /// Where the real helm, kubectl and helmfile builds are (`.ci/install-real-tools`):
 /// `$TESTBED_REAL_TOOLS`, default `/usr/local/lib/bootstrap-tools`.
 pub fn real_tools_dir() -> PathBuf {
-    std::env::var_os("TESTBED_REAL_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/local/lib/bootstrap-tools"))
+    testbed::real_tools::tools_dir()
 }
 
 /// A real binary below `real_tools_dir()` (`helm-3.17.2/helm`). Without it: panic when
@@ -43,6 +41,16 @@ pub fn real_binary(relative: &str) -> Option<PathBuf> {
     }
     eprintln!("skipped: {} is missing (.ci/install-real-tools installs it)", path.display());
     None
+}
+
+/// Write `text` to `name` in `dir`; its path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(&path, text).unwrap();
+    path
 }
 
 /// One fake API server on a temp state dir, killed on drop.

@@ -2,9 +2,10 @@
 //! `pkg/controller/job/job_controller.go`, `pkg/controller/cronjob/cronjob_controllerv2.go`
 //! and `utils.go`, `pkg/controller/garbagecollector`).
 //!
-//! A Job runs one Pod at a time (`completions`/`parallelism` 1): the Pod is Pending for
-//! the startup delay, then ends Succeeded or Failed (the scenario decides: `job-fail`,
-//! `vault-fail`, `vault-flaky`, or the Job's `testbed.local/outcome` annotation). A
+//! A Job runs one Pod at a time (`completions`/`parallelism` 1); the kubelet (`pods.rs`)
+//! ends it Succeeded or Failed after the startup delay (the scenario decides: `job-fail`,
+//! `vault-fail`, `vault-flaky`, or the Job's `testbed.local/outcome` annotation; a Job
+//! that is a Helm test hook runs its check, `test_pods.rs`). A
 //! failed Pod is replaced after the back-off (10 s doubling, scaled like the cron
 //! minute) until `backoffLimit` (default 6) failures more than allowed, then the Job is
 //! `Failed` (`BackoffLimitExceeded`). A CronJob creates Job `<cronjob>-<minute>` at each
@@ -18,7 +19,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{Controllers, Now, OUTCOME_ANNOTATION, controller_uid, meta, owner_ref, timestamp_ms};
-use crate::apiserver::store::{LOG_ANNOTATION, Store, Target};
+use crate::apiserver::store::{Store, Target};
 use crate::scenario::Scenario;
 
 pub const VAULT_BOOTSTRAP: &str = "foundation-vault-bootstrap";
@@ -44,7 +45,7 @@ fn owner_name<'a>(obj: &'a Value, kind: &str) -> Option<&'a str> {
 }
 
 /// Whether this Job's Pods fail.
-fn fails(job: &Value, s: &Scenario) -> bool {
+pub(super) fn fails(job: &Value, s: &Scenario) -> bool {
     match job["metadata"]["annotations"][OUTCOME_ANNOTATION].as_str() {
         Some("fail") => return true,
         Some("succeed") => return false,
@@ -55,7 +56,8 @@ fn fails(job: &Value, s: &Scenario) -> bool {
         || (s.vault_fail && owner_name(job, "CronJob") == Some(VAULT_BOOTSTRAP))
 }
 
-fn pod_log(job: &Value, failed: bool) -> String {
+/// What a Pod of this Job printed.
+pub(super) fn pod_log(job: &Value, failed: bool) -> String {
     let name = meta(job, "name");
     match (owner_name(job, "CronJob") == Some(VAULT_BOOTSTRAP), failed) {
         // A bootstrap that initialises Vault and echoes `vault operator init` (its unseal
@@ -72,28 +74,6 @@ fn pod_log(job: &Value, failed: bool) -> String {
     }
 }
 
-/// A finished Pod's status (what the kubelet leaves).
-pub fn finished_pod_status(pod: &Value, succeeded: bool, now: &str) -> Value {
-    let (phase, code, reason) =
-        if succeeded { ("Succeeded", 0, "Completed") } else { ("Failed", 1, "Error") };
-    let names: Vec<Value> = pod["spec"]["containers"]
-        .as_array()
-        .map(|cs| cs.iter().map(|c| c["name"].clone()).collect())
-        .filter(|v: &Vec<Value>| !v.is_empty())
-        .unwrap_or_else(|| vec![json!("main")]);
-    let statuses: Vec<Value> = names.iter().map(|n| json!({"name": n, "ready": false, "started": false, "restartCount": 0,
-        "image": "busybox", "imageID": "",
-        "state": {"terminated": {"exitCode": code, "reason": reason, "startedAt": now, "finishedAt": now}}})).collect();
-    json!({
-        "phase": phase, "startTime": now,
-        "conditions": [{"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now},
-                       {"type": "ContainersReady", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now},
-                       {"type": "Initialized", "status": "True", "lastTransitionTime": now},
-                       {"type": "PodScheduled", "status": "True", "lastTransitionTime": now}],
-        "containerStatuses": statuses,
-    })
-}
-
 pub(super) fn reconcile(c: &mut Controllers, store: &mut Store, s: &Scenario, now: Now) {
     cronjobs(c, store, s, now);
     // Pods by the uid of the Job that controls them.
@@ -108,34 +88,15 @@ pub(super) fn reconcile(c: &mut Controllers, store: &mut Store, s: &Scenario, no
             continue;
         }
         let uid = meta(&job, "uid").to_owned();
-        let mut mine = pods.remove(&uid).unwrap_or_default();
-        let fail = fails(&job, s);
-        // Pods that ran long enough end now.
-        for (pod_key, pod) in &mut mine {
-            let phase = pod["status"]["phase"].as_str().unwrap_or("");
-            if phase == "Succeeded" || phase == "Failed" {
-                continue;
-            }
-            // The Pod's containers run once the node has their images.
-            let spec = pod["spec"].clone();
-            let Some(since) = c.pod_started(pod_key, pod, &spec, s, now) else { continue };
-            if now.instant.saturating_duration_since(since) >= Duration::from_millis(s.startup_ms) {
-                let log = pod_log(&job, fail);
-                store.merge_into(
-                    pod_key,
-                    &json!({"metadata": {"annotations": {LOG_ANNOTATION: log}}}),
-                );
-                let status = finished_pod_status(pod, !fail, &now.timestamp());
-                store.set_status(pod_key, status.clone());
-                pod["status"] = status;
-                if fail {
-                    c.job_failed_at.insert(key.clone(), now.instant);
-                }
-            }
-        }
+        let mine = pods.remove(&uid).unwrap_or_default();
         let count =
             |p: &str| mine.iter().filter(|(_, pod)| pod["status"]["phase"] == p).count() as i64;
         let (succeeded, failed) = (count("Succeeded"), count("Failed"));
+        // The kubelet (`pods.rs`) ends the Pods; a new failure starts the back-off.
+        let seen_failed = c.job_failures.get(&key).map_or(0, |(n, _)| *n);
+        if failed > seen_failed {
+            c.job_failures.insert(key.clone(), (failed, now.instant));
+        }
         let mut active = mine.len() as i64 - succeeded - failed;
         let backoff_limit = job["spec"]["backoffLimit"].as_i64().unwrap_or(6);
         let start =
@@ -184,7 +145,7 @@ fn retry_due(c: &Controllers, key: &str, failed: i64, s: &Scenario, now: Now) ->
     if failed == 0 {
         return true;
     }
-    let Some(at) = c.job_failed_at.get(key) else { return true };
+    let Some((_, at)) = c.job_failures.get(key) else { return true };
     let base = 10_000u64.saturating_mul(1 << (failed - 1).clamp(0, 10)).min(360_000);
     let wait = base * s.cron_minute_ms / 60_000;
     now.instant.saturating_duration_since(*at) >= Duration::from_millis(wait)
@@ -213,16 +174,11 @@ fn create_pod(store: &mut Store, job: &Value) {
                      "ownerReferences": [owner_ref(job)]},
         "spec": job["spec"]["template"]["spec"].clone(),
     });
-    match store.create(&Target::collection("", "v1", "pods", Some(ns)), pod) {
-        Ok(created) => {
-            let key =
-                format!("core/pods/{ns}/{}", created["metadata"]["name"].as_str().unwrap_or(""));
-            store.set_status(&key, json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]}));
-        }
-        Err(e) => eprintln!(
+    if let Err(e) = store.create(&Target::collection("", "v1", "pods", Some(ns)), pod) {
+        eprintln!(
             "testbed apiserver: job controller: creating a pod for {ns}/{name}: {}",
             e.message
-        ),
+        );
     }
 }
 

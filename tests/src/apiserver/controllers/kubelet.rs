@@ -49,6 +49,11 @@ impl Kubelet {
         Kubelet { node, ..Kubelet::default() }
     }
 
+    /// The node's name (`k3d-<cluster>-server-0`), when the API server has a node.
+    pub(super) fn node_name(&self) -> Option<&str> {
+        self.node.as_ref().map(|(_, name)| name.as_str())
+    }
+
     /// Whether every image of a Pod is in the node's store, pulling what is missing.
     pub(super) fn ensure(
         &mut self,

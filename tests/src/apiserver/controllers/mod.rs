@@ -1,18 +1,27 @@
 //! The cluster's controllers, inside the fake API server, so they act on every write
-//! whoever makes it (helm, helmfile, kubectl, kube-rs): the kubelet and the workload
-//! controllers (`workloads.rs`: Deployments, StatefulSets, DaemonSets, Pods turn Ready
-//! only after the scenario's startup delay), the Job and CronJob controllers and the
-//! garbage collector (`jobs.rs`), and the External Secrets operator (`eso.rs`), which
-//! runs only while a Helm release of the upstream `external-secrets` chart is installed.
+//! whoever makes it (helm, helmfile, kubectl, kube-rs): the Deployment and ReplicaSet
+//! controllers (`deployments.rs`), the StatefulSet and DaemonSet controllers
+//! (`workloads.rs`), the Job and CronJob controllers and the garbage collector
+//! (`jobs.rs`), the local-path volume provisioner (`volumes.rs`), the kubelet that runs
+//! every Pod (`pods.rs`, image pulls in `kubelet.rs`; Helm test hooks' checks in
+//! `test_pods.rs`, their layers in `layers.rs`), k3s's ServiceLB (`services.rs`), and
+//! the External Secrets operator (`eso.rs`), which runs only while a Helm release of
+//! the upstream `external-secrets` chart is installed.
 //!
 //! A loop calls [`Controllers::tick`] every 100 ms with the store locked; what the
-//! controllers remember (when they first saw a generation) lives in memory, so a
+//! controllers remember (when a Pod's containers started) lives in memory, so a
 //! restarted API server (a restarted cluster) starts its Pods again, as a restarted
 //! node does.
 
+mod deployments;
 mod eso;
 mod jobs;
 mod kubelet;
+mod layers;
+mod pods;
+mod services;
+mod test_pods;
+mod volumes;
 mod workloads;
 
 use std::collections::HashMap;
@@ -26,12 +35,13 @@ use serde_json::{Value, json};
 use super::store::Store;
 use crate::scenario::Scenario;
 
-pub use jobs::{VAULT_BOOTSTRAP, finished_pod_status};
+pub use jobs::VAULT_BOOTSTRAP;
+pub use layers::SAMPLE_HELMFILE;
+pub use test_pods::{is_test_hook, release_layer};
 pub use workloads::workload_ready;
 
 /// Annotation a writer may set on a Job to fix its outcome (`fail` or `succeed`); the
-/// CronJob controller sets it from the scenario when it creates the Job, the fake helm
-/// on test Jobs.
+/// CronJob controller sets it from the scenario (`vault-flaky`) when it creates the Job.
 pub const OUTCOME_ANNOTATION: &str = "testbed.local/outcome";
 
 /// What one controller remembers about one object.
@@ -40,10 +50,11 @@ struct Seen {
     uid: String,
     generation: i64,
     since: Instant,
-    /// What was last written (a ready count, a phase code): write only on change.
+    /// What was last written (a count, a state code): write only on change.
     written: Option<i64>,
-    /// When its Pods' images were all on the node (its containers could start).
-    started: Option<Instant>,
+    /// When a Pod's volumes, images and environment were ready (its containers started),
+    /// and that moment in unix ms (for its status).
+    started: Option<(Instant, u64)>,
 }
 
 #[derive(Default)]
@@ -52,10 +63,13 @@ pub struct Controllers {
     seen: HashMap<String, Seen>,
     /// Per CronJob key: the last scaled minute it was scheduled for (or first seen in).
     cron_last: HashMap<String, u64>,
-    /// Per Job key: when its last Pod failed (the retry waits out the back-off).
-    job_failed_at: HashMap<String, Instant>,
+    /// Per Job key: how many of its Pods failed, and when the last failure was seen
+    /// (the retry waits out the back-off).
+    job_failures: HashMap<String, (i64, Instant)>,
     /// Release Secret resourceVersion -> chart name (decoding is not free).
     chart_names: HashMap<String, String>,
+    /// Decoded release records: which release a test hook belongs to.
+    release_hooks: layers::ReleaseHooks,
     kubelet: kubelet::Kubelet,
 }
 
@@ -98,28 +112,6 @@ impl Controllers {
         }
     }
 
-    /// When the Pod (template) under `key` could start: once every image of `spec` is
-    /// on the node (the kubelet pulls what is missing). `None` while pulling or failed.
-    fn pod_started(
-        &mut self,
-        key: &str,
-        obj: &Value,
-        spec: &Value,
-        s: &Scenario,
-        now: Now,
-    ) -> Option<Instant> {
-        if let Some(started) = self.observe(key, obj, now).started {
-            return Some(started);
-        }
-        let images = crate::node_images::pod_images(spec);
-        let state = self.kubelet.ensure(self.testbed_dir.as_deref(), &images, s, now.instant);
-        if state != kubelet::Images::Present {
-            return None;
-        }
-        let seen = self.observe(key, obj, now);
-        Some(*seen.started.get_or_insert(now.instant))
-    }
-
     fn scenario(&self) -> Scenario {
         match &self.testbed_dir {
             Some(dir) => Scenario::load(dir).unwrap_or_default(),
@@ -131,8 +123,12 @@ impl Controllers {
     pub fn tick(&mut self, store: &mut Store, now: Now) -> bool {
         let scenario = self.scenario();
         let before = store.data.resource_version;
-        workloads::reconcile(self, store, &scenario, now);
+        deployments::reconcile(store, now);
+        workloads::reconcile(store, now);
         jobs::reconcile(self, store, &scenario, now);
+        volumes::reconcile(store, self.kubelet.node_name());
+        services::reconcile(store);
+        pods::reconcile(self, store, &scenario, now);
         eso::reconcile(self, store, &scenario, now);
         jobs::collect_garbage(store);
         self.namespaces(store, now);
@@ -232,4 +228,30 @@ fn controller_uid(obj: &Value) -> Option<&str> {
         .iter()
         .find(|r| r["controller"] == true)
         .and_then(|r| r["uid"].as_str())
+}
+
+/// A stable number for a text (FNV-1a): state codes, addresses.
+fn code_of(text: &str) -> i64 {
+    let h = text
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    (h >> 1) as i64
+}
+
+/// Keep the times of conditions that did not change (type, status, reason, message),
+/// as controllers only move `lastTransitionTime` on a change.
+fn condition_times_kept(old: &Value, new: &mut Value) {
+    let Some(old) = old["conditions"].as_array() else { return };
+    for c in new.get_mut("conditions").and_then(Value::as_array_mut).into_iter().flatten() {
+        let same = old
+            .iter()
+            .find(|o| ["type", "status", "reason", "message"].iter().all(|f| o[*f] == c[*f]));
+        if let Some(o) = same {
+            for f in ["lastTransitionTime", "lastUpdateTime", "lastProbeTime"] {
+                if !c[f].is_null() {
+                    c[f] = o[f].clone();
+                }
+            }
+        }
+    }
 }

@@ -1,119 +1,35 @@
-//! Readiness after a startup delay, written as the real controllers write it
-//! (kubernetes `pkg/controller/deployment/sync.go` + `util/deployment_util.go`,
-//! `pkg/controller/statefulset/stateful_set_status.go`, `pkg/controller/daemon`,
-//! the kubelet's `status_manager.go` / `pkg/kubelet/status/generate.go` for Pods).
+//! The StatefulSet and DaemonSet controllers (kubernetes
+//! `pkg/controller/statefulset/stateful_set_control.go`, `stateful_set_utils.go`,
+//! `pkg/controller/daemon/daemon_controller.go`, `update.go`), and what the workload
+//! controllers share: creating a Pod from a template, sticky condition times, the
+//! template hash, readiness. Pods are run by the kubelet (`pods.rs`); these controllers
+//! create and delete them and count them into their status.
 //!
-//! A new object, or a new generation of one (its spec changed), starts with nothing
-//! ready; once its images are on the node (`kubelet.rs`), after `startup_ms` plus the containers' longest
-//! `readinessProbe.initialDelaySeconds` its Pods are Ready. Deployments and
-//! DaemonSets start their Pods in parallel; a StatefulSet with the default
-//! `podManagementPolicy: OrderedReady` one after the other, so its n-th replica is Ready
-//! after n delays. No Pods or ReplicaSets are created for workloads.
+//! StatefulSet: Pods `<set>-<ordinal>` (labels `controller-revision-hash`,
+//! `statefulset.kubernetes.io/pod-name`, `apps.kubernetes.io/pod-index`; hostname and
+//! subdomain), one claim `<template>-<set>-<ordinal>` per `volumeClaimTemplates` entry
+//! made before its Pod (kept after the set is gone: retention `Retain`).
+//! `OrderedReady` creates ordinal n only once 0..n-1 are Ready, `Parallel` all at once.
+//! A new template revision replaces Pods from the highest ordinal down, one at a time,
+//! each once the others are Ready (`RollingUpdate`, partition honoured).
+//!
+//! DaemonSet: the testbed's one node gets one Pod `<set>-<random>` (labels
+//! `controller-revision-hash`, `pod-template-generation`); a new template replaces it.
 
 use serde_json::{Value, json};
 
-use super::{Controllers, Now, condition, meta};
-use crate::apiserver::store::Store;
-use crate::scenario::Scenario;
+use super::{Now, condition_times_kept, controller_uid, meta, owner_ref};
+use crate::apiserver::store::{Store, Target};
 
-pub(super) fn reconcile(c: &mut Controllers, store: &mut Store, s: &Scenario, now: Now) {
-    for (key, obj) in store.objects_of("apps", "deployments") {
-        let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(1);
-        let ready = ready_count(c, &key, &obj, s, now, replicas, false);
-        if let Some(ready) = ready {
-            store.set_status(&key, deployment_status(&obj, replicas, ready, now));
-        }
-    }
-    for (key, obj) in store.objects_of("apps", "statefulsets") {
-        let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(1);
-        let ordered = obj["spec"]["podManagementPolicy"].as_str() != Some("Parallel");
-        if let Some(ready) = ready_count(c, &key, &obj, s, now, replicas, ordered) {
-            store.set_status(&key, statefulset_status(&obj, replicas, ready));
-        }
-    }
-    for (key, obj) in store.objects_of("apps", "daemonsets") {
-        // One node schedules it (the testbed's cluster is one k3s server to its Pods).
-        if let Some(ready) = ready_count(c, &key, &obj, s, now, 1, false) {
-            let g = &obj["metadata"]["generation"];
-            store.set_status(
-                &key,
-                json!({"observedGeneration": g, "desiredNumberScheduled": 1, "currentNumberScheduled": 1,
-                       "updatedNumberScheduled": 1, "numberMisscheduled": 0, "numberReady": ready,
-                       "numberAvailable": ready, "numberUnavailable": 1 - ready}),
-            );
-        }
-    }
-    for (key, obj) in store.objects_of("", "pods") {
-        let phase = obj["status"]["phase"].as_str().unwrap_or("");
-        // Finished Pods, Pods of Jobs (the Job controller runs those) and Helm test Pods
-        // (the fake helm runs those, as the kubelet would) are not ours.
-        let test_hook = obj["metadata"]["annotations"]["helm.sh/hook"].as_str().is_some_and(|h| {
-            h.split(',').any(|e| e.trim() == "test" || e.trim() == "test-success")
-        });
-        let of_job = obj["metadata"]["ownerReferences"]
-            .as_array()
-            .is_some_and(|refs| refs.iter().any(|r| r["kind"] == "Job"));
-        if of_job || test_hook || phase == "Succeeded" || phase == "Failed" {
-            continue;
-        }
-        if let Some(ready) = ready_count(c, &key, &obj, s, now, 1, false) {
-            store.set_status(&key, pod_status(&obj, ready == 1, now));
-        }
-    }
+pub(super) fn reconcile(store: &mut Store, now: Now) {
+    statefulsets(store, now);
+    daemonsets(store, now);
 }
 
-/// The ready count to write now, if it changed since the last write.
-fn ready_count(
-    c: &mut Controllers,
-    key: &str,
-    obj: &Value,
-    s: &Scenario,
-    now: Now,
-    replicas: i64,
-    ordered: bool,
-) -> Option<i64> {
-    let spec = if obj["kind"] == "Pod" { &obj["spec"] } else { &obj["spec"]["template"]["spec"] };
-    // Containers start once the node has their images (the kubelet pulls them).
-    let started = c.pod_started(key, obj, spec, s, now);
-    let seen = c.observe(key, obj, now);
-    let elapsed = started.map(|t| now.instant.saturating_duration_since(t).as_millis() as u64);
-    // A Pod is Ready after its start and its readiness probe's initial delay.
-    let per_pod = s.startup_ms + probe_delay_ms(obj);
-    let delays = elapsed.unwrap_or(0) / per_pod.max(1);
-    let ready = if elapsed.is_none() {
-        0
-    } else if per_pod == 0 {
-        replicas
-    } else if ordered {
-        (delays as i64).min(replicas)
-    } else if delays >= 1 {
-        replicas
-    } else {
-        0
-    };
-    if seen.written == Some(ready) {
-        return None;
-    }
-    seen.written = Some(ready);
-    Some(ready)
-}
-
-/// The longest `readinessProbe.initialDelaySeconds` of the Pod (template)'s containers.
-fn probe_delay_ms(obj: &Value) -> u64 {
-    let spec = if obj["kind"] == "Pod" { &obj["spec"] } else { &obj["spec"]["template"]["spec"] };
-    spec["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["readinessProbe"]["initialDelaySeconds"].as_u64())
-        .max()
-        .unwrap_or(0)
-        * 1000
-}
-
-/// `<name>-<pod-template-hash>`, stable for one template.
-pub(super) fn template_hash(obj: &Value) -> String {
-    let text = obj["spec"]["template"].to_string();
+/// `<name>-<pod-template-hash>`-style hash of a Pod template (FNV-1a, rendered in the
+/// alphabet of apimachinery's `rand.SafeEncodeString`), stable for one template.
+pub(super) fn template_hash(template: &Value) -> String {
+    let text = template.to_string();
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in text.bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
@@ -122,101 +38,300 @@ pub(super) fn template_hash(obj: &Value) -> String {
     (0..10).map(|i| ALPHABET[((h >> (i * 6)) % ALPHABET.len() as u64) as usize] as char).collect()
 }
 
-fn deployment_status(obj: &Value, replicas: i64, ready: i64, now: Now) -> Value {
-    let rs = format!("{}-{}", meta(obj, "name"), template_hash(obj));
-    let available = ready >= replicas;
-    let (avail_reason, avail_msg) = if available {
-        ("MinimumReplicasAvailable", "Deployment has minimum availability.")
-    } else {
-        ("MinimumReplicasUnavailable", "Deployment does not have minimum availability.")
-    };
-    let (prog_reason, prog_msg) = if available {
-        ("NewReplicaSetAvailable", format!("ReplicaSet \"{rs}\" has successfully progressed."))
-    } else {
-        ("ReplicaSetUpdated", format!("ReplicaSet \"{rs}\" is progressing."))
-    };
-    let mut status = json!({
-        "observedGeneration": obj["metadata"]["generation"], "replicas": replicas,
-        "updatedReplicas": replicas,
-        "conditions": [condition("Available", available, avail_reason, avail_msg, now),
-                       condition("Progressing", true, prog_reason, &prog_msg, now)],
-    });
-    // As the API serializes it: zero counts are omitted (omitempty).
-    if ready > 0 {
-        status["readyReplicas"] = json!(ready);
-        status["availableReplicas"] = json!(ready);
-    }
-    if replicas - ready > 0 {
-        status["unavailableReplicas"] = json!(replicas - ready);
-    }
-    status
+/// The live Pods (not finished, not being deleted) a controller with `uid` owns.
+pub(super) fn owned_pods(store: &Store, ns: &str, uid: &str) -> Vec<(String, Value)> {
+    let prefix = format!("core/pods/{ns}/");
+    store
+        .data
+        .objects
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .filter(|(_, p)| controller_uid(p) == Some(uid))
+        .filter(|(_, p)| !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
-fn statefulset_status(obj: &Value, replicas: i64, ready: i64) -> Value {
-    let revision = format!("{}-{}", meta(obj, "name"), template_hash(obj));
-    let mut status = json!({
-        "observedGeneration": obj["metadata"]["generation"], "replicas": replicas,
-        "currentReplicas": replicas, "updatedReplicas": replicas,
-        "currentRevision": revision, "updateRevision": revision, "collisionCount": 0,
-    });
-    if ready > 0 {
-        status["readyReplicas"] = json!(ready);
-        status["availableReplicas"] = json!(ready);
-    }
-    status
-}
-
-/// A running Pod's status: Pending (pulling) until the delay passed, then Running and Ready.
-pub(super) fn pod_status(pod: &Value, ready: bool, now: Now) -> Value {
-    let containers: Vec<Value> = pod["spec"]["containers"]
+pub(super) fn pod_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"]
         .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|c| {
-            let state = if ready {
-                json!({"running": {"startedAt": now.timestamp()}})
-            } else {
-                json!({"waiting": {"reason": "ContainerCreating"}})
-            };
-            json!({"name": c["name"], "image": c["image"], "imageID": "", "ready": ready,
-                   "started": ready, "restartCount": 0, "state": state})
-        })
-        .collect();
-    let not_ready = (!ready).then_some("ContainersNotReady");
-    let message = "containers with unready status: [main]";
-    let cond = |kind: &str, ok: bool| {
-        let mut c = json!({"type": kind, "status": if ok { "True" } else { "False" },
-                           "lastProbeTime": null, "lastTransitionTime": now.timestamp()});
-        if !ok {
-            c["reason"] = json!(not_ready);
-            c["message"] = json!(message);
-        }
-        c
-    };
-    json!({
-        "phase": if ready { "Running" } else { "Pending" },
-        "conditions": [cond("PodReadyToStartContainers", true), cond("Initialized", true),
-                       cond("Ready", ready), cond("ContainersReady", ready), cond("PodScheduled", true)],
-        "hostIP": "172.18.0.3", "podIP": "10.42.0.10", "startTime": now.timestamp(),
-        "qosClass": "BestEffort", "containerStatuses": containers,
-    })
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
 }
 
-/// Whether a workload object is Ready (all replicas ready, current generation).
+/// Create a Pod of `owner` from its template: `name` exact, or generated from
+/// `<prefix>` when `name` ends with `-`.
+pub(super) fn create_pod(
+    store: &mut Store,
+    owner: &Value,
+    template: &Value,
+    name: &str,
+    extra_labels: &[(&str, String)],
+    extra_spec: Value,
+) {
+    let ns = meta(owner, "namespace");
+    let mut labels = template["metadata"]["labels"].clone();
+    if !labels.is_object() {
+        labels = json!({});
+    }
+    for (k, v) in extra_labels {
+        labels[*k] = json!(v);
+    }
+    let mut spec = template["spec"].clone();
+    if let Value::Object(extra) = extra_spec {
+        for (k, v) in extra {
+            spec[k] = v;
+        }
+    }
+    let mut metadata =
+        json!({"namespace": ns, "labels": labels, "ownerReferences": [owner_ref(owner)]});
+    if template["metadata"]["annotations"].is_object() {
+        metadata["annotations"] = template["metadata"]["annotations"].clone();
+    }
+    if name.ends_with('-') {
+        metadata["generateName"] = json!(name);
+    } else {
+        metadata["name"] = json!(name);
+    }
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec});
+    if let Err(e) = store.create(&Target::collection("", "v1", "pods", Some(ns)), pod) {
+        eprintln!(
+            "testbed apiserver: creating a pod for {ns}/{}: {}",
+            meta(owner, "name"),
+            e.message
+        );
+    }
+}
+
+/// Write `status` if it differs from the stored one (conditions that did not change
+/// keep their times).
+pub(super) fn write_status(store: &mut Store, key: &str, obj: &Value, mut status: Value) {
+    condition_times_kept(&obj["status"], &mut status);
+    if obj["status"] != status {
+        store.set_status(key, status);
+    }
+}
+
+fn statefulsets(store: &mut Store, _now: Now) {
+    for (key, sts) in store.objects_of("apps", "statefulsets") {
+        let (ns, name, uid) = (meta(&sts, "namespace"), meta(&sts, "name"), meta(&sts, "uid"));
+        let replicas = sts["spec"]["replicas"].as_i64().unwrap_or(1);
+        let ordered = sts["spec"]["podManagementPolicy"].as_str() != Some("Parallel");
+        let revision = format!("{name}-{}", template_hash(&sts["spec"]["template"]));
+        let ordinal = |pod: &Value| {
+            meta(pod, "name").rsplit('-').next().and_then(|n| n.parse::<i64>().ok()).unwrap_or(-1)
+        };
+        let mut pods = owned_pods(store, ns, uid);
+        pods.sort_by_key(|(_, p)| ordinal(p));
+        // Scale down: the highest ordinals go first.
+        let extra: Vec<String> = pods
+            .iter()
+            .filter(|(_, p)| ordinal(p) >= replicas)
+            .map(|(k, _)| k.clone())
+            .rev()
+            .collect();
+        for k in extra.iter().take(if ordered { 1 } else { extra.len() }) {
+            store.remove_key(k);
+        }
+        pods.retain(|(k, _)| !extra.contains(k));
+        // Create the missing ordinals (OrderedReady: only after every lower one is Ready).
+        for i in 0..replicas {
+            let pod_name = format!("{name}-{i}");
+            if pods.iter().any(|(_, p)| meta(p, "name") == pod_name) {
+                continue;
+            }
+            let lower_ready =
+                pods.iter().filter(|(_, p)| ordinal(p) < i).all(|(_, p)| pod_ready(p))
+                    && pods.iter().filter(|(_, p)| ordinal(p) < i).count() as i64 == i;
+            if ordered && !lower_ready {
+                break;
+            }
+            let volumes = claims(store, &sts, &pod_name, i);
+            let mut spec = json!({"hostname": pod_name});
+            if let Some(svc) = sts["spec"]["serviceName"].as_str() {
+                spec["subdomain"] = json!(svc);
+            }
+            if !volumes.is_empty() {
+                let mut all = sts["spec"]["template"]["spec"]["volumes"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                all.extend(volumes);
+                spec["volumes"] = json!(all);
+            }
+            let labels = [
+                ("controller-revision-hash", revision.clone()),
+                ("statefulset.kubernetes.io/pod-name", pod_name.clone()),
+                ("apps.kubernetes.io/pod-index", i.to_string()),
+            ];
+            create_pod(store, &sts, &sts["spec"]["template"], &pod_name, &labels, spec);
+            if ordered {
+                break;
+            }
+        }
+        let pods = owned_pods(store, ns, uid);
+        let of_revision = |r: &str| {
+            pods.iter()
+                .filter(|(_, p)| p["metadata"]["labels"]["controller-revision-hash"] == r)
+                .count()
+        };
+        // Rolling update: replace one outdated Pod (highest ordinal first) at a time,
+        // once every Pod is Ready; ordinals below the partition keep their revision.
+        let partition =
+            sts["spec"]["updateStrategy"]["rollingUpdate"]["partition"].as_i64().unwrap_or(0);
+        let rolling = sts["spec"]["updateStrategy"]["type"] == "RollingUpdate";
+        if rolling && pods.len() as i64 == replicas && pods.iter().all(|(_, p)| pod_ready(p)) {
+            let outdated = pods.iter().rev().find(|(_, p)| {
+                ordinal(p) >= partition
+                    && p["metadata"]["labels"]["controller-revision-hash"] != revision.as_str()
+            });
+            if let Some((k, _)) = outdated {
+                store.remove_key(k);
+            }
+        }
+        let updated = of_revision(&revision) as i64;
+        let mut current = sts["status"]["currentRevision"].as_str().unwrap_or(&revision).to_owned();
+        let ready = pods.iter().filter(|(_, p)| pod_ready(p)).count() as i64;
+        if updated == replicas && ready == replicas {
+            current = revision.clone();
+        }
+        let mut status = json!({
+            "observedGeneration": sts["metadata"]["generation"], "replicas": pods.len(),
+            "currentReplicas": of_revision(&current), "updatedReplicas": updated,
+            "currentRevision": current, "updateRevision": revision, "collisionCount": 0,
+            "availableReplicas": ready,
+        });
+        if ready > 0 {
+            status["readyReplicas"] = json!(ready);
+        }
+        write_status(store, &key, &sts, status);
+    }
+}
+
+/// The claims of StatefulSet Pod `pod_name` (created when missing) as Pod volumes.
+fn claims(store: &mut Store, sts: &Value, pod_name: &str, ordinal: i64) -> Vec<Value> {
+    let ns = meta(sts, "namespace");
+    let mut volumes = Vec::new();
+    for template in sts["spec"]["volumeClaimTemplates"].as_array().cloned().unwrap_or_default() {
+        let claim = meta(&template, "name");
+        let claim_name = format!("{claim}-{pod_name}");
+        if !store
+            .data
+            .objects
+            .contains_key(&format!("core/persistentvolumeclaims/{ns}/{claim_name}"))
+        {
+            let mut labels = sts["spec"]["selector"]["matchLabels"].clone();
+            if !labels.is_object() {
+                labels = json!({});
+            }
+            for (k, v) in template["metadata"]["labels"].as_object().into_iter().flatten() {
+                labels[k] = v.clone();
+            }
+            labels["apps.kubernetes.io/pod-index"] = json!(ordinal.to_string());
+            let body = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": claim_name, "namespace": ns, "labels": labels},
+                "spec": template["spec"].clone()});
+            let target = Target::collection("", "v1", "persistentvolumeclaims", Some(ns));
+            if let Err(e) = store.create(&target, body) {
+                eprintln!(
+                    "testbed apiserver: statefulset controller: claim {claim_name}: {}",
+                    e.message
+                );
+            }
+        }
+        volumes.push(json!({"name": claim, "persistentVolumeClaim": {"claimName": claim_name}}));
+    }
+    volumes
+}
+
+fn daemonsets(store: &mut Store, _now: Now) {
+    for (key, ds) in store.objects_of("apps", "daemonsets") {
+        let (ns, name, uid) = (meta(&ds, "namespace"), meta(&ds, "name"), meta(&ds, "uid"));
+        let hash = template_hash(&ds["spec"]["template"]);
+        let generation = ds["metadata"]["generation"].as_i64().unwrap_or(1);
+        let mut pods = owned_pods(store, ns, uid);
+        // One node: one Pod; an outdated one is replaced (RollingUpdate, maxUnavailable 1).
+        let rolling = ds["spec"]["updateStrategy"]["type"] == "RollingUpdate";
+        let outdated: Vec<String> = pods
+            .iter()
+            .filter(|(_, p)| p["metadata"]["labels"]["controller-revision-hash"] != hash.as_str())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in outdated.iter().filter(|_| rolling) {
+            store.remove_key(k);
+        }
+        if rolling {
+            pods.retain(|(k, _)| !outdated.contains(k));
+        }
+        if pods.is_empty() {
+            let labels = [
+                ("controller-revision-hash", hash.clone()),
+                ("pod-template-generation", generation.to_string()),
+            ];
+            create_pod(
+                store,
+                &ds,
+                &ds["spec"]["template"],
+                &format!("{name}-"),
+                &labels,
+                json!({}),
+            );
+        }
+        let pods = owned_pods(store, ns, uid);
+        let ready = pods.iter().filter(|(_, p)| pod_ready(p)).count() as i64;
+        let updated = pods
+            .iter()
+            .filter(|(_, p)| p["metadata"]["labels"]["controller-revision-hash"] == hash.as_str())
+            .count() as i64;
+        let mut status = json!({
+            "observedGeneration": generation, "desiredNumberScheduled": 1,
+            "currentNumberScheduled": pods.len().min(1), "numberMisscheduled": 0,
+            "numberReady": ready,
+        });
+        for (field, n) in [
+            ("updatedNumberScheduled", updated),
+            ("numberAvailable", ready),
+            ("numberUnavailable", 1 - ready),
+        ] {
+            if n > 0 {
+                status[field] = json!(n);
+            }
+        }
+        write_status(store, &key, &ds, status);
+    }
+}
+
+/// Whether a workload is rolled out and Ready: the current generation observed, every
+/// replica updated, available and Ready, no extra Pods (what helm's `--wait` and
+/// kstatus ask, at their strictest).
 pub fn workload_ready(obj: &Value) -> bool {
     let status = &obj["status"];
     let g = obj["metadata"]["generation"].as_i64().unwrap_or(1);
+    let observed = status["observedGeneration"].as_i64() == Some(g);
+    let int = |f: &str| status[f].as_i64().unwrap_or(0);
     match obj["kind"].as_str().unwrap_or("") {
-        "Deployment" | "StatefulSet" => {
+        "Deployment" => {
             let want = obj["spec"]["replicas"].as_i64().unwrap_or(1);
-            status["observedGeneration"].as_i64() == Some(g)
-                && status["readyReplicas"].as_i64().unwrap_or(0) >= want
+            observed
+                && int("replicas") == want
+                && int("updatedReplicas") >= want
+                && int("availableReplicas") >= want
+                && int("readyReplicas") >= want
         }
-        "DaemonSet" => status["numberReady"].as_i64().unwrap_or(0) >= 1,
-        "Pod" => status["conditions"]
-            .as_array()
-            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")),
+        "StatefulSet" => {
+            let want = obj["spec"]["replicas"].as_i64().unwrap_or(1);
+            observed
+                && int("readyReplicas") >= want
+                && int("updatedReplicas") >= want
+                && status["currentRevision"] == status["updateRevision"]
+        }
+        "DaemonSet" => {
+            let want = int("desiredNumberScheduled");
+            observed
+                && want > 0
+                && int("numberReady") >= want
+                && int("updatedNumberScheduled") >= want
+        }
+        "Pod" => pod_ready(obj),
         _ => true,
     }
 }
