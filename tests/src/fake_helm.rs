@@ -255,18 +255,15 @@ async fn test(args: &[String], scenario: &Scenario) -> Result<i32> {
         };
         store(&client, &rel).await?;
         let hook = rel.hooks[i].clone();
-        let ok = match run_hook(&client, &ns, &hook, o.timeout).await {
-            Ok(ok) => ok,
-            Err(e) => {
-                rel.hooks[i].last_run.phase = "Unknown".into();
-                store(&client, &rel).await?;
-                return Err(e);
-            }
+        // As execHook: a wait that runs out is a failed hook, too.
+        let (ok, wait_error) = match run_hook(&client, &ns, &hook, o.timeout).await {
+            Ok(ok) => (ok, None),
+            Err(e) => (false, Some(format!("{e:#}"))),
         };
         rel.hooks[i].last_run.completed_at = release::timestamp_now();
         rel.hooks[i].last_run.phase = if ok { "Succeeded" } else { "Failed" }.into();
         if !ok {
-            run_error = Some(hook_error(helm, &ns, &hook));
+            run_error = Some(wait_error.unwrap_or_else(|| hook_error(helm, &ns, &hook)));
             if hook.delete_policies.iter().any(|p| p == "hook-failed") {
                 delete_hook(&client, &ns, &hook).await?;
             }

@@ -236,3 +236,41 @@ fn a_gate_pod_fails_while_its_target_is_not_ready() {
     let out = bed.fake("helm", &["test", "demo", "-n", "ameide", "--logs"]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[test]
+fn a_test_hook_that_cannot_start_times_out_and_is_recorded_failed() {
+    let Some(bed) = Bed::new() else { return };
+    bed.set(&["startup-ms=200"]);
+    let chart = bed.dir().join("charts/stuck");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(chart.join("Chart.yaml"), "apiVersion: v2\nname: stuck\nversion: 0.1.0\n")
+        .unwrap();
+    // Its test Pod needs a Secret nobody writes: the kubelet cannot make its environment.
+    std::fs::write(
+        chart.join("templates/test.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: stuck-check\n  annotations: {\"helm.sh/hook\": test}\n\
+         spec:\n  restartPolicy: Never\n  containers:\n  - name: check\n    image: \"busybox:1.37.0\"\n    \
+         envFrom: [{secretRef: {name: absent}}]\n",
+    )
+    .unwrap();
+    let layer = bed.dir().join("70-stuck.yaml");
+    std::fs::write(
+        &layer,
+        "environments:\n  local: {}\n---\nreleases:\n  - name: stuck\n    namespace: ameide\n    chart: ./charts/stuck\n",
+    )
+    .unwrap();
+    let layer = layer.to_str().unwrap();
+    assert!(bed.fake("helmfile", &["-f", layer, "-e", "local", "sync"]).status.success());
+    let out = bed.fake("helm", &["test", "stuck", "-n", "ameide", "--timeout", "2s"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("Error: timed out waiting for the condition"), "{}", text(&out));
+    let status: Value = serde_json::from_str(
+        &bed.api.ok(&bed.real_helm, &["status", "stuck", "-n", "ameide", "-o", "json"]),
+    )
+    .unwrap();
+    assert_eq!(status["hooks"][0]["last_run"]["phase"], "Failed");
+    let pod = bed.get("/api/v1/namespaces/ameide/pods/stuck-check").unwrap();
+    let waiting = &pod["status"]["containerStatuses"][0]["state"]["waiting"];
+    assert_eq!(waiting["reason"], "CreateContainerConfigError", "{pod}");
+    assert_eq!(waiting["message"], "secret \"absent\" not found");
+}
