@@ -26,7 +26,8 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
         /// `fake` helm and helmfile, or the real ones `.ci/install-real-tools` installs:
-        /// `helm3` (helm 3.17.2 + helmfile 0.166.0) or `helm4` (helm 4.1.4 + helmfile 0.166.0).
+        /// `helm3` (helm 3.17.2 + helmfile 0.166.0) or `helm4` (helm 4.1.4 + the fake helmfile:
+        /// helmfile drives helm 4 only from 1.2.0 on).
         #[arg(long, default_value = "fake", value_parser = testbed::real_tools::Toolset::parse)]
         tools: testbed::real_tools::Toolset,
     },

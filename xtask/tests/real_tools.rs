@@ -37,15 +37,21 @@ fn assert_every_gate_passed(tools: Toolset, summary: &Value) {
     }
 }
 
-/// Real helmfile ran real helm: the sync went through helmfile, each gate was `helm test`.
-fn assert_real_tools_ran(world: &World) {
-    let calls = world.calls();
-    let upgrades =
-        calls.iter().filter(|c| c.tool == "helm" && c.args.first().is_some_and(|a| a == "upgrade"));
-    assert!(upgrades.count() >= LAYERS.len(), "helmfile ran no helm upgrade: {calls:?}");
-    let tests =
-        calls.iter().filter(|c| c.tool == "helm" && c.args.first().is_some_and(|a| a == "test"));
-    assert!(tests.count() >= LAYERS.len(), "no helm test per gate: {calls:?}");
+fn helm_calls(world: &World, verb: &str) -> usize {
+    world.calls().iter().filter(|c| c.tool == "helm" && c.args.iter().any(|a| a == verb)).count()
+}
+
+/// Every gate was a real `helm test`; with real helmfile, every release a real helm upgrade.
+fn assert_real_tools_ran(world: &World, helmfile_is_real: bool) {
+    assert!(
+        helm_calls(world, "test") >= LAYERS.len(),
+        "no helm test per gate: {:?}",
+        world.calls()
+    );
+    if helmfile_is_real {
+        let upgrades = helm_calls(world, "upgrade");
+        assert!(upgrades >= LAYERS.len(), "helmfile ran {upgrades} helm upgrades");
+    }
 }
 
 #[test]
@@ -55,7 +61,7 @@ fn helm_3_bootstrap_converges_and_a_rerun_changes_nothing() {
     let (code, summary) = bootstrap(&platform, &world);
     assert_eq!(code, Some(0), "{summary}");
     assert_every_gate_passed(Toolset::Helm3, &summary);
-    assert_real_tools_ran(&world);
+    assert_real_tools_ran(&world, true);
 
     let before = world.calls().len();
     let (code, summary) = bootstrap(&platform, &world);
@@ -65,13 +71,13 @@ fn helm_3_bootstrap_converges_and_a_rerun_changes_nothing() {
 }
 
 #[test]
-fn helm_4_bootstrap_converges() {
+fn helm_4_bootstrap_converges_with_real_helm_gates() {
     let Some(world) = world(Toolset::Helm4, &[]) else { return };
     let platform = platform();
     let (code, summary) = bootstrap(&platform, &world);
     assert_eq!(code, Some(0), "{summary}");
     assert_every_gate_passed(Toolset::Helm4, &summary);
-    assert_real_tools_ran(&world);
+    assert_real_tools_ran(&world, false);
 }
 
 #[test]
@@ -86,4 +92,22 @@ fn a_failing_gate_under_real_helm_names_the_gate_and_quotes_its_pod_log() {
     let failure = summary["failure"].to_string();
     assert!(failure.contains("auth-smoke"), "the finding names the gate: {failure}");
     assert!(failure.contains("check failed"), "the finding quotes the pod's log: {failure}");
+}
+
+#[test]
+fn helmfile_0_166_with_helm_4_is_refused_before_any_change() {
+    let Some(world) = world(Toolset::Helm3, &[]) else { return };
+    let dir = real_tools::tools_dir();
+    let helm_4 = real_tools::RealTools {
+        helm: dir.join("helm-4.1.4/helm"),
+        helmfile: Some(dir.join("helmfile-0.166.0/helmfile")),
+    };
+    helm_4.save(world.dir()).unwrap();
+    let platform = platform();
+    let (code, summary) = bootstrap(&platform, &world);
+    assert_eq!(code, Some(3), "{summary}");
+    let message = summary["failure"]["message"].as_str().unwrap();
+    assert!(message.contains("helmfile 0.166.0 cannot drive helm 4.1.4"), "{message}");
+    let changed = mutating_calls(&world.calls());
+    assert!(changed.is_empty(), "a refused run changed something: {changed:?}");
 }

@@ -34,13 +34,18 @@ impl Preflight<'_> {
         let ctx = self.ctx;
         // Bad input first (exit 2 before anything changes), then the pinned tools (not
         // with --plan: it changes nothing), then the tools this run needs.
+        let no_install = self.options.no_install || self.options.mode == Mode::Plan;
+        // Without installs the helmfile on PATH reads template layers: check it first.
+        let checked_helmfile = match no_install {
+            true => Some(self.check_helmfile().await?),
+            false => None,
+        };
         let platform = crate::helmfile_list::read_platform(ctx).await?;
         read.layer_names = platform.layers.iter().map(|l| l.name.clone()).collect();
         crate::layers::validate_inputs(&platform)?;
         let manifest = ctx.root.join("Cargo.toml");
         crate::config::check_anchors(&manifest, &ctx.settings.steps, &names_of(&platform))?;
         crate::platform::charts_lock::ChartsLock::read(&ctx.settings.charts_lock)?;
-        let no_install = self.options.no_install || self.options.mode == Mode::Plan;
         let offline = crate::tools::prepare(ctx, no_install).await?;
         // helmfile may have just been installed: Go-template layers can be read now.
         let platform = match platform.layers.iter().any(|l| l.releases.not_read_reason().is_some())
@@ -67,7 +72,10 @@ impl Preflight<'_> {
             .collect::<Result<Vec<_>>>()?;
         self.check_tools()?;
         crate::release::Driver::from_env()?;
-        let (helmfile, helmfile_warning) = self.check_helmfile().await?;
+        let (helmfile, helmfile_warning) = match checked_helmfile {
+            Some(checked) => checked,
+            None => self.check_helmfile().await?,
+        };
         let selected_names: Vec<&str> = selected.iter().map(|&i| names[i]).collect();
         let steps = self.steps(&selected_names)?;
         let mut warnings: Vec<String> = offline.into_iter().chain(helmfile_warning).collect();
@@ -146,7 +154,19 @@ impl Preflight<'_> {
         }
         let check = crate::doctor::assess_tool(requirement, Some(&path), Some(output));
         match check.status {
-            crate::doctor::Status::Ok => Ok((Helmfile { version: check.version }, None)),
+            crate::doctor::Status::Ok => {
+                if let Some(version) = check.version
+                    && let Some(helm) = self.helm_version().await?
+                    && let Some(why) = crate::helmfile_cli::helm_incompatibility(version, helm)
+                {
+                    return Err(missing(format!(
+                        "{why} ({}); install helmfile {} or newer (`cargo xtask tools install helmfile`, the pinned version, into .tools/bin) or put helm 3 first on PATH; nothing was changed",
+                        path.display(),
+                        crate::helmfile_cli::HELM_4_SINCE
+                    )));
+                }
+                Ok((Helmfile { version: check.version }, None))
+            }
             crate::doctor::Status::Warning => Ok((
                 Helmfile::default(),
                 Some(format!(
@@ -164,6 +184,21 @@ impl Preflight<'_> {
                 requirement.hint
             ))),
         }
+    }
+
+    /// The version of the helm this run calls, if one is found and says it.
+    async fn helm_version(&self) -> Result<Option<crate::version::Version>> {
+        let ctx = self.ctx;
+        let Some(path) = crate::probe::find_tool(&ctx.root, "helm") else { return Ok(None) };
+        let requirement = crate::doctor::requirement("helm");
+        let timeout = ctx.settings.timeouts.tool_call();
+        let output = crate::doctor::version_output(&ctx.session, &path, requirement, timeout).await;
+        if let Err(e) = &output
+            && e.kind().is_interrupted()
+        {
+            return Err(e.clone());
+        }
+        Ok(crate::doctor::assess_tool(requirement, Some(&path), Some(output)).version)
     }
 
     /// The tools this run calls are found (exit 3 otherwise).
