@@ -66,7 +66,9 @@ fn real_helmfile_syncs_every_sample_layer_with_waits() {
 
     for layer in LAYERS {
         let mut sync = command(&world, &tools, "helmfile");
-        let file = format!("infra/kubernetes/helmfiles/{layer}.yaml");
+        // A layer is `<layer>.yaml`, or `<layer>.yaml.gotmpl` when it is a Go template.
+        let plain = format!("infra/kubernetes/helmfiles/{layer}.yaml");
+        let file = if repo().join(&plain).exists() { plain } else { format!("{plain}.gotmpl") };
         sync.args(["-f", &file, "-e", "local", "sync", "--skip-deps", "--wait", "--wait-for-jobs"]);
         run(sync, &format!("helmfile sync {layer}"));
     }
