@@ -89,17 +89,7 @@ fn ended(obj: &Value) -> Option<bool> {
             Some("Failed") => Some(false),
             _ => None,
         },
-        Some("Job") => {
-            let conds = obj["status"]["conditions"].as_array().cloned().unwrap_or_default();
-            let is = |t: &str| conds.iter().any(|c| c["type"] == t && c["status"] == "True");
-            if is("Complete") {
-                Some(true)
-            } else if is("Failed") {
-                Some(false)
-            } else {
-                None
-            }
-        }
+        Some("Job") => crate::apiserver::controllers::jobs::finished(obj),
         _ => Some(true),
     }
 }

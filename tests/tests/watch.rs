@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use common::{Api, eventually, rt, text};
+use common::{Api, eventually, real_binary, rt, text};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{
@@ -19,28 +19,8 @@ use kube::runtime::watcher;
 use serde_json::{Value, json};
 
 /// Where `.ci/install-real-tools` puts the real binaries.
-const REAL_TOOLS: &str = "/usr/local/lib/bootstrap-tools";
 /// Hang guard for one awaited step (never reached when the server works).
 const STEP: Duration = Duration::from_secs(60);
-
-/// A real binary, `rel` below `$TESTBED_REAL_TOOLS` (default [`REAL_TOOLS`]). Missing:
-/// panic when `CI` is set, else print "skipped" and None.
-fn real(rel: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("TESTBED_REAL_TOOLS")
-        .map_or_else(|| PathBuf::from(REAL_TOOLS), PathBuf::from);
-    let path = dir.join(rel);
-    if path.is_file() {
-        return Some(path);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "{} is missing, and CI is set: this test needs it (.ci/install-real-tools)",
-            path.display()
-        );
-    }
-    eprintln!("skipped: {} is missing", path.display());
-    None
-}
 
 fn pod(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
@@ -76,7 +56,7 @@ fn stop(mut child: Child) {
 
 #[test]
 fn kubectl_get_watch_sees_a_pod_created_and_deleted() {
-    let Some(kubectl) = real("kubectl") else { return };
+    let Some(kubectl) = real_binary("kubectl") else { return };
     let api = Api::start();
     create(&api, "/api/v1/namespaces/default/pods", &pod("before"));
     let mut watch = api
@@ -126,7 +106,7 @@ fn kubectl_get_watch_sees_a_pod_created_and_deleted() {
 
 #[test]
 fn kubectl_waits_for_ready_and_for_delete_by_watching() {
-    let Some(kubectl) = real("kubectl") else { return };
+    let Some(kubectl) = real_binary("kubectl") else { return };
     let api = Api::start();
     create(&api, "/api/v1/namespaces/default/pods", &pod("x"));
     // Ready only after the kubelet's startup delay: kubectl must see the change.
@@ -155,7 +135,7 @@ fn kubectl_waits_for_ready_and_for_delete_by_watching() {
 
 #[test]
 fn kubectl_rollout_status_follows_a_deployment() {
-    let Some(kubectl) = real("kubectl") else { return };
+    let Some(kubectl) = real_binary("kubectl") else { return };
     let api = Api::start();
     let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "web", "namespace": "default"},
@@ -428,7 +408,7 @@ fn smoke_chart(dir: &std::path::Path) -> PathBuf {
 #[test]
 fn real_helm_test_returns_when_its_test_pod_ends() {
     // helm 3.15.3 (helmfile's) sends JSON bodies; later ones need protobuf.
-    let Some(helm) = real("helmfile-0.166.0/helm") else { return };
+    let Some(helm) = real_binary("helmfile-0.166.0/helm") else { return };
     let api = Api::start();
     let chart = smoke_chart(api.dir.path());
     let chart = chart.to_str().unwrap();

@@ -24,7 +24,8 @@ use crate::scenario::Scenario;
 
 pub const VAULT_BOOTSTRAP: &str = "foundation-vault-bootstrap";
 
-fn finished(job: &Value) -> Option<bool> {
+/// A Job that ended: `Some(true)` Complete, `Some(false)` Failed.
+pub fn finished(job: &Value) -> Option<bool> {
     let conds = job["status"]["conditions"].as_array()?;
     let is = |t: &str| conds.iter().any(|c| c["type"] == t && c["status"] == "True");
     if is("Complete") {

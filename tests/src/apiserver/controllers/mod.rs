@@ -15,7 +15,7 @@
 
 mod deployments;
 mod eso;
-mod jobs;
+pub mod jobs;
 mod kubelet;
 mod layers;
 mod pods;
