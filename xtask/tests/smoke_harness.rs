@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::Workspace;
 use testbed::manifests;
-use testbed::world::{World, WorldOptions, require_docker};
+use testbed::world::{World, WorldOptions, require_docker, testbed_bin};
 
 /// The fixture password of the sample platform's Postgres Secret
 /// (infra/kubernetes/environments/local/postgres.yaml): never in smoke's output.
@@ -208,24 +208,40 @@ impl Platform {
 #[test]
 fn listing_needs_no_cluster_and_a_check_that_cannot_run_says_why() {
     let binary = smoke_binary();
-    let offline = |args: &[&str]| {
+    // Layer 45 is a Go template: smoke reads its releases with `helmfile build`. A PATH
+    // with the testbed's helmfile and nothing else the machine happens to have.
+    let tools = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(testbed_bin().unwrap(), tools.path().join("helmfile")).unwrap();
+    let no_tools = tempfile::tempdir().unwrap();
+    let run_with_path = |path: &Path, args: &[&str]| {
         Command::new(&binary)
             .args(args)
             .args(["--color", "never"])
+            .env("PATH", path)
             .env("BOOTSTRAP_ROOT", support::repo_root())
             .env("KUBECONFIG", "/nonexistent/kubeconfig")
             .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
             .output()
             .unwrap()
     };
+    let offline = |args: &[&str]| run_with_path(tools.path(), args);
+    let listed = |out: &Output| -> Vec<String> {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_suffix(": test").map(str::to_owned))
+            .collect()
+    };
 
-    let out = offline(&["--list"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let listed: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.strip_suffix(": test").map(str::to_owned))
-        .collect();
-    assert_eq!(listed, TRIALS);
+    assert_eq!(listed(&offline(&["--list"])), TRIALS);
+
+    // Without helmfile the template layer's gates cannot be known: one trial says so.
+    let unread = "layers::45-data-plane-ext::releases";
+    let without_helmfile = listed(&run_with_path(no_tools.path(), &["--list"]));
+    assert!(without_helmfile.iter().any(|t| t == unread), "{without_helmfile:?}");
+    let run = Run::new(run_with_path(no_tools.path(), &["--exact", unread]));
+    let message = run.message(unread);
+    assert!(message.contains("helmfile"), "{message}");
 
     // No cluster: each check fails, saying it could not check and why.
     let run = Run::new(offline(&["cluster::"]));
