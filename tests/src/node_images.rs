@@ -10,7 +10,10 @@
 //! - Every download from the upstream registry, by the fake `docker pull` or by a
 //!   kubelet, is one line of `$TESTBED_DIR/pulls.jsonl`: `{"by", "image"}`.
 //! - The registry knows every reference except the scenario's `image-unfetchable=<ref>`
-//!   ones, and a download takes the scenario's `pull-ms`.
+//!   ones. A download takes the scenario's `pull-ms` (round trips) plus, with
+//!   `pull-mbps`, the image's compressed size ([`image_size`]) over the machine's one
+//!   link ([`reserve_link`]): downloads share it, so parallel pulls are not faster in
+//!   total than serial ones.
 
 use std::path::{Path, PathBuf};
 
@@ -72,6 +75,71 @@ pub fn kubelet_pull_error(image: &str) -> String {
         normalize(image),
         normalize(image)
     )
+}
+
+/// Compressed (download) size of the sample platform's images, linux/amd64, as the
+/// registry's manifests list them (Docker Hub tag pages; *from memory*, to be re-read):
+/// what a pull moves over the link.
+const IMAGE_SIZES: &[(&str, u64)] = &[
+    ("docker.io/library/busybox:1.37.0", 2_200_000),
+    ("docker.io/hashicorp/vault:1.17.6", 150_000_000),
+    ("docker.io/library/postgres:16.4-alpine", 95_000_000),
+];
+
+/// An image not in the table: a typical small service image.
+pub const DEFAULT_IMAGE_SIZE: u64 = 30_000_000;
+
+/// The compressed size of `image` (a digest-pinned reference counts as its repository's
+/// tagged entry when the table has one).
+pub fn image_size(image: &str) -> u64 {
+    let full = normalize(image);
+    let name = full.split('@').next().unwrap_or(&full);
+    IMAGE_SIZES
+        .iter()
+        .find(|(i, _)| *i == full || i.rsplit_once(':').is_some_and(|(repo, _)| repo == name))
+        .map_or(DEFAULT_IMAGE_SIZE, |(_, size)| *size)
+}
+
+/// The file recording when the machine's link to the upstream registries is next free.
+pub const LINK_FILE: &str = "link";
+
+/// Book one download of `image` from upstream on the machine's link, starting no earlier
+/// than `now_ms` (unix ms): returns when it completes (unix ms). The link carries one
+/// download's bytes at a time in the order asked (a FIFO stand-in for TCP's fair share:
+/// the same total, each download's end no later than under fair share for the last);
+/// `pull-ms` is added to each as round-trip latency that does not occupy the link. With
+/// `pull-mbps` 0 the size does not count. `dir` None: no shared link (unit tests).
+pub fn reserve_link(dir: Option<&Path>, s: &Scenario, image: &str, now_ms: u64) -> u64 {
+    if s.pull_mbps == 0 {
+        return now_ms + s.pull_ms;
+    }
+    let transfer_ms = image_size(image) * 8 / (s.pull_mbps * 1000);
+    let Some(dir) = dir else { return now_ms + transfer_ms + s.pull_ms };
+    let book = || -> Result<u64> {
+        let path = dir.join(LINK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        file.lock()?;
+        let free_at: u64 = std::fs::read_to_string(&path)?.trim().parse().unwrap_or(0);
+        let end = free_at.max(now_ms) + transfer_ms;
+        std::fs::write(&path, end.to_string())?;
+        Ok(end + s.pull_ms)
+    };
+    book().unwrap_or_else(|e| {
+        eprintln!("testbed: link: {e:#}");
+        now_ms + transfer_ms + s.pull_ms
+    })
+}
+
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A node's image store.
@@ -154,6 +222,22 @@ mod tests {
         assert_eq!(normalize("localhost:5001/app"), "localhost:5001/app:latest");
         assert_eq!(normalize("ghcr.io/a/b:v1"), "ghcr.io/a/b:v1");
         assert_eq!(normalize("docker.io/library/busybox:1.37.0"), normalize("busybox:1.37.0"));
+    }
+
+    #[test]
+    fn downloads_share_one_link_and_take_their_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Scenario { pull_mbps: 50, pull_ms: 100, ..Scenario::default() };
+        // 95 MB at 50 Mbit/s: 15.2 s; vault's 150 MB after it: 24 s more.
+        let pg = reserve_link(Some(dir.path()), &s, "postgres:16.4-alpine", 1000);
+        assert_eq!(pg, 1000 + 15_200 + 100);
+        let vault = reserve_link(Some(dir.path()), &s, "hashicorp/vault:1.17.6", 1000);
+        assert_eq!(vault, 1000 + 15_200 + 24_000 + 100);
+        let pinned = format!("busybox@sha256:{}", "a".repeat(64));
+        assert_eq!(image_size(&pinned), 2_200_000);
+        assert_eq!(image_size("ghcr.io/x/y:1"), DEFAULT_IMAGE_SIZE);
+        let unlimited = Scenario { pull_ms: 7, ..Scenario::default() };
+        assert_eq!(reserve_link(Some(dir.path()), &unlimited, "busybox:1.37.0", 5), 12);
     }
 
     #[test]

@@ -50,6 +50,16 @@ pub struct Scenario {
     pub pull_ms: u64,
     /// Image references the upstream registry does not have (pulls fail).
     pub image_unfetchable: Vec<String>,
+    /// The machine's link to the upstream registries, in Mbit/s: a download takes its
+    /// image's compressed size (`node_images::image_size`) over it, one download's bytes
+    /// at a time; 0: size does not count (only `pull-ms`).
+    pub pull_mbps: u64,
+    /// The host's Docker keeps images in the containerd image store (Docker Engine 29+,
+    /// Docker Desktop 4.34+): `docker save | ctr image import --all-platforms` of a
+    /// multi-platform image fails (k3d issue 1538).
+    pub docker_containerd_store: bool,
+    /// SecretStores / ClusterSecretStores (by name) whose `Ready` condition stays False.
+    pub store_not_ready: Vec<String>,
     /// Where the Helmfile layers are that `<layer>` words name (a root helmfile, a
     /// layer file or a directory of them); empty: the sample platform's root helmfile.
     /// The cluster maps a test hook to its layer through them (`controllers/layers.rs`).
@@ -75,6 +85,9 @@ impl Default for Scenario {
             latency_ms: 0,
             pull_ms: 0,
             image_unfetchable: Vec::new(),
+            pull_mbps: 0,
+            docker_containerd_store: false,
+            store_not_ready: Vec::new(),
             helmfiles: String::new(),
             startup_ms: DEFAULT_STARTUP_MS,
             cron_minute_ms: 60_000,
@@ -111,7 +124,8 @@ impl Scenario {
     /// Apply one `--scenario` word: `gate-fail=<layer>`, `gate-leak=<layer>`, `log-race=<layer>`,
     /// `sync-fail=<layer>`, `vault-fail`, `vault-flaky`, `job-fail=<prefix>`,
     /// `secret-missing-key`, `tilt-not-ready`, `startup-ms=<n>`, `cron-minute-ms=<n>`,
-    /// `pull-ms=<n>`, `image-unfetchable=<ref>`, `helm-version=<x.y.z>`,
+    /// `pull-ms=<n>`, `pull-mbps=<n>`, `image-unfetchable=<ref>`, `docker-containerd-store`,
+    /// `store-not-ready=<store>`, `helm-version=<x.y.z>`,
     /// `helmfile-version=<x.y.z>`, `helmfiles=<path>`, `healthy` (no change).
     pub fn apply(&mut self, word: &str) -> Result<()> {
         match word.split_once('=') {
@@ -123,6 +137,10 @@ impl Scenario {
             Some(("startup-ms", ms)) => self.startup_ms = millis(word, ms)?,
             Some(("pull-ms", ms)) => self.pull_ms = millis(word, ms)?,
             Some(("image-unfetchable", image)) => self.image_unfetchable.push(image.to_owned()),
+            Some(("pull-mbps", n)) => {
+                self.pull_mbps = n.parse().with_context(|| format!("{word}: expected Mbit/s"))?
+            }
+            Some(("store-not-ready", name)) => self.store_not_ready.push(name.to_owned()),
             Some(("cron-minute-ms", ms)) => self.cron_minute_ms = millis(word, ms)?.max(1),
             Some(("job-fail", prefix)) => self.job_fail.push(prefix.to_owned()),
             Some(("helmfiles", path)) => self.helmfiles = path.to_owned(),
@@ -144,11 +162,13 @@ impl Scenario {
             None if word == "vault-flaky" => self.vault_flaky = true,
             None if word == "secret-missing-key" => self.secret_missing_key = true,
             None if word == "tilt-not-ready" => self.tilt_not_ready = true,
+            None if word == "docker-containerd-store" => self.docker_containerd_store = true,
             None if word == "healthy" => {}
             _ => bail!(
                 "unknown scenario `{word}`: expected healthy, gate-fail=<layer>, gate-leak=<layer>, log-race=<layer>, \
                  sync-fail=<layer>, vault-fail, vault-flaky, job-fail=<prefix>, secret-missing-key, \
                  tilt-not-ready, image-unfetchable=<ref>, latency-ms=<n>, startup-ms=<n>, pull-ms=<n>, \
+                 pull-mbps=<n>, docker-containerd-store, store-not-ready=<store>, \
                  cron-minute-ms=<n>, helm-version=<x.y.z>, helmfile-version=<x.y.z> or helmfiles=<path>"
             ),
         }
@@ -206,6 +226,12 @@ mod tests {
         s.apply("cron-minute-ms=2000").unwrap();
         assert_eq!((s.helm_version.as_str(), s.cron_minute_ms), ("4.1.4", 2000));
         assert!(s.apply("helm-version=four").is_err());
+        for w in ["pull-mbps=50", "docker-containerd-store", "store-not-ready=vault"] {
+            s.apply(w).unwrap();
+        }
+        assert_eq!(s.pull_mbps, 50);
+        assert!(s.docker_containerd_store);
+        assert_eq!(s.store_not_ready, ["vault"]);
         assert_eq!(Scenario::default().helmfile_version, "1.6.0");
         s.apply("helmfile-version=0.166.0").unwrap();
         assert_eq!(s.helmfile_version, "0.166.0");

@@ -128,8 +128,22 @@ impl Store {
     }
 
     /// The log text of a pod (`pods/log`).
+    /// A container that never started has no log: 400 with the kubelet's words
+    /// (`pkg/kubelet/kubelet_pods.go` `validateContainerLogStatus`).
     pub fn pod_log(&self, t: &Target) -> Result<String, ApiError> {
         let pod = self.get(t)?;
+        let status = &pod["status"]["containerStatuses"][0];
+        if let Some(reason) = status["state"]["waiting"]["reason"].as_str() {
+            let why = match reason {
+                "ErrImagePull" | "ImagePullBackOff" => "trying and failing to pull image",
+                other => other,
+            };
+            return Err(ApiError::bad_request(format!(
+                "container \"{}\" in pod \"{}\" is waiting to start: {why}",
+                status["name"].as_str().unwrap_or(""),
+                pod["metadata"]["name"].as_str().unwrap_or("")
+            )));
+        }
         Ok(pod["metadata"]["annotations"][LOG_ANNOTATION].as_str().unwrap_or("").to_owned())
     }
 

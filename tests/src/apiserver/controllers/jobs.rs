@@ -141,13 +141,13 @@ pub(super) fn reconcile(c: &mut Controllers, store: &mut Store, s: &Scenario, no
     }
 }
 
-/// A failed Job waits 10 s, 20 s, 40 s ... (capped at 6 min, scaled like the cron minute).
+/// A failed Job waits 10 s, 20 s, 40 s ... (capped at 10 min, `MaxJobPodFailureBackOff`; scaled like the cron minute).
 fn retry_due(c: &Controllers, key: &str, failed: i64, s: &Scenario, now: Now) -> bool {
     if failed == 0 {
         return true;
     }
     let Some((_, at)) = c.job_failures.get(key) else { return true };
-    let base = 10_000u64.saturating_mul(1 << (failed - 1).clamp(0, 10)).min(360_000);
+    let base = 10_000u64.saturating_mul(1 << (failed - 1).clamp(0, 10)).min(600_000);
     let wait = base * s.cron_minute_ms / 60_000;
     now.instant.saturating_duration_since(*at) >= Duration::from_millis(wait)
 }

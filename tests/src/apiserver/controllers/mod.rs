@@ -66,6 +66,9 @@ pub struct Controllers {
     /// Per Job key: how many of its Pods failed, and when the last failure was seen
     /// (the retry waits out the back-off).
     job_failures: HashMap<String, (i64, Instant)>,
+    /// Per ExternalSecret key: its failed syncs in a row, when the last one was, and
+    /// its message (ESO requeues a failure with controller-runtime's back-off).
+    eso_retries: HashMap<String, (u32, Instant, String)>,
     /// Release Secret resourceVersion -> chart name (decoding is not free).
     chart_names: HashMap<String, String>,
     /// Decoded release records: which release a test hook belongs to.

@@ -6,7 +6,8 @@
 //! 1. volumes: every `persistentVolumeClaim` must be Bound (a missing claim leaves the
 //!    Pod unschedulable), every non-optional `secret`/`configMap` volume must exist,
 //!    else the Pod stays `Pending`, its containers `ContainerCreating`;
-//! 2. images (`kubelet.rs`): pulled when missing; a failed pull is `ErrImagePull`;
+//! 2. images (`kubelet.rs`): pulled when missing, in parallel; a failed pull is
+//!    `ErrImagePull`, then `ImagePullBackOff`, with the kubelet's Events;
 //! 3. environment: `env[].value`/`valueFrom` (`secretKeyRef`, `configMapKeyRef`,
 //!    `fieldRef`) and `envFrom` are resolved; a missing non-optional Secret, ConfigMap or
 //!    key is `CreateContainerConfigError` with the kubelet's message;
@@ -35,7 +36,8 @@ use crate::scenario::Scenario;
 enum State {
     /// Not scheduled (a claim it needs does not exist).
     Unschedulable(String),
-    /// Containers waiting: `ContainerCreating`, `ErrImagePull`, `CreateContainerConfigError`.
+    /// Containers waiting: `ContainerCreating`, `ErrImagePull`, `ImagePullBackOff`,
+    /// `CreateContainerConfigError`.
     Waiting {
         reason: &'static str,
         message: String,
@@ -94,8 +96,11 @@ fn sync_pod(
             match c.kubelet.ensure(c.testbed_dir.as_deref(), &images, s, now.instant) {
                 Images::Present => {}
                 Images::Pulling => return creating(),
-                Images::Failed(message) => {
-                    return State::Waiting { reason: "ErrImagePull", message };
+                Images::Failed { reason, message, events } => {
+                    for e in events {
+                        super::eso::event(store, pod, "kubelet", (e.0, e.1, &e.2), now);
+                    }
+                    return State::Waiting { reason, message };
                 }
             }
             if let Err(message) = container_env(store, pod, 0) {
