@@ -2,7 +2,8 @@
 //! upstream registry (`node_images`); every other command is the real docker CLI.
 //!
 //! Docker here cannot reach a registry, so a pull is simulated on the real daemon: it
-//! takes the scenario's `pull-ms`, then the image is created in the host's real image
+//! takes the scenario's `pull-ms` and the image's size over the shared link
+//! (`node_images::reserve_link`), then the image is created in the host's real image
 //! store (`docker import` of a one-file rootfs, labelled `testbed.dir` so `testbed down`
 //! removes it) under the reference asked for. A reference the registry does not have
 //! fails with the daemon's words. Output follows docker CLI 2x `docker pull`
@@ -56,7 +57,13 @@ async fn pull(dir: &Path, image: &str, quiet: bool) -> Result<i32> {
         println!("{full}");
         return Ok(0);
     }
-    tokio::time::sleep(std::time::Duration::from_millis(scenario.pull_ms)).await;
+    let now_ms = node_images::unix_ms();
+    let end_ms = if node_images::unfetchable(&scenario, image) {
+        now_ms + scenario.pull_ms
+    } else {
+        node_images::reserve_link(Some(dir), &scenario, image, now_ms)
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(end_ms.saturating_sub(now_ms))).await;
     if node_images::unfetchable(&scenario, image) {
         eprintln!(
             "Error response from daemon: manifest for {repo}:{tag} not found: manifest unknown: manifest unknown"

@@ -21,8 +21,8 @@ use anyhow::Result;
 use bollard::Docker;
 
 use crate::fake_k3d::{Log, cluster_containers};
-use crate::scenario::Scenario;
 use crate::k3d_flags::Flags;
+use crate::scenario::Scenario;
 use crate::{docker, node_images};
 
 pub(crate) async fn import(dir: &Path, docker: &Docker, flags: &Flags, log: &Log) -> Result<i32> {

@@ -402,3 +402,76 @@ fn healthy_bootstrap_runs_secrets_and_tilt_stages_last() {
     assert_eq!(code, Some(1), "{summary}");
     assert!(!summary["stages"].as_array().unwrap().iter().any(|s| s["name"] == "tilt"));
 }
+
+/// ESO's flood gate: a store that stays not Ready fails the secrets stage, after its
+/// bounded wait, naming the store and its condition's message; made Ready within the
+/// wait, the stage waits for it and then for the ExternalSecret, and passes.
+#[test]
+fn a_store_held_not_ready_fails_the_secrets_stage_and_one_made_ready_passes() {
+    if !require_docker() {
+        return;
+    }
+    let world = fast_world(&["store-not-ready=vault-local"]);
+    let platform = Platform::new();
+    // The platform's timeouts are an inline table: `external_secrets` goes last in it.
+    let timeout = |secs: u32| {
+        move |text: String| {
+            let text = text
+                .replace(", external_secrets = 6 }", " }")
+                .replace(", external_secrets = 60 }", " }");
+            assert!(text.contains("tilt_ready = 10 }"), "{text}");
+            text.replace(
+                "tilt_ready = 10 }",
+                &format!("tilt_ready = 10, external_secrets = {secs} }}"),
+            )
+        }
+    };
+    platform.edit("Cargo.toml", timeout(6));
+    assert!(platform.xtask(&world, &["cluster"]).status.success());
+    let upto = ["10-bootstrap", "15-secrets-certificates", "20-core-operators"];
+    let upto = [&upto[..], &["22-control-plane", "24-auth", "40-data-plane"]].concat();
+    let (code, _) = platform.json(&world, &[&["sync"], &upto[..]].concat());
+    assert_eq!(code, Some(0));
+    support::kubectl_apply(&world, manifests::ESO_CRDS);
+    let keycloak_admin = manifests::keycloak_external_secret("keycloak-admin", "admin");
+    support::kubectl_apply(&world, &format!("{}---\n{keycloak_admin}", manifests::VAULT_STORE));
+    platform.sync_file(&world, &write_operator_layer(&platform));
+
+    let started = Instant::now();
+    let (code, result) = platform.json(&world, &["secrets"]);
+    assert_eq!(code, Some(1), "{result}");
+    assert!(started.elapsed() >= Duration::from_secs(6), "the wait is bounded, not skipped");
+    assert_eq!(result["failure"]["subject"], "secret stores", "{result}");
+    let found = result["failure"]["found"].as_str().unwrap();
+    assert!(
+        found.contains(
+            "ClusterSecretStore vault-local is not Ready: InvalidProviderConfig: unable to validate store"
+        ),
+        "{found}"
+    );
+    let remediation = result["failure"]["remediation"].as_str().unwrap();
+    assert!(
+        remediation.contains("kubectl describe clustersecretstore vault-local"),
+        "{remediation}"
+    );
+    let log = std::fs::read_to_string(platform.log()).unwrap();
+    assert!(log.contains("waiting for 1 secret store(s) to be Ready"), "the wait is visible");
+
+    // Made Ready while the stage waits: it waits for the store, then the ExternalSecret.
+    platform
+        .edit("Cargo.toml", |text| text.replace("external_secrets = 6", "external_secrets = 60"));
+    let fix = {
+        let world_dir = world.dir().to_owned();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(3));
+            let mut s = testbed::scenario::Scenario::load(&world_dir).unwrap();
+            s.store_not_ready.clear();
+            s.save(&world_dir).unwrap();
+        })
+    };
+    let (code, result) = platform.json(&world, &["secrets"]);
+    fix.join().unwrap();
+    assert_eq!(code, Some(0), "{result}");
+    let es = kubectl_get(&world, &["externalsecret", "-n", "ameide", "keycloak-admin"]).unwrap();
+    assert_eq!(es["status"]["conditions"][0]["status"], "True", "{es}");
+}

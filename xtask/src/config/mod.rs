@@ -136,6 +136,8 @@ pub struct Timeouts {
     pub tilt_ready: u64,
     /// The Vault bootstrap Job succeeded.
     pub vault_bootstrap: u64,
+    /// The secret stores the ExternalSecrets use Ready, then the ExternalSecrets.
+    pub external_secrets: u64,
     /// Any short tool call (`<tool> version`, `helmfile build`).
     pub tool_call: u64,
 }
@@ -148,6 +150,7 @@ impl Default for Timeouts {
             gate: 600,
             tilt_ready: 600,
             vault_bootstrap: 600,
+            external_secrets: 300,
             tool_call: 30,
         }
     }
@@ -168,6 +171,9 @@ impl Timeouts {
     }
     pub fn vault_bootstrap(&self) -> Duration {
         Duration::from_secs(self.vault_bootstrap)
+    }
+    pub fn external_secrets(&self) -> Duration {
+        Duration::from_secs(self.external_secrets)
     }
     pub fn tool_call(&self) -> Duration {
         Duration::from_secs(self.tool_call)
@@ -281,6 +287,7 @@ impl Settings {
             ("gate", t.gate),
             ("tilt_ready", t.tilt_ready),
             ("vault_bootstrap", t.vault_bootstrap),
+            ("external_secrets", t.external_secrets),
             ("tool_call", t.tool_call),
         ] {
             if secs == 0 {

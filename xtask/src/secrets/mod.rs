@@ -1,7 +1,8 @@
 //! The secrets stage: wait for the Vault bootstrap Job ([`vault`], deciding with
 //! [`cronjob`]), write the
 //! `db-migrations-local` Secret from the Postgres credentials ([`db_migrations`]), and
-//! require every ExternalSecret to be Ready ([`external_secrets`]).
+//! wait, bounded, for the secret stores in use and then every ExternalSecret to be
+//! Ready ([`wait`], [`stores`], [`external_secrets`]).
 //!
 //! A check that does not pass (the Job failed, a Secret is missing, an ExternalSecret is
 //! not Ready) is a failed [`Report`] with its [`Finding`]; `Err` only when the API cannot
@@ -18,6 +19,7 @@ pub mod external_secrets;
 pub mod remote_keys;
 pub mod stores;
 pub mod vault;
+pub mod wait;
 
 use std::time::Duration;
 
@@ -105,7 +107,7 @@ async fn stage_reports(ctx: &Context, client: &kube::Client, done: &[Step]) -> R
             return Ok(reports);
         }
     }
-    reports.push(validate_external_secrets(&ctx.session, client).await?);
+    reports.push(wait::await_external_secrets(ctx, client).await?);
     Ok(reports)
 }
 

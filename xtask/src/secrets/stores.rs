@@ -94,17 +94,21 @@ pub fn provider_name(store: &Value) -> String {
     known.to_owned()
 }
 
-/// Every store the ExternalSecrets use, with its provider; none when ESO's API is not
-/// served or no ExternalSecret exists.
-pub async fn used(client: &kube::Client) -> Result<Vec<StoreUse>> {
+/// The ExternalSecrets and the stores, as listed: (ExternalSecrets, SecretStores,
+/// ClusterSecretStores).
+type Listed = (Vec<DynamicObject>, Vec<DynamicObject>, Vec<DynamicObject>);
+
+/// Every ExternalSecret and store; none when ESO's API is not served or no
+/// ExternalSecret exists.
+async fn list_all(client: &kube::Client) -> Result<Option<Listed>> {
     let group = match kube::discovery::oneshot::group(client, ESO_GROUP).await {
         Ok(group) => group,
-        Err(kube::Error::Discovery(_)) => return Ok(Vec::new()),
+        Err(kube::Error::Discovery(_)) => return Ok(None),
         Err(e) => return Err(e).context("discovering the external-secrets.io API group"),
     };
     let Some(version) = ESO_VERSIONS.into_iter().find(|v| !group.versioned_resources(v).is_empty())
     else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let resources = group.versioned_resources(version);
     let list = |plural: &str| {
@@ -122,19 +126,25 @@ pub async fn used(client: &kube::Client) -> Result<Vec<StoreUse>> {
     };
     let external_secrets = list("externalsecrets").await?;
     if external_secrets.is_empty() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
-    let stores = list("secretstores").await?;
-    let cluster_stores = list("clustersecretstores").await?;
+    Ok(Some((external_secrets, list("secretstores").await?, list("clustersecretstores").await?)))
+}
+
+/// Each store in use, (kind, namespace, name) -> how many ExternalSecrets use it, and
+/// the store object when it exists.
+fn in_use(
+    listed: &Listed,
+) -> Vec<((String, Option<String>, String), usize, Option<&DynamicObject>)> {
+    let (external_secrets, stores, cluster_stores) = listed;
     let mut uses: BTreeMap<(String, Option<String>, String), usize> = BTreeMap::new();
-    for es in &external_secrets {
+    for es in external_secrets {
         for (kind, name) in store_refs(&es.data) {
             let namespace = (kind == "SecretStore").then(|| es.namespace().unwrap_or_default());
             *uses.entry((kind, namespace, name)).or_default() += 1;
         }
     }
-    Ok(uses
-        .into_iter()
+    uses.into_iter()
         .map(|((kind, namespace, name), count)| {
             let store = match &namespace {
                 Some(ns) => stores
@@ -142,8 +152,70 @@ pub async fn used(client: &kube::Client) -> Result<Vec<StoreUse>> {
                     .find(|s| s.name_any() == name && s.namespace().as_ref() == Some(ns)),
                 None => cluster_stores.iter().find(|s| s.name_any() == name),
             };
+            ((kind, namespace, name), count, store)
+        })
+        .collect()
+}
+
+/// Every store the ExternalSecrets use, with its provider; none when ESO's API is not
+/// served or no ExternalSecret exists.
+pub async fn used(client: &kube::Client) -> Result<Vec<StoreUse>> {
+    let Some(listed) = list_all(client).await? else { return Ok(Vec::new()) };
+    Ok(in_use(&listed)
+        .into_iter()
+        .map(|((kind, namespace, name), count, store)| {
             let provider = store.map_or_else(|| "not found".to_owned(), |s| provider_name(&s.data));
             StoreUse { name, kind, namespace, provider, external_secrets: count }
+        })
+        .collect())
+}
+
+/// A store in use that ESO will not read from yet: its flood gate (on by default) lets
+/// an ExternalSecret sync only once the store's `Ready` condition is True
+/// (external-secrets `pkg/controllers/secretstore/client_manager.go`
+/// `assertStoreIsUsable`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreNotReady {
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    /// `not found`, `no Ready condition yet`, or `<reason>: <message>` of the condition.
+    pub why: String,
+}
+
+impl StoreNotReady {
+    pub fn describe(&self) -> String {
+        let at = self.namespace.as_ref().map_or(String::new(), |ns| format!("{ns}/"));
+        format!("{} {at}{} is not Ready: {}", self.kind, self.name, self.why)
+    }
+}
+
+/// Why a store is not Ready, or None when it is.
+pub fn not_ready_why(store: Option<&Value>) -> Option<String> {
+    let Some(store) = store else { return Some("not found".into()) };
+    let conditions = store["status"]["conditions"].as_array();
+    let Some(ready) = conditions.into_iter().flatten().find(|c| c["type"] == "Ready") else {
+        return Some("no Ready condition yet (the operator has not validated it)".into());
+    };
+    if ready["status"] == "True" {
+        return None;
+    }
+    let part = |key: &str| ready[key].as_str().filter(|s| !s.is_empty()).map(str::to_owned);
+    Some(match (part("reason"), part("message")) {
+        (Some(r), Some(m)) => format!("{r}: {m}"),
+        (r, m) => r.or(m).unwrap_or_else(|| "Ready is False".into()),
+    })
+}
+
+/// The stores in use that are not Ready (none when ESO's API or ExternalSecrets are
+/// absent).
+pub async fn not_ready(client: &kube::Client) -> Result<Vec<StoreNotReady>> {
+    let Some(listed) = list_all(client).await? else { return Ok(Vec::new()) };
+    Ok(in_use(&listed)
+        .into_iter()
+        .filter_map(|((kind, namespace, name), _, store)| {
+            let why = not_ready_why(store.map(|s| &s.data))?;
+            Some(StoreNotReady { kind, namespace, name, why })
         })
         .collect())
 }
@@ -169,6 +241,30 @@ mod tests {
                 ("ClusterSecretStore".to_owned(), "vault-backend".to_owned()),
                 ("SecretStore".into(), "azure".into())
             ]
+        );
+    }
+
+    #[test]
+    fn a_store_is_ready_only_with_its_ready_condition_true() {
+        let with = |c: Value| json!({"status": {"conditions": [c]}});
+        assert_eq!(not_ready_why(None).unwrap(), "not found");
+        assert!(not_ready_why(Some(&json!({}))).unwrap().starts_with("no Ready condition yet"));
+        assert_eq!(not_ready_why(Some(&with(json!({"type": "Ready", "status": "True"})))), None);
+        let held = with(json!({"type": "Ready", "status": "False",
+            "reason": "InvalidProviderConfig", "message": "unable to validate store"}));
+        assert_eq!(
+            not_ready_why(Some(&held)).unwrap(),
+            "InvalidProviderConfig: unable to validate store"
+        );
+        let s = StoreNotReady {
+            kind: "ClusterSecretStore".into(),
+            namespace: None,
+            name: "vault-backend".into(),
+            why: "InvalidProviderConfig: unable to validate store".into(),
+        };
+        assert_eq!(
+            s.describe(),
+            "ClusterSecretStore vault-backend is not Ready: InvalidProviderConfig: unable to validate store"
         );
     }
 

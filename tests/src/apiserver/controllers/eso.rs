@@ -120,7 +120,8 @@ pub(super) fn reconcile(c: &mut Controllers, store: &mut Store, s: &Scenario, no
                        "message": "secret synced", "lastTransitionTime": now.timestamp()})
             }
             Err(e) => {
-                let retry = c.eso_retries.entry(key.clone()).or_insert((0, now.instant, String::new()));
+                let retry =
+                    c.eso_retries.entry(key.clone()).or_insert((0, now.instant, String::new()));
                 // The recorder folds a repeated Event into one (its `count`).
                 if retry.2 != *e {
                     event(store, &es, "external-secrets", ("Warning", "UpdateFailed", e), now);
@@ -158,11 +159,19 @@ fn retry_due(c: &Controllers, key: &str, now: Now) -> bool {
 /// `store-not-ready` is `Ready` False `InvalidProviderConfig` "unable to validate
 /// store", with a Warning Event carrying the provider's error (external-secrets
 /// `pkg/controllers/secretstore/common.go` `reconcile`, `validateStore`).
-fn validate_store(c: &mut Controllers, store: &mut Store, s: &Scenario, key: &str, obj: &Value, now: Now) {
+fn validate_store(
+    c: &mut Controllers,
+    store: &mut Store,
+    s: &Scenario,
+    key: &str,
+    obj: &Value,
+    now: Now,
+) {
     let name = meta(obj, "name").to_owned();
     let held = s.store_not_ready.iter().any(|n| *n == name);
     let seen = c.observe(&format!("{key}#store"), obj, now);
-    let validated = now.instant.saturating_duration_since(seen.since).as_millis() as u64 >= s.startup_ms;
+    let validated =
+        now.instant.saturating_duration_since(seen.since).as_millis() as u64 >= s.startup_ms;
     let code = match (held, validated) {
         (true, _) => 2,
         (false, true) => 1,

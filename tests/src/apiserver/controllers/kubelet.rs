@@ -47,7 +47,11 @@ pub(super) enum Images {
     Present,
     Pulling,
     /// `reason` is `ErrImagePull` or `ImagePullBackOff`; `events` are new this pass.
-    Failed { reason: &'static str, message: String, events: Vec<KubeletEvent> },
+    Failed {
+        reason: &'static str,
+        message: String,
+        events: Vec<KubeletEvent>,
+    },
 }
 
 impl Kubelet {
@@ -191,11 +195,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = node_images::node_store(dir.path(), "c", "k3d-c-server-0");
         let mut k = Kubelet::new(Some(store));
-        let s = Scenario {
-            image_unfetchable: vec!["c:1".into()],
-            pull_ms: 100,
-            ..Scenario::default()
-        };
+        let s =
+            Scenario { image_unfetchable: vec!["c:1".into()], pull_ms: 100, ..Scenario::default() };
         let c = ["c:1".to_owned()];
         assert_eq!(k.ensure(Some(dir.path()), &c, &s, Instant::now()), Images::Pulling);
         let t0 = Instant::now() + Duration::from_millis(200);
