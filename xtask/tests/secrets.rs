@@ -436,6 +436,10 @@ fn a_store_held_not_ready_fails_the_secrets_stage_and_one_made_ready_passes() {
     let keycloak_admin = manifests::keycloak_external_secret("keycloak-admin", "admin");
     support::kubectl_apply(&world, &format!("{}---\n{keycloak_admin}", manifests::VAULT_STORE));
     platform.sync_file(&world, &write_operator_layer(&platform));
+    eventually("the operator judged the store", || {
+        let store = kubectl_get(&world, &["clustersecretstore", "vault-local"])?;
+        store["status"]["conditions"].is_array().then_some(())
+    });
 
     let started = Instant::now();
     let (code, result) = platform.json(&world, &["secrets"]);
