@@ -131,13 +131,14 @@ async fn list_all(client: &kube::Client) -> Result<Option<Listed>> {
     Ok(Some((external_secrets, list("secretstores").await?, list("clustersecretstores").await?)))
 }
 
-/// Each store in use, (kind, namespace, name) -> how many ExternalSecrets use it, and
-/// the store object when it exists.
-fn in_use(
-    listed: &Listed,
-) -> Vec<((String, Option<String>, String), usize, Option<&DynamicObject>)> {
+/// A store's (kind, namespace of a SecretStore, name).
+type StoreKey = (String, Option<String>, String);
+
+/// Each store in use: its key, how many ExternalSecrets use it, and the store object
+/// when it exists.
+fn in_use(listed: &Listed) -> Vec<(StoreKey, usize, Option<&DynamicObject>)> {
     let (external_secrets, stores, cluster_stores) = listed;
-    let mut uses: BTreeMap<(String, Option<String>, String), usize> = BTreeMap::new();
+    let mut uses: BTreeMap<StoreKey, usize> = BTreeMap::new();
     for es in external_secrets {
         for (kind, name) in store_refs(&es.data) {
             let namespace = (kind == "SecretStore").then(|| es.namespace().unwrap_or_default());

@@ -168,7 +168,7 @@ fn validate_store(
     now: Now,
 ) {
     let name = meta(obj, "name").to_owned();
-    let held = s.store_not_ready.iter().any(|n| *n == name);
+    let held = s.store_not_ready.contains(&name);
     let seen = c.observe(&format!("{key}#store"), obj, now);
     let validated =
         now.instant.saturating_duration_since(seen.since).as_millis() as u64 >= s.startup_ms;
