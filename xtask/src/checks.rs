@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, LogParams};
 
 use crate::error::Result;
 use crate::exec::{self, Cmd};
+use crate::images::pull_failures::{self, PullFailure};
 use crate::learn::learn_pod_secrets;
 use crate::outcome::{Check, Finding, Verdict, tail};
 use crate::release::{self, HelmRelease, HookPhase, ReleaseStatus};
@@ -174,16 +176,28 @@ pub async fn helm_test_gate(
     target: &GateTarget<'_>,
 ) -> Result<Check> {
     let (name, namespace) = (target.release, target.namespace);
-    if let Some(before) = release::read(client, namespace, name).await? {
-        delete_stale_test_resources(session, client, target.tag, namespace, &before).await?;
+    let before = release::read(client, namespace, name).await?;
+    if let Some(before) = &before {
+        delete_stale_test_resources(session, client, target.tag, namespace, before).await?;
     }
+    let hooks: Vec<String> =
+        before.iter().flat_map(|r| r.test_hooks()).map(|h| h.name.clone()).collect();
     // No `--logs`: helm 3.x/4.0 delete hook-succeeded pods before reading them. The
     // verdict is the release's record; failed pods are kept, and we read those ourselves.
     let cmd = Cmd::new(target.tag, "helm", target.timeout)
         .args(["test", name, "-n", namespace, "--kube-context", target.kube_context, "--timeout"])
         .arg(format!("{}s", target.timeout.as_secs()))
         .env("HELM_KUBECONTEXT", target.kube_context);
-    let output = exec::run(session, &cmd).await?;
+    // While helm waits, a test Pod that cannot pull its image for good ends the gate.
+    let output = tokio::select! {
+        output = exec::run(session, &cmd) => output?,
+        failure = unpullable_hook_image(session, client, namespace, &hooks) => {
+            let failure = failure?;
+            let check = image_gate_failure(name, namespace, &failure);
+            session.line(target.tag, &check.finding.to_string());
+            return Ok(check);
+        }
+    };
     let after = release::read(client, namespace, name).await?;
     let mut failed_logs = Vec::new();
     for hook in after.iter().flat_map(|r| r.test_hooks()) {
@@ -205,6 +219,49 @@ pub async fn helm_test_gate(
     }
     let text = format!("{}\n{}", output.stdout, output.stderr);
     Ok(gate_verdict(name, namespace, after.as_ref(), output.success(), &text, &failed_logs))
+}
+
+/// Polls the test hooks' Pods (a Pod hook by name, a Job hook's Pods by `job-name`)
+/// until one cannot pull an image for good; API errors only skip a poll.
+async fn unpullable_hook_image(
+    session: &Session,
+    client: &kube::Client,
+    namespace: &str,
+    hooks: &[String],
+) -> Result<PullFailure> {
+    let ours = |pod: &Pod| {
+        let job = pod.labels().get("job-name");
+        hooks.iter().any(|h| *h == pod.name_any() || job == Some(h))
+    };
+    loop {
+        session.cancel.sleep(Duration::from_secs(2)).await?;
+        if let Ok(failures) = pull_failures::find(client, namespace, ours).await
+            && let Some(failure) = failures.into_iter().find(PullFailure::permanent)
+        {
+            return Ok(failure);
+        }
+    }
+}
+
+/// A gate stopped because a test Pod cannot pull its image.
+pub fn image_gate_failure(name: &str, namespace: &str, failure: &PullFailure) -> Check {
+    Check {
+        verdict: Verdict::Failed,
+        finding: Finding::new(
+            format!("gate {namespace}/{name}"),
+            "every test hook Succeeded",
+            format!(
+                "test hook {}; waiting cannot help, `helm test` was stopped",
+                failure.describe()
+            ),
+            format!(
+                "{}; `kubectl describe pod -n {namespace} {}` shows the kubelet's Events; then run again",
+                crate::images::PULLABLE,
+                failure.pod
+            ),
+        ),
+        warnings: Vec::new(),
+    }
 }
 
 /// Pods and Jobs named after the release's test hooks (an earlier failed run keeps its

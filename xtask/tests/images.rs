@@ -115,3 +115,34 @@ fn an_unfetchable_image_is_a_warning_and_the_failure_of_its_layer() {
     let warning = "image hashicorp/vault:1.17.6 was not fetched ahead: docker pull: Error response from daemon: manifest for hashicorp/vault:1.17.6 not found";
     assert!(log.lines().any(|l| l.contains("warning") && l.contains(warning)), "{log}");
 }
+
+/// A gate whose test Pod cannot pull its image fails as soon as the kubelet says why,
+/// not at the gate's timeout: the finding names the image and the kubelet's reason.
+#[test]
+fn a_gate_whose_image_cannot_be_pulled_fails_at_once_naming_it() {
+    if !require_docker() {
+        return;
+    }
+    const GATE_IMAGE: &str = "busybox:1.37.0-gate";
+    let world = world(500, &[&format!("image-unfetchable={GATE_IMAGE}")]);
+    let ws = platform();
+    ws.edit("infra/kubernetes/environments/local/bootstrap-smoke.yaml", |text| {
+        let edited = text.replace(
+            "  - name: cluster-dns\n",
+            &format!("  - name: cluster-dns\n    image: {GATE_IMAGE}\n"),
+        );
+        assert_ne!(edited, text);
+        edited
+    });
+    let started = std::time::Instant::now();
+    let (code, summary) = ws.json(&world, &["bootstrap", "--no-tilt"]);
+    let took = started.elapsed();
+    assert_eq!(code, Some(1), "{summary}");
+    assert!(took < std::time::Duration::from_secs(60), "waited out the gate's 60 s: {took:?}");
+    assert_eq!(summary["failure"]["layer"], "10-bootstrap", "{summary}");
+    let failure = summary["failure"].to_string();
+    assert!(failure.contains(&format!("cannot pull image {GATE_IMAGE}")), "{failure}");
+    assert!(failure.contains("ErrImagePull") || failure.contains("ImagePullBackOff"), "{failure}");
+    assert!(failure.contains(&format!("Failed to pull image \\\"{GATE_IMAGE}\\\"")), "{failure}");
+    assert!(failure.contains("not found"), "{failure}");
+}

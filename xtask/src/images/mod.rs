@@ -15,6 +15,7 @@
 //! failed fetch is a warning naming the image: the kubelet's own pull still tries.
 
 mod fetch;
+pub mod pull_failures;
 pub mod pulled;
 
 use std::time::Duration;
@@ -160,7 +161,7 @@ impl FetchReport {
     }
 }
 
-const PULLABLE: &str = "make the image(s) pullable (check the name and tag, `docker pull` it, `docker login` to its registry)";
+pub(crate) const PULLABLE: &str = "make the image(s) pullable (check the name and tag, `docker pull` it, `docker login` to its registry)";
 
 #[cfg(test)]
 mod tests {
