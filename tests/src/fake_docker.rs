@@ -18,6 +18,22 @@ use crate::node_images;
 use crate::scenario::Scenario;
 
 pub fn main(args: Vec<String>) -> i32 {
+    if let Some((node, image)) = crictl_pull(&args) {
+        let dir = match crate::cli::fake_tool_start("docker", &args) {
+            Ok(dir) => dir,
+            Err(e) => {
+                eprintln!("{e:#}");
+                return 1;
+            }
+        };
+        return match docker::runtime().and_then(|rt| rt.block_on(node_pull(&dir, node, image))) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("{e:#}");
+                1
+            }
+        };
+    }
     if args.first().map(String::as_str) != Some("pull") {
         return forward(&args);
     }
@@ -81,6 +97,77 @@ async fn pull(dir: &Path, image: &str, quiet: bool) -> Result<i32> {
         println!("Digest: {id}\nStatus: Downloaded newer image for {repo}:{tag}");
     }
     println!("{full}");
+    Ok(0)
+}
+
+/// `docker exec [-opts] <node> crictl pull <image>`: (node, image).
+fn crictl_pull(args: &[String]) -> Option<(&str, &str)> {
+    let rest: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ["exec", rest @ ..] = rest.as_slice() else { return None };
+    let rest: Vec<&str> = rest.iter().copied().skip_while(|a| a.starts_with('-')).collect();
+    match rest.as_slice() {
+        [node, "crictl", "pull", image] => {
+            let node = args.iter().find(|a| a == node)?;
+            let image = args.iter().rev().find(|a| a == image)?;
+            Some((node.as_str(), image.as_str()))
+        }
+        _ => None,
+    }
+}
+
+/// The cluster of a node container `k3d-<cluster>-<role>-<n>`.
+fn cluster_of(node: &str) -> Option<&str> {
+    let rest = node.strip_prefix("k3d-")?;
+    let (rest, _n) = rest.rsplit_once('-')?;
+    let (cluster, _role) = rest.rsplit_once('-')?;
+    Some(cluster)
+}
+
+/// The node's containerd pulls (`node_images::begin_pull`: through the cluster's mirror
+/// when it names a cache), as `crictl pull` does: `Image is up to date for sha256:...`,
+/// or containerd's error, exit 1.
+async fn node_pull(dir: &Path, node: &str, image: &str) -> Result<i32> {
+    let scenario = Scenario::load(dir)?;
+    let Some(cluster) = cluster_of(node) else {
+        eprintln!("Error response from daemon: No such container: {node}");
+        return Ok(1);
+    };
+    let store = node_images::node_store(dir, cluster, node);
+    let id = |image: &str| {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        node_images::normalize(image).hash(&mut h);
+        format!(
+            "{:016x}{:016x}{:016x}{:016x}",
+            h.finish(),
+            h.finish() ^ 1,
+            h.finish() ^ 2,
+            h.finish() ^ 3
+        )
+    };
+    if node_images::node_has(&store, image) {
+        println!("Image is up to date for sha256:{}", id(image));
+        return Ok(0);
+    }
+    let now_ms = node_images::unix_ms();
+    if node_images::unfetchable(&scenario, image) {
+        tokio::time::sleep(std::time::Duration::from_millis(scenario.pull_ms)).await;
+        let full = node_images::normalize(image);
+        eprintln!(
+            "FATA[0000] pulling image: rpc error: code = NotFound desc = failed to pull and unpack image \"{full}\": failed to resolve reference \"{full}\": {full}: not found"
+        );
+        return Ok(1);
+    }
+    let cluster_dir = crate::fake_k3d::cluster_dir(dir, cluster);
+    let by = format!("crictl/{node}");
+    let (end_ms, record) =
+        node_images::begin_pull(Some(dir), Some(&cluster_dir), &by, image, &scenario, now_ms);
+    tokio::time::sleep(std::time::Duration::from_millis(end_ms.saturating_sub(now_ms))).await;
+    if let Some(by) = record {
+        node_images::record_pull(dir, &by, image)?;
+    }
+    node_images::node_add(&store, image)?;
+    println!("Image is up to date for sha256:{}", id(image));
     Ok(0)
 }
 

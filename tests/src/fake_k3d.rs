@@ -105,6 +105,11 @@ async fn run(dir: &Path, args: &[String], log: &Log) -> Result<i32> {
             let docker = docker::connect().await?;
             crate::k3d_image::import(dir, &docker, &Flags::parse(&rest)?, log).await
         }
+        ["registry", "create", rest @ ..] => {
+            let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+            let docker = docker::connect().await?;
+            crate::k3d_registry::create_standalone(dir, &docker, &Flags::parse(&rest)?, log).await
+        }
         ["registry", "list" | "ls" | "get", rest @ ..] => {
             let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
             let docker = docker::connect().await?;
@@ -195,6 +200,20 @@ async fn create(dir: &Path, docker: &Docker, flags: &Flags, log: &Log) -> Result
             }
         }),
     };
+    // `registries.use`: each must exist (k3d `RegistryGet`); `registries.config` is
+    // every node's `/etc/rancher/k3s/registries.yaml`.
+    if let Some(c) = &config {
+        for used in &c.registries.use_ {
+            let reg = used.rsplit_once(':').map_or(used.as_str(), |(n, _)| n);
+            if docker.inspect_container(reg, None).await.is_err() {
+                log.fatal(&format!("Failed to find registry '{reg}': No such container: {reg}"));
+                return Ok(1);
+            }
+        }
+        let cdir = cluster_dir(dir, &name);
+        std::fs::create_dir_all(&cdir)?;
+        std::fs::write(cdir.join("registries.yaml"), &c.registries.config)?;
+    }
     if let Err(e) = create_cluster(dir, docker, &plan, log).await {
         log.error(&format!("{e:#}"));
         log.error("Failed to create cluster >>> Rolling Back");

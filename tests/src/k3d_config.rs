@@ -28,6 +28,11 @@ pub(crate) struct Metadata {
 #[serde(default)]
 pub(crate) struct Registries {
     pub(crate) create: Option<RegistryCreate>,
+    /// Existing registries (`NAME[:PORT]`) to connect to the cluster's network.
+    #[serde(rename = "use")]
+    pub(crate) use_: Vec<String>,
+    /// k3s's `registries.yaml` for every node (mirrors).
+    pub(crate) config: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

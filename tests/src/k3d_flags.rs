@@ -40,6 +40,10 @@ pub(crate) const VALUE_FLAGS: &[&str] = &[
     "cluster",
     "mode",
     "m",
+    "proxy-remote-url",
+    "proxy-username",
+    "proxy-password",
+    "default-network",
 ];
 
 pub(crate) const SWITCH_FLAGS: &[&str] = &[
@@ -59,6 +63,7 @@ pub(crate) const SWITCH_FLAGS: &[&str] = &[
     "k",
     "keep-tools",
     "t",
+    "no-help",
 ];
 
 impl Flags {

@@ -1,6 +1,14 @@
 //! The registry the fake k3d creates with a cluster: a real `docker-registry`
 //! container named exactly `registries.create.name`, listening on 5000 inside and the
 //! configured host port outside (k3d `pkg/config/transform.go`, `pkg/client/registry.go`).
+//!
+//! `k3d registry create NAME [--proxy-remote-url URL] [-v SRC:DEST] [-p PORT] [--no-help]`
+//! makes a registry outside any cluster: container `k3d-NAME` (`cmd/registry/
+//! registryCreate.go` prefixes `k3d-`), labels `app=k3d`, `k3d.role=registry` and no
+//! `k3d.cluster`, so `k3d cluster delete` leaves it (k3d v5.7.5 `ClusterDelete` deletes
+//! only the cluster's nodes), env `REGISTRY_PROXY_REMOTEURL` for a pull-through cache
+//! (`pkg/client/registry.go`). What such a cache holds is
+//! `$TESTBED_DIR/caches/<container>/` (`node_images`), not the volume named by `-v`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -95,4 +103,80 @@ pub(crate) fn resolve_ipv4(host: &str) -> String {
         .and_then(|mut addrs| addrs.find(|a| a.is_ipv4()))
         .map(|a| a.ip().to_string())
         .unwrap_or_else(|| "127.0.0.1".to_owned())
+}
+
+/// The directory of what a pull-through cache container holds.
+pub fn cache_dir(dir: &Path, container: &str) -> std::path::PathBuf {
+    dir.join("caches").join(container)
+}
+
+/// `k3d registry create NAME ...`.
+pub(crate) async fn create_standalone(
+    dir: &Path,
+    docker: &Docker,
+    flags: &crate::k3d_flags::Flags,
+    log: &Log,
+) -> Result<i32> {
+    let Some(name) = flags.positional.first() else {
+        log.fatal("testbed: `k3d registry create` needs a NAME");
+        return Ok(1);
+    };
+    let container = format!("k3d-{name}");
+    let existing = docker::containers_with_labels(docker, &[]).await?;
+    if existing.iter().any(|c| docker::container_name(c) == container) {
+        log.fatal("Failed to create registry: A registry node with that name already exists");
+        return Ok(1);
+    }
+    images::ensure_images(docker).await?;
+    let port = free_port()?;
+    let mut labels = HashMap::from([
+        ("app".to_owned(), "k3d".to_owned()),
+        ("k3d.role".to_owned(), "registry".to_owned()),
+        ("k3d.version".to_owned(), K3D_VERSION.to_owned()),
+        ("k3d.registry.host".to_owned(), String::new()),
+        ("k3d.registry.hostIP".to_owned(), "0.0.0.0".to_owned()),
+        ("k3s.registry.port.external".to_owned(), port.to_string()),
+        ("k3s.registry.port.internal".to_owned(), REGISTRY_INTERNAL_PORT.to_string()),
+    ]);
+    labels.insert(docker::LABEL_TESTBED_DIR.to_owned(), dir.to_string_lossy().into_owned());
+    let remote = flags.value(&["proxy-remote-url"]).unwrap_or("").to_owned();
+    let env = (!remote.is_empty()).then(|| vec![format!("REGISTRY_PROXY_REMOTEURL={remote}")]);
+    let port_key = format!("{REGISTRY_INTERNAL_PORT}/tcp");
+    let body = ContainerCreateBody {
+        image: Some(images::REGISTRY_IMAGE.to_owned()),
+        cmd: Some(images::registry_command()),
+        labels: Some(labels),
+        env,
+        exposed_ports: Some(vec![port_key.clone()]),
+        host_config: Some(HostConfig {
+            port_bindings: Some(HashMap::from([(
+                port_key,
+                Some(vec![PortBinding {
+                    host_ip: Some("0.0.0.0".into()),
+                    host_port: Some(port.to_string()),
+                }]),
+            )])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    log.info(&format!("Creating node '{container}'"));
+    docker
+        .create_container(
+            Some(CreateContainerOptions { name: Some(container.clone()), ..Default::default() }),
+            body,
+        )
+        .await
+        .with_context(|| format!("Failed to create registry node '{container}'"))?;
+    docker.start_container(&container, None).await?;
+    let cache = cache_dir(dir, &container);
+    std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+    std::fs::write(cache.join("upstream"), &remote)?;
+    log.info(&format!("Successfully created registry '{container}'"));
+    if !flags.switch(&["no-help"]) {
+        println!(
+            "# You can now use the registry like this (example):\n# 1. create a new cluster that uses this registry\nk3d cluster create --registry-use {container}:{port}"
+        );
+    }
+    Ok(0)
 }

@@ -142,6 +142,70 @@ pub fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// How a node's containerd gets `image` (kubelet or `crictl pull`): through the mirror
+/// the cluster's `registries.yaml` (k3d `registries.config`) names for the image's
+/// registry when its first endpoint is a pull-through cache (`k3d registry create
+/// --proxy-remote-url`), else from upstream. From the cache: a local copy at 1 Gbit/s,
+/// after the cache's own download from upstream when it does not hold the image yet
+/// (one download per image, whoever asks first; recorded as `cache/<container>`).
+/// Returns when the node has it (unix ms) and, for a download straight from upstream,
+/// who to record it as once done (`by`).
+pub fn begin_pull(
+    dir: Option<&Path>,
+    cluster_dir: Option<&Path>,
+    by: &str,
+    image: &str,
+    s: &Scenario,
+    now_ms: u64,
+) -> (u64, Option<String>) {
+    let cache = dir.zip(cluster_dir).and_then(|(dir, cdir)| mirror_cache(dir, cdir, image));
+    let Some((dir, cache)) = dir.zip(cache) else {
+        return (reserve_link(dir, s, image, now_ms), Some(by.to_owned()));
+    };
+    let local_ms = image_size(image) / 125_000;
+    let held = entry(&cache, image);
+    let ready_at = match std::fs::read_to_string(&held) {
+        Ok(at) => at.trim().parse().unwrap_or(now_ms),
+        Err(_) => {
+            let at = reserve_link(Some(dir), s, image, now_ms);
+            let name =
+                cache.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if let Err(e) = std::fs::write(&held, at.to_string())
+                .map_err(anyhow::Error::from)
+                .and_then(|()| record_pull(dir, &format!("cache/{name}"), image))
+            {
+                eprintln!("testbed: cache {name}: {e:#}");
+            }
+            at
+        }
+    };
+    (ready_at.max(now_ms) + local_ms, None)
+}
+
+/// The cache directory of the pull-through cache the cluster's first mirror endpoint for
+/// `image`'s registry names, if that cache exists.
+fn mirror_cache(dir: &Path, cluster_dir: &Path, image: &str) -> Option<PathBuf> {
+    #[derive(Deserialize, Default)]
+    struct RegistriesYaml {
+        #[serde(default)]
+        mirrors: std::collections::BTreeMap<String, Mirror>,
+    }
+    #[derive(Deserialize, Default)]
+    struct Mirror {
+        #[serde(default)]
+        endpoint: Vec<String>,
+    }
+    let text = std::fs::read_to_string(cluster_dir.join("registries.yaml")).ok()?;
+    let parsed: RegistriesYaml = serde_saphyr::from_str(&text).ok()?;
+    let full = normalize(image);
+    let host = full.split('/').next()?;
+    let first = parsed.mirrors.get(host)?.endpoint.first()?;
+    let address = first.strip_prefix("http://")?.trim_end_matches('/');
+    let container = address.rsplit_once(':').map_or(address, |(n, _)| n);
+    let cache = crate::k3d_registry::cache_dir(dir, container);
+    cache.is_dir().then_some(cache)
+}
+
 /// A node's image store.
 pub fn node_store(testbed_dir: &Path, cluster: &str, node: &str) -> PathBuf {
     testbed_dir.join("clusters").join(cluster).join("nodes").join(node).join("images")
@@ -238,6 +302,36 @@ mod tests {
         assert_eq!(image_size("ghcr.io/x/y:1"), DEFAULT_IMAGE_SIZE);
         let unlimited = Scenario { pull_ms: 7, ..Scenario::default() };
         assert_eq!(reserve_link(Some(dir.path()), &unlimited, "busybox:1.37.0", 5), 12);
+    }
+
+    #[test]
+    fn a_mirror_cache_downloads_each_image_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cdir = dir.path().join("clusters/c");
+        std::fs::create_dir_all(&cdir).unwrap();
+        std::fs::write(
+            cdir.join("registries.yaml"),
+            "mirrors:\n  docker.io:\n    endpoint: [http://k3d-cache:5000, https://registry-1.docker.io]\n",
+        )
+        .unwrap();
+        let s = Scenario { pull_mbps: 50, ..Scenario::default() };
+        // No cache container yet: straight from upstream, recorded by the caller.
+        let (_, by) =
+            begin_pull(Some(dir.path()), Some(&cdir), "kubelet/n", "busybox:1.37.0", &s, 0);
+        assert_eq!(by.as_deref(), Some("kubelet/n"));
+        std::fs::create_dir_all(crate::k3d_registry::cache_dir(dir.path(), "k3d-cache")).unwrap();
+        let (first, by) =
+            begin_pull(Some(dir.path()), Some(&cdir), "kubelet/n", "postgres:16.4-alpine", &s, 0);
+        assert_eq!(by, None);
+        let (again, _) =
+            begin_pull(Some(dir.path()), Some(&cdir), "kubelet/m", "postgres:16.4-alpine", &s, 0);
+        assert_eq!(first, again, "the second asker waits for the same download");
+        let later =
+            begin_pull(Some(dir.path()), Some(&cdir), "k", "postgres:16.4-alpine", &s, first);
+        assert_eq!(later.0, first + 95_000_000 / 125_000, "then a local copy");
+        let pulls = pulls(dir.path()).unwrap();
+        assert_eq!(pulls.len(), 1);
+        assert_eq!(pulls[0].by, "cache/k3d-cache");
     }
 
     #[test]

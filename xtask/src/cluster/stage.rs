@@ -75,6 +75,9 @@ pub async fn apply(ctx: &Context, planned: &Planned) -> Result<Report> {
             .arg("--runtime-label")
             .arg(format!("{HASH_LABEL}={}@server:*", desired.config_hash))
     };
+    // Pull-through image caches live outside the cluster: k3d needs them before create.
+    let caches = crate::images::cache::caches(config)?;
+    crate::images::cache::ensure(session, docker, &caches, timeout).await?;
     match &plan.action {
         Action::Noop => {}
         Action::Create => create_cluster(session, &create()).await?,

@@ -1,5 +1,6 @@
-//! Rendering the layers (`helmfile template`) and fetching their images (`docker pull`
-//! into the host's store, `k3d image import` into the nodes), bounded by the
+//! Rendering the layers (`helmfile template`) and fetching their images into the
+//! cluster's nodes (`docker exec <node> crictl pull <image>`: the node's containerd
+//! pulls, through the image cache when the k3d config names one), bounded by the
 //! `parallel` setting.
 
 use std::collections::HashSet;
@@ -87,7 +88,10 @@ pub async fn fetch_ahead(ctx: &Context, layers: &[Layer]) -> FetchReport {
     let session = &ctx.session;
     let parallel = ctx.settings.images.parallel.max(1) as usize;
     session.progress(TAG, &format!("fetching the images of {} layer(s) ahead", layers.len()));
-    let docker = crate::cluster::docker().await.map_err(|e| e.to_string());
+    let nodes = match crate::cluster::docker().await {
+        Ok(docker) => node_names(&docker, &ctx.settings.cluster).await,
+        Err(e) => Err(e.to_string()),
+    };
     let mut by_layer = Vec::new();
     let mut seen = HashSet::new();
     let images: Vec<ImageResult> = futures::stream::iter(layers)
@@ -101,11 +105,11 @@ pub async fn fetch_ahead(ctx: &Context, layers: &[Layer]) -> FetchReport {
             futures::stream::iter(new)
         })
         .map(|image| {
-            let docker = docker.as_ref();
+            let nodes = nodes.as_ref();
             async move {
                 let span = ctx.session.events.span(SpanKind::Image, TAG, &image);
-                let outcome = match docker {
-                    Ok(docker) => fetch_one(ctx, docker, &image).await,
+                let outcome = match nodes {
+                    Ok(nodes) => fetch_one(ctx, nodes, &image).await,
                     Err(e) => Outcome::Failed { reason: e.clone() },
                 };
                 span.finish(match outcome {
@@ -125,41 +129,49 @@ pub async fn fetch_ahead(ctx: &Context, layers: &[Layer]) -> FetchReport {
     report
 }
 
-/// One image: downloaded into the host's store unless already there, then imported
-/// into every node of the cluster.
-async fn fetch_one(ctx: &Context, docker: &bollard::Docker, image: &str) -> Outcome {
+/// The server and agent node containers of `cluster` (k3d's labels).
+async fn node_names(
+    docker: &bollard::Docker,
+    cluster: &str,
+) -> std::result::Result<Vec<String>, String> {
+    let filters = std::collections::HashMap::from([(
+        "label".to_owned(),
+        vec!["app=k3d".to_owned(), format!("k3d.cluster={cluster}")],
+    )]);
+    let options = bollard::query_parameters::ListContainersOptions {
+        all: true,
+        filters: Some(filters),
+        ..Default::default()
+    };
+    let listed = docker.list_containers(Some(options)).await.map_err(|e| e.to_string())?;
+    let mut nodes: Vec<String> = listed
+        .iter()
+        .filter(|c| {
+            let role = c.labels.as_ref().and_then(|l| l.get("k3d.role")).map(String::as_str);
+            matches!(role, Some("server" | "agent"))
+        })
+        .filter_map(|c| c.names.as_ref()?.first().map(|n| n.trim_start_matches('/').to_owned()))
+        .collect();
+    nodes.sort();
+    if nodes.is_empty() {
+        return Err(format!("no server or agent node of cluster {cluster} found"));
+    }
+    Ok(nodes)
+}
+
+/// One image, pulled by each node's containerd (`crictl pull`, what the kubelet asks
+/// containerd for; through the cluster's registry mirrors, so from the image cache when
+/// there is one). Digest-pinned references pull like tagged ones.
+async fn fetch_one(ctx: &Context, nodes: &[String], image: &str) -> Outcome {
     let timeout = ctx.settings.images.fetch_timeout();
-    let present = docker.inspect_image(image).await.is_ok();
-    if !present {
-        let pull = Cmd::new(TAG, "docker", timeout).args(["pull", image]);
-        if let Err(outcome) = step(ctx, &pull, "docker pull").await {
+    for node in nodes {
+        let pull = Cmd::new(TAG, "docker", timeout).args(["exec", node, "crictl", "pull", image]);
+        if let Err(outcome) = step(ctx, &pull, &format!("crictl pull in {node}")).await {
             return outcome;
         }
-        // `down --purge` removes what the bootstrap downloaded, and only that.
-        if let Err(e) = super::pulled::remember(&ctx.root, image) {
-            ctx.session.line(TAG, &format!("{image}: not recorded as downloaded: {e:#}"));
-        }
     }
-    let import = Cmd::new(TAG, "k3d", timeout).args([
-        "image",
-        "import",
-        "--cluster",
-        &ctx.settings.cluster,
-        "--mode",
-        "direct",
-        image,
-    ]);
-    if let Err(outcome) = step(ctx, &import, "k3d image import").await {
-        return outcome;
-    }
-    ctx.session.line(
-        TAG,
-        &format!(
-            "{image}: {}",
-            if present { "already present, imported" } else { "fetched, imported" }
-        ),
-    );
-    if present { Outcome::Present } else { Outcome::Fetched }
+    ctx.session.line(TAG, &format!("{image}: pulled into {}", nodes.join(", ")));
+    Outcome::Fetched
 }
 
 /// Run one tool call of a fetch; a failure is the image's outcome, naming the call.

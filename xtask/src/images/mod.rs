@@ -14,6 +14,7 @@
 //! without downloading it. At most `parallel` renders and fetches run at once. A
 //! failed fetch is a warning naming the image: the kubelet's own pull still tries.
 
+pub mod cache;
 mod fetch;
 pub mod pull_failures;
 pub mod pulled;

@@ -32,8 +32,8 @@ pub(super) struct Kubelet {
     /// The node's image store and name; `None` when the API server runs without a node
     /// (no image model then: every image is present).
     node: Option<(PathBuf, String)>,
-    /// Image -> when its pull completes.
-    pulling: HashMap<String, Instant>,
+    /// Image -> when its pull completes, and who to record a download from upstream as.
+    pulling: HashMap<String, (Instant, Option<String>)>,
     /// Image -> its failed pulls: how many, when the last one failed, whether the
     /// back-off since then was reported.
     failures: HashMap<String, (u32, Instant, bool)>,
@@ -90,15 +90,21 @@ impl Kubelet {
             if let Some(failed) = self.failure(image, s, now) {
                 return failed;
             }
-            let done = *self.pulling.entry(image.clone()).or_insert_with(|| {
-                let now_ms = node_images::unix_ms();
-                let end_ms = if node_images::unfetchable(s, image) {
-                    now_ms + s.pull_ms
-                } else {
-                    node_images::reserve_link(testbed_dir, s, image, now_ms)
-                };
-                now + Duration::from_millis(end_ms.saturating_sub(now_ms))
-            });
+            let (done, record) = self
+                .pulling
+                .entry(image.clone())
+                .or_insert_with(|| {
+                    let now_ms = node_images::unix_ms();
+                    let (end_ms, record) = if node_images::unfetchable(s, image) {
+                        (now_ms + s.pull_ms, None)
+                    } else {
+                        let cluster_dir = store.ancestors().nth(3);
+                        let by = format!("kubelet/{node}");
+                        node_images::begin_pull(testbed_dir, cluster_dir, &by, image, s, now_ms)
+                    };
+                    (now + Duration::from_millis(end_ms.saturating_sub(now_ms)), record)
+                })
+                .clone();
             if now < done {
                 state = Images::Pulling;
                 continue;
@@ -108,8 +114,7 @@ impl Kubelet {
                 self.failures.insert(image.clone(), (1, now, false));
                 return pull_failed(image);
             }
-            if let Some(dir) = testbed_dir {
-                let by = format!("kubelet/{node}");
+            if let (Some(dir), Some(by)) = (testbed_dir, record) {
                 if let Err(e) = node_images::record_pull(dir, &by, image) {
                     eprintln!("testbed apiserver: kubelet: {e:#}");
                 }

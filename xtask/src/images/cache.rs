@@ -1,0 +1,188 @@
+//! Pull-through image caches kept outside the cluster's lifecycle. The k3d config (data
+//! the user owns) names them: each `registries.use` entry `NAME:PORT` that
+//! `registries.config` (k3s's `registries.yaml`) lists first among a mirror's endpoints
+//! as `http://NAME:PORT` is a cache of that mirror's registries, and the mirror's next
+//! `https://` endpoint is the upstream it proxies:
+//!
+//! ```yaml
+//! registries:
+//!   use: [k3d-ameide-cache:5000]
+//!   config: |
+//!     mirrors:
+//!       docker.io:
+//!         endpoint: [http://k3d-ameide-cache:5000, https://registry-1.docker.io]
+//! ```
+//!
+//! The bootstrap creates a missing cache with `k3d registry create` (`--proxy-remote-url`
+//! the upstream, its storage the Docker volume `<NAME>-data`) before k3d needs it, and
+//! starts a stopped one. `k3d cluster delete` only disconnects such a registry from the
+//! cluster's network (k3d v5.7.5 `pkg/client/cluster.go` `ClusterDelete`: a registry
+//! is not a node of the cluster unless the cluster created it), so what it holds stays.
+
+use std::collections::BTreeMap;
+
+use bollard::Docker;
+use serde::Deserialize;
+
+use crate::error::{Context as _, Result, bad_input};
+use crate::exec::{self, Cmd};
+use crate::platform::k3d::K3dConfig;
+use crate::session::Session;
+
+/// One cache the k3d config names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageCache {
+    /// Container name (`registries.use`): k3d's `registry create NAME` names it `k3d-NAME`.
+    pub container: String,
+    /// Its port inside the cluster's network.
+    pub port: u16,
+    /// The registries it mirrors (`docker.io`, ...).
+    pub mirrors: Vec<String>,
+    /// What it proxies (`https://registry-1.docker.io`).
+    pub upstream: String,
+}
+
+impl ImageCache {
+    /// The Docker volume holding what it cached.
+    pub fn volume(&self) -> String {
+        format!("{}-data", self.container)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RegistriesYaml {
+    #[serde(default)]
+    mirrors: BTreeMap<String, Mirror>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Mirror {
+    #[serde(default)]
+    endpoint: Vec<String>,
+}
+
+/// The caches `config` names; bad input (naming the file) when `registries.config` is
+/// not YAML, or a cache's mirror has no upstream to proxy.
+pub fn caches(config: &K3dConfig) -> Result<Vec<ImageCache>> {
+    let registries = &config.spec.registries;
+    let Some(text) = registries.config.as_deref() else { return Ok(Vec::new()) };
+    let file = config.file.display();
+    let parsed: RegistriesYaml = serde_saphyr::from_str(text).map_err(|e| {
+        bad_input(format!("{file}: `registries.config` is not a registries.yaml: {e}"))
+    })?;
+    let mut out: Vec<ImageCache> = Vec::new();
+    for (registry, mirror) in &parsed.mirrors {
+        let Some(first) = mirror.endpoint.first() else { continue };
+        let Some(address) = first.strip_prefix("http://").map(|a| a.trim_end_matches('/')) else {
+            continue;
+        };
+        if !registries.use_.iter().any(|u| u == address) {
+            continue;
+        }
+        let (container, port) = address.rsplit_once(':').unwrap_or((address, "5000"));
+        let port: u16 = port.parse().map_err(|_| {
+            bad_input(format!("{file}: registries.use `{address}`: expected NAME:PORT"))
+        })?;
+        let Some(upstream) = mirror.endpoint[1..].iter().find(|e| e.starts_with("https://")) else {
+            return Err(bad_input(format!(
+                "{file}: registries.config mirror `{registry}`: after the cache {first}, expected the https:// endpoint of the registry it proxies (e.g. https://registry-1.docker.io)"
+            )));
+        };
+        match out.iter_mut().find(|c| c.container == container) {
+            Some(cache) => cache.mirrors.push(registry.clone()),
+            None => out.push(ImageCache {
+                container: container.to_owned(),
+                port,
+                mirrors: vec![registry.clone()],
+                upstream: upstream.clone(),
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// Create each cache that is missing and start each that is stopped.
+pub async fn ensure(
+    session: &Session,
+    docker: &Docker,
+    caches: &[ImageCache],
+    timeout: std::time::Duration,
+) -> Result<()> {
+    for cache in caches {
+        let state = match docker.inspect_container(&cache.container, None).await {
+            Ok(found) => Some(found.state.and_then(|s| s.running).unwrap_or(false)),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => None,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("inspecting image cache {}", cache.container));
+            }
+        };
+        match state {
+            Some(true) => {}
+            Some(false) => {
+                session.progress("images", &format!("starting image cache {}", cache.container));
+                docker
+                    .start_container(&cache.container, None)
+                    .await
+                    .with_context(|| format!("starting image cache {}", cache.container))?;
+            }
+            None => {
+                let Some(name) = cache.container.strip_prefix("k3d-") else {
+                    return Err(bad_input(format!(
+                        "image cache `{}`: `k3d registry create NAME` names its container k3d-NAME; name it k3d-<something> in registries.use and registries.config",
+                        cache.container
+                    )));
+                };
+                let volume = format!("{}:/var/lib/registry", cache.volume());
+                let cmd = Cmd::new("images", "k3d", timeout).args([
+                    "registry",
+                    "create",
+                    name,
+                    "--proxy-remote-url",
+                    &cache.upstream,
+                    "--volume",
+                    &volume,
+                    "--no-help",
+                ]);
+                exec::run_ok(session, &cmd).await.map(drop).with_context(|| {
+                    format!(
+                        "creating image cache {} (a pull-through cache of {})",
+                        cache.container, cache.upstream
+                    )
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = "apiVersion: k3d.io/v1alpha5\nkind: Simple\nregistries:\n  use:\n    - k3d-c-cache:5000\n  config: |\n    mirrors:\n      docker.io:\n        endpoint:\n          - http://k3d-c-cache:5000\n          - https://registry-1.docker.io\n      ghcr.io:\n        endpoint: [https://mirror.example]\n";
+
+    #[test]
+    fn a_used_registry_first_among_a_mirrors_endpoints_is_a_cache_of_the_next() {
+        let config = K3dConfig::parse(std::path::Path::new("k3d.yaml"), CONFIG).unwrap();
+        let found = caches(&config).unwrap();
+        assert_eq!(
+            found,
+            [ImageCache {
+                container: "k3d-c-cache".into(),
+                port: 5000,
+                mirrors: vec!["docker.io".into()],
+                upstream: "https://registry-1.docker.io".into(),
+            }]
+        );
+        assert_eq!(found[0].volume(), "k3d-c-cache-data");
+        let no_upstream = CONFIG.replace("          - https://registry-1.docker.io\n", "");
+        let config = K3dConfig::parse(std::path::Path::new("k3d.yaml"), &no_upstream).unwrap();
+        let err = caches(&config).unwrap_err();
+        assert_eq!(err.kind(), crate::error::ErrorKind::BadInput);
+        assert!(
+            err.to_string().contains("k3d.yaml: registries.config mirror `docker.io`"),
+            "{err}"
+        );
+    }
+}
