@@ -23,6 +23,15 @@ use serde::{Deserialize, Serialize};
 use crate::scenario::Scenario;
 
 pub const PULLS_FILE: &str = "pulls.jsonl";
+/// Per Pod, how long it waited for its images (`{"pod", "waited_ms"}` lines).
+pub const IMAGE_WAITS_FILE: &str = "image_waits.jsonl";
+
+/// The sum of every Pod's image wait recorded so far, in ms, and how many Pods.
+pub fn image_waits(testbed_dir: &Path) -> (u64, usize) {
+    let lines: Vec<serde_json::Value> =
+        crate::calls::read_lines(&testbed_dir.join(IMAGE_WAITS_FILE)).unwrap_or_default();
+    (lines.iter().filter_map(|l| l["waited_ms"].as_u64()).sum(), lines.len())
+}
 
 /// One download from the upstream registry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

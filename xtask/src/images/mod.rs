@@ -5,14 +5,13 @@
 //!
 //! Mechanism (the README's "Images" says why): the images a layer runs come from its
 //! rendered manifests (`helmfile template`, the same view `helmfile sync` installs, with
-//! the run's environment; `platform::images` reads them). Each image missing from the
-//! host's Docker image store is downloaded there with `docker pull`, then copied into
-//! every node with `k3d image import --mode direct` (a `docker save` stream into `ctr
-//! image import` in each node; the default tools-node mode shares one `k3d-<c>-tools`
-//! container between calls, which parallel imports would race on). The host's store
-//! survives `k3d cluster delete`, so a recreated cluster gets every image again
-//! without downloading it. At most `parallel` renders and fetches run at once. A
-//! failed fetch is a warning naming the image: the kubelet's own pull still tries.
+//! the run's environment; `platform::images` reads them). Each image is pulled by every
+//! server and agent node's containerd (`docker exec <node> crictl pull <image>`), which
+//! goes through the cluster's registry mirrors: with the pull-through cache the k3d
+//! config names ([`cache`], kept outside the cluster's lifecycle) each image is
+//! downloaded from upstream once per machine, and a recreated cluster copies it from
+//! the cache. At most `parallel` renders and fetches run at once. A failed fetch is a
+//! warning naming the image: the kubelet's own pull still tries.
 
 pub mod cache;
 mod fetch;
@@ -32,9 +31,9 @@ use crate::outcome::Finding;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum Outcome {
-    /// Downloaded into the host's store, then imported into the nodes.
+    /// Pulled into every node (through the image cache when there is one).
     Fetched,
-    /// Already in the host's store (no download), imported into the nodes.
+    /// Already on every node (no pull).
     Present,
     Failed {
         reason: String,

@@ -127,6 +127,22 @@ impl Kubelet {
         state
     }
 
+    /// A Pod's wait for its images (from when the kubelet first saw it until every image
+    /// was on the node), one line of `$TESTBED_DIR/image_waits.jsonl` (what the
+    /// `cold_start` benchmark sums).
+    pub(super) fn record_image_wait(
+        &self,
+        testbed_dir: Option<&Path>,
+        pod: &str,
+        waited: Duration,
+    ) {
+        let (Some(dir), Some(_)) = (testbed_dir, &self.node) else { return };
+        let line = serde_json::json!({"pod": pod, "waited_ms": waited.as_millis() as u64});
+        if let Err(e) = crate::calls::append(&dir.join(node_images::IMAGE_WAITS_FILE), &line) {
+            eprintln!("testbed apiserver: kubelet: {e:#}");
+        }
+    }
+
     /// An image whose last pull failed: `ImagePullBackOff` until its back-off ends, then
     /// another attempt (`ErrImagePull` again while it still cannot be pulled).
     fn failure(&mut self, image: &str, s: &Scenario, now: Instant) -> Option<Images> {

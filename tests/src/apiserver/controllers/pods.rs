@@ -106,6 +106,8 @@ fn sync_pod(
             if let Err(message) = container_env(store, pod, 0) {
                 return State::Waiting { reason: "CreateContainerConfigError", message };
             }
+            let since = c.observe(key, pod, now).since;
+            c.kubelet.record_image_wait(c.testbed_dir.as_deref(), key, now.instant - since);
             *c.observe(key, pod, now).started.get_or_insert((now.instant, now.unix_ms))
         }
     };
