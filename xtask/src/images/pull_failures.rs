@@ -60,8 +60,7 @@ pub fn pull_failures(pod: &Pod, events: &[Event]) -> Vec<PullFailure> {
                     e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some("Failed")
                 })
                 .filter_map(|e| e.message.as_deref())
-                .filter(|m| m.starts_with("Failed to pull image") && m.contains(image.as_str()))
-                .next_back();
+                .rfind(|m| m.starts_with("Failed to pull image") && m.contains(image.as_str()));
             let message = event
                 .or(waiting.message.as_deref())
                 .unwrap_or("no message from the kubelet")

@@ -114,10 +114,10 @@ impl Kubelet {
                 self.failures.insert(image.clone(), (1, now, false));
                 return pull_failed(image);
             }
-            if let (Some(dir), Some(by)) = (testbed_dir, record) {
-                if let Err(e) = node_images::record_pull(dir, &by, image) {
-                    eprintln!("testbed apiserver: kubelet: {e:#}");
-                }
+            if let (Some(dir), Some(by)) = (testbed_dir, record)
+                && let Err(e) = node_images::record_pull(dir, &by, image)
+            {
+                eprintln!("testbed apiserver: kubelet: {e:#}");
             }
             if let Err(e) = node_images::node_add(&store, image) {
                 eprintln!("testbed apiserver: kubelet: {e:#}");
