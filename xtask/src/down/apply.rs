@@ -75,6 +75,28 @@ async fn one(ctx: &Context, action: &Action, purge: bool, result: &mut Down) -> 
             crate::images::pulled::write(&ctx.root, &kept)?;
             Ok(String::new())
         }
+        Action::RemoveImageCaches { containers } => {
+            let docker = crate::cluster::docker().await?;
+            for name in containers {
+                let options = RemoveContainerOptions { force: true, ..Default::default() };
+                docker
+                    .remove_container(name, Some(options))
+                    .await
+                    .map_err(|e| failed(format!("removing image cache {name}: {e}")))?;
+                let volume = format!("{name}-data");
+                if let Err(e) = docker
+                    .remove_volume(&volume, None::<bollard::query_parameters::RemoveVolumeOptions>)
+                    .await
+                    && !matches!(
+                        e,
+                        bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }
+                    )
+                {
+                    result.warnings.push(format!("volume {volume} was not removed: {e}"));
+                }
+            }
+            Ok(String::new())
+        }
         Action::RemoveTools { dir } => std::fs::remove_dir_all(dir)
             .map(|()| String::new())
             .map_err(|e| failed(format!("removing {}: {e}", dir.display()))),

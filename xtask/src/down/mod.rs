@@ -41,7 +41,7 @@ pub async fn observe(ctx: &Context) -> Result<Observed> {
     let root = &ctx.root;
     let cluster = ctx.settings.cluster.clone();
     // A k3d config that cannot be read stops `down` before any change (exit 2).
-    let (_, desired) = crate::cluster::desired(ctx)?;
+    let (config, desired) = crate::cluster::desired(ctx)?;
     let docker = crate::cluster::docker().await?;
     let mut filters = std::collections::HashMap::new();
     filters
@@ -83,8 +83,15 @@ pub async fn observe(ctx: &Context) -> Result<Observed> {
             pulled_images.push(image);
         }
     }
+    let mut image_caches = Vec::new();
+    for cache in crate::images::cache::caches(&config)? {
+        if docker.inspect_container(&cache.container, None).await.is_ok() {
+            image_caches.push(cache.container);
+        }
+    }
     let tools = root.join(crate::pins::TOOLS_DIR);
     Ok(Observed {
+        image_caches,
         cluster,
         context_present: crate::k8s::has_context(&context),
         context,
@@ -262,6 +269,7 @@ mod tests {
             context_present: true,
             tilt: TiltSeen::NotOurs { answering: false, port: 1 },
             pulled_images: vec!["busybox:1.37.0".into()],
+            image_caches: vec![],
             tools_dir: None,
         }
     }
@@ -293,6 +301,7 @@ mod tests {
             containers: vec![],
             context_present: false,
             pulled_images: vec![],
+            image_caches: vec![],
             ..observed()
         };
         let args = Args::default();

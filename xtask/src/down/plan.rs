@@ -35,6 +35,8 @@ pub struct Observed {
     pub pulled_images: Vec<String>,
     /// `.tools` (pinned tools, step records, the download record), when it exists.
     pub tools_dir: Option<PathBuf>,
+    /// The image caches the k3d config names that exist (containers).
+    pub image_caches: Vec<String>,
 }
 
 /// One thing `down` does, in the order it does them.
@@ -54,6 +56,8 @@ pub enum Action {
     RemoveImages { images: Vec<String> },
     /// `--purge`: `.tools`.
     RemoveTools { dir: PathBuf },
+    /// `--purge`: the image caches (containers and their `<container>-data` volumes).
+    RemoveImageCaches { containers: Vec<String> },
 }
 
 impl fmt::Display for Action {
@@ -83,6 +87,9 @@ impl fmt::Display for Action {
             }
             Action::RemoveTools { dir } => {
                 write!(f, "remove {} (pinned tools, step records, download record)", dir.display())
+            }
+            Action::RemoveImageCaches { containers } => {
+                write!(f, "remove image cache(s) {} and their volumes", containers.join(", "))
             }
         }
     }
@@ -134,6 +141,17 @@ pub fn decide(observed: &Observed, purge: bool) -> Plan {
         )),
         (_, true) => {}
     }
+    let caches = &observed.image_caches;
+    match (purge, caches.is_empty()) {
+        (true, false) => {
+            plan.actions.push(Action::RemoveImageCaches { containers: caches.clone() })
+        }
+        (false, false) => plan.kept.push(format!(
+            "image cache(s) {}: the next bootstrap downloads nothing they hold",
+            caches.join(", ")
+        )),
+        (_, true) => {}
+    }
     match (&observed.tools_dir, purge) {
         (Some(dir), true) => plan.actions.push(Action::RemoveTools { dir: dir.clone() }),
         (Some(dir), false) => plan.kept.push(format!(
@@ -158,6 +176,7 @@ mod tests {
             context_present: true,
             tilt: TiltSeen::Ours { pid: 42, port: 10350 },
             pulled_images: vec!["busybox:1.37.0".into()],
+            image_caches: vec![],
             tools_dir: Some(".tools".into()),
         }
     }
@@ -197,6 +216,20 @@ mod tests {
         assert_eq!(plan.actions[2], Action::RemoveImages { images: vec!["busybox:1.37.0".into()] });
         assert_eq!(plan.actions[3], Action::RemoveTools { dir: ".tools".into() });
         assert!(plan.kept.is_empty());
+    }
+
+    #[test]
+    fn image_caches_are_kept_unless_purged() {
+        let cached = Observed { image_caches: vec!["k3d-c-cache".into()], ..gone() };
+        let kept = decide(&cached, false);
+        assert!(kept.kept.iter().any(|k| k.starts_with("image cache(s) k3d-c-cache")));
+        assert!(!kept.actions.iter().any(|a| matches!(a, Action::RemoveImageCaches { .. })));
+        let purged = decide(&cached, true);
+        assert!(
+            purged
+                .actions
+                .contains(&Action::RemoveImageCaches { containers: vec!["k3d-c-cache".into()] })
+        );
     }
 
     #[test]
