@@ -193,11 +193,15 @@ fn external_secrets_are_reconciled_only_with_the_operator_chart() {
 
     let operator = write_operator_layer(bed.dir());
     sync(&bed, &operator);
+    // The flood gate: the store turns Ready only once the operator validated it; until
+    // then its ExternalSecrets fail, and ESO retries them.
+    let ready = |e: &Value| e["status"]["conditions"][0]["status"] == "True";
     let es = eventually(Duration::from_secs(30), "every ExternalSecret reconciled", || {
         let es = bed.list("/apis/external-secrets.io/v1/externalsecrets", None);
-        es.iter().all(|e| e["status"]["conditions"].is_array()).then_some(es)
+        let settled = es.iter().all(|e| e["status"]["conditions"].is_array())
+            && es.iter().filter(|e| ready(e)).count() + 2 == es.len();
+        settled.then_some(es)
     });
-    let ready = |e: &Value| e["status"]["conditions"][0]["status"] == "True";
     let failed: Vec<&Value> = es.iter().filter(|e| !ready(e)).collect();
     assert_eq!(failed.len(), 2, "{es:?}");
     for e in &failed {
@@ -221,6 +225,7 @@ fn external_secrets_are_reconciled_only_with_the_operator_chart() {
         warnings.iter().any(|m| m.contains("could not get ClusterSecretStore \"missing-store\"")),
         "{warnings:?}"
     );
+    assert!(warnings.iter().any(|m| m.ends_with("\" is not ready")), "{warnings:?}");
     for e in es.iter().filter(|e| ready(e)) {
         let target = e["spec"]["target"]["name"].as_str().unwrap();
         assert!(
