@@ -6,8 +6,9 @@
 //! makes a registry outside any cluster: container `k3d-NAME` (`cmd/registry/
 //! registryCreate.go` prefixes `k3d-`), labels `app=k3d`, `k3d.role=registry` and no
 //! `k3d.cluster`, so `k3d cluster delete` leaves it (k3d v5.7.5 `ClusterDelete` deletes
-//! only the cluster's nodes), env `REGISTRY_PROXY_REMOTEURL` for a pull-through cache
-//! (`pkg/client/registry.go`). What such a cache holds is
+//! only the cluster's nodes); for a pull-through cache k3d sets `REGISTRY_PROXY_REMOTEURL`
+//! (`pkg/client/registry.go`), here a label `testbed.proxy.remoteurl` (the registry
+//! process cannot reach upstream). What such a cache holds is
 //! `$TESTBED_DIR/caches/<container>/` (`node_images`), not the volume named by `-v`.
 
 use std::collections::HashMap;
@@ -140,13 +141,14 @@ pub(crate) async fn create_standalone(
     ]);
     labels.insert(docker::LABEL_TESTBED_DIR.to_owned(), dir.to_string_lossy().into_owned());
     let remote = flags.value(&["proxy-remote-url"]).unwrap_or("").to_owned();
-    let env = (!remote.is_empty()).then(|| vec![format!("REGISTRY_PROXY_REMOTEURL={remote}")]);
+    // Not the registry's `REGISTRY_PROXY_REMOTEURL`: the real registry process would try
+    // to reach upstream, which the testbed has not; a label says what it proxies.
+    labels.insert("testbed.proxy.remoteurl".to_owned(), remote.clone());
     let port_key = format!("{REGISTRY_INTERNAL_PORT}/tcp");
     let body = ContainerCreateBody {
         image: Some(images::REGISTRY_IMAGE.to_owned()),
         cmd: Some(images::registry_command()),
         labels: Some(labels),
-        env,
         exposed_ports: Some(vec![port_key.clone()]),
         host_config: Some(HostConfig {
             port_bindings: Some(HashMap::from([(

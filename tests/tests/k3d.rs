@@ -58,18 +58,30 @@ fn cluster_create_stop_start_delete_like_k3d() {
     let config = platform_k3d_config();
     let config = config.to_str().unwrap();
 
-    let out = k3d(
-        &world,
-        &[
-            "cluster",
-            "create",
-            "--config",
-            config,
-            "--runtime-label",
-            "bootstrap.hash=abc@server:*",
-            "--wait",
-        ],
-    );
+    // The config uses an image cache: k3d needs it to exist (`RegistryGet`).
+    let create = [
+        "cluster",
+        "create",
+        "--config",
+        config,
+        "--runtime-label",
+        "bootstrap.hash=abc@server:*",
+        "--wait",
+    ];
+    let out = k3d(&world, &create);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("Failed to find registry 'k3d-ameide-cache'"), "{}", text(&out));
+    let cache = [
+        "registry",
+        "create",
+        "ameide-cache",
+        "--proxy-remote-url",
+        "https://registry-1.docker.io",
+        "--no-help",
+    ];
+    let out = k3d(&world, &cache);
+    assert!(out.status.success(), "registry create failed:\n{}", text(&out));
+    let out = k3d(&world, &create);
     assert!(out.status.success(), "create failed:\n{}", text(&out));
 
     let containers = cluster_containers("ameide");
@@ -132,6 +144,9 @@ fn cluster_create_stop_start_delete_like_k3d() {
     let config = kubeconfig::read(&world.kubeconfig()).unwrap();
     assert!(kubeconfig::context_names(&config).is_empty(), "kubeconfig still has {config}");
     assert!(probe::get("http://127.0.0.1:5001/v2/", &[]).is_err(), "registry still answers");
+    // The image cache is no node of the cluster: it stays.
+    let left = docker_inspect_running("k3d-ameide-cache");
+    assert!(left, "the image cache went with the cluster");
 
     let calls: Vec<String> = world.calls().iter().map(|c| c.args.join(" ")).collect();
     assert!(calls.iter().any(|c| c == "cluster delete ameide"), "calls: {calls:?}");
@@ -241,6 +256,15 @@ fn the_api_lives_with_the_server_container_over_tls() {
     wait_for(Duration::from_secs(30), || kubectl_namespaces(&world).status.success());
     let out = k3d(&world, &["cluster", "delete", "sample"]);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+/// Whether a container exists and runs (the real docker CLI).
+fn docker_inspect_running(name: &str) -> bool {
+    let out = std::process::Command::new("docker")
+        .args(["inspect", "-f", "{{.State.Running}}", name])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "true"
 }
 
 /// Poll until `done`; panics after `limit` (a generous bound, not a timing assertion).
