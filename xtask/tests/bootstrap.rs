@@ -47,7 +47,10 @@ fn mutating(calls: &[Call]) -> Vec<&Call> {
             "helm" => {
                 c.args.first().is_some_and(|a| a != "version" && a != "list" && a != "status")
             }
-            "docker" => c.args.first().is_some_and(|a| a == "pull"),
+            "docker" => {
+                c.args.first().is_some_and(|a| a == "pull")
+                    || c.args.windows(2).any(|w| w[0] == "crictl" && w[1] == "pull")
+            }
             _ => false,
         })
         .collect()

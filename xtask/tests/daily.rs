@@ -134,7 +134,11 @@ fn timings_report_and_status_on_a_converged_then_failed_platform() {
     assert_eq!(named("step"), ["stamp"]);
     assert!(!named("image").is_empty(), "image fetches are spans");
     let tools = named("tool");
-    for call in ["k3d cluster create ameide", "helm test auth-smoke", "docker pull"] {
+    for call in [
+        "k3d cluster create ameide",
+        "helm test auth-smoke",
+        "docker exec k3d-ameide-server-0 crictl pull",
+    ] {
         assert!(tools.iter().any(|t| t.starts_with(call)), "{call} in {tools:?}");
     }
     let syncs = tools.iter().filter(|t| t.starts_with("helmfile") && t.contains(" sync ")).count();

@@ -40,7 +40,10 @@ fn mutating(calls: &[Call]) -> Vec<String> {
                 c.args.first().is_some_and(|a| !["version", "list", "status"].contains(&a.as_str()))
             }
             "tilt" => c.args.first().is_some_and(|a| a == "up"),
-            "docker" => c.args.first().is_some_and(|a| a == "pull"),
+            "docker" => {
+                c.args.first().is_some_and(|a| a == "pull")
+                    || c.args.windows(2).any(|w| w[0] == "crictl" && w[1] == "pull")
+            }
             _ => false,
         })
         .map(|c| format!("{} {}", c.tool, c.args.join(" ")))
