@@ -1,20 +1,24 @@
-//! `cargo xtask plan`: what the platform is made of, read from `infra/` and changing
-//! nothing: the cluster (with its config hash), the layers in order with their releases,
-//! gates and container images (rendered with `helmfile template`), and the locked charts.
+//! `cargo xtask plan`: the run plan `cargo xtask bootstrap --plan` prints (the same
+//! value: [`crate::bootstrap::run_plan::RunPlan`]): what the platform is made of, read
+//! from `infra/` and changing nothing (the cluster with its config hash, the layers in
+//! order with their releases, gates and container images rendered with `helmfile
+//! template`, the locked charts), each part with what a bootstrap would do about it.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::bootstrap::run_plan::{
+    ClusterDecision, LayerAction, LayerDecision, RunPlan, StepDecision,
+};
 use crate::config::Context;
 use crate::error::Result;
 use crate::events::{Event, Rendered};
-use crate::helmfile_list::read_platform;
 use crate::platform::charts_lock::ChartsLock;
 use crate::platform::helmfile::LayerReleases;
 use crate::platform::k3d::K3dConfig;
 
-/// The plan as printed (`--format json` is exactly this).
+/// What `infra/` describes (the run plan's description part).
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanView {
     pub root: String,
@@ -42,6 +46,8 @@ pub struct StepView {
     pub run: Vec<String>,
     pub inputs: Vec<String>,
     pub requires_env: Vec<String>,
+    #[serde(flatten)]
+    pub decision: Option<StepDecision>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -56,6 +62,8 @@ pub struct ClusterView {
     pub image: Option<String>,
     /// The registry container the config makes k3d create, if any.
     pub registry: Option<String>,
+    #[serde(flatten)]
+    pub decision: Option<ClusterDecision>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -76,6 +84,8 @@ pub struct LayerView {
     /// Why `images` is not known, when rendering failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub images_note: Option<String>,
+    #[serde(flatten)]
+    pub decision: Option<LayerDecision>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -99,11 +109,17 @@ pub struct ChartView {
     pub archive: String,
 }
 
-/// Read everything the plan shows. Bad input anywhere stops with exit 2.
-pub async fn build(ctx: &Context) -> Result<PlanView> {
+/// Describe what `infra/` holds (with `platform` as preflight read it). Bad input
+/// anywhere stops with exit 2. `render_images`: run `helmfile template` per layer for
+/// its images (the plan that is printed); a run that applies leaves that to the
+/// images fetched ahead.
+pub async fn describe(
+    ctx: &Context,
+    platform: &crate::platform::helmfile::Platform,
+    render_images: bool,
+) -> Result<PlanView> {
     let settings = &ctx.settings;
     let k3d = K3dConfig::read(&settings.k3d_config)?;
-    let platform = read_platform(ctx).await?;
     let lock = ChartsLock::read(&settings.charts_lock)?;
 
     let cluster = ClusterView {
@@ -114,8 +130,20 @@ pub async fn build(ctx: &Context) -> Result<PlanView> {
         agents: k3d.spec.agents,
         image: k3d.spec.image.clone(),
         registry: k3d.created_registry(&settings.cluster),
+        decision: None,
     };
-    let rendered = crate::images::render_layers(ctx, &platform.layers).await;
+    let rendered = match render_images {
+        true => crate::images::render_layers(ctx, &platform.layers).await,
+        false => platform
+            .layers
+            .iter()
+            .map(|layer| crate::images::LayerImages {
+                layer: layer.name.clone(),
+                images: Vec::new(),
+                note: Some("not rendered by a run that applies".into()),
+            })
+            .collect(),
+    };
     let layers = platform
         .layers
         .iter()
@@ -146,6 +174,7 @@ pub async fn build(ctx: &Context) -> Result<PlanView> {
             gates: layer.gates().map(|r| r.name.clone()).collect(),
             images: rendered.images,
             images_note: rendered.note,
+            decision: None,
         })
         .collect();
     let charts = lock
@@ -166,7 +195,7 @@ pub async fn build(ctx: &Context) -> Result<PlanView> {
         charts_lock: ctx.display_path(&settings.charts_lock),
         charts,
         bundles: BundlesView {
-            available: crate::platform::bundles::available(&platform).into_iter().collect(),
+            available: crate::platform::bundles::available(platform).into_iter().collect(),
             enabled: ctx.bundles.iter().cloned().collect(),
         },
         steps: settings
@@ -178,21 +207,34 @@ pub async fn build(ctx: &Context) -> Result<PlanView> {
                 run: s.run.clone(),
                 inputs: s.inputs.clone(),
                 requires_env: s.requires_env.clone(),
+                decision: None,
             })
             .collect(),
     })
 }
 
-/// `cargo xtask plan`: the view as the result (the listing, or JSON).
+/// `cargo xtask plan`: the run plan of a plain `bootstrap` as the result.
 pub async fn run(ctx: &Context) -> Result<()> {
-    let plan = build(ctx).await?;
+    let plan = crate::bootstrap::plan_only(ctx).await?;
     ctx.session.events.emit(Event::Result { result: &plan });
     Ok(())
 }
 
-impl Rendered for PlanView {
+impl Rendered for RunPlan {
     fn human(&self) -> String {
-        render(self)
+        let mut out = String::new();
+        for tool in &self.tools {
+            let _ =
+                writeln!(out, "tools     install {} {}: {}", tool.name, tool.version, tool.reason);
+        }
+        out.push_str(&render(&self.platform));
+        if !self.fetch_ahead.is_empty() {
+            let _ = writeln!(out, "\nimages    fetched ahead for {}", self.fetch_ahead.join(", "));
+        }
+        for warning in &self.warnings {
+            let _ = writeln!(out, "warning: {warning}");
+        }
+        out
     }
 
     fn json(&self) -> serde_json::Value {
@@ -207,6 +249,9 @@ pub fn render(plan: &PlanView) -> String {
     let count = |n: Option<u32>| n.map_or("default".to_string(), |n| n.to_string());
     let registry = c.registry.as_deref().unwrap_or("none");
     let _ = writeln!(out, "cluster   {} (k3d, registry {registry})", c.name);
+    if let Some(d) = &c.decision {
+        let _ = writeln!(out, "  plan    {}: {}", d.action, d.reason);
+    }
     let _ = writeln!(out, "  config  {}", c.config);
     let _ = writeln!(out, "  hash    {}", c.config_hash);
     let _ = writeln!(
@@ -233,6 +278,9 @@ pub fn render(plan: &PlanView) -> String {
             n => format!("{n} gate(s)"),
         };
         let _ = writeln!(out, "  {}. {}  ({}; {gates})", i + 1, layer.name, layer.file);
+        if let Some(line) = layer.decision.as_ref().and_then(decision_line) {
+            let _ = writeln!(out, "       plan: {line}");
+        }
         if let Some(note) = &layer.note {
             let _ = writeln!(out, "       {note}");
         }
@@ -281,6 +329,9 @@ pub fn render(plan: &PlanView) -> String {
         let _ = writeln!(out, "\nsteps     {} repository step(s)", plan.steps.len());
         for step in &plan.steps {
             let _ = writeln!(out, "  {}  after {}: {}", step.name, step.after, step.run.join(" "));
+            if let Some(d) = &step.decision {
+                let _ = writeln!(out, "       plan: {}: {}", d.action, d.reason);
+            }
         }
     }
     let _ = writeln!(out, "\ncharts    {} locked in {}", plan.charts.len(), plan.charts_lock);
@@ -292,6 +343,19 @@ pub fn render(plan: &PlanView) -> String {
         );
     }
     out
+}
+
+/// `sync: <reason>; first <recovery>; then <step>`, for a selected layer.
+pub fn decision_line(d: &LayerDecision) -> Option<String> {
+    let action = match d.action? {
+        LayerAction::Sync => "sync",
+        LayerAction::Unchanged => "unchanged",
+        LayerAction::Recheck => "recheck",
+    };
+    let reason = d.reason.as_deref().unwrap_or_default();
+    let first: String = d.first.iter().map(|s| format!("; first {s}")).collect();
+    let then: String = d.then.iter().map(|s| format!("; then {s}")).collect();
+    Some(format!("{action}: {reason}{first}{then}"))
 }
 
 fn none_or(list: &[String]) -> String {
@@ -314,6 +378,7 @@ mod tests {
                 agents: None,
                 image: None,
                 registry: Some("k3d-dev-reg".into()),
+                decision: None,
             },
             layers: vec![
                 LayerView {
@@ -333,6 +398,7 @@ mod tests {
                     gates: vec!["bootstrap-smoke".into()],
                     images: vec!["busybox:1.37.0".into()],
                     images_note: None,
+                    decision: None,
                 },
                 LayerView {
                     name: "20-core-operators".into(),
@@ -343,6 +409,7 @@ mod tests {
                     gates: vec![],
                     images: vec![],
                     images_note: Some("`helmfile template` of x.yaml.gotmpl failed: boom".into()),
+                    decision: None,
                 },
             ],
             charts_lock: "charts.lock.yaml".into(),
@@ -354,6 +421,7 @@ mod tests {
                 run: vec!["pnpm".into(), "build".into()],
                 inputs: vec![],
                 requires_env: vec![],
+                decision: None,
             }],
         }
     }
@@ -388,6 +456,6 @@ mod tests {
         assert_eq!(json["steps"][0]["after"], "50-product-services");
         assert_eq!(json["layers"][0]["images"][0], "busybox:1.37.0");
         assert!(json["layers"][0].get("images_note").is_none());
-        assert_eq!(sample().json(), json, "the result's JSON is the view itself");
+        assert!(json["cluster"].get("action").is_none(), "no decision, no action: {json}");
     }
 }

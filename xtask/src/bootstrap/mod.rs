@@ -1,14 +1,18 @@
 //! `cargo xtask bootstrap` (every stage) and `cargo xtask sync <layer>...` (the layer
 //! cycle for the named layers), as a pipeline of stages (`crate::runner`): preflight
-//! reads every input and builds the run's [`Inputs`]; then cluster, charts, layers,
-//! status, secrets and tilt each plan over what they observe and apply. The Vault
+//! reads every input ([`Inputs`]), observes once and decides the run's one plan
+//! ([`run_plan::RunPlan`]), which `--plan` prints; otherwise it installs the planned
+//! tools, and charts, cluster, layers, status, secrets and tilt each carry out their
+//! part of the plan. The Vault
 //! bootstrap wait and the db-migrations Secret run inside the layers stage, right after
 //! their configured layers, so later layers can rely on them. The summary is emitted as
 //! the command's result.
 
 mod images_stage;
 mod layers_stage;
+mod observe;
 mod preflight;
+pub mod run_plan;
 mod stages;
 mod steps_stage;
 pub mod summary;
@@ -18,10 +22,14 @@ use crate::error::{ErrorKind, Result, bad_input};
 use crate::events::Event;
 use crate::outcome::Status;
 use crate::platform::helmfile::{Layer, Platform};
-use crate::runner::{self, Mode, RunOutcome, Stage};
+use crate::runner::{self, Mode, RunOutcome};
 use crate::secrets::Step;
 use crate::session::Session;
+use run_plan::RunPlan;
 use summary::{LayerRow, StepRow, Summary};
+
+/// A stage after preflight: it carries out its part of the run's plan.
+pub type Stage<'c> = dyn runner::Stage<RunState<'c>, RunPlan> + 'c;
 
 #[derive(clap::Args, Debug, Default)]
 pub struct Args {
@@ -141,11 +149,18 @@ pub struct RunState<'c> {
     pub steps_detail: Vec<String>,
     /// The images fetched ahead while the layers synced, when they were.
     pub images: Option<crate::images::FetchReport>,
+    /// The cluster as the observe pass read it (the cluster stage applies through it).
+    pub cluster: Option<crate::cluster::Planned>,
     client: Option<kube::Client>,
 }
 
 impl<'c> RunState<'c> {
-    fn new(ctx: &'c Context, options: Options, inputs: Inputs) -> RunState<'c> {
+    fn new(
+        ctx: &'c Context,
+        options: Options,
+        inputs: Inputs,
+        cluster: Option<crate::cluster::Planned>,
+    ) -> RunState<'c> {
         let rows = inputs.layers.iter().map(|l| LayerRow::new(&l.layer.name)).collect();
         let steps = step_rows(ctx);
         RunState {
@@ -159,6 +174,7 @@ impl<'c> RunState<'c> {
             steps_done: Vec::new(),
             steps_detail: Vec::new(),
             images: None,
+            cluster,
             client: None,
         }
     }
@@ -183,22 +199,7 @@ pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
     };
     let mode = if args.plan { Mode::Plan } else { Mode::Apply };
     let options = Options { selection, force: args.force, no_install: args.no_install, mode };
-    let steps_after = |anchor| steps_after(ctx, anchor);
-    let stages: Vec<Box<dyn Stage<RunState>>> = [
-        // Charts first: an offline check, so a bad lock stops the run before any change.
-        Some(Box::new(stages::Charts) as Box<dyn Stage<RunState>>),
-        Some(Box::new(stages::Cluster::default())),
-        steps_after("cluster"),
-        Some(Box::new(images_stage::FetchAhead::new(layers_stage::Layers::default()))),
-        Some(Box::new(stages::Status)),
-        steps_after("layers"),
-        Some(Box::new(stages::Secrets)),
-        steps_after("secrets"),
-        (!args.no_tilt).then(|| Box::new(stages::Tilt) as Box<dyn Stage<RunState>>),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let stages = bootstrap_stages(ctx, args.no_tilt);
     let Some(asked) = &args.timings else {
         return execute(ctx, "bootstrap", options, stages, None).await;
     };
@@ -210,6 +211,43 @@ pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
     execute(&timed, "bootstrap", options, stages, Some((path, recorder))).await
 }
 
+/// The stages of `bootstrap`, in order.
+fn bootstrap_stages<'c>(ctx: &Context, no_tilt: bool) -> Vec<Box<Stage<'c>>> {
+    let steps_after = |anchor| steps_after(ctx, anchor);
+    [
+        // Charts first: an offline check, so a bad lock stops the run before any change.
+        Some(Box::new(stages::Charts) as Box<Stage>),
+        Some(Box::new(stages::Cluster)),
+        steps_after("cluster"),
+        Some(Box::new(images_stage::FetchAhead::new(layers_stage::Layers::default()))),
+        Some(Box::new(stages::Status)),
+        steps_after("layers"),
+        Some(Box::new(stages::Secrets)),
+        steps_after("secrets"),
+        (!no_tilt).then(|| Box::new(stages::Tilt) as Box<Stage>),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// `cargo xtask plan`: the plan of a plain `cargo xtask bootstrap` (the value its
+/// `--plan` prints), or the error that stops its preflight.
+pub async fn plan_only(ctx: &Context) -> Result<RunPlan> {
+    let options =
+        Options { selection: Selection::All, force: false, no_install: false, mode: Mode::Plan };
+    let names = bootstrap_stages(ctx, false).iter().map(|s| s.name()).collect();
+    let preflight = preflight::Preflight { ctx, options, stages: names };
+    let mut read = preflight::Read::default();
+    let mut first: Vec<Box<dyn runner::Stage<preflight::Read, ()>>> = vec![Box::new(preflight)];
+    let outcome = runner::run(&mut first, &(), &mut read, &ctx.session, remedy).await;
+    match (outcome.error, read.planned) {
+        (Some(error), _) => Err(error),
+        (None, Some(planned)) => Ok(planned.plan),
+        (None, None) => Err(crate::error::failed("preflight planned nothing")),
+    }
+}
+
 pub async fn sync(ctx: &Context, args: &SyncArgs) -> Result<()> {
     let options = Options {
         selection: Selection::Named(args.layers.clone()),
@@ -217,8 +255,8 @@ pub async fn sync(ctx: &Context, args: &SyncArgs) -> Result<()> {
         no_install: args.no_install,
         mode: Mode::Apply,
     };
-    let stages: Vec<Box<dyn Stage<RunState>>> = [
-        Some(Box::new(layers_stage::Layers::default()) as Box<dyn Stage<RunState>>),
+    let stages: Vec<Box<Stage>> = [
+        Some(Box::new(layers_stage::Layers::default()) as Box<Stage>),
         Some(Box::new(stages::Status)),
         steps_after(ctx, "layers"),
     ]
@@ -232,7 +270,7 @@ async fn execute<'c>(
     ctx: &'c Context,
     command: &str,
     options: Options,
-    mut stages: Vec<Box<dyn Stage<RunState<'c>> + 'c>>,
+    mut stages: Vec<Box<Stage<'c>>>,
     timings: Option<(std::path::PathBuf, std::sync::Arc<crate::timings::Recorder>)>,
 ) -> Result<()> {
     let session = &ctx.session;
@@ -246,25 +284,29 @@ async fn execute<'c>(
     );
     session.events.emit(Event::CommandStarted { command, detail: &detail });
 
-    let needs_k3d = names.contains(&"cluster") && ctx.targets_own_cluster();
-    let mut first: Vec<Box<dyn Stage<preflight::Read> + '_>> =
+    let mut first: Vec<Box<dyn runner::Stage<preflight::Read, ()> + '_>> =
         vec![Box::new(preflight::Preflight {
             ctx,
             options: options.clone(),
-            needs_k3d,
             stages: names.clone(),
         })];
     let mut read = preflight::Read::default();
-    let mut outcome = runner::run(&mut first, &mut read, options.mode, session, remedy).await;
+    let mut outcome = runner::run(&mut first, &(), &mut read, session, remedy).await;
     // Kept when preflight failed after reading the layers: the summary still lists them.
     let mut rows = read.layer_names.iter().map(|name| LayerRow::new(name)).collect();
     let mut steps = step_rows(ctx);
     let (mut registry, mut secret_stores) = (None, Vec::new());
     let mut images = None;
-    match read.inputs {
-        Some(inputs) if outcome.error.is_none() => {
-            let mut state = RunState::new(ctx, options.clone(), inputs);
-            let rest = runner::run(&mut stages, &mut state, options.mode, session, remedy).await;
+    match read.planned {
+        // `--plan`: the plan is the result; nothing is applied.
+        Some(planned) if outcome.error.is_none() && options.mode == Mode::Plan => {
+            session.events.emit(Event::Result { result: &planned.plan });
+            return Ok(());
+        }
+        Some(planned) if outcome.error.is_none() => {
+            let preflight::Planned { inputs, plan, cluster } = planned;
+            let mut state = RunState::new(ctx, options.clone(), inputs, cluster);
+            let rest = runner::run(&mut stages, &plan, &mut state, session, remedy).await;
             outcome = join(outcome, rest);
             rows = state.rows;
             steps = state.steps;
@@ -310,12 +352,9 @@ async fn execute<'c>(
 
 /// The stage running the steps configured after `anchor`, if there are any. Every run
 /// holding the anchor's stage holds this one after it.
-fn steps_after<'c>(
-    ctx: &Context,
-    anchor: &'static str,
-) -> Option<Box<dyn Stage<RunState<'c>> + 'c>> {
+fn steps_after<'c>(ctx: &Context, anchor: &'static str) -> Option<Box<Stage<'c>>> {
     let any = ctx.settings.steps.iter().any(|s| s.after == anchor);
-    any.then(|| Box::new(steps_stage::Steps { after: anchor }) as Box<dyn Stage<RunState>>)
+    any.then(|| Box::new(steps_stage::Steps { after: anchor }) as Box<Stage>)
 }
 
 /// One `skipped` row per configured step (the stages mark what they do).

@@ -5,10 +5,11 @@
 use std::time::Instant;
 
 use super::RunState;
+use super::run_plan::RunPlan;
 use super::summary::StepStatus;
 use crate::error::Result;
 use crate::outcome::{Finding, Report};
-use crate::runner::{Mode, Stage, StageFuture};
+use crate::runner::{Stage, StageFuture};
 use crate::steps::{self, StepPlan};
 
 /// One configured step as this run sees it.
@@ -21,36 +22,29 @@ pub struct StepInput {
     pub in_run: bool,
 }
 
-/// Mark the plans of the steps after `anchor` in the rows (`--plan`: as planned).
-pub fn plan_after(state: &mut RunState<'_>, anchor: &str) -> Vec<String> {
-    let mut lines = Vec::new();
-    for (index, input) in state.inputs.steps.iter().enumerate() {
-        if input.settings.after != anchor || !input.in_run {
-            continue;
-        }
-        let row = &mut state.steps[index];
-        row.plan = Some(input.plan.to_string());
-        if state.options.mode == Mode::Plan {
-            row.status = StepStatus::Planned;
-        }
-        lines.push(format!("step {} ({})", input.settings.name, input.plan));
-    }
-    lines
-}
-
-/// Run the steps after `anchor`, in order; the first failure is returned.
-pub async fn run_after(state: &mut RunState<'_>, anchor: &str) -> Result<Option<Finding>> {
+/// Run the steps after `anchor` the plan runs, in order; the first failure is returned.
+pub async fn run_after(
+    plan: &RunPlan,
+    state: &mut RunState<'_>,
+    anchor: &str,
+) -> Result<Option<Finding>> {
     let ctx = state.ctx;
     for index in 0..state.inputs.steps.len() {
         let input = state.inputs.steps[index].clone();
-        if input.settings.after != anchor || !input.in_run {
+        let decision = plan.platform.steps.get(index).and_then(|s| s.decision.as_ref());
+        let Some(decision) = decision.filter(|_| input.settings.after == anchor) else {
             continue;
-        }
+        };
         let tag = format!("steps/{}", input.settings.name);
-        if input.plan == StepPlan::Unchanged {
-            ctx.session.progress(&tag, &format!("step {}: unchanged", input.settings.name));
-            state.steps[index].status = StepStatus::Unchanged;
-            continue;
+        state.steps[index].plan = Some(format!("{}: {}", decision.action, decision.reason));
+        match decision.action.as_str() {
+            "skip" => continue,
+            "unchanged" => {
+                ctx.session.progress(&tag, &format!("step {}: unchanged", input.settings.name));
+                state.steps[index].status = StepStatus::Unchanged;
+                continue;
+            }
+            _ => {}
         }
         ctx.session.cancel.check()?;
         ctx.session.progress(&tag, &format!("step {}: {}", input.settings.name, input.plan));
@@ -78,21 +72,14 @@ pub struct Steps {
     pub after: &'static str,
 }
 
-impl Stage<RunState<'_>> for Steps {
+impl Stage<RunState<'_>, RunPlan> for Steps {
     fn name(&self) -> &'static str {
         "steps"
     }
 
-    fn plan<'a>(&'a mut self, state: &'a mut RunState<'_>) -> StageFuture<'a> {
+    fn apply<'a>(&'a mut self, plan: &'a RunPlan, state: &'a mut RunState<'_>) -> StageFuture<'a> {
         Box::pin(async move {
-            let lines = plan_after(state, self.after);
-            Ok(Report::planned(format!("after {}: {}", self.after, lines.join(", "))))
-        })
-    }
-
-    fn apply<'a>(&'a mut self, state: &'a mut RunState<'_>) -> StageFuture<'a> {
-        Box::pin(async move {
-            if let Some(finding) = run_after(state, self.after).await? {
+            if let Some(finding) = run_after(plan, state, self.after).await? {
                 return Ok(Report::failed(format!("a step after {} failed", self.after), finding));
             }
             let done: Vec<String> = state

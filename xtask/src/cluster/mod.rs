@@ -24,7 +24,7 @@ use crate::config::Context;
 use crate::error::{Context as _, Result, bad_input, missing};
 use crate::platform::k3d::K3dConfig;
 
-pub use stage::{Outcome, Planned, apply, merge_command, plan, run, wait_ready};
+pub use stage::{Outcome, Planned, apply, apply_decided, merge_command, plan, run, wait_ready};
 
 /// Runtime label stamped on server nodes at creation: the canonical config hash.
 pub const HASH_LABEL: &str = "dev.ameide.bootstrap/k3d-config-hash";

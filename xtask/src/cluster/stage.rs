@@ -63,7 +63,12 @@ pub async fn plan(ctx: &Context) -> Result<Planned> {
 /// (always, converged or not) within `timeouts.cluster_ready`. The report's detail is
 /// the action (`create: no cluster exists`, `nothing to do: ...`).
 pub async fn apply(ctx: &Context, planned: &Planned) -> Result<Report> {
-    let Planned { config, desired, plan, docker, .. } = planned;
+    apply_decided(ctx, planned, &planned.plan).await
+}
+
+/// [`apply`] with `plan` decided elsewhere (a run plan) over what `planned` observed.
+pub async fn apply_decided(ctx: &Context, planned: &Planned, plan: &Plan) -> Result<Report> {
+    let Planned { config, desired, docker, .. } = planned;
     let session = &ctx.session;
     // Creating a cluster pulls images and boots k3s: the cluster budget, not a short call's.
     let timeout = ctx.settings.timeouts.cluster_ready();
