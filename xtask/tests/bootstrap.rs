@@ -83,18 +83,23 @@ fn healthy_converged_edited_malformed_and_interrupted() {
     let world = World::up(WorldOptions::default()).unwrap();
     let platform = platform();
 
-    // A plan in a fresh world: every layer `planned` with action `sync`, no change made.
+    // A plan in a fresh world: the cluster created, every layer selected with action
+    // `sync`, no change made; `cargo xtask plan` prints the same plan.
     let (code, plan) = platform.json(&world, &["bootstrap", "--plan"]);
     assert_eq!(code, Some(0), "{plan}");
+    assert_eq!(plan["cluster"]["action"], "create", "{plan}");
     for name in LAYERS {
         let row = layer(&plan, name);
         assert_eq!(
-            (row["status"].as_str(), row["action"].as_str()),
-            (Some("planned"), Some("sync")),
+            (row["selected"].as_bool(), row["action"].as_str()),
+            (Some(true), Some("sync")),
             "{row}"
         );
         assert!(row["reason"].as_str().is_some_and(|r| !r.is_empty()), "{row}");
     }
+    assert_eq!(plan["tools"], serde_json::json!([]), "nothing pinned, nothing to install");
+    let (code, same) = platform.json(&world, &["plan"]);
+    assert_eq!((code, &same), (Some(0), &plan), "`plan` and `bootstrap --plan` differ");
     assert_eq!(mutating(&world.calls()), Vec::<&Call>::new(), "a plan changes nothing");
 
     // Cold: every layer synced in order, every gate passed.
@@ -134,18 +139,16 @@ fn healthy_converged_edited_malformed_and_interrupted() {
     assert_eq!(synced_layers(&since), Vec::<String>::new());
     assert_eq!(helm_tests(&since), 0, "{since:?}");
 
-    // A plan after a green run: every layer `planned` with action `unchanged`.
+    // A plan after a green run: nothing to do for the cluster, every layer `unchanged`.
     let before = world.calls().len();
     let (code, plan) = platform.json(&world, &["bootstrap", "--plan"]);
     assert_eq!(code, Some(0), "{plan}");
+    assert_eq!(plan["cluster"]["action"], "noop", "{plan}");
     for name in LAYERS {
-        let row = layer(&plan, name);
-        assert_eq!(
-            (row["status"].as_str(), row["action"].as_str()),
-            (Some("planned"), Some("unchanged")),
-            "{row}"
-        );
+        assert_eq!(layer(&plan, name)["action"], "unchanged", "{plan}");
     }
+    let (code, same) = platform.json(&world, &["plan"]);
+    assert_eq!((code, &same), (Some(0), &plan), "`plan` and `bootstrap --plan` differ");
     assert_eq!(mutating(&world.calls()[before..]), Vec::<&Call>::new(), "a plan changes nothing");
 
     // The human summary is a table naming each layer.

@@ -439,33 +439,26 @@ fn bad_pin_is_exit_2_naming_the_table() {
 }
 
 #[test]
-fn bootstrap_installs_the_pinned_tools_in_preflight_unless_no_install() {
+fn bootstrap_plans_the_pinned_tools_and_installs_them_only_when_it_applies() {
     let server = Server::start();
     let pins = release(&server, "3.18.4");
-    // PATH without helmfile (not pinned here): preflight stops with exit 3 after its tools
-    // step, whatever the machine has installed. What it printed: the summary (stdout)
+    // PATH without helmfile (not pinned here). What it printed: the summary (stdout)
     // then the progress and any error (stderr).
-    let run = |workspace: &Workspace, extra: &[&str]| {
-        let output = workspace
-            .xtask(&["bootstrap"])
-            .args(extra)
-            .env("PATH", "/usr/bin:/bin")
-            .output()
-            .unwrap();
-        let printed = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        (output.status.code(), printed)
+    let run = |workspace: &Workspace, args: &[&str], path: &str| {
+        let output = workspace.xtask(args).env("PATH", path).output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let printed = format!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+        eprintln!("$ xtask {args:?} -> {:?}\n{printed}", output.status.code());
+        (output.status.code(), stdout, printed)
     };
     let with_platform = |workspace: Workspace| {
         support::copy_dir(&support::repo_root().join("infra"), &workspace.path("infra"));
         workspace
     };
+    let bare = "/usr/bin:/bin";
 
     let skipped = with_platform(Workspace::new(&pins));
-    let (code, printed) = run(&skipped, &["--no-install"]);
+    let (code, _, printed) = run(&skipped, &["bootstrap", "--no-install"], bare);
     assert_eq!(code, Some(3), "{printed}");
     assert_eq!(skipped.tools_files(), Vec::<String>::new());
     assert_eq!(server.requests(), 0);
@@ -473,17 +466,53 @@ fn bootstrap_installs_the_pinned_tools_in_preflight_unless_no_install() {
     // Bad input is found before anything is installed.
     let malformed = with_platform(Workspace::new(&pins));
     malformed.edit("infra/kubernetes/helmfiles/24-auth.yaml", |t| t.replace("chart:", "chrt:"));
-    let (code, printed) = run(&malformed, &[]);
+    let (code, _, printed) = run(&malformed, &["bootstrap"], bare);
     assert_eq!(code, Some(2), "{printed}");
     assert_eq!(malformed.tools_files(), Vec::<String>::new());
     assert_eq!(server.requests(), 0);
 
-    let installed = with_platform(Workspace::new(&pins));
-    let (code, printed) = run(&installed, &[]);
+    // A plan names what the run would install, and installs nothing; `cargo xtask plan`
+    // prints the same plan.
+    let planned = with_platform(Workspace::new(&pins));
+    let (code, stdout, printed) = run(&planned, &["bootstrap", "--plan", "--format", "json"], bare);
+    assert_eq!(code, Some(0), "{printed}");
+    let plan: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    let tools: Vec<(&str, &str)> = plan["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap(), t["version"].as_str().unwrap()))
+        .collect();
+    assert_eq!(tools, [("helm", "3.18.4"), ("k3d", "5.7.5")], "{plan}");
+    assert!(plan["warnings"].to_string().contains("helmfile"), "{plan}");
+    assert_eq!(planned.tools_files(), Vec::<String>::new());
+    assert_eq!(server.requests(), 0);
+    let (code, same, printed) = run(&planned, &["plan", "--format", "json"], bare);
+    assert_eq!(code, Some(0), "{printed}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&same).unwrap(), plan);
+    assert_eq!(server.requests(), 0);
+
+    // A tool the run needs and cannot install stops it before anything is installed.
+    let (code, _, printed) = run(&planned, &["bootstrap"], bare);
     assert_eq!(code, Some(3), "{printed}");
-    assert!(printed.contains("helmfile"), "{printed}");
-    assert_eq!(installed.run_tool("k3d"), "k3d version v5.7.5\n");
-    assert_eq!(installed.run_tool("helm"), "helm version v3.18.4\n");
+    assert!(printed.contains("not found on PATH: helmfile"), "{printed}");
+    assert_eq!(planned.tools_files(), Vec::<String>::new());
+    assert_eq!(server.requests(), 0);
+
+    // With helmfile found (one that only says its version, so no Go-template layer),
+    // applying installs the planned tools first.
+    planned.edit("infra/kubernetes/helmfile.yaml", |t| {
+        t.replace("  - helmfiles/45-data-plane-ext.yaml.gotmpl\n", "")
+    });
+    let helmfile = tempfile::tempdir().unwrap();
+    let fake = helmfile.path().join("helmfile");
+    let says_version = "#!/bin/sh\ncase \"$*\" in *version*) echo \"helmfile version v0.166.0\";; *) exit 1;; esac\n";
+    std::fs::write(&fake, says_version).unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{bare}", helmfile.path().display());
+    let (_, _, printed) = run(&planned, &["sync", "10-bootstrap"], &path);
+    assert_eq!(planned.run_tool("k3d"), "k3d version v5.7.5\n", "{printed}");
+    assert_eq!(planned.run_tool("helm"), "helm version v3.18.4\n");
     assert_eq!(server.requests(), 2);
 }
 
