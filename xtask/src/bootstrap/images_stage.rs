@@ -6,6 +6,7 @@
 //! k3d cluster's own context, and only when `images.fetch_ahead` is on.
 
 use super::RunState;
+use super::happened::Happened;
 use super::run_plan::RunPlan;
 use crate::images::{self, FetchReport};
 use crate::outcome::Report;
@@ -55,7 +56,7 @@ impl<'c, S: Stage<RunState<'c>, RunPlan>> Stage<RunState<'c>, RunPlan> for Fetch
                     })
                 }
             };
-            state.images = Some(fetched);
+            state.record.push(Happened::ImagesFetched { report: fetched });
             result
         })
     }

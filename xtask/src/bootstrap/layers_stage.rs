@@ -6,10 +6,11 @@
 use std::time::Instant;
 
 use super::RunState;
+use super::happened::Happened;
 use super::run_plan::{LayerAction as Planned, RunPlan};
 use super::summary::{LayerAction, LayerStatus, word};
 use crate::error::Result;
-use crate::layers::{self, Cycle, LayerPlan};
+use crate::layers::{self, Cycle, GateStatus, LayerPlan};
 use crate::outcome::{Finding, Report, Status};
 use crate::runner::{Stage, StageFuture};
 use crate::secrets;
@@ -107,23 +108,15 @@ async fn apply(
         let Some((action, reason, pending)) = decided(plan, state, index).await? else {
             continue;
         };
-        let row = &mut state.rows[index];
-        row.action = Some((action, reason.clone()));
-        row.first = pending.iter().map(ToString::to_string).collect();
-        row.then = plan.platform.layers[index]
-            .decision
-            .as_ref()
-            .map(|d| d.then.clone())
-            .unwrap_or_default();
         let input = state.inputs.layers[index].clone();
         let name = input.layer.name.clone();
         *current = Some(name.clone());
         let started = Instant::now();
         let span = session.events.span(SpanKind::Layer, &format!("layers/{name}"), &name);
+        let mut gate = GateStatus::None;
         let result = match action {
             LayerAction::Unchanged => {
                 session.progress(&format!("layers/{name}"), &format!("layer {name}: unchanged"));
-                state.rows[index].status = LayerStatus::Unchanged;
                 None
             }
             LayerAction::Sync => {
@@ -134,20 +127,24 @@ async fn apply(
                 let outcome = match layers::sync_and_gate(&cycle, &input.layer, &pending).await {
                     Ok(outcome) => outcome,
                     Err(e) => {
-                        state.rows[index].status = LayerStatus::Failed;
+                        let duration = started.elapsed();
+                        let failed =
+                            Happened::LayerSynced { layer: name, gate, failed: true, duration };
+                        state.record.push(failed);
                         return Err(e);
                     }
                 };
-                let row = &mut state.rows[index];
-                row.gate = outcome.gate;
-                row.warnings.extend(outcome.warnings);
-                row.status = match outcome.failure {
+                gate = outcome.gate;
+                for warning in outcome.warnings {
+                    state.record.push(Happened::LayerWarning { layer: name.clone(), warning });
+                }
+                let status = match outcome.failure {
                     Some(_) => LayerStatus::Failed,
                     None => LayerStatus::Synced,
                 };
                 session.progress(
                     &format!("layers/{name}"),
-                    &format!("layer {name}: {}, gate {}", word(&row.status), word(&row.gate)),
+                    &format!("layer {name}: {}, gate {}", word(&status), word(&gate)),
                 );
                 outcome.failure
             }
@@ -157,10 +154,16 @@ async fn apply(
             Some(failure) => Some(failure),
             None => after_layer(state, &client, index).await?,
         };
-        state.rows[index].duration += started.elapsed();
-        span.finish(if failure.is_some() { SpanOutcome::Failed } else { SpanOutcome::Ok });
+        let duration = started.elapsed();
+        let failed = failure.is_some();
+        state.record.push(match (action, failed) {
+            (LayerAction::Unchanged, false) => {
+                Happened::LayerUnchanged { layer: name.clone(), duration }
+            }
+            _ => Happened::LayerSynced { layer: name.clone(), gate, failed, duration },
+        });
+        span.finish(if failed { SpanOutcome::Failed } else { SpanOutcome::Ok });
         if let Some(finding) = failure {
-            state.rows[index].status = LayerStatus::Failed;
             let detail = summary_detail(state);
             return Ok(Report { layer: Some(name), ..Report::failed(detail, finding) });
         }
@@ -184,11 +187,14 @@ async fn after_layer(
     index: usize,
 ) -> Result<Option<Finding>> {
     let ctx = state.ctx;
-    let layer = state.rows[index].name.clone();
+    let layer = state.inputs.layers[index].layer.name.clone();
     for step in secrets::steps_after(&ctx.settings.secrets, &layer) {
         ctx.session.cancel.check()?;
         let report = step.run(ctx, client).await?;
-        state.rows[index].warnings.extend(report.warnings.iter().cloned());
+        for warning in &report.warnings {
+            let warning = warning.clone();
+            state.record.push(Happened::LayerWarning { layer: layer.clone(), warning });
+        }
         if report.status == Status::Failed {
             return Ok(Some(report.finding.unwrap_or_else(|| {
                 Finding::new(
@@ -201,17 +207,14 @@ async fn after_layer(
         }
         for line in report.detail.split("; ").filter(|l| !l.is_empty()) {
             ctx.session.progress(&format!("layers/{layer}"), &format!("layer {layer}: {line}"));
-            state.steps_detail.push(format!("after {layer}: {line}"));
         }
-        state.steps_done.push(step);
+        let detail = report.detail;
+        state.record.push(Happened::SecretsStepRan { layer: layer.clone(), step, detail });
     }
     Ok(None)
 }
 
-/// `N synced, M unchanged, K skipped`, counted from the rows.
+/// `N synced, M unchanged, K skipped`, from what happened.
 fn summary_detail(state: &RunState<'_>) -> String {
-    let count = |status| state.rows.iter().filter(|r| r.status == status).count();
-    let (synced, unchanged) = (count(LayerStatus::Synced), count(LayerStatus::Unchanged));
-    let skipped = state.rows.len() - synced - unchanged - count(LayerStatus::Failed);
-    format!("{synced} synced, {unchanged} unchanged, {skipped} skipped")
+    state.record.layers_line(state.inputs.layers.len())
 }

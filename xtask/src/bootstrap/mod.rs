@@ -8,6 +8,7 @@
 //! their configured layers, so later layers can rely on them. The summary is emitted as
 //! the command's result.
 
+mod happened;
 mod images_stage;
 mod layers_stage;
 mod observe;
@@ -23,10 +24,9 @@ use crate::events::Event;
 use crate::outcome::Status;
 use crate::platform::helmfile::{Layer, Platform};
 use crate::runner::{self, Mode, RunOutcome};
-use crate::secrets::Step;
 use crate::session::Session;
 use run_plan::RunPlan;
-use summary::{LayerRow, StepRow, Summary};
+use summary::Summary;
 
 /// A stage after preflight: it carries out its part of the run's plan.
 pub type Stage<'c> = dyn runner::Stage<RunState<'c>, RunPlan> + 'c;
@@ -130,25 +130,14 @@ pub struct Inputs {
     pub helmfile: crate::helmfile_cli::Helmfile,
 }
 
-/// What the stages after preflight share: the inputs, and what the layers stage did
-/// that later stages build on (the layer rows, the secrets steps already run).
+/// What the stages after preflight share: the inputs, and what the stages did, as
+/// typed events (which layers converged, which secrets steps already ran).
 pub struct RunState<'c> {
     pub ctx: &'c Context,
     pub options: Options,
     pub inputs: Inputs,
-    /// One row per platform layer, in platform order.
-    pub rows: Vec<LayerRow>,
-    /// One row per repository step, in settings order.
-    pub steps: Vec<StepRow>,
-    /// The local registry and its repositories, once the cluster stage read them.
-    pub registry: Option<crate::cluster::registry::Catalog>,
-    /// The secret stores the ExternalSecrets use, once the secrets stage read them.
-    pub secret_stores: Vec<crate::secrets::StoreUse>,
-    /// Secrets steps the layers stage ran after their layers, and what they did.
-    pub steps_done: Vec<Step>,
-    pub steps_detail: Vec<String>,
-    /// The images fetched ahead while the layers synced, when they were.
-    pub images: Option<crate::images::FetchReport>,
+    /// What the stages did, in order: the summary's tables are folded from it.
+    pub record: happened::Record,
     /// The cluster as the observe pass read it (the cluster stage applies through it).
     pub cluster: Option<crate::cluster::Planned>,
     client: Option<kube::Client>,
@@ -160,23 +149,9 @@ impl<'c> RunState<'c> {
         options: Options,
         inputs: Inputs,
         cluster: Option<crate::cluster::Planned>,
+        record: happened::Record,
     ) -> RunState<'c> {
-        let rows = inputs.layers.iter().map(|l| LayerRow::new(&l.layer.name)).collect();
-        let steps = step_rows(ctx);
-        RunState {
-            ctx,
-            options,
-            inputs,
-            rows,
-            steps,
-            registry: None,
-            secret_stores: Vec::new(),
-            steps_done: Vec::new(),
-            steps_detail: Vec::new(),
-            images: None,
-            cluster,
-            client: None,
-        }
+        RunState { ctx, options, inputs, record, cluster, client: None }
     }
 
     /// The kube client for the run's context, made on first use (after the cluster
@@ -292,11 +267,12 @@ async fn execute<'c>(
         })];
     let mut read = preflight::Read::default();
     let mut outcome = runner::run(&mut first, &(), &mut read, session, remedy).await;
+    let mut record = happened::Record::default();
+    if !read.installed.is_empty() {
+        record.push(happened::Happened::ToolsInstalled { tools: read.installed.clone() });
+    }
     // Kept when preflight failed after reading the layers: the summary still lists them.
-    let mut rows = read.layer_names.iter().map(|name| LayerRow::new(name)).collect();
-    let mut steps = step_rows(ctx);
-    let (mut registry, mut secret_stores) = (None, Vec::new());
-    let mut images = None;
+    let mut plan = None;
     match read.planned {
         // `--plan`: the plan is the result; nothing is applied.
         Some(planned) if outcome.error.is_none() && options.mode == Mode::Plan => {
@@ -304,15 +280,12 @@ async fn execute<'c>(
             return Ok(());
         }
         Some(planned) if outcome.error.is_none() => {
-            let preflight::Planned { inputs, plan, cluster } = planned;
-            let mut state = RunState::new(ctx, options.clone(), inputs, cluster);
-            let rest = runner::run(&mut stages, &plan, &mut state, session, remedy).await;
+            let preflight::Planned { inputs, plan: decided, cluster } = planned;
+            let mut state = RunState::new(ctx, options.clone(), inputs, cluster, record);
+            let rest = runner::run(&mut stages, &decided, &mut state, session, remedy).await;
             outcome = join(outcome, rest);
-            rows = state.rows;
-            steps = state.steps;
-            registry = state.registry;
-            secret_stores = state.secret_stores;
-            images = state.images;
+            record = state.record;
+            plan = Some(decided);
         }
         _ => {
             for name in names {
@@ -338,11 +311,11 @@ async fn execute<'c>(
         timings,
         status: outcome.status,
         stages: outcome.rows,
-        layers: rows,
-        steps,
-        registry,
-        secret_stores,
-        images,
+        layers: record.layer_rows(&read.layer_names, plan.as_ref()),
+        steps: record.step_rows(&ctx.settings.steps, plan.as_ref()),
+        registry: record.registry(),
+        secret_stores: record.secret_stores(),
+        images: record.images(),
         failure: outcome.failure,
         log: ctx.log_path.display().to_string(),
     };
@@ -355,11 +328,6 @@ async fn execute<'c>(
 fn steps_after<'c>(ctx: &Context, anchor: &'static str) -> Option<Box<Stage<'c>>> {
     let any = ctx.settings.steps.iter().any(|s| s.after == anchor);
     any.then(|| Box::new(steps_stage::Steps { after: anchor }) as Box<Stage>)
-}
-
-/// One `skipped` row per configured step (the stages mark what they do).
-fn step_rows(ctx: &Context) -> Vec<StepRow> {
-    ctx.settings.steps.iter().map(|s| StepRow::new(&s.name, &s.after)).collect()
 }
 
 /// Preflight's outcome followed by the rest of the run's.

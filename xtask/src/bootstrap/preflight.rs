@@ -22,6 +22,8 @@ use crate::tools::ToolInstall;
 pub struct Read {
     pub layer_names: Vec<String>,
     pub planned: Option<Planned>,
+    /// The tools installed before the run planned again.
+    pub installed: Vec<ToolInstall>,
 }
 
 /// The run's inputs, its plan, and the cluster observation its apply reuses.
@@ -117,6 +119,9 @@ impl Preflight<'_> {
             return Ok(report);
         }
         let offline = crate::tools::install_planned(self.ctx, &tools).await?;
+        if offline.is_none() {
+            read.installed = tools.clone();
+        }
         let again = self.plan(read).await?;
         let installed: Vec<String> =
             tools.iter().map(|t| format!("{} {}", t.name, t.version)).collect();

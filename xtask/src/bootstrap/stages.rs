@@ -3,8 +3,8 @@
 //! run's plan.
 
 use super::RunState;
+use super::happened::Happened;
 use super::run_plan::RunPlan;
-use super::summary::LayerStatus;
 use crate::charts::{self, ReleaseChart};
 use crate::outcome::{Finding, Report, Verdict};
 use crate::runner::{Stage, StageFuture};
@@ -66,7 +66,7 @@ impl Stage<RunState<'_>, RunPlan> for Cluster {
             match cluster::registry::catalog(planned.docker(), name).await {
                 Ok(catalog) => {
                     let detail = format!("{}; {}", report.detail, catalog.describe());
-                    state.registry = Some(catalog);
+                    state.record.push(Happened::RegistryRead { catalog });
                     Ok(Report { detail, ..report })
                 }
                 Err(e) => Ok(report.warn([format!("registry {name}: repositories not read: {e}")])),
@@ -88,8 +88,8 @@ impl Stage<RunState<'_>, RunPlan> for Status {
             let client = state.client().await?;
             let mut failures: Vec<(String, Finding)> = Vec::new();
             let mut checked = 0;
-            for (input, row) in state.inputs.layers.iter().zip(&state.rows) {
-                if !matches!(row.status, LayerStatus::Synced | LayerStatus::Unchanged) {
+            for input in &state.inputs.layers {
+                if !state.record.converged(&input.layer.name) {
                     continue;
                 }
                 for release in input.layer.releases.as_slice().iter().filter(|r| r.installed) {
@@ -134,14 +134,15 @@ impl Stage<RunState<'_>, RunPlan> for Secrets {
     fn apply<'a>(&'a mut self, _: &'a RunPlan, state: &'a mut RunState<'_>) -> StageFuture<'a> {
         Box::pin(async move {
             let client = state.client().await?;
-            let report = secrets::stage(state.ctx, &client, &state.steps_done).await?;
-            let done = Report::ok(state.steps_detail.join("; "));
+            let done = state.record.secrets_steps_done();
+            let report = secrets::stage(state.ctx, &client, &done).await?;
+            let done = Report::ok(state.record.secrets_steps_detail().join("; "));
             // Which backends supply the secrets is for the summary: not reading it fails nothing.
             let stores = match secrets::stores::used(&client).await {
                 Ok(stores) if stores.is_empty() => Report::ok(""),
                 Ok(stores) => {
                     let list: Vec<String> = stores.iter().map(|s| s.describe()).collect();
-                    state.secret_stores = stores;
+                    state.record.push(Happened::SecretStoresRead { stores });
                     Report::ok(format!("secret stores: {}", list.join(", ")))
                 }
                 Err(e) => Report::ok("").warn([format!("secret stores not read: {e}")]),

@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use super::RunState;
+use super::happened::Happened;
 use super::run_plan::RunPlan;
 use super::summary::StepStatus;
 use crate::error::Result;
@@ -36,12 +37,17 @@ pub async fn run_after(
             continue;
         };
         let tag = format!("steps/{}", input.settings.name);
-        state.steps[index].plan = Some(format!("{}: {}", decision.action, decision.reason));
+        let name = input.settings.name.clone();
         match decision.action.as_str() {
             "skip" => continue,
             "unchanged" => {
-                ctx.session.progress(&tag, &format!("step {}: unchanged", input.settings.name));
-                state.steps[index].status = StepStatus::Unchanged;
+                ctx.session.progress(&tag, &format!("step {name}: unchanged"));
+                let duration = std::time::Duration::ZERO;
+                state.record.push(Happened::StepRan {
+                    name,
+                    status: StepStatus::Unchanged,
+                    duration,
+                });
                 continue;
             }
             _ => {}
@@ -50,16 +56,13 @@ pub async fn run_after(
         ctx.session.progress(&tag, &format!("step {}: {}", input.settings.name, input.plan));
         let started = Instant::now();
         let result = steps::run(ctx, &input.settings, input.digest.as_deref()).await;
-        let row = &mut state.steps[index];
-        row.duration = started.elapsed();
-        row.status = match &result {
+        let status = match &result {
             Ok(None) => StepStatus::Ran,
             _ => StepStatus::Failed,
         };
-        ctx.session.progress(
-            &tag,
-            &format!("step {}: {}", input.settings.name, super::summary::word(&row.status)),
-        );
+        let duration = started.elapsed();
+        ctx.session.progress(&tag, &format!("step {name}: {}", super::summary::word(&status)));
+        state.record.push(Happened::StepRan { name, status, duration });
         if let Some(finding) = result? {
             return Ok(Some(finding));
         }
@@ -86,10 +89,10 @@ impl Stage<RunState<'_>, RunPlan> for Steps {
                 .inputs
                 .steps
                 .iter()
-                .zip(&state.steps)
-                .filter(|(input, _)| input.settings.after == self.after && input.in_run)
-                .map(|(input, row)| {
-                    format!("{} {}", input.settings.name, super::summary::word(&row.status))
+                .filter(|input| input.settings.after == self.after && input.in_run)
+                .map(|input| {
+                    let status = state.record.step_status(&input.settings.name);
+                    format!("{} {}", input.settings.name, super::summary::word(&status))
                 })
                 .collect();
             Ok(Report::ok(format!("after {}: {}", self.after, done.join(", "))))
