@@ -44,6 +44,7 @@ pub mod probe;
 pub mod redact;
 pub mod release;
 pub mod runner;
+pub mod schemas;
 pub mod secrets;
 pub mod session;
 pub mod sinks;

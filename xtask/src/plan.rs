@@ -19,7 +19,7 @@ use crate::platform::helmfile::LayerReleases;
 use crate::platform::k3d::K3dConfig;
 
 /// What `infra/` describes (the run plan's description part).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PlanView {
     pub root: String,
     pub environment: String,
@@ -33,13 +33,13 @@ pub struct PlanView {
     pub steps: Vec<StepView>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct BundlesView {
     pub available: Vec<String>,
     pub enabled: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StepView {
     pub name: String,
     pub after: String,
@@ -50,7 +50,7 @@ pub struct StepView {
     pub decision: Option<StepDecision>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ClusterView {
     pub name: String,
     /// Path of the k3d config, relative to the root.
@@ -66,14 +66,14 @@ pub struct ClusterView {
     pub decision: Option<ClusterDecision>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LayerView {
     pub name: String,
     pub file: String,
     /// `parsed` (from the file), `listed` (rendered by `helmfile build`) or `not_read`.
     pub state: &'static str,
     /// Why the releases are unknown, for `not_read`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     pub releases: Vec<ReleaseView>,
     /// Names of the gate releases, in file order.
@@ -82,13 +82,13 @@ pub struct LayerView {
     /// `helmfile template` with the environment's values.
     pub images: Vec<String>,
     /// Why `images` is not known, when rendering failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub images_note: Option<String>,
     #[serde(flatten)]
     pub decision: Option<LayerDecision>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ReleaseView {
     pub name: String,
     pub namespace: Option<String>,
@@ -100,7 +100,7 @@ pub struct ReleaseView {
     pub bundle: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ChartView {
     pub name: String,
     pub version: String,

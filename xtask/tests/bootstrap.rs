@@ -98,6 +98,7 @@ fn healthy_converged_edited_malformed_and_interrupted() {
         assert!(row["reason"].as_str().is_some_and(|r| !r.is_empty()), "{row}");
     }
     assert_eq!(plan["tools"], serde_json::json!([]), "nothing pinned, nothing to install");
+    support::assert_matches_schema("plan", &plan);
     let (code, same) = platform.json(&world, &["plan"]);
     assert_eq!((code, &same), (Some(0), &plan), "`plan` and `bootstrap --plan` differ");
     assert_eq!(mutating(&world.calls()), Vec::<&Call>::new(), "a plan changes nothing");

@@ -20,7 +20,7 @@ use crate::tools::ToolInstall;
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Every decision of one run. `--format json` prints exactly this.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RunPlan {
     pub schema_version: u32,
     /// The kube context the run targets.
@@ -34,7 +34,7 @@ pub struct RunPlan {
     pub fetch_ahead: Vec<String>,
     /// Layers before a `--from`/`--only` selection the cluster does not record as
     /// converged with today's inputs: the run stops before syncing anything.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unconverged: Vec<String>,
     pub warnings: Vec<String>,
     /// For the layers stage: what each selected layer's sync brings back first.
@@ -46,34 +46,34 @@ pub struct RunPlan {
 }
 
 /// The cluster stage's part.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ClusterDecision {
     /// `create`, `recreate`, `start`, `noop`, or `skip` (not part of this run).
     pub action: String,
     pub reason: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remove_legacy: Vec<String>,
 }
 
 /// One layer's part.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct LayerDecision {
     /// Whether this run touches the layer (`--from`, `--only`, `sync <layer>`).
     pub selected: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<LayerAction>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Releases a stopped run left pending, brought back before the sync.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub first: Vec<String>,
     /// Secrets steps and repository steps that run after the layer.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub then: Vec<String>,
 }
 
 /// What the plan decided for a layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LayerAction {
     Sync,
@@ -84,7 +84,7 @@ pub enum LayerAction {
 }
 
 /// One repository step's part.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct StepDecision {
     /// `run`, `unchanged`, or `skip` (its anchor is not part of this run).
     pub action: String,

@@ -10,7 +10,7 @@ use crate::error::{ErrorKind, Result};
 use crate::pins::{Platform, ToolPin, bin_dir};
 
 /// A pinned tool the run installs, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ToolInstall {
     pub name: String,
     pub version: String,

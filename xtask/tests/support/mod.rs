@@ -35,6 +35,29 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
+/// The committed JSON Schema `schemas/<name>.schema.json`.
+#[allow(dead_code)]
+pub fn committed_schema(name: &str) -> Value {
+    let path = repo_root().join("schemas").join(format!("{name}.schema.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// `value` (a command's JSON) validates against the committed schema `name`; the
+/// failure lists every violation with where it is.
+#[allow(dead_code)]
+pub fn assert_matches_schema(name: &str, value: &Value) {
+    let schema = committed_schema(name);
+    let validator = jsonschema::validator_for(&schema).expect("the committed schema compiles");
+    let errors: Vec<String> =
+        validator.iter_errors(value).map(|e| format!("{}: {e}", e.instance_path())).collect();
+    assert!(
+        errors.is_empty(),
+        "output does not match schemas/{name}.schema.json:\n{}",
+        errors.join("\n")
+    );
+}
+
 /// For a test file's own `struct Name(Workspace)` carrying that file's helpers: every
 /// shared helper stays callable on it, and a helper of the same name in the file wins.
 #[allow(unused_macros)]
