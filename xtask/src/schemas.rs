@@ -6,14 +6,16 @@
 use serde_json::Value;
 
 use crate::bootstrap::run_plan::RunPlan;
+use crate::bootstrap::summary_json::SummaryDoc;
 
 /// The folder, relative to the repository root, that holds `<command>.schema.json`.
 pub const DIR: &str = "schemas";
 
 /// Each published schema: the file stem (`plan` covers `cargo xtask plan` and
-/// `bootstrap --plan`, which print the same value) and the schema.
+/// `bootstrap --plan`, which print the same value; `bootstrap` covers `bootstrap` and
+/// `sync`, which print the same summary) and the schema.
 pub fn all() -> Vec<(&'static str, Value)> {
-    vec![("plan", schema::<RunPlan>())]
+    vec![("plan", schema::<RunPlan>()), ("bootstrap", schema::<SummaryDoc>())]
 }
 
 /// The schema of `T` as pretty JSON, as committed (ends with a newline).

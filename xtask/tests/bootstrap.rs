@@ -108,6 +108,7 @@ fn healthy_converged_edited_malformed_and_interrupted() {
     assert_eq!(code, Some(0), "{summary}");
     assert_eq!(summary["status"], "ok");
     assert_eq!(summary["failure"], Value::Null);
+    support::assert_matches_schema("bootstrap", &summary);
     let expected: Vec<_> =
         LAYERS.iter().map(|l| (l.to_string(), "synced".to_owned(), "passed".to_owned())).collect();
     assert_eq!(statuses(&summary), expected);
@@ -187,6 +188,7 @@ fn healthy_converged_edited_malformed_and_interrupted() {
     let out = platform.xtask(&world, &["bootstrap", "--format", "json"]);
     assert_eq!(out.status.code(), Some(2));
     let summary = parse_summary(&out.stdout);
+    support::assert_matches_schema("bootstrap", &summary);
     assert_eq!(summary["failure"]["stage"], "preflight");
     assert!(
         summary["failure"]["message"].as_str().unwrap().contains("40-data-plane.yaml"),

@@ -48,3 +48,19 @@ fn the_plan_of_a_platform_validates_against_the_committed_schema() {
     let schema = support::committed_schema("plan");
     assert!(!jsonschema::is_valid(&schema, &renamed), "a missing `cluster.name` passed");
 }
+
+#[test]
+fn a_bootstrap_stopped_by_bad_input_prints_a_summary_the_schema_accepts() {
+    let fixture = Workspace::copy_of(Path::new(FIXTURE));
+    fixture.edit("infra/kubernetes/helmfiles/20-apps.yaml", |t| {
+        t.replace("    chart: ../charts/web\n", "")
+    });
+    let args = ["bootstrap", "--format", "json"];
+    let out = fixture.bare_command(&args).env("PATH", "").output().unwrap();
+    support::show(&args, &out);
+    assert_eq!(out.status.code(), Some(2));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    support::assert_matches_schema("bootstrap", &summary);
+    assert_eq!(summary["failure"]["stage"], "preflight");
+    assert_eq!(summary["schema_version"], 1);
+}

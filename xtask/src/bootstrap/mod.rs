@@ -17,6 +17,7 @@ pub mod run_plan;
 mod stages;
 mod steps_stage;
 pub mod summary;
+pub mod summary_json;
 
 use crate::config::Context;
 use crate::error::{ErrorKind, Result, bad_input};

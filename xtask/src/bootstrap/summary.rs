@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::json;
 
 use crate::events::Rendered;
 use crate::images::FetchReport;
@@ -15,7 +14,7 @@ use crate::runner::{Failure, StageRow};
 use crate::table;
 
 /// What happened to one layer in this run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LayerStatus {
     Synced,
@@ -27,7 +26,7 @@ pub enum LayerStatus {
 }
 
 /// What the plan decided for a layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LayerAction {
     Sync,
@@ -74,7 +73,7 @@ impl LayerRow {
 }
 
 /// What happened to one repository step in this run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StepStatus {
     Ran,
@@ -225,83 +224,7 @@ impl Rendered for Summary {
     }
 
     fn json(&self) -> serde_json::Value {
-        let stages: Vec<_> = self
-            .stages
-            .iter()
-            .map(|s| {
-                let mut stage = json!({
-                    "name": s.name,
-                    "status": s.status,
-                    "duration_ms": s.duration.as_millis() as u64,
-                });
-                if !s.warnings.is_empty() {
-                    stage["warnings"] = json!(s.warnings);
-                }
-                stage
-            })
-            .collect();
-        let layers: Vec<_> = self
-            .layers
-            .iter()
-            .map(|l| {
-                let mut layer = json!({
-                    "name": l.name,
-                    "status": l.status,
-                    "gate": l.gate,
-                    "warnings": l.warnings,
-                });
-                if let Some((action, reason)) = &l.action {
-                    layer["action"] = json!(action);
-                    layer["reason"] = json!(reason);
-                    if !l.first.is_empty() {
-                        layer["first"] = json!(l.first);
-                    }
-                    if !l.then.is_empty() {
-                        layer["then"] = json!(l.then);
-                    }
-                }
-                layer
-            })
-            .collect();
-        let steps: Vec<_> = self
-            .steps
-            .iter()
-            .map(|s| {
-                let mut step = json!({
-                    "name": s.name,
-                    "status": s.status,
-                    "duration_ms": s.duration.as_millis() as u64,
-                    "after": s.after,
-                });
-                if let Some(plan) = &s.plan {
-                    step["plan"] = json!(plan);
-                }
-                step
-            })
-            .collect();
-        let failure = self.failure.as_ref().map(|f| {
-            json!({
-                "stage": f.stage,
-                "layer": f.layer,
-                "message": f.finding.to_string(),
-                "remediation": f.finding.remediation,
-            })
-        });
-        let mut summary = json!({
-            "status": self.status,
-            "stages": stages,
-            "layers": layers,
-            "steps": steps,
-            "registry": self.registry,
-            "secret_stores": self.secret_stores,
-            "images": self.images.as_ref().map(FetchReport::json),
-            "failure": failure,
-            "log": self.log,
-        });
-        if let Some(timings) = &self.timings {
-            summary["timings"] = timings.json();
-        }
-        summary
+        serde_json::to_value(self.doc()).unwrap_or_default()
     }
 
     /// The failure and its remediation as plain lines, the summary as JSON, then the
@@ -368,11 +291,11 @@ mod tests {
         assert_eq!(json["status"], "failed");
         assert_eq!(
             json["stages"][0],
-            json!({"name": "layers", "status": "failed", "duration_ms": 1500})
+            serde_json::json!({"name": "layers", "status": "failed", "duration_ms": 1500})
         );
         assert_eq!(
             json["layers"][0],
-            json!({"name": "24-auth", "status": "failed", "gate": "failed", "warnings": []})
+            serde_json::json!({"name": "24-auth", "status": "failed", "gate": "failed", "warnings": []})
         );
         assert_eq!(json["failure"]["layer"], "24-auth");
         assert_eq!(json["failure"]["remediation"], "kubectl logs -n ameide x");

@@ -191,7 +191,7 @@ pub struct Cycle<'a> {
 }
 
 /// A layer's gate, as the summary shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GateStatus {
     Passed,
