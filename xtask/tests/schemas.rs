@@ -7,6 +7,7 @@ mod support;
 use std::path::Path;
 
 use support::{Workspace, repo_root};
+use xtask::error::Exit;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/small-platform");
 
@@ -36,7 +37,7 @@ fn the_plan_of_a_platform_validates_against_the_committed_schema() {
     let fixture = Workspace::copy_of(Path::new(FIXTURE));
     let out = fixture.bare_command(&["plan", "--format", "json"]).env("PATH", "").output().unwrap();
     support::show(&["plan", "--format", "json"], &out);
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(Exit::of(out.status), Exit::Ok);
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     support::assert_matches_schema("plan", &plan);
     assert_eq!(plan["schema_version"], 1);
@@ -58,7 +59,7 @@ fn a_bootstrap_stopped_by_bad_input_prints_a_summary_the_schema_accepts() {
     let args = ["bootstrap", "--format", "json"];
     let out = fixture.bare_command(&args).env("PATH", "").output().unwrap();
     support::show(&args, &out);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(Exit::of(out.status), Exit::BadInput);
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     support::assert_matches_schema("bootstrap", &summary);
     assert_eq!(summary["failure"]["stage"], "preflight");

@@ -17,6 +17,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use support::{repo_root, sha256};
+use xtask::error::Exit;
 
 /// This machine as the pins name it (`linux-amd64`), the test's platform.
 fn platform() -> (&'static str, &'static str) {
@@ -448,8 +449,8 @@ fn bootstrap_plans_the_pinned_tools_and_installs_them_only_when_it_applies() {
         let output = workspace.xtask(args).env("PATH", path).output().unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let printed = format!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
-        eprintln!("$ xtask {args:?} -> {:?}\n{printed}", output.status.code());
-        (output.status.code(), stdout, printed)
+        eprintln!("$ xtask {args:?} -> {:?}\n{printed}", output.status);
+        (Exit::of(output.status), stdout, printed)
     };
     let with_platform = |workspace: Workspace| {
         support::copy_dir(&support::repo_root().join("infra"), &workspace.path("infra"));
@@ -459,7 +460,7 @@ fn bootstrap_plans_the_pinned_tools_and_installs_them_only_when_it_applies() {
 
     let skipped = with_platform(Workspace::new(&pins));
     let (code, _, printed) = run(&skipped, &["bootstrap", "--no-install"], bare);
-    assert_eq!(code, Some(3), "{printed}");
+    assert_eq!(code, Exit::Missing, "{printed}");
     assert_eq!(skipped.tools_files(), Vec::<String>::new());
     assert_eq!(server.requests(), 0);
 
@@ -467,7 +468,7 @@ fn bootstrap_plans_the_pinned_tools_and_installs_them_only_when_it_applies() {
     let malformed = with_platform(Workspace::new(&pins));
     malformed.edit("infra/kubernetes/helmfiles/24-auth.yaml", |t| t.replace("chart:", "chrt:"));
     let (code, _, printed) = run(&malformed, &["bootstrap"], bare);
-    assert_eq!(code, Some(2), "{printed}");
+    assert_eq!(code, Exit::BadInput, "{printed}");
     assert_eq!(malformed.tools_files(), Vec::<String>::new());
     assert_eq!(server.requests(), 0);
 
@@ -475,7 +476,7 @@ fn bootstrap_plans_the_pinned_tools_and_installs_them_only_when_it_applies() {
     // prints the same plan.
     let planned = with_platform(Workspace::new(&pins));
     let (code, stdout, printed) = run(&planned, &["bootstrap", "--plan", "--format", "json"], bare);
-    assert_eq!(code, Some(0), "{printed}");
+    assert_eq!(code, Exit::Ok, "{printed}");
     let plan: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
     let tools: Vec<(&str, &str)> = plan["tools"]
         .as_array()
@@ -488,13 +489,13 @@ fn bootstrap_plans_the_pinned_tools_and_installs_them_only_when_it_applies() {
     assert_eq!(planned.tools_files(), Vec::<String>::new());
     assert_eq!(server.requests(), 0);
     let (code, same, printed) = run(&planned, &["plan", "--format", "json"], bare);
-    assert_eq!(code, Some(0), "{printed}");
+    assert_eq!(code, Exit::Ok, "{printed}");
     assert_eq!(serde_json::from_str::<serde_json::Value>(&same).unwrap(), plan);
     assert_eq!(server.requests(), 0);
 
     // A tool the run needs and cannot install stops it before anything is installed.
     let (code, _, printed) = run(&planned, &["bootstrap"], bare);
-    assert_eq!(code, Some(3), "{printed}");
+    assert_eq!(code, Exit::Missing, "{printed}");
     assert!(printed.contains("not found on PATH: helmfile"), "{printed}");
     assert_eq!(planned.tools_files(), Vec::<String>::new());
     assert_eq!(server.requests(), 0);
