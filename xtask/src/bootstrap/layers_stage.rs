@@ -67,6 +67,28 @@ async fn recheck(
     })
 }
 
+/// The plan left layers to recheck: the cluster's API was not there when it was made.
+fn rechecks(plan: &RunPlan) -> bool {
+    let decisions = plan.platform.layers.iter().filter_map(|l| l.decision.as_ref());
+    decisions.into_iter().any(|d| d.action == Some(Planned::Recheck))
+}
+
+/// The layers before a `--from`/`--only` selection the cluster does not record as
+/// converged with today's inputs, read now (the same rule as the plan's).
+async fn unconverged_now(state: &mut RunState<'_>) -> Result<Vec<String>> {
+    if matches!(state.options.selection, super::Selection::Named(_)) {
+        return Ok(Vec::new());
+    }
+    let client = state.client().await?;
+    let recorded = layers::recorded_digests(&client).await?;
+    let first_selected = state.inputs.layers.iter().position(|l| l.selected).unwrap_or(0);
+    Ok(state.inputs.layers[..first_selected]
+        .iter()
+        .filter(|l| recorded.get(&l.layer.name) != Some(&l.digest))
+        .map(|l| l.layer.name.clone())
+        .collect())
+}
+
 /// The plan's decision for layer `index`, if it is selected (rechecked now if needed).
 async fn decided(
     plan: &RunPlan,
@@ -90,15 +112,19 @@ async fn apply(
     state: &mut RunState<'_>,
     current: &mut Option<String>,
 ) -> Result<Report> {
-    if !plan.unconverged.is_empty() {
+    let unconverged = match rechecks(plan) {
+        true => unconverged_now(state).await?,
+        false => plan.unconverged.clone(),
+    };
+    if !unconverged.is_empty() {
         let finding = Finding::new(
             "layers before the selection",
             "recorded as converged with today's inputs",
-            format!("not converged: {}", plan.unconverged.join(", ")),
+            format!("not converged: {}", unconverged.join(", ")),
             "run `cargo xtask bootstrap` without --from/--only to converge them first",
         );
-        let detail = format!("{} earlier layer(s) not converged", plan.unconverged.len());
-        let layer = plan.unconverged.first().cloned();
+        let detail = format!("{} earlier layer(s) not converged", unconverged.len());
+        let layer = unconverged.first().cloned();
         return Ok(Report { layer, ..Report::failed(detail, finding) });
     }
     let client = state.client().await?;

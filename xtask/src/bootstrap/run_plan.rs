@@ -186,12 +186,17 @@ pub fn decide(
             first: Vec::new(),
             then: Vec::new(),
         };
-        if index < first_selected && !named && fresh.is_none() {
-            let converged = match &seen.api {
-                ApiSeen::Reachable { recorded, .. } => recorded.get(name) == Some(&input.digest),
-                ApiSeen::Unreachable(_) => false,
+        // Layers before a `--from`/`--only` selection must be converged; a new cluster
+        // has none, and one not reachable yet is checked when its layers are rechecked.
+        if index < first_selected && !named {
+            let converged = match (&seen.api, &fresh) {
+                (_, Some(_)) => Some(false),
+                (ApiSeen::Reachable { recorded, .. }, None) => {
+                    Some(recorded.get(name) == Some(&input.digest))
+                }
+                (ApiSeen::Unreachable(_), None) => None,
             };
-            if !converged {
+            if converged == Some(false) {
                 unconverged.push(name.clone());
             }
         }

@@ -283,3 +283,23 @@ fn a_pending_release_is_brought_back_first_by_the_layer_that_syncs() {
     assert_eq!(plan.recoveries["24-auth"], std::slice::from_ref(&recover));
     assert_eq!(plan.platform.layers[2].decision.as_ref().unwrap().first, [recover.to_string()]);
 }
+
+#[test]
+fn from_a_layer_on_a_new_cluster_is_refused_and_on_a_stopped_one_is_checked_once_started() {
+    let selection = || Selection::From("24-auth".into());
+    let fresh = Observation {
+        cluster: cluster_seen(Vec::new()),
+        api: ApiSeen::Unreachable("no kubeconfig".into()),
+        ..Observation::default()
+    };
+    let plan = decide(description(), &inputs(&["24-auth"]), &asked(selection()), &fresh);
+    assert_eq!(plan.unconverged, ["10-bootstrap", "15-secrets"]);
+    let stopped = Observation {
+        cluster: cluster_seen(vec![server(false)]),
+        api: ApiSeen::Unreachable("connection refused".into()),
+        ..Observation::default()
+    };
+    let plan = decide(description(), &inputs(&["24-auth"]), &asked(selection()), &stopped);
+    assert!(plan.unconverged.is_empty(), "decided when the layers are rechecked");
+    assert_eq!(action_of(&plan, "24-auth"), Some(LayerAction::Recheck));
+}
