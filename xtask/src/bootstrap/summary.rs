@@ -21,8 +21,6 @@ pub enum LayerStatus {
     Unchanged,
     Failed,
     Skipped,
-    /// `--plan`: decided, nothing done (see the row's action).
-    Planned,
 }
 
 /// What the plan decided for a layer.
@@ -61,15 +59,6 @@ impl LayerRow {
             then: Vec::new(),
         }
     }
-
-    /// The plan column: `sync: <reason>; first <recovery>; then <step>`.
-    fn plan_text(&self) -> String {
-        let Some((action, reason)) = &self.action else { return String::new() };
-        let word = word(action);
-        let first: String = self.first.iter().map(|s| format!("; first {s}")).collect();
-        let then: String = self.then.iter().map(|s| format!("; then {s}")).collect();
-        format!("{word}: {reason}{first}{then}")
-    }
 }
 
 /// What happened to one repository step in this run.
@@ -80,8 +69,6 @@ pub enum StepStatus {
     Unchanged,
     Failed,
     Skipped,
-    /// `--plan`: decided (see the row's plan), nothing run.
-    Planned,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,26 +154,16 @@ impl Rendered for Summary {
             .collect();
         let mut out = table::render(&["STAGE", "STATUS", "TIME", "DETAIL"], &stages);
         if !self.layers.is_empty() {
-            let planned = self.layers.iter().any(|l| l.status == LayerStatus::Planned);
             let rows: Vec<Vec<String>> = self
                 .layers
                 .iter()
                 .map(|l| {
                     let time = if l.duration.is_zero() { String::new() } else { secs(l.duration) };
-                    let mut row = vec![l.name.clone(), word(&l.status), word(&l.gate), time];
-                    if planned {
-                        row.push(l.plan_text());
-                    }
-                    row
+                    vec![l.name.clone(), word(&l.status), word(&l.gate), time]
                 })
                 .collect();
-            let headers: &[&str] = if planned {
-                &["LAYER", "STATUS", "GATE", "TIME", "PLAN"]
-            } else {
-                &["LAYER", "STATUS", "GATE", "TIME"]
-            };
             out.push('\n');
-            out.push_str(&table::render(headers, &rows));
+            out.push_str(&table::render(&["LAYER", "STATUS", "GATE", "TIME"], &rows));
         }
         if !self.steps.is_empty() {
             let rows: Vec<Vec<String>> = self
@@ -194,18 +171,11 @@ impl Rendered for Summary {
                 .iter()
                 .map(|s| {
                     let time = if s.duration.is_zero() { String::new() } else { secs(s.duration) };
-                    let plan = s.plan.clone().filter(|_| s.status == StepStatus::Planned);
-                    vec![
-                        s.name.clone(),
-                        word(&s.status),
-                        time,
-                        format!("after {}", s.after),
-                        plan.unwrap_or_default(),
-                    ]
+                    vec![s.name.clone(), word(&s.status), time, format!("after {}", s.after)]
                 })
                 .collect();
             out.push('\n');
-            out.push_str(&table::render(&["STEP", "STATUS", "TIME", "WHEN", "PLAN"], &rows));
+            out.push_str(&table::render(&["STEP", "STATUS", "TIME", "WHEN"], &rows));
         }
         if let Some(images) = &self.images {
             out.push_str(&format!("\nimages (fetched ahead): {}\n", images.line()));
@@ -328,23 +298,19 @@ mod tests {
     }
 
     #[test]
-    fn planned_layers_carry_their_action_and_reason() {
+    fn layers_carry_the_plans_action_and_reason() {
         let mut row = LayerRow::new("10-bootstrap");
-        row.status = LayerStatus::Planned;
+        row.status = LayerStatus::Synced;
         row.action = Some((LayerAction::Sync, "no digest recorded".into()));
         row.then.push("await the Vault bootstrap Job".into());
         row.first.push("uninstall ns (revision 1 is pending-install)".into());
-        let planned = Summary { layers: vec![row], failure: None, ..summary() };
-        let json = planned.json();
-        assert_eq!(json["layers"][0]["status"], "planned");
+        let synced = Summary { layers: vec![row], failure: None, ..summary() };
+        let json = synced.json();
+        assert_eq!(json["layers"][0]["status"], "synced");
         assert_eq!(json["layers"][0]["action"], "sync");
         assert_eq!(json["layers"][0]["reason"], "no digest recorded");
         assert_eq!(json["layers"][0]["first"][0], "uninstall ns (revision 1 is pending-install)");
-        let text = planned.human();
-        assert!(
-            text.contains("sync: no digest recorded; first uninstall ns (revision 1 is pending-install); then await the Vault bootstrap Job"),
-            "{text}"
-        );
+        assert_eq!(json["layers"][0]["then"][0], "await the Vault bootstrap Job");
     }
 
     #[test]
