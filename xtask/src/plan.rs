@@ -234,6 +234,7 @@ impl Rendered for RunPlan {
         for warning in &self.warnings {
             let _ = writeln!(out, "warning: {warning}");
         }
+        let _ = writeln!(out, "\nplanned, nothing changed; log: {}", self.log);
         out
     }
 

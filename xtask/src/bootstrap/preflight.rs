@@ -139,6 +139,7 @@ impl Preflight<'_> {
         }
         Asked {
             context: ctx.kube_context.clone(),
+            log: ctx.log_path.display().to_string(),
             selection: self.options.selection.clone(),
             force: self.options.force,
             fetch_ahead: self.needs_k3d() && ctx.settings.images.fetch_ahead,

@@ -37,6 +37,8 @@ pub struct RunPlan {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unconverged: Vec<String>,
     pub warnings: Vec<String>,
+    /// The log file the run writes (every tool's output).
+    pub log: String,
     /// For the layers stage: what each selected layer's sync brings back first.
     #[serde(skip)]
     pub recoveries: BTreeMap<String, Vec<Recover>>,
@@ -145,6 +147,7 @@ pub struct LayerSeen {
 #[derive(Debug, Clone)]
 pub struct Asked {
     pub context: String,
+    pub log: String,
     pub selection: Selection,
     pub force: bool,
     /// Images are fetched ahead (setting on, and the k3d cluster's own context).
@@ -259,6 +262,7 @@ pub fn decide(
         fetch_ahead,
         unconverged,
         warnings,
+        log: asked.log.clone(),
         recoveries,
         cluster_plan,
     }

@@ -99,6 +99,7 @@ fn description() -> PlanView {
 fn asked(selection: Selection) -> Asked {
     Asked {
         context: "k3d-ameide".into(),
+        log: "/tmp/setup.log".into(),
         selection,
         force: false,
         fetch_ahead: true,
