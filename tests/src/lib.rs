@@ -40,7 +40,9 @@ pub mod procs;
 pub mod real_tools;
 pub mod release;
 pub mod scenario;
+pub mod slot;
 pub mod tls;
 pub mod world;
 
+pub use slot::Slot;
 pub use world::{World, WorldOptions, require_docker};

@@ -43,7 +43,7 @@ enum Command {
         #[arg(required = true)]
         scenarios: Vec<String>,
     },
-    /// Internal: holds the machine lock for DIR while it exists (started by `up`).
+    /// Internal: holds a world slot for DIR while it exists (started by `up`).
     LockHolder {
         #[arg(long)]
         dir: PathBuf,

@@ -1,6 +1,6 @@
 //! `cargo xtask bootstrap` / `sync` end to end against the testbed: the real engine,
 //! real Docker containers made by the fake k3d, the fake API server, fake helmfile and
-//! helm. Worlds are expensive (one at a time per machine), so each test walks one world
+//! helm. Worlds are expensive (a few at a time per machine), so each test walks one world
 //! through several situations.
 
 mod support;
@@ -13,9 +13,12 @@ use support::{LAYERS, Workspace, layer, parse_summary, show, synced_layers};
 use testbed::calls::Call;
 use testbed::world::{World, WorldOptions, require_docker};
 
-/// A workspace root of our own holding a copy of the repository's infra/.
-fn platform() -> Workspace {
-    Workspace::new(&["timeouts = { cluster_ready = 60, layer_sync = 120, gate = 60 }"]).with_infra()
+/// A workspace root of our own holding a copy of the repository's infra/, made for the
+/// world's slot.
+fn platform(world: &World) -> Workspace {
+    Workspace::new(&["timeouts = { cluster_ready = 60, layer_sync = 120, gate = 60 }"])
+        .with_infra()
+        .for_world(world)
 }
 
 fn statuses(summary: &Value) -> Vec<(String, String, String)> {
@@ -81,7 +84,7 @@ fn healthy_converged_edited_malformed_and_interrupted() {
         return;
     }
     let world = World::up(WorldOptions::default()).unwrap();
-    let platform = platform();
+    let platform = platform(&world);
 
     // A plan in a fresh world: every layer `planned` with action `sync`, no change made.
     let (code, plan) = platform.json(&world, &["bootstrap", "--plan"]);
@@ -113,13 +116,16 @@ fn healthy_converged_edited_malformed_and_interrupted() {
     assert_eq!(synced_layers(&world.calls()), LAYERS);
     let log = std::fs::read_to_string(platform.log()).unwrap();
     // Every tool call is pinned to the run's context, and syncs wait for readiness.
+    let context = world.slot().context();
     assert!(
-        log.contains("[layers/24-auth] $ helmfile --kube-context k3d-ameide -f"),
+        log.contains(&format!("[layers/24-auth] $ helmfile --kube-context {context} -f")),
         "log has tagged command lines: {log}"
     );
     assert!(log.contains("sync --skip-deps --wait --wait-for-jobs"), "{log}");
     assert!(
-        log.contains("[layers/24-auth] $ helm test auth-smoke -n ameide --kube-context k3d-ameide"),
+        log.contains(&format!(
+            "[layers/24-auth] $ helm test auth-smoke -n ameide --kube-context {context}"
+        )),
         "{log}"
     );
 
@@ -251,7 +257,7 @@ fn failures_stop_the_flow_and_warnings_do_not() {
         ..WorldOptions::default()
     })
     .unwrap();
-    let platform = platform();
+    let platform = platform(&world);
 
     // A failing gate: exit 1, the layer and its remediation named, nothing after it synced.
     let (code, summary) = platform.json(&world, &["bootstrap"]);

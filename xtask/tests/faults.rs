@@ -18,13 +18,14 @@ fn world() -> World {
     World::up(WorldOptions { scenarios, ..WorldOptions::default() }).unwrap()
 }
 
-fn platform() -> Workspace {
+fn platform(world: &World) -> Workspace {
     let tilt_port = format!("tilt_port = {}", support::free_port());
     Workspace::new(&[
         "timeouts = { cluster_ready = 60, layer_sync = 120, gate = 60, vault_bootstrap = 20 }",
         &tilt_port,
     ])
     .with_infra()
+    .for_world(world)
 }
 
 /// Calls that change something: cluster verbs, syncs, tests, uninstalls, applies.
@@ -144,7 +145,7 @@ fn bad_input_is_exit_2_naming_it_and_nothing_is_changed() {
     }
     let world = world();
     for case in bad_inputs() {
-        let ws = platform();
+        let ws = platform(&world);
         (case.make)(&ws);
         let before = world.calls().len();
         let mut args = case.args.to_vec();
@@ -220,7 +221,7 @@ fn faults_are_named_and_a_plain_rerun_recovers() {
         return;
     }
     let world = world();
-    let ws = platform();
+    let ws = platform(&world);
     let bootstrap = ["bootstrap", "--no-tilt"];
 
     // A Vault bootstrap that fails: the layer is not recorded as converged, so after
@@ -319,7 +320,7 @@ fn faults_are_named_and_a_plain_rerun_recovers() {
 
     // A dead API (its process gone while the node runs): the cluster stage says so,
     // naming the URL, within its timeout.
-    let pid_file = world.dir().join("clusters/ameide/apiserver.pid");
+    let pid_file = world.dir().join(format!("clusters/{}/apiserver.pid", world.slot().cluster()));
     let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
         .unwrap();
@@ -339,18 +340,22 @@ fn a_kubeconfig_switched_to_another_cluster_sees_no_write() {
         return;
     }
     let world = world();
-    let ws = platform();
+    let ws = platform(&world);
     assert_eq!(ws.json(&world, &["bootstrap", "--no-tilt"]).0, Some(0));
 
     // A second cluster (its own API server), made the current context as `k3d cluster
     // create` does by default.
+    let other = world.slot().name("other");
+    let other_context = format!("k3d-{other}");
     ws.write(
         "other/k3d.yaml",
-        "apiVersion: k3d.io/v1alpha5\nkind: Simple\nmetadata:\n  name: other\nservers: 1\n",
+        &format!(
+            "apiVersion: k3d.io/v1alpha5\nkind: Simple\nmetadata:\n  name: {other}\nservers: 1\n"
+        ),
     );
     let created = world
         .command("k3d")
-        .args(["cluster", "create", "other", "--config"])
+        .args(["cluster", "create", &other, "--config"])
         .arg(ws.path("other/k3d.yaml"))
         .output()
         .unwrap();
@@ -359,10 +364,10 @@ fn a_kubeconfig_switched_to_another_cluster_sees_no_write() {
         let out = world.command("kubectl").args(args).output().unwrap();
         (out.status.success(), text(&out.stdout), text(&out.stderr))
     };
-    let (ok, _, err) = kubectl(&["config", "use-context", "k3d-other"]);
+    let (ok, _, err) = kubectl(&["config", "use-context", &other_context]);
     assert!(ok, "{err}");
     let before =
-        kubectl(&["--context", "k3d-other", "get", "secrets,configmaps", "-A", "-o", "name"]).1;
+        kubectl(&["--context", &other_context, "get", "secrets,configmaps", "-A", "-o", "name"]).1;
 
     for args in [
         &["bootstrap", "--no-tilt", "--force"][..],
@@ -375,8 +380,8 @@ fn a_kubeconfig_switched_to_another_cluster_sees_no_write() {
         assert_eq!(out.status.code(), Some(0), "{args:?}");
     }
     let after =
-        kubectl(&["--context", "k3d-other", "get", "secrets,configmaps", "-A", "-o", "name"]).1;
+        kubectl(&["--context", &other_context, "get", "secrets,configmaps", "-A", "-o", "name"]).1;
     assert_eq!(after, before, "a command wrote into the current (other) cluster");
     let (_, current, _) = kubectl(&["config", "current-context"]);
-    assert_eq!(current.trim(), "k3d-other", "the user's current context is left as it was");
+    assert_eq!(current.trim(), other_context, "the user's current context is left as it was");
 }

@@ -94,7 +94,7 @@ fn old_helmfile_is_refused_0_166_converges_and_pending_releases_recover() {
         return;
     }
     let world = fast_world();
-    let ws = Workspace::new(&[TIMEOUTS]).with_infra();
+    let ws = Workspace::new(&[TIMEOUTS]).with_infra().for_world(&world);
     let bootstrap = ["bootstrap", "--no-tilt", "--no-install"];
 
     // Below the supported range: exit 3 naming the version and how to install, and not
@@ -182,7 +182,7 @@ fn helm_configmap_storage_converges_and_sql_is_refused() {
         return;
     }
     let world = fast_world();
-    let ws = Workspace::new(&[TIMEOUTS]).with_infra();
+    let ws = Workspace::new(&[TIMEOUTS]).with_infra().for_world(&world);
     let bootstrap = ["bootstrap", "--no-tilt", "--no-install"];
 
     // A storage the engine cannot read: exit 3 before anything changes.

@@ -20,10 +20,10 @@ fn world(tools: Toolset, extra: &[&str]) -> Option<World> {
     Some(World::up(WorldOptions { scenarios, tools, ..WorldOptions::default() }).unwrap())
 }
 
-fn platform() -> Workspace {
+fn platform(world: &World) -> Workspace {
     let tilt_port = support::free_port();
     let timeouts = "timeouts = { cluster_ready = 60, layer_sync = 120, gate = 60, vault_bootstrap = 60, tilt_ready = 60 }";
-    Workspace::new(&[timeouts, &format!("tilt_port = {tilt_port}")]).with_infra()
+    Workspace::new(&[timeouts, &format!("tilt_port = {tilt_port}")]).with_infra().for_world(world)
 }
 
 fn bootstrap(platform: &Workspace, world: &World) -> (Option<i32>, Value) {
@@ -57,7 +57,7 @@ fn assert_real_tools_ran(world: &World, helmfile_is_real: bool) {
 #[test]
 fn helm_3_bootstrap_converges_and_a_rerun_changes_nothing() {
     let Some(world) = world(Toolset::Helm3, &[]) else { return };
-    let platform = platform();
+    let platform = platform(&world);
     let (code, summary) = bootstrap(&platform, &world);
     assert_eq!(code, Some(0), "{summary}");
     assert_every_gate_passed(Toolset::Helm3, &summary);
@@ -73,7 +73,7 @@ fn helm_3_bootstrap_converges_and_a_rerun_changes_nothing() {
 #[test]
 fn helm_4_bootstrap_converges_with_real_helm_gates() {
     let Some(world) = world(Toolset::Helm4, &[]) else { return };
-    let platform = platform();
+    let platform = platform(&world);
     let (code, summary) = bootstrap(&platform, &world);
     assert_eq!(code, Some(0), "{summary}");
     assert_every_gate_passed(Toolset::Helm4, &summary);
@@ -83,7 +83,7 @@ fn helm_4_bootstrap_converges_with_real_helm_gates() {
 #[test]
 fn a_failing_gate_under_real_helm_names_the_gate_and_quotes_its_pod_log() {
     let Some(world) = world(Toolset::Helm3, &["gate-fail=24-auth"]) else { return };
-    let platform = platform();
+    let platform = platform(&world);
     let (code, summary) = bootstrap(&platform, &world);
     assert_eq!(code, Some(1), "{summary}");
     assert_eq!(summary["failure"]["layer"], "24-auth", "{summary}");
@@ -103,7 +103,7 @@ fn helmfile_0_166_with_helm_4_is_refused_before_any_change() {
         helmfile: Some(dir.join("helmfile-0.166.0/helmfile")),
     };
     helm_4.save(world.dir()).unwrap();
-    let platform = platform();
+    let platform = platform(&world);
     let (code, summary) = bootstrap(&platform, &world);
     assert_eq!(code, Some(3), "{summary}");
     let message = summary["failure"]["message"].as_str().unwrap();

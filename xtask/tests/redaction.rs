@@ -25,11 +25,12 @@ fn fast_world(scenarios: &[&str]) -> World {
     World::up(WorldOptions { scenarios: words, ..WorldOptions::default() }).unwrap()
 }
 
-fn platform() -> Workspace {
+fn platform(world: &World) -> Workspace {
     Workspace::new(&[
         "timeouts = { cluster_ready = 60, layer_sync = 120, gate = 60, vault_bootstrap = 10, tilt_ready = 10 }",
     ])
     .with_infra()
+    .for_world(world)
 }
 
 /// Fail naming the output and the secret's position, never printing the secret.
@@ -59,7 +60,7 @@ fn vault_init_output_of_a_failed_bootstrap_job_is_redacted_in_every_output() {
         return;
     }
     let world = fast_world(&["vault-fail"]);
-    let ws = platform();
+    let ws = platform(&world);
     let mut secrets: Vec<&str> = VAULT_UNSEAL_KEYS.to_vec();
     secrets.push(VAULT_ROOT_TOKEN);
     // The Vault token Secret's value, learned from the Job's env (`secretKeyRef`).
@@ -207,7 +208,7 @@ fn the_postgres_password_is_in_no_output_log_or_junit_even_when_a_gate_prints_it
         return;
     }
     let world = fast_world(&[]);
-    let ws = platform();
+    let ws = platform(&world);
     let out = xtask(&ws, &world, &["bootstrap", "--no-tilt"], &[]);
     assert_eq!(out.status.code(), Some(0));
 

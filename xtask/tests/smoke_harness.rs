@@ -129,6 +129,11 @@ impl Platform {
         )
     }
 
+    /// Made for `world`'s slot.
+    fn for_world(self, world: &World) -> Platform {
+        Platform(self.0.for_world(world))
+    }
+
     /// Run in `world`; it must succeed.
     fn xtask(&self, world: &World, args: &[&str]) {
         let out = self.0.xtask(world, args);
@@ -274,7 +279,7 @@ fn healthy_platform_passes_every_trial_and_broken_ones_fail_alone() {
     // CronJobs tick every 2 s (the Vault bootstrap re-runs that often), Pods start in 300 ms.
     let scenarios = vec!["cron-minute-ms=2000".to_owned(), "startup-ms=300".to_owned()];
     let world = World::up(WorldOptions { scenarios, ..WorldOptions::default() }).unwrap();
-    let platform = Platform::new();
+    let platform = Platform::new().for_world(&world);
     platform.xtask(&world, &["bootstrap"]);
     // Idempotent when bootstrap already ran these stages.
     platform.xtask(&world, &["secrets"]);

@@ -4,6 +4,12 @@
 //! repository's `infra/`), the xtask binary run there as a user runs it, and what it
 //! printed shown in the test's output for when an assertion fails.
 //!
+//! A test that runs the platform in a testbed world makes the workspace for the world's
+//! slot, last: `Workspace::new(..).with_infra().for_world(&world)`. The engine then reads
+//! that slot's cluster, registry, ports and images from the copy's config, as it reads a
+//! user's, and several worlds run on one machine at once; assertions name them through
+//! `world.slot()` (`slot.cluster()`, `slot.context()`, `slot.registry()`, ...).
+//!
 //! Every test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
@@ -11,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use testbed::Slot;
 use testbed::calls::Call;
 use testbed::world::World;
 
@@ -54,6 +61,7 @@ pub(crate) use wraps_workspace;
 /// A workspace root of the test's own, removed when dropped.
 pub struct Workspace {
     root: tempfile::TempDir,
+    slot: Option<Slot>,
 }
 
 impl Workspace {
@@ -76,10 +84,11 @@ impl Workspace {
         let root = tempfile::tempdir().unwrap();
         // The log's directory; `tilt.log` is written beside the log.
         std::fs::create_dir_all(root.path().join("logs")).unwrap();
-        Workspace { root }
+        Workspace { root, slot: None }
     }
 
-    /// (Re)write Cargo.toml with these settings.
+    /// (Re)write Cargo.toml with these settings (and, after [`Workspace::for_world`],
+    /// the slot's names and ports where they do not set them).
     pub fn write_settings(&self, settings: &[&str]) {
         let mut manifest =
             String::from("[workspace]\nmembers = []\n\n[workspace.metadata.bootstrap]\n");
@@ -88,6 +97,27 @@ impl Workspace {
             manifest.push('\n');
         }
         self.write("Cargo.toml", &manifest);
+        if let Some(slot) = self.slot {
+            slot.settings(self.root()).unwrap();
+        }
+    }
+
+    /// Made for `world`'s slot (call it last, after `with_infra`, `with_k3d_config` or
+    /// `copy_of`): `Slot::make_platform` gives Cargo.toml the slot's cluster, legacy
+    /// registries and Tilt port (where the test's own settings do not set them),
+    /// k3d.yaml (when there is one) the slot's cluster, registry and host ports, and
+    /// infra/'s chart and Helmfile values the slot's images. Nothing else tells the
+    /// engine about slots.
+    pub fn for_world(mut self, world: &World) -> Workspace {
+        let slot = world.slot();
+        self.slot = Some(slot);
+        slot.make_platform(self.root()).unwrap();
+        self
+    }
+
+    /// The slot this workspace was made for ([`Workspace::for_world`]).
+    pub fn slot(&self) -> Slot {
+        self.slot.expect("a workspace made for a world (Workspace::for_world)")
     }
 
     /// With a copy of this repository's `infra/` (the sample platform), free to edit.
