@@ -66,6 +66,17 @@ impl World {
         self.slot
     }
 
+    /// `sample` (a k3d.yaml shaped like the platform's) made for the world's slot
+    /// (`Slot::k3d_config`), written into the world's dir; its path, for `k3d cluster
+    /// create --config`.
+    pub fn k3d_config(&self, sample: &Path) -> Result<PathBuf> {
+        let text = std::fs::read_to_string(sample)
+            .with_context(|| format!("reading {}", sample.display()))?;
+        let config = self.dir.join("k3d.yaml");
+        std::fs::write(&config, self.slot.k3d_config(&text))?;
+        Ok(config)
+    }
+
     /// The testbed dir (`$TESTBED_DIR`).
     pub fn dir(&self) -> &Path {
         &self.dir

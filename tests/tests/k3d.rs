@@ -10,10 +10,7 @@ use testbed::{World, WorldOptions, docker, kubeconfig, probe};
 /// The platform's k3d.yaml made for the world's slot (its cluster, registry and ports).
 fn platform_k3d_config(world: &World) -> PathBuf {
     let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../infra/docker/local/k3d.yaml");
-    let config = world.dir().join("platform-k3d.yaml");
-    let text = std::fs::read_to_string(sample).unwrap();
-    std::fs::write(&config, world.slot().k3d_config(&text)).unwrap();
-    config
+    world.k3d_config(&sample).unwrap()
 }
 
 fn text(out: &Output) -> String {

@@ -59,9 +59,7 @@ fn real_helmfile_syncs_every_sample_layer_with_waits() {
     let scenarios = vec!["startup-ms=300".into(), "cron-minute-ms=2000".into()];
     let world = World::up(WorldOptions { scenarios, ..WorldOptions::default() }).unwrap();
     // The platform's cluster, named and ported for the world's slot.
-    let sample = std::fs::read_to_string(repo().join("infra/docker/local/k3d.yaml")).unwrap();
-    let config = world.dir().join("platform-k3d.yaml");
-    std::fs::write(&config, world.slot().k3d_config(&sample)).unwrap();
+    let config = world.k3d_config(&repo().join("infra/docker/local/k3d.yaml")).unwrap();
     let mut create = world.command("k3d");
     create.args(["cluster", "create", "--config"]).arg(&config).current_dir(repo());
     run(create, "k3d cluster create");

@@ -57,9 +57,7 @@ fn dropping_a_world_removes_its_cluster_processes_and_dir() {
 /// The sample's k3d.yaml made for `world`'s slot, created with the world's fake k3d.
 fn create_platform_cluster(world: &World) {
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/docker/local/k3d.yaml");
-    let config = world.dir().join("platform-k3d.yaml");
-    let text = std::fs::read_to_string(sample).unwrap();
-    std::fs::write(&config, world.slot().k3d_config(&text)).unwrap();
+    let config = world.k3d_config(&sample).unwrap();
     let out = world.command("k3d").args(["cluster", "create", "--config"]).arg(&config).output();
     let out = out.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

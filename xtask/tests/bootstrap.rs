@@ -56,9 +56,15 @@ fn mutating(calls: &[Call]) -> Vec<&Call> {
         .collect()
 }
 
-/// Live processes started from this world's fake tools (`helmfile`, `helm`, `k3d`).
+/// Live processes started from this world's fake tools (`helmfile`, `helm`, `k3d`): run
+/// from its `bin/`, or by bare name with its `TESTBED_DIR` (other worlds run at once).
 fn fake_tool_processes(world: &World) -> Vec<String> {
     let bin = world.dir().join("bin").display().to_string();
+    let ours = format!("TESTBED_DIR={}", world.dir().display());
+    let in_world = |pid: &std::path::Path| {
+        std::fs::read(pid.join("environ"))
+            .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == ours.as_bytes()))
+    };
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
@@ -71,7 +77,8 @@ fn fake_tool_processes(world: &World) -> Vec<String> {
             .ok()
             .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')))
             .unwrap_or(true);
-        if is_tool && !zombie && (argv0.starts_with(&bin) || !argv0.contains('/')) {
+        let by_name = !argv0.contains('/') && in_world(&entry.path());
+        if is_tool && !zombie && (argv0.starts_with(&bin) || by_name) {
             found.push(format!("{} {argv0}", entry.file_name().to_string_lossy()));
         }
     }
