@@ -139,7 +139,7 @@ fn cluster_create_stop_start_delete_like_k3d() {
 
     let calls: Vec<String> = world.calls().iter().map(|c| c.args.join(" ")).collect();
     let delete = format!("cluster delete {cluster}");
-    assert!(calls.iter().any(|c| *c == delete), "calls: {calls:?}");
+    assert!(calls.contains(&delete), "calls: {calls:?}");
 }
 
 /// Kill every process of session `sid` with SIGKILL (what closing a terminal or a CI
