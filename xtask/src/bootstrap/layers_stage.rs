@@ -100,7 +100,7 @@ async fn plan(
         let pending = match (&unreachable, &decision) {
             (None, LayerPlan::Sync { .. }) => {
                 let client = state.client().await?;
-                layers::pending_releases(&client, &input.layer).await?
+                layers::pending_releases(&client, &input.layer, &state.ctx.kube_context).await?
             }
             _ => Vec::new(),
         };
