@@ -19,13 +19,12 @@ fn world() -> World {
     World::up(WorldOptions { scenarios, ..WorldOptions::default() }).unwrap()
 }
 
+const SETTINGS: &str =
+    "timeouts = { cluster_ready = 60, layer_sync = 120, gate = 60, vault_bootstrap = 20 }";
+
 fn platform() -> Workspace {
     let tilt_port = format!("tilt_port = {}", support::free_port());
-    Workspace::new(&[
-        "timeouts = { cluster_ready = 60, layer_sync = 120, gate = 60, vault_bootstrap = 20 }",
-        &tilt_port,
-    ])
-    .with_infra()
+    Workspace::new(&[SETTINGS, &tilt_port]).with_infra()
 }
 
 /// Calls that change something: cluster verbs, syncs, tests, uninstalls, applies.
@@ -274,6 +273,22 @@ fn fault_walk(tools: Toolset) {
         let message = summary["failure"]["message"].as_str().unwrap();
         assert!(message.contains("release `"), "{summary}");
         world.set("healthy").unwrap();
+    } else {
+        // Real tools: the gateway cannot turn Ready within the sync timeout (its readiness
+        // probe first waits 600 s), from the cluster's side. The layer fails, named.
+        let chart = "infra/kubernetes/charts/placeholder-service/templates/deployment.yaml";
+        let original = std::fs::read_to_string(ws.path(chart)).unwrap();
+        let slow = "initialDelaySeconds: 600\n            periodSeconds: 5";
+        ws.write(chart, &original.replacen("periodSeconds: 5", slow, 1));
+        ws.write_settings(&["timeouts = { cluster_ready = 60, layer_sync = 10, gate = 60 }"]);
+        let (code, summary) = ws.json(&world, &["sync", "22-control-plane"]);
+        assert_eq!(code, Some(1), "{summary}");
+        assert_eq!(summary["failure"]["layer"], "22-control-plane", "{summary}");
+        let message = summary["failure"]["message"].as_str().unwrap();
+        assert!(message.contains("22-control-plane.yaml"), "{summary}");
+        eprintln!("a real sync past its timeout reads: {message}");
+        ws.write(chart, &original);
+        ws.write_settings(&[SETTINGS]);
     }
     assert_eq!(ws.json(&world, &bootstrap).0, Some(0));
 
