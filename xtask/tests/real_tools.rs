@@ -130,6 +130,8 @@ fn bundle_on_and_off(platform: &Workspace, world: &World) {
     assert!(releases.iter().any(|r| r == "object-storage"), "{releases:?}");
 }
 
+/// One world walked through: a cold bootstrap, a converged re-run, a timed gate, the
+/// live smoke checklist, and the optional bundle on and off.
 #[test]
 fn helm_3_bootstrap_converges_and_a_rerun_changes_nothing() {
     let Some(world) = world(Toolset::Helm3, &[]) else { return };
