@@ -216,11 +216,14 @@ fn configmap_storage_converges_and_sql_is_refused(tools: Toolset) {
     }
     assert_eq!(mutating(&world.calls()[before..]), Vec::<String>::new());
 
-    // `status` reads the same records: every layer converged, nothing changed.
-    let (code, status, printed) = run(&ws, &world, &configmap, &["status"]);
-    assert_eq!(code, Some(0), "{printed}");
+    // `status` reads the same records: every layer converged, every gate's recorded
+    // verdict passed, nothing changed (Tilt is down: --no-tilt).
+    let (_, status, _) = run(&ws, &world, &configmap, &["status"]);
     for name in support::LAYERS {
-        assert_eq!(layer(&status, name)["state"], "converged", "{status}");
+        let row = layer(&status, name);
+        assert_eq!(row["state"], "converged", "{status}");
+        let verdicts: Vec<&Value> = row["gates"].as_array().unwrap().iter().collect();
+        assert!(verdicts.iter().all(|g| g["verdict"] == "passed"), "{row}");
     }
     assert_eq!(mutating(&world.calls()[before..]), Vec::<String>::new());
 }
