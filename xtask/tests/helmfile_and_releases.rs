@@ -8,6 +8,7 @@ mod support;
 use serde_json::Value;
 use support::{Workspace, layer, show, text};
 use testbed::calls::Call;
+use testbed::real_tools::Toolset;
 use testbed::release::{Driver, Release};
 use testbed::world::{World, WorldOptions, require_docker};
 
@@ -178,10 +179,17 @@ fn old_helmfile_is_refused_0_166_converges_and_pending_releases_recover() {
 
 #[test]
 fn helm_configmap_storage_converges_and_sql_is_refused() {
-    if !require_docker() {
-        return;
-    }
-    let world = fast_world();
+    configmap_storage_converges_and_sql_is_refused(Toolset::Fake);
+}
+
+/// Real helm 3.17.2 and helmfile 0.166.0 keep the records in ConfigMaps themselves.
+#[test]
+fn real_helm_configmap_storage_converges_and_sql_is_refused() {
+    configmap_storage_converges_and_sql_is_refused(Toolset::Helm3);
+}
+
+fn configmap_storage_converges_and_sql_is_refused(tools: Toolset) {
+    let Some(world) = support::tools_world(tools, &[]) else { return };
     let ws = Workspace::new(&[TIMEOUTS]).with_infra().for_world(&world);
     let bootstrap = ["bootstrap", "--no-tilt", "--no-install"];
 
@@ -205,6 +213,17 @@ fn helm_configmap_storage_converges_and_sql_is_refused() {
     assert_eq!(code, Some(0), "{printed}");
     for name in support::LAYERS {
         assert_eq!(layer(&summary, name)["status"], "unchanged", "{summary}");
+    }
+    assert_eq!(mutating(&world.calls()[before..]), Vec::<String>::new());
+
+    // `status` reads the same records: every layer converged, every gate's recorded
+    // verdict passed, nothing changed (Tilt is down: --no-tilt).
+    let (_, status, _) = run(&ws, &world, &configmap, &["status"]);
+    for name in support::LAYERS {
+        let row = layer(&status, name);
+        assert_eq!(row["state"], "converged", "{status}");
+        let verdicts: Vec<&Value> = row["gates"].as_array().unwrap().iter().collect();
+        assert!(verdicts.iter().all(|g| g["verdict"] == "passed"), "{row}");
     }
     assert_eq!(mutating(&world.calls()[before..]), Vec::<String>::new());
 }

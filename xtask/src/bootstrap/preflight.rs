@@ -35,6 +35,10 @@ impl Preflight<'_> {
         // Bad input first (exit 2 before anything changes), then the pinned tools (not
         // with --plan: it changes nothing), then the tools this run needs.
         let no_install = self.options.no_install || self.options.mode == Mode::Plan;
+        // A release storage the engine cannot read is refused before any helm runs: helm
+        // opens it even for `helm version`, which helmfile calls to read a template layer
+        // (with `sql` and no database reachable, helm fails and helmfile 0.166 panics).
+        crate::release::Driver::from_env()?;
         // Without installs the helmfile on PATH reads template layers: check it first.
         let checked_helmfile = match no_install {
             true => Some(self.check_helmfile().await?),
@@ -71,7 +75,6 @@ impl Preflight<'_> {
             })
             .collect::<Result<Vec<_>>>()?;
         self.check_tools()?;
-        crate::release::Driver::from_env()?;
         let (helmfile, helmfile_warning) = match checked_helmfile {
             Some(checked) => checked,
             None => self.check_helmfile().await?,

@@ -19,7 +19,10 @@ use std::process::{Command, Output};
 use serde_json::Value;
 use testbed::Slot;
 use testbed::calls::Call;
+use testbed::real_tools::Toolset;
 use testbed::world::World;
+
+pub mod smoke;
 
 /// The cluster config, relative to a workspace root.
 pub const K3D_CONFIG: &str = "infra/docker/local/k3d.yaml";
@@ -327,4 +330,27 @@ pub fn mutating_calls(calls: &[Call]) -> Vec<String> {
         })
         .map(|c| format!("{} {}", c.tool, c.args.join(" ")))
         .collect()
+}
+
+/// A world running `tools` (`testbed::real_tools`) whose CronJobs tick every 2 s and whose
+/// Pods start in 300 ms, plus `scenarios`. `None` (the test skips; under `CI` it fails)
+/// without Docker or the real binaries.
+pub fn tools_world(tools: Toolset, scenarios: &[&str]) -> Option<World> {
+    if !testbed::world::require_docker() || !testbed::real_tools::require(tools) {
+        return None;
+    }
+    let mut words = vec!["cron-minute-ms=2000".to_owned(), "startup-ms=300".to_owned()];
+    words.extend(scenarios.iter().map(|s| s.to_string()));
+    let options = testbed::world::WorldOptions { scenarios: words, tools, ..Default::default() };
+    Some(World::up(options).unwrap())
+}
+
+/// `bootstrap --no-tilt`, and `--no-install` with real tools: they are older than the
+/// pins, and the run must use them rather than install the pinned ones.
+pub fn bootstrap_args(tools: Toolset) -> Vec<&'static str> {
+    let mut args = vec!["bootstrap", "--no-tilt"];
+    if tools != Toolset::Fake {
+        args.push("--no-install");
+    }
+    args
 }
