@@ -15,6 +15,11 @@
 //! - the run: [`runner`] (the stage pipeline), [`bootstrap`], [`lock`], [`timings`]
 //! - output: [`sinks`] (with `main.rs`, the only code that prints)
 
+// House rule: the engine emits events and never prints; only the sinks (`sinks.rs`, which
+// allows these) and `main.rs` (another crate root) write to the terminal. `std::io::stdout`
+// and `stderr` are disallowed in `xtask/clippy.toml` so `writeln!` cannot slip past.
+#![deny(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]
+
 pub mod bootstrap;
 pub mod cancel;
 pub mod charts;

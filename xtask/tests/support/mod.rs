@@ -7,6 +7,8 @@
 //! Every test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+pub mod file_server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
