@@ -3,7 +3,7 @@
 //!
 //! Dependencies point one way (the README's "Architecture"):
 //! - leaf types: [`error`], [`outcome`], [`digest`], [`redact`], [`events`], [`cancel`], [`version`],
-//!   [`session`], [`table`], [`spans`]
+//!   [`session`], [`table`], [`spans`], [`wait`] (the one bounded, cancellable wait)
 //! - model, pure readers of settings and `infra/`: [`config`], [`pins`], [`platform`]
 //! - adapters to the outside: [`exec`], [`http`], [`k8s`], [`learn`] (Secret values for
 //!   redaction), [`release`], [`probe`], [`fsutil`],
@@ -61,3 +61,4 @@ pub mod tilt;
 pub mod timings;
 pub mod tools;
 pub mod version;
+pub mod wait;
