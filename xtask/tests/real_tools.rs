@@ -7,7 +7,8 @@
 mod support;
 
 use serde_json::Value;
-use support::{LAYERS, Workspace, layer, mutating_calls};
+use support::{LAYERS, Workspace, layer};
+use testbed::calls::mutating;
 use testbed::real_tools::{self, Toolset};
 use testbed::world::{World, WorldOptions, require_docker};
 
@@ -66,7 +67,7 @@ fn helm_3_bootstrap_converges_and_a_rerun_changes_nothing() {
     let before = world.calls().len();
     let (code, summary) = bootstrap(&platform, &world);
     assert_eq!(code, Some(0), "{summary}");
-    let again = mutating_calls(&world.calls()[before..]);
+    let again = mutating(&world.calls()[before..]);
     assert!(again.is_empty(), "a converged re-run changed something: {again:?}");
 }
 
@@ -108,6 +109,6 @@ fn helmfile_0_166_with_helm_4_is_refused_before_any_change() {
     assert_eq!(code, Some(3), "{summary}");
     let message = summary["failure"]["message"].as_str().unwrap();
     assert!(message.contains("helmfile 0.166.0 cannot drive helm 4.1.4"), "{message}");
-    let changed = mutating_calls(&world.calls());
+    let changed = mutating(&world.calls());
     assert!(changed.is_empty(), "a refused run changed something: {changed:?}");
 }
