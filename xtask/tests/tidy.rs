@@ -257,6 +257,25 @@ fn xtask_src_depends_one_way_through_its_layers() {
 }
 
 #[test]
+fn only_the_cli_uses_clap() {
+    let cli = ["xtask/src/main.rs", "xtask/src/flags.rs"];
+    let users: Vec<String> = rust_files("xtask/src")
+        .iter()
+        .filter(|path| !cli.contains(&shown(path).as_str()))
+        .filter(|path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            text.lines().any(|l| l.split("//").next().unwrap_or("").contains("clap::"))
+        })
+        .map(|path| shown(path))
+        .collect();
+    assert!(
+        users.is_empty(),
+        "the library takes plain option structs; clap types belong in xtask/src/flags.rs:\n{}",
+        users.join("\n")
+    );
+}
+
+#[test]
 fn the_checker_sees_grouped_imports_and_cycles() {
     let text = "use crate::{alpha, beta::Gamma};\n// crate::commented\nlet x = crate::delta::f();";
     assert_eq!(crate_paths(text), ["alpha", "beta", "delta"]);
