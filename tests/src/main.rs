@@ -1,3 +1,6 @@
+//! The `testbed` binary: the CLI (`up`, `down`, `set`, internal servers) and, called
+//! through a symlink named `k3d`, `helmfile`, `helm` or `tilt`, the fake tool of that name.
+
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};

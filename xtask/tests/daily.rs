@@ -11,7 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{LAYERS, Workspace, mutating_calls};
+use support::{LAYERS, Workspace};
+use testbed::calls::mutating;
 use testbed::world::{World, WorldOptions, require_docker};
 
 /// Fast controllers: Pods Ready after 0.3 s, a CronJob "minute" of 2 s.
@@ -108,7 +109,7 @@ fn status(ws: &Workspace, world: &World) -> (Option<i32>, Value, Duration) {
     let started = Instant::now();
     let (code, json) = ws.json(world, &["status"]);
     let took = started.elapsed();
-    assert_eq!(mutating_calls(&world.calls()[before..]), Vec::<String>::new(), "status only reads");
+    assert_eq!(mutating(&world.calls()[before..]), Vec::<String>::new(), "status only reads");
     (code, json, took)
 }
 
@@ -273,7 +274,7 @@ fn down_keeps_the_caches_then_purge_leaves_nothing() {
     let actions: Vec<&str> =
         plan["actions"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["stop_tilt", "delete_cluster"], "{plan}");
-    assert_eq!(mutating_calls(&world.calls()[before..]), Vec::<String>::new());
+    assert_eq!(mutating(&world.calls()[before..]), Vec::<String>::new());
     assert!(tilt_answers(port) && !cluster_containers(&world).is_empty());
 
     // Down: Tilt stopped, no container of the cluster, no kube context; caches kept.
@@ -296,7 +297,7 @@ fn down_keeps_the_caches_then_purge_leaves_nothing() {
     let out = ws.xtask(&world, &["down"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(support::stdout(&out).starts_with("down: nothing to do"), "{}", support::stdout(&out));
-    assert_eq!(mutating_calls(&world.calls()[before..]), Vec::<String>::new());
+    assert_eq!(mutating(&world.calls()[before..]), Vec::<String>::new());
 
     // The next bootstrap downloads no image again: the host's store still has them.
     let pulls = testbed::node_images::pulls(world.dir()).unwrap().len();

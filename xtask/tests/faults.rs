@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{Workspace, parse_summary, show, stdout, text};
-use testbed::calls::Call;
+use testbed::calls::mutating;
 use testbed::real_tools::Toolset;
 use testbed::world::{World, WorldOptions, require_docker};
 
@@ -25,26 +25,6 @@ const SETTINGS: &str =
 fn platform(world: &World) -> Workspace {
     let tilt_port = format!("tilt_port = {}", support::free_port());
     Workspace::new(&[SETTINGS, &tilt_port]).with_infra().for_world(world)
-}
-
-/// Calls that change something: cluster verbs, syncs, tests, uninstalls, applies.
-fn mutating(calls: &[Call]) -> Vec<String> {
-    calls
-        .iter()
-        .filter(|c| match c.tool.as_str() {
-            "k3d" => ["create", "delete", "start", "stop", "merge", "import"]
-                .iter()
-                .any(|verb| c.args.iter().any(|a| a == verb)),
-            "helmfile" => c.args.iter().any(|a| ["sync", "apply", "destroy"].contains(&a.as_str())),
-            "helm" => {
-                c.args.first().is_some_and(|a| !["version", "list", "status"].contains(&a.as_str()))
-            }
-            "tilt" => c.args.first().is_some_and(|a| a == "up"),
-            "docker" => c.args.first().is_some_and(|a| a == "pull"),
-            _ => false,
-        })
-        .map(|c| format!("{} {}", c.tool, c.args.join(" ")))
-        .collect()
 }
 
 /// One bad input: how to make it, what the user runs, and what they must read.

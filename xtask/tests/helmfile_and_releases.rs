@@ -7,7 +7,7 @@ mod support;
 
 use serde_json::Value;
 use support::{Workspace, layer, show, text};
-use testbed::calls::Call;
+use testbed::calls::{Call, mutating};
 use testbed::real_tools::Toolset;
 use testbed::release::{Driver, Release};
 use testbed::world::{World, WorldOptions, require_docker};
@@ -36,20 +36,6 @@ fn run(
     let stdout = text(&out.stdout);
     let summary = serde_json::from_str(&stdout).unwrap_or(Value::Null);
     (out.status.code(), summary, format!("{stdout}{}", text(&out.stderr)))
-}
-
-fn mutating(calls: &[Call]) -> Vec<String> {
-    calls
-        .iter()
-        .filter(|c| {
-            c.args.iter().any(|a| {
-                ["create", "delete", "start", "sync", "destroy", "test", "install", "upgrade"]
-                    .contains(&a.as_str())
-                    || ["rollback", "uninstall"].contains(&a.as_str())
-            })
-        })
-        .map(|c| format!("{} {}", c.tool, c.args.join(" ")))
-        .collect()
 }
 
 /// Every revision of release `name` in `ameide` that Helm keeps in `driver`'s records.

@@ -14,7 +14,8 @@ mod support;
 use std::time::Instant;
 
 use serde_json::Value;
-use support::{LAYERS, Workspace, layer, mutating_calls, smoke, synced_layers};
+use support::{LAYERS, Workspace, layer, smoke, synced_layers};
+use testbed::calls::mutating;
 use testbed::real_tools::{self, Toolset};
 use testbed::world::{World, WorldOptions, require_docker};
 
@@ -121,7 +122,7 @@ fn bundle_on_and_off(platform: &Workspace, world: &World) {
     let before = world.calls().len();
     let (code, summary) = bootstrap(platform, world);
     assert_eq!(code, Some(0), "{summary}");
-    let destroys: Vec<String> = mutating_calls(&world.calls()[before..])
+    let destroys: Vec<String> = mutating(&world.calls()[before..])
         .into_iter()
         .filter(|c| c.starts_with("helmfile") && c.contains("destroy"))
         .collect();
@@ -146,7 +147,7 @@ fn helm_3_bootstrap_converges_and_a_rerun_changes_nothing() {
     let before = world.calls().len();
     let (code, summary) = bootstrap(&platform, &world);
     assert_eq!(code, Some(0), "{summary}");
-    let again = mutating_calls(&world.calls()[before..]);
+    let again = mutating(&world.calls()[before..]);
     assert!(again.is_empty(), "a converged re-run changed something: {again:?}");
 
     time_a_passing_gate(Toolset::Helm3, &world);
@@ -194,7 +195,7 @@ fn helmfile_0_166_with_helm_4_is_refused_before_any_change() {
     assert_eq!(code, Some(3), "{summary}");
     let message = summary["failure"]["message"].as_str().unwrap();
     assert!(message.contains("helmfile 0.166.0 cannot drive helm 4.1.4"), "{message}");
-    let changed = mutating_calls(&world.calls());
+    let changed = mutating(&world.calls());
     assert!(changed.is_empty(), "a refused run changed something: {changed:?}");
 }
 
@@ -287,7 +288,7 @@ fn a_session_killed_while_real_helm_installs_layer_40_recovers_on_a_plain_rerun(
     assert_eq!(code, Some(0), "{summary}");
     let warnings = layer(&summary, "40-data-plane")["warnings"].to_string();
     assert!(warnings.contains("release postgres was left pending-install"), "{summary}");
-    let calls = mutating_calls(&world.calls()[before..]);
+    let calls = mutating(&world.calls()[before..]);
     assert!(calls.iter().any(|c| c.starts_with("helm uninstall postgres ")), "{calls:?}");
     assert_eq!(release_status(&world, "postgres"), "deployed");
     // The layers the killed run finished are left alone; the rest sync and pass.

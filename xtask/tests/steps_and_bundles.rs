@@ -7,7 +7,7 @@ mod support;
 
 use serde_json::Value;
 use support::{LAYERS, Workspace, layer, show, synced_layers};
-use testbed::calls::Call;
+use testbed::calls::mutating;
 use testbed::manifests;
 use testbed::world::{World, WorldOptions, require_docker};
 
@@ -64,19 +64,6 @@ fn run(ws: &Workspace, world: &World, token: bool, args: &[&str]) -> (Option<i32
 fn step<'a>(summary: &'a Value, name: &str) -> &'a Value {
     let steps = summary["steps"].as_array().unwrap_or_else(|| panic!("no steps: {summary}"));
     steps.iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("no step {name}: {summary}"))
-}
-
-fn mutating(calls: &[Call]) -> Vec<String> {
-    calls
-        .iter()
-        .filter(|c| {
-            c.args.iter().any(|a| {
-                ["create", "delete", "start", "sync", "destroy", "test", "install", "upgrade"]
-                    .contains(&a.as_str())
-            })
-        })
-        .map(|c| format!("{} {}", c.tool, c.args.join(" ")))
-        .collect()
 }
 
 /// Release names Helm has in namespace `ameide` (`helm list`).

@@ -179,7 +179,7 @@ async fn apply(
                 session.cancel.check()?;
                 session
                     .progress(&format!("layers/{name}"), &format!("layer {name}: sync ({reason})"));
-                let cycle = Cycle { ctx, client: &client, helmfile: state.inputs.helmfile };
+                let cycle = Cycle { ctx, client: &client, helmfile: state.inputs.helmfile.clone() };
                 let pending = recoveries.get(&index).map_or(&[][..], Vec::as_slice);
                 let outcome = match layers::sync_and_gate(&cycle, &input.layer, pending).await {
                     Ok(outcome) => outcome,

@@ -158,7 +158,7 @@ impl Preflight<'_> {
         let check = crate::doctor::assess_tool(requirement, Some(&path), Some(output));
         match check.status {
             crate::doctor::Status::Ok => {
-                if let Some(version) = check.version
+                if let Some(version) = check.version.clone()
                     && let Some(helm) = self.helm_version().await?
                     && let Some(why) = crate::helmfile_cli::helm_incompatibility(version, helm)
                 {

@@ -13,6 +13,8 @@
 //! Every test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+pub mod file_server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -307,29 +309,6 @@ pub fn kubectl_apply(world: &World, manifest: &str) {
         assert!(std::time::Instant::now() < deadline, "kubectl apply: {}", text(&out.stderr));
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
-}
-
-/// Fake tool calls that change something: cluster verbs, image imports and kubeconfig
-/// merges, syncs, applies and uninstalls, `helm` beyond its read verbs (`helm test`
-/// included: it runs pods and records a verdict), `tilt up`, `docker pull`. As `tool
-/// args...` lines, for messages.
-pub fn mutating_calls(calls: &[Call]) -> Vec<String> {
-    calls
-        .iter()
-        .filter(|c| match c.tool.as_str() {
-            "k3d" => ["create", "delete", "start", "stop", "merge", "import"]
-                .iter()
-                .any(|verb| c.args.iter().any(|a| a == verb)),
-            "helmfile" => c.args.iter().any(|a| ["sync", "apply", "destroy"].contains(&a.as_str())),
-            "helm" => c.args.first().is_some_and(|a| {
-                !["version", "list", "status", "template", "show", "lint"].contains(&a.as_str())
-            }),
-            "tilt" => c.args.first().is_some_and(|a| a == "up" || a == "down"),
-            "docker" => c.args.first().is_some_and(|a| a == "pull"),
-            _ => false,
-        })
-        .map(|c| format!("{} {}", c.tool, c.args.join(" ")))
-        .collect()
 }
 
 /// A world running `tools` (`testbed::real_tools`) whose CronJobs tick every 2 s and whose
