@@ -3,7 +3,7 @@
 //!
 //! Dependencies point one way (the README's "Architecture"):
 //! - leaf types: [`error`], [`outcome`], [`digest`], [`redact`], [`events`], [`cancel`], [`version`],
-//!   [`session`], [`table`], [`spans`]
+//!   [`session`], [`table`], [`spans`], [`wait`] (the one bounded, cancellable wait)
 //! - model, pure readers of settings and `infra/`: [`config`], [`pins`], [`platform`]
 //! - adapters to the outside: [`exec`], [`http`], [`k8s`], [`learn`] (Secret values for
 //!   redaction), [`release`], [`probe`], [`fsutil`],
@@ -14,6 +14,11 @@
 //!   [`down`], [`status`] (read-only health view)
 //! - the run: [`runner`] (the stage pipeline), [`bootstrap`], [`lock`], [`timings`]
 //! - output: [`sinks`] (with `main.rs`, the only code that prints)
+
+// House rule: the engine emits events and never prints; only the sinks (`sinks.rs`, which
+// allows these) and `main.rs` (another crate root) write to the terminal. `std::io::stdout`
+// and `stderr` are disallowed in `xtask/clippy.toml` so `writeln!` cannot slip past.
+#![deny(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]
 
 pub mod bootstrap;
 pub mod cancel;
@@ -57,3 +62,4 @@ pub mod tilt;
 pub mod timings;
 pub mod tools;
 pub mod version;
+pub mod wait;

@@ -56,7 +56,8 @@ async fn recheck(
     );
     Ok(match decision {
         LayerPlan::Sync { reason } => {
-            let pending = layers::pending_releases(&client, &input.layer).await?;
+            let pending =
+                layers::pending_releases(&client, &input.layer, &state.ctx.kube_context).await?;
             (LayerAction::Sync, reason, pending)
         }
         LayerPlan::Unchanged => (
@@ -149,7 +150,7 @@ async fn apply(
                 session.cancel.check()?;
                 session
                     .progress(&format!("layers/{name}"), &format!("layer {name}: sync ({reason})"));
-                let cycle = Cycle { ctx, client: &client, helmfile: state.inputs.helmfile };
+                let cycle = Cycle { ctx, client: &client, helmfile: state.inputs.helmfile.clone() };
                 let outcome = match layers::sync_and_gate(&cycle, &input.layer, &pending).await {
                     Ok(outcome) => outcome,
                     Err(e) => {

@@ -8,6 +8,7 @@
 //! their configured layers, so later layers can rely on them. The summary is emitted as
 //! the command's result.
 
+pub mod describe;
 mod happened;
 mod images_stage;
 mod layers_stage;
@@ -32,44 +33,31 @@ use summary::Summary;
 /// A stage after preflight: it carries out its part of the run's plan.
 pub type Stage<'c> = dyn runner::Stage<RunState<'c>, RunPlan> + 'c;
 
-#[derive(clap::Args, Debug, Default)]
+/// How `cargo xtask bootstrap` was asked to run (the CLI's flags, `xtask/src/flags.rs`).
+#[derive(Debug, Default)]
 pub struct Args {
     /// Print what each stage would do and change nothing.
-    #[arg(long)]
     pub plan: bool,
     /// Start at this layer (earlier layers must already be converged).
-    #[arg(long, value_name = "LAYER", conflicts_with = "only")]
     pub from: Option<String>,
     /// Only this layer (earlier layers must already be converged).
-    #[arg(long, value_name = "LAYER")]
     pub only: Option<String>,
-    /// Sync every selected layer and run every repository step, even those whose
-    /// inputs are unchanged.
-    #[arg(long)]
+    /// Sync every selected layer and run every repository step, even unchanged ones.
     pub force: bool,
-    /// Skip the tilt stage (do not start or check Tilt).
-    #[arg(long)]
+    /// Skip the tilt stage.
     pub no_tilt: bool,
-    /// Do not install the pinned tools into .tools/bin first (`cargo xtask tools
-    /// install`); use what is there and on PATH.
-    #[arg(long)]
+    /// Do not install the pinned tools into .tools/bin first.
     pub no_install: bool,
-    /// Write an HTML timeline of the run (stages, layers, gates, steps, image fetches,
-    /// every tool call; the critical path marked) to PATH, default
-    /// target/bootstrap-timings.html. Self-contained: opens in any browser, offline.
-    /// The JSON summary then carries the same spans.
-    #[arg(long, value_name = "PATH", num_args = 0..=1, require_equals = true)]
+    /// Write an HTML timeline of the run: `Some(None)` to the default path.
     pub timings: Option<Option<std::path::PathBuf>>,
 }
 
 /// `cargo xtask sync <layer>...`: sync and gate just these layers, converged or not.
-#[derive(clap::Args, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct SyncArgs {
     /// Layer names (file stems, e.g. `24-auth`), run in platform order.
-    #[arg(required = true, value_name = "LAYER")]
     pub layers: Vec<String>,
     /// Do not install the pinned tools into .tools/bin first.
-    #[arg(long)]
     pub no_install: bool,
 }
 

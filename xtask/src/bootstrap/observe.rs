@@ -73,7 +73,7 @@ async fn api(ctx: &Context, inputs: &Inputs, selection: &Selection) -> Result<Ap
             state.not_deployed = layers::not_deployed(&client, layer).await?;
             state.off_but_present = layers::off_but_present(&client, layer, &ctx.bundles).await?;
         }
-        state.pending = layers::pending_releases(&client, layer).await?;
+        state.pending = layers::pending_releases(&client, layer, &ctx.kube_context).await?;
         seen.insert(layer.name.clone(), state);
     }
     Ok(ApiSeen::Reachable { recorded, layers: seen })

@@ -51,6 +51,10 @@ impl Preflight<'_> {
         let ctx = self.ctx;
         // Bad input first (exit 2 before anything changes), then the tools this run
         // needs (found, or planned for install; exit 3 otherwise).
+        // A release storage the engine cannot read is refused before any helm runs: helm
+        // opens it even for `helm version`, which helmfile calls to read a template layer
+        // (with `sql` and no database reachable, helm fails and helmfile 0.166 panics).
+        crate::release::Driver::from_env()?;
         let tools = crate::tools::planned(ctx, self.options.no_install);
         let installs = |name: &str| tools.iter().any(|t| t.name == name);
         // The helmfile on PATH reads template layers: check it first, unless the run
@@ -83,7 +87,6 @@ impl Preflight<'_> {
             })
             .collect::<Result<Vec<_>>>()?;
         let mut warnings = self.check_tools(&tools)?;
-        crate::release::Driver::from_env()?;
         let (helmfile, helmfile_warning) = checked_helmfile.unwrap_or_default();
         warnings.extend(helmfile_warning);
         let selected_names: Vec<&str> = selected.iter().map(|&i| names[i]).collect();
@@ -97,7 +100,7 @@ impl Preflight<'_> {
             ctx.kube_context
         );
         let render_images = self.options.mode == Mode::Plan;
-        let description = crate::plan::describe(ctx, &platform, render_images).await?;
+        let description = super::describe::describe(ctx, &platform, render_images).await?;
         let inputs = Inputs { platform, layers, steps, helmfile };
         let (mut seen, cluster) = super::observe::observe(ctx, &inputs, self).await?;
         seen.tools = tools;
@@ -211,7 +214,7 @@ impl Preflight<'_> {
         let check = crate::doctor::assess_tool(requirement, Some(&path), Some(output));
         match check.status {
             crate::doctor::Status::Ok => {
-                if let Some(version) = check.version
+                if let Some(version) = check.version.clone()
                     && let Some(helm) = self.helm_version().await?
                     && let Some(why) = crate::helmfile_cli::helm_incompatibility(version, helm)
                 {

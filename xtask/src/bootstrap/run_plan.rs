@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::describe::PlanView;
 use super::{Inputs, Selection};
 use crate::cluster;
 use crate::layers::{self, LayerPlan, pending::Recover};
-use crate::plan::PlanView;
 use crate::steps::StepPlan;
 use crate::tools::ToolInstall;
 

@@ -1,10 +1,12 @@
+//! Unit tests of the pure run-plan decision ([`super::decide`]), no Docker.
+
 use std::collections::HashMap;
 
 use super::*;
 use crate::bootstrap::LayerInput;
+use crate::bootstrap::describe::{BundlesView, ClusterView, LayerView, PlanView, StepView};
 use crate::bootstrap::steps_stage::StepInput;
 use crate::cluster::{Container, Desired, Observed};
-use crate::plan::{BundlesView, ClusterView, LayerView, PlanView, StepView};
 use crate::platform::helmfile::{Layer, LayerReleases, Platform};
 
 const HASH: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";

@@ -230,20 +230,16 @@ fn place(root: &Path, name: &str, executable: &[u8]) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// `cargo xtask tools ...`
-#[derive(Debug, clap::Args)]
+/// `cargo xtask tools ...` (the CLI's flags are in `xtask/src/flags.rs`).
+#[derive(Debug)]
 pub struct Args {
-    #[command(subcommand)]
     pub command: ToolsCommand,
 }
 
-#[derive(Debug, clap::Subcommand)]
+/// The `tools` subcommands.
+#[derive(Debug)]
 pub enum ToolsCommand {
-    /// Download the pinned tools that are missing or at another version into .tools/bin,
-    /// each verified against its pinned sha256 before it is made executable. A no-op
-    /// when all are in place. Downloads honour HTTPS_PROXY, HTTP_PROXY and NO_PROXY.
-    /// Exit 3 when a download is unreachable or this platform has no pinned checksum,
-    /// 1 on a checksum mismatch; nothing is half-installed.
+    /// Download the pinned tools that are missing or at another version into .tools/bin.
     Install {
         /// Only these tools (default: every pinned one).
         tools: Vec<String>,
