@@ -26,8 +26,8 @@ pub fn fake_tool_start(tool: &str, args: &[String]) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// `testbed up`: take the machine lock (as a test's `World` does; a holder process keeps
-/// it until `down`), then [`up`].
+/// `testbed up`: take a world slot (as a test's `World` does; a holder process keeps it
+/// until `down`), then [`up`]. The slot is `$TESTBED_SLOT` in what `up` prints.
 pub fn up_locked(
     dir: &Path,
     scenarios: &[String],
@@ -102,6 +102,9 @@ pub fn environment(dir: &Path) -> Vec<(String, String)> {
     ];
     if let Some(helm) = real_helm(&bin) {
         env.push(("TESTBED_REAL_HELM".to_owned(), helm.to_string_lossy().into_owned()));
+    }
+    if let Some(slot) = crate::lock::held_slot(dir) {
+        env.push(("TESTBED_SLOT".to_owned(), slot.index().to_string()));
     }
     env
 }

@@ -158,7 +158,7 @@ async fn node_pull(dir: &Path, node: &str, image: &str) -> Result<i32> {
         );
         return Ok(1);
     }
-    let cluster_dir = crate::fake_k3d::cluster_dir(dir, cluster);
+    let cluster_dir = crate::k3d_common::cluster_dir(dir, cluster);
     let by = format!("crictl/{node}");
     let (end_ms, record) =
         node_images::begin_pull(Some(dir), Some(&cluster_dir), &by, image, &scenario, now_ms);

@@ -18,12 +18,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
 
 use crate::helm_hooks::*;
+use crate::helm_records::{load, status_text, store, uninstall};
 use crate::helm_version::HelmVersion;
 use crate::kube_api::{self, Client};
-use crate::release::{self, Release};
+use crate::release;
 use crate::scenario::Scenario;
 
 /// Record the call, load the scenario and sleep its latency (every fake tool does this).
@@ -204,25 +204,6 @@ fn default_namespace() -> String {
         .unwrap_or_else(|| "default".into())
 }
 
-/// Every release record of a release (Secrets, or ConfigMaps with
-/// `HELM_DRIVER=configmap`), and the latest release.
-pub async fn load(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-) -> Result<Option<(Vec<Value>, Release)>> {
-    let collection = release::Driver::from_env()?.collection(namespace);
-    let records = client.list(&collection, Some(&format!("name={name},owner=helm"))).await?;
-    Ok(release::latest(&records)?.map(|r| (records, r)))
-}
-
-/// Write a release back into its own revision's record.
-pub async fn store(client: &Client, release: &Release) -> Result<()> {
-    let record = release.to_record(release::Driver::from_env()?)?;
-    client.apply_object(&record).await?;
-    Ok(())
-}
-
 async fn test(args: &[String], scenario: &Scenario) -> Result<i32> {
     let o = parse(args, &["test"])?;
     let helm = HelmVersion::parse(&scenario.helm_version).unwrap_or(HelmVersion(3, 18, 4));
@@ -321,34 +302,6 @@ async fn test(args: &[String], scenario: &Scenario) -> Result<i32> {
     }
 }
 
-/// What `helm status` (and `helm test`) print for a release.
-pub fn status_text(rel: &Release) -> String {
-    let mut out = format!(
-        "NAME: {}\nLAST DEPLOYED: {}\nNAMESPACE: {}\nSTATUS: {}\nREVISION: {}\n",
-        rel.name,
-        release::ansic(&rel.info.last_deployed),
-        rel.namespace,
-        rel.info.status,
-        rel.version
-    );
-    let tests: Vec<_> = rel.hooks.iter().filter(|h| h.events.iter().any(|e| e == "test")).collect();
-    if tests.is_empty() {
-        out.push_str("TEST SUITE: None\n");
-    }
-    // As helm's status printer: a hook that never ran prints nothing.
-    for h in tests.into_iter().filter(|h| !h.last_run.started_at.is_empty()) {
-        let when = |t: &str| if t.is_empty() { String::new() } else { release::ansic(t) };
-        out.push_str(&format!(
-            "TEST SUITE:     {}\nLast Started:   {}\nLast Completed: {}\nPhase:          {}\n",
-            h.name,
-            when(&h.last_run.started_at),
-            when(&h.last_run.completed_at),
-            h.last_run.phase
-        ));
-    }
-    out
-}
-
 async fn uninstall_cmd(args: &[String]) -> Result<i32> {
     let o = parse(args, &["uninstall", "delete", "un", "del"])?;
     let client = Client::for_context(o.kube_context.as_deref())?;
@@ -357,34 +310,6 @@ async fn uninstall_cmd(args: &[String]) -> Result<i32> {
     }
     println!("release \"{}\" uninstalled", o.release);
     Ok(0)
-}
-
-/// `helm.sh/resource-policy: keep`: helm leaves the object when the release drops it or
-/// is uninstalled (helm `pkg/action/resource_policy.go`).
-pub fn kept(obj: &Value) -> bool {
-    obj["metadata"]["annotations"]["helm.sh/resource-policy"].as_str() == Some("keep")
-}
-
-/// Delete a release's objects (from its latest manifest) and every revision Secret.
-/// `Ok(false)` when there was no such release.
-pub async fn uninstall(client: &Client, namespace: &str, name: &str) -> Result<bool> {
-    let Some((secrets, rel)) = load(client, namespace, name).await? else { return Ok(false) };
-    for doc in crate::fake_helmfile::split_manifest(&rel.manifest) {
-        if let Ok(mut obj) = serde_saphyr::from_str::<Value>(&doc.text)
-            && obj.is_object()
-        {
-            if obj["metadata"]["namespace"].is_null() {
-                obj["metadata"]["namespace"] = json!(namespace);
-            }
-            if !kept(&obj) {
-                client.delete(&kube_api::path_of(&obj)?).await?;
-            }
-        }
-    }
-    for record in secrets {
-        client.delete(&kube_api::path_of(&record)?).await?;
-    }
-    Ok(true)
 }
 
 #[cfg(test)]
@@ -422,34 +347,5 @@ mod tests {
         assert_eq!(o_timeout("test x"), Duration::from_secs(300));
         let o = parse(&args("--namespace=x uninstall y"), &["uninstall"]).unwrap();
         assert_eq!((o.namespace.as_str(), o.release.as_str()), ("x", "y"));
-    }
-
-    #[test]
-    fn status_lists_each_test_suite() {
-        let rel = Release {
-            name: "demo".into(),
-            namespace: "ameide".into(),
-            version: 3,
-            info: release::Info {
-                status: "deployed".into(),
-                last_deployed: "2006-01-02T15:04:05Z".into(),
-                ..Default::default()
-            },
-            hooks: vec![release::Hook {
-                name: "demo-check".into(),
-                events: vec!["test".into()],
-                last_run: release::LastRun {
-                    phase: "Failed".into(),
-                    started_at: "2006-01-02T15:04:06Z".into(),
-                    ..Default::default()
-                },
-                ..Default::default()
-            }],
-            ..Release::default()
-        };
-        let text = status_text(&rel);
-        assert!(text.contains("LAST DEPLOYED: Mon Jan  2 15:04:05 2006\n"), "{text}");
-        assert!(text.contains("TEST SUITE:     demo-check\n"));
-        assert!(text.contains("Phase:          Failed\n"));
     }
 }

@@ -8,26 +8,24 @@
 //! volume, published load-balancer ports, k3s itself. Output follows k3d's logrus lines
 //! (`INFO[0000] ...` on stdout, `ERRO`/`FATA` on stderr); a fatal error exits 1.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, ContainerSummary};
+use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{CreateContainerOptions, StopContainerOptions};
 use serde_json::json;
 
-use crate::docker::{self, LABEL_TESTBED_DIR};
+use crate::docker;
 use crate::k3d_api::*;
+use crate::k3d_common::*;
 use crate::k3d_config::*;
 use crate::k3d_flags::*;
 use crate::k3d_list::*;
 use crate::k3d_registry::*;
 use crate::{images, kubeconfig, probe, procs};
 
-/// The version we claim to be; the labels carry it as real k3d does.
-pub const K3D_VERSION: &str = "v5.8.3";
 const K3S_VERSION: &str = "v1.31.5-k3s1";
 const DEFAULT_CLUSTER: &str = "k3s-default";
 
@@ -48,32 +46,6 @@ pub fn main(args: Vec<String>) -> i32 {
             log.fatal(&format!("{e:#}"));
             1
         }
-    }
-}
-
-/// k3d's log lines: level, seconds since start, message.
-pub(crate) struct Log {
-    start: Instant,
-}
-
-impl Log {
-    pub(crate) fn new() -> Log {
-        Log { start: Instant::now() }
-    }
-    pub(crate) fn stamp(&self) -> String {
-        format!("{:04}", self.start.elapsed().as_secs())
-    }
-    pub(crate) fn info(&self, msg: &str) {
-        println!("INFO[{}] {msg}", self.stamp());
-    }
-    pub(crate) fn warn(&self, msg: &str) {
-        eprintln!("WARN[{}] {msg}", self.stamp());
-    }
-    pub(crate) fn error(&self, msg: &str) {
-        eprintln!("ERRO[{}] {msg}", self.stamp());
-    }
-    pub(crate) fn fatal(&self, msg: &str) {
-        eprintln!("FATA[{}] {msg}", self.stamp());
     }
 }
 
@@ -119,11 +91,6 @@ async fn run(dir: &Path, args: &[String], log: &Log) -> Result<i32> {
     }
 }
 
-pub(crate) fn usage_error(msg: &str) -> Result<i32> {
-    eprintln!("Error: {msg}");
-    Ok(1)
-}
-
 fn cluster_name(flags: &Flags, config: Option<&SimpleConfig>) -> String {
     flags
         .positional
@@ -131,17 +98,6 @@ fn cluster_name(flags: &Flags, config: Option<&SimpleConfig>) -> String {
         .cloned()
         .or_else(|| config.map(|c| c.metadata.name.clone()).filter(|n| !n.is_empty()))
         .unwrap_or_else(|| DEFAULT_CLUSTER.to_owned())
-}
-
-pub(crate) fn cluster_dir(dir: &Path, cluster: &str) -> PathBuf {
-    dir.join("clusters").join(cluster)
-}
-
-pub(crate) async fn cluster_containers(
-    docker: &Docker,
-    cluster: &str,
-) -> Result<Vec<ContainerSummary>> {
-    docker::containers_with_labels(docker, &[("app", "k3d"), ("k3d.cluster", cluster)]).await
 }
 
 async fn create(dir: &Path, docker: &Docker, flags: &Flags, log: &Log) -> Result<i32> {
@@ -238,22 +194,6 @@ struct CreatePlan {
     registry: Option<RegistryPlan>,
 }
 
-pub(crate) struct RegistryPlan {
-    pub(crate) name: String,
-    pub(crate) host: String,
-    pub(crate) host_port: String,
-}
-
-pub(crate) fn base_labels(dir: &Path, cluster: &str, role: &str) -> HashMap<String, String> {
-    HashMap::from([
-        ("app".to_owned(), "k3d".to_owned()),
-        ("k3d.cluster".to_owned(), cluster.to_owned()),
-        ("k3d.role".to_owned(), role.to_owned()),
-        ("k3d.version".to_owned(), K3D_VERSION.to_owned()),
-        (LABEL_TESTBED_DIR.to_owned(), dir.to_string_lossy().into_owned()),
-    ])
-}
-
 async fn create_cluster(dir: &Path, docker: &Docker, plan: &CreatePlan, log: &Log) -> Result<()> {
     let name = &plan.name;
     log.info("Prep: Network");
@@ -334,28 +274,6 @@ async fn start_containers(docker: &Docker, cluster: &str, log: &Log) -> Result<(
     Ok(())
 }
 
-pub(crate) fn role_order(role: &str) -> u8 {
-    match role {
-        "registry" => 0,
-        "server" => 1,
-        "agent" => 2,
-        _ => 3,
-    }
-}
-
-pub(crate) fn wait_until(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if ready() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// The kubeconfig k3d updates: `$KUBECONFIG` (first entry) or `~/.kube/config`.
 fn kubeconfig_path() -> Result<PathBuf> {
     if let Some(first) = std::env::var_os("KUBECONFIG")
@@ -412,18 +330,6 @@ async fn delete_cluster(dir: &Path, docker: &Docker, cluster: &str, log: &Log) -
         }
         _ => Ok(()),
     }
-}
-
-pub(crate) async fn cluster_names(docker: &Docker) -> Result<Vec<String>> {
-    let mut names: Vec<String> = docker::containers_with_labels(docker, &[("app", "k3d")])
-        .await?
-        .iter()
-        .filter_map(|c| docker::label(c, "k3d.cluster").map(str::to_owned))
-        .filter(|n| !n.is_empty())
-        .collect();
-    names.sort();
-    names.dedup();
-    Ok(names)
 }
 
 async fn start(dir: &Path, docker: &Docker, flags: &Flags, log: &Log) -> Result<i32> {

@@ -11,8 +11,7 @@
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::fake_helm::{kept, load, store};
-use crate::helmfile_install::split_manifest;
+use crate::helm_records::{kept, load, split_manifest, store};
 use crate::kube_api::{self, Client};
 use crate::release::{self, Release};
 

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use crate::apiserver::controllers::workload_ready;
 use crate::apiserver::resources;
-use crate::fake_helm;
-use crate::fake_helmfile::*;
+use crate::helm_records::{self, split_manifest};
+use crate::helmfile_state::ReleaseSpec;
 use crate::kube_api::{self, Client};
 use crate::release::{self, Hook, Info, LastRun, Release};
 
@@ -79,7 +79,7 @@ pub(crate) async fn install(
     } else if client.get_opt(&format!("/api/v1/namespaces/{}", r.namespace)).await?.is_none() {
         bail!("create: failed to create: namespaces \"{}\" not found", r.namespace);
     }
-    let previous = fake_helm::load(client, &r.namespace, &r.name).await?;
+    let previous = helm_records::load(client, &r.namespace, &r.name).await?;
     // helm `pkg/action/upgrade.go` prepareUpgrade: a pending last revision (a helm that
     // was stopped mid-way, or one still running) refuses every upgrade (`errPending`).
     if let Some((_, last)) = &previous
@@ -181,7 +181,7 @@ pub(crate) async fn install(
                     obj["metadata"]["namespace"] = json!(r.namespace);
                 }
                 let path = kube_api::path_of(&obj)?;
-                if !applied.contains(&path) && !fake_helm::kept(&obj) {
+                if !applied.contains(&path) && !helm_records::kept(&obj) {
                     client.delete(&path).await?;
                 }
             }
@@ -205,11 +205,11 @@ pub(crate) async fn install(
         if let Err(e) = wait_ready(client, &applied, r).await {
             rel.info.status = "failed".into();
             rel.info.description = format!("Upgrade \"{}\" failed: {e}", r.name);
-            fake_helm::store(client, &rel).await?;
+            helm_records::store(client, &rel).await?;
             bail!("UPGRADE FAILED: {e}");
         }
         rel.info.status = deployed;
-        fake_helm::store(client, &rel).await?;
+        helm_records::store(client, &rel).await?;
     } else {
         write_revision(client, &rel, previous.as_ref().map(|(s, _)| s.as_slice())).await?;
     }
@@ -218,7 +218,7 @@ pub(crate) async fn install(
     } else {
         println!("Release \"{}\" has been upgraded. Happy Helming!", r.name);
     }
-    print!("{}", fake_helm::status_text(&rel));
+    print!("{}", helm_records::status_text(&rel));
     println!();
     Ok(rel)
 }
@@ -233,10 +233,10 @@ pub(crate) async fn write_revision(
         if secret["metadata"]["labels"]["status"] == "deployed" {
             let mut old = Release::from_record(secret)?;
             old.info.status = "superseded".into();
-            fake_helm::store(client, &old).await?;
+            helm_records::store(client, &old).await?;
         }
     }
-    fake_helm::store(client, rel).await
+    helm_records::store(client, rel).await
 }
 
 pub(crate) fn split_list(s: &str) -> Vec<String> {
@@ -286,39 +286,4 @@ pub(crate) fn render(helm: &Path, r: &ReleaseSpec) -> Result<String> {
         bail!("{}", String::from_utf8_lossy(&out.stderr).trim().trim_start_matches("Error: "));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// One document of a rendered manifest: its `# Source:` path and its YAML text.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ManifestDoc {
-    pub source: String,
-    pub text: String,
-}
-
-/// Split `helm template` output (or a release manifest) into its documents.
-pub fn split_manifest(text: &str) -> Vec<ManifestDoc> {
-    let mut docs = Vec::new();
-    let mut source = String::new();
-    let mut body = Vec::new();
-    let mut flush = |source: &mut String, body: &mut Vec<&str>| {
-        let text = body.join("\n").trim().to_owned();
-        if !text.is_empty()
-            && text.lines().any(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
-        {
-            docs.push(ManifestDoc { source: std::mem::take(source), text });
-        }
-        source.clear();
-        body.clear();
-    };
-    for line in text.lines() {
-        if line.trim_end() == "---" {
-            flush(&mut source, &mut body);
-        } else if let Some(s) = line.strip_prefix("# Source: ") {
-            source = s.trim().to_owned();
-        } else {
-            body.push(line);
-        }
-    }
-    flush(&mut source, &mut body);
-    docs
 }

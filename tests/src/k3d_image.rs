@@ -20,7 +20,7 @@ use std::path::Path;
 use anyhow::Result;
 use bollard::Docker;
 
-use crate::fake_k3d::{Log, cluster_containers};
+use crate::k3d_common::{Log, cluster_containers};
 use crate::k3d_flags::Flags;
 use crate::scenario::Scenario;
 use crate::{docker, node_images};

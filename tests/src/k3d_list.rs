@@ -8,7 +8,7 @@ use bollard::models::ContainerSummary;
 use serde_json::{Value, json};
 
 use crate::docker::{self};
-use crate::fake_k3d::*;
+use crate::k3d_common::*;
 use crate::k3d_flags::*;
 
 /// One node as `k3d cluster list -o json` / `k3d registry list -o json` print it.

@@ -19,7 +19,7 @@ use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::CreateContainerOptions;
 
-use crate::fake_k3d::*;
+use crate::k3d_common::*;
 use crate::{docker, images};
 
 /// A registry created from the config file is named exactly `registries.create.name`,

@@ -1,79 +1,47 @@
-//! The machine lock: one testbed world at a time per machine (cluster and registry names
-//! and the registry's host port come from the platform config, so two would collide).
-//! A test's `World` holds it in-process until dropped; `testbed up` (a command that
-//! exits) leaves a small `testbed lock-holder` process holding it, in its own session,
-//! until `testbed down` stops it (or its dir disappears).
+//! Holding a world slot (`crate::slot`) for a `testbed up` world. A test's `World` holds
+//! its slot's lock in-process until dropped; `testbed up` (a command that exits) leaves a
+//! small `testbed lock-holder` process holding it, in its own session, until `testbed
+//! down` stops it (or its dir disappears). The holder writes the slot it took to
+//! `D/slot`.
 
-use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use crate::procs;
+use crate::slot::Slot;
 
-pub const LOCK_FILE: &str = "/tmp/testbed-world.lock";
 const HELD_FILE: &str = "lock.held";
 const PID_FILE: &str = "lock.pid";
+const SLOT_FILE: &str = "slot";
 
-/// Take the lock (blocking until the holder of another world lets go).
-pub fn acquire() -> Result<File> {
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(LOCK_FILE)
-        .with_context(|| format!("opening {LOCK_FILE}"))?;
-    #[allow(clippy::incompatible_msrv)]
-    match lock.try_lock() {
-        Ok(()) => return Ok(lock),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            eprintln!("testbed: another testbed world is up; waiting for {LOCK_FILE}");
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("locking {LOCK_FILE}"));
-        }
-    }
-    #[allow(clippy::incompatible_msrv)]
-    lock.lock().with_context(|| format!("locking {LOCK_FILE}"))?;
-    Ok(lock)
-}
-
-/// `testbed lock-holder --dir D --owner PID`: take the lock, say so in `D/lock.held`,
-/// hold it while `D` exists. Gives up (releasing the lock) if the `testbed up` that
-/// started it (`owner`) dies before `D` is a testbed dir (no `scenario.json` yet), so a
-/// killed or failed `up` never leaves the machine locked.
+/// `testbed lock-holder --dir D --owner PID`: take the first free slot, say which in
+/// `D/slot` and that it holds it in `D/lock.held`, hold it while `D` exists. Gives up
+/// (releasing the slot) if the `testbed up` that started it (`owner`) dies before `D`
+/// is a testbed dir (no `scenario.json` yet), so a killed or failed `up` never leaves a
+/// slot taken.
 pub fn hold(dir: &Path, owner: Option<u32>) -> Result<()> {
     let _ = nix::unistd::setsid();
     let owner_gone = || {
         owner.is_some_and(|pid| !procs::is_ours(pid, "testbed"))
             && !dir.join(crate::scenario::FILE).exists()
     };
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(LOCK_FILE)
-        .with_context(|| format!("opening {LOCK_FILE}"))?;
-    loop {
-        #[allow(clippy::incompatible_msrv)]
-        match lock.try_lock() {
-            Ok(()) => break,
-            Err(std::fs::TryLockError::WouldBlock) => {}
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("locking {LOCK_FILE}"));
-            }
-        }
-        if owner_gone() || !dir.exists() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let Some((slot, _lock)) = crate::slot::acquire_unless(|| owner_gone() || !dir.exists())? else {
+        return Ok(());
+    };
+    std::fs::write(dir.join(SLOT_FILE), slot.index().to_string())?;
     std::fs::write(dir.join(HELD_FILE), std::process::id().to_string())?;
     while dir.join(HELD_FILE).exists() && !owner_gone() {
         std::thread::sleep(Duration::from_millis(200));
     }
     Ok(())
+}
+
+/// The slot `dir`'s lock holder took.
+pub fn held_slot(dir: &Path) -> Option<Slot> {
+    let text = std::fs::read_to_string(dir.join(SLOT_FILE)).ok()?;
+    text.trim().parse().ok().map(Slot::new)
 }
 
 /// Start a lock holder for `dir` and wait until it holds the lock.
@@ -104,7 +72,7 @@ pub fn spawn_holder(dir: &Path, testbed_bin: &Path) -> Result<()> {
         }
         if start.elapsed() > Duration::from_secs(2) && start.elapsed() < Duration::from_millis(2100)
         {
-            eprintln!("testbed: waiting for {LOCK_FILE} (another testbed world is up)");
+            eprintln!("testbed: waiting for a free world slot (all are taken)");
         }
         std::thread::sleep(Duration::from_millis(50));
     }

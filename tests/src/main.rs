@@ -1,3 +1,6 @@
+//! The `testbed` binary: the CLI (`up`, `down`, `set`, internal servers) and, called
+//! through a symlink named `k3d`, `helmfile`, `helm` or `tilt`, the fake tool of that name.
+
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
@@ -43,7 +46,7 @@ enum Command {
         #[arg(required = true)]
         scenarios: Vec<String>,
     },
-    /// Internal: holds the machine lock for DIR while it exists (started by `up`).
+    /// Internal: holds a world slot for DIR while it exists (started by `up`).
     LockHolder {
         #[arg(long)]
         dir: PathBuf,

@@ -98,14 +98,21 @@ const IMAGE_SIZES: &[(&str, u64)] = &[
 /// An image not in the table: a typical small service image.
 pub const DEFAULT_IMAGE_SIZE: u64 = 30_000_000;
 
-/// The compressed size of `image` (a digest-pinned reference counts as its repository's
-/// tagged entry when the table has one).
+/// The compressed size of `image`: its repository's entry in the table, whatever the
+/// tag or digest (a test world's own tag of a sample image, `busybox:1.37.0-s2`, is the
+/// same image).
 pub fn image_size(image: &str) -> u64 {
-    let full = normalize(image);
-    let name = full.split('@').next().unwrap_or(&full);
+    let repository = |reference: &str| {
+        let name = reference.split('@').next().unwrap_or(reference);
+        match name.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') => repo.to_owned(),
+            _ => name.to_owned(),
+        }
+    };
+    let wanted = repository(&normalize(image));
     IMAGE_SIZES
         .iter()
-        .find(|(i, _)| *i == full || i.rsplit_once(':').is_some_and(|(repo, _)| repo == name))
+        .find(|(i, _)| repository(i) == wanted)
         .map_or(DEFAULT_IMAGE_SIZE, |(_, size)| *size)
 }
 
@@ -308,6 +315,8 @@ mod tests {
         assert_eq!(vault, 1000 + 15_200 + 24_000 + 100);
         let pinned = format!("busybox@sha256:{}", "a".repeat(64));
         assert_eq!(image_size(&pinned), 2_200_000);
+        assert_eq!(image_size("busybox:1.37.0-s2"), 2_200_000, "a world's own tag");
+        assert_eq!(image_size("localhost:5000/busybox"), DEFAULT_IMAGE_SIZE);
         assert_eq!(image_size("ghcr.io/x/y:1"), DEFAULT_IMAGE_SIZE);
         let unlimited = Scenario { pull_ms: 7, ..Scenario::default() };
         assert_eq!(reserve_link(Some(dir.path()), &unlimited, "busybox:1.37.0", 5), 12);

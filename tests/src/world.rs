@@ -1,10 +1,12 @@
 //! `World`: a testbed for one test. `World::up` does what `testbed up` does in a fresh
 //! temp dir; dropping the world (also on panic) does what `testbed down` does.
 //!
-//! Worlds run one at a time per machine (cluster and registry names come from the
-//! platform config, so two would collide): `up` holds an exclusive lock on
-//! `/tmp/testbed-world.lock` until drop. Under that lock it also clears what a killed
-//! earlier test world left behind.
+//! Up to `$TESTBED_SLOTS` worlds (default 4) run at once per machine: `up` takes the
+//! first free slot (`crate::slot`, waiting while all are taken) and holds it until drop.
+//! The engine reads cluster and registry names and host ports from the platform config,
+//! so a test runs a platform made for its world's slot ([`World::slot`]; in the xtask
+//! tests `Workspace::for_world`). Holding the slot, `up` also clears what a killed
+//! earlier world of the same slot left behind, and nothing of another slot.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -14,9 +16,8 @@ use anyhow::{Context, Result, bail};
 
 use crate::calls::{self, Call};
 use crate::real_tools::Toolset;
+use crate::slot::Slot;
 use crate::{cli, docker};
-
-const DIR_PREFIX: &str = "testbed-world-";
 
 #[derive(Debug, Clone, Default)]
 pub struct WorldOptions {
@@ -31,18 +32,22 @@ pub struct WorldOptions {
 pub struct World {
     dir: PathBuf,
     env: Vec<(String, String)>,
+    slot: Slot,
     _lock: File,
 }
 
 impl World {
     pub fn up(options: WorldOptions) -> Result<World> {
-        let lock = crate::lock::acquire()?;
-        clear_stale_worlds()?;
+        let (slot, lock) = crate::slot::acquire()?;
+        clear_stale_worlds(slot)?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{}-{nanos}", std::process::id()));
+        let name = format!("{}{}-{nanos}", slot.dir_prefix(), std::process::id());
+        let dir = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::write(dir.join("slot"), slot.index().to_string())?;
         let bin = testbed_bin()?;
         let env = match cli::up(&dir, &options.scenarios, options.latency_ms, options.tools, &bin) {
             Ok(env) => env,
@@ -52,7 +57,24 @@ impl World {
             }
         };
         let dir = dir.canonicalize()?;
-        Ok(World { dir, env, _lock: lock })
+        Ok(World { dir, env, slot, _lock: lock })
+    }
+
+    /// The world's slot: the cluster, registry, context, host ports and image names a
+    /// platform run in this world must use (`Slot::cluster`, `Slot::k3d_config`, ...).
+    pub fn slot(&self) -> Slot {
+        self.slot
+    }
+
+    /// `sample` (a k3d.yaml shaped like the platform's) made for the world's slot
+    /// (`Slot::k3d_config`), written into the world's dir; its path, for `k3d cluster
+    /// create --config`.
+    pub fn k3d_config(&self, sample: &Path) -> Result<PathBuf> {
+        let text = std::fs::read_to_string(sample)
+            .with_context(|| format!("reading {}", sample.display()))?;
+        let config = self.dir.join("k3d.yaml");
+        std::fs::write(&config, self.slot.k3d_config(&text))?;
+        Ok(config)
     }
 
     /// The testbed dir (`$TESTBED_DIR`).
@@ -109,18 +131,23 @@ impl Drop for World {
     }
 }
 
-/// Containers, processes and dirs of test worlds whose test process died without
-/// dropping its world. Safe under the lock: no other world is alive.
-fn clear_stale_worlds() -> Result<()> {
+/// Containers, processes and dirs of `slot`'s test worlds whose test process died without
+/// dropping its world, and containers named as the slot names them (left by a `testbed
+/// up` world that was never taken down). Safe while holding the slot: no other world of
+/// it is alive, and other slots' worlds have other names and dirs.
+fn clear_stale_worlds(slot: Slot) -> Result<()> {
+    let prefix = slot.dir_prefix();
     let stale_dirs: Vec<PathBuf> = std::fs::read_dir(std::env::temp_dir())
         .map(|entries| {
             entries
                 .flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with(DIR_PREFIX))
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
                 .map(|e| e.path())
                 .collect()
         })
         .unwrap_or_default();
+    let mut slot_names = slot.legacy_registries();
+    slot_names.push(slot.registry());
     for dir in &stale_dirs {
         let _ = cli::stop_processes(dir);
         let _ = std::fs::remove_dir_all(dir);
@@ -131,8 +158,10 @@ fn clear_stale_worlds() -> Result<()> {
             let Some(dir) = docker::label(&c, docker::LABEL_TESTBED_DIR) else { continue };
             let is_stale_world = Path::new(dir)
                 .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(DIR_PREFIX));
-            if is_stale_world || !Path::new(dir).exists() {
+                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix));
+            let named_as_ours = docker::label(&c, "k3d.cluster") == Some(slot.cluster().as_str())
+                || slot_names.contains(&docker::container_name(&c));
+            if is_stale_world || named_as_ours || !Path::new(dir).exists() {
                 docker::remove_container(&docker, c.id.as_deref().unwrap_or_default()).await?;
             }
         }

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use testbed::{World, WorldOptions, docker, kubeconfig, probe};
 
-fn platform_k3d_config() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../infra/docker/local/k3d.yaml")
+/// The platform's k3d.yaml made for the world's slot (its cluster, registry and ports).
+fn platform_k3d_config(world: &World) -> PathBuf {
+    let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../infra/docker/local/k3d.yaml");
+    world.k3d_config(&sample).unwrap()
 }
 
 fn text(out: &Output) -> String {
@@ -55,8 +57,13 @@ fn cluster_create_stop_start_delete_like_k3d() {
         return;
     }
     let world = World::up(WorldOptions::default()).unwrap();
-    let config = platform_k3d_config();
+    let config = platform_k3d_config(&world);
     let config = config.to_str().unwrap();
+    let slot = world.slot();
+    let cluster = slot.cluster();
+    let (server, lb, registry_name) =
+        (format!("k3d-{cluster}-server-0"), format!("k3d-{cluster}-serverlb"), slot.registry());
+    let v2_url = format!("http://127.0.0.1:{}/v2/", slot.registry_port());
 
     // The config uses an image cache: k3d needs it to exist (`RegistryGet`).
     let create = [
@@ -70,11 +77,15 @@ fn cluster_create_stop_start_delete_like_k3d() {
     ];
     let out = k3d(&world, &create);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("Failed to find registry 'k3d-ameide-cache'"), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("Failed to find registry 'k3d-{}'", slot.cache())),
+        "{}",
+        text(&out)
+    );
     let cache = [
         "registry",
         "create",
-        "ameide-cache",
+        &slot.cache(),
         "--proxy-remote-url",
         "https://registry-1.docker.io",
         "--no-help",
@@ -84,28 +95,25 @@ fn cluster_create_stop_start_delete_like_k3d() {
     let out = k3d(&world, &create);
     assert!(out.status.success(), "create failed:\n{}", text(&out));
 
-    let containers = cluster_containers("ameide");
+    let containers = cluster_containers(&cluster);
     let names: Vec<&str> = containers.iter().map(|c| c.0.as_str()).collect();
-    assert_eq!(names, ["k3d-ameide-server-0", "k3d-ameide-serverlb", "k3d-dev-reg"]);
+    assert_eq!(names, [&server, &lb, &registry_name]);
     for (name, _, running, labels) in &containers {
         assert!(running, "{name} is not running");
         assert_eq!(labels["app"], "k3d");
-        assert_eq!(labels["k3d.cluster"], "ameide");
+        assert_eq!(labels["k3d.cluster"], cluster);
         assert_eq!(labels[docker::LABEL_TESTBED_DIR], world.dir().to_str().unwrap());
     }
     let role = |name: &str| containers.iter().find(|c| c.0 == name).unwrap().3.clone();
-    assert_eq!(role("k3d-ameide-server-0")["k3d.role"], "server");
-    assert_eq!(role("k3d-ameide-server-0")["bootstrap.hash"], "abc");
-    assert_eq!(role("k3d-ameide-serverlb")["k3d.role"], "loadbalancer");
-    assert!(
-        !role("k3d-ameide-serverlb").contains_key("bootstrap.hash"),
-        "runtime label leaked past its node filter"
-    );
-    let registry = role("k3d-dev-reg");
+    assert_eq!(role(&server)["k3d.role"], "server");
+    assert_eq!(role(&server)["bootstrap.hash"], "abc");
+    assert_eq!(role(&lb)["k3d.role"], "loadbalancer");
+    assert!(!role(&lb).contains_key("bootstrap.hash"), "runtime label leaked past its node filter");
+    let registry = role(&registry_name);
     assert_eq!(registry["k3d.role"], "registry");
-    assert_eq!(registry["k3s.registry.port.external"], "5001");
+    assert_eq!(registry["k3s.registry.port.external"], slot.registry_port().to_string());
 
-    let v2 = probe::get("http://127.0.0.1:5001/v2/", &[]).unwrap();
+    let v2 = probe::get(&v2_url, &[]).unwrap();
     assert_eq!(v2.status, 200, "registry /v2/ answered {v2:?}");
 
     let ns = kubectl_namespaces(&world);
@@ -114,42 +122,43 @@ fn cluster_create_stop_start_delete_like_k3d() {
 
     let again = k3d(&world, &["cluster", "create", "--config", config]);
     assert_eq!(again.status.code(), Some(1));
-    assert!(text(&again).contains("FATA[0000] Failed to create cluster 'ameide' because a cluster with that name already exists"), "{}", text(&again));
+    assert!(text(&again).contains(&format!("FATA[0000] Failed to create cluster '{cluster}' because a cluster with that name already exists")), "{}", text(&again));
 
-    let list = k3d(&world, &["cluster", "list", "ameide", "-o", "json"]);
+    let list = k3d(&world, &["cluster", "list", &cluster, "-o", "json"]);
     let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
-    assert_eq!(list[0]["name"], "ameide");
+    assert_eq!(list[0]["name"], cluster.as_str());
     assert_eq!(list[0]["serversRunning"], 1);
 
     let ids: Vec<String> = containers.iter().map(|c| c.1.clone()).collect();
-    let out = k3d(&world, &["cluster", "stop", "ameide"]);
+    let out = k3d(&world, &["cluster", "stop", &cluster]);
     assert!(out.status.success(), "stop failed:\n{}", text(&out));
-    assert!(cluster_containers("ameide").iter().all(|c| !c.2), "a container still runs after stop");
+    assert!(cluster_containers(&cluster).iter().all(|c| !c.2), "a container still runs after stop");
     assert!(
         !kubectl_namespaces(&world).status.success(),
         "the API answers while the cluster is stopped"
     );
 
-    let out = k3d(&world, &["cluster", "start", "ameide"]);
+    let out = k3d(&world, &["cluster", "start", &cluster]);
     assert!(out.status.success(), "start failed:\n{}", text(&out));
-    let after: Vec<String> = cluster_containers("ameide").iter().map(|c| c.1.clone()).collect();
+    let after: Vec<String> = cluster_containers(&cluster).iter().map(|c| c.1.clone()).collect();
     assert_eq!(after, ids, "start must keep the same containers");
     let ns = kubectl_namespaces(&world);
     assert!(ns.status.success(), "kubectl after start:\n{}", text(&ns));
 
-    let out = k3d(&world, &["cluster", "delete", "ameide"]);
+    let out = k3d(&world, &["cluster", "delete", &cluster]);
     assert!(out.status.success(), "delete failed:\n{}", text(&out));
-    assert!(cluster_containers("ameide").is_empty(), "containers left after delete");
-    assert!(!world.dir().join("clusters/ameide").exists(), "API state left after delete");
+    assert!(cluster_containers(&cluster).is_empty(), "containers left after delete");
+    assert!(!world.dir().join("clusters").join(&cluster).exists(), "API state left after delete");
     let config = kubeconfig::read(&world.kubeconfig()).unwrap();
     assert!(kubeconfig::context_names(&config).is_empty(), "kubeconfig still has {config}");
-    assert!(probe::get("http://127.0.0.1:5001/v2/", &[]).is_err(), "registry still answers");
+    assert!(probe::get(&v2_url, &[]).is_err(), "registry still answers");
     // The image cache is no node of the cluster: it stays.
-    let left = docker_inspect_running("k3d-ameide-cache");
+    let left = docker_inspect_running(&format!("k3d-{}", slot.cache()));
     assert!(left, "the image cache went with the cluster");
 
     let calls: Vec<String> = world.calls().iter().map(|c| c.args.join(" ")).collect();
-    assert!(calls.iter().any(|c| c == "cluster delete ameide"), "calls: {calls:?}");
+    let delete = format!("cluster delete {cluster}");
+    assert!(calls.contains(&delete), "calls: {calls:?}");
 }
 
 /// Kill every process of session `sid` with SIGKILL (what closing a terminal or a CI
@@ -179,11 +188,14 @@ fn the_api_lives_with_the_server_container_over_tls() {
     let world = World::up(WorldOptions::default()).unwrap();
     let config = world.dir().join("k3d.yaml");
     let reg_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // Names of the world's slot: several worlds run at once on one Docker.
+    let (sample, sample_reg) = (world.slot().name("sample"), world.slot().name("sample-reg"));
+    let sample_context = format!("k3d-{sample}");
     std::fs::write(
         &config,
         format!(
-            "apiVersion: k3d.io/v1alpha5\nkind: Simple\nmetadata:\n  name: sample\nservers: 1\nagents: 0\n\
-             registries:\n  create:\n    name: sample-reg\n    host: \"127.0.0.1\"\n    hostPort: \"{reg_port}\"\n"
+            "apiVersion: k3d.io/v1alpha5\nkind: Simple\nmetadata:\n  name: {sample}\nservers: 1\nagents: 0\n\
+             registries:\n  create:\n    name: {sample_reg}\n    host: \"127.0.0.1\"\n    hostPort: \"{reg_port}\"\n"
         ),
     )
     .unwrap();
@@ -202,9 +214,8 @@ fn the_api_lives_with_the_server_container_over_tls() {
     kill_session(sid);
 
     // The registry is named exactly as configured and listens on 5000 inside.
-    let containers = cluster_containers("sample");
-    let reg =
-        containers.iter().find(|c| c.0 == "sample-reg").expect("a container named sample-reg");
+    let containers = cluster_containers(&sample);
+    let reg = containers.iter().find(|c| c.0 == sample_reg).expect("a container named sample-reg");
     assert_eq!(reg.3["k3s.registry.port.internal"], "5000");
     assert_eq!(reg.3["k3s.registry.port.external"], reg_port.to_string());
     let v2 = probe::get(&format!("http://127.0.0.1:{reg_port}/v2/"), &[]).unwrap();
@@ -222,7 +233,7 @@ fn the_api_lives_with_the_server_container_over_tls() {
 
     // `k3d kubeconfig merge` brings a lost context back without switching to it.
     kubeconfig::update(&world.kubeconfig(), |c| {
-        kubeconfig::remove_cluster(c, "sample");
+        kubeconfig::remove_cluster(c, &sample);
         c["current-context"] = serde_json::json!("elsewhere");
     })
     .unwrap();
@@ -231,30 +242,33 @@ fn the_api_lives_with_the_server_container_over_tls() {
         &[
             "kubeconfig",
             "merge",
-            "sample",
+            &sample,
             "--kubeconfig-merge-default",
             "--kubeconfig-switch-context=false",
         ],
     );
     assert!(out.status.success(), "{}", text(&out));
     let kc = kubeconfig::read(&world.kubeconfig()).unwrap();
-    assert_eq!(kubeconfig::context_names(&kc), ["k3d-sample"]);
+    assert_eq!(kubeconfig::context_names(&kc), [sample_context.as_str()]);
     assert_eq!(kc["current-context"], "elsewhere");
     kubeconfig::update(&world.kubeconfig(), |c| {
-        c["current-context"] = serde_json::json!("k3d-sample")
+        c["current-context"] = serde_json::json!(sample_context)
     })
     .unwrap();
 
     // docker stop of the server node takes the API down; docker start brings it back.
     let docker_cmd = |verb: &str| {
-        let out = Command::new("docker").args([verb, "k3d-sample-server-0"]).output().unwrap();
+        let out = Command::new("docker")
+            .args([verb, &format!("k3d-{sample}-server-0")])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "docker {verb}: {}", text(&out));
     };
     docker_cmd("stop");
     wait_for(Duration::from_secs(30), || !kubectl_namespaces(&world).status.success());
     docker_cmd("start");
     wait_for(Duration::from_secs(30), || kubectl_namespaces(&world).status.success());
-    let out = k3d(&world, &["cluster", "delete", "sample"]);
+    let out = k3d(&world, &["cluster", "delete", &sample]);
     assert!(out.status.success(), "{}", text(&out));
 }
 

@@ -58,10 +58,10 @@ fn real_helmfile_syncs_every_sample_layer_with_waits() {
     let tools = helmfile.parent().unwrap().to_path_buf();
     let scenarios = vec!["startup-ms=300".into(), "cron-minute-ms=2000".into()];
     let world = World::up(WorldOptions { scenarios, ..WorldOptions::default() }).unwrap();
+    // The platform's cluster, named and ported for the world's slot.
+    let config = world.k3d_config(&repo().join("infra/docker/local/k3d.yaml")).unwrap();
     let mut create = world.command("k3d");
-    create
-        .args(["cluster", "create", "--config", "infra/docker/local/k3d.yaml"])
-        .current_dir(repo());
+    create.args(["cluster", "create", "--config"]).arg(&config).current_dir(repo());
     run(create, "k3d cluster create");
 
     for layer in LAYERS {

@@ -33,6 +33,8 @@ fn main() {
     let infra = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra");
     let copied = Command::new("cp").arg("-a").arg(&infra).arg(root.path()).status().unwrap();
     assert!(copied.success(), "copying infra/");
+    // The world's slot names the cluster, registry, ports and images (tests/README.md).
+    world.slot().make_platform(root.path()).unwrap();
     let log = root.path().join("bench.log");
     let bootstrap = || {
         let before = world.calls().len();

@@ -29,6 +29,8 @@ fn main() {
     std::fs::create_dir_all(root.path().join("infra/docker/local")).unwrap();
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/docker/local/k3d.yaml");
     std::fs::copy(config, root.path().join("infra/docker/local/k3d.yaml")).unwrap();
+    // The world's slot names the cluster, registry and ports (tests/README.md).
+    world.slot().make_platform(root.path()).unwrap();
     let log = root.path().join("bench.log");
 
     let xtask = || {

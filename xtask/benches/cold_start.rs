@@ -45,14 +45,14 @@ fn main() {
             ..WorldOptions::default()
         })
         .unwrap();
-        let root = workspace(false);
+        let root = workspace(&world, false);
         let wall = bootstrap(&world, root.path()).0;
         (wall, node_images::image_waits(world.dir()))
     };
     let world =
         World::up(WorldOptions { scenarios: words, latency_ms: 0, ..WorldOptions::default() })
             .unwrap();
-    let root = workspace(true);
+    let root = workspace(&world, true);
     let (ahead, _) = bootstrap(&world, root.path());
     let wait_ahead = node_images::image_waits(world.dir());
     drift(root.path());
@@ -78,8 +78,9 @@ fn main() {
     );
 }
 
-/// A workspace root with a copy of `infra/` and fetch-ahead on or off.
-fn workspace(fetch_ahead: bool) -> tempfile::TempDir {
+/// A workspace root with a copy of `infra/` made for `world`'s slot, and fetch-ahead on
+/// or off.
+fn workspace(world: &World, fetch_ahead: bool) -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     std::fs::write(
         root.path().join("Cargo.toml"),
@@ -92,6 +93,7 @@ fn workspace(fetch_ahead: bool) -> tempfile::TempDir {
     let infra = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra");
     let copied = Command::new("cp").arg("-a").arg(&infra).arg(root.path()).status().unwrap();
     assert!(copied.success(), "copying infra/");
+    world.slot().make_platform(root.path()).unwrap();
     root
 }
 

@@ -13,9 +13,9 @@ use kube::api::{Api, DeleteParams, LogParams};
 
 use crate::error::Result;
 use crate::exec::{self, Cmd};
-use crate::images::pull_failures::{self, PullFailure};
 use crate::learn::learn_pod_secrets;
 use crate::outcome::{Check, Finding, Verdict, tail};
+use crate::pull_failures::{self, PullFailure};
 use crate::release::{self, HelmRelease, HookPhase, ReleaseStatus};
 use crate::session::Session;
 
@@ -256,7 +256,7 @@ pub fn image_gate_failure(name: &str, namespace: &str, failure: &PullFailure) ->
             ),
             format!(
                 "{}; `kubectl describe pod -n {namespace} {}` shows the kubelet's Events; then run again",
-                crate::images::PULLABLE,
+                pull_failures::PULLABLE,
                 failure.pod
             ),
         ),

@@ -45,6 +45,61 @@ impl Signal {
     }
 }
 
+/// How a command ended, as its exit code says (the README's "Exit codes" table): what
+/// tests compare instead of bare numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Converged, every gate green (warnings allowed).
+    Ok,
+    /// A stage or gate failed.
+    Failed,
+    /// Bad input: nothing was changed.
+    BadInput,
+    /// A prerequisite is missing.
+    Missing,
+    Interrupted(Signal),
+    /// A code this table does not have (a crash), or none (killed by a signal).
+    Other(Option<i32>),
+}
+
+impl Exit {
+    /// The exit of a finished process.
+    pub fn of(status: std::process::ExitStatus) -> Exit {
+        Exit::from_code(status.code())
+    }
+
+    pub fn from_code(code: Option<i32>) -> Exit {
+        let kinds = [ErrorKind::Failed, ErrorKind::BadInput, ErrorKind::Missing];
+        let signals = [Signal::Hangup, Signal::Interrupt, Signal::Terminate];
+        match code {
+            Some(0) => Exit::Ok,
+            Some(c) => kinds
+                .into_iter()
+                .find(|k| i32::from(k.exit_code()) == c)
+                .map(Exit::from)
+                .or_else(|| {
+                    signals
+                        .into_iter()
+                        .find(|s| i32::from(128 + s.number()) == c)
+                        .map(Exit::Interrupted)
+                })
+                .unwrap_or(Exit::Other(code)),
+            None => Exit::Other(None),
+        }
+    }
+}
+
+impl From<ErrorKind> for Exit {
+    fn from(kind: ErrorKind) -> Exit {
+        match kind {
+            ErrorKind::Failed => Exit::Failed,
+            ErrorKind::BadInput => Exit::BadInput,
+            ErrorKind::Missing => Exit::Missing,
+            ErrorKind::Interrupted(signal) => Exit::Interrupted(signal),
+        }
+    }
+}
+
 impl ErrorKind {
     /// The process exit code (the README's "Exit codes" table).
     pub fn exit_code(self) -> u8 {
@@ -244,6 +299,16 @@ mod tests {
         assert_eq!(err.root_message(), "k3d.yaml: expected a mapping");
         let io = std::io::Error::other("disk full");
         assert_eq!(Error::from(io).kind(), ErrorKind::Failed);
+    }
+
+    #[test]
+    fn an_exit_code_reads_back_as_its_kind() {
+        assert_eq!(Exit::from_code(Some(0)), Exit::Ok);
+        assert_eq!(Exit::from_code(Some(2)), Exit::BadInput);
+        assert_eq!(Exit::from_code(Some(3)), Exit::Missing);
+        assert_eq!(Exit::from_code(Some(130)), Exit::Interrupted(Signal::Interrupt));
+        assert_eq!(Exit::from_code(Some(101)), Exit::Other(Some(101)));
+        assert_eq!(Exit::from_code(None), Exit::Other(None));
     }
 
     #[test]

@@ -27,18 +27,18 @@ use crate::exec::Output;
 use crate::version::Version;
 
 /// The oldest helmfile the engine drives: the first with `sync --sync-args`.
-pub const MINIMUM: Version = Version(0, 163, 0);
+pub const MINIMUM: Version = Version::new(0, 163, 0);
 
 /// The first helmfile whose `sync` takes `--timeout`.
-pub const SYNC_TIMEOUT_SINCE: Version = Version(1, 1, 6);
+pub const SYNC_TIMEOUT_SINCE: Version = Version::new(1, 1, 6);
 
 /// The first helmfile that drives helm 4 (helmfile `pkg/helmexec/exec.go`, #2262): older
 /// ones ask `helm version --client`, a flag helm 4 removed, and stop.
-pub const HELM_4_SINCE: Version = Version(1, 2, 0);
+pub const HELM_4_SINCE: Version = Version::new(1, 2, 0);
 
 /// Why `helmfile` cannot drive `helm`, if it cannot.
 pub fn helm_incompatibility(helmfile: Version, helm: Version) -> Option<String> {
-    (helm.0 >= 4 && helmfile < HELM_4_SINCE).then(|| {
+    (helm.major >= 4 && helmfile < HELM_4_SINCE).then(|| {
         format!(
             "helmfile {helmfile} cannot drive helm {helm}: helm 4 is supported from helmfile {HELM_4_SINCE} on (older ones run `helm version --client`, which helm 4 removed)"
         )
@@ -49,7 +49,7 @@ pub fn helm_incompatibility(helmfile: Version, helm: Version) -> Option<String> 
 pub const VERSION_ARGS: &[&str] = &["--version"];
 
 /// The helmfile a run calls, as far as its command line differs by version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Helmfile {
     /// `None` when its `--version` output was not recognised: then only what every
     /// supported version has is used.
@@ -61,8 +61,8 @@ impl Helmfile {
     /// upgrade: `--timeout <s>` where helmfile has it, else `--sync-args=--timeout=<s>s`.
     pub fn sync_timeout_args(&self, timeout: Duration) -> Vec<String> {
         let seconds = timeout.as_secs();
-        match self.version {
-            Some(v) if v >= SYNC_TIMEOUT_SINCE => vec!["--timeout".into(), seconds.to_string()],
+        match &self.version {
+            Some(v) if *v >= SYNC_TIMEOUT_SINCE => vec!["--timeout".into(), seconds.to_string()],
             _ => vec![format!("--sync-args=--timeout={seconds}s")],
         }
     }
@@ -81,11 +81,11 @@ mod tests {
     #[test]
     fn the_timeout_goes_where_the_version_takes_it() {
         let timeout = Duration::from_secs(900);
-        let v1_6 = Helmfile { version: Some(Version(1, 6, 0)) };
+        let v1_6 = Helmfile { version: Some(Version::new(1, 6, 0)) };
         assert_eq!(v1_6.sync_timeout_args(timeout), ["--timeout", "900"]);
         let v1_1_6 = Helmfile { version: Some(SYNC_TIMEOUT_SINCE) };
         assert_eq!(v1_1_6.sync_timeout_args(timeout), ["--timeout", "900"]);
-        for old in [Version(0, 166, 0), Version(1, 1, 5), MINIMUM] {
+        for old in [Version::new(0, 166, 0), Version::new(1, 1, 5), MINIMUM] {
             let helmfile = Helmfile { version: Some(old) };
             assert_eq!(helmfile.sync_timeout_args(timeout), ["--sync-args=--timeout=900s"]);
         }
@@ -109,10 +109,10 @@ mod tests {
 
     #[test]
     fn helm_4_needs_helmfile_1_2() {
-        let helm4 = Version(4, 1, 4);
-        let refused = helm_incompatibility(Version(0, 166, 0), helm4).unwrap();
+        let helm4 = Version::new(4, 1, 4);
+        let refused = helm_incompatibility(Version::new(0, 166, 0), helm4.clone()).unwrap();
         assert!(refused.contains("helmfile 0.166.0 cannot drive helm 4.1.4"), "{refused}");
         assert_eq!(helm_incompatibility(HELM_4_SINCE, helm4), None);
-        assert_eq!(helm_incompatibility(Version(0, 166, 0), Version(3, 17, 2)), None);
+        assert_eq!(helm_incompatibility(Version::new(0, 166, 0), Version::new(3, 17, 2)), None);
     }
 }

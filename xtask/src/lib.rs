@@ -3,7 +3,7 @@
 //!
 //! Dependencies point one way (the README's "Architecture"):
 //! - leaf types: [`error`], [`outcome`], [`digest`], [`redact`], [`events`], [`cancel`], [`version`],
-//!   [`session`], [`table`], [`spans`]
+//!   [`session`], [`table`], [`spans`], [`wait`] (the one bounded, cancellable wait)
 //! - model, pure readers of settings and `infra/`: [`config`], [`pins`], [`platform`]
 //! - adapters to the outside: [`exec`], [`http`], [`k8s`], [`learn`] (Secret values for
 //!   redaction), [`release`], [`probe`], [`fsutil`],
@@ -14,6 +14,11 @@
 //!   [`down`], [`status`] (read-only health view)
 //! - the run: [`runner`] (the stage pipeline), [`bootstrap`], [`lock`], [`timings`]
 //! - output: [`sinks`] (with `main.rs`, the only code that prints)
+
+// House rule: the engine emits events and never prints; only the sinks (`sinks.rs`, which
+// allows these) and `main.rs` (another crate root) write to the terminal. `std::io::stdout`
+// and `stderr` are disallowed in `xtask/clippy.toml` so `writeln!` cannot slip past.
+#![deny(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]
 
 pub mod bootstrap;
 pub mod cancel;
@@ -41,9 +46,11 @@ pub mod pins;
 pub mod plan;
 pub mod platform;
 pub mod probe;
+pub mod pull_failures;
 pub mod redact;
 pub mod release;
 pub mod runner;
+pub mod schemas;
 pub mod secrets;
 pub mod session;
 pub mod sinks;
@@ -56,3 +63,4 @@ pub mod tilt;
 pub mod timings;
 pub mod tools;
 pub mod version;
+pub mod wait;

@@ -1,198 +1,40 @@
-//! `cargo xtask plan`: what the platform is made of, read from `infra/` and changing
-//! nothing: the cluster (with its config hash), the layers in order with their releases,
-//! gates and container images (rendered with `helmfile template`), and the locked charts.
+//! `cargo xtask plan`: the run plan `cargo xtask bootstrap --plan` prints (the same
+//! value: [`crate::bootstrap::run_plan::RunPlan`]): what the platform is made of, read
+//! from `infra/` and changing nothing (the cluster with its config hash, the layers in
+//! order with their releases, gates and container images rendered with `helmfile
+//! template`, the locked charts), each part with what a bootstrap would do about it.
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
-
+use crate::bootstrap::describe::PlanView;
+use crate::bootstrap::run_plan::{LayerAction, LayerDecision, RunPlan};
 use crate::config::Context;
 use crate::error::Result;
 use crate::events::{Event, Rendered};
-use crate::helmfile_list::read_platform;
-use crate::platform::charts_lock::ChartsLock;
-use crate::platform::helmfile::LayerReleases;
-use crate::platform::k3d::K3dConfig;
 
-/// The plan as printed (`--format json` is exactly this).
-#[derive(Debug, Clone, Serialize)]
-pub struct PlanView {
-    pub root: String,
-    pub environment: String,
-    pub cluster: ClusterView,
-    pub layers: Vec<LayerView>,
-    pub charts_lock: String,
-    pub charts: Vec<ChartView>,
-    /// Optional bundles: every one the layers define, and those that are on.
-    pub bundles: BundlesView,
-    /// Repository steps, in settings order.
-    pub steps: Vec<StepView>,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct BundlesView {
-    pub available: Vec<String>,
-    pub enabled: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct StepView {
-    pub name: String,
-    pub after: String,
-    pub run: Vec<String>,
-    pub inputs: Vec<String>,
-    pub requires_env: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ClusterView {
-    pub name: String,
-    /// Path of the k3d config, relative to the root.
-    pub config: String,
-    /// sha256 hex of the config's canonical form.
-    pub config_hash: String,
-    pub servers: Option<u32>,
-    pub agents: Option<u32>,
-    pub image: Option<String>,
-    /// The registry container the config makes k3d create, if any.
-    pub registry: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LayerView {
-    pub name: String,
-    pub file: String,
-    /// `parsed` (from the file), `listed` (rendered by `helmfile build`) or `not_read`.
-    pub state: &'static str,
-    /// Why the releases are unknown, for `not_read`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-    pub releases: Vec<ReleaseView>,
-    /// Names of the gate releases, in file order.
-    pub gates: Vec<String>,
-    /// The container images the layer runs (workloads, Jobs, test hooks), from
-    /// `helmfile template` with the environment's values.
-    pub images: Vec<String>,
-    /// Why `images` is not known, when rendering failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub images_note: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ReleaseView {
-    pub name: String,
-    pub namespace: Option<String>,
-    pub chart: String,
-    pub gate: bool,
-    pub installed: bool,
-    pub needs: Vec<String>,
-    /// The optional bundle it belongs to (installed only when that bundle is on).
-    pub bundle: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ChartView {
-    pub name: String,
-    pub version: String,
-    pub repository: String,
-    /// Archive path relative to the root.
-    pub archive: String,
-}
-
-/// Read everything the plan shows. Bad input anywhere stops with exit 2.
-pub async fn build(ctx: &Context) -> Result<PlanView> {
-    let settings = &ctx.settings;
-    let k3d = K3dConfig::read(&settings.k3d_config)?;
-    let platform = read_platform(ctx).await?;
-    let lock = ChartsLock::read(&settings.charts_lock)?;
-
-    let cluster = ClusterView {
-        name: settings.cluster.clone(),
-        config: ctx.display_path(&k3d.file),
-        config_hash: k3d.canonical_hash(),
-        servers: k3d.spec.servers,
-        agents: k3d.spec.agents,
-        image: k3d.spec.image.clone(),
-        registry: k3d.created_registry(&settings.cluster),
-    };
-    let rendered = crate::images::render_layers(ctx, &platform.layers).await;
-    let layers = platform
-        .layers
-        .iter()
-        .zip(rendered)
-        .map(|(layer, rendered)| LayerView {
-            name: layer.name.clone(),
-            file: ctx.display_path(&layer.file),
-            state: match layer.releases {
-                LayerReleases::Parsed { .. } => "parsed",
-                LayerReleases::Listed { .. } => "listed",
-                LayerReleases::NotRead { .. } => "not_read",
-            },
-            note: layer.releases.not_read_reason().map(str::to_string),
-            releases: layer
-                .releases
-                .as_slice()
-                .iter()
-                .map(|r| ReleaseView {
-                    name: r.name.clone(),
-                    namespace: r.namespace.clone(),
-                    chart: r.chart.clone(),
-                    gate: r.gate,
-                    installed: r.installed,
-                    needs: r.needs.clone(),
-                    bundle: r.bundle().map(str::to_owned),
-                })
-                .collect(),
-            gates: layer.gates().map(|r| r.name.clone()).collect(),
-            images: rendered.images,
-            images_note: rendered.note,
-        })
-        .collect();
-    let charts = lock
-        .charts
-        .iter()
-        .map(|chart| ChartView {
-            name: chart.name.clone(),
-            version: chart.version.clone(),
-            repository: chart.repository.clone(),
-            archive: ctx.display_path(&ChartsLock::archive_path(&settings.charts_lock, chart)),
-        })
-        .collect();
-    Ok(PlanView {
-        root: ctx.root.display().to_string(),
-        environment: ctx.environment.clone(),
-        cluster,
-        layers,
-        charts_lock: ctx.display_path(&settings.charts_lock),
-        charts,
-        bundles: BundlesView {
-            available: crate::platform::bundles::available(&platform).into_iter().collect(),
-            enabled: ctx.bundles.iter().cloned().collect(),
-        },
-        steps: settings
-            .steps
-            .iter()
-            .map(|s| StepView {
-                name: s.name.clone(),
-                after: s.after.clone(),
-                run: s.run.clone(),
-                inputs: s.inputs.clone(),
-                requires_env: s.requires_env.clone(),
-            })
-            .collect(),
-    })
-}
-
-/// `cargo xtask plan`: the view as the result (the listing, or JSON).
+/// `cargo xtask plan`: the run plan of a plain `bootstrap` as the result.
 pub async fn run(ctx: &Context) -> Result<()> {
-    let plan = build(ctx).await?;
+    let plan = crate::bootstrap::plan_only(ctx).await?;
     ctx.session.events.emit(Event::Result { result: &plan });
     Ok(())
 }
 
-impl Rendered for PlanView {
+impl Rendered for RunPlan {
     fn human(&self) -> String {
-        render(self)
+        let mut out = String::new();
+        for tool in &self.tools {
+            let _ =
+                writeln!(out, "tools     install {} {}: {}", tool.name, tool.version, tool.reason);
+        }
+        out.push_str(&render(&self.platform));
+        if !self.fetch_ahead.is_empty() {
+            let _ = writeln!(out, "\nimages    fetched ahead for {}", self.fetch_ahead.join(", "));
+        }
+        for warning in &self.warnings {
+            let _ = writeln!(out, "warning: {warning}");
+        }
+        let _ = writeln!(out, "\nplanned, nothing changed; log: {}", self.log);
+        out
     }
 
     fn json(&self) -> serde_json::Value {
@@ -207,6 +49,9 @@ pub fn render(plan: &PlanView) -> String {
     let count = |n: Option<u32>| n.map_or("default".to_string(), |n| n.to_string());
     let registry = c.registry.as_deref().unwrap_or("none");
     let _ = writeln!(out, "cluster   {} (k3d, registry {registry})", c.name);
+    if let Some(d) = &c.decision {
+        let _ = writeln!(out, "  plan    {}: {}", d.action, d.reason);
+    }
     let _ = writeln!(out, "  config  {}", c.config);
     let _ = writeln!(out, "  hash    {}", c.config_hash);
     let _ = writeln!(
@@ -233,6 +78,9 @@ pub fn render(plan: &PlanView) -> String {
             n => format!("{n} gate(s)"),
         };
         let _ = writeln!(out, "  {}. {}  ({}; {gates})", i + 1, layer.name, layer.file);
+        if let Some(line) = layer.decision.as_ref().and_then(decision_line) {
+            let _ = writeln!(out, "       plan: {line}");
+        }
         if let Some(note) = &layer.note {
             let _ = writeln!(out, "       {note}");
         }
@@ -281,6 +129,9 @@ pub fn render(plan: &PlanView) -> String {
         let _ = writeln!(out, "\nsteps     {} repository step(s)", plan.steps.len());
         for step in &plan.steps {
             let _ = writeln!(out, "  {}  after {}: {}", step.name, step.after, step.run.join(" "));
+            if let Some(d) = &step.decision {
+                let _ = writeln!(out, "       plan: {}: {}", d.action, d.reason);
+            }
         }
     }
     let _ = writeln!(out, "\ncharts    {} locked in {}", plan.charts.len(), plan.charts_lock);
@@ -294,6 +145,19 @@ pub fn render(plan: &PlanView) -> String {
     out
 }
 
+/// `sync: <reason>; first <recovery>; then <step>`, for a selected layer.
+pub fn decision_line(d: &LayerDecision) -> Option<String> {
+    let action = match d.action? {
+        LayerAction::Sync => "sync",
+        LayerAction::Unchanged => "unchanged",
+        LayerAction::Recheck => "recheck",
+    };
+    let reason = d.reason.as_deref().unwrap_or_default();
+    let first: String = d.first.iter().map(|s| format!("; first {s}")).collect();
+    let then: String = d.then.iter().map(|s| format!("; then {s}")).collect();
+    Some(format!("{action}: {reason}{first}{then}"))
+}
+
 fn none_or(list: &[String]) -> String {
     if list.is_empty() { "none".into() } else { list.join(", ") }
 }
@@ -301,6 +165,7 @@ fn none_or(list: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bootstrap::describe::{BundlesView, ClusterView, LayerView, ReleaseView, StepView};
 
     fn sample() -> PlanView {
         PlanView {
@@ -314,6 +179,7 @@ mod tests {
                 agents: None,
                 image: None,
                 registry: Some("k3d-dev-reg".into()),
+                decision: None,
             },
             layers: vec![
                 LayerView {
@@ -333,6 +199,7 @@ mod tests {
                     gates: vec!["bootstrap-smoke".into()],
                     images: vec!["busybox:1.37.0".into()],
                     images_note: None,
+                    decision: None,
                 },
                 LayerView {
                     name: "20-core-operators".into(),
@@ -343,6 +210,7 @@ mod tests {
                     gates: vec![],
                     images: vec![],
                     images_note: Some("`helmfile template` of x.yaml.gotmpl failed: boom".into()),
+                    decision: None,
                 },
             ],
             charts_lock: "charts.lock.yaml".into(),
@@ -354,6 +222,7 @@ mod tests {
                 run: vec!["pnpm".into(), "build".into()],
                 inputs: vec![],
                 requires_env: vec![],
+                decision: None,
             }],
         }
     }
@@ -388,6 +257,6 @@ mod tests {
         assert_eq!(json["steps"][0]["after"], "50-product-services");
         assert_eq!(json["layers"][0]["images"][0], "busybox:1.37.0");
         assert!(json["layers"][0].get("images_note").is_none());
-        assert_eq!(sample().json(), json, "the result's JSON is the view itself");
+        assert!(json["cluster"].get("action").is_none(), "no decision, no action: {json}");
     }
 }

@@ -1,11 +1,12 @@
-//! The stage pipeline: run stages in order, each as plan (observe, decide, change
-//! nothing) then apply, and fold their reports into rows and the first failure.
+//! The stage pipeline: run stages in order, each carrying out its part of a plan `P`
+//! decided before any of them ran, and fold their reports into rows and the first
+//! failure. A stage has no way to run without that plan: [`run`] takes it, and
+//! [`Stage::apply`] is given it.
 //!
 //! A stage's failed check is a [`Report`] with a finding, not an error: the run stops
 //! there with that finding. An error means "cannot go on" (the API is gone, a tool is
 //! missing) or an interruption; it stops the run too, and its kind decides the exit
-//! code. `--plan` ([`Mode::Plan`]) runs only the plans. Later stages are listed as
-//! `skipped`, so the summary is always complete.
+//! code. Later stages are listed as `skipped`, so the summary is always complete.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,23 +19,23 @@ use crate::session::Session;
 
 pub type StageFuture<'a> = Pin<Box<dyn Future<Output = Result<Report>> + 'a>>;
 
-/// One stage of a run over shared state `S` (what earlier stages found and did).
-pub trait Stage<S> {
+/// One stage of a run over the run's plan `P` and shared state `S` (what earlier
+/// stages did).
+pub trait Stage<S, P> {
     fn name(&self) -> &'static str;
-    /// Observe and decide, changing nothing. With `--plan` its report is the row.
-    fn plan<'a>(&'a mut self, state: &'a mut S) -> StageFuture<'a>;
-    /// Carry out what `plan` decided.
-    fn apply<'a>(&'a mut self, state: &'a mut S) -> StageFuture<'a>;
+    /// Carry out this stage's part of `plan`.
+    fn apply<'a>(&'a mut self, plan: &'a P, state: &'a mut S) -> StageFuture<'a>;
     /// The layer the stage was working on when an error stopped it, if any.
     fn stopped_in(&self) -> Option<String> {
         None
     }
 }
 
+/// Whether a run applies its plan or only prints it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Apply,
-    /// `--plan`: every stage's plan, nothing applied.
+    /// `--plan`: the plan printed, nothing applied.
     Plan,
 }
 
@@ -71,11 +72,12 @@ pub struct RunOutcome {
 /// A remediation for an error that did not bring its own, by what kind it is.
 pub type Remedy = fn(stage: &str, kind: ErrorKind) -> String;
 
-/// Run `stages` in order over `state`. The first failed report or error stops the run.
-pub async fn run<S>(
-    stages: &mut [Box<dyn Stage<S> + '_>],
+/// Run `stages` in order, each on its part of `plan`, over `state`. The first failed
+/// report or error stops the run.
+pub async fn run<S, P>(
+    stages: &mut [Box<dyn Stage<S, P> + '_>],
+    plan: &P,
     state: &mut S,
-    mode: Mode,
     session: &Session,
     remedy: Remedy,
 ) -> RunOutcome {
@@ -98,13 +100,7 @@ pub async fn run<S>(
         let started = Instant::now();
         let result = match session.cancel.check() {
             Err(stopped) => Err(stopped),
-            Ok(()) => match stage.plan(state).await {
-                Ok(planned) if mode == Mode::Plan || planned.status != Status::Planned => {
-                    Ok(planned)
-                }
-                Ok(_) => stage.apply(state).await,
-                Err(err) => Err(err),
-            },
+            Ok(()) => stage.apply(plan, state).await,
         };
         let row = match result {
             Ok(report) => {
@@ -181,31 +177,32 @@ mod tests {
     use super::*;
     use crate::error::{Signal, bad_input};
 
-    /// A stand-in stage: records that it ran into the shared log, then answers.
+    /// A stand-in stage: records that it ran (and its part of the plan) into the
+    /// shared log, then answers.
     struct Fake {
         name: &'static str,
-        plan: fn() -> Result<Report>,
         apply: fn() -> Result<Report>,
     }
 
-    impl Stage<Vec<String>> for Fake {
+    /// The plan: one word per stage name.
+    type Plan = std::collections::BTreeMap<&'static str, &'static str>;
+
+    impl Stage<Vec<String>, Plan> for Fake {
         fn name(&self) -> &'static str {
             self.name
         }
-        fn plan<'a>(&'a mut self, state: &'a mut Vec<String>) -> StageFuture<'a> {
-            state.push(format!("plan {}", self.name));
-            let answer = (self.plan)();
-            Box::pin(async move { answer })
-        }
-        fn apply<'a>(&'a mut self, state: &'a mut Vec<String>) -> StageFuture<'a> {
-            state.push(format!("apply {}", self.name));
+        fn apply<'a>(&'a mut self, plan: &'a Plan, state: &'a mut Vec<String>) -> StageFuture<'a> {
+            state.push(format!("apply {} ({})", self.name, plan.get(self.name).unwrap_or(&"-")));
             let answer = (self.apply)();
             Box::pin(async move { answer })
         }
     }
 
-    fn stage(name: &'static str, apply: fn() -> Result<Report>) -> Box<dyn Stage<Vec<String>>> {
-        Box::new(Fake { name, plan: || Ok(Report::planned("would do it")), apply })
+    fn stage(
+        name: &'static str,
+        apply: fn() -> Result<Report>,
+    ) -> Box<dyn Stage<Vec<String>, Plan>> {
+        Box::new(Fake { name, apply })
     }
 
     fn remedy(stage: &str, kind: ErrorKind) -> String {
@@ -213,12 +210,12 @@ mod tests {
     }
 
     async fn run_all(
-        mut stages: Vec<Box<dyn Stage<Vec<String>>>>,
-        mode: Mode,
+        mut stages: Vec<Box<dyn Stage<Vec<String>, Plan>>>,
         session: &Session,
     ) -> (RunOutcome, Vec<String>) {
         let mut trace = Vec::new();
-        let outcome = run(&mut stages, &mut trace, mode, session, remedy).await;
+        let plan = Plan::from([("a", "do a"), ("b", "do b")]);
+        let outcome = run(&mut stages, &plan, &mut trace, session, remedy).await;
         (outcome, trace)
     }
 
@@ -227,36 +224,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn stages_run_in_order_plan_then_apply() {
+    async fn stages_run_in_order_each_on_its_part_of_the_plan() {
         let stages =
             vec![stage("a", || Ok(Report::ok("did a"))), stage("b", || Ok(Report::ok("did b")))];
-        let (outcome, trace) = run_all(stages, Mode::Apply, &Session::silent()).await;
-        assert_eq!(trace, ["plan a", "apply a", "plan b", "apply b"]);
+        let (outcome, trace) = run_all(stages, &Session::silent()).await;
+        assert_eq!(trace, ["apply a (do a)", "apply b (do b)"]);
         assert_eq!(outcome.status, Status::Ok);
         assert_eq!(statuses(&outcome), [("a", Status::Ok), ("b", Status::Ok)]);
         assert!(outcome.error.is_none() && outcome.failure.is_none());
-    }
-
-    #[tokio::test]
-    async fn plan_mode_applies_nothing() {
-        let stages = vec![stage("a", || panic!("applied")), stage("b", || panic!("applied"))];
-        let (outcome, trace) = run_all(stages, Mode::Plan, &Session::silent()).await;
-        assert_eq!(trace, ["plan a", "plan b"]);
-        assert_eq!(statuses(&outcome), [("a", Status::Planned), ("b", Status::Planned)]);
-        assert_eq!(outcome.rows[0].detail, "would do it");
-    }
-
-    #[tokio::test]
-    async fn a_plan_that_decides_the_outcome_is_not_applied() {
-        let skip: Box<dyn Stage<Vec<String>>> = Box::new(Fake {
-            name: "cluster",
-            plan: || Ok(Report::skipped("another cluster's context")),
-            apply: || panic!("applied"),
-        });
-        let (outcome, trace) = run_all(vec![skip], Mode::Apply, &Session::silent()).await;
-        assert_eq!(trace, ["plan cluster"]);
-        assert_eq!(statuses(&outcome), [("cluster", Status::Skipped)]);
-        assert_eq!(outcome.status, Status::Ok);
     }
 
     #[tokio::test]
@@ -280,8 +255,8 @@ mod tests {
             }),
             stage("b", || panic!("ran after a failure")),
         ];
-        let (outcome, trace) = run_all(stages, Mode::Apply, &Session::silent()).await;
-        assert_eq!(trace, ["plan a", "apply a"]);
+        let (outcome, trace) = run_all(stages, &Session::silent()).await;
+        assert_eq!(trace, ["apply a (do a)"]);
         assert_eq!(outcome.status, Status::Failed);
         assert_eq!(statuses(&outcome), [("a", Status::Failed), ("b", Status::Skipped)]);
         let failure = outcome.failure.unwrap();
@@ -296,7 +271,7 @@ mod tests {
             stage("preflight", || Err(bad_input("Cargo.toml:3: unknown key `clustr`"))),
             stage("cluster", || panic!("ran after an error")),
         ];
-        let (outcome, _) = run_all(stages, Mode::Apply, &Session::silent()).await;
+        let (outcome, _) = run_all(stages, &Session::silent()).await;
         assert_eq!(outcome.status, Status::Failed);
         let failure = outcome.failure.unwrap();
         assert_eq!(failure.finding.found, "Cargo.toml:3: unknown key `clustr`");
@@ -304,7 +279,7 @@ mod tests {
         assert_eq!(outcome.error.unwrap().kind(), ErrorKind::BadInput);
 
         let own = vec![stage("tools", || Err(failed("mismatch").with_remediation("re-pin it")))];
-        let (outcome, _) = run_all(own, Mode::Apply, &Session::silent()).await;
+        let (outcome, _) = run_all(own, &Session::silent()).await;
         assert_eq!(outcome.failure.unwrap().finding.remediation, "re-pin it");
     }
 
@@ -313,7 +288,7 @@ mod tests {
         let stages = vec![stage("secrets", || {
             Ok(Report::ok("checked").warn(["0 ExternalSecrets found".to_string()]))
         })];
-        let (outcome, _) = run_all(stages, Mode::Apply, &Session::silent()).await;
+        let (outcome, _) = run_all(stages, &Session::silent()).await;
         assert_eq!(outcome.status, Status::Ok);
         assert_eq!(outcome.rows[0].warnings, ["0 ExternalSecrets found"]);
     }
@@ -324,7 +299,7 @@ mod tests {
         session.cancel.request(Signal::Terminate);
         let stages =
             vec![stage("a", || panic!("started after the signal")), stage("b", || panic!())];
-        let (outcome, trace) = run_all(stages, Mode::Apply, &session).await;
+        let (outcome, trace) = run_all(stages, &session).await;
         assert!(trace.is_empty());
         assert_eq!(outcome.status, Status::Interrupted);
         assert_eq!(statuses(&outcome), [("a", Status::Interrupted), ("b", Status::Skipped)]);
@@ -339,7 +314,7 @@ mod tests {
             }),
             stage("status", || panic!()),
         ];
-        let (outcome, _) = run_all(stages, Mode::Apply, &Session::silent()).await;
+        let (outcome, _) = run_all(stages, &Session::silent()).await;
         assert_eq!(
             statuses(&outcome),
             [("layers", Status::Interrupted), ("status", Status::Skipped)]

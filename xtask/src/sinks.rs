@@ -2,6 +2,9 @@
 //! the log file ([`LogFile`]). A silent session has no sink at all (smoke, probes).
 //! These, and `main.rs`, are the only places that print.
 
+// Printing is this module's job: the one exemption from `lib.rs`'s house rule.
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]
+
 use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};

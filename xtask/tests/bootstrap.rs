@@ -1,6 +1,6 @@
 //! `cargo xtask bootstrap` / `sync` end to end against the testbed: the real engine,
 //! real Docker containers made by the fake k3d, the fake API server, fake helmfile and
-//! helm. Worlds are expensive (one at a time per machine), so each test walks one world
+//! helm. Worlds are expensive (a few at a time per machine), so each test walks one world
 //! through several situations.
 
 mod support;
@@ -10,12 +10,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{LAYERS, Workspace, layer, parse_summary, show, synced_layers};
-use testbed::calls::Call;
+use testbed::calls::{Call, mutating};
 use testbed::world::{World, WorldOptions, require_docker};
 
-/// A workspace root of our own holding a copy of the repository's infra/.
-fn platform() -> Workspace {
-    Workspace::new(&["timeouts = { cluster_ready = 60, layer_sync = 120, gate = 60 }"]).with_infra()
+/// A workspace root of our own holding a copy of the repository's infra/, made for the
+/// world's slot.
+fn platform(world: &World) -> Workspace {
+    Workspace::new(&["timeouts = { cluster_ready = 60, layer_sync = 120, gate = 60 }"])
+        .with_infra()
+        .for_world(world)
 }
 
 fn statuses(summary: &Value) -> Vec<(String, String, String)> {
@@ -34,31 +37,15 @@ fn helm_tests(calls: &[Call]) -> usize {
     calls.iter().filter(|c| c.tool == "helm" && c.args.first().is_some_and(|a| a == "test")).count()
 }
 
-/// Calls that change something: cluster verbs, syncs, tests, uninstalls.
-fn mutating(calls: &[Call]) -> Vec<&Call> {
-    calls
-        .iter()
-        .filter(|c| match c.tool.as_str() {
-            "k3d" => c
-                .args
-                .iter()
-                .any(|a| ["create", "delete", "start", "stop", "import"].contains(&a.as_str())),
-            "helmfile" => c.args.iter().any(|a| ["sync", "apply", "destroy"].contains(&a.as_str())),
-            "helm" => {
-                c.args.first().is_some_and(|a| a != "version" && a != "list" && a != "status")
-            }
-            "docker" => {
-                c.args.first().is_some_and(|a| a == "pull")
-                    || c.args.windows(2).any(|w| w[0] == "crictl" && w[1] == "pull")
-            }
-            _ => false,
-        })
-        .collect()
-}
-
-/// Live processes started from this world's fake tools (`helmfile`, `helm`, `k3d`).
+/// Live processes started from this world's fake tools (`helmfile`, `helm`, `k3d`): run
+/// from its `bin/`, or by bare name with its `TESTBED_DIR` (other worlds run at once).
 fn fake_tool_processes(world: &World) -> Vec<String> {
     let bin = world.dir().join("bin").display().to_string();
+    let ours = format!("TESTBED_DIR={}", world.dir().display());
+    let in_world = |pid: &std::path::Path| {
+        std::fs::read(pid.join("environ"))
+            .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == ours.as_bytes()))
+    };
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
@@ -71,7 +58,8 @@ fn fake_tool_processes(world: &World) -> Vec<String> {
             .ok()
             .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')))
             .unwrap_or(true);
-        if is_tool && !zombie && (argv0.starts_with(&bin) || !argv0.contains('/')) {
+        let by_name = !argv0.contains('/') && in_world(&entry.path());
+        if is_tool && !zombie && (argv0.starts_with(&bin) || by_name) {
             found.push(format!("{} {argv0}", entry.file_name().to_string_lossy()));
         }
     }
@@ -84,27 +72,34 @@ fn healthy_converged_edited_malformed_and_interrupted() {
         return;
     }
     let world = World::up(WorldOptions::default()).unwrap();
-    let platform = platform();
+    let platform = platform(&world);
 
-    // A plan in a fresh world: every layer `planned` with action `sync`, no change made.
+    // A plan in a fresh world: the cluster created, every layer selected with action
+    // `sync`, no change made; `cargo xtask plan` prints the same plan.
     let (code, plan) = platform.json(&world, &["bootstrap", "--plan"]);
     assert_eq!(code, Some(0), "{plan}");
+    assert_eq!(plan["cluster"]["action"], "create", "{plan}");
     for name in LAYERS {
         let row = layer(&plan, name);
         assert_eq!(
-            (row["status"].as_str(), row["action"].as_str()),
-            (Some("planned"), Some("sync")),
+            (row["selected"].as_bool(), row["action"].as_str()),
+            (Some(true), Some("sync")),
             "{row}"
         );
         assert!(row["reason"].as_str().is_some_and(|r| !r.is_empty()), "{row}");
     }
-    assert_eq!(mutating(&world.calls()), Vec::<&Call>::new(), "a plan changes nothing");
+    assert_eq!(plan["tools"], serde_json::json!([]), "nothing pinned, nothing to install");
+    support::assert_matches_schema("plan", &plan);
+    let (code, same) = platform.json(&world, &["plan"]);
+    assert_eq!((code, &same), (Some(0), &plan), "`plan` and `bootstrap --plan` differ");
+    assert_eq!(mutating(&world.calls()), Vec::<String>::new(), "a plan changes nothing");
 
     // Cold: every layer synced in order, every gate passed.
     let (code, summary) = platform.json(&world, &["bootstrap"]);
     assert_eq!(code, Some(0), "{summary}");
     assert_eq!(summary["status"], "ok");
     assert_eq!(summary["failure"], Value::Null);
+    support::assert_matches_schema("bootstrap", &summary);
     let expected: Vec<_> =
         LAYERS.iter().map(|l| (l.to_string(), "synced".to_owned(), "passed".to_owned())).collect();
     assert_eq!(statuses(&summary), expected);
@@ -116,13 +111,16 @@ fn healthy_converged_edited_malformed_and_interrupted() {
     assert_eq!(synced_layers(&world.calls()), LAYERS);
     let log = std::fs::read_to_string(platform.log()).unwrap();
     // Every tool call is pinned to the run's context, and syncs wait for readiness.
+    let context = world.slot().context();
     assert!(
-        log.contains("[layers/24-auth] $ helmfile --kube-context k3d-ameide -f"),
+        log.contains(&format!("[layers/24-auth] $ helmfile --kube-context {context} -f")),
         "log has tagged command lines: {log}"
     );
     assert!(log.contains("sync --skip-deps --wait --wait-for-jobs"), "{log}");
     assert!(
-        log.contains("[layers/24-auth] $ helm test auth-smoke -n ameide --kube-context k3d-ameide"),
+        log.contains(&format!(
+            "[layers/24-auth] $ helm test auth-smoke -n ameide --kube-context {context}"
+        )),
         "{log}"
     );
 
@@ -137,19 +135,17 @@ fn healthy_converged_edited_malformed_and_interrupted() {
     assert_eq!(synced_layers(&since), Vec::<String>::new());
     assert_eq!(helm_tests(&since), 0, "{since:?}");
 
-    // A plan after a green run: every layer `planned` with action `unchanged`.
+    // A plan after a green run: nothing to do for the cluster, every layer `unchanged`.
     let before = world.calls().len();
     let (code, plan) = platform.json(&world, &["bootstrap", "--plan"]);
     assert_eq!(code, Some(0), "{plan}");
+    assert_eq!(plan["cluster"]["action"], "noop", "{plan}");
     for name in LAYERS {
-        let row = layer(&plan, name);
-        assert_eq!(
-            (row["status"].as_str(), row["action"].as_str()),
-            (Some("planned"), Some("unchanged")),
-            "{row}"
-        );
+        assert_eq!(layer(&plan, name)["action"], "unchanged", "{plan}");
     }
-    assert_eq!(mutating(&world.calls()[before..]), Vec::<&Call>::new(), "a plan changes nothing");
+    let (code, same) = platform.json(&world, &["plan"]);
+    assert_eq!((code, &same), (Some(0), &plan), "`plan` and `bootstrap --plan` differ");
+    assert_eq!(mutating(&world.calls()[before..]), Vec::<String>::new(), "a plan changes nothing");
 
     // The human summary is a table naming each layer.
     let out = platform.xtask(&world, &["bootstrap"]);
@@ -186,12 +182,13 @@ fn healthy_converged_edited_malformed_and_interrupted() {
     let out = platform.xtask(&world, &["bootstrap", "--format", "json"]);
     assert_eq!(out.status.code(), Some(2));
     let summary = parse_summary(&out.stdout);
+    support::assert_matches_schema("bootstrap", &summary);
     assert_eq!(summary["failure"]["stage"], "preflight");
     assert!(
         summary["failure"]["message"].as_str().unwrap().contains("40-data-plane.yaml"),
         "{summary}"
     );
-    assert_eq!(mutating(&world.calls()[before..]), Vec::<&Call>::new());
+    assert_eq!(mutating(&world.calls()[before..]), Vec::<String>::new());
     std::fs::write(&file, good).unwrap();
 
     // Ctrl-C during a layer's sync: 130, `interrupted`, no fake tool left running; a
@@ -254,7 +251,7 @@ fn failures_stop_the_flow_and_warnings_do_not() {
         ..WorldOptions::default()
     })
     .unwrap();
-    let platform = platform();
+    let platform = platform(&world);
 
     // A failing gate: exit 1, the layer and its remediation named, nothing after it synced.
     let (code, summary) = platform.json(&world, &["bootstrap"]);

@@ -53,16 +53,19 @@ fn cluster_reconciles_only_when_it_must() {
         return;
     }
     let world = World::up(WorldOptions::default()).unwrap();
-    let platform = platform();
+    let platform = platform().for_world(&world);
+    let slot = world.slot();
+    let (cluster, registry) = (slot.cluster(), slot.registry());
 
     // Fresh: created, and the API answers.
     let out = platform.xtask(&world, &["cluster"]);
     assert!(out.status.success());
     assert!(stdout(&out).contains("create: no cluster exists"), "{}", stdout(&out));
     let ids = container_ids(&world);
-    assert!(ids.contains_key("k3d-ameide-server-0") && ids.contains_key("k3d-dev-reg"), "{ids:?}");
+    let server = |n: u32| format!("k3d-{cluster}-server-{n}");
+    assert!(ids.contains_key(&server(0)) && ids.contains_key(&registry), "{ids:?}");
     let log = std::fs::read_to_string(platform.log()).unwrap();
-    assert!(log.contains("[cluster] $ k3d cluster create ameide --config"), "{log}");
+    assert!(log.contains(&format!("[cluster] $ k3d cluster create {cluster} --config")), "{log}");
 
     // Converged: nothing recreated, same containers, no k3d mutation.
     let calls = world.calls().len();
@@ -96,21 +99,21 @@ fn cluster_reconciles_only_when_it_must() {
         stdout(&out)
     );
     let ids = container_ids(&world);
-    assert!(ids.contains_key("k3d-ameide-server-1"), "{ids:?}");
+    assert!(ids.contains_key(&server(1)), "{ids:?}");
 
     // Registry removed by hand: recreated, naming the registry.
-    docker_cli(&world, &["rm", "-f", "k3d-dev-reg"]);
+    docker_cli(&world, &["rm", "-f", &registry]);
     let out = platform.xtask(&world, &["cluster"]);
     assert!(
-        stdout(&out).contains("registry container `k3d-dev-reg` is missing"),
+        stdout(&out).contains(&format!("registry container `{registry}` is missing")),
         "{}",
         stdout(&out)
     );
-    assert!(container_ids(&world).contains_key("k3d-dev-reg"));
+    assert!(container_ids(&world).contains_key(&registry));
 
     // Stopped: started, not recreated (same container IDs).
     let ids = container_ids(&world);
-    assert!(world.command("k3d").args(["cluster", "stop", "ameide"]).status().unwrap().success());
+    assert!(world.command("k3d").args(["cluster", "stop", &cluster]).status().unwrap().success());
     let calls = world.calls().len();
     let out = platform.xtask(&world, &["cluster"]);
     assert!(
@@ -119,11 +122,12 @@ fn cluster_reconciles_only_when_it_must() {
         stdout(&out)
     );
     assert_eq!(container_ids(&world), ids);
-    assert_eq!(k3d_mutations_since(&world, calls), [["cluster", "start", "ameide"]]);
+    assert_eq!(k3d_mutations_since(&world, calls), [["cluster", "start", cluster.as_str()]]);
 
     // A legacy registry is removed; an unrelated container is not.
     let testbed_label = format!("{}={}", testbed::docker::LABEL_TESTBED_DIR, world.dir().display());
-    for name in ["dev-reg", "unrelated-app"] {
+    let (legacy, unrelated) = (slot.name("dev-reg"), slot.name("unrelated-app"));
+    for name in [&legacy, &unrelated] {
         docker_cli(
             &world,
             &[
@@ -141,12 +145,12 @@ fn cluster_reconciles_only_when_it_must() {
     }
     let out = platform.xtask(&world, &["cluster"]);
     assert!(
-        stdout(&out).contains("removed legacy registry container `dev-reg`"),
+        stdout(&out).contains(&format!("removed legacy registry container `{legacy}`")),
         "{}",
         stdout(&out)
     );
     let after = container_ids(&world);
-    assert!(!after.contains_key("dev-reg") && after.contains_key("unrelated-app"), "{after:?}");
+    assert!(!after.contains_key(&legacy) && after.contains_key(&unrelated), "{after:?}");
 
     // Malformed config: exit 2 naming the file, nothing touched.
     let before = container_ids(&world);
@@ -185,10 +189,12 @@ fn ctrl_c_stops_the_readiness_wait_with_130() {
         return;
     }
     let world = World::up(WorldOptions::default()).unwrap();
-    let platform = Workspace::new(&["timeouts = { cluster_ready = 300 }"]).with_k3d_config();
+    let platform =
+        Workspace::new(&["timeouts = { cluster_ready = 300 }"]).with_k3d_config().for_world(&world);
     let path = world.env().into_iter().find(|(k, _)| k == "PATH").unwrap().1;
     let fake_k3d = std::env::split_paths(&path).map(|d| d.join("k3d")).find(|p| p.is_file());
-    let pid_file = world.dir().join("clusters/ameide/apiserver.pid");
+    let cluster = world.slot().cluster();
+    let pid_file = world.dir().join(format!("clusters/{cluster}/apiserver.pid"));
     let frozen = world.dir().join("apiserver-frozen");
     let wrapper = format!(
         "#!/bin/sh\n'{}' \"$@\" || exit $?\n\
@@ -237,5 +243,6 @@ fn ctrl_c_stops_the_readiness_wait_with_130() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("interrupted"), "{stderr}");
     let log = std::fs::read_to_string(platform.log()).unwrap();
-    assert!(log.contains("k3d-ameide: interrupted while waiting for /readyz"), "{log}");
+    let interrupted = format!("k3d-{cluster}: interrupted while waiting for /readyz");
+    assert!(log.contains(&interrupted), "{log}");
 }

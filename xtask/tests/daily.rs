@@ -11,7 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{LAYERS, Workspace, mutating_calls};
+use support::{LAYERS, Workspace};
+use testbed::calls::mutating;
 use testbed::world::{World, WorldOptions, require_docker};
 
 /// Fast controllers: Pods Ready after 0.3 s, a CronJob "minute" of 2 s.
@@ -20,9 +21,9 @@ fn world() -> World {
     World::up(WorldOptions { scenarios, ..WorldOptions::default() }).unwrap()
 }
 
-/// A root with the sample platform, its own Tilt port, and one repository step (so the
-/// run keeps step records in `.tools`).
-fn platform(tilt_port: u16) -> Workspace {
+/// A root with the sample platform made for the world's slot, its own Tilt port, and one
+/// repository step (so the run keeps step records in `.tools`).
+fn platform(world: &World, tilt_port: u16) -> Workspace {
     Workspace::new(&[
         &format!("tilt_port = {tilt_port}"),
         "timeouts = { cluster_ready = 60, layer_sync = 60, gate = 60, vault_bootstrap = 60 }",
@@ -34,13 +35,18 @@ fn platform(tilt_port: u16) -> Workspace {
         "inputs = [\"Cargo.toml\"]",
     ])
     .with_infra()
+    .for_world(world)
+}
+
+fn cluster_label(world: &World) -> String {
+    format!("label=k3d.cluster={}", world.slot().cluster())
 }
 
 /// Containers of the world's cluster, stopped ones too.
 fn cluster_containers(world: &World) -> Vec<String> {
     let filter = format!("label=testbed.dir={}", world.dir().display());
     let out = Command::new("docker")
-        .args(["ps", "-a", "--filter", "label=k3d.cluster=ameide", "--filter", &filter])
+        .args(["ps", "-a", "--filter", &cluster_label(world), "--filter", &filter])
         .args(["--format", "{{.Names}}"])
         .output()
         .unwrap();
@@ -53,7 +59,7 @@ fn cluster_containers(world: &World) -> Vec<String> {
 fn running_containers(world: &World) -> Vec<String> {
     let filter = format!("label=testbed.dir={}", world.dir().display());
     let out = Command::new("docker")
-        .args(["ps", "--filter", "label=k3d.cluster=ameide", "--filter", &filter])
+        .args(["ps", "--filter", &cluster_label(world), "--filter", &filter])
         .args(["--format", "{{.Names}}"])
         .output()
         .unwrap();
@@ -103,7 +109,7 @@ fn status(ws: &Workspace, world: &World) -> (Option<i32>, Value, Duration) {
     let started = Instant::now();
     let (code, json) = ws.json(world, &["status"]);
     let took = started.elapsed();
-    assert_eq!(mutating_calls(&world.calls()[before..]), Vec::<String>::new(), "status only reads");
+    assert_eq!(mutating(&world.calls()[before..]), Vec::<String>::new(), "status only reads");
     (code, json, took)
 }
 
@@ -114,7 +120,7 @@ fn timings_report_and_status_on_a_converged_then_failed_platform() {
     }
     let world = world();
     let port = support::free_port();
-    let ws = platform(port);
+    let ws = platform(&world, port);
 
     // A cold bootstrap with the timings report at its default place.
     let (code, summary) = ws.json(&world, &["bootstrap", "--no-install", "--timings"]);
@@ -134,11 +140,9 @@ fn timings_report_and_status_on_a_converged_then_failed_platform() {
     assert_eq!(named("step"), ["stamp"]);
     assert!(!named("image").is_empty(), "image fetches are spans");
     let tools = named("tool");
-    for call in [
-        "k3d cluster create ameide",
-        "helm test auth-smoke",
-        "docker exec k3d-ameide-server-0 crictl pull",
-    ] {
+    let create = format!("k3d cluster create {}", world.slot().cluster());
+    let pull = format!("docker exec k3d-{}-server-0 crictl pull", world.slot().cluster());
+    for call in [create.as_str(), "helm test auth-smoke", pull.as_str()] {
         assert!(tools.iter().any(|t| t.starts_with(call)), "{call} in {tools:?}");
     }
     let syncs = tools.iter().filter(|t| t.starts_with("helmfile") && t.contains(" sync ")).count();
@@ -232,7 +236,7 @@ fn down_keeps_the_caches_then_purge_leaves_nothing() {
     }
     let world = world();
     let port = support::free_port();
-    let ws = platform(port);
+    let ws = platform(&world, port);
     let (code, summary) = ws.json(&world, &["bootstrap", "--no-install"]);
     assert_eq!(code, Some(0), "{summary}");
     assert!(tilt_answers(port));
@@ -250,7 +254,8 @@ fn down_keeps_the_caches_then_purge_leaves_nothing() {
     let (code, json, _) = status(&ws, &world);
     assert_eq!((code, json["cluster"]["state"].as_str()), (Some(1), Some("stopped")), "{json}");
     let out = ws.xtask(&world, &["cluster", "stop"]);
-    assert!(support::stdout(&out).contains("nothing to do: cluster `ameide` is stopped"));
+    let stopped = format!("nothing to do: cluster `{}` is stopped", world.slot().cluster());
+    assert!(support::stdout(&out).contains(&stopped));
     let out = ws.xtask(&world, &["cluster", "start"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(running_containers(&world), containers);
@@ -270,7 +275,7 @@ fn down_keeps_the_caches_then_purge_leaves_nothing() {
     let actions: Vec<&str> =
         plan["actions"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["stop_tilt", "delete_cluster"], "{plan}");
-    assert_eq!(mutating_calls(&world.calls()[before..]), Vec::<String>::new());
+    assert_eq!(mutating(&world.calls()[before..]), Vec::<String>::new());
     assert!(tilt_answers(port) && !cluster_containers(&world).is_empty());
 
     // Down: Tilt stopped, no container of the cluster, no kube context; caches kept.
@@ -280,7 +285,7 @@ fn down_keeps_the_caches_then_purge_leaves_nothing() {
     assert!(down["actions"].as_array().unwrap().iter().all(|a| a["status"] == "done"), "{down}");
     assert_eq!(cluster_containers(&world), Vec::<String>::new());
     assert!(
-        !kube_contexts(&world).contains(&"k3d-ameide".to_owned()),
+        !kube_contexts(&world).contains(&world.slot().context()),
         "{:?}",
         kube_contexts(&world)
     );
@@ -293,7 +298,7 @@ fn down_keeps_the_caches_then_purge_leaves_nothing() {
     let out = ws.xtask(&world, &["down"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(support::stdout(&out).starts_with("down: nothing to do"), "{}", support::stdout(&out));
-    assert_eq!(mutating_calls(&world.calls()[before..]), Vec::<String>::new());
+    assert_eq!(mutating(&world.calls()[before..]), Vec::<String>::new());
 
     // The next bootstrap downloads no image again: the host's store still has them.
     let pulls = testbed::node_images::pulls(world.dir()).unwrap().len();
@@ -306,7 +311,7 @@ fn down_keeps_the_caches_then_purge_leaves_nothing() {
     let (code, purged) = ws.json(&world, &["down", "--purge"]);
     assert_eq!(code, Some(0), "{purged}");
     assert_eq!(cluster_containers(&world), Vec::<String>::new());
-    assert!(!kube_contexts(&world).contains(&"k3d-ameide".to_owned()));
+    assert!(!kube_contexts(&world).contains(&world.slot().context()));
     assert!(!tilt_answers(port));
     assert!(!ws.path(".tools").exists(), "no .tools");
     assert!(!ws.path("target/xtask-tilt.json").exists(), "no record of Tilt");

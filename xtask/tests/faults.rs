@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{Workspace, parse_summary, show, stdout, text};
-use testbed::calls::Call;
+use testbed::calls::mutating;
+use testbed::real_tools::Toolset;
 use testbed::world::{World, WorldOptions, require_docker};
 
 /// Fast knobs: the faithful testbed's defaults stand for minutes of a real cluster.
@@ -18,36 +19,12 @@ fn world() -> World {
     World::up(WorldOptions { scenarios, ..WorldOptions::default() }).unwrap()
 }
 
-fn platform() -> Workspace {
-    let tilt_port = format!("tilt_port = {}", support::free_port());
-    Workspace::new(&[
-        "timeouts = { cluster_ready = 60, layer_sync = 120, gate = 60, vault_bootstrap = 20 }",
-        &tilt_port,
-    ])
-    .with_infra()
-}
+const SETTINGS: &str =
+    "timeouts = { cluster_ready = 60, layer_sync = 120, gate = 60, vault_bootstrap = 20 }";
 
-/// Calls that change something: cluster verbs, syncs, tests, uninstalls, applies.
-fn mutating(calls: &[Call]) -> Vec<String> {
-    calls
-        .iter()
-        .filter(|c| match c.tool.as_str() {
-            "k3d" => ["create", "delete", "start", "stop", "merge", "import"]
-                .iter()
-                .any(|verb| c.args.iter().any(|a| a == verb)),
-            "helmfile" => c.args.iter().any(|a| ["sync", "apply", "destroy"].contains(&a.as_str())),
-            "helm" => {
-                c.args.first().is_some_and(|a| !["version", "list", "status"].contains(&a.as_str()))
-            }
-            "tilt" => c.args.first().is_some_and(|a| a == "up"),
-            "docker" => {
-                c.args.first().is_some_and(|a| a == "pull")
-                    || c.args.windows(2).any(|w| w[0] == "crictl" && w[1] == "pull")
-            }
-            _ => false,
-        })
-        .map(|c| format!("{} {}", c.tool, c.args.join(" ")))
-        .collect()
+fn platform(world: &World) -> Workspace {
+    let tilt_port = format!("tilt_port = {}", support::free_port());
+    Workspace::new(&[SETTINGS, &tilt_port]).with_infra().for_world(world)
 }
 
 /// One bad input: how to make it, what the user runs, and what they must read.
@@ -147,7 +124,7 @@ fn bad_input_is_exit_2_naming_it_and_nothing_is_changed() {
     }
     let world = world();
     for case in bad_inputs() {
-        let ws = platform();
+        let ws = platform(&world);
         (case.make)(&ws);
         let before = world.calls().len();
         let mut args = case.args.to_vec();
@@ -194,14 +171,16 @@ fn no_home_uses_the_accounts_home_and_never_a_tilde_folder() {
 }
 
 /// Start a bootstrap and wait until its first layer sync runs.
-fn started_bootstrap(ws: &Workspace, world: &World, format: &str) -> std::process::Child {
+fn started_bootstrap(
+    ws: &Workspace,
+    world: &World,
+    tools: Toolset,
+    format: &str,
+) -> std::process::Child {
     let before = world.calls().len();
-    let child = ws
-        .command(world, &["bootstrap", "--no-tilt", "--force", "--format", format])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let args = [&support::bootstrap_args(tools)[..], &["--force", "--format", format]].concat();
+    let child =
+        ws.command(world, &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     while !world.calls()[before..]
         .iter()
@@ -219,12 +198,19 @@ fn json_of(out: &Output) -> Value {
 
 #[test]
 fn faults_are_named_and_a_plain_rerun_recovers() {
-    if !require_docker() {
-        return;
-    }
-    let world = world();
-    let ws = platform();
-    let bootstrap = ["bootstrap", "--no-tilt"];
+    fault_walk(Toolset::Fake);
+}
+
+/// The walk with real helm 3.17.2 and helmfile 0.166.0 carrying every layer.
+#[test]
+fn faults_under_real_tools_are_named_and_a_plain_rerun_recovers() {
+    fault_walk(Toolset::Helm3);
+}
+
+fn fault_walk(tools: Toolset) {
+    let Some(world) = support::tools_world(tools, &[]) else { return };
+    let ws = platform(&world);
+    let bootstrap = support::bootstrap_args(tools);
 
     // A Vault bootstrap that fails: the layer is not recorded as converged, so after
     // the cause is fixed a plain re-run goes green.
@@ -238,7 +224,8 @@ fn faults_are_named_and_a_plain_rerun_recovers() {
 
     // `--from` vouches only for earlier layers recorded with today's inputs.
     ws.edit("infra/kubernetes/environments/local/auth-smoke.yaml", |t| format!("{t}\n# edit\n"));
-    let (code, summary) = ws.json(&world, &["bootstrap", "--no-tilt", "--from", "40-data-plane"]);
+    let from = [&bootstrap[..], &["--from", "40-data-plane"]].concat();
+    let (code, summary) = ws.json(&world, &from);
     assert_eq!(code, Some(1), "{summary}");
     assert!(summary["failure"]["message"].as_str().unwrap().contains("24-auth"), "{summary}");
     let (code, summary) = ws.json(&world, &bootstrap);
@@ -257,12 +244,32 @@ fn faults_are_named_and_a_plain_rerun_recovers() {
     assert!(log.contains("FAILED in layers (layer 24-auth)"), "the failure as a plain line");
     world.set("healthy").unwrap();
 
-    // A sync failure names the release helmfile could not sync.
-    world.set("sync-fail=22-control-plane").unwrap();
-    let (code, summary) = ws.json(&world, &["sync", "22-control-plane"]);
-    assert_eq!(code, Some(1), "{summary}");
-    assert!(summary["failure"]["message"].as_str().unwrap().contains("release `"), "{summary}");
-    world.set("healthy").unwrap();
+    // A sync failure names the release helmfile could not sync (`sync-fail` is the fake
+    // helmfile's own knob).
+    if tools == Toolset::Fake {
+        world.set("sync-fail=22-control-plane").unwrap();
+        let (code, summary) = ws.json(&world, &["sync", "22-control-plane"]);
+        assert_eq!(code, Some(1), "{summary}");
+        let message = summary["failure"]["message"].as_str().unwrap();
+        assert!(message.contains("release `"), "{summary}");
+        world.set("healthy").unwrap();
+    } else {
+        // Real tools: the gateway cannot turn Ready within the sync timeout (its readiness
+        // probe first waits 600 s), from the cluster's side. The layer fails, named.
+        let chart = "infra/kubernetes/charts/placeholder-service/templates/deployment.yaml";
+        let original = std::fs::read_to_string(ws.path(chart)).unwrap();
+        let slow = "initialDelaySeconds: 600\n            periodSeconds: 5";
+        ws.write(chart, &original.replacen("periodSeconds: 5", slow, 1));
+        ws.write_settings(&["timeouts = { cluster_ready = 60, layer_sync = 10, gate = 60 }"]);
+        let (code, summary) = ws.json(&world, &["sync", "22-control-plane"]);
+        assert_eq!(code, Some(1), "{summary}");
+        assert_eq!(summary["failure"]["layer"], "22-control-plane", "{summary}");
+        let message = summary["failure"]["message"].as_str().unwrap();
+        assert!(message.contains("22-control-plane.yaml"), "{summary}");
+        eprintln!("a real sync past its timeout reads: {message}");
+        ws.write(chart, &original);
+        ws.write_settings(&[SETTINGS]);
+    }
     assert_eq!(ws.json(&world, &bootstrap).0, Some(0));
 
     // An emptied kubeconfig: the cluster stage restores the k3d context.
@@ -281,7 +288,7 @@ fn faults_are_named_and_a_plain_rerun_recovers() {
 
     // Every mutating command takes the run lock; the one refused names the holder.
     world.set("latency-ms=3000").unwrap();
-    let child = started_bootstrap(&ws, &world, "json");
+    let child = started_bootstrap(&ws, &world, tools, "json");
     for args in [&["sync", "10-bootstrap"][..], &["secrets"], &["tilt"], &["cluster"]] {
         let (code, refused) = ws.json(&world, args);
         assert_eq!(code, Some(1), "{args:?}: {refused}");
@@ -307,7 +314,7 @@ fn faults_are_named_and_a_plain_rerun_recovers() {
     assert!(log.lines().last().unwrap_or_default().contains("[gaps]"), "the log was completed");
 
     // SIGHUP (a closed terminal): the same, exit 128 + 1.
-    let child = started_bootstrap(&ws, &world, "json");
+    let child = started_bootstrap(&ws, &world, tools, "json");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGHUP,
@@ -322,7 +329,7 @@ fn faults_are_named_and_a_plain_rerun_recovers() {
 
     // A dead API (its process gone while the node runs): the cluster stage says so,
     // naming the URL, within its timeout.
-    let pid_file = world.dir().join("clusters/ameide/apiserver.pid");
+    let pid_file = world.dir().join(format!("clusters/{}/apiserver.pid", world.slot().cluster()));
     let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
         .unwrap();
@@ -342,18 +349,22 @@ fn a_kubeconfig_switched_to_another_cluster_sees_no_write() {
         return;
     }
     let world = world();
-    let ws = platform();
+    let ws = platform(&world);
     assert_eq!(ws.json(&world, &["bootstrap", "--no-tilt"]).0, Some(0));
 
     // A second cluster (its own API server), made the current context as `k3d cluster
     // create` does by default.
+    let other = world.slot().name("other");
+    let other_context = format!("k3d-{other}");
     ws.write(
         "other/k3d.yaml",
-        "apiVersion: k3d.io/v1alpha5\nkind: Simple\nmetadata:\n  name: other\nservers: 1\n",
+        &format!(
+            "apiVersion: k3d.io/v1alpha5\nkind: Simple\nmetadata:\n  name: {other}\nservers: 1\n"
+        ),
     );
     let created = world
         .command("k3d")
-        .args(["cluster", "create", "other", "--config"])
+        .args(["cluster", "create", &other, "--config"])
         .arg(ws.path("other/k3d.yaml"))
         .output()
         .unwrap();
@@ -362,10 +373,10 @@ fn a_kubeconfig_switched_to_another_cluster_sees_no_write() {
         let out = world.command("kubectl").args(args).output().unwrap();
         (out.status.success(), text(&out.stdout), text(&out.stderr))
     };
-    let (ok, _, err) = kubectl(&["config", "use-context", "k3d-other"]);
+    let (ok, _, err) = kubectl(&["config", "use-context", &other_context]);
     assert!(ok, "{err}");
     let before =
-        kubectl(&["--context", "k3d-other", "get", "secrets,configmaps", "-A", "-o", "name"]).1;
+        kubectl(&["--context", &other_context, "get", "secrets,configmaps", "-A", "-o", "name"]).1;
 
     for args in [
         &["bootstrap", "--no-tilt", "--force"][..],
@@ -378,8 +389,8 @@ fn a_kubeconfig_switched_to_another_cluster_sees_no_write() {
         assert_eq!(out.status.code(), Some(0), "{args:?}");
     }
     let after =
-        kubectl(&["--context", "k3d-other", "get", "secrets,configmaps", "-A", "-o", "name"]).1;
+        kubectl(&["--context", &other_context, "get", "secrets,configmaps", "-A", "-o", "name"]).1;
     assert_eq!(after, before, "a command wrote into the current (other) cluster");
     let (_, current, _) = kubectl(&["config", "current-context"]);
-    assert_eq!(current.trim(), "k3d-other", "the user's current context is left as it was");
+    assert_eq!(current.trim(), other_context, "the user's current context is left as it was");
 }

@@ -7,7 +7,8 @@ mod support;
 
 use serde_json::Value;
 use support::{Workspace, layer, show, text};
-use testbed::calls::Call;
+use testbed::calls::{Call, mutating};
+use testbed::real_tools::Toolset;
 use testbed::release::{Driver, Release};
 use testbed::world::{World, WorldOptions, require_docker};
 
@@ -35,20 +36,6 @@ fn run(
     let stdout = text(&out.stdout);
     let summary = serde_json::from_str(&stdout).unwrap_or(Value::Null);
     (out.status.code(), summary, format!("{stdout}{}", text(&out.stderr)))
-}
-
-fn mutating(calls: &[Call]) -> Vec<String> {
-    calls
-        .iter()
-        .filter(|c| {
-            c.args.iter().any(|a| {
-                ["create", "delete", "start", "sync", "destroy", "test", "install", "upgrade"]
-                    .contains(&a.as_str())
-                    || ["rollback", "uninstall"].contains(&a.as_str())
-            })
-        })
-        .map(|c| format!("{} {}", c.tool, c.args.join(" ")))
-        .collect()
 }
 
 /// Every revision of release `name` in `ameide` that Helm keeps in `driver`'s records.
@@ -94,7 +81,7 @@ fn old_helmfile_is_refused_0_166_converges_and_pending_releases_recover() {
         return;
     }
     let world = fast_world();
-    let ws = Workspace::new(&[TIMEOUTS]).with_infra();
+    let ws = Workspace::new(&[TIMEOUTS]).with_infra().for_world(&world);
     let bootstrap = ["bootstrap", "--no-tilt", "--no-install"];
 
     // Below the supported range: exit 3 naming the version and how to install, and not
@@ -178,11 +165,18 @@ fn old_helmfile_is_refused_0_166_converges_and_pending_releases_recover() {
 
 #[test]
 fn helm_configmap_storage_converges_and_sql_is_refused() {
-    if !require_docker() {
-        return;
-    }
-    let world = fast_world();
-    let ws = Workspace::new(&[TIMEOUTS]).with_infra();
+    configmap_storage_converges_and_sql_is_refused(Toolset::Fake);
+}
+
+/// Real helm 3.17.2 and helmfile 0.166.0 keep the records in ConfigMaps themselves.
+#[test]
+fn real_helm_configmap_storage_converges_and_sql_is_refused() {
+    configmap_storage_converges_and_sql_is_refused(Toolset::Helm3);
+}
+
+fn configmap_storage_converges_and_sql_is_refused(tools: Toolset) {
+    let Some(world) = support::tools_world(tools, &[]) else { return };
+    let ws = Workspace::new(&[TIMEOUTS]).with_infra().for_world(&world);
     let bootstrap = ["bootstrap", "--no-tilt", "--no-install"];
 
     // A storage the engine cannot read: exit 3 before anything changes.
@@ -205,6 +199,17 @@ fn helm_configmap_storage_converges_and_sql_is_refused() {
     assert_eq!(code, Some(0), "{printed}");
     for name in support::LAYERS {
         assert_eq!(layer(&summary, name)["status"], "unchanged", "{summary}");
+    }
+    assert_eq!(mutating(&world.calls()[before..]), Vec::<String>::new());
+
+    // `status` reads the same records: every layer converged, every gate's recorded
+    // verdict passed, nothing changed (Tilt is down: --no-tilt).
+    let (_, status, _) = run(&ws, &world, &configmap, &["status"]);
+    for name in support::LAYERS {
+        let row = layer(&status, name);
+        assert_eq!(row["state"], "converged", "{status}");
+        let verdicts: Vec<&Value> = row["gates"].as_array().unwrap().iter().collect();
+        assert!(verdicts.iter().all(|g| g["verdict"] == "passed"), "{row}");
     }
     assert_eq!(mutating(&world.calls()[before..]), Vec::<String>::new());
 }

@@ -23,11 +23,12 @@ fn world(pull_ms: u64, extra: &[&str]) -> World {
     World::up(WorldOptions { scenarios, ..WorldOptions::default() }).unwrap()
 }
 
-fn platform() -> Workspace {
+fn platform(world: &World) -> Workspace {
     Workspace::new(&[
         "timeouts = { cluster_ready = 60, layer_sync = 20, gate = 60, vault_bootstrap = 20 }",
     ])
     .with_infra()
+    .for_world(world)
 }
 
 fn images(summary: &Value) -> &Value {
@@ -56,7 +57,8 @@ fn images_come_through_the_cache_once_on_any_docker_and_survive_recreation() {
         return;
     }
     let world = world(3000, &["docker-containerd-store"]);
-    let ws = platform();
+    let ws = platform(&world);
+    let slot = world.slot();
     ws.edit("infra/kubernetes/environments/local/bootstrap-smoke.yaml", |text| {
         text.replace(
             "  - name: cluster-dns\n",
@@ -67,33 +69,34 @@ fn images_come_through_the_cache_once_on_any_docker_and_survive_recreation() {
     let (code, plan) = ws.json(&world, &["plan"]);
     assert_eq!(code, Some(0), "{plan}");
     assert_eq!(layer(&plan, "10-bootstrap")["images"], serde_json::json!([PINNED]));
+    // The slot's names of the sample's images (a digest-pinned one stays as it is).
+    let [busybox, vault, postgres] =
+        ["busybox:1.37.0", "hashicorp/vault:1.17.6", "postgres:16.4-alpine"].map(|i| slot.image(i));
     assert_eq!(
         layer(&plan, "15-secrets-certificates")["images"],
-        serde_json::json!(["busybox:1.37.0", "hashicorp/vault:1.17.6"])
+        serde_json::json!([busybox, vault])
     );
-    assert_eq!(
-        layer(&plan, "40-data-plane")["images"],
-        serde_json::json!(["postgres:16.4-alpine"])
-    );
+    assert_eq!(layer(&plan, "40-data-plane")["images"], serde_json::json!([postgres]));
 
     let (code, cold) = ws.json(&world, &["bootstrap", "--no-tilt"]);
     assert_eq!(code, Some(0), "{cold}");
     assert_eq!(images(&cold)["fetched"], 4, "{}", images(&cold));
     assert_eq!(images(&cold)["failed"], serde_json::json!([]));
     assert!(!cold.to_string().contains("not fetched ahead"), "an image warning: {cold}");
+    let cache = format!("cache/k3d-{}", slot.cache());
     let mut fetched = downloads(&world);
     fetched.sort();
     assert_eq!(
         fetched,
         [
-            "cache/k3d-ameide-cache docker.io/hashicorp/vault:1.17.6",
-            "cache/k3d-ameide-cache docker.io/library/busybox:1.37.0",
-            &format!("cache/k3d-ameide-cache docker.io/library/{PINNED}"),
-            "cache/k3d-ameide-cache docker.io/library/postgres:16.4-alpine",
+            format!("{cache} docker.io/{vault}"),
+            format!("{cache} docker.io/library/{busybox}"),
+            format!("{cache} docker.io/library/{PINNED}"),
+            format!("{cache} docker.io/library/{postgres}"),
         ],
         "each image downloaded from upstream once, by the cache"
     );
-    let store = node_images::pod_node_store(world.dir(), "ameide");
+    let store = node_images::pod_node_store(world.dir(), &slot.cluster());
     assert_eq!(node_images::node_images(&store).len(), 4);
     let log = std::fs::read_to_string(ws.log()).unwrap();
     assert!(log.contains("images: 4 fetched, 0 already present, 0 failed in "), "{log}");
@@ -112,7 +115,8 @@ fn images_come_through_the_cache_once_on_any_docker_and_survive_recreation() {
     assert_eq!(images(&recreated)["fetched"], 4, "{}", images(&recreated));
     assert_eq!(downloads(&world), before, "a recreation downloaded an image again");
     // Every node of the new cluster has them (each node's containerd pulled).
-    let agent = node_images::node_store(world.dir(), "ameide", "k3d-ameide-agent-0");
+    let cluster = slot.cluster();
+    let agent = node_images::node_store(world.dir(), &cluster, &format!("k3d-{cluster}-agent-0"));
     assert_eq!(node_images::node_images(&agent).len(), 4);
 }
 
@@ -121,20 +125,23 @@ fn an_unfetchable_image_is_a_warning_and_the_failure_of_its_layer() {
     if !require_docker() {
         return;
     }
-    let world = world(500, &["image-unfetchable=hashicorp/vault:1.17.6"]);
-    let ws = platform();
+    let world = world(500, &[]);
+    let ws = platform(&world);
+    let slot = world.slot();
+    let vault = slot.image("hashicorp/vault:1.17.6");
+    world.set(&format!("image-unfetchable={vault}")).unwrap();
     let (code, summary) = ws.json(&world, &["bootstrap", "--no-tilt"]);
     assert_eq!(code, Some(1), "{summary}");
 
     let failed = &images(&summary)["failed"];
-    assert_eq!(failed[0]["image"], "hashicorp/vault:1.17.6", "{failed}");
+    assert_eq!(failed[0]["image"], vault, "{failed}");
     assert!(failed[0]["reason"].as_str().unwrap().contains(": not found"), "{failed}");
     assert_eq!(images(&summary)["fetched"], 2);
 
     // Its layer cannot start without it: the failure names the image.
     assert_eq!(summary["failure"]["layer"], "15-secrets-certificates", "{summary}");
     let message = summary["failure"]["message"].as_str().unwrap();
-    assert!(message.contains("image hashicorp/vault:1.17.6 could not be fetched"), "{message}");
+    assert!(message.contains(&format!("image {vault} could not be fetched")), "{message}");
     assert!(
         summary["failure"]["remediation"]
             .as_str()
@@ -143,8 +150,11 @@ fn an_unfetchable_image_is_a_warning_and_the_failure_of_its_layer() {
     );
     // The warning, in the log (and on the terminal) as the fetch ends.
     let log = std::fs::read_to_string(ws.log()).unwrap();
-    let warning = "image hashicorp/vault:1.17.6 was not fetched ahead: crictl pull in k3d-ameide-server-0: FATA[0000] pulling image: rpc error: code = NotFound";
-    assert!(log.lines().any(|l| l.contains("warning") && l.contains(warning)), "{log}");
+    let node = format!("k3d-{}-server-0", slot.cluster());
+    let warning = format!(
+        "image {vault} was not fetched ahead: crictl pull in {node}: FATA[0000] pulling image: rpc error: code = NotFound"
+    );
+    assert!(log.lines().any(|l| l.contains("warning") && l.contains(&warning)), "{log}");
 }
 
 /// A gate whose test Pod cannot pull its image fails as soon as the kubelet says why,
@@ -156,7 +166,7 @@ fn a_gate_whose_image_cannot_be_pulled_fails_at_once_naming_it() {
     }
     const GATE_IMAGE: &str = "busybox:1.37.0-gate";
     let world = world(500, &[&format!("image-unfetchable={GATE_IMAGE}")]);
-    let ws = platform();
+    let ws = platform(&world);
     ws.edit("infra/kubernetes/environments/local/bootstrap-smoke.yaml", |text| {
         let edited = text.replace(
             "  - name: cluster-dns\n",

@@ -17,10 +17,10 @@ fn world(extra: &[&str]) -> World {
     World::up(WorldOptions { scenarios, ..WorldOptions::default() }).unwrap()
 }
 
-fn platform() -> Workspace {
+fn platform(world: &World) -> Workspace {
     let tilt_port = support::free_port();
     let timeouts = "timeouts = { cluster_ready = 60, layer_sync = 120, gate = 120, vault_bootstrap = 60, tilt_ready = 60 }";
-    Workspace::new(&[timeouts, &format!("tilt_port = {tilt_port}")]).with_infra()
+    Workspace::new(&[timeouts, &format!("tilt_port = {tilt_port}")]).with_infra().for_world(world)
 }
 
 fn cluster_calls(calls: &[Call]) -> Vec<String> {
@@ -38,7 +38,7 @@ fn every_gate_passes_under_helm_3_and_helm_4() {
     }
     for version in ["3.18.4", "4.1.4"] {
         let world = world(&[&format!("helm-version={version}")]);
-        let platform = platform();
+        let platform = platform(&world);
         let (code, summary) = platform.json(&world, &["bootstrap"]);
         assert_eq!(code, Some(0), "helm {version}: {summary}");
         for name in LAYERS {
@@ -56,7 +56,7 @@ fn a_flaky_vault_bootstrap_is_waited_for_as_the_cronjob_retries() {
         return;
     }
     let world = world(&["vault-flaky"]);
-    let platform = platform();
+    let platform = platform(&world);
     let (code, summary) = platform.json(&world, &["bootstrap", "--no-tilt"]);
     assert_eq!(code, Some(0), "{summary}");
 }
@@ -67,11 +67,14 @@ fn the_registry_is_named_as_k3d_names_it_and_a_rerun_keeps_the_cluster() {
         return;
     }
     let world = world(&[]);
-    let platform = platform();
-    platform.edit(support::K3D_CONFIG, |t| t.replace("name: k3d-dev-reg", "name: sample-reg"));
+    let platform = platform(&world);
+    let (registry, renamed) = (world.slot().registry(), world.slot().name("sample-reg"));
+    platform.edit(support::K3D_CONFIG, |t| {
+        t.replace(&format!("name: {registry}\n"), &format!("name: {renamed}\n"))
+    });
     let bootstrap = ["bootstrap", "--no-tilt"];
     assert!(platform.xtask(&world, &bootstrap).status.success());
-    let port = docker_label("sample-reg", "k3s.registry.port.external");
+    let port = docker_label(&renamed, "k3s.registry.port.external");
     let url = format!("http://127.0.0.1:{port}/v2/");
     let answer = std::process::Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url])
@@ -101,7 +104,7 @@ fn killing_the_whole_session_mid_run_leaves_the_cluster_and_a_rerun_is_green() {
         return;
     }
     let world = world(&["latency-ms=1500"]);
-    let platform = platform();
+    let platform = platform(&world);
     // Started in its own session, as a terminal runs it; then the whole session dies.
     let before = world.calls().len();
     let log = platform.log().display().to_string();
@@ -125,8 +128,8 @@ fn killing_the_whole_session_mid_run_leaves_the_cluster_and_a_rerun_is_green() {
     let _ = child.wait_with_output();
 
     // The cluster's API still answers through the k3d context.
-    let out =
-        world.command("kubectl").args(["--context", "k3d-ameide", "get", "ns"]).output().unwrap();
+    let context = world.slot().context();
+    let out = world.command("kubectl").args(["--context", &context, "get", "ns"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     world.set("latency-ms=0").unwrap();

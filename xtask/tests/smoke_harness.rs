@@ -1,115 +1,19 @@
 //! The `smoke` checklist binary (package `smoke`) run against testbed worlds: it must
 //! pass every trial on a healthy platform, fail exactly the broken gate's trial with a
 //! message a user can act on, and list its trials with no cluster and no Docker at all.
-//!
-//! How the binary is run: built once per test with
-//! `$CARGO test -p smoke --no-run --message-format=json` (the path comes from the
-//! `compiler-artifact` line), then executed directly with the world's environment and
-//! `BOOTSTRAP_ROOT`, and judged by libtest-mimic's standard output.
+//! How the binary is built, run and judged: `support/smoke.rs`.
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::Workspace;
+use support::smoke::{self, Run, TRIALS, smoke_binary};
 use testbed::manifests;
 use testbed::world::{World, WorldOptions, require_docker, testbed_bin};
-
-/// The fixture password of the sample platform's Postgres Secret
-/// (infra/kubernetes/environments/local/postgres.yaml): never in smoke's output.
-const POSTGRES_PASSWORD: &str = "ameide-local-postgres";
-
-/// Every trial of the sample platform, as `--list` prints them.
-const TRIALS: [&str; 16] = [
-    "cluster::exists",
-    "cluster::registry",
-    "layers::10-bootstrap::bootstrap-smoke",
-    "layers::15-secrets-certificates::secrets-certificates-smoke",
-    "layers::20-core-operators::core-operators-smoke",
-    "layers::22-control-plane::control-plane-smoke",
-    "layers::24-auth::auth-smoke",
-    "layers::40-data-plane::data-plane-smoke",
-    "layers::45-data-plane-ext::data-plane-ext-smoke",
-    "layers::50-product-services::product-services-smoke",
-    "layers::60-qa::platform-smoke",
-    "helm::releases_deployed",
-    "secrets::external_secrets_ready",
-    "secrets::vault_bootstrap",
-    "secrets::db_migrations",
-    "tilt::ready",
-];
-
-/// The smoke test executable, built (or found fresh) by cargo.
-fn smoke_binary() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["test", "-p", "smoke", "--no-run", "--message-format=json", "--manifest-path"])
-        .arg(support::repo_root().join("Cargo.toml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "building the smoke binary: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "smoke")
-        .and_then(|m| m["executable"].as_str().map(PathBuf::from))
-        .expect("cargo named no smoke test executable")
-}
-
-/// One run of the checklist: its exit status and, per trial, `ok`/`FAILED`/`ignored`
-/// and the failure message.
-struct Run {
-    output: Output,
-    outcomes: BTreeMap<String, String>,
-    messages: BTreeMap<String, String>,
-}
-
-impl Run {
-    fn new(output: Output) -> Run {
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        for stream in [&output.stdout, &output.stderr] {
-            let text = String::from_utf8_lossy(stream);
-            assert!(!text.contains(POSTGRES_PASSWORD), "smoke printed the Postgres password");
-        }
-        eprintln!(
-            "smoke: {}\n--- stdout\n{stdout}--- stderr\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let mut outcomes = BTreeMap::new();
-        let mut messages = BTreeMap::new();
-        let mut lines = stdout.lines();
-        while let Some(line) = lines.next() {
-            if let Some(rest) = line.strip_prefix("test ")
-                && let Some((name, outcome)) = rest.split_once(" ... ")
-            {
-                outcomes.insert(name.trim_end().to_owned(), outcome.trim().to_owned());
-            } else if let Some(name) =
-                line.strip_prefix("---- ").and_then(|l| l.strip_suffix(" ----"))
-            {
-                let message: Vec<&str> = lines.by_ref().take_while(|l| !l.is_empty()).collect();
-                messages.insert(name.to_owned(), message.join("\n"));
-            }
-        }
-        Run { output, outcomes, messages }
-    }
-
-    fn failed(&self) -> Vec<&str> {
-        self.outcomes.iter().filter(|(_, o)| *o == "FAILED").map(|(n, _)| n.as_str()).collect()
-    }
-
-    fn message(&self, trial: &str) -> &str {
-        self.messages.get(trial).map_or("", String::as_str)
-    }
-}
 
 /// A workspace root of our own holding a copy of the repository's infra/.
 struct Platform(Workspace);
@@ -127,6 +31,11 @@ impl Platform {
             ])
             .with_infra(),
         )
+    }
+
+    /// Made for `world`'s slot.
+    fn for_world(self, world: &World) -> Platform {
+        Platform(self.0.for_world(world))
     }
 
     /// Run in `world`; it must succeed.
@@ -192,16 +101,7 @@ impl Platform {
         env: &[(&str, &str)],
         filter: &[&str],
     ) -> Run {
-        let out = world
-            .command(binary)
-            .args(["--color", "never"])
-            .args(filter)
-            .envs(env.iter().copied())
-            .env("BOOTSTRAP_ROOT", self.root())
-            .current_dir(self.root())
-            .output()
-            .unwrap();
-        Run::new(out)
+        smoke::run(world, self.root(), binary, env, filter)
     }
 }
 
@@ -274,7 +174,7 @@ fn healthy_platform_passes_every_trial_and_broken_ones_fail_alone() {
     // CronJobs tick every 2 s (the Vault bootstrap re-runs that often), Pods start in 300 ms.
     let scenarios = vec!["cron-minute-ms=2000".to_owned(), "startup-ms=300".to_owned()];
     let world = World::up(WorldOptions { scenarios, ..WorldOptions::default() }).unwrap();
-    let platform = Platform::new();
+    let platform = Platform::new().for_world(&world);
     platform.xtask(&world, &["bootstrap"]);
     // Idempotent when bootstrap already ran these stages.
     platform.xtask(&world, &["secrets"]);
@@ -283,9 +183,7 @@ fn healthy_platform_passes_every_trial_and_broken_ones_fail_alone() {
     // Healthy: every trial passes.
     let run = platform.smoke(&world, &binary);
     assert!(run.output.status.success());
-    let all_ok: BTreeMap<String, String> =
-        TRIALS.iter().map(|t| (t.to_string(), "ok".to_owned())).collect();
-    assert_eq!(run.outcomes, all_ok);
+    assert_eq!(run.outcomes, smoke::all_ok());
 
     // Layer 24's Helm test breaks after the bootstrap, with no re-sync. The recorded
     // verdict is still the bootstrap's (passed); a live run finds the break, and only it,

@@ -7,7 +7,7 @@ mod support;
 
 use serde_json::Value;
 use support::{LAYERS, Workspace, layer, show, synced_layers};
-use testbed::calls::Call;
+use testbed::calls::mutating;
 use testbed::manifests;
 use testbed::world::{World, WorldOptions, require_docker};
 
@@ -34,8 +34,8 @@ fn sample_step() -> String {
     table[..table.find("\n\n").unwrap_or(table.len())].to_owned()
 }
 
-fn platform() -> Workspace {
-    let ws = Workspace::new(&[TIMEOUTS, SDK_STEP, &sample_step()]).with_infra();
+fn platform(world: &World) -> Workspace {
+    let ws = Workspace::new(&[TIMEOUTS, SDK_STEP, &sample_step()]).with_infra().for_world(world);
     ws.write("proto/api.proto", "message Ping {}\n");
     ws
 }
@@ -66,19 +66,6 @@ fn step<'a>(summary: &'a Value, name: &str) -> &'a Value {
     steps.iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("no step {name}: {summary}"))
 }
 
-fn mutating(calls: &[Call]) -> Vec<String> {
-    calls
-        .iter()
-        .filter(|c| {
-            c.args.iter().any(|a| {
-                ["create", "delete", "start", "sync", "destroy", "test", "install", "upgrade"]
-                    .contains(&a.as_str())
-            })
-        })
-        .map(|c| format!("{} {}", c.tool, c.args.join(" ")))
-        .collect()
-}
-
 /// Release names Helm has in namespace `ameide` (`helm list`).
 fn helm_list(world: &World) -> Vec<String> {
     let out = world.command("helm").args(["list", "-n", "ameide", "-q"]).output().unwrap();
@@ -91,7 +78,7 @@ fn steps_run_skip_and_fail_and_bundles_install_and_uninstall() {
         return;
     }
     let world = World::up(WorldOptions::default()).unwrap();
-    let ws = platform();
+    let ws = platform(&world);
 
     // The step's variable is missing: exit 3 naming step and variable, nothing changed.
     let (code, _, text) = run(&ws, &world, false, &[]);
@@ -118,7 +105,7 @@ fn steps_run_skip_and_fail_and_bundles_install_and_uninstall() {
     assert!(!world.calls().iter().any(|c| c.args.iter().any(|a| a == "metrics-smoke")));
     // The registry and what it holds are in the summary.
     let registry = &summary["registry"];
-    assert_eq!(registry["name"], "k3d-dev-reg", "{summary}");
+    assert_eq!(registry["name"], world.slot().registry(), "{summary}");
     let url = registry["url"].as_str().unwrap().trim_start_matches("http://").to_owned();
 
     // Unchanged inputs: the step is skipped; a pushed image shows in the registry.

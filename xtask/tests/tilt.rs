@@ -13,12 +13,12 @@ struct Platform {
 }
 
 impl Platform {
-    /// Tilt must be Ready within `tilt_ready` seconds.
-    fn new(tilt_ready: u64) -> Platform {
+    /// Tilt must be Ready within `tilt_ready` seconds; made for `world`'s slot.
+    fn new(world: &World, tilt_ready: u64) -> Platform {
         let port = support::free_port();
         let tilt_port = format!("tilt_port = {port}");
         let timeouts = format!("timeouts = {{ tilt_ready = {tilt_ready} }}");
-        let workspace = Workspace::new(&[&tilt_port, &timeouts]);
+        let workspace = Workspace::new(&[&tilt_port, &timeouts]).for_world(world);
         Platform { workspace, port }
     }
 }
@@ -42,8 +42,9 @@ fn tilt_starts_detached_once_and_is_left_alone_when_ready() {
         return;
     }
     let world = World::up(WorldOptions::default()).unwrap();
-    let platform = Platform::new(5);
+    let platform = Platform::new(&world, 5);
     let port = platform.port.to_string();
+    let context = world.slot().context();
 
     // Nothing runs: tilt up is started detached and awaited.
     let out = platform.workspace.xtask(&world, &["tilt"]);
@@ -52,17 +53,17 @@ fn tilt_starts_detached_once_and_is_left_alone_when_ready() {
     assert!(stdout.contains(&format!("Tilt started on http://localhost:{port}/")), "{stdout}");
     assert!(
         String::from_utf8_lossy(&out.stderr)
-            .contains(&format!("$ tilt up --port {port} --context k3d-ameide"))
+            .contains(&format!("$ tilt up --port {port} --context {context}"))
     );
     let calls = world.calls();
     let up = calls.iter().find(|c| c.tool == "tilt").unwrap();
-    assert_eq!(up.args, ["up", "--port", port.as_str(), "--context", "k3d-ameide"]);
+    assert_eq!(up.args, ["up", "--port", port.as_str(), "--context", context.as_str()]);
     // It outlived our process and still answers.
     assert!(probe(platform.port).is_ready(), "{:?}", probe(platform.port));
     let tilt_log = std::fs::read_to_string(platform.workspace.path("logs/tilt.log")).unwrap();
     assert!(tilt_log.contains("Tilt started on"), "{tilt_log}");
     let log = std::fs::read_to_string(platform.workspace.log()).unwrap();
-    assert!(log.contains(&format!("[tilt] $ tilt up --port {port} --context k3d-ameide")), "{log}");
+    assert!(log.contains(&format!("[tilt] $ tilt up --port {port} --context {context}")), "{log}");
 
     // Ready already: nothing is started.
     let out = platform.workspace.xtask(&world, &["tilt"]);
@@ -83,7 +84,7 @@ fn a_tiltfile_that_fails_to_load_ends_the_wait_at_once_with_tilts_error() {
         ..WorldOptions::default()
     })
     .unwrap();
-    let platform = Platform::new(120);
+    let platform = Platform::new(&world, 120);
     let tiltfile = platform.workspace.path("Tiltfile");
 
     let started = std::time::Instant::now();

@@ -1,7 +1,7 @@
 //! `cargo xtask tools install` end to end, and the devcontainer that runs the bootstrap.
 //!
 //! Release-like downloads are built here (a shell script "binary", and a tar.gz holding
-//! one under `<os>-<arch>/`), served on 127.0.0.1 by a tiny HTTP server that counts
+//! one under `<os>-<arch>/`), served on 127.0.0.1 by `support::file_server`, which counts
 //! requests, and pinned with their sha256s in a temp workspace's own Cargo.toml
 //! (found through `BOOTSTRAP_ROOT`). The same server, asked with absolute-form request
 //! targets, is the HTTP proxy of the proxy test. Every run starts with no proxy
@@ -9,14 +9,14 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 
+use support::file_server::FileServer;
 use support::{repo_root, sha256};
+use xtask::error::Exit;
 
 /// This machine as the pins name it (`linux-amd64`), the test's platform.
 fn platform() -> (&'static str, &'static str) {
@@ -42,89 +42,6 @@ fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&tar).unwrap();
     gz.finish().unwrap()
-}
-
-/// Serves `files` (request target -> bytes) on 127.0.0.1, 404 otherwise, recording
-/// each request's target: a path for a server (`/k3d/...`), the whole URL for a proxy
-/// (`http://tools.invalid/k3d/...`, the absolute form clients send to HTTP proxies).
-struct Server {
-    port: u16,
-    files: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
-    targets: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    fn start() -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let files = Arc::new(Mutex::new(BTreeMap::new()));
-        let targets = Arc::new(Mutex::new(Vec::new()));
-        let (served, seen) = (files.clone(), targets.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let _ = answer(stream, &served, &seen);
-            }
-        });
-        Server { port, files, targets }
-    }
-
-    /// Serve `bytes` at `path`; the URL to ask for it.
-    fn serve(&self, path: &str, bytes: Vec<u8>) -> String {
-        self.files.lock().unwrap().insert(path.to_string(), bytes);
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// As a proxy: answer a request for `url` (any host) with `bytes`.
-    fn proxy_for(&self, url: &str, bytes: Vec<u8>) {
-        self.files.lock().unwrap().insert(url.to_string(), bytes);
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn requests(&self) -> usize {
-        self.targets.lock().unwrap().len()
-    }
-
-    fn targets(&self) -> Vec<String> {
-        self.targets.lock().unwrap().clone()
-    }
-}
-
-fn answer(
-    stream: TcpStream,
-    files: &Mutex<BTreeMap<String, Vec<u8>>>,
-    targets: &Mutex<Vec<String>>,
-) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
-            break;
-        }
-    }
-    let target = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
-    targets.lock().unwrap().push(target.clone());
-    let body = files.lock().unwrap().get(&target).cloned();
-    let mut stream = stream;
-    match body {
-        Some(body) => {
-            write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            )?;
-            stream.write_all(&body)?;
-        }
-        None => write!(
-            stream,
-            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )?,
-    }
-    stream.flush()
 }
 
 /// A pin as it would be written in Cargo.toml.
@@ -228,7 +145,7 @@ impl Workspace {
 }
 
 /// k3d as a bare executable, helm as a tar.gz with `<os>-<arch>/helm` inside.
-fn release(server: &Server, helm_version: &str) -> Vec<Pin> {
+fn release(server: &FileServer, helm_version: &str) -> Vec<Pin> {
     let (os, arch) = platform();
     let k3d = script("k3d", "5.7.5");
     let k3d_url = server.serve(&format!("/k3d/v5.7.5/k3d-{os}-{arch}"), k3d.clone());
@@ -259,7 +176,7 @@ fn release(server: &Server, helm_version: &str) -> Vec<Pin> {
 
 #[test]
 fn install_puts_runnable_tools_in_place_and_a_second_run_downloads_nothing() {
-    let server = Server::start();
+    let server = FileServer::start();
     let workspace = Workspace::new(&release(&server, "3.18.4"));
 
     let (code, stdout, stderr) = workspace.install();
@@ -268,13 +185,13 @@ fn install_puts_runnable_tools_in_place_and_a_second_run_downloads_nothing() {
     assert!(stdout.contains("helm 3.18.4: installed (.tools/bin/helm)"), "{stdout}");
     assert_eq!(workspace.run_tool("k3d"), "k3d version v5.7.5\n");
     assert_eq!(workspace.run_tool("helm"), "helm version v3.18.4\n");
-    assert_eq!(server.requests(), 2);
+    assert_eq!(server.requests().len(), 2);
 
     let (code, stdout, _) = workspace.install();
     assert_eq!(code, 0);
     assert!(stdout.contains("k3d 5.7.5: already installed"), "{stdout}");
     assert!(stdout.contains("helm 3.18.4: already installed"), "{stdout}");
-    assert_eq!(server.requests(), 2, "a second run must download nothing");
+    assert_eq!(server.requests().len(), 2, "a second run must download nothing");
 
     // A new pinned version replaces only that tool.
     workspace.pin(&release(&server, "3.19.0"));
@@ -283,12 +200,12 @@ fn install_puts_runnable_tools_in_place_and_a_second_run_downloads_nothing() {
     assert!(stdout.contains("helm 3.19.0: installed"), "{stdout}");
     assert!(stdout.contains("k3d 5.7.5: already installed"), "{stdout}");
     assert_eq!(workspace.run_tool("helm"), "helm version v3.19.0\n");
-    assert_eq!(server.requests(), 3);
+    assert_eq!(server.requests().len(), 3);
 }
 
 #[test]
 fn tampered_download_is_refused_and_nothing_is_installed() {
-    let server = Server::start();
+    let server = FileServer::start();
     let pins = release(&server, "3.18.4");
     let (os, arch) = platform();
     // The server now answers a different archive than the one pinned.
@@ -333,7 +250,7 @@ fn unreachable_url_is_exit_3_naming_the_tool_with_a_hint() {
 
 #[test]
 fn a_mismatch_beside_an_unreachable_download_is_exit_1_listing_both() {
-    let server = Server::start();
+    let server = FileServer::start();
     let mut pins = release(&server, "3.18.4");
     let (os, arch) = platform();
     let evil = tar_gz(&[(&format!("{os}-{arch}/helm"), b"#!/bin/sh\necho pwned\n")]);
@@ -361,7 +278,7 @@ fn a_mismatch_beside_an_unreachable_download_is_exit_1_listing_both() {
 
 #[test]
 fn missing_download_and_unpinned_platform_are_exit_3() {
-    let server = Server::start();
+    let server = FileServer::start();
     let base = server.url();
     let not_there = Workspace::new(&[Pin {
         name: "helmfile",
@@ -387,13 +304,13 @@ fn missing_download_and_unpinned_platform_are_exit_3() {
     assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains(&format!("tilt 0.37.7: no sha256 pinned for {os}-{arch}")), "{stderr}");
     assert!(stderr.contains("to install tilt 0.37.7 by hand"), "{stderr}");
-    assert_eq!(server.requests(), 1, "an unpinned platform is refused before any download");
+    assert_eq!(server.requests().len(), 1, "an unpinned platform is refused before any download");
     assert_eq!(unpinned.tools_files(), Vec::<String>::new());
 }
 
 #[test]
 fn a_host_only_a_proxy_reaches_is_installed_through_it_unless_no_proxy_names_it() {
-    let proxy = Server::start();
+    let proxy = FileServer::start();
     let (os, arch) = platform();
     let k3d = script("k3d", "5.7.5");
     // `.invalid` never resolves (RFC 6761): only the proxy can answer for it.
@@ -413,14 +330,14 @@ fn a_host_only_a_proxy_reaches_is_installed_through_it_unless_no_proxy_names_it(
     let (code, stdout, stderr) = workspace.install_with(&bypassed);
     assert_eq!(code, 3, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stderr.contains(&format!("k3d 5.7.5: cannot download {url}")), "{stderr}");
-    assert_eq!(proxy.requests(), 0, "the proxy is not asked for a NO_PROXY host");
+    assert_eq!(proxy.requests().len(), 0, "the proxy is not asked for a NO_PROXY host");
     assert_eq!(workspace.tools_files(), Vec::<String>::new());
 
     let (code, stdout, stderr) = workspace.install_with(&[("HTTP_PROXY", &http_proxy)]);
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("k3d 5.7.5: installed (.tools/bin/k3d)"), "{stdout}");
     assert_eq!(workspace.run_tool("k3d"), "k3d version v5.7.5\n");
-    assert_eq!(proxy.targets(), [url], "one absolute-form request through the proxy");
+    assert_eq!(proxy.requests(), [url], "one absolute-form request through the proxy");
 }
 
 #[test]
@@ -439,52 +356,81 @@ fn bad_pin_is_exit_2_naming_the_table() {
 }
 
 #[test]
-fn bootstrap_installs_the_pinned_tools_in_preflight_unless_no_install() {
-    let server = Server::start();
+fn bootstrap_plans_the_pinned_tools_and_installs_them_only_when_it_applies() {
+    let server = FileServer::start();
     let pins = release(&server, "3.18.4");
-    // PATH without helmfile (not pinned here): preflight stops with exit 3 after its tools
-    // step, whatever the machine has installed. What it printed: the summary (stdout)
+    // PATH without helmfile (not pinned here). What it printed: the summary (stdout)
     // then the progress and any error (stderr).
-    let run = |workspace: &Workspace, extra: &[&str]| {
-        let output = workspace
-            .xtask(&["bootstrap"])
-            .args(extra)
-            .env("PATH", "/usr/bin:/bin")
-            .output()
-            .unwrap();
-        let printed = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        (output.status.code(), printed)
+    let run = |workspace: &Workspace, args: &[&str], path: &str| {
+        let output = workspace.xtask(args).env("PATH", path).output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let printed = format!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+        eprintln!("$ xtask {args:?} -> {:?}\n{printed}", output.status);
+        (Exit::of(output.status), stdout, printed)
     };
     let with_platform = |workspace: Workspace| {
         support::copy_dir(&support::repo_root().join("infra"), &workspace.path("infra"));
         workspace
     };
+    let bare = "/usr/bin:/bin";
 
     let skipped = with_platform(Workspace::new(&pins));
-    let (code, printed) = run(&skipped, &["--no-install"]);
-    assert_eq!(code, Some(3), "{printed}");
+    let (code, _, printed) = run(&skipped, &["bootstrap", "--no-install"], bare);
+    assert_eq!(code, Exit::Missing, "{printed}");
     assert_eq!(skipped.tools_files(), Vec::<String>::new());
-    assert_eq!(server.requests(), 0);
+    assert_eq!(server.requests().len(), 0);
 
     // Bad input is found before anything is installed.
     let malformed = with_platform(Workspace::new(&pins));
     malformed.edit("infra/kubernetes/helmfiles/24-auth.yaml", |t| t.replace("chart:", "chrt:"));
-    let (code, printed) = run(&malformed, &[]);
-    assert_eq!(code, Some(2), "{printed}");
+    let (code, _, printed) = run(&malformed, &["bootstrap"], bare);
+    assert_eq!(code, Exit::BadInput, "{printed}");
     assert_eq!(malformed.tools_files(), Vec::<String>::new());
-    assert_eq!(server.requests(), 0);
+    assert_eq!(server.requests().len(), 0);
 
-    let installed = with_platform(Workspace::new(&pins));
-    let (code, printed) = run(&installed, &[]);
-    assert_eq!(code, Some(3), "{printed}");
-    assert!(printed.contains("helmfile"), "{printed}");
-    assert_eq!(installed.run_tool("k3d"), "k3d version v5.7.5\n");
-    assert_eq!(installed.run_tool("helm"), "helm version v3.18.4\n");
-    assert_eq!(server.requests(), 2);
+    // A plan names what the run would install, and installs nothing; `cargo xtask plan`
+    // prints the same plan.
+    let planned = with_platform(Workspace::new(&pins));
+    let (code, stdout, printed) = run(&planned, &["bootstrap", "--plan", "--format", "json"], bare);
+    assert_eq!(code, Exit::Ok, "{printed}");
+    let plan: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    let tools: Vec<(&str, &str)> = plan["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap(), t["version"].as_str().unwrap()))
+        .collect();
+    assert_eq!(tools, [("helm", "3.18.4"), ("k3d", "5.7.5")], "{plan}");
+    assert!(plan["warnings"].to_string().contains("helmfile"), "{plan}");
+    assert_eq!(planned.tools_files(), Vec::<String>::new());
+    assert_eq!(server.requests().len(), 0);
+    let (code, same, printed) = run(&planned, &["plan", "--format", "json"], bare);
+    assert_eq!(code, Exit::Ok, "{printed}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&same).unwrap(), plan);
+    assert_eq!(server.requests().len(), 0);
+
+    // A tool the run needs and cannot install stops it before anything is installed.
+    let (code, _, printed) = run(&planned, &["bootstrap"], bare);
+    assert_eq!(code, Exit::Missing, "{printed}");
+    assert!(printed.contains("not found on PATH: helmfile"), "{printed}");
+    assert_eq!(planned.tools_files(), Vec::<String>::new());
+    assert_eq!(server.requests().len(), 0);
+
+    // With helmfile found (one that only says its version, so no Go-template layer),
+    // applying installs the planned tools first.
+    planned.edit("infra/kubernetes/helmfile.yaml", |t| {
+        t.replace("  - helmfiles/45-data-plane-ext.yaml.gotmpl\n", "")
+    });
+    let helmfile = tempfile::tempdir().unwrap();
+    let fake = helmfile.path().join("helmfile");
+    let says_version = "#!/bin/sh\ncase \"$*\" in *version*) echo \"helmfile version v0.166.0\";; *) exit 1;; esac\n";
+    std::fs::write(&fake, says_version).unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{bare}", helmfile.path().display());
+    let (_, _, printed) = run(&planned, &["sync", "10-bootstrap"], &path);
+    assert_eq!(planned.run_tool("k3d"), "k3d version v5.7.5\n", "{printed}");
+    assert_eq!(planned.run_tool("helm"), "helm version v3.18.4\n");
+    assert_eq!(server.requests().len(), 2);
 }
 
 // ---- the devcontainer -------------------------------------------------------------

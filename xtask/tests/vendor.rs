@@ -1,6 +1,6 @@
 //! `cargo xtask vendor` end to end: charts packaged with the real `helm` (or, where
 //! there is none, archived and indexed here the way `helm package` and `helm repo
-//! index` do), served by a loopback Helm repository (a tiny HTTP file server below,
+//! index` do), served by a loopback Helm repository (`support::file_server`,
 //! counting requests) or pushed with `helm push` to a real registry (Debian's
 //! `docker-registry`), vendored by the xtask binary in a temp workspace found through
 //! `BOOTSTRAP_ROOT`.
@@ -14,10 +14,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
+use support::file_server::FileServer;
 use support::sha256;
 
 /// True when `tool` runs; else fail under CI, or say it is skipped.
@@ -184,81 +182,6 @@ fn helm(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// A loopback HTTP/1.1 file server that records every request path.
-struct FileServer {
-    url: String,
-    requests: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-    addr: std::net::SocketAddr,
-}
-
-impl FileServer {
-    fn serve(root: &Path) -> FileServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (root, seen, stopping) = (root.to_path_buf(), requests.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stopping.load(Ordering::SeqCst) {
-                    break;
-                }
-                if let Ok(stream) = stream {
-                    answer(stream, &root, &seen);
-                }
-            }
-        });
-        FileServer { url: format!("http://{addr}"), requests, stop, thread: Some(thread), addr }
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
-    }
-
-    /// Close the port: later connections are refused.
-    fn stop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
-        if let Some(thread) = self.thread.take() {
-            thread.join().unwrap();
-        }
-    }
-}
-
-impl Drop for FileServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn answer(stream: TcpStream, root: &Path, seen: &Mutex<Vec<String>>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).is_err() {
-        return;
-    }
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).map_or(true, |n| n == 0) || header.trim().is_empty() {
-            break;
-        }
-    }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_owned();
-    seen.lock().unwrap().push(path.clone());
-    let file = root.join(path.trim_start_matches('/'));
-    let mut stream = stream;
-    let (status, body) = match std::fs::read(&file) {
-        Ok(body) if !path.contains("..") => ("200 OK", body),
-        _ => ("404 Not Found", b"not found".to_vec()),
-    };
-    let head =
-        format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-    let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(&body);
-}
-
 fn flip_a_byte(path: &Path) {
     let mut bytes = std::fs::read(path).unwrap();
     let middle = bytes.len() / 2;
@@ -270,7 +193,7 @@ fn flip_a_byte(path: &Path) {
 fn http_repository_add_refresh_restore_and_offline_check() {
     let repo = tempfile::tempdir().unwrap();
     let packaged = helm_repository(repo.path());
-    let mut server = FileServer::serve(repo.path());
+    let mut server = FileServer::serving(repo.path());
     let ws = Workspace::new(None);
 
     // Before anything is vendored, the release's archive is not there.
@@ -278,7 +201,7 @@ fn http_repository_add_refresh_restore_and_offline_check() {
     assert_eq!(before.code, 1);
     assert!(before.stderr.contains("release `demo`") && before.stderr.contains("does not exist"));
 
-    let add = ws.xtask(&["vendor", "add", "demo", "--repo", &server.url, "--version", "0.1.0"]);
+    let add = ws.xtask(&["vendor", "add", "demo", "--repo", &server.url(), "--version", "0.1.0"]);
     assert_eq!(add.code, 0);
     assert_eq!(ws.archive(), packaged, "the archive is the one the repository serves");
     let digest = format!("sha256:{}", sha256(&packaged));
@@ -340,10 +263,10 @@ fn http_repository_add_refresh_restore_and_offline_check() {
 fn wrong_locked_digest_fails_naming_chart_and_both_digests() {
     let repo = tempfile::tempdir().unwrap();
     let packaged = helm_repository(repo.path());
-    let server = FileServer::serve(repo.path());
+    let server = FileServer::serving(repo.path());
     let ws = Workspace::new(None);
     assert_eq!(
-        ws.xtask(&["vendor", "add", "demo", "--repo", &server.url, "--version", "0.1.0"]).code,
+        ws.xtask(&["vendor", "add", "demo", "--repo", &server.url(), "--version", "0.1.0"]).code,
         0
     );
 
@@ -366,7 +289,7 @@ fn wrong_locked_digest_fails_naming_chart_and_both_digests() {
 fn a_mismatch_beside_an_unreachable_repository_exits_1_listing_both() {
     let repo = tempfile::tempdir().unwrap();
     helm_repository(repo.path());
-    let server = FileServer::serve(repo.path());
+    let server = FileServer::serving(repo.path());
     let closed = {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", listener.local_addr().unwrap())
@@ -375,7 +298,7 @@ fn a_mismatch_beside_an_unreachable_repository_exits_1_listing_both() {
     let wrong = format!("sha256:{}", "0".repeat(64));
     let lock = format!(
         "charts:\n  - name: demo\n    repository: {}\n    version: 0.1.0\n    digest: {wrong}\n    archive: demo-0.1.0.tgz\n  - name: gone\n    repository: {closed}\n    version: 1.0.0\n    digest: {wrong}\n    archive: gone-1.0.0.tgz\n",
-        server.url
+        server.url()
     );
     ws.write("charts/charts.lock.yaml", &lock);
 
@@ -393,10 +316,10 @@ fn a_mismatch_beside_an_unreachable_repository_exits_1_listing_both() {
 fn update_moves_to_the_newest_version_and_drops_the_old_archive() {
     let repo = tempfile::tempdir().unwrap();
     let archives = helm_repository_with(repo.path(), &["0.1.0", "0.2.0"]);
-    let server = FileServer::serve(repo.path());
+    let server = FileServer::serving(repo.path());
     let ws = Workspace::new(None);
     assert_eq!(
-        ws.xtask(&["vendor", "add", "demo", "--repo", &server.url, "--version", "0.1.0"]).code,
+        ws.xtask(&["vendor", "add", "demo", "--repo", &server.url(), "--version", "0.1.0"]).code,
         0
     );
 

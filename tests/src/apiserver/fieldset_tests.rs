@@ -1,3 +1,5 @@
+//! Unit tests of `fieldset.rs`, kept beside it so that file stays short.
+
 use serde_json::json;
 
 use super::*;

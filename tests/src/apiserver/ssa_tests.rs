@@ -1,3 +1,5 @@
+//! Unit tests of `ssa.rs`, kept beside it so that file stays short.
+
 use serde_json::{Value, json};
 
 use super::*;

@@ -1,68 +1,48 @@
-//! The layers stage with the images fetched ahead (`crate::images`): once the layers
-//! stage has planned which layers sync, their images are fetched while the layers
+//! The layers stage with the images fetched ahead (`crate::images`): the layers the
+//! run plan fetches ahead (those it syncs), while the layers
 //! apply (both run concurrently in this task), so a layer's Pods find their images on
 //! the nodes. The fetch's warnings are the layers row's; a layer that fails while one
 //! of its images could not be fetched names that image in its finding. Only for the
 //! k3d cluster's own context, and only when `images.fetch_ahead` is on.
 
 use super::RunState;
-use super::summary::LayerAction;
+use super::happened::Happened;
+use super::run_plan::RunPlan;
 use crate::images::{self, FetchReport};
 use crate::outcome::Report;
 use crate::platform::helmfile::Layer;
-use crate::runner::{Mode, Stage, StageFuture};
+use crate::runner::{Stage, StageFuture};
 
 pub struct FetchAhead<S> {
     inner: S,
-    /// The layers to sync, once planned.
-    layers: Vec<Layer>,
 }
 
 impl<S> FetchAhead<S> {
     pub fn new(inner: S) -> FetchAhead<S> {
-        FetchAhead { inner, layers: Vec::new() }
+        FetchAhead { inner }
     }
 }
 
-impl<'c, S: Stage<RunState<'c>>> Stage<RunState<'c>> for FetchAhead<S> {
+impl<'c, S: Stage<RunState<'c>, RunPlan>> Stage<RunState<'c>, RunPlan> for FetchAhead<S> {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
 
-    fn plan<'a>(&'a mut self, state: &'a mut RunState<'c>) -> StageFuture<'a> {
+    fn apply<'a>(&'a mut self, plan: &'a RunPlan, state: &'a mut RunState<'c>) -> StageFuture<'a> {
         Box::pin(async move {
-            let report = self.inner.plan(state).await?;
-            let ctx = state.ctx;
-            let on = ctx.settings.images.fetch_ahead && ctx.targets_own_cluster();
-            self.layers = state
+            let layers: Vec<Layer> = state
                 .inputs
                 .layers
                 .iter()
-                .zip(&state.rows)
-                .filter(|(_, row)| on && matches!(row.action, Some((LayerAction::Sync, _))))
-                .map(|(input, _)| input.layer.clone())
+                .filter(|input| plan.fetch_ahead.contains(&input.layer.name))
+                .map(|input| input.layer.clone())
                 .collect();
-            if state.options.mode == Mode::Plan && !self.layers.is_empty() {
-                let detail = format!(
-                    "{}; would fetch the images of {} layer(s) ahead",
-                    report.detail,
-                    self.layers.len()
-                );
-                return Ok(Report { detail, ..report });
-            }
-            Ok(report)
-        })
-    }
-
-    fn apply<'a>(&'a mut self, state: &'a mut RunState<'c>) -> StageFuture<'a> {
-        Box::pin(async move {
-            if self.layers.is_empty() {
-                return self.inner.apply(state).await;
+            if layers.is_empty() {
+                return self.inner.apply(plan, state).await;
             }
             let ctx = state.ctx;
-            let layers = std::mem::take(&mut self.layers);
             let (applied, fetched) =
-                tokio::join!(self.inner.apply(state), images::fetch_ahead(ctx, &layers));
+                tokio::join!(self.inner.apply(plan, state), images::fetch_ahead(ctx, &layers));
             let result = match applied {
                 Ok(report) => Ok(explain(report, &fetched)),
                 Err(error) => {
@@ -76,7 +56,7 @@ impl<'c, S: Stage<RunState<'c>>> Stage<RunState<'c>> for FetchAhead<S> {
                     })
                 }
             };
-            state.images = Some(fetched);
+            state.record.push(Happened::ImagesFetched { report: fetched });
             result
         })
     }

@@ -1,66 +1,63 @@
 //! `cargo xtask bootstrap` (every stage) and `cargo xtask sync <layer>...` (the layer
 //! cycle for the named layers), as a pipeline of stages (`crate::runner`): preflight
-//! reads every input and builds the run's [`Inputs`]; then cluster, charts, layers,
-//! status, secrets and tilt each plan over what they observe and apply. The Vault
+//! reads every input ([`Inputs`]), observes once and decides the run's one plan
+//! ([`run_plan::RunPlan`]), which `--plan` prints; otherwise it installs the planned
+//! tools, and charts, cluster, layers, status, secrets and tilt each carry out their
+//! part of the plan. The Vault
 //! bootstrap wait and the db-migrations Secret run inside the layers stage, right after
 //! their configured layers, so later layers can rely on them. The summary is emitted as
 //! the command's result.
 
+pub mod describe;
+mod happened;
 mod images_stage;
 mod layers_stage;
+mod observe;
 mod preflight;
+pub mod run_plan;
 mod stages;
 mod steps_stage;
 pub mod summary;
+pub mod summary_json;
 
 use crate::config::Context;
 use crate::error::{ErrorKind, Result, bad_input};
 use crate::events::Event;
 use crate::outcome::Status;
 use crate::platform::helmfile::{Layer, Platform};
-use crate::runner::{self, Mode, RunOutcome, Stage};
-use crate::secrets::Step;
+use crate::runner::{self, Mode, RunOutcome};
 use crate::session::Session;
-use summary::{LayerRow, StepRow, Summary};
+use run_plan::RunPlan;
+use summary::Summary;
 
-#[derive(clap::Args, Debug, Default)]
+/// A stage after preflight: it carries out its part of the run's plan.
+pub type Stage<'c> = dyn runner::Stage<RunState<'c>, RunPlan> + 'c;
+
+/// How `cargo xtask bootstrap` was asked to run (the CLI's flags, `xtask/src/flags.rs`).
+#[derive(Debug, Default)]
 pub struct Args {
     /// Print what each stage would do and change nothing.
-    #[arg(long)]
     pub plan: bool,
     /// Start at this layer (earlier layers must already be converged).
-    #[arg(long, value_name = "LAYER", conflicts_with = "only")]
     pub from: Option<String>,
     /// Only this layer (earlier layers must already be converged).
-    #[arg(long, value_name = "LAYER")]
     pub only: Option<String>,
-    /// Sync every selected layer and run every repository step, even those whose
-    /// inputs are unchanged.
-    #[arg(long)]
+    /// Sync every selected layer and run every repository step, even unchanged ones.
     pub force: bool,
-    /// Skip the tilt stage (do not start or check Tilt).
-    #[arg(long)]
+    /// Skip the tilt stage.
     pub no_tilt: bool,
-    /// Do not install the pinned tools into .tools/bin first (`cargo xtask tools
-    /// install`); use what is there and on PATH.
-    #[arg(long)]
+    /// Do not install the pinned tools into .tools/bin first.
     pub no_install: bool,
-    /// Write an HTML timeline of the run (stages, layers, gates, steps, image fetches,
-    /// every tool call; the critical path marked) to PATH, default
-    /// target/bootstrap-timings.html. Self-contained: opens in any browser, offline.
-    /// The JSON summary then carries the same spans.
-    #[arg(long, value_name = "PATH", num_args = 0..=1, require_equals = true)]
+    /// Write an HTML timeline of the run: `Some(None)` to the default path.
     pub timings: Option<Option<std::path::PathBuf>>,
 }
 
 /// `cargo xtask sync <layer>...`: sync and gate just these layers, converged or not.
-#[derive(clap::Args, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct SyncArgs {
     /// Layer names (file stems, e.g. `24-auth`), run in platform order.
-    #[arg(required = true, value_name = "LAYER")]
     pub layers: Vec<String>,
     /// Do not install the pinned tools into .tools/bin first.
-    #[arg(long)]
     pub no_install: bool,
 }
 
@@ -122,45 +119,28 @@ pub struct Inputs {
     pub helmfile: crate::helmfile_cli::Helmfile,
 }
 
-/// What the stages after preflight share: the inputs, and what the layers stage did
-/// that later stages build on (the layer rows, the secrets steps already run).
+/// What the stages after preflight share: the inputs, and what the stages did, as
+/// typed events (which layers converged, which secrets steps already ran).
 pub struct RunState<'c> {
     pub ctx: &'c Context,
     pub options: Options,
     pub inputs: Inputs,
-    /// One row per platform layer, in platform order.
-    pub rows: Vec<LayerRow>,
-    /// One row per repository step, in settings order.
-    pub steps: Vec<StepRow>,
-    /// The local registry and its repositories, once the cluster stage read them.
-    pub registry: Option<crate::cluster::registry::Catalog>,
-    /// The secret stores the ExternalSecrets use, once the secrets stage read them.
-    pub secret_stores: Vec<crate::secrets::StoreUse>,
-    /// Secrets steps the layers stage ran after their layers, and what they did.
-    pub steps_done: Vec<Step>,
-    pub steps_detail: Vec<String>,
-    /// The images fetched ahead while the layers synced, when they were.
-    pub images: Option<crate::images::FetchReport>,
+    /// What the stages did, in order: the summary's tables are folded from it.
+    pub record: happened::Record,
+    /// The cluster as the observe pass read it (the cluster stage applies through it).
+    pub cluster: Option<crate::cluster::Planned>,
     client: Option<kube::Client>,
 }
 
 impl<'c> RunState<'c> {
-    fn new(ctx: &'c Context, options: Options, inputs: Inputs) -> RunState<'c> {
-        let rows = inputs.layers.iter().map(|l| LayerRow::new(&l.layer.name)).collect();
-        let steps = step_rows(ctx);
-        RunState {
-            ctx,
-            options,
-            inputs,
-            rows,
-            steps,
-            registry: None,
-            secret_stores: Vec::new(),
-            steps_done: Vec::new(),
-            steps_detail: Vec::new(),
-            images: None,
-            client: None,
-        }
+    fn new(
+        ctx: &'c Context,
+        options: Options,
+        inputs: Inputs,
+        cluster: Option<crate::cluster::Planned>,
+        record: happened::Record,
+    ) -> RunState<'c> {
+        RunState { ctx, options, inputs, record, cluster, client: None }
     }
 
     /// The kube client for the run's context, made on first use (after the cluster
@@ -183,22 +163,7 @@ pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
     };
     let mode = if args.plan { Mode::Plan } else { Mode::Apply };
     let options = Options { selection, force: args.force, no_install: args.no_install, mode };
-    let steps_after = |anchor| steps_after(ctx, anchor);
-    let stages: Vec<Box<dyn Stage<RunState>>> = [
-        // Charts first: an offline check, so a bad lock stops the run before any change.
-        Some(Box::new(stages::Charts) as Box<dyn Stage<RunState>>),
-        Some(Box::new(stages::Cluster::default())),
-        steps_after("cluster"),
-        Some(Box::new(images_stage::FetchAhead::new(layers_stage::Layers::default()))),
-        Some(Box::new(stages::Status)),
-        steps_after("layers"),
-        Some(Box::new(stages::Secrets)),
-        steps_after("secrets"),
-        (!args.no_tilt).then(|| Box::new(stages::Tilt) as Box<dyn Stage<RunState>>),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let stages = bootstrap_stages(ctx, args.no_tilt);
     let Some(asked) = &args.timings else {
         return execute(ctx, "bootstrap", options, stages, None).await;
     };
@@ -210,6 +175,43 @@ pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
     execute(&timed, "bootstrap", options, stages, Some((path, recorder))).await
 }
 
+/// The stages of `bootstrap`, in order.
+fn bootstrap_stages<'c>(ctx: &Context, no_tilt: bool) -> Vec<Box<Stage<'c>>> {
+    let steps_after = |anchor| steps_after(ctx, anchor);
+    [
+        // Charts first: an offline check, so a bad lock stops the run before any change.
+        Some(Box::new(stages::Charts) as Box<Stage>),
+        Some(Box::new(stages::Cluster)),
+        steps_after("cluster"),
+        Some(Box::new(images_stage::FetchAhead::new(layers_stage::Layers::default()))),
+        Some(Box::new(stages::Status)),
+        steps_after("layers"),
+        Some(Box::new(stages::Secrets)),
+        steps_after("secrets"),
+        (!no_tilt).then(|| Box::new(stages::Tilt) as Box<Stage>),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// `cargo xtask plan`: the plan of a plain `cargo xtask bootstrap` (the value its
+/// `--plan` prints), or the error that stops its preflight.
+pub async fn plan_only(ctx: &Context) -> Result<RunPlan> {
+    let options =
+        Options { selection: Selection::All, force: false, no_install: false, mode: Mode::Plan };
+    let names = bootstrap_stages(ctx, false).iter().map(|s| s.name()).collect();
+    let preflight = preflight::Preflight { ctx, options, stages: names };
+    let mut read = preflight::Read::default();
+    let mut first: Vec<Box<dyn runner::Stage<preflight::Read, ()>>> = vec![Box::new(preflight)];
+    let outcome = runner::run(&mut first, &(), &mut read, &ctx.session, remedy).await;
+    match (outcome.error, read.planned) {
+        (Some(error), _) => Err(error),
+        (None, Some(planned)) => Ok(planned.plan),
+        (None, None) => Err(crate::error::failed("preflight planned nothing")),
+    }
+}
+
 pub async fn sync(ctx: &Context, args: &SyncArgs) -> Result<()> {
     let options = Options {
         selection: Selection::Named(args.layers.clone()),
@@ -217,8 +219,8 @@ pub async fn sync(ctx: &Context, args: &SyncArgs) -> Result<()> {
         no_install: args.no_install,
         mode: Mode::Apply,
     };
-    let stages: Vec<Box<dyn Stage<RunState>>> = [
-        Some(Box::new(layers_stage::Layers::default()) as Box<dyn Stage<RunState>>),
+    let stages: Vec<Box<Stage>> = [
+        Some(Box::new(layers_stage::Layers::default()) as Box<Stage>),
         Some(Box::new(stages::Status)),
         steps_after(ctx, "layers"),
     ]
@@ -232,7 +234,7 @@ async fn execute<'c>(
     ctx: &'c Context,
     command: &str,
     options: Options,
-    mut stages: Vec<Box<dyn Stage<RunState<'c>> + 'c>>,
+    mut stages: Vec<Box<Stage<'c>>>,
     timings: Option<(std::path::PathBuf, std::sync::Arc<crate::timings::Recorder>)>,
 ) -> Result<()> {
     let session = &ctx.session;
@@ -246,31 +248,33 @@ async fn execute<'c>(
     );
     session.events.emit(Event::CommandStarted { command, detail: &detail });
 
-    let needs_k3d = names.contains(&"cluster") && ctx.targets_own_cluster();
-    let mut first: Vec<Box<dyn Stage<preflight::Read> + '_>> =
+    let mut first: Vec<Box<dyn runner::Stage<preflight::Read, ()> + '_>> =
         vec![Box::new(preflight::Preflight {
             ctx,
             options: options.clone(),
-            needs_k3d,
             stages: names.clone(),
         })];
     let mut read = preflight::Read::default();
-    let mut outcome = runner::run(&mut first, &mut read, options.mode, session, remedy).await;
+    let mut outcome = runner::run(&mut first, &(), &mut read, session, remedy).await;
+    let mut record = happened::Record::default();
+    if !read.installed.is_empty() {
+        record.push(happened::Happened::ToolsInstalled { tools: read.installed.clone() });
+    }
     // Kept when preflight failed after reading the layers: the summary still lists them.
-    let mut rows = read.layer_names.iter().map(|name| LayerRow::new(name)).collect();
-    let mut steps = step_rows(ctx);
-    let (mut registry, mut secret_stores) = (None, Vec::new());
-    let mut images = None;
-    match read.inputs {
-        Some(inputs) if outcome.error.is_none() => {
-            let mut state = RunState::new(ctx, options.clone(), inputs);
-            let rest = runner::run(&mut stages, &mut state, options.mode, session, remedy).await;
+    let mut plan = None;
+    match read.planned {
+        // `--plan`: the plan is the result; nothing is applied.
+        Some(planned) if outcome.error.is_none() && options.mode == Mode::Plan => {
+            session.events.emit(Event::Result { result: &planned.plan });
+            return Ok(());
+        }
+        Some(planned) if outcome.error.is_none() => {
+            let preflight::Planned { inputs, plan: decided, cluster } = planned;
+            let mut state = RunState::new(ctx, options.clone(), inputs, cluster, record);
+            let rest = runner::run(&mut stages, &decided, &mut state, session, remedy).await;
             outcome = join(outcome, rest);
-            rows = state.rows;
-            steps = state.steps;
-            registry = state.registry;
-            secret_stores = state.secret_stores;
-            images = state.images;
+            record = state.record;
+            plan = Some(decided);
         }
         _ => {
             for name in names {
@@ -296,11 +300,11 @@ async fn execute<'c>(
         timings,
         status: outcome.status,
         stages: outcome.rows,
-        layers: rows,
-        steps,
-        registry,
-        secret_stores,
-        images,
+        layers: record.layer_rows(&read.layer_names, plan.as_ref()),
+        steps: record.step_rows(&ctx.settings.steps, plan.as_ref()),
+        registry: record.registry(),
+        secret_stores: record.secret_stores(),
+        images: record.images(),
         failure: outcome.failure,
         log: ctx.log_path.display().to_string(),
     };
@@ -310,17 +314,9 @@ async fn execute<'c>(
 
 /// The stage running the steps configured after `anchor`, if there are any. Every run
 /// holding the anchor's stage holds this one after it.
-fn steps_after<'c>(
-    ctx: &Context,
-    anchor: &'static str,
-) -> Option<Box<dyn Stage<RunState<'c>> + 'c>> {
+fn steps_after<'c>(ctx: &Context, anchor: &'static str) -> Option<Box<Stage<'c>>> {
     let any = ctx.settings.steps.iter().any(|s| s.after == anchor);
-    any.then(|| Box::new(steps_stage::Steps { after: anchor }) as Box<dyn Stage<RunState>>)
-}
-
-/// One `skipped` row per configured step (the stages mark what they do).
-fn step_rows(ctx: &Context) -> Vec<StepRow> {
-    ctx.settings.steps.iter().map(|s| StepRow::new(&s.name, &s.after)).collect()
+    any.then(|| Box::new(steps_stage::Steps { after: anchor }) as Box<Stage>)
 }
 
 /// Preflight's outcome followed by the rest of the run's.

@@ -1,7 +1,10 @@
 //! The preflight stage: every input read and checked before anything changes (bad
-//! input exits 2 here), the pinned tools installed (not with `--plan`), and the tools
-//! this run calls found (exit 3 otherwise).
+//! input exits 2 here), the tools this run calls found or planned for install (exit 3
+//! otherwise), one observe pass, and the run's one plan decided
+//! ([`super::run_plan::decide`]). Only then, in a run that applies, are the planned
+//! tools installed.
 
+use super::run_plan::{Asked, RunPlan};
 use super::steps_stage::StepInput;
 use super::{Inputs, LayerInput, Options, select};
 use crate::config::Context;
@@ -11,34 +14,54 @@ use crate::outcome::Report;
 use crate::platform::helmfile::Platform;
 use crate::runner::{Mode, Stage, StageFuture};
 use crate::steps::StepPlan;
+use crate::tools::ToolInstall;
 
 /// What preflight read: the layer names as soon as they are known (so a later
-/// preflight failure still lists them), and the inputs once everything checked out.
-#[derive(Debug, Default)]
+/// preflight failure still lists them), and the plan once everything checked out.
+#[derive(Default)]
 pub struct Read {
     pub layer_names: Vec<String>,
-    pub inputs: Option<Inputs>,
+    pub planned: Option<Planned>,
+    /// The tools installed before the run planned again.
+    pub installed: Vec<ToolInstall>,
+}
+
+/// The run's inputs, its plan, and the cluster observation its apply reuses.
+pub struct Planned {
+    pub inputs: Inputs,
+    pub plan: RunPlan,
+    pub cluster: Option<crate::cluster::Planned>,
 }
 
 pub struct Preflight<'c> {
     pub ctx: &'c Context,
     pub options: Options,
-    /// The cluster stage will run (and so call `k3d`).
-    pub needs_k3d: bool,
     /// The stages of this run after preflight (steps after a stage run when it does).
     pub stages: Vec<&'static str>,
 }
 
 impl Preflight<'_> {
-    async fn read(&self, read: &mut Read) -> Result<Report> {
+    /// The cluster stage will run on the k3d cluster's own context (and so call `k3d`).
+    fn needs_k3d(&self) -> bool {
+        self.stages.contains(&"cluster") && self.ctx.targets_own_cluster()
+    }
+
+    /// Read and check every input, observe once, decide the plan; changes nothing.
+    async fn plan(&self, read: &mut Read) -> Result<Report> {
         let ctx = self.ctx;
-        // Bad input first (exit 2 before anything changes), then the pinned tools (not
-        // with --plan: it changes nothing), then the tools this run needs.
-        let no_install = self.options.no_install || self.options.mode == Mode::Plan;
-        // Without installs the helmfile on PATH reads template layers: check it first.
-        let checked_helmfile = match no_install {
-            true => Some(self.check_helmfile().await?),
-            false => None,
+        // Bad input first (exit 2 before anything changes), then the tools this run
+        // needs (found, or planned for install; exit 3 otherwise).
+        // A release storage the engine cannot read is refused before any helm runs: helm
+        // opens it even for `helm version`, which helmfile calls to read a template layer
+        // (with `sql` and no database reachable, helm fails and helmfile 0.166 panics).
+        crate::release::Driver::from_env()?;
+        let tools = crate::tools::planned(ctx, self.options.no_install);
+        let installs = |name: &str| tools.iter().any(|t| t.name == name);
+        // The helmfile on PATH reads template layers: check it first, unless the run
+        // installs the pinned one (apply plans again once it is there).
+        let checked_helmfile = match installs("helmfile") {
+            false => Some(self.check_helmfile().await?),
+            true => None,
         };
         let platform = crate::helmfile_list::read_platform(ctx).await?;
         read.layer_names = platform.layers.iter().map(|l| l.name.clone()).collect();
@@ -46,13 +69,6 @@ impl Preflight<'_> {
         let manifest = ctx.root.join("Cargo.toml");
         crate::config::check_anchors(&manifest, &ctx.settings.steps, &names_of(&platform))?;
         crate::platform::charts_lock::ChartsLock::read(&ctx.settings.charts_lock)?;
-        let offline = crate::tools::prepare(ctx, no_install).await?;
-        // helmfile may have just been installed: Go-template layers can be read now.
-        let platform = match platform.layers.iter().any(|l| l.releases.not_read_reason().is_some())
-        {
-            true if !no_install => crate::helmfile_list::read_platform(ctx).await?,
-            _ => platform,
-        };
         let names = names_of(&platform);
         let selected = select(&names, &self.options.selection)?;
         let layers = platform
@@ -70,15 +86,11 @@ impl Preflight<'_> {
                 Ok(LayerInput { layer: layer.clone(), digest, selected: selected.contains(&index) })
             })
             .collect::<Result<Vec<_>>>()?;
-        self.check_tools()?;
-        crate::release::Driver::from_env()?;
-        let (helmfile, helmfile_warning) = match checked_helmfile {
-            Some(checked) => checked,
-            None => self.check_helmfile().await?,
-        };
+        let mut warnings = self.check_tools(&tools)?;
+        let (helmfile, helmfile_warning) = checked_helmfile.unwrap_or_default();
+        warnings.extend(helmfile_warning);
         let selected_names: Vec<&str> = selected.iter().map(|&i| names[i]).collect();
         let steps = self.steps(&selected_names)?;
-        let mut warnings: Vec<String> = offline.into_iter().chain(helmfile_warning).collect();
         warnings.extend(self.check_steps_ready(&steps)?);
         let detail = format!(
             "{} layer(s), {} selected; environment {}, context {}",
@@ -87,8 +99,55 @@ impl Preflight<'_> {
             ctx.environment,
             ctx.kube_context
         );
-        read.inputs = Some(Inputs { platform, layers, steps, helmfile });
+        let render_images = self.options.mode == Mode::Plan;
+        let description = super::describe::describe(ctx, &platform, render_images).await?;
+        let inputs = Inputs { platform, layers, steps, helmfile };
+        let (mut seen, cluster) = super::observe::observe(ctx, &inputs, self).await?;
+        seen.tools = tools;
+        seen.warnings = warnings.clone();
+        let plan = super::run_plan::decide(description, &inputs, &self.asked(), &seen);
+        read.planned = Some(Planned { inputs, plan, cluster });
         Ok(Report::ok(detail).warn(warnings))
+    }
+
+    /// Plan; in a run that applies, install the planned tools and plan once more with
+    /// them in place (a Go-template layer needs helmfile to be read).
+    async fn plan_and_install(&self, read: &mut Read) -> Result<Report> {
+        let report = self.plan(read).await?;
+        let tools = match &read.planned {
+            Some(planned) if self.options.mode == Mode::Apply => planned.plan.tools.clone(),
+            _ => return Ok(report),
+        };
+        if tools.is_empty() {
+            return Ok(report);
+        }
+        let offline = crate::tools::install_planned(self.ctx, &tools).await?;
+        if offline.is_none() {
+            read.installed = tools.clone();
+        }
+        let again = self.plan(read).await?;
+        let installed: Vec<String> =
+            tools.iter().map(|t| format!("{} {}", t.name, t.version)).collect();
+        let detail = format!("{}; installed {}", again.detail, installed.join(", "));
+        Ok(crate::outcome::Report { detail, ..again }.warn(offline))
+    }
+
+    pub(super) fn asked(&self) -> Asked {
+        let ctx = self.ctx;
+        let secrets = &ctx.settings.secrets;
+        let mut secrets_after = std::collections::BTreeMap::<String, Vec<String>>::new();
+        for step in crate::secrets::Step::ALL {
+            let after = step.after_layer(secrets).to_owned();
+            secrets_after.entry(after).or_default().push(step.describe(secrets));
+        }
+        Asked {
+            context: ctx.kube_context.clone(),
+            log: ctx.log_path.display().to_string(),
+            selection: self.options.selection.clone(),
+            force: self.options.force,
+            fetch_ahead: self.needs_k3d() && ctx.settings.images.fetch_ahead,
+            secrets_after,
+        }
     }
 
     /// Each configured step: its digest, its plan, whether this run reaches it.
@@ -155,7 +214,7 @@ impl Preflight<'_> {
         let check = crate::doctor::assess_tool(requirement, Some(&path), Some(output));
         match check.status {
             crate::doctor::Status::Ok => {
-                if let Some(version) = check.version
+                if let Some(version) = check.version.clone()
                     && let Some(helm) = self.helm_version().await?
                     && let Some(why) = crate::helmfile_cli::helm_incompatibility(version, helm)
                 {
@@ -201,22 +260,28 @@ impl Preflight<'_> {
         Ok(crate::doctor::assess_tool(requirement, Some(&path), Some(output)).version)
     }
 
-    /// The tools this run calls are found (exit 3 otherwise).
-    fn check_tools(&self) -> Result<()> {
+    /// The tools this run calls are found or planned for install (exit 3 otherwise;
+    /// with `--plan`, a warning).
+    fn check_tools(&self, installs: &[ToolInstall]) -> Result<Vec<String>> {
         let mut tools = vec!["helmfile", "helm"];
-        if self.needs_k3d {
+        if self.needs_k3d() {
             tools.insert(0, "k3d");
         }
         let absent: Vec<&str> = tools
             .into_iter()
+            .filter(|t| !installs.iter().any(|i| i.name == *t))
             .filter(|t| crate::probe::find_tool(&self.ctx.root, t).is_none())
             .collect();
-        match absent.is_empty() {
-            true => Ok(()),
-            false => Err(missing(format!(
-                "not found on PATH: {} (run `cargo xtask doctor` for install hints)",
-                absent.join(", ")
-            ))),
+        if absent.is_empty() {
+            return Ok(Vec::new());
+        }
+        let text = format!(
+            "not found on PATH: {} (run `cargo xtask doctor` for install hints)",
+            absent.join(", ")
+        );
+        match self.options.mode {
+            Mode::Plan => Ok(vec![format!("the run would stop: {text}")]),
+            Mode::Apply => Err(missing(text)),
         }
     }
 }
@@ -225,17 +290,13 @@ fn names_of(platform: &Platform) -> Vec<&str> {
     platform.layers.iter().map(|l| l.name.as_str()).collect()
 }
 
-impl Stage<Read> for Preflight<'_> {
+impl Stage<Read, ()> for Preflight<'_> {
     fn name(&self) -> &'static str {
         "preflight"
     }
 
-    /// Preflight only reads and checks; its report is final (nothing to apply).
-    fn plan<'a>(&'a mut self, read: &'a mut Read) -> StageFuture<'a> {
-        Box::pin(self.read(read))
-    }
-
-    fn apply<'a>(&'a mut self, _: &'a mut Read) -> StageFuture<'a> {
-        Box::pin(async { Ok(Report::ok("")) })
+    /// Preflight reads, checks and plans; then installs the planned tools.
+    fn apply<'a>(&'a mut self, _: &'a (), read: &'a mut Read) -> StageFuture<'a> {
+        Box::pin(self.plan_and_install(read))
     }
 }

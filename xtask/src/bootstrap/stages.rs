@@ -1,24 +1,24 @@
 //! The stages around the layers: charts (offline check), cluster (k3d reconcile),
-//! status (every release deployed), secrets, tilt. Each plans over what it observes
-//! and applies; `--plan` shows only the plans.
+//! status (every release deployed), secrets, tilt. Each carries out its part of the
+//! run's plan.
 
 use super::RunState;
-use super::summary::LayerStatus;
+use super::happened::Happened;
+use super::run_plan::RunPlan;
 use crate::charts::{self, ReleaseChart};
 use crate::outcome::{Finding, Report, Verdict};
 use crate::runner::{Stage, StageFuture};
-use crate::secrets::Step;
 use crate::{checks, cluster, layers, secrets, tilt};
 
 /// `cargo xtask vendor --check`, offline: read-only, so its report is final.
 pub struct Charts;
 
-impl Stage<RunState<'_>> for Charts {
+impl Stage<RunState<'_>, RunPlan> for Charts {
     fn name(&self) -> &'static str {
         "charts"
     }
 
-    fn plan<'a>(&'a mut self, state: &'a mut RunState<'_>) -> StageFuture<'a> {
+    fn apply<'a>(&'a mut self, _: &'a RunPlan, state: &'a mut RunState<'_>) -> StageFuture<'a> {
         Box::pin(async move {
             let mut releases = Vec::new();
             let mut unread = Vec::new();
@@ -43,51 +43,30 @@ impl Stage<RunState<'_>> for Charts {
             )))
         })
     }
-
-    fn apply<'a>(&'a mut self, _: &'a mut RunState<'_>) -> StageFuture<'a> {
-        Box::pin(async { Ok(Report::ok("")) })
-    }
 }
 
-/// `cargo xtask cluster`, for the k3d cluster's own context only.
-#[derive(Default)]
-pub struct Cluster {
-    planned: Option<cluster::Planned>,
-}
+/// `cargo xtask cluster`, for the k3d cluster's own context only: the plan's cluster
+/// decision, carried out through the observe pass's Docker connection.
+pub struct Cluster;
 
-impl Stage<RunState<'_>> for Cluster {
+impl Stage<RunState<'_>, RunPlan> for Cluster {
     fn name(&self) -> &'static str {
         "cluster"
     }
 
-    fn plan<'a>(&'a mut self, state: &'a mut RunState<'_>) -> StageFuture<'a> {
+    fn apply<'a>(&'a mut self, plan: &'a RunPlan, state: &'a mut RunState<'_>) -> StageFuture<'a> {
         Box::pin(async move {
-            let ctx = state.ctx;
-            if !ctx.targets_own_cluster() {
-                return Ok(Report::skipped(format!(
-                    "context {} is not the k3d cluster's",
-                    ctx.kube_context
-                )));
-            }
-            let planned = cluster::plan(ctx).await?;
-            let detail = planned.plan.action.to_string();
-            self.planned = Some(planned);
-            Ok(Report::planned(detail))
-        })
-    }
-
-    fn apply<'a>(&'a mut self, state: &'a mut RunState<'_>) -> StageFuture<'a> {
-        Box::pin(async move {
-            let Some(planned) = &self.planned else {
-                return Ok(Report::skipped("nothing was planned"));
+            let (Some(decided), Some(planned)) = (&plan.cluster_plan, &state.cluster) else {
+                let why = plan.platform.cluster.decision.as_ref().map(|d| d.reason.clone());
+                return Ok(Report::skipped(why.unwrap_or_default()));
             };
-            let report = cluster::apply(state.ctx, planned).await?;
+            let report = cluster::apply_decided(state.ctx, planned, decided).await?;
             let Some(name) = &planned.desired.registry else { return Ok(report) };
             // What the registry holds is for the summary: not reading it fails nothing.
             match cluster::registry::catalog(planned.docker(), name).await {
                 Ok(catalog) => {
                     let detail = format!("{}; {}", report.detail, catalog.describe());
-                    state.registry = Some(catalog);
+                    state.record.push(Happened::RegistryRead { catalog });
                     Ok(Report { detail, ..report })
                 }
                 Err(e) => Ok(report.warn([format!("registry {name}: repositories not read: {e}")])),
@@ -99,22 +78,18 @@ impl Stage<RunState<'_>> for Cluster {
 /// Every release of every layer this run synced or found unchanged is `deployed`.
 pub struct Status;
 
-impl Stage<RunState<'_>> for Status {
+impl Stage<RunState<'_>, RunPlan> for Status {
     fn name(&self) -> &'static str {
         "status"
     }
 
-    fn plan<'a>(&'a mut self, _: &'a mut RunState<'_>) -> StageFuture<'a> {
-        Box::pin(async { Ok(Report::planned("would check every release is deployed")) })
-    }
-
-    fn apply<'a>(&'a mut self, state: &'a mut RunState<'_>) -> StageFuture<'a> {
+    fn apply<'a>(&'a mut self, _: &'a RunPlan, state: &'a mut RunState<'_>) -> StageFuture<'a> {
         Box::pin(async move {
             let client = state.client().await?;
             let mut failures: Vec<(String, Finding)> = Vec::new();
             let mut checked = 0;
-            for (input, row) in state.inputs.layers.iter().zip(&state.rows) {
-                if !matches!(row.status, LayerStatus::Synced | LayerStatus::Unchanged) {
+            for input in &state.inputs.layers {
+                if !state.record.converged(&input.layer.name) {
                     continue;
                 }
                 for release in input.layer.releases.as_slice().iter().filter(|r| r.installed) {
@@ -151,39 +126,23 @@ impl Stage<RunState<'_>> for Status {
 /// ExternalSecret Ready; the detail also says what the layer steps did.
 pub struct Secrets;
 
-impl Stage<RunState<'_>> for Secrets {
+impl Stage<RunState<'_>, RunPlan> for Secrets {
     fn name(&self) -> &'static str {
         "secrets"
     }
 
-    fn plan<'a>(&'a mut self, state: &'a mut RunState<'_>) -> StageFuture<'a> {
-        Box::pin(async move {
-            let settings = &state.ctx.settings.secrets;
-            let mut would: Vec<String> = Step::ALL
-                .into_iter()
-                .filter(|step| !state.steps_done.contains(step))
-                .filter(|step| {
-                    let after = step.after_layer(settings);
-                    !state.inputs.layers.iter().any(|l| l.selected && l.layer.name == after)
-                })
-                .map(|step| step.describe(settings))
-                .collect();
-            would.push("check ExternalSecrets".into());
-            Ok(Report::planned(format!("would {}", would.join(", "))))
-        })
-    }
-
-    fn apply<'a>(&'a mut self, state: &'a mut RunState<'_>) -> StageFuture<'a> {
+    fn apply<'a>(&'a mut self, _: &'a RunPlan, state: &'a mut RunState<'_>) -> StageFuture<'a> {
         Box::pin(async move {
             let client = state.client().await?;
-            let report = secrets::stage(state.ctx, &client, &state.steps_done).await?;
-            let done = Report::ok(state.steps_detail.join("; "));
+            let done = state.record.secrets_steps_done();
+            let report = secrets::stage(state.ctx, &client, &done).await?;
+            let done = Report::ok(state.record.secrets_steps_detail().join("; "));
             // Which backends supply the secrets is for the summary: not reading it fails nothing.
             let stores = match secrets::stores::used(&client).await {
                 Ok(stores) if stores.is_empty() => Report::ok(""),
                 Ok(stores) => {
                     let list: Vec<String> = stores.iter().map(|s| s.describe()).collect();
-                    state.secret_stores = stores;
+                    state.record.push(Happened::SecretStoresRead { stores });
                     Report::ok(format!("secret stores: {}", list.join(", ")))
                 }
                 Err(e) => Report::ok("").warn([format!("secret stores not read: {e}")]),
@@ -196,16 +155,12 @@ impl Stage<RunState<'_>> for Secrets {
 /// Tilt started (unless it already answers Ready) and its Tiltfile Ready.
 pub struct Tilt;
 
-impl Stage<RunState<'_>> for Tilt {
+impl Stage<RunState<'_>, RunPlan> for Tilt {
     fn name(&self) -> &'static str {
         "tilt"
     }
 
-    fn plan<'a>(&'a mut self, _: &'a mut RunState<'_>) -> StageFuture<'a> {
-        Box::pin(async { Ok(Report::planned("would start Tilt unless it is Ready")) })
-    }
-
-    fn apply<'a>(&'a mut self, state: &'a mut RunState<'_>) -> StageFuture<'a> {
+    fn apply<'a>(&'a mut self, _: &'a RunPlan, state: &'a mut RunState<'_>) -> StageFuture<'a> {
         Box::pin(tilt::ensure(state.ctx))
     }
 }

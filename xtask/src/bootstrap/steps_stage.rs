@@ -5,10 +5,12 @@
 use std::time::Instant;
 
 use super::RunState;
+use super::happened::Happened;
+use super::run_plan::RunPlan;
 use super::summary::StepStatus;
 use crate::error::Result;
 use crate::outcome::{Finding, Report};
-use crate::runner::{Mode, Stage, StageFuture};
+use crate::runner::{Stage, StageFuture};
 use crate::steps::{self, StepPlan};
 
 /// One configured step as this run sees it.
@@ -21,51 +23,46 @@ pub struct StepInput {
     pub in_run: bool,
 }
 
-/// Mark the plans of the steps after `anchor` in the rows (`--plan`: as planned).
-pub fn plan_after(state: &mut RunState<'_>, anchor: &str) -> Vec<String> {
-    let mut lines = Vec::new();
-    for (index, input) in state.inputs.steps.iter().enumerate() {
-        if input.settings.after != anchor || !input.in_run {
-            continue;
-        }
-        let row = &mut state.steps[index];
-        row.plan = Some(input.plan.to_string());
-        if state.options.mode == Mode::Plan {
-            row.status = StepStatus::Planned;
-        }
-        lines.push(format!("step {} ({})", input.settings.name, input.plan));
-    }
-    lines
-}
-
-/// Run the steps after `anchor`, in order; the first failure is returned.
-pub async fn run_after(state: &mut RunState<'_>, anchor: &str) -> Result<Option<Finding>> {
+/// Run the steps after `anchor` the plan runs, in order; the first failure is returned.
+pub async fn run_after(
+    plan: &RunPlan,
+    state: &mut RunState<'_>,
+    anchor: &str,
+) -> Result<Option<Finding>> {
     let ctx = state.ctx;
     for index in 0..state.inputs.steps.len() {
         let input = state.inputs.steps[index].clone();
-        if input.settings.after != anchor || !input.in_run {
+        let decision = plan.platform.steps.get(index).and_then(|s| s.decision.as_ref());
+        let Some(decision) = decision.filter(|_| input.settings.after == anchor) else {
             continue;
-        }
+        };
         let tag = format!("steps/{}", input.settings.name);
-        if input.plan == StepPlan::Unchanged {
-            ctx.session.progress(&tag, &format!("step {}: unchanged", input.settings.name));
-            state.steps[index].status = StepStatus::Unchanged;
-            continue;
+        let name = input.settings.name.clone();
+        match decision.action.as_str() {
+            "skip" => continue,
+            "unchanged" => {
+                ctx.session.progress(&tag, &format!("step {name}: unchanged"));
+                let duration = std::time::Duration::ZERO;
+                state.record.push(Happened::StepRan {
+                    name,
+                    status: StepStatus::Unchanged,
+                    duration,
+                });
+                continue;
+            }
+            _ => {}
         }
         ctx.session.cancel.check()?;
         ctx.session.progress(&tag, &format!("step {}: {}", input.settings.name, input.plan));
         let started = Instant::now();
         let result = steps::run(ctx, &input.settings, input.digest.as_deref()).await;
-        let row = &mut state.steps[index];
-        row.duration = started.elapsed();
-        row.status = match &result {
+        let status = match &result {
             Ok(None) => StepStatus::Ran,
             _ => StepStatus::Failed,
         };
-        ctx.session.progress(
-            &tag,
-            &format!("step {}: {}", input.settings.name, super::summary::word(&row.status)),
-        );
+        let duration = started.elapsed();
+        ctx.session.progress(&tag, &format!("step {name}: {}", super::summary::word(&status)));
+        state.record.push(Happened::StepRan { name, status, duration });
         if let Some(finding) = result? {
             return Ok(Some(finding));
         }
@@ -78,31 +75,24 @@ pub struct Steps {
     pub after: &'static str,
 }
 
-impl Stage<RunState<'_>> for Steps {
+impl Stage<RunState<'_>, RunPlan> for Steps {
     fn name(&self) -> &'static str {
         "steps"
     }
 
-    fn plan<'a>(&'a mut self, state: &'a mut RunState<'_>) -> StageFuture<'a> {
+    fn apply<'a>(&'a mut self, plan: &'a RunPlan, state: &'a mut RunState<'_>) -> StageFuture<'a> {
         Box::pin(async move {
-            let lines = plan_after(state, self.after);
-            Ok(Report::planned(format!("after {}: {}", self.after, lines.join(", "))))
-        })
-    }
-
-    fn apply<'a>(&'a mut self, state: &'a mut RunState<'_>) -> StageFuture<'a> {
-        Box::pin(async move {
-            if let Some(finding) = run_after(state, self.after).await? {
+            if let Some(finding) = run_after(plan, state, self.after).await? {
                 return Ok(Report::failed(format!("a step after {} failed", self.after), finding));
             }
             let done: Vec<String> = state
                 .inputs
                 .steps
                 .iter()
-                .zip(&state.steps)
-                .filter(|(input, _)| input.settings.after == self.after && input.in_run)
-                .map(|(input, row)| {
-                    format!("{} {}", input.settings.name, super::summary::word(&row.status))
+                .filter(|input| input.settings.after == self.after && input.in_run)
+                .map(|input| {
+                    let status = state.record.step_status(&input.settings.name);
+                    format!("{} {}", input.settings.name, super::summary::word(&status))
                 })
                 .collect();
             Ok(Report::ok(format!("after {}: {}", self.after, done.join(", "))))

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::json;
 
 use crate::events::Rendered;
 use crate::images::FetchReport;
@@ -15,19 +14,17 @@ use crate::runner::{Failure, StageRow};
 use crate::table;
 
 /// What happened to one layer in this run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LayerStatus {
     Synced,
     Unchanged,
     Failed,
     Skipped,
-    /// `--plan`: decided, nothing done (see the row's action).
-    Planned,
 }
 
 /// What the plan decided for a layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LayerAction {
     Sync,
@@ -62,27 +59,16 @@ impl LayerRow {
             then: Vec::new(),
         }
     }
-
-    /// The plan column: `sync: <reason>; first <recovery>; then <step>`.
-    fn plan_text(&self) -> String {
-        let Some((action, reason)) = &self.action else { return String::new() };
-        let word = word(action);
-        let first: String = self.first.iter().map(|s| format!("; first {s}")).collect();
-        let then: String = self.then.iter().map(|s| format!("; then {s}")).collect();
-        format!("{word}: {reason}{first}{then}")
-    }
 }
 
 /// What happened to one repository step in this run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StepStatus {
     Ran,
     Unchanged,
     Failed,
     Skipped,
-    /// `--plan`: decided (see the row's plan), nothing run.
-    Planned,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,26 +154,16 @@ impl Rendered for Summary {
             .collect();
         let mut out = table::render(&["STAGE", "STATUS", "TIME", "DETAIL"], &stages);
         if !self.layers.is_empty() {
-            let planned = self.layers.iter().any(|l| l.status == LayerStatus::Planned);
             let rows: Vec<Vec<String>> = self
                 .layers
                 .iter()
                 .map(|l| {
                     let time = if l.duration.is_zero() { String::new() } else { secs(l.duration) };
-                    let mut row = vec![l.name.clone(), word(&l.status), word(&l.gate), time];
-                    if planned {
-                        row.push(l.plan_text());
-                    }
-                    row
+                    vec![l.name.clone(), word(&l.status), word(&l.gate), time]
                 })
                 .collect();
-            let headers: &[&str] = if planned {
-                &["LAYER", "STATUS", "GATE", "TIME", "PLAN"]
-            } else {
-                &["LAYER", "STATUS", "GATE", "TIME"]
-            };
             out.push('\n');
-            out.push_str(&table::render(headers, &rows));
+            out.push_str(&table::render(&["LAYER", "STATUS", "GATE", "TIME"], &rows));
         }
         if !self.steps.is_empty() {
             let rows: Vec<Vec<String>> = self
@@ -195,18 +171,11 @@ impl Rendered for Summary {
                 .iter()
                 .map(|s| {
                     let time = if s.duration.is_zero() { String::new() } else { secs(s.duration) };
-                    let plan = s.plan.clone().filter(|_| s.status == StepStatus::Planned);
-                    vec![
-                        s.name.clone(),
-                        word(&s.status),
-                        time,
-                        format!("after {}", s.after),
-                        plan.unwrap_or_default(),
-                    ]
+                    vec![s.name.clone(), word(&s.status), time, format!("after {}", s.after)]
                 })
                 .collect();
             out.push('\n');
-            out.push_str(&table::render(&["STEP", "STATUS", "TIME", "WHEN", "PLAN"], &rows));
+            out.push_str(&table::render(&["STEP", "STATUS", "TIME", "WHEN"], &rows));
         }
         if let Some(images) = &self.images {
             out.push_str(&format!("\nimages (fetched ahead): {}\n", images.line()));
@@ -225,83 +194,7 @@ impl Rendered for Summary {
     }
 
     fn json(&self) -> serde_json::Value {
-        let stages: Vec<_> = self
-            .stages
-            .iter()
-            .map(|s| {
-                let mut stage = json!({
-                    "name": s.name,
-                    "status": s.status,
-                    "duration_ms": s.duration.as_millis() as u64,
-                });
-                if !s.warnings.is_empty() {
-                    stage["warnings"] = json!(s.warnings);
-                }
-                stage
-            })
-            .collect();
-        let layers: Vec<_> = self
-            .layers
-            .iter()
-            .map(|l| {
-                let mut layer = json!({
-                    "name": l.name,
-                    "status": l.status,
-                    "gate": l.gate,
-                    "warnings": l.warnings,
-                });
-                if let Some((action, reason)) = &l.action {
-                    layer["action"] = json!(action);
-                    layer["reason"] = json!(reason);
-                    if !l.first.is_empty() {
-                        layer["first"] = json!(l.first);
-                    }
-                    if !l.then.is_empty() {
-                        layer["then"] = json!(l.then);
-                    }
-                }
-                layer
-            })
-            .collect();
-        let steps: Vec<_> = self
-            .steps
-            .iter()
-            .map(|s| {
-                let mut step = json!({
-                    "name": s.name,
-                    "status": s.status,
-                    "duration_ms": s.duration.as_millis() as u64,
-                    "after": s.after,
-                });
-                if let Some(plan) = &s.plan {
-                    step["plan"] = json!(plan);
-                }
-                step
-            })
-            .collect();
-        let failure = self.failure.as_ref().map(|f| {
-            json!({
-                "stage": f.stage,
-                "layer": f.layer,
-                "message": f.finding.to_string(),
-                "remediation": f.finding.remediation,
-            })
-        });
-        let mut summary = json!({
-            "status": self.status,
-            "stages": stages,
-            "layers": layers,
-            "steps": steps,
-            "registry": self.registry,
-            "secret_stores": self.secret_stores,
-            "images": self.images.as_ref().map(FetchReport::json),
-            "failure": failure,
-            "log": self.log,
-        });
-        if let Some(timings) = &self.timings {
-            summary["timings"] = timings.json();
-        }
-        summary
+        serde_json::to_value(self.doc()).unwrap_or_default()
     }
 
     /// The failure and its remediation as plain lines, the summary as JSON, then the
@@ -368,11 +261,11 @@ mod tests {
         assert_eq!(json["status"], "failed");
         assert_eq!(
             json["stages"][0],
-            json!({"name": "layers", "status": "failed", "duration_ms": 1500})
+            serde_json::json!({"name": "layers", "status": "failed", "duration_ms": 1500})
         );
         assert_eq!(
             json["layers"][0],
-            json!({"name": "24-auth", "status": "failed", "gate": "failed", "warnings": []})
+            serde_json::json!({"name": "24-auth", "status": "failed", "gate": "failed", "warnings": []})
         );
         assert_eq!(json["failure"]["layer"], "24-auth");
         assert_eq!(json["failure"]["remediation"], "kubectl logs -n ameide x");
@@ -405,23 +298,19 @@ mod tests {
     }
 
     #[test]
-    fn planned_layers_carry_their_action_and_reason() {
+    fn layers_carry_the_plans_action_and_reason() {
         let mut row = LayerRow::new("10-bootstrap");
-        row.status = LayerStatus::Planned;
+        row.status = LayerStatus::Synced;
         row.action = Some((LayerAction::Sync, "no digest recorded".into()));
         row.then.push("await the Vault bootstrap Job".into());
         row.first.push("uninstall ns (revision 1 is pending-install)".into());
-        let planned = Summary { layers: vec![row], failure: None, ..summary() };
-        let json = planned.json();
-        assert_eq!(json["layers"][0]["status"], "planned");
+        let synced = Summary { layers: vec![row], failure: None, ..summary() };
+        let json = synced.json();
+        assert_eq!(json["layers"][0]["status"], "synced");
         assert_eq!(json["layers"][0]["action"], "sync");
         assert_eq!(json["layers"][0]["reason"], "no digest recorded");
         assert_eq!(json["layers"][0]["first"][0], "uninstall ns (revision 1 is pending-install)");
-        let text = planned.human();
-        assert!(
-            text.contains("sync: no digest recorded; first uninstall ns (revision 1 is pending-install); then await the Vault bootstrap Job"),
-            "{text}"
-        );
+        assert_eq!(json["layers"][0]["then"][0], "await the Vault bootstrap Job");
     }
 
     #[test]

@@ -34,41 +34,24 @@ pub use plan::ReleaseChart;
 use plan::{ArchiveState, Observed};
 
 /// `cargo xtask vendor [--check | --prune]`, `vendor add`, `vendor update`.
-#[derive(Debug, clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
+/// (The CLI's flags are in `xtask/src/flags.rs`.)
+#[derive(Debug, Default)]
 pub struct Args {
-    /// Verify offline, changing nothing: every archive exists and matches its locked
-    /// digest, and every Helmfile release chart is a local chart or a locked archive.
-    /// Exit 1 listing each problem.
-    #[arg(long, conflicts_with = "prune")]
+    /// Verify offline, changing nothing ([`check`]).
     pub check: bool,
     /// Also delete archives beside the lock that it does not list.
-    #[arg(long)]
     pub prune: bool,
-    #[command(subcommand)]
+    /// `vendor add` / `vendor update` instead of the refresh.
     pub command: Option<VendorCommand>,
 }
 
-#[derive(Debug, clap::Subcommand)]
+/// The `vendor` subcommands.
+#[derive(Debug)]
 pub enum VendorCommand {
-    /// Download chart NAME at VERSION, write its archive next to the lock and record
-    /// its digest in the lock.
-    Add {
-        name: String,
-        /// Helm repository (`https://...`, whose `index.yaml` lists the chart) or OCI
-        /// registry path (`oci://host/path`, the chart being `oci://host/path/NAME`).
-        #[arg(long, alias = "repository", value_name = "URL")]
-        repo: String,
-        #[arg(long)]
-        version: String,
-    },
-    /// Move a locked chart to VERSION (default: the repository's newest stable
-    /// version) and re-lock it; the previous archive is removed.
-    Update {
-        name: String,
-        #[arg(long)]
-        version: Option<String>,
-    },
+    /// Lock chart `name` at `version` from `repo` (a Helm repository or `oci://` path).
+    Add { name: String, repo: String, version: String },
+    /// Move a locked chart to `version` (default: the repository's newest stable one).
+    Update { name: String, version: Option<String> },
 }
 
 /// The CLI entry: the lock from the settings, the Helmfile for `--check`. Emits one

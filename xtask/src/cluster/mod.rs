@@ -10,6 +10,7 @@
 //! This file holds the model (desired, observed, the pure decision) and the Docker
 //! reads; [`stage`] the stage (plan, apply, readiness) and the command.
 
+pub mod image_cache;
 pub mod registry;
 mod stage;
 
@@ -24,30 +25,28 @@ use crate::config::Context;
 use crate::error::{Context as _, Result, bad_input, missing};
 use crate::platform::k3d::K3dConfig;
 
-pub use stage::{Outcome, Planned, apply, merge_command, plan, run, wait_ready};
+pub use stage::{Outcome, Planned, apply, apply_decided, merge_command, plan, run, wait_ready};
 
 /// Runtime label stamped on server nodes at creation: the canonical config hash.
 pub const HASH_LABEL: &str = "dev.ameide.bootstrap/k3d-config-hash";
 
 const TAG: &str = "cluster";
 
-#[derive(clap::Args, Debug, Default)]
+/// How `cargo xtask cluster` was asked to run (the CLI's flags, `xtask/src/flags.rs`).
+#[derive(Debug, Default)]
 pub struct Args {
     /// Print what would be done and change nothing.
-    #[arg(long, global = true)]
     pub plan: bool,
-    #[command(subcommand)]
+    /// `cluster stop` / `cluster start` instead of the reconcile.
     pub lifecycle: Option<Lifecycle>,
 }
 
 /// Pause and resume the cluster, keeping everything in it (`cargo xtask down` deletes).
-#[derive(clap::Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lifecycle {
-    /// Stop the cluster's containers (`k3d cluster stop`), and first the Tilt that
-    /// `cargo xtask` started; everything in the cluster is kept.
+    /// Stop the cluster's containers, and first the Tilt that `cargo xtask` started.
     Stop,
-    /// Start a stopped cluster (`k3d cluster start`) and wait for its API; never creates
-    /// or recreates one (`cargo xtask cluster` or `bootstrap` do).
+    /// Start a stopped cluster and wait for its API; never creates or recreates one.
     Start,
 }
 

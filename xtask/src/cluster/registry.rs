@@ -14,7 +14,7 @@ pub const PORT_LABEL: &str = "k3s.registry.port.external";
 /// How long the registry gets to answer.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Catalog {
     pub name: String,
     /// `http://127.0.0.1:<port>`: where `docker push` reaches it from this machine.

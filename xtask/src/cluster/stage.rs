@@ -21,6 +21,10 @@ use crate::k8s;
 use crate::outcome::{Report, Status};
 use crate::platform::k3d::K3dConfig;
 use crate::session::Session;
+use crate::wait::{self, Check, Poll, Waited};
+
+/// How often the readiness wait asks `/readyz`.
+const READYZ_POLL: Duration = Duration::from_millis(500);
 
 /// What [`plan`] found and decided: all [`apply`] needs.
 #[derive(Debug, Clone)]
@@ -63,7 +67,12 @@ pub async fn plan(ctx: &Context) -> Result<Planned> {
 /// (always, converged or not) within `timeouts.cluster_ready`. The report's detail is
 /// the action (`create: no cluster exists`, `nothing to do: ...`).
 pub async fn apply(ctx: &Context, planned: &Planned) -> Result<Report> {
-    let Planned { config, desired, plan, docker, .. } = planned;
+    apply_decided(ctx, planned, &planned.plan).await
+}
+
+/// [`apply`] with `plan` decided elsewhere (a run plan) over what `planned` observed.
+pub async fn apply_decided(ctx: &Context, planned: &Planned, plan: &Plan) -> Result<Report> {
+    let Planned { config, desired, docker, .. } = planned;
     let session = &ctx.session;
     // Creating a cluster pulls images and boots k3s: the cluster budget, not a short call's.
     let timeout = ctx.settings.timeouts.cluster_ready();
@@ -76,8 +85,8 @@ pub async fn apply(ctx: &Context, planned: &Planned) -> Result<Report> {
             .arg(format!("{HASH_LABEL}={}@server:*", desired.config_hash))
     };
     // Pull-through image caches live outside the cluster: k3d needs them before create.
-    let caches = crate::images::cache::caches(config)?;
-    crate::images::cache::ensure(session, docker, &caches, timeout).await?;
+    let caches = super::image_cache::caches(config)?;
+    super::image_cache::ensure(session, docker, &caches, timeout).await?;
     match &plan.action {
         Action::Noop => {}
         Action::Create => create_cluster(session, &create()).await?,
@@ -208,25 +217,14 @@ where
     Fut: Future<Output = Result<()>>,
 {
     let _wait = session.events.wait(TAG, &format!("waiting for the {context} API (/readyz)"));
-    let deadline = Instant::now() + timeout;
     let mut last: Option<String> = None;
-    loop {
-        let answer = match session.cancel.unless_interrupted(readyz()).await {
-            Ok(answer) => answer,
-            Err(stopped) => {
-                session.line(TAG, &format!("{context}: interrupted while waiting for /readyz"));
-                return Err(stopped);
-            }
-        };
-        let error = match answer {
-            Ok(()) => {
-                session.line(TAG, &format!("{context}: /readyz ok"));
-                return Ok(());
-            }
-            Err(e) if e.kind() == ErrorKind::Missing => return Err(e),
-            Err(e) => format!("{e:#}"),
-        };
-        if last.as_ref() != Some(&error) {
+    let check = async || match readyz().await {
+        Ok(()) => Ok(Check::Done(())),
+        Err(e) if e.kind() == ErrorKind::Missing => Err(e),
+        Err(e) => Ok(Check::Pending(format!("{e:#}"))),
+    };
+    let progress = |error: &String, _| {
+        if last.as_ref() != Some(error) {
             let text =
                 format!("{context}: API not ready ({error}); waiting up to {}s", timeout.as_secs());
             match last {
@@ -235,21 +233,29 @@ where
             }
             last = Some(error.clone());
         }
-        if Instant::now() >= deadline {
+    };
+    match wait::until(&session.cancel, timeout, Poll::every(READYZ_POLL), check, progress).await {
+        Ok(Waited::Done(())) => {
+            session.line(TAG, &format!("{context}: /readyz ok"));
+            Ok(())
+        }
+        Ok(Waited::TimedOut(error)) => {
             session
                 .line(TAG, &format!("{context}: not ready after {}s: {error}", timeout.as_secs()));
-            return Err(failed(format!(
+            Err(failed(format!(
                 "the cluster API (context {context}) did not become ready within {}s: {error}",
                 timeout.as_secs()
             ))
             .with_remediation(format!(
                 "look at the cluster's containers (`docker ps -a --filter label=app=k3d`) and their logs; `cargo xtask cluster` again once the API answers{}",
                 session.where_output_is(" (log: ", ")")
-            )));
+            )))
         }
-        if let Err(stopped) = session.cancel.sleep(Duration::from_millis(500)).await {
-            session.line(TAG, &format!("{context}: interrupted while waiting for /readyz"));
-            return Err(stopped);
+        Err(stopped) => {
+            if stopped.kind().is_interrupted() {
+                session.line(TAG, &format!("{context}: interrupted while waiting for /readyz"));
+            }
+            Err(stopped)
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::error::{Result, bad_input};
 use crate::session::Session;
 
 /// How a command prints its result (`--format`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Format {
     /// Readable text (a table where it fits).
     #[default]

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use crate::error::Result;
 use serde::{Deserialize, Serialize};
@@ -16,10 +15,12 @@ use crate::error::bad_input;
 mod context;
 mod images;
 mod steps;
+mod timeouts;
 use crate::pins::ToolPin;
 pub use context::{Context, Format, Overrides, default_kube_context};
 pub use images::ImagesSettings;
 pub use steps::{STAGE_ANCHORS, StepSettings, check_anchors};
+pub use timeouts::Timeouts;
 
 /// Environment variable that names the workspace root (tests point it at a fixture).
 pub const ROOT_ENV: &str = "BOOTSTRAP_ROOT";
@@ -119,64 +120,6 @@ impl Default for SecretsSettings {
             db_migrations_namespace: "ameide".into(),
             db_migrations_after_layer: "40-data-plane".into(),
         }
-    }
-}
-
-/// Timeouts in seconds (`[workspace.metadata.bootstrap.timeouts]`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Timeouts {
-    /// Cluster created or started and its API answering.
-    pub cluster_ready: u64,
-    /// One layer's `helmfile sync`.
-    pub layer_sync: u64,
-    /// One layer's gate (its Helm tests).
-    pub gate: u64,
-    /// Tilt's resources Ready after `tilt up`.
-    pub tilt_ready: u64,
-    /// The Vault bootstrap Job succeeded.
-    pub vault_bootstrap: u64,
-    /// The secret stores the ExternalSecrets use Ready, then the ExternalSecrets.
-    pub external_secrets: u64,
-    /// Any short tool call (`<tool> version`, `helmfile build`).
-    pub tool_call: u64,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            cluster_ready: 300,
-            layer_sync: 900,
-            gate: 600,
-            tilt_ready: 600,
-            vault_bootstrap: 600,
-            external_secrets: 300,
-            tool_call: 30,
-        }
-    }
-}
-
-impl Timeouts {
-    pub fn cluster_ready(&self) -> Duration {
-        Duration::from_secs(self.cluster_ready)
-    }
-    pub fn layer_sync(&self) -> Duration {
-        Duration::from_secs(self.layer_sync)
-    }
-    pub fn gate(&self) -> Duration {
-        Duration::from_secs(self.gate)
-    }
-    pub fn tilt_ready(&self) -> Duration {
-        Duration::from_secs(self.tilt_ready)
-    }
-    pub fn vault_bootstrap(&self) -> Duration {
-        Duration::from_secs(self.vault_bootstrap)
-    }
-    pub fn external_secrets(&self) -> Duration {
-        Duration::from_secs(self.external_secrets)
-    }
-    pub fn tool_call(&self) -> Duration {
-        Duration::from_secs(self.tool_call)
     }
 }
 
@@ -280,22 +223,7 @@ impl Settings {
                 "{file}: [workspace.metadata.bootstrap]: `tilt_port` must be a port number 1-65535"
             )));
         }
-        let t = &self.timeouts;
-        for (key, secs) in [
-            ("cluster_ready", t.cluster_ready),
-            ("layer_sync", t.layer_sync),
-            ("gate", t.gate),
-            ("tilt_ready", t.tilt_ready),
-            ("vault_bootstrap", t.vault_bootstrap),
-            ("external_secrets", t.external_secrets),
-            ("tool_call", t.tool_call),
-        ] {
-            if secs == 0 {
-                return Err(bad_input(format!(
-                    "{file}: [workspace.metadata.bootstrap.timeouts]: `{key}` must be at least 1 (seconds)"
-                )));
-            }
-        }
+        self.timeouts.validate(&file.to_string())?;
         Ok(())
     }
 
@@ -381,6 +309,8 @@ fn is_workspace_manifest(text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::error::ErrorKind;
 

@@ -94,7 +94,7 @@ pub fn assess_tool(
         required: req.required,
         status: Status::Ok,
         version: None,
-        minimum: req.minimum,
+        minimum: req.minimum.clone(),
         detail: String::new(),
         hint: None,
         pinned: None,
@@ -127,12 +127,19 @@ pub fn assess_tool(
     };
     check.version = tool_version(req.name, &output.stdout);
     check.detail = path.display().to_string();
-    match check.version {
+    match &check.version {
         None => {
             check.status = Status::Warning;
-            check.detail = format!("{}: version not recognised", path.display());
+            let printed = output.stdout.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+            check.detail = format!(
+                "{}: version not recognised (expected `N.N[.N]` in what `{} {}` printed: `{}`)",
+                path.display(),
+                req.name,
+                req.version_args.join(" "),
+                printed.chars().take(80).collect::<String>()
+            );
         }
-        Some(version) if version < req.minimum => {
+        Some(version) if *version < req.minimum => {
             check.status = if req.required { Status::Missing } else { Status::Warning };
             check.detail = format!("{}: older than {}", path.display(), req.minimum);
             check.hint = Some(format!(
@@ -149,9 +156,9 @@ fn tool_version(name: &str, stdout: &str) -> Option<Version> {
     if name == "kubectl" {
         // `kubectl version -o json` also names a Go version; take the client's own.
         let json: serde_json::Value = serde_json::from_str(stdout).ok()?;
-        return Version::find_in(json["clientVersion"]["gitVersion"].as_str()?);
+        return crate::version::find_in(json["clientVersion"]["gitVersion"].as_str()?);
     }
-    Version::find_in(stdout)
+    crate::version::find_in(stdout)
 }
 
 /// Judge the Docker daemon from its reported server version (or why it did not answer).
@@ -173,9 +180,9 @@ pub fn assess_docker(server: Result<Option<String>>) -> Check {
             check.hint = Some(DOCKER_HINT.into());
         }
         Ok(version) => {
-            check.version = version.as_deref().and_then(Version::find_in);
-            match check.version {
-                Some(v) if v < DOCKER_MINIMUM => {
+            check.version = version.as_deref().and_then(crate::version::find_in);
+            match &check.version {
+                Some(v) if *v < DOCKER_MINIMUM => {
                     check.status = Status::Missing;
                     check.detail = format!("daemon older than {DOCKER_MINIMUM}");
                     check.hint = Some(DOCKER_HINT.into());
@@ -183,7 +190,13 @@ pub fn assess_docker(server: Result<Option<String>>) -> Check {
                 Some(_) => check.detail = "daemon reachable".into(),
                 None => {
                     check.status = Status::Warning;
-                    check.detail = "daemon reachable, version not recognised".into();
+                    check.detail = match &version {
+                        Some(text) => format!(
+                            "daemon reachable, version not recognised (expected `N.N[.N]`, \
+                             the daemon reported `{text}`)"
+                        ),
+                        None => "daemon reachable, version not recognised (none reported)".into(),
+                    };
                 }
             }
         }
@@ -311,7 +324,7 @@ pub fn render(report: &Report) -> String {
                     Status::Missing => "MISSING",
                 }
                 .to_string(),
-                c.version.map_or("-".to_string(), |v| v.to_string()),
+                c.version.as_ref().map_or("-".to_string(), |v| v.to_string()),
                 c.pinned.clone().unwrap_or_else(|| "-".to_string()),
                 format!(">= {}", c.minimum),
                 c.detail.clone(),
@@ -364,7 +377,7 @@ mod tests {
         let json = r#"{"clientVersion":{"major":"1","minor":"35","gitVersion":"v1.35.2","goVersion":"go1.24.1"},"kustomizeVersion":"v5.7.1"}"#;
         let check =
             assess_tool(req("kubectl"), Some(Path::new("/usr/local/bin/kubectl")), ran(json));
-        assert_eq!(check.version, Some(Version(1, 35, 2)));
+        assert_eq!(check.version, Some(Version::new(1, 35, 2)));
         assert_eq!(check.status, Status::Ok);
     }
 
@@ -416,7 +429,7 @@ mod tests {
         let path = Some(Path::new("/bin/helmfile"));
         // `helmfile --version` of 0.166.0 and of the pinned 1.6.0 (cobra's template).
         let v0 = assess_tool(req("helmfile"), path, ran("helmfile version 0.166.0\n"));
-        assert_eq!((v0.status, v0.version), (Status::Ok, Some(Version(0, 166, 0))));
+        assert_eq!((v0.status, v0.version), (Status::Ok, Some(Version::new(0, 166, 0))));
         let v1 = assess_tool(req("helmfile"), path, ran("helmfile version 1.6.0\n"));
         assert_eq!(v1.status, Status::Ok);
         let old = assess_tool(req("helmfile"), path, ran("helmfile version 0.162.1\n"));
@@ -450,7 +463,7 @@ mod tests {
         let helm = tool("helm", r#"[ "$*" = "version --short" ] && echo v3.15.2+g1a500d5"#);
         let output = version_output(&Session::silent(), &helm, req("helm"), timeout).await;
         let check = assess_tool(req("helm"), Some(&helm), Some(output));
-        assert_eq!((check.status, check.version), (Status::Ok, Some(Version(3, 15, 2))));
+        assert_eq!((check.status, check.version), (Status::Ok, Some(Version::new(3, 15, 2))));
 
         let k3d = tool("k3d", "echo 'cannot start' >&2; exit 1");
         let output = version_output(&Session::silent(), &k3d, req("k3d"), timeout).await;
@@ -466,5 +479,17 @@ mod tests {
         let down = assess_docker(Err(failed("connection refused")));
         assert_eq!(down.status, Status::Missing);
         assert!(down.detail.contains("connection refused"));
+        let odd = assess_docker(Ok(Some("dev-build".into())));
+        assert_eq!(odd.status, Status::Warning);
+        assert!(odd.detail.contains("expected `N.N[.N]`, the daemon reported `dev-build`"));
+    }
+
+    #[test]
+    fn an_unreadable_version_says_what_was_printed() {
+        let check = assess_tool(req("k3d"), Some(Path::new("/bin/k3d")), ran("k3d dev\n"));
+        assert_eq!((check.status, check.version), (Status::Warning, None));
+        let expected = "/bin/k3d: version not recognised (expected `N.N[.N]` in what \
+                        `k3d version` printed: `k3d dev`)";
+        assert_eq!(check.detail, expected);
     }
 }

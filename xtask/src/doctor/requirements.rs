@@ -13,7 +13,7 @@ pub struct Requirement {
     pub hint: &'static str,
 }
 
-pub const DOCKER_MINIMUM: Version = Version(20, 10, 0);
+pub const DOCKER_MINIMUM: Version = Version::new(20, 10, 0);
 pub const DOCKER_HINT: &str = "install Docker Engine (https://docs.docker.com/engine/install/, or `apt-get install docker.io`) and start the daemon; in a devcontainer add the docker-in-docker feature";
 
 /// The command-line tools, in the order they are shown.
@@ -21,14 +21,14 @@ pub const TOOLS: &[Requirement] = &[
     Requirement {
         name: "k3d",
         required: true,
-        minimum: Version(5, 5, 0),
+        minimum: Version::new(5, 5, 0),
         version_args: &["version"],
         hint: "https://k3d.io/stable/#installation (`curl -s https://raw.githubusercontent.com/k3d-io/k3d/main/install.sh | bash`)",
     },
     Requirement {
         name: "helm",
         required: true,
-        minimum: Version(3, 8, 0),
+        minimum: Version::new(3, 8, 0),
         version_args: &["version", "--short"],
         hint: "https://helm.sh/docs/intro/install/",
     },
@@ -42,14 +42,14 @@ pub const TOOLS: &[Requirement] = &[
     Requirement {
         name: "kubectl",
         required: true,
-        minimum: Version(1, 30, 0),
+        minimum: Version::new(1, 30, 0),
         version_args: &["version", "--client", "--output=json"],
         hint: "https://kubernetes.io/docs/tasks/tools/#kubectl",
     },
     Requirement {
         name: "tilt",
         required: false,
-        minimum: Version(0, 33, 0),
+        minimum: Version::new(0, 33, 0),
         version_args: &["version"],
         hint: "https://docs.tilt.dev/install.html",
     },

@@ -24,15 +24,12 @@ pub use plan::{Action, Observed, Plan, TiltSeen};
 
 const TAG: &str = "down";
 
-#[derive(clap::Args, Debug, Default)]
+/// How `cargo xtask down` was asked to run (the CLI's flags, `xtask/src/flags.rs`).
+#[derive(Debug, Default)]
 pub struct Args {
     /// Print what would be stopped and removed, and change nothing.
-    #[arg(long)]
     pub plan: bool,
-    /// Also remove what `down` keeps so the next bootstrap is fast: the images the
-    /// bootstrap downloaded (from Docker's image store) and `.tools` (pinned tools,
-    /// step records). The log files are kept.
-    #[arg(long)]
+    /// Also remove the downloaded images and `.tools`; the log files are kept.
     pub purge: bool,
 }
 
@@ -84,7 +81,7 @@ pub async fn observe(ctx: &Context) -> Result<Observed> {
         }
     }
     let mut image_caches = Vec::new();
-    for cache in crate::images::cache::caches(&config)? {
+    for cache in crate::cluster::image_cache::caches(&config)? {
         if docker.inspect_container(&cache.container, None).await.is_ok() {
             image_caches.push(cache.container);
         }

@@ -8,14 +8,12 @@
 //! the run's environment; `platform::images` reads them). Each image is pulled by every
 //! server and agent node's containerd (`docker exec <node> crictl pull <image>`), which
 //! goes through the cluster's registry mirrors: with the pull-through cache the k3d
-//! config names ([`cache`], kept outside the cluster's lifecycle) each image is
+//! config names ([`crate::cluster::image_cache`], kept outside the cluster's lifecycle) each image is
 //! downloaded from upstream once per machine, and a recreated cluster copies it from
 //! the cache. At most `parallel` renders and fetches run at once. A failed fetch is a
 //! warning naming the image: the kubelet's own pull still tries.
 
-pub mod cache;
 mod fetch;
-pub mod pull_failures;
 pub mod pulled;
 
 use std::time::Duration;
@@ -26,6 +24,7 @@ pub use fetch::{fetch_ahead, render, render_layers};
 
 use crate::error::Error;
 use crate::outcome::Finding;
+use crate::pull_failures::PULLABLE;
 
 /// What happened to one image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -160,8 +159,6 @@ impl FetchReport {
         error.context(failed.join("; ")).with_remediation(remediation)
     }
 }
-
-pub(crate) const PULLABLE: &str = "make the image(s) pullable (check the name and tag, `docker pull` it, `docker login` to its registry)";
 
 #[cfg(test)]
 mod tests {

@@ -111,6 +111,7 @@ pub async fn not_deployed(client: &kube::Client, layer: &Layer) -> Result<Vec<St
 pub async fn pending_releases(
     client: &kube::Client,
     layer: &Layer,
+    kube_context: &str,
 ) -> Result<Vec<pending::Recover>> {
     let mut histories = Vec::new();
     for release in layer.releases.as_slice().iter().filter(|r| r.installed) {
@@ -126,7 +127,7 @@ pub async fn pending_releases(
     Ok(histories
         .into_iter()
         .filter_map(|(name, history)| {
-            pending::decide(&history, pending::held_by(&processes, &name))
+            pending::decide(&history, pending::held_by(&processes, &name, kube_context))
         })
         .collect())
 }
@@ -191,7 +192,7 @@ pub struct Cycle<'a> {
 }
 
 /// A layer's gate, as the summary shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GateStatus {
     Passed,

@@ -8,7 +8,8 @@
 //!
 //! A pending release is brought back before its layer syncs, when no helm holds it: the
 //! run lock says no other bootstrap or sync of this checkout runs, and no live `helm`
-//! process on this machine names the release. Then
+//! process on this machine names the release (unless it names another cluster's
+//! `--kube-context`). Then
 //! - a release with an earlier revision is rolled back to the newest `deployed` one (else
 //!   the newest one that is neither pending nor uninstalled): `helm rollback <release>
 //!   <revision>`, which needs no lock (`pkg/action/rollback.go` only reads the history);
@@ -116,14 +117,30 @@ pub fn decide(history: &[HelmRelease], held_by: Option<String>) -> Option<Recove
     })
 }
 
-/// The first process (`pid`, argv) that is a `helm` naming `release` as an argument:
-/// `pid N: helm upgrade --install auth ...`.
-pub fn held_by(processes: &[(u32, Vec<String>)], release: &str) -> Option<String> {
+/// The first process (`pid`, argv) that is a `helm` naming `release` as an argument and
+/// not another cluster's context than `kube_context` (`--kube-context`: a helm on another
+/// cluster holds a release of the same name there, not here): `pid N: helm upgrade
+/// --install auth ...`. A helm naming no context may work on any cluster, so it counts.
+pub fn held_by(
+    processes: &[(u32, Vec<String>)],
+    release: &str,
+    kube_context: &str,
+) -> Option<String> {
     processes.iter().find_map(|(pid, argv)| {
         let program = argv.first()?;
         let is_helm = std::path::Path::new(program).file_name().is_some_and(|n| n == "helm");
-        (is_helm && argv[1..].iter().any(|a| a == release))
-            .then(|| format!("pid {pid}: {}", argv.join(" ")))
+        let names_release = argv[1..].iter().any(|a| a == release);
+        let elsewhere = named_context(&argv[1..]).is_some_and(|c| c != kube_context);
+        (is_helm && names_release && !elsewhere).then(|| format!("pid {pid}: {}", argv.join(" ")))
+    })
+}
+
+/// The `--kube-context` a helm command line names (`--kube-context X` or `=X`).
+fn named_context(args: &[String]) -> Option<&str> {
+    args.iter().enumerate().find_map(|(i, a)| match a.strip_prefix("--kube-context") {
+        Some("") => args.get(i + 1).map(String::as_str),
+        Some(rest) => rest.strip_prefix('='),
+        None => None,
     })
 }
 
@@ -215,11 +232,26 @@ mod tests {
                     .to_vec(),
             ),
         ];
-        let by = held_by(&processes, "auth");
+        let by = held_by(&processes, "auth", "k3d-ameide");
         assert_eq!(by.as_deref(), Some("pid 12: /x/helm upgrade --install auth ../charts/a"));
-        assert_eq!(held_by(&processes, "vault"), None);
+        assert_eq!(held_by(&processes, "vault", "k3d-ameide"), None);
         let recover = decide(&[rev(1, "deployed"), rev(2, "pending-upgrade")], by).unwrap();
         assert!(matches!(recover.action, Recovery::Held { .. }));
         assert!(recover.to_string().contains("a running helm works on it (pid 12: "), "{recover}");
+    }
+
+    #[test]
+    fn a_helm_on_another_clusters_context_holds_nothing_here() {
+        let helm = |context: &str| {
+            ["helm", "test", "auth", "-n", "ameide", context].map(str::to_owned).to_vec()
+        };
+        let other = vec![(20, helm("--kube-context=k3d-other"))];
+        assert_eq!(held_by(&other, "auth", "k3d-ameide"), None);
+        let mut split = helm("--kube-context");
+        split.push("k3d-other".into());
+        assert_eq!(held_by(&[(21, split.clone())], "auth", "k3d-ameide"), None);
+        assert!(held_by(&[(21, split)], "auth", "k3d-other").is_some());
+        let ours = vec![(22, helm("--kube-context=k3d-ameide"))];
+        assert!(held_by(&ours, "auth", "k3d-ameide").is_some());
     }
 }

@@ -4,8 +4,6 @@
 //! and the wait goes on); the timeout, a suspended or missing CronJob, or a failed plain
 //! Job end it with a finding that lists every failed attempt with its pod's log tail.
 
-use std::time::Instant;
-
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use kube::ResourceExt;
@@ -20,6 +18,7 @@ use crate::config::{Context, SecretsSettings};
 use crate::error::Result;
 use crate::learn::learn_pod_secrets;
 use crate::outcome::{Check, Finding, Report, Verdict, tail};
+use crate::wait::{self, Poll, Waited};
 
 const LOG_TAIL_LINES: i64 = 20;
 /// Lines of each earlier attempt's log in a remediation.
@@ -302,74 +301,72 @@ pub async fn wait_vault_bootstrap(ctx: &Context, client: &kube::Client) -> Resul
         TAG,
         &format!("waiting up to {}s for the Vault bootstrap ({owner})", timeout.as_secs()),
     );
-    let started = Instant::now();
     // Every failed attempt seen, oldest first: the CronJob's history limits may delete a
     // Job before the wait ends, so its log tail is read when it is first seen.
     let mut attempts: Vec<AttemptLog> = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
-    let waited = async {
-        loop {
-            // The requests only read: an interruption may cut them anywhere.
-            let observed = session.cancel.unless_interrupted(observe(settings, client));
-            let Observed { runner, attempts: observed, pod_spec } = observed.await??;
-            let decision = decide(runner, &observed);
-            if !matches!(decision, Decision::Succeeded { .. }) {
-                let new: Vec<&Attempt> = failed_since_success(&observed)
-                    .into_iter()
-                    .filter(|a| !attempts.iter().any(|seen| seen.job == a.job))
-                    .collect();
-                if !new.is_empty() {
-                    let learned = learn_pod_secrets(session, client, namespace, pod_spec.as_ref());
-                    session.cancel.unless_interrupted(learned).await?;
-                }
-                let logs = attempt_logs(client, namespace, &new);
-                for log in session.cancel.unless_interrupted(logs).await? {
-                    if matches!(decision, Decision::Waiting(_)) {
-                        let line = format!(
-                            "Vault bootstrap attempt {}; CronJob {namespace}/{} runs a new Job \
-                             at its next schedule tick",
-                            log.line(namespace),
-                            settings.vault_cronjob
-                        );
-                        session.progress(TAG, &line);
-                        warnings.push(line);
-                    }
-                    attempts.push(log);
-                }
+    // One look: the requests only read, so an interruption may cut them anywhere.
+    let check = async || {
+        let Observed { runner, attempts: observed, pod_spec } = observe(settings, client).await?;
+        let decision = decide(runner, &observed);
+        if !matches!(decision, Decision::Succeeded { .. }) {
+            let new: Vec<&Attempt> = failed_since_success(&observed)
+                .into_iter()
+                .filter(|a| !attempts.iter().any(|seen| seen.job == a.job))
+                .collect();
+            if !new.is_empty() {
+                learn_pod_secrets(session, client, namespace, pod_spec.as_ref()).await;
             }
-            let timed_out = started.elapsed() >= timeout;
-            match state_of(settings, decision, &attempts) {
-                VaultBootstrapState::Succeeded { job } => {
-                    let line = format!("Vault bootstrap Job {namespace}/{job} succeeded");
-                    session.line(TAG, &line);
-                    break Ok(Report::ok(line).warn(warnings.clone()));
-                }
-                VaultBootstrapState::Failed(finding) => {
-                    session.line(TAG, &finding.to_string());
-                    let first = finding.found.lines().next().unwrap_or_default();
-                    let detail = format!("{}: {first}", finding.subject);
-                    break Ok(Report::failed(detail, finding).warn(warnings.clone()));
-                }
-                VaultBootstrapState::Pending(mut finding) if timed_out => {
-                    let detail = format!(
-                        "the Vault bootstrap did not succeed within {}s",
-                        timeout.as_secs()
+            for log in attempt_logs(client, namespace, &new).await {
+                if matches!(decision, Decision::Waiting(_)) {
+                    let line = format!(
+                        "Vault bootstrap attempt {}; CronJob {namespace}/{} runs a new Job at \
+                         its next schedule tick",
+                        log.line(namespace),
+                        settings.vault_cronjob
                     );
-                    finding.found = format!("{detail}: {}", finding.found);
-                    session.line(TAG, &finding.to_string());
-                    break Ok(Report::failed(detail, finding).warn(warnings.clone()));
+                    session.progress(TAG, &line);
+                    warnings.push(line);
                 }
-                VaultBootstrapState::Pending(_) => session.cancel.sleep(POLL).await?,
+                attempts.push(log);
             }
         }
+        Ok(match state_of(settings, decision, &attempts) {
+            VaultBootstrapState::Pending(finding) => wait::Check::Pending(finding),
+            done => wait::Check::Done(done),
+        })
     };
-    let result: Result<Report> = waited.await;
-    if let Err(err) = &result
-        && err.kind().is_interrupted()
-    {
-        session.line(TAG, &format!("interrupted while waiting for the Vault bootstrap ({owner})"));
-    }
-    result
+    let waited = wait::until(&session.cancel, timeout, Poll::every(POLL), check, |_, _| {}).await;
+    let report = match waited {
+        Ok(Waited::Done(VaultBootstrapState::Succeeded { job })) => {
+            let line = format!("Vault bootstrap Job {namespace}/{job} succeeded");
+            session.line(TAG, &line);
+            Report::ok(line)
+        }
+        Ok(Waited::Done(VaultBootstrapState::Failed(finding))) => {
+            session.line(TAG, &finding.to_string());
+            let first = finding.found.lines().next().unwrap_or_default();
+            let detail = format!("{}: {first}", finding.subject);
+            Report::failed(detail, finding)
+        }
+        Ok(
+            Waited::Done(VaultBootstrapState::Pending(mut finding)) | Waited::TimedOut(mut finding),
+        ) => {
+            let detail =
+                format!("the Vault bootstrap did not succeed within {}s", timeout.as_secs());
+            finding.found = format!("{detail}: {}", finding.found);
+            session.line(TAG, &finding.to_string());
+            Report::failed(detail, finding)
+        }
+        Err(err) => {
+            if err.kind().is_interrupted() {
+                let line = format!("interrupted while waiting for the Vault bootstrap ({owner})");
+                session.line(TAG, &line);
+            }
+            return Err(err);
+        }
+    };
+    Ok(report.warn(warnings))
 }
 
 /// Each failed attempt with its newest pod's log tail (pods listed once). A log that
@@ -425,102 +422,5 @@ fn newest_pod_of(pods: &[Pod], job: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn log(job: &str, tail: &str) -> AttemptLog {
-        AttemptLog {
-            job: job.into(),
-            reason: "BackoffLimitExceeded".into(),
-            pod: Some(format!("{job}-abcde")),
-            tail: tail.into(),
-        }
-    }
-
-    fn retrying(job: &str) -> Decision {
-        Decision::Waiting(Waiting::Retrying {
-            job: job.into(),
-            reason: "BackoffLimitExceeded".into(),
-        })
-    }
-
-    #[test]
-    fn states_become_checks_with_the_one_finding_shape() {
-        let settings = SecretsSettings::default();
-        let passed = VaultBootstrapState::Succeeded { job: "vault/x-1".into() }.into_check();
-        assert_eq!(passed.verdict, Verdict::Passed);
-        let VaultBootstrapState::Pending(pending) =
-            state_of(&settings, Decision::Waiting(Waiting::NoJobYet), &[])
-        else {
-            panic!("no Job yet is pending")
-        };
-        assert_eq!(
-            pending.expected,
-            "the newest Job of CronJob vault/foundation-vault-bootstrap succeeded"
-        );
-        assert!(pending.found.contains("its first Job comes at its next schedule tick"));
-        assert!(pending.remediation.contains("--from=cronjob/foundation-vault-bootstrap"));
-        let check = VaultBootstrapState::Pending(pending.clone()).into_check();
-        assert_eq!((check.verdict, check.finding), (Verdict::Failed, pending));
-        let named = SecretsSettings { vault_job: Some("seed".into()), ..settings };
-        assert_eq!(expected(&named), "Job vault/seed succeeded");
-    }
-
-    #[test]
-    fn a_failed_newest_job_with_a_next_tick_is_pending_and_says_so() {
-        let settings = SecretsSettings::default();
-        let logs = [log("v-1", "seeding\nconnect: connection refused")];
-        let VaultBootstrapState::Pending(finding) = state_of(&settings, retrying("v-1"), &logs)
-        else {
-            panic!("a retry is pending")
-        };
-        assert_eq!(finding.subject, "Vault bootstrap Job vault/v-1");
-        assert!(finding.found.starts_with(
-            "Job vault/v-1 failed (BackoffLimitExceeded); CronJob vault/foundation-vault-bootstrap \
-             runs a new Job at its next schedule tick\nlast lines of pod v-1-abcde:\n  seeding\n"
-        ));
-        assert!(finding.found.contains("connection refused"));
-        assert!(finding.remediation.contains("system:auth-delegator"));
-        assert!(finding.remediation.contains("`kubectl logs -n vault v-1-abcde`"));
-    }
-
-    #[test]
-    fn the_final_finding_lists_every_attempt_with_its_log_tail() {
-        let settings = SecretsSettings::default();
-        let logs = [log("v-1", "one\nrefused 1"), log("v-2", "two\nrefused 2")];
-        let running = Decision::Waiting(Waiting::Running { job: "v-3".into() });
-        let VaultBootstrapState::Pending(finding) = state_of(&settings, running, &logs) else {
-            panic!("a running Job is pending")
-        };
-        assert!(finding.found.starts_with(
-            "Job vault/v-3 is still running; the previous attempt Job vault/v-2 failed"
-        ));
-        let every = "\nEvery failed attempt (2, oldest first):\n\
-            - Job vault/v-1 failed (BackoffLimitExceeded); last lines of pod v-1-abcde:\n  one\n  refused 1\n\
-            - Job vault/v-2 failed (BackoffLimitExceeded); last lines of pod v-2-abcde:\n  two\n  refused 2\n";
-        assert!(finding.remediation.contains(every), "{}", finding.remediation);
-
-        let suspended = Decision::Failed(Failure::Suspended {
-            failed: Some(("v-2".into(), "BackoffLimitExceeded".into())),
-        });
-        let VaultBootstrapState::Failed(finding) = state_of(&settings, suspended, &logs) else {
-            panic!("a suspended CronJob whose Job failed is final")
-        };
-        assert!(finding.found.contains("is suspended: no new Job will run"));
-        assert!(finding.remediation.contains("\"suspend\":false"));
-        assert!(finding.remediation.contains(every));
-
-        let plain =
-            SecretsSettings { vault_job: Some("seed".into()), ..SecretsSettings::default() };
-        let failed = Decision::Failed(Failure::JobFailed {
-            job: "seed".into(),
-            reason: "BackoffLimitExceeded".into(),
-        });
-        let VaultBootstrapState::Failed(finding) = state_of(&plain, failed, &[log("seed", "x")])
-        else {
-            panic!("a failed plain Job is final")
-        };
-        assert_eq!(finding.subject, "Vault bootstrap Job vault/seed");
-        assert!(finding.remediation.contains("kubectl describe job -n vault seed"));
-    }
-}
+#[path = "vault_tests.rs"]
+mod tests;

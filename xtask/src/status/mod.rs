@@ -18,10 +18,10 @@ use crate::config::Context;
 use crate::error::{Result, failed};
 use crate::events::Event;
 
-#[derive(clap::Args, Debug, Default)]
+/// How `cargo xtask status` was asked to run (the CLI's flags, `xtask/src/flags.rs`).
+#[derive(Debug, Default)]
 pub struct Args {
     /// Leave Tilt out (for a platform brought up with `bootstrap --no-tilt`).
-    #[arg(long)]
     pub no_tilt: bool,
 }
 

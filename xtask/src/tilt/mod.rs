@@ -13,7 +13,7 @@ pub mod record;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use api::{Probe, TILTFILE_RESOURCE, TiltfileStatus, probe, probe_blocking};
 
@@ -24,6 +24,7 @@ use crate::events::Event;
 use crate::outcome::{Finding, Report, tail};
 use crate::spans::{SpanKind, SpanOutcome};
 use crate::stage_result::StageResult;
+use crate::wait::{self, Check, Poll};
 
 const TAG: &str = "tilt";
 const POLL: Duration = Duration::from_millis(500);
@@ -226,25 +227,25 @@ async fn wait_ready(
     timeout: Duration,
     mut started: Option<&mut std::process::Child>,
 ) -> Result<Waited> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let now = cancel.unless_interrupted(probe(port)).await?;
+    let check = async || {
+        let now = probe(port).await;
         if now.is_ready() {
-            return Ok(Waited::Ready);
+            return Ok(Check::Done(Waited::Ready));
         }
         if let Some(error) = now.load_error() {
-            return Ok(Waited::LoadFailed(error.to_owned()));
+            return Ok(Check::Done(Waited::LoadFailed(error.to_owned())));
         }
         if let Some(child) = started.as_deref_mut()
             && let Ok(Some(status)) = child.try_wait()
         {
-            return Ok(Waited::Exited(status.to_string()));
+            return Ok(Check::Done(Waited::Exited(status.to_string())));
         }
-        if Instant::now() >= deadline {
-            return Ok(Waited::TimedOut(now));
-        }
-        cancel.sleep(POLL).await?;
-    }
+        Ok(Check::Pending(now))
+    };
+    Ok(match wait::until(cancel, timeout, Poll::every(POLL), check, |_, _| {}).await? {
+        wait::Waited::Done(waited) => waited,
+        wait::Waited::TimedOut(last) => Waited::TimedOut(last),
+    })
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use crate::cancel::Cancel;
 use crate::error::{Result, failed};
+use crate::wait::{self, Check, Poll, Waited};
 
 /// What the tilt stage wrote when it started `tilt up`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,14 +125,11 @@ pub async fn stop(record: &TiltRecord, grace: Duration) -> Result<bool> {
 }
 
 async fn gone_within(record: &TiltRecord, limit: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    while is_running(record) {
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    true
+    // Not cancellable: once asked to stop, Tilt is seen gone even on a second Ctrl-C.
+    let check = async || Ok(if is_running(record) { Check::Pending(()) } else { Check::Done(()) });
+    let poll = Poll::every(Duration::from_millis(100));
+    let waited = wait::until(&Cancel::new(), limit, poll, check, |_, _| {}).await;
+    matches!(waited, Ok(Waited::Done(())))
 }
 
 #[cfg(test)]

@@ -21,11 +21,14 @@
 //! With several problems the most severe decides ([`combine`]): missing only when
 //! every download was unreachable.
 //!
-//! Owns: installing pins ([`install`]), bootstrap's tools step ([`prepare`]) and the
+//! Owns: installing pins ([`install`]), bootstrap's tools step ([`planned`], [`install_planned`]) and the
 //! `tools` command with its result ([`Installed`]). The pins themselves (types,
 //! validation, `.tools/bin`) are `crate::pins`; reading archives is `archive`.
 
 mod archive;
+mod prepare;
+
+pub use prepare::{ToolInstall, install_planned, planned};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,7 +36,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::config::Context;
-use crate::error::{Error, ErrorKind, Result, bad_input, combine, failed, missing};
+use crate::error::{Error, Result, bad_input, combine, failed, missing};
 use crate::events::{Event, Rendered};
 use crate::fsutil::write_atomically;
 use crate::pins::{ArchiveKind, PLATFORMS, Platform, TOOLS_DIR, ToolPin, bin_dir};
@@ -227,67 +230,16 @@ fn place(root: &Path, name: &str, executable: &[u8]) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// For `bootstrap`'s preflight: install the pinned tools (unless `no_install`); every
-/// tool call finds `.tools/bin` first on `PATH` (the session's tool path). A tool not
-/// pinned for this platform but already on `PATH` is used as it is (logged). When the
-/// downloads cannot be reached (offline) but every wanted tool is already on `PATH`,
-/// those are used and the returned warning says so (also emitted as a warning event);
-/// otherwise install's error stops the run.
-pub async fn prepare(ctx: &Context, no_install: bool) -> Result<Option<String>> {
-    if no_install {
-        return Ok(None);
-    }
-    let session = &ctx.session;
-    let platform = Platform::current();
-    let pins = &ctx.settings.tools;
-    let wanted: Vec<String> = pins
-        .iter()
-        .filter(|(name, pin)| {
-            let pinned = platform.is_some_and(|p| pin.sha256_for(p).is_some());
-            let usable = pinned || crate::probe::find_on_path(name).is_none();
-            if !usable {
-                let text = format!("{name}: not pinned for this platform; using the one on PATH");
-                session.line("tools", &text);
-            }
-            usable
-        })
-        .map(|(name, _)| name.clone())
-        .collect();
-    if wanted.is_empty() {
-        return Ok(None);
-    }
-    let Err(err) = install(&ctx.root, pins, &wanted, session, platform).await else {
-        return Ok(None);
-    };
-    let on_path = wanted.iter().all(|name| crate::probe::find_tool(&ctx.root, name).is_some());
-    if err.kind() != ErrorKind::Missing || !on_path {
-        return Err(err);
-    }
-    let text = format!(
-        "pinned tools not installed (downloads unreachable); using {} as found in {} or on \
-         PATH: `cargo xtask doctor` compares their versions",
-        wanted.join(", "),
-        ctx.display_path(&bin_dir(&ctx.root))
-    );
-    session.line("tools", &format!("{text}: {err:#}"));
-    session.events.warning("tools", &text);
-    Ok(Some(text))
-}
-
-/// `cargo xtask tools ...`
-#[derive(Debug, clap::Args)]
+/// `cargo xtask tools ...` (the CLI's flags are in `xtask/src/flags.rs`).
+#[derive(Debug)]
 pub struct Args {
-    #[command(subcommand)]
     pub command: ToolsCommand,
 }
 
-#[derive(Debug, clap::Subcommand)]
+/// The `tools` subcommands.
+#[derive(Debug)]
 pub enum ToolsCommand {
-    /// Download the pinned tools that are missing or at another version into .tools/bin,
-    /// each verified against its pinned sha256 before it is made executable. A no-op
-    /// when all are in place. Downloads honour HTTPS_PROXY, HTTP_PROXY and NO_PROXY.
-    /// Exit 3 when a download is unreachable or this platform has no pinned checksum,
-    /// 1 on a checksum mismatch; nothing is half-installed.
+    /// Download the pinned tools that are missing or at another version into .tools/bin.
     Install {
         /// Only these tools (default: every pinned one).
         tools: Vec<String>,
@@ -358,6 +310,7 @@ impl Rendered for Installed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
     use crate::pins::{path_with_tools, validate_pins};
 
     fn pin(url: &str) -> ToolPin {

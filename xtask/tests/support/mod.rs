@@ -4,15 +4,27 @@
 //! repository's `infra/`), the xtask binary run there as a user runs it, and what it
 //! printed shown in the test's output for when an assertion fails.
 //!
+//! A test that runs the platform in a testbed world makes the workspace for the world's
+//! slot, last: `Workspace::new(..).with_infra().for_world(&world)`. The engine then reads
+//! that slot's cluster, registry, ports and images from the copy's config, as it reads a
+//! user's, and several worlds run on one machine at once; assertions name them through
+//! `world.slot()` (`slot.cluster()`, `slot.context()`, `slot.registry()`, ...).
+//!
 //! Every test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
+
+pub mod file_server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use testbed::Slot;
 use testbed::calls::Call;
+use testbed::real_tools::Toolset;
 use testbed::world::World;
+
+pub mod smoke;
 
 /// The cluster config, relative to a workspace root.
 pub const K3D_CONFIG: &str = "infra/docker/local/k3d.yaml";
@@ -35,6 +47,29 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
+/// The committed JSON Schema `schemas/<name>.schema.json`.
+#[allow(dead_code)]
+pub fn committed_schema(name: &str) -> Value {
+    let path = repo_root().join("schemas").join(format!("{name}.schema.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// `value` (a command's JSON) validates against the committed schema `name`; the
+/// failure lists every violation with where it is.
+#[allow(dead_code)]
+pub fn assert_matches_schema(name: &str, value: &Value) {
+    let schema = committed_schema(name);
+    let validator = jsonschema::validator_for(&schema).expect("the committed schema compiles");
+    let errors: Vec<String> =
+        validator.iter_errors(value).map(|e| format!("{}: {e}", e.instance_path())).collect();
+    assert!(
+        errors.is_empty(),
+        "output does not match schemas/{name}.schema.json:\n{}",
+        errors.join("\n")
+    );
+}
+
 /// For a test file's own `struct Name(Workspace)` carrying that file's helpers: every
 /// shared helper stays callable on it, and a helper of the same name in the file wins.
 #[allow(unused_macros)]
@@ -54,6 +89,7 @@ pub(crate) use wraps_workspace;
 /// A workspace root of the test's own, removed when dropped.
 pub struct Workspace {
     root: tempfile::TempDir,
+    slot: Option<Slot>,
 }
 
 impl Workspace {
@@ -76,10 +112,11 @@ impl Workspace {
         let root = tempfile::tempdir().unwrap();
         // The log's directory; `tilt.log` is written beside the log.
         std::fs::create_dir_all(root.path().join("logs")).unwrap();
-        Workspace { root }
+        Workspace { root, slot: None }
     }
 
-    /// (Re)write Cargo.toml with these settings.
+    /// (Re)write Cargo.toml with these settings (and, after [`Workspace::for_world`],
+    /// the slot's names and ports where they do not set them).
     pub fn write_settings(&self, settings: &[&str]) {
         let mut manifest =
             String::from("[workspace]\nmembers = []\n\n[workspace.metadata.bootstrap]\n");
@@ -88,6 +125,27 @@ impl Workspace {
             manifest.push('\n');
         }
         self.write("Cargo.toml", &manifest);
+        if let Some(slot) = self.slot {
+            slot.settings(self.root()).unwrap();
+        }
+    }
+
+    /// Made for `world`'s slot (call it last, after `with_infra`, `with_k3d_config` or
+    /// `copy_of`): `Slot::make_platform` gives Cargo.toml the slot's cluster, legacy
+    /// registries and Tilt port (where the test's own settings do not set them),
+    /// k3d.yaml (when there is one) the slot's cluster, registry and host ports, and
+    /// infra/'s chart and Helmfile values the slot's images. Nothing else tells the
+    /// engine about slots.
+    pub fn for_world(mut self, world: &World) -> Workspace {
+        let slot = world.slot();
+        self.slot = Some(slot);
+        slot.make_platform(self.root()).unwrap();
+        self
+    }
+
+    /// The slot this workspace was made for ([`Workspace::for_world`]).
+    pub fn slot(&self) -> Slot {
+        self.slot.expect("a workspace made for a world (Workspace::for_world)")
     }
 
     /// With a copy of this repository's `infra/` (the sample platform), free to edit.
@@ -276,25 +334,25 @@ pub fn kubectl_apply(world: &World, manifest: &str) {
     }
 }
 
-/// Fake tool calls that change something: cluster verbs, image imports and kubeconfig
-/// merges, syncs, applies and uninstalls, `helm` beyond its read verbs (`helm test`
-/// included: it runs pods and records a verdict), `tilt up`, `docker pull`. As `tool
-/// args...` lines, for messages.
-pub fn mutating_calls(calls: &[Call]) -> Vec<String> {
-    calls
-        .iter()
-        .filter(|c| match c.tool.as_str() {
-            "k3d" => ["create", "delete", "start", "stop", "merge", "import"]
-                .iter()
-                .any(|verb| c.args.iter().any(|a| a == verb)),
-            "helmfile" => c.args.iter().any(|a| ["sync", "apply", "destroy"].contains(&a.as_str())),
-            "helm" => c.args.first().is_some_and(|a| {
-                !["version", "list", "status", "template", "show", "lint"].contains(&a.as_str())
-            }),
-            "tilt" => c.args.first().is_some_and(|a| a == "up" || a == "down"),
-            "docker" => c.args.first().is_some_and(|a| a == "pull"),
-            _ => false,
-        })
-        .map(|c| format!("{} {}", c.tool, c.args.join(" ")))
-        .collect()
+/// A world running `tools` (`testbed::real_tools`) whose CronJobs tick every 2 s and whose
+/// Pods start in 300 ms, plus `scenarios`. `None` (the test skips; under `CI` it fails)
+/// without Docker or the real binaries.
+pub fn tools_world(tools: Toolset, scenarios: &[&str]) -> Option<World> {
+    if !testbed::world::require_docker() || !testbed::real_tools::require(tools) {
+        return None;
+    }
+    let mut words = vec!["cron-minute-ms=2000".to_owned(), "startup-ms=300".to_owned()];
+    words.extend(scenarios.iter().map(|s| s.to_string()));
+    let options = testbed::world::WorldOptions { scenarios: words, tools, ..Default::default() };
+    Some(World::up(options).unwrap())
+}
+
+/// `bootstrap --no-tilt`, and `--no-install` with real tools: they are older than the
+/// pins, and the run must use them rather than install the pinned ones.
+pub fn bootstrap_args(tools: Toolset) -> Vec<&'static str> {
+    let mut args = vec!["bootstrap", "--no-tilt"];
+    if tools != Toolset::Fake {
+        args.push("--no-install");
+    }
+    args
 }

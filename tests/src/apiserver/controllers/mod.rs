@@ -15,6 +15,7 @@
 
 mod deployments;
 mod eso;
+pub mod gate_probe;
 pub mod jobs;
 mod kubelet;
 mod layers;

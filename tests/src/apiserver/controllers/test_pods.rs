@@ -1,6 +1,6 @@
 //! What a Helm test hook's container does when the kubelet runs it (`pods.rs`): the
 //! testbed runs no containers, so its check is evaluated against the cluster as it is
-//! when the container starts (`crate::gate_probe`: a Service host named in its command
+//! when the container starts (`gate_probe.rs`: a Service host named in its command
 //! must exist with a Ready Pod behind it, else busybox `wget`'s message is its log),
 //! and the per-layer scenarios reach it through its release's layer (`layers.rs`):
 //!
@@ -70,7 +70,7 @@ pub(super) fn run_check(
         );
         return Outcome { ok: false, log };
     }
-    if let Some(log) = crate::gate_probe::failure(store, &pod["spec"]) {
+    if let Some(log) = super::gate_probe::failure(store, &pod["spec"]) {
         return Outcome { ok: false, log };
     }
     if in_layer(&s.gate_fail) {

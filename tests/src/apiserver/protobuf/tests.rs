@@ -1,3 +1,5 @@
+//! Unit tests of the protobuf codec: round trips through the Kubernetes wire messages.
+
 use serde_json::{Value, json};
 
 use super::*;

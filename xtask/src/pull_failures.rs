@@ -111,6 +111,9 @@ pub async fn find(
     Ok(out)
 }
 
+/// What to do about an image that cannot be pulled (the start of a remediation).
+pub const PULLABLE: &str = "make the image(s) pullable (check the name and tag, `docker pull` it, `docker login` to its registry)";
+
 #[cfg(test)]
 mod tests {
     use super::*;
