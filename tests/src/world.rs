@@ -77,6 +77,24 @@ impl World {
         Ok(config)
     }
 
+    /// Create the image cache the sample's k3d.yaml uses (`registries.use`), as the
+    /// bootstrap does before `k3d cluster create`: k3d refuses a config naming a registry
+    /// that does not exist.
+    pub fn create_image_cache(&self) -> Result<()> {
+        let out = self
+            .command("k3d")
+            .args(["registry", "create", &self.slot.cache()])
+            .args(["--proxy-remote-url", "https://registry-1.docker.io"])
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "k3d registry create {}: {}",
+            self.slot.cache(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+
     /// The testbed dir (`$TESTBED_DIR`).
     pub fn dir(&self) -> &Path {
         &self.dir

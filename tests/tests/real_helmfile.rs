@@ -60,6 +60,7 @@ fn real_helmfile_syncs_every_sample_layer_with_waits() {
     let world = World::up(WorldOptions { scenarios, ..WorldOptions::default() }).unwrap();
     // The platform's cluster, named and ported for the world's slot.
     let config = world.k3d_config(&repo().join("infra/docker/local/k3d.yaml")).unwrap();
+    world.create_image_cache().unwrap();
     let mut create = world.command("k3d");
     create.args(["cluster", "create", "--config"]).arg(&config).current_dir(repo());
     run(create, "k3d cluster create");

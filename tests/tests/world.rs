@@ -58,6 +58,7 @@ fn dropping_a_world_removes_its_cluster_processes_and_dir() {
 fn create_platform_cluster(world: &World) {
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/docker/local/k3d.yaml");
     let config = world.k3d_config(&sample).unwrap();
+    world.create_image_cache().unwrap();
     let out = world.command("k3d").args(["cluster", "create", "--config"]).arg(&config).output();
     let out = out.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -101,9 +102,10 @@ fn two_worlds_at_once_run_the_platform_in_their_own_slots() {
     assert_eq!(
         names(&second),
         [
+            format!("k3d-{}", b.cache()),
             format!("k3d-{}-server-0", cluster(b)),
             format!("k3d-{}-serverlb", cluster(b)),
-            b.registry()
+            b.registry(),
         ]
     );
 
@@ -111,7 +113,7 @@ fn two_worlds_at_once_run_the_platform_in_their_own_slots() {
     let first_dir = first.dir().to_path_buf();
     drop(first);
     assert!(containers_of(&first_dir).is_empty());
-    assert_eq!(names(&second).len(), 3, "{:?}", names(&second));
+    assert_eq!(names(&second).len(), 4, "{:?}", names(&second));
     assert!(registry_answers(b.registry_port()) && !registry_answers(a.registry_port()));
     let ns = second.command("kubectl").args(["get", "ns", "-o", "name"]).output().unwrap();
     assert!(ns.status.success(), "{}", String::from_utf8_lossy(&ns.stderr));

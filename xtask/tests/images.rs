@@ -101,9 +101,10 @@ fn images_come_through_the_cache_once_on_any_docker_and_survive_recreation() {
     let log = std::fs::read_to_string(ws.log()).unwrap();
     assert!(log.contains("images: 4 fetched, 0 already present, 0 failed in "), "{log}");
     assert!(
-        log.contains(
-            "k3d registry create ameide-cache --proxy-remote-url https://registry-1.docker.io"
-        ),
+        log.contains(&format!(
+            "k3d registry create {} --proxy-remote-url https://registry-1.docker.io",
+            slot.cache()
+        )),
         "{log}"
     );
 
