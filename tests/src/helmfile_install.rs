@@ -209,7 +209,7 @@ pub(crate) async fn install(
             bail!("UPGRADE FAILED: {e}");
         }
         rel.info.status = deployed;
-        helm_records::store(client, &rel).await?;
+        write_revision(client, &rel, previous.as_ref().map(|(s, _)| s.as_slice())).await?;
     } else {
         write_revision(client, &rel, previous.as_ref().map(|(s, _)| s.as_slice())).await?;
     }
@@ -224,11 +224,15 @@ pub(crate) async fn install(
 }
 
 /// Store revision n (and mark the previously deployed revision `superseded`).
+/// Store revision `rel`; as helm 3 (`pkg/action/upgrade.go` `releasingUpgrade`), the
+/// deployed revision before it is superseded only once `rel` is deployed: a failed or
+/// pending one leaves it `deployed`.
 pub(crate) async fn write_revision(
     client: &Client,
     rel: &Release,
     previous: Option<&[Value]>,
 ) -> Result<()> {
+    let previous = if rel.info.status == "deployed" { previous } else { None };
     for secret in previous.unwrap_or_default() {
         if secret["metadata"]["labels"]["status"] == "deployed" {
             let mut old = Release::from_record(secret)?;

@@ -3,7 +3,8 @@
 //! once a Deployment is rolled out (helm 3 checks it through its new ReplicaSet) and
 //! times out on a database whose volume never comes; the gate releases' test hooks, created from
 //! what helm stored, are run by the cluster and follow the per-layer scenarios, which
-//! find the layer from the release helm wrote and the sample's helmfiles.
+//! find the layer from the release helm wrote and the sample's helmfiles. Real helm
+//! 3.17.2's strategic merge patches after a failed upgrade merge as on a real API server.
 
 mod common;
 
@@ -139,4 +140,76 @@ fn gate_hooks_of_real_helm_releases_follow_the_layer_scenarios() {
     assert!(printed.contains("+ export PGPASSWORD=ameide-local-postgres\n"), "{printed}");
     assert!(printed.contains("-----BEGIN PRIVATE KEY-----"), "{printed}");
     assert_eq!(run_hook(&bed, &helm, &kubectl, "auth-smoke", "auth-smoke-keycloak"), "Succeeded");
+}
+
+/// The sample placeholder chart copied into `dir/<name>`, its Deployment's readiness
+/// probe edited by `edit`.
+fn placeholder_chart(dir: &Path, name: &str, edit: impl Fn(&str) -> String) -> String {
+    let from = Path::new(&sample("charts/placeholder-service")).to_path_buf();
+    let files = ["Chart.yaml", "values.yaml", "templates/_helpers.tpl", "templates/crds.yaml"];
+    for file in files.into_iter().chain(["templates/service.yaml"]) {
+        write(dir, &format!("{name}/{file}"), &std::fs::read_to_string(from.join(file)).unwrap());
+    }
+    let deployment = std::fs::read_to_string(from.join("templates/deployment.yaml")).unwrap();
+    write(dir, &format!("{name}/templates/deployment.yaml"), &edit(&deployment));
+    dir.join(name).to_string_lossy().into_owned()
+}
+
+/// helm 3.17.2 upgrades a failed release from the *deployed* revision's manifest
+/// (`pkg/action/upgrade.go` `prepareUpgrade`), so its three-way strategic merge patch
+/// keeps a field only the failed revision added (helm issues 10363, 12645): the fixed
+/// chart still times out. `helm rollback` patches from the failed revision and removes
+/// it; the template that came back reuses its ReplicaSet, which helm's wait then finds.
+#[test]
+fn a_field_only_a_failed_upgrade_added_survives_the_next_upgrade_until_a_rollback() {
+    let Some(bed) = Bed::new() else { return };
+    let Some(helm) = real_binary("helm-3.17.2/helm") else { return };
+    bed.set(&["startup-ms=300"]);
+    let fast = placeholder_chart(bed.dir(), "fast", str::to_owned);
+    let slow = placeholder_chart(bed.dir(), "slow", |t| {
+        t.replacen("periodSeconds: 5", "initialDelaySeconds: 600\n            periodSeconds: 5", 1)
+    });
+    let upgrade = |chart: &str, timeout: &str| {
+        let args =
+            ["upgrade", "--install", "probe-delay", chart, "-n", "ameide", "--create-namespace"];
+        bed.api.run(&helm, &[&args[..], &["--wait", "--timeout", timeout]].concat())
+    };
+    let delay = || {
+        let deploy = bed.get("/apis/apps/v1/namespaces/ameide/deployments/probe-delay").unwrap();
+        let container = &deploy["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(container["image"], "busybox:1.37.0", "the container was merged: {deploy}");
+        assert!(deploy["spec"]["template"]["spec"].get("$setElementOrder/containers").is_none());
+        container["readinessProbe"]["initialDelaySeconds"].clone()
+    };
+    let out = upgrade(&fast, "60s");
+    assert!(out.status.success(), "{}", text(&out));
+
+    // A failed upgrade rolled back at once: the patch from its manifest removes the delay,
+    // and the first template's ReplicaSet is reused, newest again, for helm's wait.
+    let out = upgrade(&slow, "4s");
+    assert!(!out.status.success(), "{}", text(&out));
+    assert_eq!(delay(), 600);
+    let out = bed.api.run(&helm, &["rollback", "probe-delay", "1", "-n", "ameide"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(delay(), Value::Null);
+    let out = upgrade(&fast, "60s");
+    assert!(out.status.success(), "{}", text(&out));
+    let replicasets = bed.list("/apis/apps/v1/namespaces/ameide/replicasets", None);
+    assert_eq!(replicasets.len(), 2, "one per template");
+    let revision = |rs: &Value| {
+        rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    let newest = replicasets.iter().max_by_key(|rs| revision(rs)).unwrap();
+    assert_eq!(revision(newest).as_deref(), Some("3"), "{newest}");
+    assert_eq!(newest["status"]["readyReplicas"], 1, "{newest}");
+
+    // The same failure, then the fixed chart upgraded instead: nothing in helm's patch
+    // removes the delay, and the wait times out again.
+    let out = upgrade(&slow, "4s");
+    assert!(!out.status.success(), "{}", text(&out));
+    let out = upgrade(&fast, "4s");
+    assert!(!out.status.success(), "{}", text(&out));
+    assert_eq!(delay(), 600, "helm 3 keeps what only the failed revision added");
 }

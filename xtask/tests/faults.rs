@@ -255,7 +255,8 @@ fn fault_walk(tools: Toolset) {
         world.set("healthy").unwrap();
     } else {
         // Real tools: the gateway cannot turn Ready within the sync timeout (its readiness
-        // probe first waits 600 s), from the cluster's side. The layer fails, named.
+        // probe first waits 600 s), from the cluster's side. helm's own timeout ends the
+        // sync (the engine's stop comes later): the layer fails, naming the release.
         let chart = "infra/kubernetes/charts/placeholder-service/templates/deployment.yaml";
         let original = std::fs::read_to_string(ws.path(chart)).unwrap();
         let slow = "initialDelaySeconds: 600\n            periodSeconds: 5";
@@ -266,11 +267,22 @@ fn fault_walk(tools: Toolset) {
         assert_eq!(summary["failure"]["layer"], "22-control-plane", "{summary}");
         let message = summary["failure"]["message"].as_str().unwrap();
         assert!(message.contains("22-control-plane.yaml"), "{summary}");
+        assert!(message.contains("in release `gateway`"), "{summary}");
         eprintln!("a real sync past its timeout reads: {message}");
         ws.write(chart, &original);
         ws.write_settings(&[SETTINGS]);
     }
-    assert_eq!(ws.json(&world, &bootstrap).0, Some(0));
+    // The plain re-run first rolls the failed gateway back to its deployed revision (helm 3
+    // would upgrade from that one's manifest and keep what the failed one added), and says so.
+    let (code, summary) = ws.json(&world, &bootstrap);
+    assert_eq!(code, Some(0), "{summary}");
+    let layer =
+        summary["layers"].as_array().unwrap().iter().find(|l| l["name"] == "22-control-plane");
+    let warnings = layer.map(|l| l["warnings"].to_string()).unwrap_or_default();
+    assert!(
+        warnings.contains("release gateway was") && warnings.contains("rolled back to revision"),
+        "{summary}"
+    );
 
     // An emptied kubeconfig: the cluster stage restores the k3d context.
     std::fs::write(world.kubeconfig(), "").unwrap();

@@ -18,6 +18,7 @@ pub mod resources;
 pub mod selector;
 pub mod ssa;
 pub mod store;
+pub mod strategic;
 pub mod target;
 pub mod watch;
 
@@ -418,6 +419,8 @@ fn objects(
                 PatchKind::Apply
             } else if content_type.starts_with("application/json-patch") {
                 PatchKind::Json
+            } else if content_type.starts_with("application/strategic-merge-patch") {
+                PatchKind::Strategic
             } else {
                 PatchKind::Merge
             };

@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::ssa::{self, Scope, Writer};
 use super::{ApiError, ApiResult, Store, Target};
+use crate::apiserver::strategic;
 use crate::release::k8s_timestamp_now;
 
 /// How a PATCH body changes the object (its `Content-Type`).
@@ -14,9 +15,10 @@ use crate::release::k8s_timestamp_now;
 pub enum PatchKind {
     /// `application/apply-patch+yaml`: server-side apply.
     Apply,
-    /// `application/merge-patch+json`, `application/strategic-merge-patch+json` (both as
-    /// RFC 7386).
+    /// `application/merge-patch+json` (RFC 7386).
     Merge,
+    /// `application/strategic-merge-patch+json` ([`strategic`]).
+    Strategic,
     /// `application/json-patch+json` (RFC 6902).
     Json,
 }
@@ -132,8 +134,7 @@ impl Store {
     }
 
     /// PATCH without field management: server-side apply (`apply`) merges like a merge
-    /// patch and creates a missing object; merge and strategic merge patches are
-    /// applied as a JSON merge patch (RFC 7386).
+    /// patch and creates a missing object; a merge patch is applied as RFC 7386.
     pub fn patch(&mut self, t: &Target, patch: Value, apply: bool) -> ApiResult {
         let kind = if apply { PatchKind::Apply } else { PatchKind::Merge };
         self.patch_by(t, patch, kind, None)
@@ -183,13 +184,19 @@ impl Store {
                 next = patched;
             }
         } else if t.subresource.as_deref() == Some("status") {
-            merge(&mut next["status"], &patch["status"], apply);
+            match kind {
+                PatchKind::Strategic => strategic::apply(&mut next["status"], &patch["status"]),
+                _ => merge(&mut next["status"], &patch["status"], apply),
+            }
         } else {
             let mut patch = patch;
             if let Some(meta) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
                 meta.remove("resourceVersion");
             }
-            merge(&mut next, &patch, apply);
+            match kind {
+                PatchKind::Strategic => strategic::apply(&mut next, &patch),
+                _ => merge(&mut next, &patch, apply),
+            }
         }
         self.store_update(t, key, current, next, writer)
     }

@@ -93,6 +93,21 @@ impl Context {
         })
     }
 
+    /// A silent context in the temp dir for unit tests: the sample's cluster, `local`.
+    #[cfg(test)]
+    pub fn for_tests(settings: Settings) -> Context {
+        let dir = std::env::temp_dir();
+        Context {
+            root: dir.clone(),
+            kube_context: default_kube_context(&settings),
+            environment: "local".into(),
+            log_path: dir.join("setup.log"),
+            settings,
+            bundles: Default::default(),
+            session: Session::silent(),
+        }
+    }
+
     pub fn with_session(mut self, session: Session) -> Context {
         self.session = session;
         self

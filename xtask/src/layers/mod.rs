@@ -106,8 +106,8 @@ pub async fn not_deployed(client: &kube::Client, layer: &Layer) -> Result<Vec<St
     Ok(out)
 }
 
-/// The installed releases of `layer` whose newest revision a stopped run left pending,
-/// and what to do about each ([`pending`]). The process table is read only when one is.
+/// The installed releases of `layer` whose newest revision a stopped run left pending
+/// (or `failed` over a deployed one), and what to do about each ([`pending`]). The process table is read only when one is.
 pub async fn pending_releases(
     client: &kube::Client,
     layer: &Layer,
@@ -217,6 +217,7 @@ pub struct CycleResult {
 /// the layer files see the bundles that are on as the state value `bundles`. helm gets
 /// the `layer_sync` timeout as the helmfile version takes it (`--timeout`, or
 /// `--sync-args` before 1.1.6: see [`crate::helmfile_cli`]).
+/// The engine stops the sync only [`HELM_TIMEOUT_MARGIN`] after that timeout.
 pub fn sync_command(
     ctx: &Context,
     layer: &Layer,
@@ -224,10 +225,18 @@ pub fn sync_command(
     helmfile: &Helmfile,
 ) -> Cmd {
     let timeout = ctx.settings.timeouts.layer_sync();
-    selected_releases(ctx, layer, timeout, state_values)
+    selected_releases(ctx, layer, timeout + HELM_TIMEOUT_MARGIN, state_values)
         .args(["sync", "--skip-deps", "--wait", "--wait-for-jobs"])
         .args(helmfile.sync_timeout_args(timeout))
 }
+
+/// How long past helm's own `--timeout` a sync may run before the engine stops it. helm's
+/// clock starts late (after helmfile and helm started and applied the manifests); given
+/// the time, helm ends its own wait: it records the release `failed` and prints which one
+/// did not become ready, instead of being killed mid-wait (a race between recording it
+/// `failed` on SIGTERM and leaving it `pending-upgrade` on SIGKILL). The engine's stop
+/// stays for a helmfile or helm that hangs.
+pub const HELM_TIMEOUT_MARGIN: Duration = Duration::from_secs(30);
 
 /// `helmfile template` of `layer` as its sync would install it (the same context,
 /// environment, state values and bundle selector): what the images fetch reads.
@@ -432,6 +441,27 @@ pub fn failed_release(stdout: &str, stderr: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// helm gets `layer_sync`; the engine stops the sync only a margin later, so helm's
+    /// own timeout ends it first and names the release.
+    #[test]
+    fn the_sync_is_stopped_only_after_helms_own_timeout() {
+        let mut settings =
+            crate::config::Settings { cluster: "ameide".into(), ..Default::default() };
+        settings.timeouts.layer_sync = 10;
+        let ctx = Context::for_tests(settings);
+        let layer = Layer {
+            name: "22-control-plane".into(),
+            file: ctx.root.join("22-control-plane.yaml"),
+            template: false,
+            releases: crate::platform::helmfile::LayerReleases::Parsed { releases: Vec::new() },
+        };
+        let state_values = StateValues::write(&Default::default()).unwrap();
+        let cmd = sync_command(&ctx, &layer, &state_values, &Helmfile { version: None });
+        assert!(cmd.args.iter().any(|a| a == "--sync-args=--timeout=10s"), "{:?}", cmd.args);
+        assert_eq!(cmd.timeout, Duration::from_secs(10) + HELM_TIMEOUT_MARGIN);
+        assert!(HELM_TIMEOUT_MARGIN >= Duration::from_secs(10));
+    }
 
     #[test]
     fn a_failed_sync_names_its_release() {

@@ -16,6 +16,16 @@
 //! - a pending first install (no earlier revision) is uninstalled: `helm uninstall`.
 //!
 //! A release some live helm names is left alone with a warning naming the process.
+//!
+//! A release whose newest revision is `failed` over an earlier `deployed` one is rolled
+//! back to that one too, for a reason of helm 3's own: its next upgrade patches from the
+//! *deployed* revision's manifest (`pkg/action/upgrade.go` `prepareUpgrade`:
+//! `Releases.Deployed`), so a field only the failed revision added is in neither the
+//! original nor the new manifest, the three-way patch (`pkg/kube/client.go`
+//! `createPatch`) never removes it, and the fixed chart stays broken (helm issues 10363,
+//! 12645). `helm rollback` patches from the newest revision (`pkg/action/rollback.go`:
+//! `Releases.Last`), which removes it. A failed first install needs nothing: its upgrade
+//! patches from the failed revision itself.
 
 use std::fmt;
 
@@ -47,6 +57,10 @@ impl fmt::Display for Recover {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (name, rev, status) = (&self.release, self.revision, &self.status);
         match &self.action {
+            Recovery::Rollback { to, to_status } if *status == ReleaseStatus::Failed => write!(
+                f,
+                "roll back {name} from revision {rev} ({status}) to revision {to} ({to_status}), so the sync also undoes what revision {rev} applied"
+            ),
             Recovery::Rollback { to, to_status } => write!(
                 f,
                 "roll back {name} from revision {rev} ({status}, left by a run that was stopped) to revision {to} ({to_status})"
@@ -68,6 +82,9 @@ impl Recover {
     pub fn done(&self) -> String {
         let (name, rev, status) = (&self.release, self.revision, &self.status);
         match &self.action {
+            Recovery::Rollback { to, .. } if *status == ReleaseStatus::Failed => format!(
+                "release {name} was {status} at revision {rev}: rolled back to revision {to}, so the sync also undoes what revision {rev} applied"
+            ),
             Recovery::Rollback { to, .. } => format!(
                 "release {name} was left {status} at revision {rev} by a run that was stopped: rolled back to revision {to}"
             ),
@@ -80,27 +97,29 @@ impl Recover {
 }
 
 /// What to do about release `history` (every revision Helm keeps, any order), given the
-/// live helm process that names it, if any. `None` unless its newest revision is pending.
+/// live helm process that names it, if any. `None` unless its newest revision is pending,
+/// or `failed` over an earlier `deployed` one.
 pub fn decide(history: &[HelmRelease], held_by: Option<String>) -> Option<Recover> {
     let latest = history.iter().max_by_key(|r| r.version)?;
-    let pending = matches!(
-        latest.info.status,
-        ReleaseStatus::PendingInstall
-            | ReleaseStatus::PendingUpgrade
-            | ReleaseStatus::PendingRollback
-    );
-    if !pending {
-        return None;
-    }
     let earlier = || history.iter().filter(|r| r.version < latest.version);
     let newest = |keep: &dyn Fn(&ReleaseStatus) -> bool| {
         earlier().filter(|r| keep(&r.info.status)).max_by_key(|r| r.version)
     };
-    let target = newest(&|s| *s == ReleaseStatus::Deployed).or_else(|| {
-        newest(&|s| {
-            matches!(s, ReleaseStatus::Superseded | ReleaseStatus::Failed | ReleaseStatus::Unknown)
-        })
-    });
+    let deployed = newest(&|s| *s == ReleaseStatus::Deployed);
+    let target = match latest.info.status {
+        ReleaseStatus::PendingInstall
+        | ReleaseStatus::PendingUpgrade
+        | ReleaseStatus::PendingRollback => deployed.or_else(|| {
+            newest(&|s| {
+                matches!(
+                    s,
+                    ReleaseStatus::Superseded | ReleaseStatus::Failed | ReleaseStatus::Unknown
+                )
+            })
+        }),
+        ReleaseStatus::Failed => Some(deployed?),
+        _ => return None,
+    };
     let action = match (held_by, target) {
         (Some(by), _) => Recovery::Held { by },
         (None, Some(target)) => {
@@ -179,19 +198,33 @@ mod tests {
         }
     }
 
+    /// A failed upgrade is rolled back too: helm 3 would upgrade it from the deployed
+    /// revision's manifest and keep what the failed one added.
     #[test]
-    fn a_pending_upgrade_rolls_back_to_the_last_deployed_revision() {
-        let history = [rev(1, "superseded"), rev(3, "pending-upgrade"), rev(2, "deployed")];
-        let recover = decide(&history, None).unwrap();
-        assert_eq!(
-            recover.action,
-            Recovery::Rollback { to: 2, to_status: ReleaseStatus::Deployed }
-        );
-        assert_eq!(
-            recover.to_string(),
-            "roll back auth from revision 3 (pending-upgrade, left by a run that was stopped) to revision 2 (deployed)"
-        );
-        assert!(recover.done().ends_with("rolled back to revision 2"), "{}", recover.done());
+    fn a_pending_or_failed_upgrade_rolls_back_to_the_last_deployed_revision() {
+        for (status, said, done) in [
+            (
+                "pending-upgrade",
+                "roll back auth from revision 3 (pending-upgrade, left by a run that was stopped) to revision 2 (deployed)",
+                "release auth was left pending-upgrade at revision 3 by a run that was stopped: rolled back to revision 2",
+            ),
+            (
+                "failed",
+                "roll back auth from revision 3 (failed) to revision 2 (deployed), so the sync also undoes what revision 3 applied",
+                "release auth was failed at revision 3: rolled back to revision 2, so the sync also undoes what revision 3 applied",
+            ),
+        ] {
+            let history = [rev(1, "superseded"), rev(3, status), rev(2, "deployed")];
+            let recover = decide(&history, None).unwrap();
+            assert_eq!(
+                recover.action,
+                Recovery::Rollback { to: 2, to_status: ReleaseStatus::Deployed }
+            );
+            assert_eq!(recover.to_string(), said);
+            assert_eq!(recover.done(), done);
+            let by = Some("pid 7: helm upgrade auth".to_owned());
+            assert!(matches!(decide(&history, by).unwrap().action, Recovery::Held { .. }));
+        }
     }
 
     #[test]
@@ -216,7 +249,8 @@ mod tests {
     #[test]
     fn settled_releases_need_nothing() {
         assert_eq!(decide(&[rev(1, "superseded"), rev(2, "deployed")], None), None);
-        assert_eq!(decide(&[rev(1, "deployed"), rev(2, "failed")], None), None);
+        assert_eq!(decide(&[rev(1, "failed")], None), None);
+        assert_eq!(decide(&[rev(1, "superseded"), rev(2, "failed")], None), None);
         assert_eq!(decide(&[], None), None);
     }
 

@@ -262,21 +262,12 @@ mod tests {
     use crate::outcome::Check;
 
     fn ctx() -> Context {
-        let dir = std::env::temp_dir();
         let settings = crate::config::Settings {
             cluster: "ameide".into(),
             tilt_port: 10350,
             ..Default::default()
         };
-        Context {
-            root: dir.clone(),
-            kube_context: crate::config::default_kube_context(&settings),
-            environment: "local".into(),
-            log_path: dir.join("setup.log"),
-            settings,
-            bundles: Default::default(),
-            session: crate::session::Session::silent(),
-        }
+        Context::for_tests(settings)
     }
 
     fn passed(found: &str) -> Check {

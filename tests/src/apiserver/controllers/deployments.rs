@@ -8,7 +8,9 @@
 //! template equal but for that label). The new ReplicaSet is scaled to the Deployment's
 //! replicas at once; the old ones are scaled to 0 once it is fully available (a
 //! rollout without the surge/unavailable arithmetic of `rolling.go`, but old Pods serve
-//! until the new ones are Ready). Old ReplicaSets beyond `revisionHistoryLimit` go.
+//! until the new ones are Ready). A template that comes back (A -> B -> A) reuses its
+//! ReplicaSet, whose revision becomes the newest. Old ReplicaSets beyond
+//! `revisionHistoryLimit` go.
 //! The Deployment's status sums its ReplicaSets' as `calculateStatus` does, with the
 //! `Available` and `Progressing` conditions.
 //!
@@ -100,15 +102,30 @@ fn deployments(store: &mut Store, now: Now) {
         let hash = template_hash(template);
         let new_name = format!("{name}-{hash}");
         let owned = owned_replicasets(store, ns, uid);
-        let max_revision = owned.iter().map(|(_, rs)| revision(rs)).max().unwrap_or(0);
+        // `getNewReplicaSet`: the template's revision is one past the old ReplicaSets'
+        // newest, also when a template comes back and its ReplicaSet is reused.
+        let old_revision = owned
+            .iter()
+            .filter(|(_, rs)| meta(rs, "name") != new_name)
+            .map(|(_, rs)| revision(rs))
+            .max()
+            .unwrap_or(0);
+        let rev = (old_revision + 1).to_string();
         match owned.iter().find(|(_, rs)| meta(rs, "name") == new_name) {
             None => {
-                let rev = (max_revision + 1).to_string();
                 create_replicaset(store, &dep, &new_name, &hash, replicas, &rev);
                 store.merge_into(&key, &json!({"metadata": {"annotations": {REVISION: rev}}}));
             }
-            Some((_, rs)) if replicas_of(rs) != replicas => scale(store, rs, replicas),
-            Some(_) => {}
+            Some((rs_key, rs)) => {
+                if revision(rs) < old_revision + 1 {
+                    let annotations = json!({"metadata": {"annotations": {REVISION: rev}}});
+                    store.merge_into(rs_key, &annotations);
+                    store.merge_into(&key, &annotations);
+                }
+                if replicas_of(rs) != replicas {
+                    scale(store, rs, replicas);
+                }
+            }
         }
         let owned = owned_replicasets(store, ns, uid);
         let new_rs =
