@@ -7,15 +7,36 @@ use serde_json::Value;
 
 use crate::bootstrap::run_plan::RunPlan;
 use crate::bootstrap::summary_json::SummaryDoc;
+use crate::error::ErrorDoc;
+use crate::outcome::{Document, WithStatus};
+use crate::stage_result::StageResult;
+use crate::{cluster, doctor, down, status};
 
 /// The folder, relative to the repository root, that holds `<command>.schema.json`.
 pub const DIR: &str = "schemas";
 
-/// Each published schema: the file stem (`plan` covers `cargo xtask plan` and
-/// `bootstrap --plan`, which print the same value; `bootstrap` covers `bootstrap` and
-/// `sync`, which print the same summary) and the schema.
+/// Each published schema: the file stem and the schema. Some commands print the same
+/// shape, so share one:
+///
+/// - `plan`: `cargo xtask plan` and `bootstrap --plan` (the same run plan);
+/// - `bootstrap`: `bootstrap` and `sync` (the same summary);
+/// - `cluster`: `cluster` and `cluster --plan`;
+/// - `down`: `down` and `down --plan` (`status: planned`);
+/// - `stage`: the commands that run one stage alone, `secrets`, `tilt`, and
+///   `cluster stop` / `cluster start`;
+/// - `doctor`, `status`;
+/// - `error`: what any command prints instead when it stopped with no result to show.
 pub fn all() -> Vec<(&'static str, Value)> {
-    vec![("plan", schema::<RunPlan>()), ("bootstrap", schema::<SummaryDoc>())]
+    vec![
+        ("plan", schema::<RunPlan>()),
+        ("bootstrap", schema::<SummaryDoc>()),
+        ("cluster", titled::<Document<WithStatus<cluster::Outcome>>>("ClusterDoc")),
+        ("down", titled::<Document<WithStatus<down::Down>>>("DownDoc")),
+        ("stage", titled::<Document<WithStatus<StageResult>>>("StageDoc")),
+        ("doctor", titled::<Document<doctor::Report>>("DoctorDoc")),
+        ("status", titled::<Document<WithStatus<status::StatusView>>>("StatusDoc")),
+        ("error", titled::<Document<ErrorDoc>>("ErrorDoc")),
+    ]
 }
 
 /// The schema of `T` as pretty JSON, as committed (ends with a newline).
@@ -25,6 +46,13 @@ pub fn text(schema: &Value) -> String {
 
 fn schema<T: schemars::JsonSchema>() -> Value {
     serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default()
+}
+
+/// A document's schema under a readable title (not `Document_for_WithStatus_for_...`).
+fn titled<T: schemars::JsonSchema>(title: &str) -> Value {
+    let mut schema = schema::<T>();
+    schema["title"] = title.into();
+    schema
 }
 
 #[cfg(test)]
