@@ -354,7 +354,8 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({"cluster": "ameide", "action": "recreate", "reason": "config drift: x",
-                "remove_legacy": ["dev-reg"], "planned": true, "duration_ms": 1234, "status": "planned"})
+                "remove_legacy": ["dev-reg"], "planned": true, "duration_ms": 1234, "status": "planned",
+                "schema_version": 1})
         );
         let done = outcome(false, Action::Create);
         let text = done.human();
