@@ -10,7 +10,7 @@ use crate::bootstrap::summary_json::SummaryDoc;
 use crate::error::ErrorDoc;
 use crate::outcome::{Document, WithStatus};
 use crate::stage_result::StageResult;
-use crate::{cluster, doctor, down, status};
+use crate::{charts, cluster, doctor, down, status, tools};
 
 /// The folder, relative to the repository root, that holds `<command>.schema.json`.
 pub const DIR: &str = "schemas";
@@ -24,7 +24,8 @@ pub const DIR: &str = "schemas";
 /// - `down`: `down` and `down --plan` (`status: planned`);
 /// - `stage`: the commands that run one stage alone, `secrets`, `tilt`, and
 ///   `cluster stop` / `cluster start`;
-/// - `doctor`, `status`;
+/// - `doctor`, `status`, `tools` (`tools install`), `vendor` (each `vendor` command,
+///   told apart by `action`);
 /// - `error`: what any command prints instead when it stopped with no result to show.
 pub fn all() -> Vec<(&'static str, Value)> {
     vec![
@@ -35,6 +36,8 @@ pub fn all() -> Vec<(&'static str, Value)> {
         ("stage", titled::<Document<WithStatus<StageResult>>>("StageDoc")),
         ("doctor", titled::<Document<doctor::Report>>("DoctorDoc")),
         ("status", titled::<Document<WithStatus<status::StatusView>>>("StatusDoc")),
+        ("tools", titled::<Document<WithStatus<tools::Installed>>>("ToolsDoc")),
+        ("vendor", titled::<Document<WithStatus<charts::Vendored>>>("VendorDoc")),
         ("error", titled::<Document<ErrorDoc>>("ErrorDoc")),
     ]
 }
