@@ -147,7 +147,7 @@ pub struct Step {
     pub action: Action,
     /// `planned`, `done`, `failed`, or `not_run` (after a failure).
     pub status: &'static str,
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
 }
 

@@ -62,7 +62,7 @@ pub enum GateState {
 pub struct Hook {
     pub name: String,
     pub phase: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub completed_at: String,
 }
 
