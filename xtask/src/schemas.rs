@@ -63,6 +63,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_document_requires_its_version_and_has_a_title_of_its_own() {
+        let mut titles = Vec::new();
+        for (name, schema) in all() {
+            let required = schema["required"].as_array().unwrap();
+            assert!(required.contains(&"schema_version".into()), "{name}: {schema}");
+            let title = schema["title"].as_str().unwrap().to_owned();
+            assert!(!title.contains("_for_") && !titles.contains(&title), "{name}: {title}");
+            titles.push(title);
+        }
+    }
+
+    #[test]
     fn the_plan_schema_requires_the_version_and_names_the_decisions() {
         let (name, schema) = &all()[0];
         assert_eq!(*name, "plan");
