@@ -145,6 +145,7 @@ fn bad_input_is_exit_2_naming_it_and_nothing_is_changed() {
         show(&args, &out);
         assert_eq!(Exit::of(out.status), Exit::BadInput, "{}: {}", case.name, text(&out.stderr));
         let json = parse_summary(&out.stdout);
+        support::assert_matches_schema(&support::schema_of(case.args, &json), &json);
         assert!(json.to_string().contains(case.text), "{}: {json}", case.name);
         let calls = mutating(&world.calls()[before..]);
         assert_eq!(calls, Vec::<String>::new(), "{}: a tool changed something", case.name);
@@ -193,8 +194,11 @@ fn started_bootstrap(
     child
 }
 
+/// The summary of a bootstrap, as its committed schema says.
 fn json_of(out: &Output) -> Value {
-    parse_summary(&out.stdout)
+    let summary = parse_summary(&out.stdout);
+    support::assert_matches_schema("bootstrap", &summary);
+    summary
 }
 
 #[test]

@@ -222,7 +222,13 @@ fn http_repository_add_refresh_restore_and_offline_check() {
     assert_eq!(again.code, Exit::Ok);
     assert!(again.stdout.contains("0 fetched, 1 already up to date"), "{}", again.stdout);
     assert_eq!(server.requests().len(), 2);
-    assert_eq!(ws.xtask(&["vendor", "--check"]).code, Exit::Ok);
+    let check = ws.xtask(&["vendor", "--check", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&check.stdout).unwrap();
+    support::assert_matches_schema("vendor", &json);
+    assert_eq!(
+        (check.code, &json["action"], &json["charts"]),
+        (Exit::Ok, &"check".into(), &1.into())
+    );
 
     // A flipped byte: --check names the chart, vendor restores it.
     flip_a_byte(&ws.path("charts/demo-0.1.0.tgz"));
