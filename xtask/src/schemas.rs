@@ -31,14 +31,62 @@ pub fn all() -> Vec<(&'static str, Value)> {
     vec![
         ("plan", schema::<RunPlan>()),
         ("bootstrap", schema::<SummaryDoc>()),
-        ("cluster", titled::<Document<WithStatus<cluster::Outcome>>>("ClusterDoc")),
-        ("down", titled::<Document<WithStatus<down::Down>>>("DownDoc")),
-        ("stage", titled::<Document<WithStatus<StageResult>>>("StageDoc")),
-        ("doctor", titled::<Document<doctor::Report>>("DoctorDoc")),
-        ("status", titled::<Document<WithStatus<status::StatusView>>>("StatusDoc")),
-        ("tools", titled::<Document<WithStatus<tools::Installed>>>("ToolsDoc")),
-        ("vendor", titled::<Document<WithStatus<charts::Vendored>>>("VendorDoc")),
-        ("error", titled::<Document<ErrorDoc>>("ErrorDoc")),
+        (
+            "cluster",
+            titled::<Document<WithStatus<cluster::Outcome>>>(
+                "ClusterDoc",
+                "`cargo xtask cluster [--plan]`: the decision, and what was done",
+            ),
+        ),
+        (
+            "down",
+            titled::<Document<WithStatus<down::Down>>>(
+                "DownDoc",
+                "`cargo xtask down [--plan] [--purge]`: each action and how it went",
+            ),
+        ),
+        (
+            "stage",
+            titled::<Document<WithStatus<StageResult>>>(
+                "StageDoc",
+                "`secrets`, `tilt`, `cluster stop` / `start`: one stage run alone",
+            ),
+        ),
+        (
+            "doctor",
+            titled::<Document<doctor::Report>>(
+                "DoctorDoc",
+                "`cargo xtask doctor`: each prerequisite and the kube context",
+            ),
+        ),
+        (
+            "status",
+            titled::<Document<WithStatus<status::StatusView>>>(
+                "StatusDoc",
+                "`cargo xtask status`: the cluster, each layer, each check, the problems",
+            ),
+        ),
+        (
+            "tools",
+            titled::<Document<WithStatus<tools::Installed>>>(
+                "ToolsDoc",
+                "`cargo xtask tools install`: each pinned tool and what was done",
+            ),
+        ),
+        (
+            "vendor",
+            titled::<Document<WithStatus<charts::Vendored>>>(
+                "VendorDoc",
+                "`cargo xtask vendor ...`: what the vendor command did (`action`)",
+            ),
+        ),
+        (
+            "error",
+            titled::<Document<ErrorDoc>>(
+                "ErrorDoc",
+                "any command that stopped with no result to show: the error",
+            ),
+        ),
     ]
 }
 
@@ -51,10 +99,12 @@ fn schema<T: schemars::JsonSchema>() -> Value {
     serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default()
 }
 
-/// A document's schema under a readable title (not `Document_for_WithStatus_for_...`).
-fn titled<T: schemars::JsonSchema>(title: &str) -> Value {
+/// A document's schema under a readable title (not `Document_for_WithStatus_for_...`)
+/// and what prints it (not the doc comment of the generic [`Document`]).
+fn titled<T: schemars::JsonSchema>(title: &str, description: &str) -> Value {
     let mut schema = schema::<T>();
     schema["title"] = title.into();
+    schema["description"] = description.into();
     schema
 }
 
