@@ -45,6 +45,20 @@ impl Signal {
     }
 }
 
+/// The version of [`ErrorDoc`]'s shape (`schemas/error.schema.json`).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// With `--format json`, an error no result carried, as the one JSON object on stdout
+/// (redacted by the caller).
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ErrorDoc {
+    /// `failed` or `interrupted`.
+    pub status: crate::outcome::Status,
+    pub exit_code: u8,
+    pub error: String,
+    pub remediation: Option<String>,
+}
+
 /// How a command ended, as its exit code says (the README's "Exit codes" table): what
 /// tests compare instead of bare numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,9 +12,10 @@ use clap::Parser;
 use flags::{Cli, Command};
 use xtask::cancel::Cancel;
 use xtask::config::{Context, Format, Overrides};
-use xtask::error::{Error, Result, Signal};
+use xtask::error::{Error, ErrorDoc, Result, SCHEMA_VERSION, Signal};
 use xtask::events::{Event, Events, Sink};
 use xtask::lock::RunLock;
+use xtask::outcome::{Document, Status};
 use xtask::redact::Redactor;
 use xtask::session::Session;
 use xtask::sinks::{Json, LogFile, Terminal};
@@ -53,14 +54,13 @@ fn print_error(err: &Error, format: Format, redactor: &Redactor) {
     match format {
         Format::Human => {}
         Format::Json => {
-            let status = if err.kind().is_interrupted() { "interrupted" } else { "failed" };
-            let object = serde_json::json!({
-                "status": status,
-                "exit_code": err.kind().exit_code(),
-                "error": error,
-                "remediation": remediation,
-            });
-            println!("{object}");
+            let status = match err.kind().is_interrupted() {
+                true => Status::Interrupted,
+                false => Status::Failed,
+            };
+            let exit_code = err.kind().exit_code();
+            let doc = ErrorDoc { status, exit_code, error, remediation };
+            println!("{}", Document::new(SCHEMA_VERSION, doc).json());
         }
     }
 }

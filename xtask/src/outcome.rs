@@ -41,8 +41,37 @@ impl Status {
     }
 }
 
+/// A command's JSON document (`--format json`): the version of its shape, then its
+/// fields. The shapes are published as `schemas/*.schema.json` (see `crate::schemas`).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Document<T> {
+    /// Bumped when a field is renamed or removed (additions keep it).
+    pub schema_version: u32,
+    #[serde(flatten)]
+    pub body: T,
+}
+
+/// A result's fields with how the command ended.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct WithStatus<T> {
+    pub status: Status,
+    #[serde(flatten)]
+    pub body: T,
+}
+
+impl<T: Serialize> Document<T> {
+    pub fn new(schema_version: u32, body: T) -> Document<T> {
+        Document { schema_version, body }
+    }
+
+    /// As JSON, for a `Rendered::json`.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
 /// What was checked, what was expected and found, and what to do about it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Finding {
     /// What was checked: `release ameide/auth`, `layer 24-auth`, `Vault bootstrap`.
     pub subject: String,

@@ -2,18 +2,25 @@
 //! xtask tilt`): what was done, the warnings, and the failure, as `<tag>: ...` lines or
 //! one JSON object.
 
-use serde_json::json;
+use serde::Serialize;
 
 use crate::events::Rendered;
-use crate::outcome::{Finding, Report, Status};
+use crate::outcome::{Document, Finding, Report, Status, WithStatus};
 
-#[derive(Debug)]
+/// The version of the JSON shape (`schemas/stage.schema.json`).
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct StageResult {
+    #[serde(skip)]
     tag: &'static str,
+    /// What was done, a line each.
     pub done: Vec<String>,
     pub warnings: Vec<String>,
+    /// The first failure and what to do about it.
     pub failure: Option<Finding>,
     /// `; log: <path>` (empty without a log file).
+    #[serde(skip)]
     log: String,
 }
 
@@ -64,12 +71,7 @@ impl Rendered for StageResult {
     }
 
     fn json(&self) -> serde_json::Value {
-        json!({
-            "status": self.status(),
-            "done": self.done,
-            "warnings": self.warnings,
-            "failure": self.failure,
-        })
+        Document::new(SCHEMA_VERSION, WithStatus { status: self.status(), body: self }).json()
     }
 }
 

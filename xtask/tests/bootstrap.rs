@@ -12,6 +12,7 @@ use serde_json::Value;
 use support::{LAYERS, Workspace, layer, parse_summary, show, synced_layers};
 use testbed::calls::{Call, mutating};
 use testbed::world::{World, WorldOptions, require_docker};
+use xtask::error::{Exit, Signal};
 
 /// A workspace root of our own holding a copy of the repository's infra/, made for the
 /// world's slot.
@@ -77,7 +78,7 @@ fn healthy_converged_edited_malformed_and_interrupted() {
     // A plan in a fresh world: the cluster created, every layer selected with action
     // `sync`, no change made; `cargo xtask plan` prints the same plan.
     let (code, plan) = platform.json(&world, &["bootstrap", "--plan"]);
-    assert_eq!(code, Some(0), "{plan}");
+    assert_eq!(code, Exit::Ok, "{plan}");
     assert_eq!(plan["cluster"]["action"], "create", "{plan}");
     for name in LAYERS {
         let row = layer(&plan, name);
@@ -91,12 +92,12 @@ fn healthy_converged_edited_malformed_and_interrupted() {
     assert_eq!(plan["tools"], serde_json::json!([]), "nothing pinned, nothing to install");
     support::assert_matches_schema("plan", &plan);
     let (code, same) = platform.json(&world, &["plan"]);
-    assert_eq!((code, &same), (Some(0), &plan), "`plan` and `bootstrap --plan` differ");
+    assert_eq!((code, &same), (Exit::Ok, &plan), "`plan` and `bootstrap --plan` differ");
     assert_eq!(mutating(&world.calls()), Vec::<String>::new(), "a plan changes nothing");
 
     // Cold: every layer synced in order, every gate passed.
     let (code, summary) = platform.json(&world, &["bootstrap"]);
-    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary}");
     assert_eq!(summary["status"], "ok");
     assert_eq!(summary["failure"], Value::Null);
     support::assert_matches_schema("bootstrap", &summary);
@@ -127,7 +128,7 @@ fn healthy_converged_edited_malformed_and_interrupted() {
     // Converged: all unchanged, and no sync or test was run.
     let before = world.calls().len();
     let (code, summary) = platform.json(&world, &["bootstrap"]);
-    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary}");
     let expected: Vec<_> =
         LAYERS.iter().map(|l| (l.to_string(), "unchanged".to_owned(), "none".to_owned())).collect();
     assert_eq!(statuses(&summary), expected);
@@ -138,13 +139,13 @@ fn healthy_converged_edited_malformed_and_interrupted() {
     // A plan after a green run: nothing to do for the cluster, every layer `unchanged`.
     let before = world.calls().len();
     let (code, plan) = platform.json(&world, &["bootstrap", "--plan"]);
-    assert_eq!(code, Some(0), "{plan}");
+    assert_eq!(code, Exit::Ok, "{plan}");
     assert_eq!(plan["cluster"]["action"], "noop", "{plan}");
     for name in LAYERS {
         assert_eq!(layer(&plan, name)["action"], "unchanged", "{plan}");
     }
     let (code, same) = platform.json(&world, &["plan"]);
-    assert_eq!((code, &same), (Some(0), &plan), "`plan` and `bootstrap --plan` differ");
+    assert_eq!((code, &same), (Exit::Ok, &plan), "`plan` and `bootstrap --plan` differ");
     assert_eq!(mutating(&world.calls()[before..]), Vec::<String>::new(), "a plan changes nothing");
 
     // The human summary is a table naming each layer.
@@ -161,7 +162,7 @@ fn healthy_converged_edited_malformed_and_interrupted() {
     std::fs::write(&values, format!("{text}\n# edited by the test\n")).unwrap();
     let before = world.calls().len();
     let (code, summary) = platform.json(&world, &["bootstrap"]);
-    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary}");
     assert_eq!(synced_layers(&world.calls()[before..]), ["24-auth"]);
     assert_eq!(layer(&summary, "24-auth")["status"], "synced");
     assert_eq!(layer(&summary, "22-control-plane")["status"], "unchanged");
@@ -170,7 +171,7 @@ fn healthy_converged_edited_malformed_and_interrupted() {
     // `sync <layer>` runs the cycle for that layer whatever its digest.
     let before = world.calls().len();
     let (code, summary) = platform.json(&world, &["sync", "10-bootstrap"]);
-    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary}");
     assert_eq!(synced_layers(&world.calls()[before..]), ["10-bootstrap"]);
     assert_eq!(layer(&summary, "10-bootstrap")["gate"], "passed");
 
@@ -180,7 +181,7 @@ fn healthy_converged_edited_malformed_and_interrupted() {
     std::fs::write(&file, good.replacen("releases:", "releases: [", 1)).unwrap();
     let before = world.calls().len();
     let out = platform.xtask(&world, &["bootstrap", "--format", "json"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(Exit::of(out.status), Exit::BadInput);
     let summary = parse_summary(&out.stdout);
     support::assert_matches_schema("bootstrap", &summary);
     assert_eq!(summary["failure"]["stage"], "preflight");
@@ -212,14 +213,14 @@ fn healthy_converged_edited_malformed_and_interrupted() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let (code, second) = platform.json(&world, &["bootstrap"]);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Exit::Failed);
     let message = second["error"].as_str().unwrap();
     assert!(
         message.contains(&format!("is running: pid {} (`cargo xtask bootstrap`)", child.id())),
         "{message}"
     );
     let (code, sync) = platform.json(&world, &["sync", "10-bootstrap"]);
-    assert_eq!(code, Some(1), "every mutating command takes the lock: {sync}");
+    assert_eq!(code, Exit::Failed, "every mutating command takes the lock: {sync}");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
@@ -227,7 +228,7 @@ fn healthy_converged_edited_malformed_and_interrupted() {
     .unwrap();
     let out = child.wait_with_output().unwrap();
     show(&["bootstrap", "(interrupted)"], &out);
-    assert_eq!(out.status.code(), Some(130));
+    assert_eq!(Exit::of(out.status), Exit::Interrupted(Signal::Interrupt));
     let summary = parse_summary(&out.stdout);
     assert_eq!(summary["status"], "interrupted");
     assert_eq!(summary["failure"]["layer"], "24-auth");
@@ -237,7 +238,7 @@ fn healthy_converged_edited_malformed_and_interrupted() {
     // The next run finishes green.
     world.set("latency-ms=0").unwrap();
     let (code, summary) = platform.json(&world, &["bootstrap"]);
-    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary}");
     assert_eq!(layer(&summary, "24-auth")["status"], "synced");
 }
 
@@ -255,7 +256,7 @@ fn failures_stop_the_flow_and_warnings_do_not() {
 
     // A failing gate: exit 1, the layer and its remediation named, nothing after it synced.
     let (code, summary) = platform.json(&world, &["bootstrap"]);
-    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(code, Exit::Failed, "{summary}");
     assert_eq!(summary["status"], "failed");
     assert_eq!(summary["failure"]["layer"], "24-auth");
     let fix = summary["failure"]["remediation"].as_str().unwrap();
@@ -274,7 +275,7 @@ fn failures_stop_the_flow_and_warnings_do_not() {
     world.set("healthy").unwrap();
     world.set("sync-fail=22-control-plane").unwrap();
     let (code, summary) = platform.json(&world, &["bootstrap", "--force"]);
-    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(code, Exit::Failed, "{summary}");
     assert_eq!(summary["failure"]["layer"], "22-control-plane");
     assert_eq!(layer(&summary, "22-control-plane")["status"], "failed");
     for later in &LAYERS[4..] {
@@ -287,7 +288,7 @@ fn failures_stop_the_flow_and_warnings_do_not() {
     world.set("log-race=40-data-plane").unwrap();
     let before = world.calls().len();
     let (code, summary) = platform.json(&world, &["bootstrap"]);
-    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary}");
     let data = layer(&summary, "40-data-plane");
     assert_eq!(data["gate"], "passed", "{data}");
     assert_eq!(data["warnings"], serde_json::json!([]), "{data}");

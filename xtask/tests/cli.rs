@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use support::{LAYERS, Workspace};
+use xtask::error::Exit;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/small-platform");
 
@@ -28,16 +29,16 @@ impl Fixture {
     }
 }
 
-fn run(cmd: &mut Command) -> (i32, String, String) {
+fn run(cmd: &mut Command) -> (Exit, String, String) {
     let Output { status, stdout, stderr } = cmd.output().unwrap();
     let stdout = String::from_utf8(stdout).unwrap();
     let stderr = String::from_utf8(stderr).unwrap();
-    (status.code().expect("exited with a code"), stdout, stderr)
+    (Exit::of(status), stdout, stderr)
 }
 
 fn plan_json(cmd: &mut Command) -> Value {
     let (code, stdout, stderr) = run(cmd);
-    assert_eq!(code, 0, "stderr: {stderr}");
+    assert_eq!(code, Exit::Ok, "stderr: {stderr}");
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 
@@ -93,7 +94,7 @@ fn plan_json_lists_cluster_layers_releases_and_charts() {
 fn plan_human_lists_layers_in_order() {
     let fixture = Fixture::new();
     let (code, stdout, stderr) = run(&mut fixture.xtask(&["plan"]));
-    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(code, Exit::Ok, "{stderr}");
     let base = stdout.find("1. 10-base").expect(&stdout);
     let apps = stdout.find("2. 20-apps").expect(&stdout);
     assert!(base < apps);
@@ -120,7 +121,7 @@ fn malformed_k3d_config_is_exit_2_naming_the_file_and_line() {
     let fixture = Fixture::new();
     fixture.edit("infra/docker/local/k3d.yaml", |t| t.replace("servers: 1", "servers: [1"));
     let (code, stdout, stderr) = run(&mut fixture.xtask(&["plan"]));
-    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(code, Exit::BadInput, "{stderr}");
     assert!(stdout.is_empty(), "{stdout}");
     assert!(stderr.starts_with("error: "), "{stderr}");
     assert!(stderr.contains("infra/docker/local/k3d.yaml:"), "{stderr}");
@@ -128,7 +129,7 @@ fn malformed_k3d_config_is_exit_2_naming_the_file_and_line() {
     let fixture = Fixture::new();
     fixture.edit("infra/docker/local/k3d.yaml", |t| t.replace("kind: Simple", "kind: Cluster"));
     let (code, _, stderr) = run(&mut fixture.xtask(&["plan"]));
-    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(code, Exit::BadInput, "{stderr}");
     assert!(stderr.contains("k3d.yaml") && stderr.contains("kind: Simple"), "{stderr}");
 }
 
@@ -138,10 +139,14 @@ fn release_without_chart_is_exit_2_naming_layer_and_release() {
     fixture.edit("infra/kubernetes/helmfiles/20-apps.yaml", |t| {
         t.replace("    chart: ../charts/web\n", "")
     });
-    let (code, _, stderr) = run(&mut fixture.xtask(&["plan", "--format", "json"]));
-    assert_eq!(code, 2, "{stderr}");
+    let (code, stdout, stderr) = run(&mut fixture.xtask(&["plan", "--format", "json"]));
+    assert_eq!(code, Exit::BadInput, "{stderr}");
     assert!(stderr.contains("infra/kubernetes/helmfiles/20-apps.yaml"), "{stderr}");
     assert!(stderr.contains("release `web` has no `chart`"), "{stderr}");
+    // Scripts get the same error as the one JSON object on stdout.
+    let error: Value = serde_json::from_str(&stdout).unwrap();
+    support::assert_matches_schema("error", &error);
+    assert_eq!((&error["status"], &error["exit_code"]), (&"failed".into(), &2.into()), "{error}");
 }
 
 #[test]
@@ -149,12 +154,12 @@ fn unknown_settings_key_is_exit_2_naming_key_and_cargo_toml() {
     let fixture = Fixture::new();
     fixture.edit("Cargo.toml", |t| format!("{t}tilt_prot = 10351\n"));
     let (code, _, stderr) = run(&mut fixture.xtask(&["plan"]));
-    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(code, Exit::BadInput, "{stderr}");
     assert!(stderr.contains("Cargo.toml:"), "{stderr}");
     assert!(stderr.contains("tilt_prot"), "{stderr}");
     // Every subcommand reads the settings first.
     let (code, _, _) = run(&mut fixture.xtask(&["doctor"]));
-    assert_eq!(code, 2);
+    assert_eq!(code, Exit::BadInput);
 }
 
 #[test]
@@ -204,7 +209,7 @@ fn doctor_without_k3d_is_exit_3_with_install_hint() {
     };
 
     let (code, stdout, stderr) = doctor("human");
-    assert_eq!(code, 3, "stdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(code, Exit::Missing, "stdout: {stdout}\nstderr: {stderr}");
     // The table carries the verdict and the hints; the failure is not printed twice.
     let verdict = stdout.lines().last().unwrap_or_default();
     assert_eq!(verdict, "missing prerequisites: k3d (not found on PATH)", "{stdout}");
@@ -218,8 +223,9 @@ fn doctor_without_k3d_is_exit_3_with_install_hint() {
     assert!(helm_row.contains("ok") && helm_row.contains("3.15.2"), "{stdout}");
 
     let (code, stdout, _) = doctor("json");
-    assert_eq!(code, 3);
+    assert_eq!(code, Exit::Missing);
     let report: Value = serde_json::from_str(&stdout).unwrap();
+    support::assert_matches_schema("doctor", &report);
     assert_eq!(report["ok"], false);
     let check = |name: &str| {
         report["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap().clone()
@@ -244,6 +250,7 @@ fn doctor_with_every_tool_reports_versions() {
         .env("PATH", bin.path())
         .env("KUBECONFIG", fixture.path("no-kubeconfig")));
     let report: Value = serde_json::from_str(&stdout).unwrap();
+    support::assert_matches_schema("doctor", &report);
     let checks = report["checks"].as_array().unwrap();
     let docker = checks.iter().find(|c| c["name"] == "docker").unwrap();
     let docker_ok = docker["status"] != "missing";
@@ -251,7 +258,7 @@ fn doctor_with_every_tool_reports_versions() {
         assert!(std::env::var_os("CI").is_none(), "CI has a Docker daemon, doctor says: {docker}");
         println!("skipped the Docker part: no daemon answers here ({})", docker["detail"]);
     }
-    assert_eq!(code, if docker_ok { 0 } else { 3 }, "{stderr}");
+    assert_eq!(code, if docker_ok { Exit::Ok } else { Exit::Missing }, "{stderr}");
     for check in checks.iter().filter(|c| c["name"] != "docker") {
         assert_eq!(check["status"], "ok", "{check}");
     }

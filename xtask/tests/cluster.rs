@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use support::{K3D_CONFIG, Workspace, stdout};
 use testbed::world::{World, WorldOptions, require_docker};
+use xtask::error::{Exit, Signal};
 
 /// A workspace root of our own, so the test may edit its k3d.yaml freely.
 fn platform() -> Workspace {
@@ -78,6 +79,9 @@ fn cluster_reconciles_only_when_it_must() {
     platform.edit(K3D_CONFIG, |t| format!("# a comment that changes nothing\n{t}"));
     let out = platform.xtask(&world, &["cluster"]);
     assert!(stdout(&out).contains("nothing to do"), "{}", stdout(&out));
+    // The same as JSON, as its committed schema says (`json` checks it).
+    let (code, json) = platform.json(&world, &["cluster"]);
+    assert_eq!((code, &json["action"], &json["status"]), (Exit::Ok, &"noop".into(), &"ok".into()));
 
     // `--plan` on drift says so and changes nothing.
     platform.edit(K3D_CONFIG, |t| t.replace("servers: 1", "servers: 2"));
@@ -87,6 +91,11 @@ fn cluster_reconciles_only_when_it_must() {
         out.status.success() && stdout(&out).contains("plan: recreate: config drift"),
         "{}",
         stdout(&out)
+    );
+    let (code, json) = platform.json(&world, &["cluster", "--plan"]);
+    assert_eq!(
+        (code, &json["action"], &json["status"]),
+        (Exit::Ok, &"recreate".into(), &"planned".into())
     );
     assert_eq!(container_ids(&world), ids);
     assert!(k3d_mutations_since(&world, calls).is_empty());
@@ -156,7 +165,7 @@ fn cluster_reconciles_only_when_it_must() {
     let before = container_ids(&world);
     platform.edit(K3D_CONFIG, |t| t.replace("servers: 2", "servers: [2"));
     let out = platform.xtask(&world, &["cluster"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(Exit::of(out.status), Exit::BadInput);
     assert!(String::from_utf8_lossy(&out.stderr).contains("k3d.yaml"));
     assert_eq!(container_ids(&world), before);
 }
@@ -171,7 +180,7 @@ fn docker_unreachable_is_exit_3_naming_docker_host() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(Exit::of(out.status), Exit::Missing, "{stderr}");
     assert!(stderr.contains("DOCKER_HOST=unix:///nonexistent/docker.sock"), "{stderr}");
 }
 
@@ -239,7 +248,7 @@ fn ctrl_c_stops_the_readiness_wait_with_130() {
     );
     support::show(&["cluster", "(interrupted)"], &out);
     assert!(!still_running, "`cargo xtask cluster` ignored Ctrl-C during the readiness wait");
-    assert_eq!(out.status.code(), Some(130));
+    assert_eq!(Exit::of(out.status), Exit::Interrupted(Signal::Interrupt));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("interrupted"), "{stderr}");
     let log = std::fs::read_to_string(platform.log()).unwrap();

@@ -14,6 +14,7 @@ use serde_json::Value;
 use support::{LAYERS, Workspace};
 use testbed::calls::mutating;
 use testbed::world::{World, WorldOptions, require_docker};
+use xtask::error::Exit;
 
 /// Fast controllers: Pods Ready after 0.3 s, a CronJob "minute" of 2 s.
 fn world() -> World {
@@ -104,7 +105,7 @@ fn layer_states(status: &Value) -> Vec<(String, String)> {
 }
 
 /// `status --format json`, timed; no fake tool call may change anything meanwhile.
-fn status(ws: &Workspace, world: &World) -> (Option<i32>, Value, Duration) {
+fn status(ws: &Workspace, world: &World) -> (Exit, Value, Duration) {
     let before = world.calls().len();
     let started = Instant::now();
     let (code, json) = ws.json(world, &["status"]);
@@ -124,7 +125,7 @@ fn timings_report_and_status_on_a_converged_then_failed_platform() {
 
     // A cold bootstrap with the timings report at its default place.
     let (code, summary) = ws.json(&world, &["bootstrap", "--no-install", "--timings"]);
-    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary}");
     let report = ws.path("target/bootstrap-timings.html");
     assert_eq!(summary["timings"]["path"], report.display().to_string());
     let spans = summary["timings"]["spans"].as_array().unwrap();
@@ -173,7 +174,7 @@ fn timings_report_and_status_on_a_converged_then_failed_platform() {
 
     // Converged: status is all well, reads only, and is quick (measured, not asserted).
     let (code, json, took) = status(&ws, &world);
-    assert_eq!(code, Some(0), "{json}");
+    assert_eq!(code, Exit::Ok, "{json}");
     assert_eq!(json["status"], "ok");
     let converged: Vec<_> =
         LAYERS.iter().map(|l| (l.to_string(), "converged".to_owned())).collect();
@@ -200,15 +201,15 @@ fn timings_report_and_status_on_a_converged_then_failed_platform() {
         json["duration_ms"]
     );
     let out = ws.xtask(&world, &["status"]);
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(Exit::of(out.status), Exit::Ok);
     assert!(support::stdout(&out).contains("all well: 9 of 9 layer(s) converged"));
 
     // The auth gate fails in a bootstrap that re-syncs everything: status names it.
     world.set("gate-fail=24-auth").unwrap();
     let (code, summary) = ws.json(&world, &["bootstrap", "--no-install", "--force"]);
-    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(code, Exit::Failed, "{summary}");
     let (code, json, _) = status(&ws, &world);
-    assert_eq!(code, Some(1), "{json}");
+    assert_eq!(code, Exit::Failed, "{json}");
     assert_eq!(json["status"], "failed");
     let auth = support::layer(&json, "24-auth");
     assert_eq!(auth["state"], "failed", "{auth}");
@@ -220,7 +221,7 @@ fn timings_report_and_status_on_a_converged_then_failed_platform() {
         problems[0]["remediation"].as_str().unwrap().contains("kubectl logs -n ameide auth-smoke-")
     );
     let out = ws.xtask(&world, &["status"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(Exit::of(out.status), Exit::Failed);
     let text = support::stdout(&out);
     assert!(
         text.contains("problem: gate ameide/auth-smoke: expected every test hook Succeeded"),
@@ -238,7 +239,7 @@ fn down_keeps_the_caches_then_purge_leaves_nothing() {
     let port = support::free_port();
     let ws = platform(&world, port);
     let (code, summary) = ws.json(&world, &["bootstrap", "--no-install"]);
-    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary}");
     assert!(tilt_answers(port));
     let containers = cluster_containers(&world);
     assert!(!containers.is_empty());
@@ -246,22 +247,26 @@ fn down_keeps_the_caches_then_purge_leaves_nothing() {
 
     // Paused: our Tilt and every container stopped, nothing deleted; status says so.
     let out = ws.xtask(&world, &["cluster", "stop"]);
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(Exit::of(out.status), Exit::Ok);
     assert!(support::stdout(&out).contains("stopped Tilt (pid "), "{}", support::stdout(&out));
     assert!(!tilt_answers(port));
     assert_eq!(running_containers(&world), Vec::<String>::new());
     assert_eq!(cluster_containers(&world), containers, "nodes and registry kept");
     let (code, json, _) = status(&ws, &world);
-    assert_eq!((code, json["cluster"]["state"].as_str()), (Some(1), Some("stopped")), "{json}");
-    let out = ws.xtask(&world, &["cluster", "stop"]);
+    assert_eq!(
+        (code, json["cluster"]["state"].as_str()),
+        (Exit::Failed, Some("stopped")),
+        "{json}"
+    );
+    let (code, json) = ws.json(&world, &["cluster", "stop"]);
     let stopped = format!("nothing to do: cluster `{}` is stopped", world.slot().cluster());
-    assert!(support::stdout(&out).contains(&stopped));
+    assert_eq!((code, &json["done"]), (Exit::Ok, &serde_json::json!([stopped])), "{json}");
     let out = ws.xtask(&world, &["cluster", "start"]);
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(Exit::of(out.status), Exit::Ok);
     assert_eq!(running_containers(&world), containers);
     // Resumed as it was: every layer unchanged, Tilt started again.
     let (code, summary) = ws.json(&world, &["bootstrap", "--no-install"]);
-    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary}");
     assert!(
         summary["layers"].as_array().unwrap().iter().all(|l| l["status"] == "unchanged"),
         "{summary}"
@@ -271,7 +276,7 @@ fn down_keeps_the_caches_then_purge_leaves_nothing() {
     // A plan changes nothing.
     let before = world.calls().len();
     let (code, plan) = ws.json(&world, &["down", "--plan"]);
-    assert_eq!(code, Some(0), "{plan}");
+    assert_eq!(code, Exit::Ok, "{plan}");
     let actions: Vec<&str> =
         plan["actions"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["stop_tilt", "delete_cluster"], "{plan}");
@@ -280,7 +285,7 @@ fn down_keeps_the_caches_then_purge_leaves_nothing() {
 
     // Down: Tilt stopped, no container of the cluster, no kube context; caches kept.
     let (code, down) = ws.json(&world, &["down"]);
-    assert_eq!(code, Some(0), "{down}");
+    assert_eq!(code, Exit::Ok, "{down}");
     assert_eq!(down["status"], "ok");
     assert!(down["actions"].as_array().unwrap().iter().all(|a| a["status"] == "done"), "{down}");
     assert_eq!(cluster_containers(&world), Vec::<String>::new());
@@ -296,20 +301,20 @@ fn down_keeps_the_caches_then_purge_leaves_nothing() {
     // Again: nothing to do, exit 0, no tool call that changes anything.
     let before = world.calls().len();
     let out = ws.xtask(&world, &["down"]);
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(Exit::of(out.status), Exit::Ok);
     assert!(support::stdout(&out).starts_with("down: nothing to do"), "{}", support::stdout(&out));
     assert_eq!(mutating(&world.calls()[before..]), Vec::<String>::new());
 
     // The next bootstrap downloads no image again: the host's store still has them.
     let pulls = testbed::node_images::pulls(world.dir()).unwrap().len();
     let (code, summary) = ws.json(&world, &["bootstrap", "--no-install"]);
-    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary}");
     let now = testbed::node_images::pulls(world.dir()).unwrap();
     assert_eq!(now.len(), pulls, "downloads after down: {:?}", &now[pulls..]);
 
     // Purge: nothing of the platform is left.
     let (code, purged) = ws.json(&world, &["down", "--purge"]);
-    assert_eq!(code, Some(0), "{purged}");
+    assert_eq!(code, Exit::Ok, "{purged}");
     assert_eq!(cluster_containers(&world), Vec::<String>::new());
     assert!(!kube_contexts(&world).contains(&world.slot().context()));
     assert!(!tilt_answers(port));
@@ -321,7 +326,7 @@ fn down_keeps_the_caches_then_purge_leaves_nothing() {
         "no image the bootstrap downloaded"
     );
     let (code, again) = ws.json(&world, &["down", "--purge"]);
-    assert_eq!((code, &again["nothing_to_do"]), (Some(0), &Value::Bool(true)), "{again}");
+    assert_eq!((code, &again["nothing_to_do"]), (Exit::Ok, &Value::Bool(true)), "{again}");
 }
 
 /// Headless Chromium from the Debian package. Missing: the browser check is skipped,

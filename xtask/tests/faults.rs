@@ -12,6 +12,7 @@ use support::{Workspace, parse_summary, show, stdout, text};
 use testbed::calls::mutating;
 use testbed::real_tools::Toolset;
 use testbed::world::{World, WorldOptions, require_docker};
+use xtask::error::{Exit, Signal};
 
 /// Fast knobs: the faithful testbed's defaults stand for minutes of a real cluster.
 fn world() -> World {
@@ -142,8 +143,9 @@ fn bad_input_is_exit_2_naming_it_and_nothing_is_changed() {
             .output()
             .unwrap();
         show(&args, &out);
-        assert_eq!(out.status.code(), Some(2), "{}: {}", case.name, text(&out.stderr));
+        assert_eq!(Exit::of(out.status), Exit::BadInput, "{}: {}", case.name, text(&out.stderr));
         let json = parse_summary(&out.stdout);
+        support::assert_matches_schema(&support::schema_of(case.args, &json), &json);
         assert!(json.to_string().contains(case.text), "{}: {json}", case.name);
         let calls = mutating(&world.calls()[before..]);
         assert_eq!(calls, Vec::<String>::new(), "{}: a tool changed something", case.name);
@@ -166,7 +168,7 @@ fn no_home_uses_the_accounts_home_and_never_a_tilde_folder() {
             assert!(combined.contains(&log.display().to_string()), "{combined}");
             let _ = std::fs::remove_file(log);
         }
-        None => assert_eq!(out.status.code(), Some(2), "{combined}"),
+        None => assert_eq!(Exit::of(out.status), Exit::BadInput, "{combined}"),
     }
 }
 
@@ -192,8 +194,11 @@ fn started_bootstrap(
     child
 }
 
+/// The summary of a bootstrap, as its committed schema says.
 fn json_of(out: &Output) -> Value {
-    parse_summary(&out.stdout)
+    let summary = parse_summary(&out.stdout);
+    support::assert_matches_schema("bootstrap", &summary);
+    summary
 }
 
 #[test]
@@ -216,25 +221,25 @@ fn fault_walk(tools: Toolset) {
     // the cause is fixed a plain re-run goes green.
     world.set("vault-fail").unwrap();
     let (code, summary) = ws.json(&world, &bootstrap);
-    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(code, Exit::Failed, "{summary}");
     assert_eq!(summary["failure"]["layer"], "15-secrets-certificates", "{summary}");
     world.set("healthy").unwrap();
     let (code, summary) = ws.json(&world, &bootstrap);
-    assert_eq!(code, Some(0), "a re-run recovers: {summary}");
+    assert_eq!(code, Exit::Ok, "a re-run recovers: {summary}");
 
     // `--from` vouches only for earlier layers recorded with today's inputs.
     ws.edit("infra/kubernetes/environments/local/auth-smoke.yaml", |t| format!("{t}\n# edit\n"));
     let from = [&bootstrap[..], &["--from", "40-data-plane"]].concat();
     let (code, summary) = ws.json(&world, &from);
-    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(code, Exit::Failed, "{summary}");
     assert!(summary["failure"]["message"].as_str().unwrap().contains("24-auth"), "{summary}");
     let (code, summary) = ws.json(&world, &bootstrap);
-    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary}");
 
     // A gate failure on a terminal-like run is printed once: in the summary, no `error:`.
     world.set("gate-fail=24-auth").unwrap();
     let out = ws.xtask(&world, &["sync", "24-auth"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(Exit::of(out.status), Exit::Failed);
     assert_eq!(stdout(&out).matches("what to do:").count(), 1, "{}", stdout(&out));
     assert!(!text(&out.stderr).contains("error:"), "printed twice: {}", text(&out.stderr));
     let log = std::fs::read_to_string(ws.log()).unwrap();
@@ -249,7 +254,7 @@ fn fault_walk(tools: Toolset) {
     if tools == Toolset::Fake {
         world.set("sync-fail=22-control-plane").unwrap();
         let (code, summary) = ws.json(&world, &["sync", "22-control-plane"]);
-        assert_eq!(code, Some(1), "{summary}");
+        assert_eq!(code, Exit::Failed, "{summary}");
         let message = summary["failure"]["message"].as_str().unwrap();
         assert!(message.contains("release `"), "{summary}");
         world.set("healthy").unwrap();
@@ -263,7 +268,7 @@ fn fault_walk(tools: Toolset) {
         ws.write(chart, &original.replacen("periodSeconds: 5", slow, 1));
         ws.write_settings(&["timeouts = { cluster_ready = 60, layer_sync = 10, gate = 60 }"]);
         let (code, summary) = ws.json(&world, &["sync", "22-control-plane"]);
-        assert_eq!(code, Some(1), "{summary}");
+        assert_eq!(code, Exit::Failed, "{summary}");
         assert_eq!(summary["failure"]["layer"], "22-control-plane", "{summary}");
         let message = summary["failure"]["message"].as_str().unwrap();
         assert!(message.contains("22-control-plane.yaml"), "{summary}");
@@ -275,7 +280,7 @@ fn fault_walk(tools: Toolset) {
     // The plain re-run first rolls the failed gateway back to its deployed revision (helm 3
     // would upgrade from that one's manifest and keep what the failed one added), and says so.
     let (code, summary) = ws.json(&world, &bootstrap);
-    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary}");
     let layer =
         summary["layers"].as_array().unwrap().iter().find(|l| l["name"] == "22-control-plane");
     let warnings = layer.map(|l| l["warnings"].to_string()).unwrap_or_default();
@@ -287,7 +292,7 @@ fn fault_walk(tools: Toolset) {
     // An emptied kubeconfig: the cluster stage restores the k3d context.
     std::fs::write(world.kubeconfig(), "").unwrap();
     let (code, summary) = ws.json(&world, &bootstrap);
-    assert_eq!(code, Some(0), "the context is repaired: {summary}");
+    assert_eq!(code, Exit::Ok, "the context is repaired: {summary}");
 
     // A stale one (the server's port from an older cluster): refreshed the same way.
     let kubeconfig = std::fs::read_to_string(world.kubeconfig()).unwrap();
@@ -296,14 +301,14 @@ fn fault_walk(tools: Toolset) {
     let stale = kubeconfig.replace(&kubeconfig[at..end], "https://127.0.0.1:9");
     std::fs::write(world.kubeconfig(), stale).unwrap();
     let (code, summary) = ws.json(&world, &bootstrap);
-    assert_eq!(code, Some(0), "the stale context is refreshed: {summary}");
+    assert_eq!(code, Exit::Ok, "the stale context is refreshed: {summary}");
 
     // Every mutating command takes the run lock; the one refused names the holder.
     world.set("latency-ms=3000").unwrap();
     let child = started_bootstrap(&ws, &world, tools, "json");
     for args in [&["sync", "10-bootstrap"][..], &["secrets"], &["tilt"], &["cluster"]] {
         let (code, refused) = ws.json(&world, args);
-        assert_eq!(code, Some(1), "{args:?}: {refused}");
+        assert_eq!(code, Exit::Failed, "{args:?}: {refused}");
         let message = refused["error"].as_str().unwrap_or_default();
         assert!(
             message.contains(&format!("pid {} (`cargo xtask bootstrap`)", child.id())),
@@ -320,7 +325,7 @@ fn fault_walk(tools: Toolset) {
     .unwrap();
     let out = child.wait_with_output().unwrap();
     show(&["bootstrap", "(SIGTERM)"], &out);
-    assert_eq!(out.status.code(), Some(143));
+    assert_eq!(Exit::of(out.status), Exit::Interrupted(Signal::Terminate));
     assert_eq!(json_of(&out)["status"], "interrupted");
     let log = std::fs::read_to_string(ws.log()).unwrap();
     assert!(log.lines().last().unwrap_or_default().contains("[gaps]"), "the log was completed");
@@ -333,11 +338,11 @@ fn fault_walk(tools: Toolset) {
     )
     .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(129), "{}", text(&out.stderr));
+    assert_eq!(Exit::of(out.status), Exit::Interrupted(Signal::Hangup), "{}", text(&out.stderr));
     assert_eq!(json_of(&out)["status"], "interrupted");
     world.set("latency-ms=0").unwrap();
     let (code, summary) = ws.json(&world, &bootstrap);
-    assert_eq!(code, Some(0), "a plain re-run after the signals is green: {summary}");
+    assert_eq!(code, Exit::Ok, "a plain re-run after the signals is green: {summary}");
 
     // A dead API (its process gone while the node runs): the cluster stage says so,
     // naming the URL, within its timeout.
@@ -347,7 +352,7 @@ fn fault_walk(tools: Toolset) {
         .unwrap();
     ws.write_settings(&["timeouts = { cluster_ready = 8, layer_sync = 120, gate = 60 }"]);
     let (code, summary) = ws.json(&world, &bootstrap);
-    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(code, Exit::Failed, "{summary}");
     assert_eq!(summary["failure"]["stage"], "cluster", "{summary}");
     assert!(
         summary["failure"]["message"].as_str().unwrap().contains("https://"),
@@ -362,7 +367,7 @@ fn a_kubeconfig_switched_to_another_cluster_sees_no_write() {
     }
     let world = world();
     let ws = platform(&world);
-    assert_eq!(ws.json(&world, &["bootstrap", "--no-tilt"]).0, Some(0));
+    assert_eq!(ws.json(&world, &["bootstrap", "--no-tilt"]).0, Exit::Ok);
 
     // A second cluster (its own API server), made the current context as `k3d cluster
     // create` does by default.
@@ -398,7 +403,7 @@ fn a_kubeconfig_switched_to_another_cluster_sees_no_write() {
         &["tilt"],
     ] {
         let out = ws.xtask(&world, args);
-        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert_eq!(Exit::of(out.status), Exit::Ok, "{args:?}");
     }
     let after =
         kubectl(&["--context", &other_context, "get", "secrets,configmaps", "-A", "-o", "name"]).1;

@@ -11,6 +11,7 @@ use testbed::calls::{Call, mutating};
 use testbed::real_tools::Toolset;
 use testbed::release::{Driver, Release};
 use testbed::world::{World, WorldOptions, require_docker};
+use xtask::error::Exit;
 
 const TIMEOUTS: &str =
     "timeouts = { cluster_ready = 60, layer_sync = 120, gate = 60, vault_bootstrap = 60 }";
@@ -26,7 +27,7 @@ fn run(
     world: &World,
     env: &[(&str, &str)],
     args: &[&str],
-) -> (Option<i32>, Value, String) {
+) -> (Exit, Value, String) {
     let mut all = args.to_vec();
     all.extend(["--format", "json"]);
     let mut cmd = ws.command(world, &all);
@@ -35,7 +36,10 @@ fn run(
     show(&all, &out);
     let stdout = text(&out.stdout);
     let summary = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-    (out.status.code(), summary, format!("{stdout}{}", text(&out.stderr)))
+    if !summary.is_null() {
+        support::assert_matches_schema(&support::schema_of(args, &summary), &summary);
+    }
+    (Exit::of(out.status), summary, format!("{stdout}{}", text(&out.stderr)))
 }
 
 /// Every revision of release `name` in `ameide` that Helm keeps in `driver`'s records.
@@ -88,12 +92,12 @@ fn old_helmfile_is_refused_0_166_converges_and_pending_releases_recover() {
     // one mutating call, from doctor and from the bootstrap (also with --no-install).
     world.set("helmfile-version=0.150.0").unwrap();
     let (code, _, printed) = run(&ws, &world, &[], &bootstrap);
-    assert_eq!(code, Some(3), "{printed}");
+    assert_eq!(code, Exit::Missing, "{printed}");
     assert!(printed.contains("helmfile 0.150.0 ("), "{printed}");
     assert!(printed.contains("is older than 0.163.0"), "{printed}");
     assert!(printed.contains("`cargo xtask tools install helmfile`"), "{printed}");
     let (code, doctor, printed) = run(&ws, &world, &[], &["doctor"]);
-    assert_eq!(code, Some(3), "{printed}");
+    assert_eq!(code, Exit::Missing, "{printed}");
     let helmfile = doctor["checks"].as_array().unwrap().iter().find(|c| c["name"] == "helmfile");
     let helmfile = helmfile.unwrap_or_else(|| panic!("{doctor}"));
     assert_eq!((&helmfile["status"], &helmfile["version"]), (&"missing".into(), &"0.150.0".into()));
@@ -103,7 +107,7 @@ fn old_helmfile_is_refused_0_166_converges_and_pending_releases_recover() {
     // template layer is rendered by this helmfile too.
     world.set("helmfile-version=0.166.0").unwrap();
     let (code, summary, printed) = run(&ws, &world, &[], &bootstrap);
-    assert_eq!(code, Some(0), "{printed}");
+    assert_eq!(code, Exit::Ok, "{printed}");
     let syncs: Vec<Call> = world
         .calls()
         .into_iter()
@@ -127,7 +131,7 @@ fn old_helmfile_is_refused_0_166_converges_and_pending_releases_recover() {
     // The plan says what the sync of those layers does first, and changes nothing.
     let before = world.calls().len();
     let (code, plan, printed) = run(&ws, &world, &[], &[&bootstrap[..], &["--plan"]].concat());
-    assert_eq!(code, Some(0), "{printed}");
+    assert_eq!(code, Exit::Ok, "{printed}");
     let first = |name: &str| layer(&plan, name)["first"].to_string();
     assert!(
         first("24-auth").contains(&format!(
@@ -142,7 +146,7 @@ fn old_helmfile_is_refused_0_166_converges_and_pending_releases_recover() {
     // The run brings both back, says so, and converges.
     let before = world.calls().len();
     let (code, summary, printed) = run(&ws, &world, &[], &bootstrap);
-    assert_eq!(code, Some(0), "{printed}");
+    assert_eq!(code, Exit::Ok, "{printed}");
     let warnings = |name: &str| layer(&summary, name)["warnings"].to_string();
     assert!(
         warnings("24-auth").contains(&format!(
@@ -181,14 +185,14 @@ fn configmap_storage_converges_and_sql_is_refused(tools: Toolset) {
 
     // A storage the engine cannot read: exit 3 before anything changes.
     let (code, _, printed) = run(&ws, &world, &[("HELM_DRIVER", "sql")], &bootstrap);
-    assert_eq!(code, Some(3), "{printed}");
+    assert_eq!(code, Exit::Missing, "{printed}");
     assert!(printed.contains("HELM_DRIVER=sql keeps releases in a SQL database"), "{printed}");
     assert_eq!(mutating(&world.calls()), Vec::<String>::new());
 
     // ConfigMaps: green, then a re-run changes nothing.
     let configmap = [("HELM_DRIVER", "configmap")];
     let (code, summary, printed) = run(&ws, &world, &configmap, &bootstrap);
-    assert_eq!(code, Some(0), "{printed}");
+    assert_eq!(code, Exit::Ok, "{printed}");
     assert_eq!(layer(&summary, "24-auth")["gate"], "passed", "{summary}");
     let records = revisions(&world, Driver::ConfigMap, "keycloak");
     assert_eq!(records.len(), 1, "keycloak is stored in a ConfigMap");
@@ -196,7 +200,7 @@ fn configmap_storage_converges_and_sql_is_refused(tools: Toolset) {
     assert!(revisions(&world, Driver::Secret, "keycloak").is_empty(), "and in no Secret");
     let before = world.calls().len();
     let (code, summary, printed) = run(&ws, &world, &configmap, &bootstrap);
-    assert_eq!(code, Some(0), "{printed}");
+    assert_eq!(code, Exit::Ok, "{printed}");
     for name in support::LAYERS {
         assert_eq!(layer(&summary, name)["status"], "unchanged", "{summary}");
     }

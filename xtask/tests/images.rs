@@ -9,6 +9,7 @@ use serde_json::Value;
 use support::{Workspace, layer};
 use testbed::node_images;
 use testbed::world::{World, WorldOptions, require_docker};
+use xtask::error::Exit;
 
 const K3D_CONFIG: &str = support::K3D_CONFIG;
 
@@ -67,7 +68,7 @@ fn images_come_through_the_cache_once_on_any_docker_and_survive_recreation() {
     });
 
     let (code, plan) = ws.json(&world, &["plan"]);
-    assert_eq!(code, Some(0), "{plan}");
+    assert_eq!(code, Exit::Ok, "{plan}");
     assert_eq!(layer(&plan, "10-bootstrap")["images"], serde_json::json!([PINNED]));
     // The slot's names of the sample's images (a digest-pinned one stays as it is).
     let [busybox, vault, postgres] =
@@ -79,7 +80,7 @@ fn images_come_through_the_cache_once_on_any_docker_and_survive_recreation() {
     assert_eq!(layer(&plan, "40-data-plane")["images"], serde_json::json!([postgres]));
 
     let (code, cold) = ws.json(&world, &["bootstrap", "--no-tilt"]);
-    assert_eq!(code, Some(0), "{cold}");
+    assert_eq!(code, Exit::Ok, "{cold}");
     assert_eq!(images(&cold)["fetched"], 4, "{}", images(&cold));
     assert_eq!(images(&cold)["failed"], serde_json::json!([]));
     assert!(!cold.to_string().contains("not fetched ahead"), "an image warning: {cold}");
@@ -112,7 +113,7 @@ fn images_come_through_the_cache_once_on_any_docker_and_survive_recreation() {
     ws.edit(K3D_CONFIG, |t| t.replace("agents: 0", "agents: 1"));
     let before = downloads(&world);
     let (code, recreated) = ws.json(&world, &["bootstrap", "--no-tilt"]);
-    assert_eq!(code, Some(0), "{recreated}");
+    assert_eq!(code, Exit::Ok, "{recreated}");
     assert_eq!(images(&recreated)["fetched"], 4, "{}", images(&recreated));
     assert_eq!(downloads(&world), before, "a recreation downloaded an image again");
     // Every node of the new cluster has them (each node's containerd pulled).
@@ -132,7 +133,7 @@ fn an_unfetchable_image_is_a_warning_and_the_failure_of_its_layer() {
     let vault = slot.image("hashicorp/vault:1.17.6");
     world.set(&format!("image-unfetchable={vault}")).unwrap();
     let (code, summary) = ws.json(&world, &["bootstrap", "--no-tilt"]);
-    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(code, Exit::Failed, "{summary}");
 
     let failed = &images(&summary)["failed"];
     assert_eq!(failed[0]["image"], vault, "{failed}");
@@ -179,7 +180,7 @@ fn a_gate_whose_image_cannot_be_pulled_fails_at_once_naming_it() {
     let started = std::time::Instant::now();
     let (code, summary) = ws.json(&world, &["bootstrap", "--no-tilt"]);
     let took = started.elapsed();
-    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(code, Exit::Failed, "{summary}");
     assert!(took < std::time::Duration::from_secs(60), "waited out the gate's 60 s: {took:?}");
     assert_eq!(summary["failure"]["layer"], "10-bootstrap", "{summary}");
     let failure = summary["failure"].to_string();

@@ -18,6 +18,7 @@ use support::{LAYERS, Workspace, layer, smoke, synced_layers};
 use testbed::calls::mutating;
 use testbed::real_tools::{self, Toolset};
 use testbed::world::{World, WorldOptions, require_docker};
+use xtask::error::Exit;
 
 fn world(tools: Toolset, extra: &[&str]) -> Option<World> {
     if !require_docker() || !real_tools::require(tools) {
@@ -38,7 +39,7 @@ fn platform(world: &World) -> Workspace {
         .for_world(world)
 }
 
-fn bootstrap(platform: &Workspace, world: &World) -> (Option<i32>, Value) {
+fn bootstrap(platform: &Workspace, world: &World) -> (Exit, Value) {
     platform.json(world, &["bootstrap", "--no-install", "--no-tilt"])
 }
 
@@ -109,7 +110,7 @@ fn bundle_on_and_off(platform: &Workspace, world: &World) {
     let before = world.calls().len();
     let (code, summary) = platform
         .json(world, &["bootstrap", "--no-install", "--no-tilt", "--bundle", "observability"]);
-    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary}");
     assert_eq!(synced_layers(&world.calls()[before..]), ["45-data-plane-ext"]);
     assert_eq!(layer(&summary, "45-data-plane-ext")["gate"], "passed", "{summary}");
     let releases = helm_list(world);
@@ -121,7 +122,7 @@ fn bundle_on_and_off(platform: &Workspace, world: &World) {
 
     let before = world.calls().len();
     let (code, summary) = bootstrap(platform, world);
-    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary}");
     let destroys: Vec<String> = mutating(&world.calls()[before..])
         .into_iter()
         .filter(|c| c.starts_with("helmfile") && c.contains("destroy"))
@@ -140,13 +141,13 @@ fn helm_3_bootstrap_converges_and_a_rerun_changes_nothing() {
     let Some(world) = world(Toolset::Helm3, &[]) else { return };
     let platform = platform(&world);
     let (code, summary) = bootstrap(&platform, &world);
-    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary}");
     assert_every_gate_passed(Toolset::Helm3, &summary);
     assert_real_tools_ran(&world, true);
 
     let before = world.calls().len();
     let (code, summary) = bootstrap(&platform, &world);
-    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary}");
     let again = mutating(&world.calls()[before..]);
     assert!(again.is_empty(), "a converged re-run changed something: {again:?}");
 
@@ -160,7 +161,7 @@ fn helm_4_bootstrap_converges_with_real_helm_gates() {
     let Some(world) = world(Toolset::Helm4, &[]) else { return };
     let platform = platform(&world);
     let (code, summary) = bootstrap(&platform, &world);
-    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary}");
     assert_every_gate_passed(Toolset::Helm4, &summary);
     assert_real_tools_ran(&world, false);
     time_a_passing_gate(Toolset::Helm4, &world);
@@ -172,7 +173,7 @@ fn a_failing_gate_under_real_helm_names_the_gate_and_quotes_its_pod_log() {
     let Some(world) = world(Toolset::Helm3, &["gate-fail=24-auth"]) else { return };
     let platform = platform(&world);
     let (code, summary) = bootstrap(&platform, &world);
-    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(code, Exit::Failed, "{summary}");
     assert_eq!(summary["failure"]["layer"], "24-auth", "{summary}");
     assert_eq!(layer(&summary, "24-auth")["gate"], "failed", "{summary}");
     assert_eq!(layer(&summary, "40-data-plane")["status"], "skipped", "{summary}");
@@ -192,7 +193,7 @@ fn helmfile_0_166_with_helm_4_is_refused_before_any_change() {
     helm_4.save(world.dir()).unwrap();
     let platform = platform(&world);
     let (code, summary) = bootstrap(&platform, &world);
-    assert_eq!(code, Some(3), "{summary}");
+    assert_eq!(code, Exit::Missing, "{summary}");
     let message = summary["failure"]["message"].as_str().unwrap();
     assert!(message.contains("helmfile 0.166.0 cannot drive helm 4.1.4"), "{message}");
     let changed = mutating(&world.calls());
@@ -285,7 +286,7 @@ fn a_session_killed_while_real_helm_installs_layer_40_recovers_on_a_plain_rerun(
 
     let before = world.calls().len();
     let (code, summary) = bootstrap(&platform, &world);
-    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary}");
     let warnings = layer(&summary, "40-data-plane")["warnings"].to_string();
     assert!(warnings.contains("release postgres was left pending-install"), "{summary}");
     let calls = mutating(&world.calls()[before..]);

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use support::{LAYERS, Workspace, layer, show, synced_layers};
 use testbed::calls::Call;
 use testbed::world::{World, WorldOptions, require_docker};
+use xtask::error::Exit;
 
 fn world(extra: &[&str]) -> World {
     let mut scenarios = vec!["startup-ms=500".to_string(), "cron-minute-ms=2000".to_string()];
@@ -40,7 +41,7 @@ fn every_gate_passes_under_helm_3_and_helm_4() {
         let world = world(&[&format!("helm-version={version}")]);
         let platform = platform(&world);
         let (code, summary) = platform.json(&world, &["bootstrap"]);
-        assert_eq!(code, Some(0), "helm {version}: {summary}");
+        assert_eq!(code, Exit::Ok, "helm {version}: {summary}");
         for name in LAYERS {
             let row = layer(&summary, name);
             assert_eq!(row["gate"], "passed", "helm {version}: {row}");
@@ -58,7 +59,7 @@ fn a_flaky_vault_bootstrap_is_waited_for_as_the_cronjob_retries() {
     let world = world(&["vault-flaky"]);
     let platform = platform(&world);
     let (code, summary) = platform.json(&world, &["bootstrap", "--no-tilt"]);
-    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary}");
 }
 
 #[test]
@@ -135,7 +136,7 @@ fn killing_the_whole_session_mid_run_leaves_the_cluster_and_a_rerun_is_green() {
     world.set("latency-ms=0").unwrap();
     let out = platform.xtask(&world, &["bootstrap", "--no-tilt", "--format", "json"]);
     show(&["bootstrap", "(after kill -9)"], &out);
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(Exit::of(out.status), Exit::Ok);
 }
 
 /// SIGKILL every process of session `sid` (what a closed terminal's `kill -9` of the

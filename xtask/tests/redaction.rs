@@ -18,6 +18,7 @@ use support::{Workspace, layer, show, text};
 use testbed::leaks::{GATE_LEAK_KEY, VAULT_ROOT_TOKEN, VAULT_UNSEAL_KEYS};
 use testbed::real_tools::Toolset;
 use testbed::world::World;
+use xtask::error::Exit;
 
 fn platform(world: &World) -> Workspace {
     Workspace::new(&[
@@ -69,7 +70,7 @@ fn vault_init_output_is_redacted(tools: Toolset) {
     secrets.push("ameide-local-root");
 
     let out = xtask(&ws, &world, &[&bootstrap[..], &["--format", "json"]].concat(), &secrets);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(Exit::of(out.status), Exit::Failed);
     let summary = support::parse_summary(&out.stdout);
     let failure = &summary["failure"];
     assert_eq!(failure["layer"], "15-secrets-certificates", "{summary}");
@@ -85,7 +86,7 @@ fn vault_init_output_is_redacted(tools: Toolset) {
 
     // The same on a terminal: the table on stdout, progress on stderr.
     let out = xtask(&ws, &world, &bootstrap, &secrets);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(Exit::of(out.status), Exit::Failed);
     let table = text(&out.stdout);
     assert!(table.contains("Unseal Key 1: [redacted]"), "{table}");
 
@@ -158,7 +159,7 @@ fn a_canary_corpus_a_tool_prints_reaches_no_output() {
             .env("PATH", &path)
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        assert_eq!(Exit::of(out.status), Exit::Failed, "{}", text(&out.stderr));
         outputs.push((format!("stdout ({format})"), text(&out.stdout)));
         outputs.push((format!("stderr ({format})"), text(&out.stderr)));
     }
@@ -220,7 +221,7 @@ fn postgres_password_is_in_no_output(tools: Toolset) {
     let Some(world) = support::tools_world(tools, &[]) else { return };
     let ws = platform(&world);
     let out = xtask(&ws, &world, &support::bootstrap_args(tools), &[]);
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(Exit::of(out.status), Exit::Ok);
 
     // The password as the cluster holds it, and its base64 form.
     let kubectl = |args: &[&str]| -> Output {
@@ -257,7 +258,7 @@ fn postgres_password_is_in_no_output(tools: Toolset) {
     let mut leaked: Vec<&str> = secrets.to_vec();
     leaked.extend(key_body());
     let out = xtask(&ws, &world, &["sync", "40-data-plane", "--format", "json"], &leaked);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(Exit::of(out.status), Exit::Failed);
     let summary = text(&out.stdout);
     assert!(summary.contains("`data-plane-smoke-postgres-ready` printed:"), "{summary}");
     assert!(summary.contains("tried password [redacted] from the environment"), "{summary}");

@@ -17,6 +17,7 @@ use support::{Workspace, layer, show, synced_layers, text};
 use testbed::manifests;
 use testbed::real_tools::Toolset;
 use testbed::world::{World, WorldOptions, require_docker};
+use xtask::error::Exit;
 
 /// The fixture password the sample platform's Postgres Secret holds
 /// (infra/kubernetes/environments/local/postgres.yaml).
@@ -54,9 +55,9 @@ impl Platform {
         out
     }
 
-    fn json(&self, world: &World, args: &[&str]) -> (Option<i32>, Value) {
+    fn json(&self, world: &World, args: &[&str]) -> (Exit, Value) {
         let out = self.xtask(world, &[args, &["--format", "json"]].concat());
-        (out.status.code(), support::parse_summary(&out.stdout))
+        support::checked_json(args, &out)
     }
 
     fn sync_file(&self, world: &World, file: &std::path::Path) {
@@ -155,7 +156,7 @@ fn secrets_stage_writes_db_migrations_once_and_waits_through_failed_attempts() {
     // Before the layers: the CronJob is not there, and the message says which layer to sync.
     // A failed stage is the command's result (on stdout): the finding and what to do.
     let out = platform.xtask(&world, &["secrets"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(Exit::of(out.status), Exit::Failed);
     let stdout = text(&out.stdout);
     assert!(stdout.contains("CronJob vault/foundation-vault-bootstrap not found"), "{stdout}");
     assert!(stdout.contains("what to do: sync layer 15-secrets-certificates first"), "{stdout}");
@@ -207,7 +208,7 @@ fn secrets_stage_writes_db_migrations_once_and_waits_through_failed_attempts() {
     until_newest_vault_job_failed(&world);
     let started = Instant::now();
     let (code, result) = platform.json(&world, &["secrets"]);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Exit::Failed);
     assert!(started.elapsed() >= Duration::from_secs(10), "gave up before the timeout");
     assert_eq!(result["status"], "failed", "{result}");
     let found = result["failure"]["found"].as_str().unwrap();
@@ -228,7 +229,7 @@ fn secrets_stage_writes_db_migrations_once_and_waits_through_failed_attempts() {
     // is synced, and the failure names every attempt's Job.
     let before = world.calls().len();
     let (code, summary) = platform.json(&world, &["bootstrap", "--no-tilt"]);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Exit::Failed);
     let failure = &summary["failure"];
     assert_eq!(failure["stage"], "layers", "{summary}");
     assert_eq!(failure["layer"], "15-secrets-certificates", "{summary}");
@@ -251,7 +252,7 @@ fn secrets_stage_writes_db_migrations_once_and_waits_through_failed_attempts() {
     // attempts it saw named as warnings.
     world.set("healthy").unwrap();
     let (code, result) = platform.json(&world, &["secrets"]);
-    assert_eq!(code, Some(0), "{result}");
+    assert_eq!(code, Exit::Ok, "{result}");
 }
 
 #[test]
@@ -269,7 +270,7 @@ fn vault_flaky_bootstrap_converges(tools: Toolset) {
     let Some(world) = support::tools_world(tools, &["vault-flaky"]) else { return };
     let platform = Platform::new(&world);
     let (code, summary) = platform.json(&world, &support::bootstrap_args(tools));
-    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary}");
     let warnings = layer(&summary, "15-secrets-certificates")["warnings"].to_string();
     assert!(
         warnings.contains("Vault bootstrap attempt Job vault/foundation-vault-bootstrap-")
@@ -316,7 +317,7 @@ fn healthy_bootstrap_runs_secrets_and_tilt_stages_last() {
 
     // The plan names the secrets steps after their layers.
     let (code, summary) = platform.json(&world, &["bootstrap", "--plan"]);
-    assert_eq!(code, Some(0));
+    assert_eq!(code, Exit::Ok);
     let then = |name: &str| layer(&summary, name)["then"].clone();
     assert_eq!(
         then("15-secrets-certificates"),
@@ -334,7 +335,7 @@ fn healthy_bootstrap_runs_secrets_and_tilt_stages_last() {
     let upto = ["10-bootstrap", "15-secrets-certificates", "20-core-operators"];
     let upto = [&upto[..], &["22-control-plane", "24-auth", "40-data-plane"]].concat();
     let (code, _) = platform.json(&world, &[&["sync"], &upto[..]].concat());
-    assert_eq!(code, Some(0));
+    assert_eq!(code, Exit::Ok);
     let written = kubectl_get(&world, &["secret", "-n", "ameide", "db-migrations-local"])
         .expect("db-migrations-local written after 40-data-plane");
     assert_eq!(decoded(&written, "user"), "ameide");
@@ -348,7 +349,7 @@ fn healthy_bootstrap_runs_secrets_and_tilt_stages_last() {
     // secrets stage does not redo them, and it passes with a warning naming the missing
     // controller and the ExternalSecret it cannot check.
     let (code, summary) = platform.json(&world, &["bootstrap"]);
-    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary}");
     let stages: Vec<(&str, &str)> = summary["stages"]
         .as_array()
         .unwrap()
@@ -388,7 +389,7 @@ fn healthy_bootstrap_runs_secrets_and_tilt_stages_last() {
         es["status"]["conditions"].is_array().then_some(())
     });
     let (code, result) = platform.json(&world, &["secrets"]);
-    assert_eq!(code, Some(1), "{result}");
+    assert_eq!(code, Exit::Failed, "{result}");
     assert_eq!(result["failure"]["subject"], "ExternalSecrets", "{result}");
     let found = result["failure"]["found"].as_str().unwrap();
     assert!(found.contains("1 of 1 ExternalSecrets not Ready"), "{found}");
@@ -403,7 +404,7 @@ fn healthy_bootstrap_runs_secrets_and_tilt_stages_last() {
     // --no-tilt leaves the stage out (and the failing ExternalSecret fails the bootstrap:
     // the key is still missing; ESO retries, so once it exists the ExternalSecret syncs).
     let (code, summary) = platform.json(&world, &["bootstrap", "--no-tilt"]);
-    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(code, Exit::Failed, "{summary}");
     assert!(!summary["stages"].as_array().unwrap().iter().any(|s| s["name"] == "tilt"));
 }
 
@@ -435,7 +436,7 @@ fn a_store_held_not_ready_fails_the_secrets_stage_and_one_made_ready_passes() {
     let upto = ["10-bootstrap", "15-secrets-certificates", "20-core-operators"];
     let upto = [&upto[..], &["22-control-plane", "24-auth", "40-data-plane"]].concat();
     let (code, _) = platform.json(&world, &[&["sync"], &upto[..]].concat());
-    assert_eq!(code, Some(0));
+    assert_eq!(code, Exit::Ok);
     support::kubectl_apply(&world, manifests::ESO_CRDS);
     let keycloak_admin = manifests::keycloak_external_secret("keycloak-admin", "admin");
     support::kubectl_apply(&world, &format!("{}---\n{keycloak_admin}", manifests::VAULT_STORE));
@@ -447,7 +448,7 @@ fn a_store_held_not_ready_fails_the_secrets_stage_and_one_made_ready_passes() {
 
     let started = Instant::now();
     let (code, result) = platform.json(&world, &["secrets"]);
-    assert_eq!(code, Some(1), "{result}");
+    assert_eq!(code, Exit::Failed, "{result}");
     assert!(started.elapsed() >= Duration::from_secs(6), "the wait is bounded, not skipped");
     assert_eq!(result["failure"]["subject"], "secret stores", "{result}");
     let found = result["failure"]["found"].as_str().unwrap();
@@ -479,7 +480,7 @@ fn a_store_held_not_ready_fails_the_secrets_stage_and_one_made_ready_passes() {
     };
     let (code, result) = platform.json(&world, &["secrets"]);
     fix.join().unwrap();
-    assert_eq!(code, Some(0), "{result}");
+    assert_eq!(code, Exit::Ok, "{result}");
     let es = kubectl_get(&world, &["externalsecret", "-n", "ameide", "keycloak-admin"]).unwrap();
     assert_eq!(es["status"]["conditions"][0]["status"], "True", "{es}");
 }

@@ -14,6 +14,7 @@ use support::Workspace;
 use support::smoke::{self, Run, TRIALS, smoke_binary};
 use testbed::manifests;
 use testbed::world::{World, WorldOptions, require_docker, testbed_bin};
+use xtask::error::Exit;
 
 /// A workspace root of our own holding a copy of the repository's infra/.
 struct Platform(Workspace);
@@ -145,7 +146,7 @@ fn listing_needs_no_cluster_and_a_check_that_cannot_run_says_why() {
 
     // No cluster: each check fails, saying it could not check and why.
     let run = Run::new(offline(&["cluster::"]));
-    assert_eq!(run.output.status.code(), Some(101));
+    assert_eq!(Exit::of(run.output.status), Exit::Other(Some(101)));
     assert_eq!(run.failed(), ["cluster::exists", "cluster::registry"]);
     let message = run.message("cluster::exists");
     assert!(message.starts_with("expected: k3d cluster `ameide` running"), "{message}");
@@ -200,7 +201,7 @@ fn healthy_platform_passes_every_trial_and_broken_ones_fail_alone() {
     };
     let tests_before = helm_tests(&world.calls());
     let run = platform.smoke(&world, &binary);
-    assert_eq!(run.output.status.code(), Some(101));
+    assert_eq!(Exit::of(run.output.status), Exit::Other(Some(101)));
     assert_eq!(run.failed(), [auth]);
     assert_eq!(helm_tests(&world.calls()) - tests_before, 9, "one fresh `helm test` per gate");
     let message = run.message(auth);

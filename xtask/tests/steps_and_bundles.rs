@@ -10,6 +10,7 @@ use support::{LAYERS, Workspace, layer, show, synced_layers};
 use testbed::calls::mutating;
 use testbed::manifests;
 use testbed::world::{World, WorldOptions, require_docker};
+use xtask::error::Exit;
 
 /// The value of the step's required variable: never in any output or the log.
 const TOKEN: &str = "step-token-7f3a9c1e";
@@ -41,7 +42,7 @@ fn platform(world: &World) -> Workspace {
 }
 
 /// `bootstrap --format json --no-tilt [args]` with `SDK_TOKEN` set or not.
-fn run(ws: &Workspace, world: &World, token: bool, args: &[&str]) -> (Option<i32>, Value, String) {
+fn run(ws: &Workspace, world: &World, token: bool, args: &[&str]) -> (Exit, Value, String) {
     let mut all = vec!["bootstrap", "--format", "json", "--no-tilt"];
     all.extend_from_slice(args);
     let mut cmd = ws.command(world, &all);
@@ -58,7 +59,7 @@ fn run(ws: &Workspace, world: &World, token: bool, args: &[&str]) -> (Option<i32
         std::fs::read_to_string(ws.log()).unwrap_or_default()
     );
     assert!(!everything.contains(TOKEN), "the step's variable leaked");
-    (out.status.code(), serde_json::from_str(&stdout).unwrap_or(Value::Null), everything)
+    (Exit::of(out.status), serde_json::from_str(&stdout).unwrap_or(Value::Null), everything)
 }
 
 fn step<'a>(summary: &'a Value, name: &str) -> &'a Value {
@@ -82,13 +83,13 @@ fn steps_run_skip_and_fail_and_bundles_install_and_uninstall() {
 
     // The step's variable is missing: exit 3 naming step and variable, nothing changed.
     let (code, _, text) = run(&ws, &world, false, &[]);
-    assert_eq!(code, Some(3), "{text}");
+    assert_eq!(code, Exit::Missing, "{text}");
     assert!(text.contains("step `sdk`: environment variable SDK_TOKEN is not set"), "{text}");
     assert_eq!(mutating(&world.calls()), Vec::<String>::new(), "nothing may change");
 
     // Green: the step runs after its layer, in the root, tagged in the log.
     let (code, summary, text) = run(&ws, &world, true, &[]);
-    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary}");
     assert_eq!(step(&summary, "sdk")["status"], "ran", "{summary}");
     assert!(step(&summary, "sdk")["duration_ms"].is_u64());
     // The sample's step (helm lint of the local charts, after the cluster) works here.
@@ -117,7 +118,7 @@ fn steps_run_skip_and_fail_and_bundles_install_and_uninstall() {
     docker(&["tag", testbed::images::NODE_IMAGE, &image]);
     docker(&["push", &image]);
     let (code, summary, _) = run(&ws, &world, true, &[]);
-    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary}");
     assert_eq!(step(&summary, "sdk")["status"], "unchanged", "{summary}");
     assert_eq!(step(&summary, "lint-local-charts")["status"], "unchanged", "{summary}");
     assert_eq!(summary["registry"]["repositories"], serde_json::json!(["ameide/demo"]));
@@ -134,7 +135,7 @@ fn steps_run_skip_and_fail_and_bundles_install_and_uninstall() {
     // The bundle on: only the layer holding it syncs, its releases and gate run.
     let before = world.calls().len();
     let (code, summary, _) = run(&ws, &world, true, &["--bundle", "observability"]);
-    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary}");
     assert_eq!(synced_layers(&world.calls()[before..]), ["45-data-plane-ext"]);
     assert_eq!(layer(&summary, "45-data-plane-ext")["gate"], "passed");
     let releases = helm_list(&world);
@@ -150,7 +151,7 @@ fn steps_run_skip_and_fail_and_bundles_install_and_uninstall() {
 
     // Off again: the plan says it uninstalls first; the run does, and syncs nothing else.
     let (code, plan, _) = run(&ws, &world, true, &["--plan"]);
-    assert_eq!(code, Some(0), "{plan}");
+    assert_eq!(code, Exit::Ok, "{plan}");
     let reason =
         layer(&plan, "45-data-plane-ext")["reason"].as_str().unwrap_or_default().to_owned();
     assert!(
@@ -164,7 +165,7 @@ fn steps_run_skip_and_fail_and_bundles_install_and_uninstall() {
     }
     let before = world.calls().len();
     let (code, summary, _) = run(&ws, &world, true, &[]);
-    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary}");
     let destroy: Vec<String> =
         mutating(&world.calls()[before..]).into_iter().filter(|c| c.contains("destroy")).collect();
     assert_eq!(destroy.len(), 1, "{destroy:?}");
@@ -191,7 +192,7 @@ fn steps_run_skip_and_fail_and_bundles_install_and_uninstall() {
     ws.write_settings(&[TIMEOUTS, &broken]);
     let before = world.calls().len();
     let (code, summary, _) = run(&ws, &world, true, &[]);
-    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(code, Exit::Failed, "{summary}");
     assert_eq!(step(&summary, "broken")["status"], "failed");
     assert_eq!(summary["failure"]["layer"], "15-secrets-certificates");
     let message = summary["failure"]["message"].as_str().unwrap_or_default();

@@ -5,6 +5,7 @@ mod support;
 
 use support::Workspace;
 use testbed::world::{World, WorldOptions, require_docker};
+use xtask::error::Exit;
 
 /// A workspace root and the Tilt port its settings name.
 struct Platform {
@@ -90,7 +91,7 @@ fn a_tiltfile_that_fails_to_load_ends_the_wait_at_once_with_tilts_error() {
     let started = std::time::Instant::now();
     let out = platform.workspace.xtask(&world, &["tilt"]);
     let took = started.elapsed();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(Exit::of(out.status), Exit::Failed);
     assert!(took < std::time::Duration::from_secs(30), "took {took:?}, the wait is 120 s");
     // The failure is the command's result (on stdout): Tilt's own error, and what to do.
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -114,7 +115,7 @@ fn a_tiltfile_that_fails_to_load_ends_the_wait_at_once_with_tilts_error() {
     // The same Tilt, already running: no new `tilt up`, the same quick failure.
     let started = std::time::Instant::now();
     let out = platform.workspace.xtask(&world, &["tilt"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(Exit::of(out.status), Exit::Failed);
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("Error in fail: fail: testbed scenario"), "{stdout}");

@@ -103,19 +103,19 @@ impl Workspace {
     }
 
     /// `cargo xtask tools install`: exit code, stdout, stderr.
-    fn install(&self) -> (i32, String, String) {
+    fn install(&self) -> (Exit, String, String) {
         self.install_with(&[])
     }
 
     /// `cargo xtask tools install` with these environment variables (proxies).
-    fn install_with(&self, env: &[(&str, &str)]) -> (i32, String, String) {
+    fn install_with(&self, env: &[(&str, &str)]) -> (Exit, String, String) {
         let output = self.xtask(&["tools", "install"]).envs(env.iter().copied()).output().unwrap();
         let run = (
-            output.status.code().unwrap_or(-1),
+            Exit::of(output.status),
             String::from_utf8_lossy(&output.stdout).into_owned(),
             String::from_utf8_lossy(&output.stderr).into_owned(),
         );
-        eprintln!("$ xtask tools install {env:?} -> exit {}\n{}{}", run.0, run.1, run.2);
+        eprintln!("$ xtask tools install {env:?} -> exit {:?}\n{}{}", run.0, run.1, run.2);
         run
     }
 
@@ -180,7 +180,7 @@ fn install_puts_runnable_tools_in_place_and_a_second_run_downloads_nothing() {
     let workspace = Workspace::new(&release(&server, "3.18.4"));
 
     let (code, stdout, stderr) = workspace.install();
-    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(code, Exit::Ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("k3d 5.7.5: installed (.tools/bin/k3d)"), "{stdout}");
     assert!(stdout.contains("helm 3.18.4: installed (.tools/bin/helm)"), "{stdout}");
     assert_eq!(workspace.run_tool("k3d"), "k3d version v5.7.5\n");
@@ -188,7 +188,7 @@ fn install_puts_runnable_tools_in_place_and_a_second_run_downloads_nothing() {
     assert_eq!(server.requests().len(), 2);
 
     let (code, stdout, _) = workspace.install();
-    assert_eq!(code, 0);
+    assert_eq!(code, Exit::Ok);
     assert!(stdout.contains("k3d 5.7.5: already installed"), "{stdout}");
     assert!(stdout.contains("helm 3.18.4: already installed"), "{stdout}");
     assert_eq!(server.requests().len(), 2, "a second run must download nothing");
@@ -196,7 +196,7 @@ fn install_puts_runnable_tools_in_place_and_a_second_run_downloads_nothing() {
     // A new pinned version replaces only that tool.
     workspace.pin(&release(&server, "3.19.0"));
     let (code, stdout, stderr) = workspace.install();
-    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(code, Exit::Ok, "{stderr}");
     assert!(stdout.contains("helm 3.19.0: installed"), "{stdout}");
     assert!(stdout.contains("k3d 5.7.5: already installed"), "{stdout}");
     assert_eq!(workspace.run_tool("helm"), "helm version v3.19.0\n");
@@ -214,7 +214,7 @@ fn tampered_download_is_refused_and_nothing_is_installed() {
     let workspace = Workspace::new(&pins);
 
     let (code, stdout, stderr) = workspace.install();
-    assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(code, Exit::Failed, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stderr.contains("helm 3.18.4: checksum mismatch"), "{stderr}");
     assert!(stderr.contains(&format!("got {}", sha256(&evil))), "{stderr}");
     assert!(stderr.contains("to install helm 3.18.4 by hand"), "{stderr}");
@@ -236,7 +236,7 @@ fn unreachable_url_is_exit_3_naming_the_tool_with_a_hint() {
     }]);
 
     let (code, stdout, stderr) = workspace.install();
-    assert_eq!(code, 3, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(code, Exit::Missing, "stdout:\n{stdout}\nstderr:\n{stderr}");
     let (os, arch) = platform();
     assert!(
         stderr.contains(&format!(
@@ -269,7 +269,7 @@ fn a_mismatch_beside_an_unreachable_download_is_exit_1_listing_both() {
 
     // Unreachable alone would be 3 (retry later); a mismatch needs a person: 1.
     let (code, stdout, stderr) = workspace.install();
-    assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(code, Exit::Failed, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stderr.contains("2 tools could not be installed"), "{stderr}");
     assert!(stderr.contains("helm 3.18.4: checksum mismatch"), "{stderr}");
     assert!(stderr.contains("kubectl 1.32.1: cannot download"), "{stderr}");
@@ -288,7 +288,7 @@ fn missing_download_and_unpinned_platform_are_exit_3() {
         sha256: Some("1".repeat(64)),
     }]);
     let (code, _, stderr) = not_there.install();
-    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(code, Exit::Missing, "{stderr}");
     assert!(stderr.contains("helmfile 1.6.0: cannot download"), "{stderr}");
     assert!(stderr.contains("404"), "{stderr}");
 
@@ -301,7 +301,7 @@ fn missing_download_and_unpinned_platform_are_exit_3() {
     }]);
     let (code, _, stderr) = unpinned.install();
     let (os, arch) = platform();
-    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(code, Exit::Missing, "{stderr}");
     assert!(stderr.contains(&format!("tilt 0.37.7: no sha256 pinned for {os}-{arch}")), "{stderr}");
     assert!(stderr.contains("to install tilt 0.37.7 by hand"), "{stderr}");
     assert_eq!(server.requests().len(), 1, "an unpinned platform is refused before any download");
@@ -328,13 +328,13 @@ fn a_host_only_a_proxy_reaches_is_installed_through_it_unless_no_proxy_names_it(
     // NO_PROXY names the host: asked directly, it cannot be reached.
     let bypassed = [("HTTP_PROXY", http_proxy.as_str()), ("NO_PROXY", "tools.invalid")];
     let (code, stdout, stderr) = workspace.install_with(&bypassed);
-    assert_eq!(code, 3, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(code, Exit::Missing, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stderr.contains(&format!("k3d 5.7.5: cannot download {url}")), "{stderr}");
     assert_eq!(proxy.requests().len(), 0, "the proxy is not asked for a NO_PROXY host");
     assert_eq!(workspace.tools_files(), Vec::<String>::new());
 
     let (code, stdout, stderr) = workspace.install_with(&[("HTTP_PROXY", &http_proxy)]);
-    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(code, Exit::Ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("k3d 5.7.5: installed (.tools/bin/k3d)"), "{stdout}");
     assert_eq!(workspace.run_tool("k3d"), "k3d version v5.7.5\n");
     assert_eq!(proxy.requests(), [url], "one absolute-form request through the proxy");
@@ -350,7 +350,7 @@ fn bad_pin_is_exit_2_naming_the_table() {
         sha256: Some("not-a-checksum".into()),
     }]);
     let (code, _, stderr) = workspace.install();
-    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(code, Exit::BadInput, "{stderr}");
     assert!(stderr.contains("[workspace.metadata.bootstrap.tools.helm]"), "{stderr}");
     assert!(stderr.contains("64 lower-case hex"), "{stderr}");
 }

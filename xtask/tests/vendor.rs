@@ -17,6 +17,7 @@ use std::process::{Command, Output};
 
 use support::file_server::FileServer;
 use support::sha256;
+use xtask::error::Exit;
 
 /// True when `tool` runs; else fail under CI, or say it is skipped.
 fn have(tool: &str, probe: &[&str], test: &str) -> bool {
@@ -84,7 +85,7 @@ impl Workspace {
 }
 
 struct Run {
-    code: i32,
+    code: Exit,
     stdout: String,
     stderr: String,
 }
@@ -92,11 +93,17 @@ struct Run {
 impl Run {
     fn from(args: &[&str], output: Output) -> Run {
         let run = Run {
-            code: output.status.code().unwrap_or(-1),
+            code: Exit::of(output.status),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         };
-        eprintln!("$ xtask {} -> exit {}\n{}{}", args.join(" "), run.code, run.stdout, run.stderr);
+        eprintln!(
+            "$ xtask {} -> exit {:?}\n{}{}",
+            args.join(" "),
+            run.code,
+            run.stdout,
+            run.stderr
+        );
         run
     }
 }
@@ -198,11 +205,11 @@ fn http_repository_add_refresh_restore_and_offline_check() {
 
     // Before anything is vendored, the release's archive is not there.
     let before = ws.xtask(&["vendor", "--check"]);
-    assert_eq!(before.code, 1);
+    assert_eq!(before.code, Exit::Failed);
     assert!(before.stderr.contains("release `demo`") && before.stderr.contains("does not exist"));
 
     let add = ws.xtask(&["vendor", "add", "demo", "--repo", &server.url(), "--version", "0.1.0"]);
-    assert_eq!(add.code, 0);
+    assert_eq!(add.code, Exit::Ok);
     assert_eq!(ws.archive(), packaged, "the archive is the one the repository serves");
     let digest = format!("sha256:{}", sha256(&packaged));
     assert!(ws.lock().contains(&format!("digest: {digest}")), "{}", ws.lock());
@@ -212,34 +219,40 @@ fn http_repository_add_refresh_restore_and_offline_check() {
 
     // Nothing to do: nothing downloaded.
     let again = ws.xtask(&["vendor"]);
-    assert_eq!(again.code, 0);
+    assert_eq!(again.code, Exit::Ok);
     assert!(again.stdout.contains("0 fetched, 1 already up to date"), "{}", again.stdout);
     assert_eq!(server.requests().len(), 2);
-    assert_eq!(ws.xtask(&["vendor", "--check"]).code, 0);
+    let check = ws.xtask(&["vendor", "--check", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&check.stdout).unwrap();
+    support::assert_matches_schema("vendor", &json);
+    assert_eq!(
+        (check.code, &json["action"], &json["charts"]),
+        (Exit::Ok, &"check".into(), &1.into())
+    );
 
     // A flipped byte: --check names the chart, vendor restores it.
     flip_a_byte(&ws.path("charts/demo-0.1.0.tgz"));
     let check = ws.xtask(&["vendor", "--check"]);
-    assert_eq!(check.code, 1);
+    assert_eq!(check.code, Exit::Failed);
     assert!(
         check.stderr.contains("chart `demo` 0.1.0") && check.stderr.contains(&digest),
         "{}",
         check.stderr
     );
     let restore = ws.xtask(&["vendor"]);
-    assert_eq!(restore.code, 0);
+    assert_eq!(restore.code, Exit::Ok);
     assert!(restore.stdout.contains("1 fetched"));
     assert_eq!(ws.archive(), packaged);
 
     // Offline: --check needs no repository.
     server.stop();
-    assert_eq!(ws.xtask(&["vendor", "--check"]).code, 0);
+    assert_eq!(ws.xtask(&["vendor", "--check"]).code, Exit::Ok);
 
     // An unreachable repository: clear error, exit 3, the damaged file left as it was.
     flip_a_byte(&ws.path("charts/demo-0.1.0.tgz"));
     let damaged = ws.archive();
     let unreachable = ws.xtask(&["vendor"]);
-    assert_eq!(unreachable.code, 3);
+    assert_eq!(unreachable.code, Exit::Missing);
     assert!(
         unreachable.stderr.contains("repository unreachable")
             && unreachable.stderr.contains("`demo`")
@@ -251,11 +264,11 @@ fn http_repository_add_refresh_restore_and_offline_check() {
     flip_a_byte(&ws.path("charts/demo-0.1.0.tgz")); // back to the good bytes
     let report = ws.xtask(&["vendor"]);
     assert!(
-        report.code == 0 && report.stdout.contains("old-1.0.0.tgz is not in the lock"),
+        report.code == Exit::Ok && report.stdout.contains("old-1.0.0.tgz is not in the lock"),
         "{}",
         report.stdout
     );
-    assert_eq!(ws.xtask(&["vendor", "--prune"]).code, 0);
+    assert_eq!(ws.xtask(&["vendor", "--prune"]).code, Exit::Ok);
     assert!(!ws.path("charts/old-1.0.0.tgz").exists());
 }
 
@@ -267,14 +280,14 @@ fn wrong_locked_digest_fails_naming_chart_and_both_digests() {
     let ws = Workspace::new(None);
     assert_eq!(
         ws.xtask(&["vendor", "add", "demo", "--repo", &server.url(), "--version", "0.1.0"]).code,
-        0
+        Exit::Ok
     );
 
     let real = format!("sha256:{}", sha256(&packaged));
     let wrong = format!("sha256:{}", "0".repeat(64));
     std::fs::write(ws.path("charts/charts.lock.yaml"), ws.lock().replace(&real, &wrong)).unwrap();
     let run = ws.xtask(&["vendor"]);
-    assert_eq!(run.code, 1);
+    assert_eq!(run.code, Exit::Failed);
     assert!(
         run.stderr.contains("chart `demo` 0.1.0")
             && run.stderr.contains(&real)
@@ -304,7 +317,7 @@ fn a_mismatch_beside_an_unreachable_repository_exits_1_listing_both() {
 
     // Whichever download finishes first, the mismatch decides: 1, not 3.
     let run = ws.xtask(&["vendor"]);
-    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.code, Exit::Failed, "{}", run.stderr);
     let demo = run.stderr.find("chart `demo` 0.1.0").expect("the mismatch is listed");
     let gone = run.stderr.find("chart `gone` 1.0.0").expect("the unreachable one is listed");
     assert!(run.stderr.contains("2 charts could not be vendored"), "{}", run.stderr);
@@ -320,11 +333,11 @@ fn update_moves_to_the_newest_version_and_drops_the_old_archive() {
     let ws = Workspace::new(None);
     assert_eq!(
         ws.xtask(&["vendor", "add", "demo", "--repo", &server.url(), "--version", "0.1.0"]).code,
-        0
+        Exit::Ok
     );
 
     let update = ws.xtask(&["vendor", "update", "demo"]);
-    assert_eq!(update.code, 0);
+    assert_eq!(update.code, Exit::Ok);
     assert!(update.stdout.contains("locked demo 0.2.0"), "{}", update.stdout);
     assert_eq!(std::fs::read(ws.path("charts/demo-0.2.0.tgz")).unwrap(), archives[1]);
     assert!(!ws.path("charts/demo-0.1.0.tgz").exists(), "the old archive is removed");
@@ -332,7 +345,7 @@ fn update_moves_to_the_newest_version_and_drops_the_old_archive() {
     assert!(lock.contains("version: 0.2.0") && lock.contains(&sha256(&archives[1])), "{lock}");
 
     let unknown = ws.xtask(&["vendor", "update", "demo", "--version", "9.9.9"]);
-    assert_eq!(unknown.code, 2);
+    assert_eq!(unknown.code, Exit::BadInput);
     assert!(unknown.stderr.contains("no version `9.9.9`") && unknown.stderr.contains("0.2.0"));
     assert_eq!(ws.lock(), lock, "nothing changed");
 }
@@ -342,7 +355,7 @@ fn check_rejects_remote_release_charts_and_bad_arguments() {
     let ws = Workspace::new(Some("bitnami/postgresql"));
     std::fs::write(ws.path("charts/demo-0.1.0.tgz"), b"not locked").unwrap();
     let check = ws.xtask(&["vendor", "--check"]);
-    assert_eq!(check.code, 1);
+    assert_eq!(check.code, Exit::Failed);
     assert!(check.stderr.contains("2 problem(s)"), "{}", check.stderr);
     assert!(
         check.stderr.contains(
@@ -352,10 +365,10 @@ fn check_rejects_remote_release_charts_and_bad_arguments() {
     assert!(check.stderr.contains("release `demo`") && check.stderr.contains("is not in the lock"));
 
     let bad_repo = ws.xtask(&["vendor", "add", "demo", "--repo", "ftp://x", "--version", "1"]);
-    assert_eq!(bad_repo.code, 2);
+    assert_eq!(bad_repo.code, Exit::BadInput);
     assert!(bad_repo.stderr.contains("ftp://x"));
     let unknown = ws.xtask(&["vendor", "update", "nope"]);
-    assert_eq!(unknown.code, 2);
+    assert_eq!(unknown.code, Exit::BadInput);
     assert!(
         unknown.stderr.contains("`nope` is not in") && unknown.stderr.contains("charts.lock.yaml")
     );
@@ -460,7 +473,7 @@ fn oci_chart_pushed_to_a_registry_container_is_vendored() {
 
     let ws = Workspace::new(None);
     let add = ws.xtask(&["vendor", "add", "demo", "--repo", &repository, "--version", "0.1.0"]);
-    assert_eq!(add.code, 0);
+    assert_eq!(add.code, Exit::Ok);
     assert!(
         add.stderr.contains("$ helm pull") && add.stderr.contains("--plain-http"),
         "the call is echoed"
@@ -470,9 +483,9 @@ fn oci_chart_pushed_to_a_registry_container_is_vendored() {
     assert!(ws.lock().contains(&format!("repository: {repository}")));
 
     flip_a_byte(&ws.path("charts/demo-0.1.0.tgz"));
-    assert_eq!(ws.xtask(&["vendor", "--check"]).code, 1);
-    assert_eq!(ws.xtask(&["vendor"]).code, 0);
+    assert_eq!(ws.xtask(&["vendor", "--check"]).code, Exit::Failed);
+    assert_eq!(ws.xtask(&["vendor"]).code, Exit::Ok);
     assert_eq!(ws.archive(), packaged);
     drop(registry);
-    assert_eq!(ws.xtask(&["vendor", "--check"]).code, 0, "offline once vendored");
+    assert_eq!(ws.xtask(&["vendor", "--check"]).code, Exit::Ok, "offline once vendored");
 }

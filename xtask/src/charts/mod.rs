@@ -22,11 +22,13 @@ pub mod plan;
 use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
+use serde::Serialize;
 
 use crate::config::Context;
 use crate::error::{Error, Result, bad_input, combine, failed};
 use crate::events::{Event, Rendered};
 use crate::fsutil::write_atomically;
+use crate::outcome::{Document, Status, WithStatus};
 use crate::platform::charts_lock::{ChartsLock, LockedChart};
 use crate::session::Session;
 use fetch::{Fetched, Fetcher};
@@ -92,14 +94,26 @@ pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// The version of the JSON shape (`schemas/vendor.schema.json`).
+pub const SCHEMA_VERSION: u32 = 1;
+
 /// What a `vendor` command did, for the sinks. Paths are shown relative to the root.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(tag = "action")]
 pub enum Vendored {
     /// `vendor --check` passed.
+    #[serde(rename = "check")]
     Checked { lock: String, charts: usize, releases: usize },
     /// `vendor add` / `vendor update` locked `chart` (`previous`: the version it had).
-    Locked { lock: String, chart: LockedChart, previous: Option<String> },
+    #[serde(rename = "lock")]
+    Locked {
+        lock: String,
+        chart: LockedChart,
+        #[serde(rename = "previous_version")]
+        previous: Option<String>,
+    },
     /// `vendor [--prune]`.
+    #[serde(rename = "refresh")]
     Refreshed {
         lock: String,
         /// `name version` of each archive written.
@@ -139,22 +153,7 @@ impl Rendered for Vendored {
     }
 
     fn json(&self) -> serde_json::Value {
-        use serde_json::json;
-        match self {
-            Vendored::Checked { lock, charts, releases } => json!({
-                "status": "ok", "action": "check", "lock": lock,
-                "charts": charts, "releases": releases,
-            }),
-            Vendored::Locked { lock, chart, previous } => json!({
-                "status": "ok", "action": "lock", "lock": lock,
-                "chart": chart, "previous_version": previous,
-            }),
-            Vendored::Refreshed { lock, fetched, up_to_date, pruned, unlocked } => json!({
-                "status": "ok", "action": "refresh", "lock": lock,
-                "fetched": fetched, "up_to_date": up_to_date,
-                "pruned": pruned, "unlocked": unlocked,
-            }),
-        }
+        Document::new(SCHEMA_VERSION, WithStatus { status: Status::Ok, body: self }).json()
     }
 
     fn log_lines(&self) -> Vec<(String, String)> {

@@ -80,7 +80,7 @@ pub struct Observed {
     pub legacy: Vec<Container>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "action", rename_all = "lowercase")]
 pub enum Action {
     Create,
@@ -89,7 +89,7 @@ pub enum Action {
     Noop,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Plan {
     #[serde(flatten)]
     pub action: Action,

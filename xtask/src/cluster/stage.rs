@@ -18,7 +18,7 @@ use crate::error::{Context as _, ErrorKind, Result, bad_input, failed, missing};
 use crate::events::{Event, Rendered};
 use crate::exec::{self, Cmd};
 use crate::k8s;
-use crate::outcome::{Report, Status};
+use crate::outcome::{Document, Report, Status, WithStatus};
 use crate::platform::k3d::K3dConfig;
 use crate::session::Session;
 use crate::wait::{self, Check, Poll, Waited};
@@ -286,8 +286,11 @@ pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// The version of the JSON shape (`schemas/cluster.schema.json`).
+pub const SCHEMA_VERSION: u32 = 1;
+
 /// What `cargo xtask cluster` shows: the decision, and what was done.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Outcome {
     pub cluster: String,
     #[serde(flatten)]
@@ -319,10 +322,8 @@ impl Rendered for Outcome {
     }
 
     fn json(&self) -> serde_json::Value {
-        let mut json = serde_json::to_value(self).unwrap_or_default();
         let status = if self.planned { Status::Planned } else { Status::Ok };
-        json["status"] = serde_json::json!(status);
-        json
+        Document::new(SCHEMA_VERSION, WithStatus { status, body: self }).json()
     }
 }
 
@@ -353,7 +354,8 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({"cluster": "ameide", "action": "recreate", "reason": "config drift: x",
-                "remove_legacy": ["dev-reg"], "planned": true, "duration_ms": 1234, "status": "planned"})
+                "remove_legacy": ["dev-reg"], "planned": true, "duration_ms": 1234, "status": "planned",
+                "schema_version": 1})
         );
         let done = outcome(false, Action::Create);
         let text = done.human();

@@ -33,10 +33,11 @@ use crate::config::Context;
 use crate::error::{Result, failed, missing};
 use crate::events::{Event, Rendered};
 use crate::exec::{self, Cmd, Output};
+use crate::outcome::Document;
 use crate::probe;
 use crate::session::Session;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Ok,
@@ -47,7 +48,7 @@ pub enum Status {
 }
 
 /// One row of the report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Check {
     pub name: String,
     pub required: bool,
@@ -65,7 +66,7 @@ pub struct Check {
 }
 
 /// The kube context the commands use, and whether the kubeconfig has it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct KubeContext {
     /// `k3d-<cluster>`, or `--context`.
     pub name: String,
@@ -74,7 +75,10 @@ pub struct KubeContext {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The version of the JSON shape (`schemas/doctor.schema.json`).
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Report {
     /// No required prerequisite is missing.
     pub ok: bool,
@@ -291,7 +295,7 @@ impl Rendered for Report {
     }
 
     fn json(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
+        Document::new(SCHEMA_VERSION, self).json()
     }
 }
 

@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::config::Context;
 use crate::error::{Context as _, Result, bad_input, failed};
 use crate::events::{Event, Rendered};
-use crate::outcome::{Finding, Status};
+use crate::outcome::{Document, Finding, Status, WithStatus};
 pub use lifecycle::lifecycle;
 pub use plan::{Action, Observed, Plan, TiltSeen};
 
@@ -141,18 +141,21 @@ pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
 }
 
 /// One action as done (or planned).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Step {
     #[serde(flatten)]
     pub action: Action,
     /// `planned`, `done`, `failed`, or `not_run` (after a failure).
     pub status: &'static str,
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
 }
 
+/// The version of the JSON shape (`schemas/down.schema.json`).
+pub const SCHEMA_VERSION: u32 = 1;
+
 /// What `down` shows: each action and how it went, what was kept, what was not ours.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Down {
     pub cluster: String,
     pub planned: bool,
@@ -164,7 +167,7 @@ pub struct Down {
     pub warnings: Vec<String>,
     pub failure: Option<Finding>,
     pub duration_ms: u64,
-    #[serde(skip)]
+    /// The log file (none with `--plan`).
     pub log: Option<PathBuf>,
 }
 
@@ -246,10 +249,7 @@ impl Rendered for Down {
     }
 
     fn json(&self) -> serde_json::Value {
-        let mut json = serde_json::to_value(self).unwrap_or_default();
-        json["status"] = serde_json::json!(self.status());
-        json["log"] = serde_json::json!(self.log.as_ref().map(|p| p.display().to_string()));
-        json
+        Document::new(SCHEMA_VERSION, WithStatus { status: self.status(), body: self }).json()
     }
 }
 

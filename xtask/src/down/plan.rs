@@ -40,7 +40,7 @@ pub struct Observed {
 }
 
 /// One thing `down` does, in the order it does them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     /// SIGTERM to the session of the `tilt up` we started (SIGKILL after a grace).

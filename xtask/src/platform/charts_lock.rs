@@ -23,7 +23,7 @@ pub struct ChartsLock {
     pub charts: Vec<LockedChart>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LockedChart {
     pub name: String,

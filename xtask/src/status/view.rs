@@ -2,20 +2,19 @@
 //! problem as a finding with what to do; as tables or one JSON object.
 
 use serde::Serialize;
-use serde_json::json;
 
 use super::judge::{self, LayerState, LayerView};
 use super::observe::{ClusterFacts, Facts};
 use crate::cluster::Action;
 use crate::config::Context;
 use crate::events::Rendered;
-use crate::outcome::{Finding, Status, Verdict};
+use crate::outcome::{Document, Finding, Status, Verdict, WithStatus};
 use crate::secrets::VaultBootstrapState;
 use crate::table;
 use crate::tilt::Probe;
 
 /// The cluster or one of the other checks: its state word and a detail line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Item {
     pub name: String,
     /// `up`, `stopped`, `drifted`, `absent`, `unknown`, `not_managed` (cluster);
@@ -24,7 +23,10 @@ pub struct Item {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The version of the JSON shape (`schemas/status.schema.json`).
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StatusView {
     pub context: String,
     pub cluster: Item,
@@ -243,16 +245,7 @@ impl Rendered for StatusView {
     }
 
     fn json(&self) -> serde_json::Value {
-        json!({
-            "status": self.status(),
-            "context": self.context,
-            "cluster": self.cluster,
-            "layers": self.layers,
-            "checks": self.checks,
-            "problems": self.problems,
-            "warnings": self.warnings,
-            "duration_ms": self.duration_ms,
-        })
+        Document::new(SCHEMA_VERSION, WithStatus { status: self.status(), body: self }).json()
     }
 }
 

@@ -39,6 +39,7 @@ use crate::config::Context;
 use crate::error::{Error, Result, bad_input, combine, failed, missing};
 use crate::events::{Event, Rendered};
 use crate::fsutil::write_atomically;
+use crate::outcome::{Document, Status, WithStatus};
 use crate::pins::{ArchiveKind, PLATFORMS, Platform, TOOLS_DIR, ToolPin, bin_dir};
 use crate::session::Session;
 use archive::executable_from;
@@ -58,7 +59,7 @@ fn stamp_text(pin: &ToolPin, sum: &str) -> String {
 }
 
 /// What `install` did (or would do) for one tool.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Outcome {
     pub name: String,
     pub version: String,
@@ -66,7 +67,7 @@ pub struct Outcome {
     pub path: PathBuf,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// The pinned version was already in place.
@@ -265,16 +266,21 @@ pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
     }
 }
 
+/// The version of the JSON shape (`schemas/tools.schema.json`).
+pub const SCHEMA_VERSION: u32 = 1;
+
 /// What `tools install` did, for the sinks.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Installed {
     pub tools: Vec<Shown>,
 }
 
 /// One tool's outcome and its path as shown to people (relative to the root).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Shown {
+    #[serde(flatten)]
     pub outcome: Outcome,
+    #[serde(skip)]
     pub shown_path: String,
 }
 
@@ -295,11 +301,9 @@ impl Rendered for Installed {
         out
     }
 
-    /// `{"status": "ok", "tools": [{"name", "version", "action", "path"}]}`.
+    /// `{"schema_version", "status": "ok", "tools": [{"name", "version", "action", "path"}]}`.
     fn json(&self) -> serde_json::Value {
-        let tools: Vec<serde_json::Value> =
-            self.tools.iter().map(|t| serde_json::json!(t.outcome)).collect();
-        serde_json::json!({ "status": "ok", "tools": tools })
+        Document::new(SCHEMA_VERSION, WithStatus { status: Status::Ok, body: self }).json()
     }
 
     fn log_lines(&self) -> Vec<(String, String)> {

@@ -23,6 +23,7 @@ use testbed::Slot;
 use testbed::calls::Call;
 use testbed::real_tools::Toolset;
 use testbed::world::World;
+use xtask::error::Exit;
 
 pub mod smoke;
 
@@ -68,6 +69,31 @@ pub fn assert_matches_schema(name: &str, value: &Value) {
         "output does not match schemas/{name}.schema.json:\n{}",
         errors.join("\n")
     );
+}
+
+/// How `xtask <args> --format json` exited, and its one JSON object, checked against
+/// the committed schema of that command ([`schema_of`]).
+pub fn checked_json(args: &[&str], out: &Output) -> (Exit, Value) {
+    let json = parse_summary(&out.stdout);
+    assert_matches_schema(&schema_of(args, &json), &json);
+    (Exit::of(out.status), json)
+}
+
+/// The committed schema `xtask <args>` prints (as `xtask::schemas::all` lists them):
+/// `error` when it stopped with no result to show.
+pub fn schema_of(args: &[&str], json: &Value) -> String {
+    if json.get("error").is_some() && json.get("exit_code").is_some() {
+        return "error".into();
+    }
+    let plan = args.contains(&"--plan");
+    let schema = match args.first().copied().unwrap_or_default() {
+        "bootstrap" if plan => "plan",
+        "sync" => "bootstrap",
+        "cluster" if args.get(1).is_some_and(|a| ["stop", "start"].contains(a)) => "stage",
+        "secrets" | "tilt" => "stage",
+        command => command,
+    };
+    schema.into()
 }
 
 /// For a test file's own `struct Name(Workspace)` carrying that file's helpers: every
@@ -214,12 +240,12 @@ impl Workspace {
         out
     }
 
-    /// Run with `--format json`: the exit code and the one JSON object on stdout.
-    pub fn json(&self, world: &World, args: &[&str]) -> (Option<i32>, Value) {
+    /// Run with `--format json`: how it exited and the one JSON object on stdout, which
+    /// must match the command's committed schema.
+    pub fn json(&self, world: &World, args: &[&str]) -> (Exit, Value) {
         let mut all = args.to_vec();
         all.extend(["--format", "json"]);
-        let out = self.xtask(world, &all);
-        (out.status.code(), parse_summary(&out.stdout))
+        checked_json(args, &self.xtask(world, &all))
     }
 }
 
