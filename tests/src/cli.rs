@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use crate::docker::images;
 use crate::real_tools::{RealTools, Toolset};
 use crate::scenario::Scenario;
-use crate::{calls, docker, images, procs};
+use crate::{calls, docker, procs};
 
 /// The fake tools, each a symlink in `$TESTBED_DIR/bin` to the testbed binary.
 pub const TOOLS: [&str; 5] = ["k3d", "helmfile", "helm", "tilt", "docker"];

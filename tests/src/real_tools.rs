@@ -22,7 +22,7 @@ const FILE: &str = "real-tools.json";
 /// Which helm and helmfile a world's `bin/` runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Toolset {
-    /// The testbed's fake helm and helmfile (`src/fake_helm.rs`, `src/fake_helmfile.rs`).
+    /// The testbed's fake helm and helmfile (`src/helm/fake.rs`, `src/helmfile/fake.rs`).
     #[default]
     Fake,
     /// Real helm 3.17.2 and real helmfile 0.166.0.

@@ -37,7 +37,7 @@ pub struct Scenario {
     /// text it follows).
     pub helm_version: String,
     /// The helmfile version the fake helmfile claims (and whose flags and rendering it
-    /// follows: `crate::helmfile_version`).
+    /// follows: `crate::helmfile::version`).
     pub helmfile_version: String,
     /// An ExternalSecret is not Ready: `SecretSyncedError` naming a missing remote key.
     pub secret_missing_key: bool,
@@ -146,14 +146,14 @@ impl Scenario {
             Some(("helmfiles", path)) => self.helmfiles = path.to_owned(),
             Some(("helm-version", v)) => {
                 let v = v.trim_start_matches('v');
-                if crate::helm_version::HelmVersion::parse(v).is_none() {
+                if crate::helm::version::HelmVersion::parse(v).is_none() {
                     bail!("helm-version={v}: expected MAJOR.MINOR.PATCH");
                 }
                 self.helm_version = v.to_owned();
             }
             Some(("helmfile-version", v)) => {
                 let v = v.trim_start_matches('v');
-                if crate::helm_version::HelmVersion::parse(v).is_none() {
+                if crate::helm::version::HelmVersion::parse(v).is_none() {
                     bail!("helmfile-version={v}: expected MAJOR.MINOR.PATCH");
                 }
                 self.helmfile_version = v.to_owned();

@@ -306,10 +306,10 @@ fn down_keeps_the_caches_then_purge_leaves_nothing() {
     assert_eq!(mutating(&world.calls()[before..]), Vec::<String>::new());
 
     // The next bootstrap downloads no image again: the host's store still has them.
-    let pulls = testbed::node_images::pulls(world.dir()).unwrap().len();
+    let pulls = testbed::docker::node_images::pulls(world.dir()).unwrap().len();
     let (code, summary) = ws.json(&world, &["bootstrap", "--no-install"]);
     assert_eq!(code, Exit::Ok, "{summary}");
-    let now = testbed::node_images::pulls(world.dir()).unwrap();
+    let now = testbed::docker::node_images::pulls(world.dir()).unwrap();
     assert_eq!(now.len(), pulls, "downloads after down: {:?}", &now[pulls..]);
 
     // Purge: nothing of the platform is left.

@@ -7,7 +7,7 @@ mod support;
 
 use serde_json::Value;
 use support::{Workspace, layer};
-use testbed::node_images;
+use testbed::docker::node_images;
 use testbed::world::{World, WorldOptions, require_docker};
 use xtask::error::Exit;
 

@@ -115,7 +115,7 @@ fn steps_run_skip_and_fail_and_bundles_install_and_uninstall() {
         let out = std::process::Command::new("docker").args(args).output().unwrap();
         assert!(out.status.success(), "docker {args:?}: {}", support::text(&out.stderr));
     };
-    docker(&["tag", testbed::images::NODE_IMAGE, &image]);
+    docker(&["tag", testbed::docker::images::NODE_IMAGE, &image]);
     docker(&["push", &image]);
     let (code, summary, _) = run(&ws, &world, true, &[]);
     assert_eq!(code, Exit::Ok, "{summary}");

@@ -396,10 +396,10 @@ impl RegistryContainer {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let (docker, id) = runtime.block_on(async {
             let docker = testbed::docker::connect().await.unwrap();
-            testbed::images::ensure_images(&docker).await.unwrap();
+            testbed::docker::images::ensure_images(&docker).await.unwrap();
             let body = ContainerCreateBody {
-                image: Some(testbed::images::REGISTRY_IMAGE.to_owned()),
-                cmd: Some(testbed::images::registry_command()),
+                image: Some(testbed::docker::images::REGISTRY_IMAGE.to_owned()),
+                cmd: Some(testbed::docker::images::registry_command()),
                 exposed_ports: Some(vec!["5000/tcp".to_owned()]),
                 host_config: Some(HostConfig {
                     port_bindings: Some(std::collections::HashMap::from([(

@@ -19,8 +19,9 @@ use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::CreateContainerOptions;
 
-use crate::k3d_common::*;
-use crate::{docker, images};
+use crate::docker;
+use crate::docker::images;
+use crate::k3d::common::*;
 
 /// A registry created from the config file is named exactly `registries.create.name`,
 /// else `k3d-<cluster>-registry` (k3d `pkg/config/transform.go`); only
@@ -115,7 +116,7 @@ pub fn cache_dir(dir: &Path, container: &str) -> std::path::PathBuf {
 pub(crate) async fn create_standalone(
     dir: &Path,
     docker: &Docker,
-    flags: &crate::k3d_flags::Flags,
+    flags: &crate::k3d::flags::Flags,
     log: &Log,
 ) -> Result<i32> {
     let Some(name) = flags.positional.first() else {

@@ -218,7 +218,7 @@ fn mirror_cache(dir: &Path, cluster_dir: &Path, image: &str) -> Option<PathBuf> 
     let first = parsed.mirrors.get(host)?.endpoint.first()?;
     let address = first.strip_prefix("http://")?.trim_end_matches('/');
     let container = address.rsplit_once(':').map_or(address, |(n, _)| n);
-    let cache = crate::k3d_registry::cache_dir(dir, container);
+    let cache = crate::k3d::registry::cache_dir(dir, container);
     cache.is_dir().then_some(cache)
 }
 
@@ -337,7 +337,7 @@ mod tests {
         let (_, by) =
             begin_pull(Some(dir.path()), Some(&cdir), "kubelet/n", "busybox:1.37.0", &s, 0);
         assert_eq!(by.as_deref(), Some("kubelet/n"));
-        std::fs::create_dir_all(crate::k3d_registry::cache_dir(dir.path(), "k3d-cache")).unwrap();
+        std::fs::create_dir_all(crate::k3d::registry::cache_dir(dir.path(), "k3d-cache")).unwrap();
         let (first, by) =
             begin_pull(Some(dir.path()), Some(&cdir), "kubelet/n", "postgres:16.4-alpine", &s, 0);
         assert_eq!(by, None);

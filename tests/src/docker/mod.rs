@@ -2,6 +2,10 @@
 //! older than bollard's default, so the version is always negotiated) and the labels
 //! every testbed container carries.
 
+pub mod fake;
+pub mod images;
+pub mod node_images;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The fake `helm`: `test`, `uninstall`, `rollback` (`crate::helm_rollback`) on the fake
+//! The fake `helm`: `test`, `uninstall`, `rollback` (`crate::helm::rollback`) on the fake
 //! API, in the release storage `HELM_DRIVER` names (`crate::release::Driver`); `status` and `list` (and any
 //! other verb) run the real helm (`$TESTBED_REAL_HELM`), which reads the release Secrets
 //! the testbed writes exactly as Helm does.
@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::helm_hooks::*;
-use crate::helm_records::{load, status_text, store, uninstall};
-use crate::helm_version::HelmVersion;
+use crate::helm::hooks::*;
+use crate::helm::records::{load, status_text, store, uninstall};
+use crate::helm::version::HelmVersion;
 use crate::kube_api::{self, Client};
 use crate::release;
 use crate::scenario::Scenario;
@@ -58,7 +58,7 @@ pub fn main(args: Vec<String>) -> i32 {
             return 0;
         }
         "uninstall" | "delete" | "un" | "del" => run_async(uninstall_cmd(&args)),
-        "rollback" => run_async(crate::helm_rollback::rollback_cmd(&args)),
+        "rollback" => run_async(crate::helm::rollback::rollback_cmd(&args)),
         _ => return forward(&args),
     };
     match result {
