@@ -128,6 +128,17 @@ pub fn exec_if_real(tool: &str, args: &[String]) -> Option<i32> {
     Some(127)
 }
 
+/// Run a real tool (`binary`) in place of the fake `tool`; its exit code.
+pub fn run_real(tool: &str, binary: &Path, args: &[String]) -> i32 {
+    match std::process::Command::new(binary).args(args).status() {
+        Ok(status) => status.code().unwrap_or(1),
+        Err(e) => {
+            eprintln!("testbed {tool}: running {}: {e}", binary.display());
+            127
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@ use crate::scenario::Scenario;
 
 pub fn main(args: Vec<String>) -> i32 {
     if let Some((node, image)) = crictl_pull(&args) {
-        let dir = match crate::cli::fake_tool_start("docker", &args) {
+        let dir = match crate::calls::fake_tool_start("docker", &args) {
             Ok(dir) => dir,
             Err(e) => {
                 eprintln!("{e:#}");
@@ -37,7 +37,7 @@ pub fn main(args: Vec<String>) -> i32 {
     if args.first().map(String::as_str) != Some("pull") {
         return forward(&args);
     }
-    let dir = match crate::cli::fake_tool_start("docker", &args) {
+    let dir = match crate::calls::fake_tool_start("docker", &args) {
         Ok(dir) => dir,
         Err(e) => {
             eprintln!("{e:#}");
@@ -163,7 +163,7 @@ async fn node_pull(dir: &Path, node: &str, image: &str) -> Result<i32> {
         );
         return Ok(1);
     }
-    let cluster_dir = crate::k3d::common::cluster_dir(dir, cluster);
+    let cluster_dir = node_images::cluster_dir(dir, cluster);
     let by = format!("crictl/{node}");
     let (end_ms, record) =
         node_images::begin_pull(Some(dir), Some(&cluster_dir), &by, image, &scenario, now_ms);
@@ -190,5 +190,5 @@ fn forward(args: &[String]) -> i32 {
         eprintln!("testbed docker: no real docker CLI on PATH for `docker {}`", args.join(" "));
         return 127;
     };
-    crate::helm::fake::run_real("docker", &docker, args)
+    crate::real_tools::run_real("docker", &docker, args)
 }

@@ -88,18 +88,7 @@ fn forward(args: &[String]) -> i32 {
         );
         return 127;
     };
-    run_real("helm", &helm, args)
-}
-
-/// Run a real tool (`binary`) in place of the fake `tool`; its exit code.
-pub(crate) fn run_real(tool: &str, binary: &std::path::Path, args: &[String]) -> i32 {
-    match std::process::Command::new(binary).args(args).status() {
-        Ok(status) => status.code().unwrap_or(1),
-        Err(e) => {
-            eprintln!("testbed {tool}: running {}: {e}", binary.display());
-            127
-        }
-    }
+    crate::real_tools::run_real("helm", &helm, args)
 }
 
 /// What `test`/`uninstall` take from a helm command line.

@@ -31,7 +31,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-use crate::helm;
+use crate::helm::fake as fake_helm;
+use crate::helm::records;
 pub use crate::helm::records::{ManifestDoc, split_manifest};
 use crate::helmfile::flags::{Command, check_flags, helm_timeout, matches, parse_args};
 use crate::helmfile::install::*;
@@ -45,7 +46,7 @@ use crate::scenario::Scenario;
 pub use crate::apiserver::controllers::VAULT_BOOTSTRAP;
 
 pub fn main(args: Vec<String>) -> i32 {
-    let scenario = helm::fake::prelude("helmfile", &args);
+    let scenario = fake_helm::prelude("helmfile", &args);
     if let Some(code) = crate::real_tools::exec_if_real("helmfile", &args) {
         return code;
     }
@@ -57,7 +58,7 @@ pub fn main(args: Vec<String>) -> i32 {
     }
     let result = parse_args(&args)
         .and_then(|cmd| check_flags(&cmd, version).map(|()| cmd))
-        .and_then(|cmd| helm::fake::run_async(run(cmd, scenario, version)));
+        .and_then(|cmd| fake_helm::run_async(run(cmd, scenario, version)));
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -125,7 +126,7 @@ async fn run(cmd: Command, scenario: Scenario, version: HelmfileVersion) -> Resu
 /// logger), `helm template NAME CHART` (values in order) on stdout, test hooks and
 /// other hooks included (no `--skip-tests` / `--no-hooks` here).
 fn template(releases: &[ReleaseSpec]) -> Result<i32> {
-    let helm = helm::fake::real_helm().context(
+    let helm = fake_helm::real_helm().context(
         "the testbed's helmfile renders charts with the real helm, and TESTBED_REAL_HELM is not set",
     )?;
     for r in releases.iter().filter(|r| r.installed) {
@@ -202,8 +203,8 @@ async fn status(releases: &[ReleaseSpec], kube_context: Option<&str>) -> Result<
     let mut code = 0;
     for r in releases.iter().filter(|r| r.installed) {
         println!("Getting status {}", r.name);
-        match helm::records::load(&client, &r.namespace, &r.name).await? {
-            Some((_, rel)) => println!("{}", helm::records::status_text(&rel)),
+        match records::load(&client, &r.namespace, &r.name).await? {
+            Some((_, rel)) => println!("{}", records::status_text(&rel)),
             None => {
                 eprintln!(
                     "in {}: command \"helm\" exited with non-zero status:\n\nSTDERR:\n  Error: release: not found\n",
@@ -219,7 +220,7 @@ async fn status(releases: &[ReleaseSpec], kube_context: Option<&str>) -> Result<
 /// Uninstall `r` if it is installed, printing like helmfile and adding a row to `deleted`.
 async fn uninstall(client: &Client, r: &ReleaseSpec, deleted: &mut Vec<Vec<String>>) -> Result<()> {
     let start = Instant::now();
-    if helm::records::uninstall(client, &r.namespace, &r.name).await? {
+    if records::uninstall(client, &r.namespace, &r.name).await? {
         println!("Deleting {}\nrelease \"{}\" uninstalled\n", r.name, r.name);
         deleted.push(vec![
             r.name.clone(),
@@ -249,7 +250,7 @@ async fn sync(
     kube_context: Option<&str>,
 ) -> Result<i32> {
     let client = Client::for_context(kube_context)?;
-    let helm = helm::fake::real_helm().context(
+    let helm = fake_helm::real_helm().context(
         "the testbed's helmfile renders charts with the real helm, and TESTBED_REAL_HELM is not set",
     )?;
     let mut updated =

@@ -25,7 +25,7 @@ use crate::k3d::config::*;
 use crate::k3d::flags::*;
 use crate::k3d::list::*;
 use crate::k3d::registry::*;
-use crate::{kubeconfig, probe, procs};
+use crate::{http, kubeconfig, procs};
 
 const K3S_VERSION: &str = "v1.31.5-k3s1";
 const DEFAULT_CLUSTER: &str = "k3s-default";
@@ -33,7 +33,7 @@ const DEFAULT_CLUSTER: &str = "k3s-default";
 /// Entry point for `k3d ARGS...` (argv0 stripped).
 pub fn main(args: Vec<String>) -> i32 {
     let log = Log::new();
-    let dir = match crate::cli::fake_tool_start("k3d", &args) {
+    let dir = match crate::calls::fake_tool_start("k3d", &args) {
         Ok(dir) => dir,
         Err(e) => {
             log.fatal(&format!("{e:#}"));
@@ -269,7 +269,7 @@ async fn start_containers(docker: &Docker, cluster: &str, log: &Log) -> Result<(
     {
         let port = docker::label(reg, "k3s.registry.port.external").unwrap_or("");
         wait_until(Duration::from_secs(20), || {
-            probe::get(&format!("http://127.0.0.1:{port}/v2/"), &[]).is_ok_and(|r| r.status == 200)
+            http::get(&format!("http://127.0.0.1:{port}/v2/"), &[]).is_ok_and(|r| r.status == 200)
         });
     }
     Ok(())

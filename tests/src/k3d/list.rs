@@ -7,7 +7,7 @@ use bollard::Docker;
 use bollard::models::ContainerSummary;
 use serde_json::{Value, json};
 
-use crate::docker::{self};
+use crate::docker;
 use crate::k3d::common::*;
 use crate::k3d::flags::*;
 

@@ -20,7 +20,7 @@ use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::CreateContainerOptions;
 
 use crate::docker;
-use crate::docker::images;
+use crate::docker::{images, node_images};
 use crate::k3d::common::*;
 
 /// A registry created from the config file is named exactly `registries.create.name`,
@@ -107,11 +107,6 @@ pub(crate) fn resolve_ipv4(host: &str) -> String {
         .unwrap_or_else(|| "127.0.0.1".to_owned())
 }
 
-/// The directory of what a pull-through cache container holds.
-pub fn cache_dir(dir: &Path, container: &str) -> std::path::PathBuf {
-    dir.join("caches").join(container)
-}
-
 /// `k3d registry create NAME ...`.
 pub(crate) async fn create_standalone(
     dir: &Path,
@@ -172,7 +167,7 @@ pub(crate) async fn create_standalone(
         .await
         .with_context(|| format!("Failed to create registry node '{container}'"))?;
     docker.start_container(&container, None).await?;
-    let cache = cache_dir(dir, &container);
+    let cache = node_images::cache_dir(dir, &container);
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
     std::fs::write(cache.join("upstream"), &remote)?;
     log.info(&format!("Successfully created registry '{container}'"));
