@@ -1,6 +1,7 @@
-//! The simulated k3d v5.7.5: its CLI (`fake`) and its commands (`cluster` in `fake`,
-//! `image import`, `registry create`, `kubeconfig`, `cluster list`), the cluster's
-//! containers and API server (`api`), its config file and flags. `common` is what the
+//! The simulated k3d (v5, read at v5.7.5): its CLI and `cluster` commands (`fake`),
+//! `image import` (`image`), `registry create` (`registry`), `kubeconfig merge|get`
+//! (`kubeconfig`), `cluster list`/`registry list` (`list`), the cluster's API server
+//! (`api`), its config file (`config`) and flags (`flags`). `common` is what the
 //! commands share, below them all.
 
 pub mod api;
