@@ -1,11 +1,15 @@
 //! `$TESTBED_DIR/calls.jsonl`: one JSON line per fake tool call, so tests can assert
-//! what the engine ran (and what it did not).
+//! what the engine ran (and what it did not). Every fake tool starts with
+//! [`fake_tool_start`], which records its call.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+
+use crate::scenario::Scenario;
 
 pub const FILE: &str = "calls.jsonl";
 
@@ -55,6 +59,19 @@ pub fn mutating(calls: &[Call]) -> Vec<String> {
         .filter(|c| c.mutates())
         .map(|c| format!("{} {}", c.tool, c.args.join(" ")))
         .collect()
+}
+
+/// Common start of every fake tool: find the testbed dir, record the call, add latency.
+pub fn fake_tool_start(tool: &str, args: &[String]) -> Result<PathBuf> {
+    let dir = std::env::var_os("TESTBED_DIR")
+        .map(PathBuf::from)
+        .context("TESTBED_DIR is not set: run `eval \"$(testbed up --dir DIR)\"` first")?;
+    record(&dir, tool, args)?;
+    let latency = Scenario::load(&dir)?.latency_ms;
+    if latency > 0 {
+        std::thread::sleep(Duration::from_millis(latency));
+    }
+    Ok(dir)
 }
 
 /// Append one call. Lines are written with a single `write` of a short buffer in

@@ -2,29 +2,16 @@
 //! its scenario. `up` does not create a cluster (the engine's `k3d cluster create` does).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use crate::docker::images;
 use crate::real_tools::{RealTools, Toolset};
 use crate::scenario::Scenario;
-use crate::{calls, docker, images, procs};
+use crate::{docker, procs};
 
 /// The fake tools, each a symlink in `$TESTBED_DIR/bin` to the testbed binary.
 pub const TOOLS: [&str; 5] = ["k3d", "helmfile", "helm", "tilt", "docker"];
-
-/// Common start of every fake tool: find the testbed dir, record the call, add latency.
-pub fn fake_tool_start(tool: &str, args: &[String]) -> Result<PathBuf> {
-    let dir = std::env::var_os("TESTBED_DIR")
-        .map(PathBuf::from)
-        .context("TESTBED_DIR is not set: run `eval \"$(testbed up --dir DIR)\"` first")?;
-    calls::record(&dir, tool, args)?;
-    let latency = Scenario::load(&dir)?.latency_ms;
-    if latency > 0 {
-        std::thread::sleep(Duration::from_millis(latency));
-    }
-    Ok(dir)
-}
 
 /// `testbed up`: take a world slot (as a test's `World` does; a holder process keeps it
 /// until `down`), then [`up`]. The slot is `$TESTBED_SLOT` in what `up` prints.

@@ -1,7 +1,7 @@
-//! A small async client for the fake API server, used by the fake tools. HTTP/1.1 over
-//! TLS (the cluster CA and admin certificate from the kubeconfig; plain http:// works
-//! too), one connection per request, JSON objects
-//! as `serde_json::Value`. The base URL comes from the current kubeconfig context.
+//! A small async client for the fake API server, used by the fake tools: the testbed's
+//! HTTP client (`crate::http`) over TLS (the cluster CA and admin certificate from the
+//! kubeconfig; plain http:// works too), one connection per request, JSON objects as
+//! `serde_json::Value`. The base URL comes from the current kubeconfig context.
 //!
 //! Paths are built from an object's `apiVersion`, `kind`, namespace and name with
 //! [`collection_path`] / [`object_path`].
@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::apiserver::resources;
 
@@ -38,10 +37,9 @@ pub fn is_not_found(err: &anyhow::Error) -> bool {
 
 #[derive(Clone)]
 pub struct Client {
-    /// `host:port`
-    authority: String,
-    /// For `https://` servers.
-    tls: Option<tokio_rustls::TlsConnector>,
+    /// `http://host:port` or `https://host:port`.
+    server: String,
+    http: reqwest::Client,
 }
 
 impl std::fmt::Debug for Client {
@@ -56,17 +54,16 @@ impl Client {
         let Some(rest) = server.strip_prefix("http://") else {
             bail!("{server}: an https:// server needs its CA (Client::with_tls)");
         };
-        Ok(Client { authority: rest.trim_end_matches('/').to_owned(), tls: None })
+        let server = format!("http://{}", rest.trim_end_matches('/'));
+        Ok(Client { server, http: crate::http::client(None)? })
     }
 
     /// `https://HOST:PORT` trusting `ca_pem`, with an optional client certificate and key.
     pub fn with_tls(server: &str, ca_pem: &[u8], client: Option<(&[u8], &[u8])>) -> Result<Client> {
         let Some(rest) = server.strip_prefix("https://") else { return Client::new(server) };
         let config = crate::tls::client_config(ca_pem, client)?;
-        Ok(Client {
-            authority: rest.trim_end_matches('/').to_owned(),
-            tls: Some(tokio_rustls::TlsConnector::from(config)),
-        })
+        let server = format!("https://{}", rest.trim_end_matches('/'));
+        Ok(Client { server, http: crate::http::client(Some(config))? })
     }
 
     /// The server of the current context of `$KUBECONFIG` (first file of the list).
@@ -112,8 +109,7 @@ impl Client {
     }
 
     pub fn server(&self) -> String {
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        format!("{scheme}://{}", self.authority)
+        self.server.clone()
     }
 
     /// One request; `Ok((status, body))` whatever the status.
@@ -124,32 +120,27 @@ impl Client {
         content_type: &str,
         body: &[u8],
     ) -> Result<(u16, Vec<u8>)> {
-        let tcp = tokio::net::TcpStream::connect(&self.authority)
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .with_context(|| format!("{method}: not an HTTP method"))?;
+        let answer = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.server))
+            .header("Accept", "application/json")
+            .header("User-Agent", "testbed")
+            .header("Content-Type", content_type)
+            .body(body.to_vec())
+            .send()
             .await
-            .with_context(|| format!("connecting to the API at {}", self.server()))?;
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\n\
-             User-Agent: testbed\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-            self.authority,
-            body.len()
-        );
-        let buf = match &self.tls {
-            None => exchange(tcp, head.as_bytes(), body).await?,
-            Some(connector) => {
-                let host =
-                    self.authority.rsplit_once(':').map_or(self.authority.as_str(), |(h, _)| h);
-                let name = rustls::pki_types::ServerName::try_from(
-                    host.trim_matches(['[', ']']).to_owned(),
-                )
-                .with_context(|| format!("{host}: not a server name"))?;
-                let stream = connector
-                    .connect(name, tcp)
-                    .await
-                    .with_context(|| format!("TLS with the API at {}", self.server()))?;
-                exchange(stream, head.as_bytes(), body).await?
-            }
-        };
-        parse_response(&buf).with_context(|| format!("{method} {path}"))
+            .map_err(|e| {
+                let doing = if e.is_connect() { "connecting to" } else { "asking" };
+                anyhow::Error::new(e).context(format!("{doing} the API at {}", self.server))
+            })?;
+        let status = answer.status().as_u16();
+        let body = answer
+            .bytes()
+            .await
+            .with_context(|| format!("{method} {path}: reading the API's answer"))?;
+        Ok((status, body.to_vec()))
     }
 
     async fn json(
@@ -269,23 +260,6 @@ impl Client {
     }
 }
 
-/// Write a request, read the whole answer (the request says `Connection: close`).
-async fn exchange<S>(mut stream: S, head: &[u8], body: &[u8]) -> Result<Vec<u8>>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    stream.write_all(head).await?;
-    stream.write_all(body).await?;
-    stream.flush().await?;
-    let mut buf = Vec::new();
-    match stream.read_to_end(&mut buf).await {
-        Ok(_) => Ok(buf),
-        // A TLS peer that closes without close_notify after a complete answer.
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !buf.is_empty() => Ok(buf),
-        Err(e) => Err(e).context("reading the API's answer"),
-    }
-}
-
 /// Wait until `GET /readyz` of `client`'s server answers 200.
 pub async fn wait_ready(client: &Client, timeout: Duration) -> Result<()> {
     let server = client.server();
@@ -353,40 +327,6 @@ pub fn path_of(object: &Value) -> Result<String> {
     Ok(object_path(api_version, kind, object["metadata"]["namespace"].as_str(), name))
 }
 
-fn parse_response(buf: &[u8]) -> Result<(u16, Vec<u8>)> {
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").context("no end of headers")?;
-    let head = String::from_utf8_lossy(&buf[..split]);
-    let body = &buf[split + 4..];
-    let mut lines = head.lines();
-    let status = lines.next().unwrap_or_default();
-    let code: u16 = status
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .with_context(|| format!("bad status line {status:?}"))?;
-    let chunked = lines.any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    Ok((code, if chunked { dechunk(body)? } else { body.to_vec() }))
-}
-
-fn dechunk(mut body: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = body.windows(2).position(|w| w == b"\r\n").context("bad chunk")?;
-        let size_text = String::from_utf8_lossy(&body[..line_end]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .with_context(|| format!("bad chunk size {size_text:?}"))?;
-        body = &body[line_end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        out.extend_from_slice(body.get(..size).context("short chunk")?);
-        body = body.get(size + 2..).unwrap_or_default();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,13 +351,11 @@ mod tests {
     }
 
     #[test]
-    fn responses_parse_with_and_without_chunking() {
-        let (c, b) =
-            parse_response(b"HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\n{}").unwrap();
-        assert_eq!((c, b.as_slice()), (404, &b"{}"[..]));
-        let (c, b) =
-            parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap();
-        assert_eq!((c, b.as_slice()), (200, &b"abcde"[..]));
+    fn label_selectors_are_percent_encoded() {
         assert_eq!(percent_encode("name=a,owner=helm"), "name%3Da%2Cowner%3Dhelm");
+        assert_eq!(
+            with_selector("/api/v1/secrets", Some("owner=helm")),
+            "/api/v1/secrets?labelSelector=owner%3Dhelm"
+        );
     }
 }

@@ -2,47 +2,37 @@
 //!
 //! One binary, `testbed`, is both the CLI (`up`, `down`, `set`, and the internal
 //! `apiserver` / `tilt-server` processes) and, called through a symlink named `k3d`,
-//! `helmfile`, `helm` or `tilt`, the fake tool of that name. Tests use [`world::World`].
+//! `helmfile`, `helm`, `tilt` or `docker`, the fake tool of that name. Tests use
+//! [`world::World`].
+//!
+//! Laid out like the engine: a folder per simulated part, each tool's CLI in its
+//! `fake.rs`: `k3d/`, `helm/`, `helmfile/`, `tilt/`, `docker/` (with the simulated image
+//! stores) and `apiserver/` (the cluster: its API and controllers). A module uses only
+//! those below it: the tools over `kube_api` (the client of the fake API) over
+//! `apiserver/` over `docker/`; `world` and `cli` (the testbed's own commands) over
+//! `docker/`; under them all the leaves: `scenario`, `calls`, `release` (helm's release
+//! encoding, which the cluster's controllers read too), `kubeconfig`, `tls`, `http`,
+//! `procs`, `real_tools`, ... `xtask/tests/tidy.rs` fails on an import cycle.
 
 pub mod apiserver;
 pub mod calls;
 pub mod cli;
 pub mod docker;
-pub mod fake_docker;
-pub mod fake_helm;
-pub mod fake_helmfile;
-pub mod fake_k3d;
-pub mod fake_tilt;
-pub mod helm_hooks;
-pub mod helm_records;
-pub mod helm_rollback;
-pub mod helm_version;
-pub mod helmfile_flags;
-pub mod helmfile_install;
-pub mod helmfile_state;
-pub mod helmfile_template;
-pub mod helmfile_version;
-pub mod images;
-pub mod k3d_api;
-pub mod k3d_common;
-pub mod k3d_config;
-pub mod k3d_flags;
-pub mod k3d_image;
-pub mod k3d_kubeconfig;
-pub mod k3d_list;
-pub mod k3d_registry;
+pub mod helm;
+pub mod helmfile;
+pub mod http;
+pub mod k3d;
 pub mod kube_api;
 pub mod kubeconfig;
 pub mod leaks;
 pub mod lock;
 pub mod manifests;
-pub mod node_images;
-pub mod probe;
 pub mod procs;
 pub mod real_tools;
 pub mod release;
 pub mod scenario;
 pub mod slot;
+pub mod tilt;
 pub mod tls;
 pub mod world;
 

@@ -75,11 +75,11 @@ fn main() {
     let tool = Path::new(&argv0).file_name().and_then(|n| n.to_str()).unwrap_or("").to_owned();
     let rest: Vec<String> = args.collect();
     let code = match tool.as_str() {
-        "k3d" => testbed::fake_k3d::main(rest),
-        "tilt" => testbed::fake_tilt::main(rest),
-        "helmfile" => testbed::fake_helmfile::main(rest),
-        "helm" => testbed::fake_helm::main(rest),
-        "docker" => testbed::fake_docker::main(rest),
+        "k3d" => testbed::k3d::fake::main(rest),
+        "tilt" => testbed::tilt::fake::main(rest),
+        "helmfile" => testbed::helmfile::fake::main(rest),
+        "helm" => testbed::helm::fake::main(rest),
+        "docker" => testbed::docker::fake::main(rest),
         _ => cli(Cli::parse()),
     };
     std::process::exit(code);

@@ -1,7 +1,8 @@
 //! Background processes the testbed starts (fake API servers): each makes itself a
 //! session leader (`setsid`) first thing, so neither a Ctrl-C in the caller's terminal
 //! nor a kill of the caller's session or process group reaches it; output to a log
-//! file, pid in a file; stopped by that pid file.
+//! file, pid in a file; stopped by that pid file. And, for tests that play a closed
+//! terminal, the processes of a session and their `kill -9`.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -80,6 +81,32 @@ pub fn stop_pid_file(pid_file: &Path, marker: &str) -> Result<bool> {
         }
         _ => Ok(stopped),
     }
+}
+
+/// Every process of session `sid` (`/proc/<pid>/stat`, field 6), its leader included.
+pub fn session_members(sid: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // After the `(comm)`: state ppid pgrp session ...
+            let fields: Vec<&str> =
+                stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+            fields.get(3).and_then(|s| s.parse::<i32>().ok()) == Some(sid)
+        })
+        .collect()
+}
+
+/// SIGKILL every process of session `sid` but this one (what closing a terminal, or a
+/// CI step's cleanup, may do); how many there were.
+pub fn kill_session(sid: i32) -> usize {
+    let ours = std::process::id() as i32;
+    let members: Vec<i32> = session_members(sid).into_iter().filter(|pid| *pid != ours).collect();
+    for pid in &members {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    members.len()
 }
 
 /// kill(2) through nix (no `unsafe` here; a gone process is fine).

@@ -22,7 +22,7 @@ const FILE: &str = "real-tools.json";
 /// Which helm and helmfile a world's `bin/` runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Toolset {
-    /// The testbed's fake helm and helmfile (`src/fake_helm.rs`, `src/fake_helmfile.rs`).
+    /// The testbed's fake helm and helmfile (`src/helm/fake.rs`, `src/helmfile/fake.rs`).
     #[default]
     Fake,
     /// Real helm 3.17.2 and real helmfile 0.166.0.
@@ -126,6 +126,17 @@ pub fn exec_if_real(tool: &str, args: &[String]) -> Option<i32> {
     let err = std::process::Command::new(&binary).args(args).exec();
     eprintln!("testbed {tool}: running {}: {err}", binary.display());
     Some(127)
+}
+
+/// Run a real tool (`binary`) in place of the fake `tool`; its exit code.
+pub fn run_real(tool: &str, binary: &Path, args: &[String]) -> i32 {
+    match std::process::Command::new(binary).args(args).status() {
+        Ok(status) => status.code().unwrap_or(1),
+        Err(e) => {
+            eprintln!("testbed {tool}: running {}: {e}", binary.display());
+            127
+        }
+    }
 }
 
 #[cfg(test)]

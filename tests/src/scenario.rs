@@ -37,7 +37,7 @@ pub struct Scenario {
     /// text it follows).
     pub helm_version: String,
     /// The helmfile version the fake helmfile claims (and whose flags and rendering it
-    /// follows: `crate::helmfile_version`).
+    /// follows: `crate::helmfile::version`).
     pub helmfile_version: String,
     /// An ExternalSecret is not Ready: `SecretSyncedError` naming a missing remote key.
     pub secret_missing_key: bool,
@@ -146,14 +146,14 @@ impl Scenario {
             Some(("helmfiles", path)) => self.helmfiles = path.to_owned(),
             Some(("helm-version", v)) => {
                 let v = v.trim_start_matches('v');
-                if crate::helm_version::HelmVersion::parse(v).is_none() {
+                if parse_version(v).is_none() {
                     bail!("helm-version={v}: expected MAJOR.MINOR.PATCH");
                 }
                 self.helm_version = v.to_owned();
             }
             Some(("helmfile-version", v)) => {
                 let v = v.trim_start_matches('v');
-                if crate::helm_version::HelmVersion::parse(v).is_none() {
+                if parse_version(v).is_none() {
                     bail!("helmfile-version={v}: expected MAJOR.MINOR.PATCH");
                 }
                 self.helmfile_version = v.to_owned();
@@ -190,6 +190,14 @@ impl Scenario {
         std::fs::write(&path, serde_json::to_vec_pretty(self)?)
             .with_context(|| format!("writing {}", path.display()))
     }
+}
+
+/// `MAJOR.MINOR.PATCH` (a leading `v`, and a `-pre` or `+build` suffix, allowed): how a
+/// scenario claims helm's and helmfile's versions (`helm::version` compares them).
+pub fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
+    let mut parts = text.trim().trim_start_matches('v').split(['.', '+', '-']);
+    let mut next = || parts.next()?.parse().ok();
+    Some((next()?, next()?, next()?))
 }
 
 fn millis(word: &str, ms: &str) -> Result<u64> {

@@ -139,7 +139,7 @@ pub fn server_config(certs: &Certs) -> Result<Arc<rustls::ServerConfig>> {
 pub fn client_config(
     ca_pem: &[u8],
     client: Option<(&[u8], &[u8])>,
-) -> Result<Arc<rustls::ClientConfig>> {
+) -> Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem) {
         roots.add(cert.context("CA PEM")?)?;
@@ -154,7 +154,7 @@ pub fn client_config(
         }
         None => builder.with_no_client_auth(),
     };
-    Ok(Arc::new(config))
+    Ok(config)
 }
 
 #[cfg(test)]

@@ -106,13 +106,7 @@ fn helm_list_and_status_decode_release_secrets() {
 fn kube_rs_lists_applies_and_reads_custom_resources() {
     let api = Api::start();
     rt().block_on(async {
-        let config = kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(api.kubeconfig()).unwrap(),
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await
-        .unwrap();
-        let client = kube::Client::try_from(config).unwrap();
+        let client = api.kube_client().await;
 
         let namespaces: KubeApi<Namespace> = KubeApi::all(client.clone());
         let names: Vec<String> = namespaces

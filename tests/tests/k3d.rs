@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use testbed::{World, WorldOptions, docker, kubeconfig, probe};
+use testbed::{World, WorldOptions, docker, http, kubeconfig};
 
 /// The platform's k3d.yaml made for the world's slot (its cluster, registry and ports).
 fn platform_k3d_config(world: &World) -> PathBuf {
@@ -113,7 +113,7 @@ fn cluster_create_stop_start_delete_like_k3d() {
     assert_eq!(registry["k3d.role"], "registry");
     assert_eq!(registry["k3s.registry.port.external"], slot.registry_port().to_string());
 
-    let v2 = probe::get(&v2_url, &[]).unwrap();
+    let v2 = http::get(&v2_url, &[]).unwrap();
     assert_eq!(v2.status, 200, "registry /v2/ answered {v2:?}");
 
     let ns = kubectl_namespaces(&world);
@@ -151,7 +151,7 @@ fn cluster_create_stop_start_delete_like_k3d() {
     assert!(!world.dir().join("clusters").join(&cluster).exists(), "API state left after delete");
     let config = kubeconfig::read(&world.kubeconfig()).unwrap();
     assert!(kubeconfig::context_names(&config).is_empty(), "kubeconfig still has {config}");
-    assert!(probe::get(&v2_url, &[]).is_err(), "registry still answers");
+    assert!(http::get(&v2_url, &[]).is_err(), "registry still answers");
     // The image cache is no node of the cluster: it stays.
     let left = docker_inspect_running(&format!("k3d-{}", slot.cache()));
     assert!(left, "the image cache went with the cluster");
@@ -159,25 +159,6 @@ fn cluster_create_stop_start_delete_like_k3d() {
     let calls: Vec<String> = world.calls().iter().map(|c| c.args.join(" ")).collect();
     let delete = format!("cluster delete {cluster}");
     assert!(calls.contains(&delete), "calls: {calls:?}");
-}
-
-/// Kill every process of session `sid` with SIGKILL (what closing a terminal or a CI
-/// step's cleanup may do), except this test process.
-fn kill_session(sid: i32) {
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.get(4).and_then(|s| s.parse::<i32>().ok()) == Some(sid)
-            && pid != std::process::id() as i32
-        {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
 }
 
 #[test]
@@ -211,14 +192,14 @@ fn the_api_lives_with_the_server_container_over_tls() {
     let sid = child.id() as i32;
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "create failed:\n{}", text(&out));
-    kill_session(sid);
+    testbed::procs::kill_session(sid);
 
     // The registry is named exactly as configured and listens on 5000 inside.
     let containers = cluster_containers(&sample);
     let reg = containers.iter().find(|c| c.0 == sample_reg).expect("a container named sample-reg");
     assert_eq!(reg.3["k3s.registry.port.internal"], "5000");
     assert_eq!(reg.3["k3s.registry.port.external"], reg_port.to_string());
-    let v2 = probe::get(&format!("http://127.0.0.1:{reg_port}/v2/"), &[]).unwrap();
+    let v2 = http::get(&format!("http://127.0.0.1:{reg_port}/v2/"), &[]).unwrap();
     assert_eq!(v2.status, 200);
 
     // The kubeconfig is k3d's: https, a CA, a client certificate; real kubectl uses it.

@@ -141,13 +141,7 @@ fn kubectl_1_32_server_side_apply() {
 /// GET with one `Accept`; the status, `Content-Type` and body.
 fn get_as(api: &Api, path: &str, accept: &str) -> (u16, String, Vec<u8>) {
     rt().block_on(async {
-        let config = kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(api.kubeconfig()).unwrap(),
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await
-        .unwrap();
-        let client = kube::Client::try_from(config).unwrap();
+        let client = api.kube_client().await;
         let request = http::Request::get(path).header("Accept", accept).body(Vec::new()).unwrap();
         let response = client.send(request.map(kube::client::Body::from)).await.unwrap();
         let status = response.status().as_u16();

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use testbed::probe;
+use testbed::http;
 
 struct Tilt {
     dir: PathBuf,
@@ -38,8 +38,8 @@ impl Tilt {
         tilt
     }
 
-    fn get(&self, path: &str, headers: &[(&str, &str)]) -> Option<probe::Response> {
-        probe::get(&format!("http://127.0.0.1:{}{path}", self.port), headers).ok()
+    fn get(&self, path: &str, headers: &[(&str, &str)]) -> Option<http::Response> {
+        http::get(&format!("http://127.0.0.1:{}{path}", self.port), headers).ok()
     }
 
     fn token(&self) -> String {

@@ -151,16 +151,6 @@ fn kubectl_rollout_status_follows_a_deployment() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
 
-async fn kube_client(api: &Api) -> kube::Client {
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(api.kubeconfig()).unwrap(),
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await
-    .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
-
 async fn step<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(STEP, f).await.unwrap_or_else(|_| panic!("hung: {what}"))
 }
@@ -176,7 +166,7 @@ fn configmap(name: &str, labels: Value) -> ConfigMap {
 fn kube_rs_watcher_sees_changes_with_list_watch_and_streaming_lists() {
     let api = Api::start();
     rt().block_on(async {
-        let client = kube_client(&api).await;
+        let client = api.kube_client().await;
         let cms: KubeApi<ConfigMap> = KubeApi::namespaced(client, "default");
         let pp = Default::default();
         cms.create(&pp, &configmap("old", json!({}))).await.unwrap();
@@ -224,7 +214,7 @@ fn kube_rs_watcher_sees_changes_with_list_watch_and_streaming_lists() {
 fn raw_watch_events_selectors_bookmarks_and_the_timeout() {
     let api = Api::start();
     rt().block_on(async {
-        let client = kube_client(&api).await;
+        let client = api.kube_client().await;
         let cms: KubeApi<ConfigMap> = KubeApi::namespaced(client.clone(), "default");
         let pods: KubeApi<Pod> = KubeApi::namespaced(client.clone(), "default");
         let pp = Default::default();
@@ -348,7 +338,7 @@ fn raw_watch_events_selectors_bookmarks_and_the_timeout() {
 fn a_version_from_before_a_restart_is_410_gone() {
     let mut api = Api::start();
     let from = rt().block_on(async {
-        let cms: KubeApi<ConfigMap> = KubeApi::namespaced(kube_client(&api).await, "default");
+        let cms: KubeApi<ConfigMap> = KubeApi::namespaced(api.kube_client().await, "default");
         let from =
             cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
         cms.create(&Default::default(), &configmap("a", json!({}))).await.unwrap();
@@ -357,7 +347,7 @@ fn a_version_from_before_a_restart_is_410_gone() {
     // A restarted API server's watch cache starts from the current state.
     api.restart();
     rt().block_on(async {
-        let cms: KubeApi<ConfigMap> = KubeApi::namespaced(kube_client(&api).await, "default");
+        let cms: KubeApi<ConfigMap> = KubeApi::namespaced(api.kube_client().await, "default");
         let current =
             cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
         let events: Vec<_> = step(

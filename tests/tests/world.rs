@@ -65,7 +65,7 @@ fn create_platform_cluster(world: &World) {
 }
 
 fn registry_answers(port: u16) -> bool {
-    testbed::probe::get(&format!("http://127.0.0.1:{port}/v2/"), &[]).is_ok_and(|r| r.status == 200)
+    testbed::http::get(&format!("http://127.0.0.1:{port}/v2/"), &[]).is_ok_and(|r| r.status == 200)
 }
 
 #[test]

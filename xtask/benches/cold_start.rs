@@ -23,7 +23,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use testbed::node_images;
+use testbed::docker::node_images;
 use testbed::world::{World, WorldOptions, require_docker};
 
 fn main() {

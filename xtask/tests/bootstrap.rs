@@ -9,8 +9,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{LAYERS, Workspace, layer, parse_summary, show, synced_layers};
-use testbed::calls::{Call, mutating};
+use support::{LAYERS, Workspace, helm_tests, layer, parse_summary, show, synced_layers};
+use testbed::calls::mutating;
 use testbed::world::{World, WorldOptions, require_docker};
 use xtask::error::{Exit, Signal};
 
@@ -32,10 +32,6 @@ fn statuses(summary: &Value) -> Vec<(String, String, String)> {
             (s("name"), s("status"), s("gate"))
         })
         .collect()
-}
-
-fn helm_tests(calls: &[Call]) -> usize {
-    calls.iter().filter(|c| c.tool == "helm" && c.args.first().is_some_and(|a| a == "test")).count()
 }
 
 /// Live processes started from this world's fake tools (`helmfile`, `helm`, `k3d`): run

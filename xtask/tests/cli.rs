@@ -269,7 +269,7 @@ fn doctor_with_every_tool_reports_versions() {
 #[test]
 fn plan_of_this_repository_lists_the_nine_layers_with_gates() {
     // The template layer is rendered by a helmfile: the testbed's, which renders it as
-    // helmfile does (tests/src/helmfile_template.rs), first on PATH.
+    // helmfile does (tests/src/helmfile/template.rs), first on PATH.
     let bin = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(testbed::world::testbed_bin().unwrap(), bin.path().join("helmfile"))
         .unwrap();

@@ -146,7 +146,7 @@ fn cluster_reconciles_only_when_it_must() {
                 name,
                 "--label",
                 &testbed_label,
-                testbed::images::NODE_IMAGE,
+                testbed::docker::images::NODE_IMAGE,
                 "sleep",
                 "600",
             ],

@@ -13,15 +13,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::{LAYERS, Workspace};
 use testbed::calls::mutating;
-use testbed::world::{World, WorldOptions, require_docker};
+use testbed::world::{World, require_docker};
 use xtask::error::Exit;
 
 /// Fast controllers: Pods Ready after 0.3 s, a CronJob "minute" of 2 s.
-fn world() -> World {
-    let scenarios = ["startup-ms=300", "cron-minute-ms=2000"].map(String::from).to_vec();
-    World::up(WorldOptions { scenarios, ..WorldOptions::default() }).unwrap()
-}
-
 /// A root with the sample platform made for the world's slot, its own Tilt port, and one
 /// repository step (so the run keeps step records in `.tools`).
 fn platform(world: &World, tilt_port: u16) -> Workspace {
@@ -119,7 +114,7 @@ fn timings_report_and_status_on_a_converged_then_failed_platform() {
     if !require_docker() {
         return;
     }
-    let world = world();
+    let world = support::fast_world(&[]);
     let port = support::free_port();
     let ws = platform(&world, port);
 
@@ -235,7 +230,7 @@ fn down_keeps_the_caches_then_purge_leaves_nothing() {
     if !require_docker() {
         return;
     }
-    let world = world();
+    let world = support::fast_world(&[]);
     let port = support::free_port();
     let ws = platform(&world, port);
     let (code, summary) = ws.json(&world, &["bootstrap", "--no-install"]);
@@ -306,10 +301,10 @@ fn down_keeps_the_caches_then_purge_leaves_nothing() {
     assert_eq!(mutating(&world.calls()[before..]), Vec::<String>::new());
 
     // The next bootstrap downloads no image again: the host's store still has them.
-    let pulls = testbed::node_images::pulls(world.dir()).unwrap().len();
+    let pulls = testbed::docker::node_images::pulls(world.dir()).unwrap().len();
     let (code, summary) = ws.json(&world, &["bootstrap", "--no-install"]);
     assert_eq!(code, Exit::Ok, "{summary}");
-    let now = testbed::node_images::pulls(world.dir()).unwrap();
+    let now = testbed::docker::node_images::pulls(world.dir()).unwrap();
     assert_eq!(now.len(), pulls, "downloads after down: {:?}", &now[pulls..]);
 
     // Purge: nothing of the platform is left.

@@ -11,15 +11,10 @@ use serde_json::Value;
 use support::{Workspace, parse_summary, show, stdout, text};
 use testbed::calls::mutating;
 use testbed::real_tools::Toolset;
-use testbed::world::{World, WorldOptions, require_docker};
+use testbed::world::{World, require_docker};
 use xtask::error::{Exit, Signal};
 
 /// Fast knobs: the faithful testbed's defaults stand for minutes of a real cluster.
-fn world() -> World {
-    let scenarios = vec!["startup-ms=300".into(), "cron-minute-ms=2000".into()];
-    World::up(WorldOptions { scenarios, ..WorldOptions::default() }).unwrap()
-}
-
 const SETTINGS: &str =
     "timeouts = { cluster_ready = 60, layer_sync = 120, gate = 60, vault_bootstrap = 20 }";
 
@@ -123,7 +118,7 @@ fn bad_input_is_exit_2_naming_it_and_nothing_is_changed() {
     if !require_docker() {
         return;
     }
-    let world = world();
+    let world = support::fast_world(&[]);
     for case in bad_inputs() {
         let ws = platform(&world);
         (case.make)(&ws);
@@ -184,10 +179,7 @@ fn started_bootstrap(
     let child =
         ws.command(world, &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !world.calls()[before..]
-        .iter()
-        .any(|c| c.tool == "helmfile" && c.args.iter().any(|a| a == "sync"))
-    {
+    while !world.calls()[before..].iter().any(support::is_sync) {
         assert!(Instant::now() < deadline, "no sync started");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -281,9 +273,7 @@ fn fault_walk(tools: Toolset) {
     // would upgrade from that one's manifest and keep what the failed one added), and says so.
     let (code, summary) = ws.json(&world, &bootstrap);
     assert_eq!(code, Exit::Ok, "{summary}");
-    let layer =
-        summary["layers"].as_array().unwrap().iter().find(|l| l["name"] == "22-control-plane");
-    let warnings = layer.map(|l| l["warnings"].to_string()).unwrap_or_default();
+    let warnings = support::layer(&summary, "22-control-plane")["warnings"].to_string();
     assert!(
         warnings.contains("release gateway was") && warnings.contains("rolled back to revision"),
         "{summary}"
@@ -365,7 +355,7 @@ fn a_kubeconfig_switched_to_another_cluster_sees_no_write() {
     if !require_docker() {
         return;
     }
-    let world = world();
+    let world = support::fast_world(&[]);
     let ws = platform(&world);
     assert_eq!(ws.json(&world, &["bootstrap", "--no-tilt"]).0, Exit::Ok);
 

@@ -10,16 +10,11 @@ use support::{Workspace, layer, show, text};
 use testbed::calls::{Call, mutating};
 use testbed::real_tools::Toolset;
 use testbed::release::{Driver, Release};
-use testbed::world::{World, WorldOptions, require_docker};
+use testbed::world::{World, require_docker};
 use xtask::error::Exit;
 
 const TIMEOUTS: &str =
     "timeouts = { cluster_ready = 60, layer_sync = 120, gate = 60, vault_bootstrap = 60 }";
-
-fn fast_world() -> World {
-    let scenarios = ["startup-ms=300", "cron-minute-ms=2000"].map(str::to_owned).to_vec();
-    World::up(WorldOptions { scenarios, ..WorldOptions::default() }).unwrap()
-}
 
 /// `<args> --format json` with `env` set: exit code, summary, and everything printed.
 fn run(
@@ -84,7 +79,7 @@ fn old_helmfile_is_refused_0_166_converges_and_pending_releases_recover() {
     if !require_docker() {
         return;
     }
-    let world = fast_world();
+    let world = support::fast_world(&[]);
     let ws = Workspace::new(&[TIMEOUTS]).with_infra().for_world(&world);
     let bootstrap = ["bootstrap", "--no-tilt", "--no-install"];
 
@@ -108,11 +103,7 @@ fn old_helmfile_is_refused_0_166_converges_and_pending_releases_recover() {
     world.set("helmfile-version=0.166.0").unwrap();
     let (code, summary, printed) = run(&ws, &world, &[], &bootstrap);
     assert_eq!(code, Exit::Ok, "{printed}");
-    let syncs: Vec<Call> = world
-        .calls()
-        .into_iter()
-        .filter(|c| c.tool == "helmfile" && c.args.iter().any(|a| a == "sync"))
-        .collect();
+    let syncs: Vec<Call> = world.calls().into_iter().filter(support::is_sync).collect();
     assert_eq!(syncs.len(), 9, "{syncs:?}");
     for sync in &syncs {
         assert!(sync.args.iter().any(|a| a == "--sync-args=--timeout=120s"), "{sync:?}");

@@ -7,8 +7,8 @@ mod support;
 
 use serde_json::Value;
 use support::{Workspace, layer};
-use testbed::node_images;
-use testbed::world::{World, WorldOptions, require_docker};
+use testbed::docker::node_images;
+use testbed::world::{World, require_docker};
 use xtask::error::Exit;
 
 const K3D_CONFIG: &str = support::K3D_CONFIG;
@@ -17,11 +17,8 @@ const K3D_CONFIG: &str = support::K3D_CONFIG;
 /// imports (local copies) land before any Pod's own pull could finish, as they do on a
 /// real network.
 fn world(pull_ms: u64, extra: &[&str]) -> World {
-    let mut scenarios: Vec<String> =
-        ["startup-ms=300", "cron-minute-ms=2000"].map(String::from).to_vec();
-    scenarios.push(format!("pull-ms={pull_ms}"));
-    scenarios.extend(extra.iter().map(|s| s.to_string()));
-    World::up(WorldOptions { scenarios, ..WorldOptions::default() }).unwrap()
+    let pull = format!("pull-ms={pull_ms}");
+    support::fast_world(&[&[pull.as_str()][..], extra].concat())
 }
 
 fn platform(world: &World) -> Workspace {

@@ -14,8 +14,9 @@ mod support;
 use std::time::Instant;
 
 use serde_json::Value;
-use support::{LAYERS, Workspace, layer, smoke, synced_layers};
+use support::{LAYERS, Workspace, helm_list, layer, smoke, synced_layers};
 use testbed::calls::mutating;
+use testbed::procs;
 use testbed::real_tools::{self, Toolset};
 use testbed::world::{World, WorldOptions, require_docker};
 use xtask::error::Exit;
@@ -99,11 +100,6 @@ fn time_a_passing_gate(tools: Toolset, world: &World) {
 }
 
 /// Release names helm has in namespace `ameide`.
-fn helm_list(world: &World) -> Vec<String> {
-    let out = world.command("helm").args(["list", "-n", "ameide", "-q"]).output().unwrap();
-    support::text(&out.stdout).lines().map(str::to_owned).collect()
-}
-
 /// The optional bundle on, then off again: the real helmfile renders the `.gotmpl` layer
 /// with the bundles the engine passes, so it decides what is installed and uninstalled.
 fn bundle_on_and_off(platform: &Workspace, world: &World) {
@@ -200,34 +196,14 @@ fn helmfile_0_166_with_helm_4_is_refused_before_any_change() {
     assert!(changed.is_empty(), "a refused run changed something: {changed:?}");
 }
 
-/// Every process of session `sid` (`/proc/<pid>/stat`, field 6), its leader included.
-fn session_members(sid: u32) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // After the `(comm)`: state ppid pgrp session ...
-            let fields: Vec<&str> =
-                stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
-            fields.get(3).and_then(|s| s.parse::<u32>().ok()) == Some(sid)
-        })
-        .collect()
-}
-
 /// `kill -9` every process of the session led by `leader` (a closed terminal's job, a
 /// lost CI runner), until none is left.
 fn kill_session(leader: &mut std::process::Child) {
-    use nix::sys::signal::{Signal, kill};
-    let sid = leader.id();
-    assert!(session_members(sid).contains(&(sid as i32)), "pid {sid} leads no session");
+    let sid = leader.id() as i32;
+    assert!(procs::session_members(sid).contains(&sid), "pid {sid} leads no session");
     for _ in 0..50 {
-        let members = session_members(sid);
-        if members.is_empty() {
+        if procs::kill_session(sid) == 0 {
             break;
-        }
-        for pid in members {
-            let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
         }
         let _ = leader.try_wait();
         std::thread::sleep(std::time::Duration::from_millis(100));

@@ -124,7 +124,7 @@ fn killing_the_whole_session_mid_run_leaves_the_cluster_and_a_rerun_is_green() {
         assert!(Instant::now() < deadline, "no layer synced");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let killed = kill_session(child.id() as i32);
+    let killed = testbed::procs::kill_session(child.id() as i32);
     assert!(killed > 1, "the session held the bootstrap and its tools");
     let _ = child.wait_with_output();
 
@@ -137,25 +137,4 @@ fn killing_the_whole_session_mid_run_leaves_the_cluster_and_a_rerun_is_green() {
     let out = platform.xtask(&world, &["bootstrap", "--no-tilt", "--format", "json"]);
     show(&["bootstrap", "(after kill -9)"], &out);
     assert_eq!(Exit::of(out.status), Exit::Ok);
-}
-
-/// SIGKILL every process of session `sid` (what a closed terminal's `kill -9` of the
-/// session does); how many there were.
-fn kill_session(sid: i32) -> usize {
-    let mut killed = 0;
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        // Fields after the `(comm)`: state ppid pgrp session ...
-        let fields: Vec<&str> =
-            stat.rsplit_once(')').map_or("", |(_, r)| r).split_whitespace().collect();
-        if fields.get(3).and_then(|s| s.parse::<i32>().ok()) == Some(sid) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            killed += 1;
-        }
-    }
-    killed
 }

@@ -38,11 +38,11 @@ fn layer_file(layer: &str) -> PathBuf {
 /// A template layer as helmfile renders it with every bundle on (the testbed's
 /// renderer, as the fake helmfile reads it), its parts' top-level keys merged.
 fn render_template_layer(path: &Path) -> serde_json::Map<String, Value> {
-    let options = testbed::helmfile_state::StateOptions {
+    let options = testbed::helmfile::state::StateOptions {
         state_values: serde_json::json!({ "bundles": ["observability"] }),
-        ..testbed::helmfile_state::StateOptions::new("local")
+        ..testbed::helmfile::state::StateOptions::new("local")
     };
-    let documents = testbed::helmfile_state::state_documents(path, &options)
+    let documents = testbed::helmfile::state::state_documents(path, &options)
         .unwrap_or_else(|e| panic!("{e:#}"));
     let mut merged = serde_json::Map::new();
     for document in documents {
@@ -396,11 +396,11 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 fn the_template_layer_installs_the_observability_bundle_only_when_it_is_on() {
     let file = layer_file("45-data-plane-ext");
     let installed = |bundles: Value| -> Vec<(String, bool)> {
-        let options = testbed::helmfile_state::StateOptions {
+        let options = testbed::helmfile::state::StateOptions {
             state_values: serde_json::json!({ "bundles": bundles }),
-            ..testbed::helmfile_state::StateOptions::new("local")
+            ..testbed::helmfile::state::StateOptions::new("local")
         };
-        let releases = testbed::helmfile_state::load_state(&file, &options)
+        let releases = testbed::helmfile::state::load_state(&file, &options)
             .unwrap_or_else(|e| panic!("{e:#}"));
         releases.into_iter().map(|r| (r.name, r.installed)).collect()
     };

@@ -16,7 +16,7 @@ use serde_json::Value;
 use support::{Workspace, layer, show, synced_layers, text};
 use testbed::manifests;
 use testbed::real_tools::Toolset;
-use testbed::world::{World, WorldOptions, require_docker};
+use testbed::world::{World, require_docker};
 use xtask::error::Exit;
 
 /// The fixture password the sample platform's Postgres Secret holds
@@ -25,12 +25,6 @@ const POSTGRES_PASSWORD: &str = "ameide-local-postgres";
 const CRONJOB: &str = "foundation-vault-bootstrap";
 
 /// A world whose CronJobs tick every 2 s and whose Pods start in 300 ms, plus `scenarios`.
-fn fast_world(scenarios: &[&str]) -> World {
-    let mut words = vec!["cron-minute-ms=2000".to_owned(), "startup-ms=300".to_owned()];
-    words.extend(scenarios.iter().map(|s| s.to_string()));
-    World::up(WorldOptions { scenarios: words, ..WorldOptions::default() }).unwrap()
-}
-
 /// A workspace root of our own holding a copy of the sample platform.
 struct Platform(Workspace);
 
@@ -149,7 +143,7 @@ fn secrets_stage_writes_db_migrations_once_and_waits_through_failed_attempts() {
     if !require_docker() {
         return;
     }
-    let world = fast_world(&[]);
+    let world = support::fast_world(&[]);
     let platform = Platform::new(&world);
     assert!(platform.xtask(&world, &["cluster"]).status.success());
 
@@ -310,7 +304,7 @@ fn healthy_bootstrap_runs_secrets_and_tilt_stages_last() {
     if !require_docker() {
         return;
     }
-    let world = fast_world(&[]);
+    let world = support::fast_world(&[]);
     let platform = Platform::new(&world);
     // The slot's own Tilt port (the platform's `tilt_port`).
     let port = world.slot().tilt_port();
@@ -416,7 +410,7 @@ fn a_store_held_not_ready_fails_the_secrets_stage_and_one_made_ready_passes() {
     if !require_docker() {
         return;
     }
-    let world = fast_world(&["store-not-ready=vault-local"]);
+    let world = support::fast_world(&["store-not-ready=vault-local"]);
     let platform = Platform::new(&world);
     // The platform's timeouts are an inline table: `external_secrets` goes last in it.
     let timeout = |secs: u32| {

@@ -10,8 +10,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::Workspace;
 use support::smoke::{self, Run, TRIALS, smoke_binary};
+use support::{Workspace, helm_tests};
 use testbed::manifests;
 use testbed::world::{World, WorldOptions, require_docker, testbed_bin};
 use xtask::error::Exit;
@@ -193,12 +193,6 @@ fn healthy_platform_passes_every_trial_and_broken_ones_fail_alone() {
     let auth = "layers::24-auth::auth-smoke";
     let recorded = platform.smoke_with(&world, &binary, &[("SMOKE_GATES", "recorded")], &[]);
     assert!(recorded.output.status.success(), "{:?}", recorded.outcomes);
-    let helm_tests = |calls: &[testbed::calls::Call]| {
-        calls
-            .iter()
-            .filter(|c| c.tool == "helm" && c.args.first().is_some_and(|a| a == "test"))
-            .count()
-    };
     let tests_before = helm_tests(&world.calls());
     let run = platform.smoke(&world, &binary);
     assert_eq!(Exit::of(run.output.status), Exit::Other(Some(101)));

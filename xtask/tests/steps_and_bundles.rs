@@ -6,7 +6,7 @@
 mod support;
 
 use serde_json::Value;
-use support::{LAYERS, Workspace, layer, show, synced_layers};
+use support::{LAYERS, Workspace, helm_list, layer, show, synced_layers};
 use testbed::calls::mutating;
 use testbed::manifests;
 use testbed::world::{World, WorldOptions, require_docker};
@@ -68,11 +68,6 @@ fn step<'a>(summary: &'a Value, name: &str) -> &'a Value {
 }
 
 /// Release names Helm has in namespace `ameide` (`helm list`).
-fn helm_list(world: &World) -> Vec<String> {
-    let out = world.command("helm").args(["list", "-n", "ameide", "-q"]).output().unwrap();
-    support::text(&out.stdout).lines().map(str::to_owned).collect()
-}
-
 #[test]
 fn steps_run_skip_and_fail_and_bundles_install_and_uninstall() {
     if !require_docker() {
@@ -115,7 +110,7 @@ fn steps_run_skip_and_fail_and_bundles_install_and_uninstall() {
         let out = std::process::Command::new("docker").args(args).output().unwrap();
         assert!(out.status.success(), "docker {args:?}: {}", support::text(&out.stderr));
     };
-    docker(&["tag", testbed::images::NODE_IMAGE, &image]);
+    docker(&["tag", testbed::docker::images::NODE_IMAGE, &image]);
     docker(&["push", &image]);
     let (code, summary, _) = run(&ws, &world, true, &[]);
     assert_eq!(code, Exit::Ok, "{summary}");

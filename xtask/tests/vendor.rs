@@ -10,8 +10,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -396,10 +396,10 @@ impl RegistryContainer {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let (docker, id) = runtime.block_on(async {
             let docker = testbed::docker::connect().await.unwrap();
-            testbed::images::ensure_images(&docker).await.unwrap();
+            testbed::docker::images::ensure_images(&docker).await.unwrap();
             let body = ContainerCreateBody {
-                image: Some(testbed::images::REGISTRY_IMAGE.to_owned()),
-                cmd: Some(testbed::images::registry_command()),
+                image: Some(testbed::docker::images::REGISTRY_IMAGE.to_owned()),
+                cmd: Some(testbed::docker::images::registry_command()),
                 exposed_ports: Some(vec!["5000/tcp".to_owned()]),
                 host_config: Some(HostConfig {
                     port_bindings: Some(std::collections::HashMap::from([(
@@ -431,15 +431,10 @@ impl RegistryContainer {
 
     /// `GET /v2/` answers 200 once the registry is up (bounded: about 30 s).
     fn wait_until_it_answers(&self) {
+        let url = format!("http://127.0.0.1:{}/v2/", self.port);
         for _ in 0..300 {
-            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
-                let _ =
-                    stream.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-                let mut status = String::new();
-                let _ = BufReader::new(stream).read_line(&mut status);
-                if status.contains(" 200") {
-                    return;
-                }
+            if testbed::http::get(&url, &[]).is_ok_and(|answer| answer.status == 200) {
+                return;
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }

@@ -91,6 +91,17 @@ impl Api {
         testbed::kube_api::Client::from_kubeconfig(&self.kubeconfig()).unwrap()
     }
 
+    /// A kube-rs client from this API's kubeconfig, as a controller would make it.
+    pub async fn kube_client(&self) -> kube::Client {
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(self.kubeconfig()).unwrap(),
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .unwrap();
+        kube::Client::try_from(config).unwrap()
+    }
+
     /// A command with this API's kubeconfig and private helm/kubectl caches.
     pub fn command(&self, program: &Path) -> Command {
         let mut cmd = Command::new(program);

@@ -297,11 +297,16 @@ pub fn layer<'a>(summary: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no layer {name} in {summary}"))
 }
 
+/// Whether `call` is a `helmfile ... sync`.
+pub fn is_sync(call: &Call) -> bool {
+    call.tool == "helmfile" && call.args.iter().any(|a| a == "sync")
+}
+
 /// Layers (file stems) `helmfile -f <layer> ... sync` was called for.
 pub fn synced_layers(calls: &[Call]) -> Vec<String> {
     calls
         .iter()
-        .filter(|c| c.tool == "helmfile" && c.args.iter().any(|a| a == "sync"))
+        .filter(|c| is_sync(c))
         .filter_map(|c| {
             let file = c.args.iter().skip_while(|a| *a != "-f").nth(1)?;
             Some(
@@ -360,17 +365,36 @@ pub fn kubectl_apply(world: &World, manifest: &str) {
     }
 }
 
-/// A world running `tools` (`testbed::real_tools`) whose CronJobs tick every 2 s and whose
-/// Pods start in 300 ms, plus `scenarios`. `None` (the test skips; under `CI` it fails)
-/// without Docker or the real binaries.
+/// A world of the fake tools whose CronJobs tick every 2 s and whose Pods start in
+/// 300 ms, plus `scenarios`.
+pub fn fast_world(scenarios: &[&str]) -> World {
+    World::up(fast_options(Toolset::Fake, scenarios)).unwrap()
+}
+
+/// [`fast_world`] running `tools` (`testbed::real_tools`). `None` (the test skips; under
+/// `CI` it fails) without Docker or the real binaries.
 pub fn tools_world(tools: Toolset, scenarios: &[&str]) -> Option<World> {
     if !testbed::world::require_docker() || !testbed::real_tools::require(tools) {
         return None;
     }
+    Some(World::up(fast_options(tools, scenarios)).unwrap())
+}
+
+fn fast_options(tools: Toolset, scenarios: &[&str]) -> testbed::world::WorldOptions {
     let mut words = vec!["cron-minute-ms=2000".to_owned(), "startup-ms=300".to_owned()];
     words.extend(scenarios.iter().map(|s| s.to_string()));
-    let options = testbed::world::WorldOptions { scenarios: words, tools, ..Default::default() };
-    Some(World::up(options).unwrap())
+    testbed::world::WorldOptions { scenarios: words, tools, ..Default::default() }
+}
+
+/// The releases real helm lists in `ameide`.
+pub fn helm_list(world: &World) -> Vec<String> {
+    let out = world.command("helm").args(["list", "-n", "ameide", "-q"]).output().unwrap();
+    text(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+/// How many `helm test` calls there are among `calls`.
+pub fn helm_tests(calls: &[Call]) -> usize {
+    calls.iter().filter(|c| c.tool == "helm" && c.args.first().is_some_and(|a| a == "test")).count()
 }
 
 /// `bootstrap --no-tilt`, and `--no-install` with real tools: they are older than the

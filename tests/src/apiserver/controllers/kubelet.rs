@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::node_images;
+use crate::docker::node_images;
 use crate::scenario::Scenario;
 
 const BACKOFF_START: Duration = Duration::from_secs(10);

@@ -92,7 +92,7 @@ fn sync_pod(
             if let Some(state) = volumes_waiting(store, &ns, &pod["spec"]) {
                 return state;
             }
-            let images = crate::node_images::pod_images(&pod["spec"]);
+            let images = crate::docker::node_images::pod_images(&pod["spec"]);
             match c.kubelet.ensure(c.testbed_dir.as_deref(), &images, s, now.instant) {
                 Images::Present => {}
                 Images::Pulling => return creating(),

@@ -7,9 +7,9 @@ use bollard::Docker;
 use bollard::models::ContainerSummary;
 use serde_json::{Value, json};
 
-use crate::docker::{self};
-use crate::k3d_common::*;
-use crate::k3d_flags::*;
+use crate::docker;
+use crate::k3d::common::*;
+use crate::k3d::flags::*;
 
 /// One node as `k3d cluster list -o json` / `k3d registry list -o json` print it.
 pub(crate) fn node_json(c: &ContainerSummary) -> Value {

@@ -1,8 +1,8 @@
 //! Helm's release records in the fake API server, as the fake `helm` and `helmfile`
 //! both read and write them: load and store a release, what `helm status` prints,
 //! uninstall (keeping `helm.sh/resource-policy: keep` objects), and a rendered
-//! manifest's documents. Below `fake_helm`, `fake_helmfile`, `helmfile_install` and
-//! `helm_rollback`, so none of them imports another for these.
+//! manifest's documents. Below `helm::fake`, `helm::rollback`, `helmfile::fake` and
+//! `helmfile::install`, so none of them imports another for these.
 
 use anyhow::Result;
 use serde_json::{Value, json};

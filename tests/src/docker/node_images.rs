@@ -218,13 +218,24 @@ fn mirror_cache(dir: &Path, cluster_dir: &Path, image: &str) -> Option<PathBuf> 
     let first = parsed.mirrors.get(host)?.endpoint.first()?;
     let address = first.strip_prefix("http://")?.trim_end_matches('/');
     let container = address.rsplit_once(':').map_or(address, |(n, _)| n);
-    let cache = crate::k3d_registry::cache_dir(dir, container);
+    let cache = cache_dir(dir, container);
     cache.is_dir().then_some(cache)
+}
+
+/// A cluster's directory (the fake k3d's, removed with the cluster): its
+/// `registries.yaml` and its nodes' image stores.
+pub fn cluster_dir(testbed_dir: &Path, cluster: &str) -> PathBuf {
+    testbed_dir.join("clusters").join(cluster)
 }
 
 /// A node's image store.
 pub fn node_store(testbed_dir: &Path, cluster: &str, node: &str) -> PathBuf {
-    testbed_dir.join("clusters").join(cluster).join("nodes").join(node).join("images")
+    cluster_dir(testbed_dir, cluster).join("nodes").join(node).join("images")
+}
+
+/// What a pull-through cache container (`k3d registry create --proxy-remote-url`) holds.
+pub fn cache_dir(testbed_dir: &Path, container: &str) -> PathBuf {
+    testbed_dir.join("caches").join(container)
 }
 
 /// The store of the node the cluster's Pods run on (k3d's first server; the testbed
@@ -337,7 +348,7 @@ mod tests {
         let (_, by) =
             begin_pull(Some(dir.path()), Some(&cdir), "kubelet/n", "busybox:1.37.0", &s, 0);
         assert_eq!(by.as_deref(), Some("kubelet/n"));
-        std::fs::create_dir_all(crate::k3d_registry::cache_dir(dir.path(), "k3d-cache")).unwrap();
+        std::fs::create_dir_all(cache_dir(dir.path(), "k3d-cache")).unwrap();
         let (first, by) =
             begin_pull(Some(dir.path()), Some(&cdir), "kubelet/n", "postgres:16.4-alpine", &s, 0);
         assert_eq!(by, None);

@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::docker::node_images;
 use crate::docker::{self, LABEL_TESTBED_DIR};
-use crate::node_images;
 use crate::scenario::Scenario;
 
 pub fn main(args: Vec<String>) -> i32 {
     if let Some((node, image)) = crictl_pull(&args) {
-        let dir = match crate::cli::fake_tool_start("docker", &args) {
+        let dir = match crate::calls::fake_tool_start("docker", &args) {
             Ok(dir) => dir,
             Err(e) => {
                 eprintln!("{e:#}");
@@ -37,7 +37,7 @@ pub fn main(args: Vec<String>) -> i32 {
     if args.first().map(String::as_str) != Some("pull") {
         return forward(&args);
     }
-    let dir = match crate::cli::fake_tool_start("docker", &args) {
+    let dir = match crate::calls::fake_tool_start("docker", &args) {
         Ok(dir) => dir,
         Err(e) => {
             eprintln!("{e:#}");
@@ -62,7 +62,7 @@ async fn pull(dir: &Path, image: &str, quiet: bool) -> Result<i32> {
     let scenario = Scenario::load(dir)?;
     let docker = docker::connect().await?;
     let full = node_images::normalize(image);
-    let (repo, tag) = crate::images::split_tag(image);
+    let (repo, tag) = crate::docker::images::split_tag(image);
     let path = full.split_once('/').map_or(full.as_str(), |(_, p)| p);
     let path = path.rsplit_once(':').map_or(path, |(p, _)| p);
     if docker.inspect_image(image).await.is_ok() {
@@ -87,9 +87,14 @@ async fn pull(dir: &Path, image: &str, quiet: bool) -> Result<i32> {
         return Ok(1);
     }
     let label = format!("LABEL {LABEL_TESTBED_DIR}={}", dir.display());
-    crate::images::build_with(&docker, image, &crate::images::pulled_rootfs(&full)?, vec![label])
-        .await
-        .with_context(|| format!("creating {image} in the host's image store"))?;
+    crate::docker::images::build_with(
+        &docker,
+        image,
+        &crate::docker::images::pulled_rootfs(&full)?,
+        vec![label],
+    )
+    .await
+    .with_context(|| format!("creating {image} in the host's image store"))?;
     node_images::record_pull(dir, "docker", image)?;
     let id = docker.inspect_image(image).await?.id.unwrap_or_default();
     if !quiet {
@@ -158,7 +163,7 @@ async fn node_pull(dir: &Path, node: &str, image: &str) -> Result<i32> {
         );
         return Ok(1);
     }
-    let cluster_dir = crate::k3d_common::cluster_dir(dir, cluster);
+    let cluster_dir = node_images::cluster_dir(dir, cluster);
     let by = format!("crictl/{node}");
     let (end_ms, record) =
         node_images::begin_pull(Some(dir), Some(&cluster_dir), &by, image, &scenario, now_ms);
@@ -185,5 +190,5 @@ fn forward(args: &[String]) -> i32 {
         eprintln!("testbed docker: no real docker CLI on PATH for `docker {}`", args.join(" "));
         return 127;
     };
-    crate::fake_helm::run_real("docker", &docker, args)
+    crate::real_tools::run_real("docker", &docker, args)
 }

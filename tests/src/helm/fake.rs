@@ -1,4 +1,4 @@
-//! The fake `helm`: `test`, `uninstall`, `rollback` (`crate::helm_rollback`) on the fake
+//! The fake `helm`: `test`, `uninstall`, `rollback` (`crate::helm::rollback`) on the fake
 //! API, in the release storage `HELM_DRIVER` names (`crate::release::Driver`); `status` and `list` (and any
 //! other verb) run the real helm (`$TESTBED_REAL_HELM`), which reads the release Secrets
 //! the testbed writes exactly as Helm does.
@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::helm_hooks::*;
-use crate::helm_records::{load, status_text, store, uninstall};
-use crate::helm_version::HelmVersion;
+use crate::helm::hooks::*;
+use crate::helm::records::{load, status_text, store, uninstall};
+use crate::helm::version::HelmVersion;
 use crate::kube_api::{self, Client};
 use crate::release;
 use crate::scenario::Scenario;
@@ -58,7 +58,7 @@ pub fn main(args: Vec<String>) -> i32 {
             return 0;
         }
         "uninstall" | "delete" | "un" | "del" => run_async(uninstall_cmd(&args)),
-        "rollback" => run_async(crate::helm_rollback::rollback_cmd(&args)),
+        "rollback" => run_async(crate::helm::rollback::rollback_cmd(&args)),
         _ => return forward(&args),
     };
     match result {
@@ -88,18 +88,7 @@ fn forward(args: &[String]) -> i32 {
         );
         return 127;
     };
-    run_real("helm", &helm, args)
-}
-
-/// Run a real tool (`binary`) in place of the fake `tool`; its exit code.
-pub(crate) fn run_real(tool: &str, binary: &std::path::Path, args: &[String]) -> i32 {
-    match std::process::Command::new(binary).args(args).status() {
-        Ok(status) => status.code().unwrap_or(1),
-        Err(e) => {
-            eprintln!("testbed {tool}: running {}: {e}", binary.display());
-            127
-        }
-    }
+    crate::real_tools::run_real("helm", &helm, args)
 }
 
 /// What `test`/`uninstall` take from a helm command line.

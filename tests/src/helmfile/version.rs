@@ -10,7 +10,7 @@
 //!   `HELMFILE_V1MODE=true|false` switches either way;
 //! - `--version` prints `helmfile version <v>` (cobra's template) in both.
 
-use crate::helm_version::HelmVersion;
+use crate::helm::version::HelmVersion;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HelmfileVersion(pub HelmVersion);

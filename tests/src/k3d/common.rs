@@ -1,9 +1,9 @@
 //! What the fake `k3d`'s commands share (its log lines, the cluster's containers and
-//! labels, waiting): below `fake_k3d` and each `k3d_*` command, so they import it and
+//! labels, waiting): below `fake` and each command's module, so they import it and
 //! not each other.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -46,9 +46,7 @@ pub(crate) fn usage_error(msg: &str) -> Result<i32> {
     Ok(1)
 }
 
-pub(crate) fn cluster_dir(dir: &Path, cluster: &str) -> PathBuf {
-    dir.join("clusters").join(cluster)
-}
+pub(crate) use crate::docker::node_images::cluster_dir;
 
 pub(crate) async fn cluster_containers(
     docker: &Docker,

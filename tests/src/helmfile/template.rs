@@ -1,6 +1,6 @@
 //! How the fake helmfile reads a state file (helmfile `pkg/app/desired_state_file_loader.go`
 //! `load`): the text split into parts on `\n---\n`, each part rendered as a Go template
-//! when the version renders that file (`crate::helmfile_version`), then parsed; `.Values`
+//! when the version renders that file (`crate::helmfile::version`), then parsed; `.Values`
 //! (and `.StateValues`) are the environment's values of the parts read so far, inline
 //! maps and files in order, merged with every `--state-values-file` on top.
 //!

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use crate::apiserver::controllers::workload_ready;
 use crate::apiserver::resources;
-use crate::helm_records::{self, split_manifest};
-use crate::helmfile_state::ReleaseSpec;
+use crate::helm::records::{self, split_manifest};
+use crate::helmfile::state::ReleaseSpec;
 use crate::kube_api::{self, Client};
 use crate::release::{self, Hook, Info, LastRun, Release};
 
@@ -79,7 +79,7 @@ pub(crate) async fn install(
     } else if client.get_opt(&format!("/api/v1/namespaces/{}", r.namespace)).await?.is_none() {
         bail!("create: failed to create: namespaces \"{}\" not found", r.namespace);
     }
-    let previous = helm_records::load(client, &r.namespace, &r.name).await?;
+    let previous = records::load(client, &r.namespace, &r.name).await?;
     // helm `pkg/action/upgrade.go` prepareUpgrade: a pending last revision (a helm that
     // was stopped mid-way, or one still running) refuses every upgrade (`errPending`).
     if let Some((_, last)) = &previous
@@ -181,7 +181,7 @@ pub(crate) async fn install(
                     obj["metadata"]["namespace"] = json!(r.namespace);
                 }
                 let path = kube_api::path_of(&obj)?;
-                if !applied.contains(&path) && !helm_records::kept(&obj) {
+                if !applied.contains(&path) && !records::kept(&obj) {
                     client.delete(&path).await?;
                 }
             }
@@ -205,7 +205,7 @@ pub(crate) async fn install(
         if let Err(e) = wait_ready(client, &applied, r).await {
             rel.info.status = "failed".into();
             rel.info.description = format!("Upgrade \"{}\" failed: {e}", r.name);
-            helm_records::store(client, &rel).await?;
+            records::store(client, &rel).await?;
             bail!("UPGRADE FAILED: {e}");
         }
         rel.info.status = deployed;
@@ -218,7 +218,7 @@ pub(crate) async fn install(
     } else {
         println!("Release \"{}\" has been upgraded. Happy Helming!", r.name);
     }
-    print!("{}", helm_records::status_text(&rel));
+    print!("{}", records::status_text(&rel));
     println!();
     Ok(rel)
 }
@@ -237,10 +237,10 @@ pub(crate) async fn write_revision(
         if secret["metadata"]["labels"]["status"] == "deployed" {
             let mut old = Release::from_record(secret)?;
             old.info.status = "superseded".into();
-            helm_records::store(client, &old).await?;
+            records::store(client, &old).await?;
         }
     }
-    helm_records::store(client, rel).await
+    records::store(client, rel).await
 }
 
 pub(crate) fn split_list(s: &str) -> Vec<String> {

@@ -18,13 +18,14 @@ use bollard::query_parameters::{CreateContainerOptions, StopContainerOptions};
 use serde_json::json;
 
 use crate::docker;
-use crate::k3d_api::*;
-use crate::k3d_common::*;
-use crate::k3d_config::*;
-use crate::k3d_flags::*;
-use crate::k3d_list::*;
-use crate::k3d_registry::*;
-use crate::{images, kubeconfig, probe, procs};
+use crate::docker::images;
+use crate::k3d::api::*;
+use crate::k3d::common::*;
+use crate::k3d::config::*;
+use crate::k3d::flags::*;
+use crate::k3d::list::*;
+use crate::k3d::registry::*;
+use crate::{http, kubeconfig, procs};
 
 const K3S_VERSION: &str = "v1.31.5-k3s1";
 const DEFAULT_CLUSTER: &str = "k3s-default";
@@ -32,7 +33,7 @@ const DEFAULT_CLUSTER: &str = "k3s-default";
 /// Entry point for `k3d ARGS...` (argv0 stripped).
 pub fn main(args: Vec<String>) -> i32 {
     let log = Log::new();
-    let dir = match crate::cli::fake_tool_start("k3d", &args) {
+    let dir = match crate::calls::fake_tool_start("k3d", &args) {
         Ok(dir) => dir,
         Err(e) => {
             log.fatal(&format!("{e:#}"));
@@ -70,17 +71,17 @@ async fn run(dir: &Path, args: &[String], log: &Log) -> Result<i32> {
         }
         ["kubeconfig", verb @ ("merge" | "get"), rest @ ..] => {
             let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
-            crate::k3d_kubeconfig::run(dir, verb, &rest)
+            crate::k3d::kubeconfig::run(dir, verb, &rest)
         }
         ["image", "import" | "load", rest @ ..] => {
             let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
             let docker = docker::connect().await?;
-            crate::k3d_image::import(dir, &docker, &Flags::parse(&rest)?, log).await
+            crate::k3d::image::import(dir, &docker, &Flags::parse(&rest)?, log).await
         }
         ["registry", "create", rest @ ..] => {
             let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
             let docker = docker::connect().await?;
-            crate::k3d_registry::create_standalone(dir, &docker, &Flags::parse(&rest)?, log).await
+            crate::k3d::registry::create_standalone(dir, &docker, &Flags::parse(&rest)?, log).await
         }
         ["registry", "list" | "ls" | "get", rest @ ..] => {
             let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
@@ -268,7 +269,7 @@ async fn start_containers(docker: &Docker, cluster: &str, log: &Log) -> Result<(
     {
         let port = docker::label(reg, "k3s.registry.port.external").unwrap_or("");
         wait_until(Duration::from_secs(20), || {
-            probe::get(&format!("http://127.0.0.1:{port}/v2/"), &[]).is_ok_and(|r| r.status == 200)
+            http::get(&format!("http://127.0.0.1:{port}/v2/"), &[]).is_ok_and(|r| r.status == 200)
         });
     }
     Ok(())
@@ -399,5 +400,5 @@ async fn stop(dir: &Path, docker: &Docker, flags: &Flags, log: &Log) -> Result<i
 }
 
 #[cfg(test)]
-#[path = "fake_k3d_tests.rs"]
+#[path = "fake_tests.rs"]
 mod tests;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::helm_version::HelmVersion;
+use crate::helm::version::HelmVersion;
 use crate::kube_api::{self, Client};
 use crate::release;
 

@@ -3,7 +3,7 @@
 //! (`name`, `namespace`, `chart`, `version`, `labels`, `values`, `installed`,
 //! `createNamespace`, `wait`, `waitForJobs`, `timeout`) and nested `helmfiles:`. Each
 //! part (`---`) is rendered as a Go template first when the claimed version renders the
-//! file (`crate::helmfile_template`, `crate::helmfile_version`).
+//! file (`crate::helmfile::template`, `crate::helmfile::version`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::helmfile_template::{merge, read_values, render_part};
-use crate::helmfile_version::HelmfileVersion;
+use crate::helmfile::template::{merge, read_values, render_part};
+use crate::helmfile::version::HelmfileVersion;
 
 /// One release of a layer file, with what the fake needs of it.
 #[derive(Debug, Clone, PartialEq)]

@@ -11,7 +11,7 @@
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::helm_records::{kept, load, split_manifest, store};
+use crate::helm::records::{kept, load, split_manifest, store};
 use crate::kube_api::{self, Client};
 use crate::release::{self, Release};
 

@@ -20,10 +20,11 @@ use std::path::Path;
 use anyhow::Result;
 use bollard::Docker;
 
-use crate::k3d_common::{Log, cluster_containers};
-use crate::k3d_flags::Flags;
+use crate::docker;
+use crate::docker::node_images;
+use crate::k3d::common::{Log, cluster_containers};
+use crate::k3d::flags::Flags;
 use crate::scenario::Scenario;
-use crate::{docker, node_images};
 
 pub(crate) async fn import(dir: &Path, docker: &Docker, flags: &Flags, log: &Log) -> Result<i32> {
     let mut clusters: Vec<&str> = flags.all_values("cluster");

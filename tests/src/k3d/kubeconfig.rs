@@ -13,11 +13,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
+use crate::k3d::common::cluster_dir;
 use crate::kubeconfig;
 
 /// The kubeconfig credentials and port of a cluster whose API server runs.
 fn cluster_entry(dir: &Path, cluster: &str) -> Result<(u16, kubeconfig::Credentials)> {
-    let cdir = dir.join("clusters").join(cluster);
+    let cdir = cluster_dir(dir, cluster);
     let port = std::fs::read_to_string(cdir.join("apiserver.port"))
         .ok()
         .and_then(|p| p.trim().parse::<u16>().ok())

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::k3d_common::*;
+use crate::k3d::common::*;
 use crate::{kubeconfig, procs};
 
 /// The kubeconfig's server, as k3d writes it (`DefaultAPIHost` 0.0.0.0).

@@ -20,8 +20,8 @@
 //! as written in the file, in JSON's flow style, which is YAML). Every verb, `list` and
 //! `build` too, exits 3 with `no releases found` when nothing matches (`pkg/app`
 //! `ForEachState`). The claimed version (scenario `helmfile-version`) decides which
-//! flags exist and which files are Go templates (`crate::helmfile_version`); templates
-//! are rendered with the `--state-values-file` values (`crate::helmfile_template`).
+//! flags exist and which files are Go templates (`crate::helmfile::version`); templates
+//! are rendered with the `--state-values-file` values (`crate::helmfile::template`).
 //! Releases run in file order (helmfile orders by `needs`; the layers list releases
 //! after their needs) and `apply` is `sync` (no diff).
 
@@ -31,16 +31,17 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-pub use crate::helm_records::{ManifestDoc, split_manifest};
-use crate::helmfile_flags::{Command, check_flags, helm_timeout, matches, parse_args};
-use crate::helmfile_install::*;
-use crate::helmfile_state::state_documents;
-pub use crate::helmfile_state::{ReleaseSpec, StateOptions, load_releases, load_state};
-use crate::helmfile_template::{merge, read_values};
-use crate::helmfile_version::HelmfileVersion;
+use crate::helm::fake as fake_helm;
+use crate::helm::records;
+pub use crate::helm::records::{ManifestDoc, split_manifest};
+use crate::helmfile::flags::{Command, check_flags, helm_timeout, matches, parse_args};
+use crate::helmfile::install::*;
+use crate::helmfile::state::state_documents;
+pub use crate::helmfile::state::{ReleaseSpec, StateOptions, load_releases, load_state};
+use crate::helmfile::template::{merge, read_values};
+use crate::helmfile::version::HelmfileVersion;
 use crate::kube_api::Client;
 use crate::scenario::Scenario;
-use crate::{fake_helm, helm_records};
 
 pub use crate::apiserver::controllers::VAULT_BOOTSTRAP;
 
@@ -202,8 +203,8 @@ async fn status(releases: &[ReleaseSpec], kube_context: Option<&str>) -> Result<
     let mut code = 0;
     for r in releases.iter().filter(|r| r.installed) {
         println!("Getting status {}", r.name);
-        match helm_records::load(&client, &r.namespace, &r.name).await? {
-            Some((_, rel)) => println!("{}", helm_records::status_text(&rel)),
+        match records::load(&client, &r.namespace, &r.name).await? {
+            Some((_, rel)) => println!("{}", records::status_text(&rel)),
             None => {
                 eprintln!(
                     "in {}: command \"helm\" exited with non-zero status:\n\nSTDERR:\n  Error: release: not found\n",
@@ -219,7 +220,7 @@ async fn status(releases: &[ReleaseSpec], kube_context: Option<&str>) -> Result<
 /// Uninstall `r` if it is installed, printing like helmfile and adding a row to `deleted`.
 async fn uninstall(client: &Client, r: &ReleaseSpec, deleted: &mut Vec<Vec<String>>) -> Result<()> {
     let start = Instant::now();
-    if helm_records::uninstall(client, &r.namespace, &r.name).await? {
+    if records::uninstall(client, &r.namespace, &r.name).await? {
         println!("Deleting {}\nrelease \"{}\" uninstalled\n", r.name, r.name);
         deleted.push(vec![
             r.name.clone(),

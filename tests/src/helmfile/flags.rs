@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
-use crate::helmfile_state::ReleaseSpec;
-use crate::helmfile_version::HelmfileVersion;
+use crate::helmfile::state::ReleaseSpec;
+use crate::helmfile::version::HelmfileVersion;
 
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Command {

@@ -40,7 +40,7 @@ const PID_FILE: &str = "tilt.pid";
 const STATE_FILE: &str = "tilt.json";
 
 pub fn main(args: Vec<String>) -> i32 {
-    let dir = match crate::cli::fake_tool_start("tilt", &args) {
+    let dir = match crate::calls::fake_tool_start("tilt", &args) {
         Ok(dir) => dir,
         Err(e) => {
             eprintln!("Error: {e:#}");

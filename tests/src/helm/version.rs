@@ -17,9 +17,8 @@ pub struct HelmVersion(pub u32, pub u32, pub u32);
 
 impl HelmVersion {
     pub fn parse(text: &str) -> Option<HelmVersion> {
-        let mut parts = text.trim().trim_start_matches('v').split(['.', '+', '-']);
-        let mut next = || parts.next()?.parse().ok();
-        Some(HelmVersion(next()?, next()?, next()?))
+        crate::scenario::parse_version(text)
+            .map(|(major, minor, patch)| HelmVersion(major, minor, patch))
     }
 
     /// Passing `hook-succeeded` test Pods are deleted only after `--logs` read them.

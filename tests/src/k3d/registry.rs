@@ -19,8 +19,9 @@ use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::CreateContainerOptions;
 
-use crate::k3d_common::*;
-use crate::{docker, images};
+use crate::docker;
+use crate::docker::{images, node_images};
+use crate::k3d::common::*;
 
 /// A registry created from the config file is named exactly `registries.create.name`,
 /// else `k3d-<cluster>-registry` (k3d `pkg/config/transform.go`); only
@@ -106,16 +107,11 @@ pub(crate) fn resolve_ipv4(host: &str) -> String {
         .unwrap_or_else(|| "127.0.0.1".to_owned())
 }
 
-/// The directory of what a pull-through cache container holds.
-pub fn cache_dir(dir: &Path, container: &str) -> std::path::PathBuf {
-    dir.join("caches").join(container)
-}
-
 /// `k3d registry create NAME ...`.
 pub(crate) async fn create_standalone(
     dir: &Path,
     docker: &Docker,
-    flags: &crate::k3d_flags::Flags,
+    flags: &crate::k3d::flags::Flags,
     log: &Log,
 ) -> Result<i32> {
     let Some(name) = flags.positional.first() else {
@@ -171,7 +167,7 @@ pub(crate) async fn create_standalone(
         .await
         .with_context(|| format!("Failed to create registry node '{container}'"))?;
     docker.start_container(&container, None).await?;
-    let cache = cache_dir(dir, &container);
+    let cache = node_images::cache_dir(dir, &container);
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
     std::fs::write(cache.join("upstream"), &remote)?;
     log.info(&format!("Successfully created registry '{container}'"));

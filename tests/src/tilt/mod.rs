@@ -1,0 +1,3 @@
+//! The simulated Tilt: `tilt up`/`down` and its web server (`fake`).
+
+pub mod fake;
