@@ -9,7 +9,9 @@
 //! only the cluster's nodes); for a pull-through cache k3d sets `REGISTRY_PROXY_REMOTEURL`
 //! (`pkg/client/registry.go`), here a label `testbed.proxy.remoteurl` (the registry
 //! process cannot reach upstream). What such a cache holds is
-//! `$TESTBED_DIR/caches/<container>/` (`node_images`), not the volume named by `-v`.
+//! `$TESTBED_DIR/caches/<container>/` (`node_images`), not the volume named by `-v`,
+//! with the `--image` it was made from (default `registry:2`), which decides what a
+//! miss costs (`node_images::pull_from_cache`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -106,6 +108,21 @@ pub(crate) fn resolve_ipv4(host: &str) -> String {
         .unwrap_or_else(|| "127.0.0.1".to_owned())
 }
 
+/// k3d v5.7.5's registry image (`pkg/types/images.go` `DefaultRegistryImageRepo` and
+/// `DefaultRegistryImageTag` "2"): distribution v2.8.3.
+pub const DEFAULT_REGISTRY_IMAGE: &str = "docker.io/library/registry:2";
+
+/// In a cache's directory: the registry image `--image` named.
+pub const REGISTRY_IMAGE_FILE: &str = "image";
+
+/// Whether a cache made from `image` runs distribution v3 or later, whose proxy stores a
+/// blob from the download it streams to the client (v2.8 downloads it twice).
+pub fn stores_while_serving(image: &str) -> bool {
+    let tag = image.rsplit_once(':').map_or("latest", |(_, t)| t);
+    tag == "latest"
+        || tag.split('.').next().and_then(|m| m.parse::<u32>().ok()).is_some_and(|m| m >= 3)
+}
+
 /// The directory of what a pull-through cache container holds.
 pub fn cache_dir(dir: &Path, container: &str) -> std::path::PathBuf {
     dir.join("caches").join(container)
@@ -174,6 +191,9 @@ pub(crate) async fn create_standalone(
     let cache = cache_dir(dir, &container);
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
     std::fs::write(cache.join("upstream"), &remote)?;
+    // Which distribution serves the cache decides what a miss costs (`node_images`).
+    let image = flags.value(&["image", "i"]).unwrap_or(DEFAULT_REGISTRY_IMAGE);
+    std::fs::write(cache.join(REGISTRY_IMAGE_FILE), image)?;
     log.info(&format!("Successfully created registry '{container}'"));
     if !flags.switch(&["no-help"]) {
         println!(

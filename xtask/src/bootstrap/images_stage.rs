@@ -41,8 +41,11 @@ impl<'c, S: Stage<RunState<'c>, RunPlan>> Stage<RunState<'c>, RunPlan> for Fetch
                 return self.inner.apply(plan, state).await;
             }
             let ctx = state.ctx;
-            let (applied, fetched) =
-                tokio::join!(self.inner.apply(plan, state), images::fetch_ahead(ctx, &layers));
+            let warming = state.warming.take();
+            let (applied, fetched) = tokio::join!(
+                self.inner.apply(plan, state),
+                images::fetch_ahead(ctx, &layers, warming)
+            );
             let result = match applied {
                 Ok(report) => Ok(explain(report, &fetched)),
                 Err(error) => {
