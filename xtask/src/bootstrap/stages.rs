@@ -95,13 +95,7 @@ async fn warm_caches(
     let caches = cluster::image_cache::caches(&planned.config)?;
     let timeout = ctx.settings.timeouts.cluster_ready();
     cluster::image_cache::ensure(&ctx.session, planned.docker(), &caches, timeout).await?;
-    let layers = state
-        .inputs
-        .layers
-        .iter()
-        .filter(|input| plan.fetch_ahead.contains(&input.layer.name))
-        .map(|input| input.layer.clone())
-        .collect();
+    let layers = super::images_stage::fetched_ahead(plan, state);
     Ok(images::warm::start(ctx, planned.docker().clone(), layers, caches))
 }
 

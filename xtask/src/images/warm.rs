@@ -56,6 +56,26 @@ impl Warming {
         let _ = self.state.wait_for(|s| s.done || s.warmed.contains(image)).await;
     }
 
+    /// The images of `layer` whose warming has not ended yet (none once the task ended
+    /// or when the layers are not rendered yet: then nothing is known to wait for).
+    pub fn pending(&self, layer: &str) -> Vec<String> {
+        let state = self.state.borrow();
+        let Some(rendered) = state.rendered.as_ref().filter(|_| !state.done) else {
+            return Vec::new();
+        };
+        let images = rendered.iter().filter(|l| l.layer == layer).flat_map(|l| &l.images);
+        images.filter(|i| !state.warmed.contains(*i)).cloned().collect()
+    }
+
+    /// Wait until the warming of every image of `layer` has ended.
+    pub async fn layer_warmed(&mut self, layer: &str) {
+        let Some(rendered) = self.rendered().await else { return };
+        let images = rendered.iter().filter(|l| l.layer == layer).flat_map(|l| l.images.clone());
+        for image in images.collect::<Vec<_>>() {
+            self.warmed(&image).await;
+        }
+    }
+
     /// The warnings of images that could not be warmed, once the task ended.
     pub async fn warnings(&mut self) -> Vec<String> {
         match self.state.wait_for(|s| s.done).await {
