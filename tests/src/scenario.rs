@@ -58,6 +58,10 @@ pub struct Scenario {
     /// Docker Desktop 4.34+): `docker save | ctr image import --all-platforms` of a
     /// multi-platform image fails (k3d issue 1538).
     pub docker_containerd_store: bool,
+    /// How long `k3d cluster create` takes, in ms, from its start until it reports the
+    /// cluster created (k3d waits for the server's `k3s is up and running`, the load
+    /// balancer's `start worker processes` and CoreDNS's config map; FIDELITY.md).
+    pub k3d_create_ms: u64,
     /// SecretStores / ClusterSecretStores (by name) whose `Ready` condition stays False.
     pub store_not_ready: Vec<String>,
     /// Where the Helmfile layers are that `<layer>` words name (a root helmfile, a
@@ -69,6 +73,9 @@ pub struct Scenario {
 pub const FILE: &str = "scenario.json";
 /// Default Pod startup delay: above zero, so nothing is Ready the instant it is written.
 pub const DEFAULT_STARTUP_MS: u64 = 2000;
+/// Default `k3d cluster create` duration: the fastest one-server creation with every
+/// image present found in published k3d output (12 s; FIDELITY.md).
+pub const DEFAULT_K3D_CREATE_MS: u64 = 12_000;
 
 impl Default for Scenario {
     fn default() -> Scenario {
@@ -87,6 +94,7 @@ impl Default for Scenario {
             image_unfetchable: Vec::new(),
             pull_mbps: 0,
             docker_containerd_store: false,
+            k3d_create_ms: DEFAULT_K3D_CREATE_MS,
             store_not_ready: Vec::new(),
             helmfiles: String::new(),
             startup_ms: DEFAULT_STARTUP_MS,
@@ -125,6 +133,7 @@ impl Scenario {
     /// `sync-fail=<layer>`, `vault-fail`, `vault-flaky`, `job-fail=<prefix>`,
     /// `secret-missing-key`, `tilt-not-ready`, `startup-ms=<n>`, `cron-minute-ms=<n>`,
     /// `pull-ms=<n>`, `pull-mbps=<n>`, `image-unfetchable=<ref>`, `docker-containerd-store`,
+    /// `k3d-create-ms=<n>`,
     /// `store-not-ready=<store>`, `helm-version=<x.y.z>`,
     /// `helmfile-version=<x.y.z>`, `helmfiles=<path>`, `healthy` (no change).
     pub fn apply(&mut self, word: &str) -> Result<()> {
@@ -136,6 +145,7 @@ impl Scenario {
             Some(("latency-ms", ms)) => self.latency_ms = millis(word, ms)?,
             Some(("startup-ms", ms)) => self.startup_ms = millis(word, ms)?,
             Some(("pull-ms", ms)) => self.pull_ms = millis(word, ms)?,
+            Some(("k3d-create-ms", ms)) => self.k3d_create_ms = millis(word, ms)?,
             Some(("image-unfetchable", image)) => self.image_unfetchable.push(image.to_owned()),
             Some(("pull-mbps", n)) => {
                 self.pull_mbps = n.parse().with_context(|| format!("{word}: expected Mbit/s"))?
@@ -168,7 +178,7 @@ impl Scenario {
                 "unknown scenario `{word}`: expected healthy, gate-fail=<layer>, gate-leak=<layer>, log-race=<layer>, \
                  sync-fail=<layer>, vault-fail, vault-flaky, job-fail=<prefix>, secret-missing-key, \
                  tilt-not-ready, image-unfetchable=<ref>, latency-ms=<n>, startup-ms=<n>, pull-ms=<n>, \
-                 pull-mbps=<n>, docker-containerd-store, store-not-ready=<store>, \
+                 pull-mbps=<n>, docker-containerd-store, k3d-create-ms=<n>, store-not-ready=<store>, \
                  cron-minute-ms=<n>, helm-version=<x.y.z>, helmfile-version=<x.y.z> or helmfiles=<path>"
             ),
         }

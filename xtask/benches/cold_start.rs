@@ -47,6 +47,7 @@ fn main() {
         .unwrap();
         let root = workspace(&world, false);
         let wall = bootstrap(&world, root.path()).0;
+        println!("on demand, per Pod: {}", per_pod(&world));
         (wall, node_images::image_waits(world.dir()))
     };
     let world =
@@ -55,6 +56,7 @@ fn main() {
     let root = workspace(&world, true);
     let (ahead, _) = bootstrap(&world, root.path());
     let wait_ahead = node_images::image_waits(world.dir());
+    println!("ahead, per Pod: {}", per_pod(&world));
     drift(root.path());
     let before = node_images::pulls(world.dir()).unwrap().len();
     let (recreate, summary) = bootstrap(&world, root.path());
@@ -76,6 +78,18 @@ fn main() {
         recreate.as_millis(),
         recreate_pulls
     );
+}
+
+/// `pod=<ms>` for each Pod that waited for its images, as the kubelet recorded them.
+fn per_pod(world: &World) -> String {
+    let text = std::fs::read_to_string(world.dir().join(node_images::IMAGE_WAITS_FILE));
+    let lines = text.unwrap_or_default();
+    let waits = lines.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+    let waits = waits.filter(|w| w["waited_ms"].as_u64().is_some_and(|ms| ms > 0));
+    waits
+        .map(|w| format!("{}={}", w["pod"].as_str().unwrap_or("?"), w["waited_ms"]))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A workspace root with a copy of `infra/` made for `world`'s slot, and fetch-ahead on

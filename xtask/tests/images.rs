@@ -100,11 +100,16 @@ fn images_come_through_the_cache_once_on_any_docker_and_survive_recreation() {
     assert!(log.contains("images: 4 fetched, 0 already present, 0 failed in "), "{log}");
     assert!(
         log.contains(&format!(
-            "k3d registry create {} --proxy-remote-url https://registry-1.docker.io",
+            "k3d registry create {} --image docker.io/library/registry:3.0.0 --proxy-remote-url https://registry-1.docker.io",
             slot.cache()
         )),
         "{log}"
     );
+    // The cache was warmed from the host while k3d made the cluster, each image once.
+    for image in [&busybox, &vault, &postgres, &PINNED.to_owned()] {
+        let warmed = format!("{image}: in cache k3d-{}", slot.cache());
+        assert!(log.contains(&warmed), "no `{warmed}` in {log}");
+    }
 
     // Drift: the cluster is recreated with empty nodes; the cache outlives it.
     ws.edit(K3D_CONFIG, |t| t.replace("agents: 0", "agents: 1"));

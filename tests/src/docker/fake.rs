@@ -1,5 +1,7 @@
 //! The `docker` CLI in a testbed world: `docker pull` downloads from the simulated
-//! upstream registry (`node_images`); every other command is the real docker CLI.
+//! upstream registry (`node_images`), or through a pull-through cache when it names the
+//! cache's published host port (`127.0.0.1:<port>/<path>`); `docker exec <node> crictl
+//! pull` is the node's containerd pulling; every other command is the real docker CLI.
 //!
 //! Docker here cannot reach a registry, so a pull is simulated on the real daemon: it
 //! takes the scenario's `pull-ms` and the image's size over the shared link
@@ -73,36 +75,73 @@ async fn pull(dir: &Path, image: &str, quiet: bool) -> Result<i32> {
         println!("{full}");
         return Ok(0);
     }
+    // Through a pull-through cache's port published on the host: what the cache proxies.
+    let cache = cache_behind(dir, &docker, image).await?;
+    let wanted = cache.as_ref().map_or_else(|| image.to_owned(), |(_, upstream)| upstream.clone());
     let now_ms = node_images::unix_ms();
-    let end_ms = if node_images::unfetchable(&scenario, image) {
-        now_ms + scenario.pull_ms
-    } else {
-        node_images::reserve_link(Some(dir), &scenario, image, now_ms)
+    let end_ms = match &cache {
+        _ if node_images::unfetchable(&scenario, &wanted) => now_ms + scenario.pull_ms,
+        Some((cache, _)) => node_images::pull_from_cache(dir, cache, &wanted, &scenario, now_ms),
+        None => node_images::reserve_link(Some(dir), &scenario, image, now_ms),
     };
     tokio::time::sleep(std::time::Duration::from_millis(end_ms.saturating_sub(now_ms))).await;
-    if node_images::unfetchable(&scenario, image) {
+    if node_images::unfetchable(&scenario, &wanted) {
         eprintln!(
             "Error response from daemon: manifest for {repo}:{tag} not found: manifest unknown: manifest unknown"
         );
         return Ok(1);
     }
     let label = format!("LABEL {LABEL_TESTBED_DIR}={}", dir.display());
+    // A digest-pinned pull stores the image untagged; here it gets a tag naming the
+    // digest (`docker image rm` by digest then misses it; `testbed down` removes it).
+    let stored = match image.split_once("@sha256:") {
+        Some((name, digest)) => format!("{name}:sha256-{}", &digest[..digest.len().min(12)]),
+        None => image.to_owned(),
+    };
     crate::docker::images::build_with(
         &docker,
-        image,
+        &stored,
         &crate::docker::images::pulled_rootfs(&full)?,
         vec![label],
     )
     .await
     .with_context(|| format!("creating {image} in the host's image store"))?;
-    node_images::record_pull(dir, "docker", image)?;
-    let id = docker.inspect_image(image).await?.id.unwrap_or_default();
+    if cache.is_none() {
+        node_images::record_pull(dir, "docker", image)?;
+    }
+    let id = docker.inspect_image(&stored).await?.id.unwrap_or_default();
     if !quiet {
         println!("{tag}: Pulling from {path}");
         println!("Digest: {id}\nStatus: Downloaded newer image for {repo}:{tag}");
     }
     println!("{full}");
     Ok(0)
+}
+
+/// For `127.0.0.1:<port>/<path>` (or `localhost:`) where `<port>` is the host port of a
+/// running pull-through cache (`k3d registry create --proxy-remote-url`, label
+/// `k3s.registry.port.external`): its store and the upstream reference it fetches,
+/// `docker.io/<path>` (the testbed's caches proxy Docker Hub).
+async fn cache_behind(
+    dir: &Path,
+    docker: &bollard::Docker,
+    image: &str,
+) -> Result<Option<(PathBuf, String)>> {
+    let Some((host, path)) = image.split_once('/') else { return Ok(None) };
+    let Some(port) = host.strip_prefix("127.0.0.1:").or_else(|| host.strip_prefix("localhost:"))
+    else {
+        return Ok(None);
+    };
+    let registries = docker::containers_with_labels(docker, &[("k3d.role", "registry")]).await?;
+    let Some(found) = registries.iter().find(|c| {
+        docker::label(c, "k3s.registry.port.external") == Some(port)
+            && docker::label(c, "testbed.proxy.remoteurl").is_some_and(|u| !u.is_empty())
+            && docker::is_running(c)
+    }) else {
+        return Ok(None);
+    };
+    let cache = node_images::cache_dir(dir, &docker::container_name(found));
+    Ok(cache.is_dir().then(|| (cache, node_images::normalize(&format!("docker.io/{path}")))))
 }
 
 /// `docker exec [-opts] <node> crictl pull <image>`: (node, image).
@@ -128,7 +167,7 @@ fn cluster_of(node: &str) -> Option<&str> {
     Some(cluster)
 }
 
-/// The node's containerd pulls (`node_images::begin_pull`: through the cluster's mirror
+/// The node's containerd pulls (`node_images::begin_node_pull`: through the cluster's mirror
 /// when it names a cache), as `crictl pull` does: `Image is up to date for sha256:...`,
 /// or containerd's error, exit 1.
 async fn node_pull(dir: &Path, node: &str, image: &str) -> Result<i32> {
@@ -163,10 +202,9 @@ async fn node_pull(dir: &Path, node: &str, image: &str) -> Result<i32> {
         );
         return Ok(1);
     }
-    let cluster_dir = node_images::cluster_dir(dir, cluster);
     let by = format!("crictl/{node}");
     let (end_ms, record) =
-        node_images::begin_pull(Some(dir), Some(&cluster_dir), &by, image, &scenario, now_ms);
+        node_images::begin_node_pull(Some(dir), &store, &by, image, &scenario, now_ms);
     tokio::time::sleep(std::time::Duration::from_millis(end_ms.saturating_sub(now_ms))).await;
     if let Some(by) = record {
         node_images::record_pull(dir, &by, image)?;

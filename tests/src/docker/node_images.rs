@@ -161,11 +161,9 @@ pub fn unix_ms() -> u64 {
 /// How a node's containerd gets `image` (kubelet or `crictl pull`): through the mirror
 /// the cluster's `registries.yaml` (k3d `registries.config`) names for the image's
 /// registry when its first endpoint is a pull-through cache (`k3d registry create
-/// --proxy-remote-url`), else from upstream. From the cache: a local copy at 1 Gbit/s,
-/// after the cache's own download from upstream when it does not hold the image yet
-/// (one download per image, whoever asks first; recorded as `cache/<container>`).
-/// Returns when the node has it (unix ms) and, for a download straight from upstream,
-/// who to record it as once done (`by`).
+/// --proxy-remote-url`, [`pull_from_cache`]), else from upstream. Returns when the node
+/// has it (unix ms) and, for a download straight from upstream, who to record it as
+/// once done (`by`).
 pub fn begin_pull(
     dir: Option<&Path>,
     cluster_dir: Option<&Path>,
@@ -178,24 +176,70 @@ pub fn begin_pull(
     let Some((dir, cache)) = dir.zip(cache) else {
         return (reserve_link(dir, s, image, now_ms), Some(by.to_owned()));
     };
-    let local_ms = image_size(image) / 125_000;
-    let held = entry(&cache, image);
-    let ready_at = match std::fs::read_to_string(&held) {
-        Ok(at) => at.trim().parse().unwrap_or(now_ms),
-        Err(_) => {
-            let at = reserve_link(Some(dir), s, image, now_ms);
-            let name =
-                cache.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            if let Err(e) = std::fs::write(&held, at.to_string())
-                .map_err(anyhow::Error::from)
-                .and_then(|()| record_pull(dir, &format!("cache/{name}"), image))
-            {
+    (pull_from_cache(dir, &cache, image, s, now_ms), None)
+}
+
+/// [`begin_pull`] by a node's containerd, which fetches one image once at a time: a
+/// pull of an image the node is already pulling (the kubelet's and `crictl pull`'s)
+/// waits for that one (containerd's content ingest is locked by its ref: the second
+/// fetch waits, then finds the content present).
+pub fn begin_node_pull(
+    dir: Option<&Path>,
+    store: &Path,
+    by: &str,
+    image: &str,
+    s: &Scenario,
+    now_ms: u64,
+) -> (u64, Option<String>) {
+    let marker = store.join(".pulling").join(entry(Path::new(""), image));
+    let running = std::fs::read_to_string(&marker).ok().and_then(|t| t.trim().parse::<u64>().ok());
+    if let Some(end) = running.filter(|end| *end > now_ms) {
+        return (end, None);
+    }
+    let cluster_dir = store.ancestors().nth(3);
+    let (end, record) = begin_pull(dir, cluster_dir, by, image, s, now_ms);
+    let written = marker.parent().map_or(Ok(()), std::fs::create_dir_all);
+    if let Err(e) = written.and_then(|()| std::fs::write(&marker, end.to_string())) {
+        eprintln!("testbed: node pull of {image}: {e:#}");
+    }
+    (end, record)
+}
+
+/// A client's pull of `image` from the pull-through cache whose store is `cache`, as
+/// distribution serves a blob in proxy mode (`registry/proxy/proxyblobstore.go`
+/// `ServeBlob`): held, a local copy at 1 Gbit/s; not held, one download from upstream
+/// that v3 (`registry:3`) stores while streaming it to the client, while v2.8 (k3d's
+/// default `registry:2`) downloads it twice at once, into its storage (`storeLocal`)
+/// and to the client (`copyContent`), both ending when the link has carried both;
+/// still being stored (`inflight`), one more download streamed to this client. Each
+/// download is one pull recorded as `cache/<container>`. Returns when the client has it
+/// (unix ms).
+pub fn pull_from_cache(dir: &Path, cache: &Path, image: &str, s: &Scenario, now_ms: u64) -> u64 {
+    let name = cache.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let download = || {
+        let at = reserve_link(Some(dir), s, image, now_ms);
+        if let Err(e) = record_pull(dir, &format!("cache/{name}"), image) {
+            eprintln!("testbed: cache {name}: {e:#}");
+        }
+        at
+    };
+    let held = entry(cache, image);
+    let stored_at =
+        std::fs::read_to_string(&held).ok().and_then(|at| at.trim().parse::<u64>().ok());
+    match stored_at {
+        Some(at) if at <= now_ms => now_ms + image_size(image) / 125_000,
+        Some(_) => download(),
+        None => {
+            let registry = std::fs::read_to_string(cache.join(REGISTRY_IMAGE_FILE));
+            let registry = registry.as_deref().unwrap_or(DEFAULT_REGISTRY_IMAGE);
+            let stored = download();
+            let served = if stores_while_serving(registry) { stored } else { download() };
+            if let Err(e) = std::fs::write(&held, served.to_string()) {
                 eprintln!("testbed: cache {name}: {e:#}");
             }
-            at
+            served
         }
-    };
-    (ready_at.max(now_ms) + local_ms, None)
+    }
 }
 
 /// The cache directory of the pull-through cache the cluster's first mirror endpoint for
@@ -236,6 +280,21 @@ pub fn node_store(testbed_dir: &Path, cluster: &str, node: &str) -> PathBuf {
 /// What a pull-through cache container (`k3d registry create --proxy-remote-url`) holds.
 pub fn cache_dir(testbed_dir: &Path, container: &str) -> PathBuf {
     testbed_dir.join("caches").join(container)
+}
+
+/// k3d v5.7.5's registry image (`pkg/types/images.go` `DefaultRegistryImageRepo` and
+/// `DefaultRegistryImageTag` "2"): distribution v2.8.3.
+pub const DEFAULT_REGISTRY_IMAGE: &str = "docker.io/library/registry:2";
+
+/// In a cache's directory: the registry image `--image` named.
+pub const REGISTRY_IMAGE_FILE: &str = "image";
+
+/// Whether a cache made from `image` runs distribution v3 or later, whose proxy stores a
+/// blob from the download it streams to the client (v2.8 downloads it twice).
+pub fn stores_while_serving(image: &str) -> bool {
+    let tag = image.rsplit_once(':').map_or("latest", |(_, t)| t);
+    tag == "latest"
+        || tag.split('.').next().and_then(|m| m.parse::<u32>().ok()).is_some_and(|m| m >= 3)
 }
 
 /// The store of the node the cluster's Pods run on (k3d's first server; the testbed
@@ -334,7 +393,7 @@ mod tests {
     }
 
     #[test]
-    fn a_mirror_cache_downloads_each_image_once() {
+    fn a_mirror_cache_downloads_twice_on_a_miss_and_again_while_in_flight() {
         let dir = tempfile::tempdir().unwrap();
         let cdir = dir.path().join("clusters/c");
         std::fs::create_dir_all(&cdir).unwrap();
@@ -348,19 +407,51 @@ mod tests {
         let (_, by) =
             begin_pull(Some(dir.path()), Some(&cdir), "kubelet/n", "busybox:1.37.0", &s, 0);
         assert_eq!(by.as_deref(), Some("kubelet/n"));
+        std::fs::remove_file(dir.path().join(LINK_FILE)).unwrap();
         std::fs::create_dir_all(cache_dir(dir.path(), "k3d-cache")).unwrap();
+        // registry:2 (no image file: k3d's default). 95 MB at 50 Mbit/s is 15.2 s: once
+        // into the cache's storage, once to the client, on one link.
         let (first, by) =
             begin_pull(Some(dir.path()), Some(&cdir), "kubelet/n", "postgres:16.4-alpine", &s, 0);
-        assert_eq!(by, None);
+        assert_eq!((first, by), (30_400, None));
         let (again, _) =
             begin_pull(Some(dir.path()), Some(&cdir), "kubelet/m", "postgres:16.4-alpine", &s, 0);
-        assert_eq!(first, again, "the second asker waits for the same download");
+        assert_eq!(again, 45_600, "asked while the cache stores it: one more download");
         let later =
-            begin_pull(Some(dir.path()), Some(&cdir), "k", "postgres:16.4-alpine", &s, first);
-        assert_eq!(later.0, first + 95_000_000 / 125_000, "then a local copy");
+            begin_pull(Some(dir.path()), Some(&cdir), "k", "postgres:16.4-alpine", &s, 30_400);
+        assert_eq!(later.0, 30_400 + 95_000_000 / 125_000, "stored: a local copy");
         let pulls = pulls(dir.path()).unwrap();
-        assert_eq!(pulls.len(), 1);
-        assert_eq!(pulls[0].by, "cache/k3d-cache");
+        assert_eq!(pulls.len(), 3);
+        assert!(pulls.iter().all(|p| p.by == "cache/k3d-cache"), "{pulls:?}");
+        // distribution v3 stores what it streams: one download.
+        let v3 = cache_dir(dir.path(), "k3d-v3");
+        std::fs::create_dir_all(&v3).unwrap();
+        std::fs::write(v3.join(REGISTRY_IMAGE_FILE), "docker.io/library/registry:3.0.0").unwrap();
+        std::fs::remove_file(dir.path().join(LINK_FILE)).unwrap();
+        assert_eq!(pull_from_cache(dir.path(), &v3, "postgres:16.4-alpine", &s, 0), 15_200);
+        assert!(!stores_while_serving("registry:2") && stores_while_serving("registry:3.0.0"));
+    }
+
+    #[test]
+    fn a_node_pulls_an_image_once_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = pod_node_store(dir.path(), "c");
+        let s = Scenario { pull_mbps: 50, ..Scenario::default() };
+        let (first, by) =
+            begin_node_pull(Some(dir.path()), &store, "kubelet/n", "busybox:1.37.0", &s, 0);
+        assert_eq!((first, by.as_deref()), (352, Some("kubelet/n")));
+        let (second, by) =
+            begin_node_pull(Some(dir.path()), &store, "crictl/n", "busybox:1.37.0", &s, 100);
+        assert_eq!((second, by), (352, None), "the second pull waits for the first");
+        let (other, _) = begin_node_pull(
+            Some(dir.path()),
+            &node_store(dir.path(), "c", "k3d-c-agent-0"),
+            "kubelet/a",
+            "busybox:1.37.0",
+            &s,
+            100,
+        );
+        assert_eq!(other, 704, "another node's containerd downloads it again");
     }
 
     #[test]

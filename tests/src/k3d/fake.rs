@@ -102,6 +102,7 @@ fn cluster_name(flags: &Flags, config: Option<&SimpleConfig>) -> String {
 }
 
 async fn create(dir: &Path, docker: &Docker, flags: &Flags, log: &Log) -> Result<i32> {
+    let started = std::time::Instant::now();
     let config = match flags.value(&["config", "c"]) {
         Some(path) => {
             let c = read_config(path)?;
@@ -171,7 +172,7 @@ async fn create(dir: &Path, docker: &Docker, flags: &Flags, log: &Log) -> Result
         std::fs::create_dir_all(&cdir)?;
         std::fs::write(cdir.join("registries.yaml"), &c.registries.config)?;
     }
-    if let Err(e) = create_cluster(dir, docker, &plan, log).await {
+    if let Err(e) = create_cluster(dir, docker, &plan, started, log).await {
         log.error(&format!("{e:#}"));
         log.error("Failed to create cluster >>> Rolling Back");
         if let Err(e) = delete_cluster(dir, docker, &name, log).await {
@@ -195,7 +196,13 @@ struct CreatePlan {
     registry: Option<RegistryPlan>,
 }
 
-async fn create_cluster(dir: &Path, docker: &Docker, plan: &CreatePlan, log: &Log) -> Result<()> {
+async fn create_cluster(
+    dir: &Path,
+    docker: &Docker,
+    plan: &CreatePlan,
+    started: std::time::Instant,
+    log: &Log,
+) -> Result<()> {
     let name = &plan.name;
     log.info("Prep: Network");
     log.info("Re-using existing network 'bridge' (testbed: no per-cluster network)");
@@ -240,6 +247,11 @@ async fn create_cluster(dir: &Path, docker: &Docker, plan: &CreatePlan, log: &Lo
     start_containers(docker, name, log).await?;
     let (port, creds) = start_apiserver(dir, name).await?;
     log.info(&format!("Cluster API server of '{name}' listens on 0.0.0.0:{port}"));
+    // k3d returns once the server logged `k3s is up and running`, the load balancer
+    // `start worker processes` and CoreDNS's config map took the host records: the
+    // scenario's `k3d-create-ms` from the start (FIDELITY.md).
+    let budget = Duration::from_millis(crate::scenario::Scenario::load(dir)?.k3d_create_ms);
+    tokio::time::sleep(budget.saturating_sub(started.elapsed())).await;
     log.info(&format!("Updating default kubeconfig with a new context for cluster {name}"));
     kubeconfig::update(&kubeconfig_path()?, |c| {
         kubeconfig::upsert_cluster_tls(c, name, &server_url(port), Some(&creds))

@@ -9,7 +9,9 @@
 //! only the cluster's nodes); for a pull-through cache k3d sets `REGISTRY_PROXY_REMOTEURL`
 //! (`pkg/client/registry.go`), here a label `testbed.proxy.remoteurl` (the registry
 //! process cannot reach upstream). What such a cache holds is
-//! `$TESTBED_DIR/caches/<container>/` (`node_images`), not the volume named by `-v`.
+//! `$TESTBED_DIR/caches/<container>/` (`node_images`), not the volume named by `-v`,
+//! with the `--image` it was made from (default `registry:2`), which decides what a
+//! miss costs (`node_images::pull_from_cache`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -170,6 +172,9 @@ pub(crate) async fn create_standalone(
     let cache = node_images::cache_dir(dir, &container);
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
     std::fs::write(cache.join("upstream"), &remote)?;
+    // Which distribution serves the cache decides what a miss costs (`node_images`).
+    let image = flags.value(&["image", "i"]).unwrap_or(node_images::DEFAULT_REGISTRY_IMAGE);
+    std::fs::write(cache.join(node_images::REGISTRY_IMAGE_FILE), image)?;
     log.info(&format!("Successfully created registry '{container}'"));
     if !flags.switch(&["no-help"]) {
         println!(

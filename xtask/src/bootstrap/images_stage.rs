@@ -30,19 +30,16 @@ impl<'c, S: Stage<RunState<'c>, RunPlan>> Stage<RunState<'c>, RunPlan> for Fetch
 
     fn apply<'a>(&'a mut self, plan: &'a RunPlan, state: &'a mut RunState<'c>) -> StageFuture<'a> {
         Box::pin(async move {
-            let layers: Vec<Layer> = state
-                .inputs
-                .layers
-                .iter()
-                .filter(|input| plan.fetch_ahead.contains(&input.layer.name))
-                .map(|input| input.layer.clone())
-                .collect();
+            let layers = fetched_ahead(plan, state);
             if layers.is_empty() {
                 return self.inner.apply(plan, state).await;
             }
             let ctx = state.ctx;
-            let (applied, fetched) =
-                tokio::join!(self.inner.apply(plan, state), images::fetch_ahead(ctx, &layers));
+            let warming = state.warming.clone();
+            let (applied, fetched) = tokio::join!(
+                self.inner.apply(plan, state),
+                images::fetch_ahead(ctx, &layers, warming)
+            );
             let result = match applied {
                 Ok(report) => Ok(explain(report, &fetched)),
                 Err(error) => {
@@ -64,6 +61,13 @@ impl<'c, S: Stage<RunState<'c>, RunPlan>> Stage<RunState<'c>, RunPlan> for Fetch
     fn stopped_in(&self) -> Option<String> {
         self.inner.stopped_in()
     }
+}
+
+/// The layers whose images the run plan fetches ahead, in layer order.
+pub fn fetched_ahead(plan: &RunPlan, state: &RunState<'_>) -> Vec<Layer> {
+    let inputs = state.inputs.layers.iter();
+    let fetched = inputs.filter(|input| plan.fetch_ahead.contains(&input.layer.name));
+    fetched.map(|input| input.layer.clone()).collect()
 }
 
 /// The layers' report with the fetch's warnings, and a failed layer's finding naming

@@ -148,6 +148,7 @@ async fn apply(
             }
             LayerAction::Sync => {
                 session.cancel.check()?;
+                wait_for_warming(state, &name).await?;
                 session
                     .progress(&format!("layers/{name}"), &format!("layer {name}: sync ({reason})"));
                 let cycle = Cycle { ctx, client: &client, helmfile: state.inputs.helmfile.clone() };
@@ -205,6 +206,26 @@ async fn apply(
     }
     *current = None;
     Ok(Report::with(Status::Ok, summary_detail(state)))
+}
+
+/// Before a layer syncs on a new cluster, the images of it still being warmed in the
+/// image cache (`images::warm`) reach the cache: a Pod asking the cache for an image it
+/// is still downloading makes the cache download that image once more from upstream
+/// (distribution's proxy streams a blob in flight again), on the same link, so the
+/// Pod would wait longer than the warming has left. Bounded: each warming pull has the
+/// fetch timeout, and a failed one ends the wait.
+async fn wait_for_warming(state: &RunState<'_>, layer: &str) -> Result<()> {
+    let Some(mut warming) = state.warming.clone() else { return Ok(()) };
+    let pending = warming.pending(layer);
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let session = &state.ctx.session;
+    session.progress(
+        &format!("layers/{layer}"),
+        &format!("layer {layer}: waiting for {} to reach the image cache", pending.join(", ")),
+    );
+    session.cancel.unless_interrupted(warming.layer_warmed(layer)).await
 }
 
 /// The secrets steps configured after layer `index`: a failure is the layer's finding.

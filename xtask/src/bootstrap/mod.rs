@@ -129,6 +129,8 @@ pub struct RunState<'c> {
     pub record: happened::Record,
     /// The cluster as the observe pass read it (the cluster stage applies through it).
     pub cluster: Option<crate::cluster::Planned>,
+    /// The image caches being warmed with the layers' images (from the cluster stage).
+    pub warming: Option<crate::images::warm::Warming>,
     client: Option<kube::Client>,
 }
 
@@ -140,7 +142,7 @@ impl<'c> RunState<'c> {
         cluster: Option<crate::cluster::Planned>,
         record: happened::Record,
     ) -> RunState<'c> {
-        RunState { ctx, options, inputs, record, cluster, client: None }
+        RunState { ctx, options, inputs, record, cluster, warming: None, client: None }
     }
 
     /// The kube client for the run's context, made on first use (after the cluster

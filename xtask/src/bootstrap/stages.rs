@@ -8,7 +8,7 @@ use super::run_plan::RunPlan;
 use crate::charts::{self, ReleaseChart};
 use crate::outcome::{Finding, Report, Verdict};
 use crate::runner::{Stage, StageFuture};
-use crate::{checks, cluster, layers, secrets, tilt};
+use crate::{checks, cluster, images, layers, secrets, tilt};
 
 /// `cargo xtask vendor --check`, offline: read-only, so its report is final.
 pub struct Charts;
@@ -60,6 +60,14 @@ impl Stage<RunState<'_>, RunPlan> for Cluster {
                 let why = plan.platform.cluster.decision.as_ref().map(|d| d.reason.clone());
                 return Ok(Report::skipped(why.unwrap_or_default()));
             };
+            if !plan.fetch_ahead.is_empty()
+                && matches!(
+                    decided.action,
+                    cluster::Action::Create | cluster::Action::Recreate { .. }
+                )
+            {
+                state.warming = Some(warm_caches(state, plan, planned).await?);
+            }
             let report = cluster::apply_decided(state.ctx, planned, decided).await?;
             let Some(name) = &planned.desired.registry else { return Ok(report) };
             // What the registry holds is for the summary: not reading it fails nothing.
@@ -73,6 +81,22 @@ impl Stage<RunState<'_>, RunPlan> for Cluster {
             }
         })
     }
+}
+
+/// The image caches made ready, then warmed with the images of the layers fetched ahead
+/// while k3d creates the cluster (`images::warm`): a new cluster's nodes hold no image,
+/// and k3d's creation (about 12 s) is time the shared link would otherwise sit idle.
+async fn warm_caches(
+    state: &RunState<'_>,
+    plan: &RunPlan,
+    planned: &cluster::Planned,
+) -> crate::error::Result<images::warm::Warming> {
+    let ctx = state.ctx;
+    let caches = cluster::image_cache::caches(&planned.config)?;
+    let timeout = ctx.settings.timeouts.cluster_ready();
+    cluster::image_cache::ensure(&ctx.session, planned.docker(), &caches, timeout).await?;
+    let layers = super::images_stage::fetched_ahead(plan, state);
+    Ok(images::warm::start(ctx, planned.docker().clone(), layers, caches))
 }
 
 /// Every release of every layer this run synced or found unchanged is `deployed`.

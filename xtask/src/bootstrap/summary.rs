@@ -281,6 +281,7 @@ mod tests {
         let images = FetchReport {
             layers: Vec::new(),
             images: vec![ImageResult { image: "busybox:1.37.0".into(), outcome: Outcome::Fetched }],
+            warm_warnings: Vec::new(),
             duration: Duration::from_millis(3100),
         };
         let with = Summary { images: Some(images), ..summary() };

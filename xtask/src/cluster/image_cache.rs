@@ -13,9 +13,9 @@
 //!         endpoint: [http://k3d-ameide-cache:5000, https://registry-1.docker.io]
 //! ```
 //!
-//! The bootstrap creates a missing cache with `k3d registry create` (`--proxy-remote-url`
-//! the upstream, its storage the Docker volume `<NAME>-data`) before k3d needs it, and
-//! starts a stopped one. `k3d cluster delete` only disconnects such a registry from the
+//! The bootstrap creates a missing cache with `k3d registry create` (`--image`
+//! [`CACHE_IMAGE`], `--proxy-remote-url` the upstream, its storage the Docker volume
+//! `<NAME>-data`) before k3d needs it, and starts a stopped one. `k3d cluster delete` only disconnects such a registry from the
 //! cluster's network (k3d v5.7.5 `pkg/client/cluster.go` `ClusterDelete`: a registry
 //! is not a node of the cluster unless the cluster created it), so what it holds stays.
 
@@ -28,6 +28,12 @@ use crate::error::{Context as _, Result, bad_input};
 use crate::exec::{self, Cmd};
 use crate::platform::k3d::K3dConfig;
 use crate::session::Session;
+
+/// The registry a cache runs: distribution v3, whose proxy stores a blob from the one
+/// download it streams to the first client. k3d's default, `registry:2` (distribution
+/// v2.8.3), downloads a blob it does not hold twice, once into its storage and once to
+/// the client (`registry/proxy/proxyblobstore.go` `ServeBlob`), doubling every cold pull.
+pub const CACHE_IMAGE: &str = "docker.io/library/registry:3.0.0";
 
 /// One cache the k3d config names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +144,8 @@ pub async fn ensure(
                     "registry",
                     "create",
                     name,
+                    "--image",
+                    CACHE_IMAGE,
                     "--proxy-remote-url",
                     &cache.upstream,
                     "--volume",

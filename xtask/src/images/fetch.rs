@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 
+use super::warm::Warming;
 use super::{FetchReport, ImageResult, LayerImages, Outcome};
 use crate::config::Context;
 use crate::error::Result;
@@ -52,7 +53,7 @@ pub async fn render(ctx: &Context, layer: &Layer) -> Result<Vec<String>> {
 
 /// The line of a tool's error output that says what went wrong: the last one naming an
 /// error, else the last one.
-fn reason(stderr: &str) -> String {
+pub(super) fn reason(stderr: &str) -> String {
     let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     let named = lines
         .iter()
@@ -71,19 +72,26 @@ fn layer_images(layer: &Layer, rendered: Result<Vec<String>>) -> LayerImages {
     }
 }
 
+/// One layer's images, or why they are not known.
+pub(super) async fn render_layer(ctx: &Context, layer: &Layer) -> LayerImages {
+    layer_images(layer, render(ctx, layer).await)
+}
+
 /// The images of every layer (rendered `parallel` at a time), in layer order.
 pub async fn render_layers(ctx: &Context, layers: &[Layer]) -> Vec<LayerImages> {
     let parallel = ctx.settings.images.parallel.max(1) as usize;
     futures::stream::iter(layers)
-        .map(|layer| async move { layer_images(layer, render(ctx, layer).await) })
+        .map(|layer| render_layer(ctx, layer))
         .buffered(parallel)
         .collect()
         .await
 }
 
-/// Render `layers` and fetch every image they run, each once, into the nodes of the
-/// run's k3d cluster. Never fails: what went wrong is in the report.
-pub async fn fetch_ahead(ctx: &Context, layers: &[Layer]) -> FetchReport {
+/// Render `layers` (or take what `warming` rendered) and fetch every image they run,
+/// each once, in the order the layers first need them, into the nodes of the run's k3d
+/// cluster; an image being warmed in the image cache is pulled into the nodes once its
+/// warming ended. Never fails: what went wrong is in the report.
+pub async fn fetch_ahead(ctx: &Context, layers: &[Layer], warming: Option<Warming>) -> FetchReport {
     let started = Instant::now();
     let session = &ctx.session;
     let parallel = ctx.settings.images.parallel.max(1) as usize;
@@ -92,21 +100,29 @@ pub async fn fetch_ahead(ctx: &Context, layers: &[Layer]) -> FetchReport {
         Ok(docker) => node_names(&docker, &ctx.settings.cluster).await,
         Err(e) => Err(e.to_string()),
     };
-    let mut by_layer = Vec::new();
+    let rendered = match warming.clone() {
+        Some(mut warming) => warming.rendered().await,
+        None => None,
+    };
+    let by_layer = match rendered {
+        Some(rendered) => rendered,
+        None => render_layers(ctx, layers).await,
+    };
     let mut seen = HashSet::new();
-    let images: Vec<ImageResult> = futures::stream::iter(layers)
-        .map(|layer| async move { (layer, render(ctx, layer).await) })
-        .buffered(parallel)
-        .flat_map(|(layer, rendered)| {
-            let rendered = layer_images(layer, rendered);
-            let new: Vec<String> =
-                rendered.images.iter().filter(|i| seen.insert((*i).clone())).cloned().collect();
-            by_layer.push(rendered);
-            futures::stream::iter(new)
-        })
+    let ordered: Vec<String> = by_layer
+        .iter()
+        .flat_map(|l| l.images.iter())
+        .filter(|i| seen.insert((*i).clone()))
+        .cloned()
+        .collect();
+    let images: Vec<ImageResult> = futures::stream::iter(ordered)
         .map(|image| {
             let nodes = nodes.as_ref();
+            let warming = warming.clone();
             async move {
+                if let Some(mut warming) = warming {
+                    warming.warmed(&image).await;
+                }
                 let span = ctx.session.events.span(SpanKind::Image, TAG, &image);
                 let outcome = match nodes {
                     Ok(nodes) => fetch_one(ctx, nodes, &image).await,
@@ -120,10 +136,15 @@ pub async fn fetch_ahead(ctx: &Context, layers: &[Layer]) -> FetchReport {
                 ImageResult { image, outcome }
             }
         })
-        .buffer_unordered(parallel)
+        .buffered(parallel)
         .collect()
         .await;
-    let report = FetchReport { layers: by_layer, images, duration: started.elapsed() };
+    let warm_warnings = match warming {
+        Some(mut warming) => warming.warnings().await,
+        None => Vec::new(),
+    };
+    let report =
+        FetchReport { layers: by_layer, images, warm_warnings, duration: started.elapsed() };
     // Its warnings are the caller's to emit, with the stage they belong to.
     session.progress(TAG, &format!("images: {}", report.line()));
     report

@@ -5,7 +5,9 @@
 //!
 //! Mechanism (the README's "Images" says why): the images a layer runs come from its
 //! rendered manifests (`helmfile template`, the same view `helmfile sync` installs, with
-//! the run's environment; `platform::images` reads them). Each image is pulled by every
+//! the run's environment; `platform::images` reads them). When the cluster is created,
+//! the cluster stage renders them early and warms the image cache with them from the
+//! host while k3d creates the cluster ([`warm`]). Each image is then pulled by every
 //! server and agent node's containerd (`docker exec <node> crictl pull <image>`), which
 //! goes through the cluster's registry mirrors: with the pull-through cache the k3d
 //! config names ([`crate::cluster::image_cache`], kept outside the cluster's lifecycle) each image is
@@ -15,6 +17,7 @@
 
 mod fetch;
 pub mod pulled;
+pub mod warm;
 
 use std::time::Duration;
 
@@ -62,6 +65,8 @@ pub struct LayerImages {
 pub struct FetchReport {
     pub layers: Vec<LayerImages>,
     pub images: Vec<ImageResult>,
+    /// Images that could not be warmed in the image cache while the cluster was made.
+    pub warm_warnings: Vec<String>,
     pub duration: Duration,
 }
 
@@ -110,7 +115,7 @@ impl FetchReport {
                 .as_ref()
                 .map(|note| format!("images of layer {} not fetched ahead: {note}", l.layer))
         });
-        failed.chain(unknown).collect()
+        failed.chain(unknown).chain(self.warm_warnings.iter().cloned()).collect()
     }
 
     /// The JSON the summary carries.
@@ -186,6 +191,7 @@ mod tests {
                     outcome: Outcome::Failed { reason: "docker pull: manifest unknown".into() },
                 },
             ],
+            warm_warnings: Vec::new(),
             duration: Duration::from_millis(4200),
         }
     }

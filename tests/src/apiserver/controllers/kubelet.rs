@@ -98,9 +98,8 @@ impl Kubelet {
                     let (end_ms, record) = if node_images::unfetchable(s, image) {
                         (now_ms + s.pull_ms, None)
                     } else {
-                        let cluster_dir = store.ancestors().nth(3);
                         let by = format!("kubelet/{node}");
-                        node_images::begin_pull(testbed_dir, cluster_dir, &by, image, s, now_ms)
+                        node_images::begin_node_pull(testbed_dir, &store, &by, image, s, now_ms)
                     };
                     (now + Duration::from_millis(end_ms.saturating_sub(now_ms)), record)
                 })
