@@ -3,7 +3,7 @@
 //! The engine reads the cluster, registry and kube context names and the host ports from
 //! the platform config, as a user's run does; two worlds bootstrapping the sample
 //! platform as it is would fight over the same Docker container names and host ports. So
-//! each world takes a slot (`$TESTBED_SLOTS` of them, default 4; one lock file each, the
+//! each world takes a slot (`$TESTBED_SLOTS` of them, default 8; one lock file each, the
 //! first free one, blocking while all are taken), and the test runs a copy of the
 //! platform whose config names that slot's cluster, registry, ports and images
 //! ([`Slot::make_platform`]; `Workspace::for_world` in the xtask tests).
@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 
 /// How many worlds may run at once on this machine.
 pub const SLOTS_VAR: &str = "TESTBED_SLOTS";
-pub const DEFAULT_SLOTS: usize = 4;
+pub const DEFAULT_SLOTS: usize = 8;
 
 /// The sample platform's names and ports (Cargo.toml `[workspace.metadata.bootstrap]`,
 /// `infra/docker/local/k3d.yaml`) that a slot makes its own.

@@ -1,7 +1,7 @@
 //! `World`: a testbed for one test. `World::up` does what `testbed up` does in a fresh
 //! temp dir; dropping the world (also on panic) does what `testbed down` does.
 //!
-//! Up to `$TESTBED_SLOTS` worlds (default 4) run at once per machine: `up` takes the
+//! Up to `$TESTBED_SLOTS` worlds (default 8) run at once per machine: `up` takes the
 //! first free slot (`crate::slot`, waiting while all are taken) and holds it until drop.
 //! The engine reads cluster and registry names and host ports from the platform config,
 //! so a test runs a platform made for its world's slot ([`World::slot`]; in the xtask
