@@ -61,24 +61,7 @@ pub(crate) async fn create_registry(
     labels.insert("k3d.registry.hostIP".into(), host_ip.clone());
     labels.insert("k3s.registry.port.external".into(), port.to_string());
     labels.insert("k3s.registry.port.internal".into(), REGISTRY_INTERNAL_PORT.to_string());
-    let port_key = format!("{REGISTRY_INTERNAL_PORT}/tcp");
-    let body = ContainerCreateBody {
-        image: Some(images::REGISTRY_IMAGE.to_owned()),
-        cmd: Some(images::registry_command()),
-        labels: Some(labels),
-        exposed_ports: Some(vec![port_key.clone()]),
-        host_config: Some(HostConfig {
-            port_bindings: Some(HashMap::from([(
-                port_key,
-                Some(vec![PortBinding {
-                    host_ip: Some(host_ip),
-                    host_port: Some(port.to_string()),
-                }]),
-            )])),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let body = registry_container(labels, &host_ip, port);
     log.info(&format!("Creating node '{}'", reg.name));
     docker
         .create_container(
@@ -91,6 +74,32 @@ pub(crate) async fn create_registry(
         })?;
     log.info(&format!("Successfully created registry '{}'", reg.name));
     Ok(())
+}
+
+/// A registry container serving on `host_ip:port` of the host.
+fn registry_container(
+    labels: HashMap<String, String>,
+    host_ip: &str,
+    port: u16,
+) -> ContainerCreateBody {
+    let port_key = format!("{REGISTRY_INTERNAL_PORT}/tcp");
+    ContainerCreateBody {
+        image: Some(images::REGISTRY_IMAGE.to_owned()),
+        cmd: Some(images::registry_command()),
+        labels: Some(labels),
+        exposed_ports: Some(vec![port_key.clone()]),
+        host_config: Some(HostConfig {
+            port_bindings: Some(HashMap::from([(
+                port_key,
+                Some(vec![PortBinding {
+                    host_ip: Some(host_ip.to_owned()),
+                    host_port: Some(port.to_string()),
+                }]),
+            )])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 pub(crate) fn free_port() -> Result<u16> {
@@ -142,24 +151,7 @@ pub(crate) async fn create_standalone(
     // Not the registry's `REGISTRY_PROXY_REMOTEURL`: the real registry process would try
     // to reach upstream, which the testbed has not; a label says what it proxies.
     labels.insert("testbed.proxy.remoteurl".to_owned(), remote.clone());
-    let port_key = format!("{REGISTRY_INTERNAL_PORT}/tcp");
-    let body = ContainerCreateBody {
-        image: Some(images::REGISTRY_IMAGE.to_owned()),
-        cmd: Some(images::registry_command()),
-        labels: Some(labels),
-        exposed_ports: Some(vec![port_key.clone()]),
-        host_config: Some(HostConfig {
-            port_bindings: Some(HashMap::from([(
-                port_key,
-                Some(vec![PortBinding {
-                    host_ip: Some("0.0.0.0".into()),
-                    host_port: Some(port.to_string()),
-                }]),
-            )])),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let body = registry_container(labels, "0.0.0.0", port);
     log.info(&format!("Creating node '{container}'"));
     docker
         .create_container(
