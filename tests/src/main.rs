@@ -21,8 +21,11 @@ enum Command {
         dir: PathBuf,
         /// A scenario word (repeatable): gate-fail=<layer>, gate-leak=<layer>,
         /// log-race=<layer>, sync-fail=<layer>, vault-fail, vault-flaky, job-fail=<prefix>,
-        /// secret-missing-key, tilt-not-ready, image-unfetchable=<ref>, healthy; knobs
-        /// startup-ms=<n>, pull-ms=<n>, cron-minute-ms=<n>, helm-version=<x.y.z>, latency-ms=<n>.
+        /// secret-missing-key, tilt-not-ready, store-not-ready=<store>,
+        /// image-unfetchable=<ref>, docker-containerd-store, healthy; knobs startup-ms=<n>,
+        /// pull-ms=<n>, pull-mbps=<n>, k3d-create-ms=<n>, cron-minute-ms=<n>,
+        /// helm-version=<x.y.z>, helmfile-version=<x.y.z>, helmfiles=<path>, latency-ms=<n>
+        /// (tests/README.md, "Scenarios", says what each does).
         #[arg(long = "scenario")]
         scenarios: Vec<String>,
         /// Added to every fake tool call.

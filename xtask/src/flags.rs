@@ -64,7 +64,7 @@ enum FormatFlag {
 #[derive(Subcommand)]
 pub enum Command {
     /// Bring the platform up and prove it: preflight (settings, model, pinned tools),
-    /// cluster, charts (`vendor --check`), each Helmfile layer synced and gated in order
+    /// charts (`vendor --check`), cluster, each Helmfile layer synced and gated in order
     /// (unchanged layers skipped), every release deployed, secrets (Vault bootstrap,
     /// db-migrations-local, ExternalSecrets), Tilt, and the repository steps (`steps`
     /// setting) where they are configured; one log and a summary (table, or JSON with
@@ -72,12 +72,15 @@ pub enum Command {
     Bootstrap(Bootstrap),
     /// Sync and gate just these layers (whatever their digest), in platform order.
     Sync(Sync),
-    /// Show what would be brought up, changing nothing: the k3d cluster and its config
-    /// hash, the Helmfile layers in order with their releases and gates, the locked charts.
+    /// Show the run plan of a plain `bootstrap` (what `bootstrap --plan` prints),
+    /// changing nothing: the pinned tools to install, the k3d cluster and what to do
+    /// about it, the Helmfile layers in order with their releases, gates, images and
+    /// decision, the bundles, the repository steps, the locked charts.
     Plan,
     /// Check the prerequisites: Docker daemon, k3d, helm, helmfile, kubectl (required)
-    /// and tilt (optional), each against a minimum version, and the current kube
-    /// context. Exit 3 with install hints when a required one is missing.
+    /// and tilt (optional), each against a minimum version, and whether the kubeconfig
+    /// has the kube context the commands use (`k3d-<cluster>` or `--context`). Exit 3
+    /// with install hints when a required one is missing.
     Doctor,
     /// Reconcile the k3d cluster with its config: create it when absent, recreate it
     /// only on config drift (hash stamped on the cluster) or a missing registry
@@ -108,7 +111,7 @@ pub enum Command {
     Status(Status),
     /// Take the platform down: stop the Tilt that `cargo xtask` started, delete the k3d
     /// cluster (its nodes, registry, network, volumes and kube context). Keeps what makes
-    /// the next bootstrap fast (images the bootstrap downloaded, `.tools`) unless
+    /// the next bootstrap fast (the image cache the k3d config names, `.tools`) unless
     /// `--purge`. Nothing there: "nothing to do", exit 0. `--plan` changes nothing.
     Down(Down),
     /// Pinned tools: `tools install` downloads k3d, helm, helmfile, kubectl and tilt as
@@ -319,9 +322,9 @@ pub struct Down {
     /// Print what would be stopped and removed, and change nothing.
     #[arg(long)]
     plan: bool,
-    /// Also remove what `down` keeps so the next bootstrap is fast: the images the
-    /// bootstrap downloaded (from Docker's image store) and `.tools` (pinned tools,
-    /// step records). The log files are kept.
+    /// Also remove what `down` keeps so the next bootstrap is fast: the image caches
+    /// with their volumes, the images an earlier bootstrap downloaded to the host, and
+    /// `.tools` (pinned tools, step records). The log files are kept.
     #[arg(long)]
     purge: bool,
 }

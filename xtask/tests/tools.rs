@@ -45,6 +45,7 @@ fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
 }
 
 /// A pin as it would be written in Cargo.toml.
+#[derive(Clone)]
 struct Pin {
     name: &'static str,
     version: String,
@@ -427,6 +428,31 @@ fn bootstrap_plans_the_pinned_tools_and_installs_them_only_when_it_applies() {
     std::fs::write(&fake, says_version).unwrap();
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let path = format!("{}:{bare}", helmfile.path().display());
+
+    // Offline, with the planned tools on PATH: the run uses those and says so, and claims
+    // to have installed nothing.
+    let unreachable =
+        |p: &Pin| Pin { url: p.url.replace(&server.url(), "http://127.0.0.1:9"), ..p.clone() };
+    planned.pin(&pins.iter().map(unreachable).collect::<Vec<_>>());
+    for (name, version) in [("k3d", "5.7.5"), ("helm", "3.18.4")] {
+        std::fs::write(helmfile.path().join(name), script(name, version)).unwrap();
+        std::fs::set_permissions(
+            helmfile.path().join(name),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    let (_, stdout, printed) = run(&planned, &["sync", "10-bootstrap"], &path);
+    assert!(
+        stdout.contains("warning: preflight: pinned tools not installed (downloads unreachable)"),
+        "{printed}"
+    );
+    assert!(!stdout.contains("installed helm"), "{printed}");
+    assert_eq!(planned.tools_files(), Vec::<String>::new());
+    std::fs::remove_file(helmfile.path().join("k3d")).unwrap();
+    std::fs::remove_file(helmfile.path().join("helm")).unwrap();
+    planned.pin(&pins);
+
     let (_, _, printed) = run(&planned, &["sync", "10-bootstrap"], &path);
     assert_eq!(planned.run_tool("k3d"), "k3d version v5.7.5\n", "{printed}");
     assert_eq!(planned.run_tool("helm"), "helm version v3.18.4\n");

@@ -126,10 +126,14 @@ impl Preflight<'_> {
             read.installed = tools.clone();
         }
         let again = self.plan(read).await?;
+        // Offline, nothing was installed: the warning names the tools used instead.
+        if offline.is_some() {
+            return Ok(again.warn(offline));
+        }
         let installed: Vec<String> =
             tools.iter().map(|t| format!("{} {}", t.name, t.version)).collect();
         let detail = format!("{}; installed {}", again.detail, installed.join(", "));
-        Ok(crate::outcome::Report { detail, ..again }.warn(offline))
+        Ok(crate::outcome::Report { detail, ..again })
     }
 
     pub(super) fn asked(&self) -> Asked {

@@ -94,6 +94,7 @@ async fn warm_caches(
     let ctx = state.ctx;
     let caches = cluster::image_cache::caches(&planned.config)?;
     let timeout = ctx.settings.timeouts.cluster_ready();
+    // Its warnings come again from the cluster stage's own `ensure`, in its report.
     cluster::image_cache::ensure(&ctx.session, planned.docker(), &caches, timeout).await?;
     let layers = super::images_stage::fetched_ahead(plan, state);
     Ok(images::warm::start(ctx, planned.docker().clone(), layers, caches))

@@ -107,16 +107,44 @@ pub fn caches(config: &K3dConfig) -> Result<Vec<ImageCache>> {
     Ok(out)
 }
 
-/// Create each cache that is missing and start each that is stopped.
+/// The warning for a cache made from k3d's default `registry:2` (what the bootstrap
+/// made before [`CACHE_IMAGE`]): a container keeps its image, so the user removes it
+/// once. With the cluster down first: `k3d registry create` joins only the `bridge`
+/// network (its `--default-network`); `k3d cluster create` connects the registries in
+/// `registries.use` to the cluster's network, so the nodes reach a cache made before it.
+pub fn outdated_image_warning(cache: &ImageCache, image: &str) -> Option<String> {
+    let (repository, tag) = match image.rsplit_once(':') {
+        Some((repository, tag)) if !tag.contains('/') => (repository, tag),
+        _ => (image, "latest"),
+    };
+    let repository = repository.strip_prefix("docker.io/").unwrap_or(repository);
+    let repository = repository.strip_prefix("library/").unwrap_or(repository);
+    if repository != "registry" || !(tag == "2" || tag.starts_with("2.")) {
+        return None;
+    }
+    let container = &cache.container;
+    Some(format!(
+        "image cache {container} runs {image} (distribution v2), whose proxy downloads every blob it does not hold twice; to replace it: `cargo xtask down`, `docker rm -f {container}` (its volume {} keeps what it holds), then `cargo xtask bootstrap` makes it anew from {CACHE_IMAGE} and k3d connects it to the new cluster's network",
+        cache.volume()
+    ))
+}
+
+/// Create each cache that is missing and start each that is stopped; a warning for
+/// each that runs an outdated registry ([`outdated_image_warning`]).
 pub async fn ensure(
     session: &Session,
     docker: &Docker,
     caches: &[ImageCache],
     timeout: std::time::Duration,
-) -> Result<()> {
+) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
     for cache in caches {
         let state = match docker.inspect_container(&cache.container, None).await {
-            Ok(found) => Some(found.state.and_then(|s| s.running).unwrap_or(false)),
+            Ok(found) => {
+                let image = found.config.and_then(|c| c.image).unwrap_or_default();
+                warnings.extend(outdated_image_warning(cache, &image));
+                Some(found.state.and_then(|s| s.running).unwrap_or(false))
+            }
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => None,
             Err(e) => {
                 return Err(e)
@@ -161,7 +189,7 @@ pub async fn ensure(
             }
         }
     }
-    Ok(())
+    Ok(warnings)
 }
 
 #[cfg(test)]
@@ -192,5 +220,29 @@ mod tests {
             err.to_string().contains("k3d.yaml: registries.config mirror `docker.io`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_cache_running_registry_2_is_named_with_how_to_remake_it() {
+        let config = K3dConfig::parse(std::path::Path::new("k3d.yaml"), CONFIG).unwrap();
+        let cache = &caches(&config).unwrap()[0];
+        let warning = outdated_image_warning(cache, "docker.io/library/registry:2").unwrap();
+        assert_eq!(
+            warning,
+            "image cache k3d-c-cache runs docker.io/library/registry:2 (distribution v2), whose proxy downloads every blob it does not hold twice; to replace it: `cargo xtask down`, `docker rm -f k3d-c-cache` (its volume k3d-c-cache-data keeps what it holds), then `cargo xtask bootstrap` makes it anew from docker.io/library/registry:3.0.0 and k3d connects it to the new cluster's network"
+        );
+        for outdated in ["registry:2", "registry:2.8.3", "library/registry:2.8"] {
+            assert!(outdated_image_warning(cache, outdated).is_some(), "{outdated}");
+        }
+        for current in [
+            CACHE_IMAGE,
+            "registry:3",
+            "registry",
+            "ghcr.io/x/registry:2",
+            "my:5000/registry:3.0.1",
+            "",
+        ] {
+            assert_eq!(outdated_image_warning(cache, current), None, "{current}");
+        }
     }
 }

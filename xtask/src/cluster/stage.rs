@@ -86,7 +86,7 @@ pub async fn apply_decided(ctx: &Context, planned: &Planned, plan: &Plan) -> Res
     };
     // Pull-through image caches live outside the cluster: k3d needs them before create.
     let caches = super::image_cache::caches(config)?;
-    super::image_cache::ensure(session, docker, &caches, timeout).await?;
+    let warnings = super::image_cache::ensure(session, docker, &caches, timeout).await?;
     match &plan.action {
         Action::Noop => {}
         Action::Create => create_cluster(session, &create()).await?,
@@ -123,7 +123,7 @@ pub async fn apply_decided(ctx: &Context, planned: &Planned, plan: &Plan) -> Res
         refresh_if_stale(ctx, &desired.name).await?;
     }
     wait_ready(session, context, timeout, || k8s::readyz(context)).await?;
-    Ok(Report::ok(plan.action.to_string()))
+    Ok(Report::ok(plan.action.to_string()).warn(warnings))
 }
 
 async fn create_cluster(session: &Session, cmd: &Cmd) -> Result<()> {
@@ -272,13 +272,12 @@ pub async fn run(ctx: &Context, args: &Args) -> Result<()> {
     }
     let started = Instant::now();
     let planned = plan(ctx).await?;
-    if !args.plan {
-        apply(ctx, &planned).await?;
-    }
+    let warnings = if args.plan { Vec::new() } else { apply(ctx, &planned).await?.warnings };
     let result = Outcome {
         cluster: planned.desired.name.clone(),
         plan: planned.plan.clone(),
         planned: args.plan,
+        warnings,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         log: ctx.session.log_path.clone(),
     };
@@ -297,6 +296,9 @@ pub struct Outcome {
     pub plan: Plan,
     /// `--plan`: decided, nothing changed.
     pub planned: bool,
+    /// What needs the user's attention but failed nothing (an outdated image cache).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub duration_ms: u64,
     #[serde(skip)]
     pub log: Option<PathBuf>,
@@ -311,6 +313,9 @@ impl Rendered for Outcome {
             out.push_str(&format!(
                 "cluster `{cluster}`: {did} legacy registry container `{name}`\n"
             ));
+        }
+        for warning in &self.warnings {
+            out.push_str(&format!("cluster `{cluster}`: warning: {warning}\n"));
         }
         if !self.planned {
             let log =
@@ -337,6 +342,7 @@ mod tests {
             cluster: "ameide".into(),
             plan: Plan { action, remove_legacy: vec!["dev-reg".into()] },
             planned,
+            warnings: vec![],
             duration_ms: 1234,
             log: Some("/tmp/setup.log".into()),
         }
@@ -363,6 +369,19 @@ mod tests {
         assert!(text.contains("removed legacy registry container `dev-reg`"), "{text}");
         assert!(text.ends_with("took 1.2s; log: /tmp/setup.log\n"), "{text}");
         assert!(done.json().get("reason").is_none());
+        assert!(done.json().get("warnings").is_none());
+        let warned = Outcome { warnings: vec!["image cache k3d-c runs registry:2".into()], ..done };
+        assert!(
+            warned
+                .human()
+                .contains("cluster `ameide`: warning: image cache k3d-c runs registry:2\n"),
+            "{}",
+            warned.human()
+        );
+        assert_eq!(
+            warned.json()["warnings"],
+            serde_json::json!(["image cache k3d-c runs registry:2"])
+        );
     }
 
     #[tokio::test]
