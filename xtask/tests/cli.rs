@@ -1,14 +1,16 @@
 //! The `xtask` binary as a user runs it: `plan` and `doctor` against small platforms in
 //! temp dirs (found through `BOOTSTRAP_ROOT`), and `plan` against this repository's own
-//! `infra/`. Asserts exit codes and what is printed.
+//! `infra/`, and the devcontainer that runs the bootstrap. Asserts exit codes and what
+//! is printed.
 
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use support::{LAYERS, Workspace};
+use support::{LAYERS, Workspace, repo_root};
 use xtask::error::Exit;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/small-platform");
@@ -290,5 +292,68 @@ fn plan_of_this_repository_lists_the_nine_layers_with_gates() {
         assert_eq!(layer["state"], if template { "listed" } else { "parsed" }, "{layer}");
         let gates = layer["releases"].as_array().unwrap().iter().filter(|r| r["gate"] == true);
         assert!(gates.count() >= 1, "layer {} has no gate release", layer["name"]);
+    }
+}
+
+// ---- the devcontainer -------------------------------------------------------------
+
+fn devcontainer() -> serde_json::Value {
+    let path = repo_root().join(".devcontainer/devcontainer.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // Kept free of comments so any JSON parser (and this test) reads it as is.
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn devcontainer_json_parses_and_builds_from_its_dockerfile() {
+    let config = devcontainer();
+    let dockerfile = config["build"]["dockerfile"].as_str().expect("build.dockerfile");
+    let dir = repo_root().join(".devcontainer");
+    let dockerfile = dir.join(dockerfile);
+    assert!(dockerfile.is_file(), "{} is missing", dockerfile.display());
+    let context = dir.join(config["build"]["context"].as_str().unwrap_or("."));
+    assert!(context.join("Cargo.toml").is_file(), "the build context is the repository");
+    let text = std::fs::read_to_string(&dockerfile).unwrap();
+    assert!(text.contains("devcontainers/rust:") || text.contains("rustup"), "a Rust toolchain");
+    let forwarded = config["forwardPorts"].as_array().expect("forwardPorts");
+    assert!(forwarded.contains(&serde_json::json!(10350)), "Tilt's port is forwarded");
+    let mounts = serde_json::to_string(&config["mounts"]).unwrap();
+    let features = serde_json::to_string(&config["features"]).unwrap();
+    assert!(
+        mounts.contains("/var/run/docker.sock") || features.contains("docker-"),
+        "Docker access for k3d: {mounts} {features}"
+    );
+}
+
+#[test]
+fn devcontainer_commands_exist_in_the_repository() {
+    let config = devcontainer();
+    let post_create = config["postCreateCommand"].as_str().expect("postCreateCommand");
+    assert!(post_create.contains("cargo xtask bootstrap"), "{post_create}");
+    // Every `cargo xtask <sub>` it runs is a subcommand of this binary.
+    let help = Command::new(env!("CARGO_BIN_EXE_xtask")).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let mut seen = 0;
+    for part in post_create.split("cargo xtask ").skip(1) {
+        let sub = part.split_whitespace().next().unwrap();
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(&format!("{sub} "))),
+            "`cargo xtask {sub}` is not in `cargo xtask --help`:\n{help}"
+        );
+        seen += 1;
+    }
+    assert!(seen >= 1);
+    // The `cargo xtask` alias it relies on, and any repository script it runs.
+    let alias = std::fs::read_to_string(repo_root().join(".cargo/config.toml")).unwrap();
+    assert!(alias.contains("xtask = \"run --package xtask --\""), "{alias}");
+    for word in post_create.split_whitespace() {
+        if let Some(rel) = word.strip_prefix("./").or_else(|| word.strip_prefix(".devcontainer/")) {
+            let rel = if word.starts_with(".devcontainer/") {
+                Path::new(".devcontainer").join(rel)
+            } else {
+                PathBuf::from(rel)
+            };
+            assert!(repo_root().join(&rel).exists(), "{} is missing", rel.display());
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! `cargo xtask tools install` end to end, and the devcontainer that runs the bootstrap.
+//! `cargo xtask tools install` end to end.
 //!
 //! Release-like downloads are built here (a shell script "binary", and a tar.gz holding
 //! one under `<os>-<arch>/`), served on 127.0.0.1 by `support::file_server`, which counts
@@ -11,11 +11,11 @@ mod support;
 
 use std::io::Write;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use support::file_server::FileServer;
-use support::{repo_root, sha256};
+use support::sha256;
 use xtask::error::Exit;
 
 /// This machine as the pins name it (`linux-amd64`), the test's platform.
@@ -457,67 +457,4 @@ fn bootstrap_plans_the_pinned_tools_and_installs_them_only_when_it_applies() {
     assert_eq!(planned.run_tool("k3d"), "k3d version v5.7.5\n", "{printed}");
     assert_eq!(planned.run_tool("helm"), "helm version v3.18.4\n");
     assert_eq!(server.requests().len(), 2);
-}
-
-// ---- the devcontainer -------------------------------------------------------------
-
-fn devcontainer() -> serde_json::Value {
-    let path = repo_root().join(".devcontainer/devcontainer.json");
-    let text = std::fs::read_to_string(&path).unwrap();
-    // Kept free of comments so any JSON parser (and this test) reads it as is.
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-#[test]
-fn devcontainer_json_parses_and_builds_from_its_dockerfile() {
-    let config = devcontainer();
-    let dockerfile = config["build"]["dockerfile"].as_str().expect("build.dockerfile");
-    let dir = repo_root().join(".devcontainer");
-    let dockerfile = dir.join(dockerfile);
-    assert!(dockerfile.is_file(), "{} is missing", dockerfile.display());
-    let context = dir.join(config["build"]["context"].as_str().unwrap_or("."));
-    assert!(context.join("Cargo.toml").is_file(), "the build context is the repository");
-    let text = std::fs::read_to_string(&dockerfile).unwrap();
-    assert!(text.contains("devcontainers/rust:") || text.contains("rustup"), "a Rust toolchain");
-    let forwarded = config["forwardPorts"].as_array().expect("forwardPorts");
-    assert!(forwarded.contains(&serde_json::json!(10350)), "Tilt's port is forwarded");
-    let mounts = serde_json::to_string(&config["mounts"]).unwrap();
-    let features = serde_json::to_string(&config["features"]).unwrap();
-    assert!(
-        mounts.contains("/var/run/docker.sock") || features.contains("docker-"),
-        "Docker access for k3d: {mounts} {features}"
-    );
-}
-
-#[test]
-fn devcontainer_commands_exist_in_the_repository() {
-    let config = devcontainer();
-    let post_create = config["postCreateCommand"].as_str().expect("postCreateCommand");
-    assert!(post_create.contains("cargo xtask bootstrap"), "{post_create}");
-    // Every `cargo xtask <sub>` it runs is a subcommand of this binary.
-    let help = Command::new(env!("CARGO_BIN_EXE_xtask")).arg("--help").output().unwrap();
-    let help = String::from_utf8_lossy(&help.stdout).into_owned();
-    let mut seen = 0;
-    for part in post_create.split("cargo xtask ").skip(1) {
-        let sub = part.split_whitespace().next().unwrap();
-        assert!(
-            help.lines().any(|l| l.trim_start().starts_with(&format!("{sub} "))),
-            "`cargo xtask {sub}` is not in `cargo xtask --help`:\n{help}"
-        );
-        seen += 1;
-    }
-    assert!(seen >= 1);
-    // The `cargo xtask` alias it relies on, and any repository script it runs.
-    let alias = std::fs::read_to_string(repo_root().join(".cargo/config.toml")).unwrap();
-    assert!(alias.contains("xtask = \"run --package xtask --\""), "{alias}");
-    for word in post_create.split_whitespace() {
-        if let Some(rel) = word.strip_prefix("./").or_else(|| word.strip_prefix(".devcontainer/")) {
-            let rel = if word.starts_with(".devcontainer/") {
-                Path::new(".devcontainer").join(rel)
-            } else {
-                PathBuf::from(rel)
-            };
-            assert!(repo_root().join(&rel).exists(), "{} is missing", rel.display());
-        }
-    }
 }
