@@ -361,12 +361,8 @@ mod tests {
         };
         Context {
             root: dir.to_path_buf(),
-            kube_context: crate::config::default_kube_context(&settings),
-            environment: settings.environment.clone(),
             log_path: dir.join("setup.log"),
-            settings,
-            bundles: Default::default(),
-            session: crate::session::Session::silent(),
+            ..Context::for_tests(settings)
         }
     }
 

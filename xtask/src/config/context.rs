@@ -53,6 +53,8 @@ pub struct Context {
     /// The optional bundles that are on: the `bundles` setting and every `--bundle`.
     pub bundles: BTreeSet<String>,
     pub session: Session,
+    /// When this command started: a Job created since is this run's.
+    pub started_at: jiff::Timestamp,
 }
 
 impl Context {
@@ -90,6 +92,7 @@ impl Context {
             kube_context,
             bundles,
             session,
+            started_at: jiff::Timestamp::now(),
         })
     }
 
@@ -105,6 +108,7 @@ impl Context {
             settings,
             bundles: Default::default(),
             session: Session::silent(),
+            started_at: jiff::Timestamp::now(),
         }
     }
 

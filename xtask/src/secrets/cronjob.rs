@@ -13,6 +13,7 @@
 //! the success stands, so a one-shot check does not flake on the seconds it runs.
 
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 /// Where a Job stands.
@@ -96,6 +97,8 @@ pub enum Runner {
 pub struct Attempt {
     pub job: String,
     pub state: JobState,
+    /// The Job's creation time (whole seconds), when the API gave one.
+    pub created: Option<Timestamp>,
 }
 
 /// The verdict on one observation.
@@ -184,6 +187,17 @@ pub fn failed_since_success(attempts: &[Attempt]) -> Vec<&Attempt> {
     attempts[start..].iter().filter(|a| matches!(a.state, JobState::Failed { .. })).collect()
 }
 
+/// The failed attempts created at or after `since` (oldest first): a run's own, which a
+/// first look after a slow layer may find already followed by a success. Creation times
+/// have one-second resolution, so `since` counts from its whole second.
+pub fn failed_since(attempts: &[Attempt], since: Timestamp) -> Vec<&Attempt> {
+    attempts
+        .iter()
+        .filter(|a| matches!(a.state, JobState::Failed { .. }))
+        .filter(|a| a.created.is_some_and(|created| created.as_second() >= since.as_second()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,7 +270,7 @@ mod tests {
     }
 
     fn attempt(job: &str, state: JobState) -> Attempt {
-        Attempt { job: job.into(), state }
+        Attempt { job: job.into(), state, created: None }
     }
 
     fn failed(reason: &str) -> JobState {
@@ -331,5 +345,26 @@ mod tests {
         assert_eq!(names, ["v-3", "v-4"]);
         assert!(failed_since_success(&attempts[..2]).is_empty());
         assert_eq!(failed_since_success(&attempts[..1]).len(), 1);
+    }
+
+    #[test]
+    fn a_runs_attempts_are_the_failures_created_since_it_started() {
+        let at = |job: &str, state: JobState, secs: i64| Attempt {
+            created: Some(Timestamp::from_second(secs).unwrap()),
+            ..attempt(job, state)
+        };
+        let attempts = [
+            at("v-1", failed("before the run"), 99),
+            at("v-2", JobState::Succeeded, 99),
+            at("v-3", failed("BackoffLimitExceeded"), 100),
+            attempt("v-4", failed("no creation time")),
+            at("v-5", JobState::Succeeded, 160),
+        ];
+        // Started within second 100: a Job created in that second (truncated) is the run's.
+        let started = Timestamp::from_millisecond(100_700).unwrap();
+        let names: Vec<&str> =
+            failed_since(&attempts, started).iter().map(|a| a.job.as_str()).collect();
+        assert_eq!(names, ["v-3"]);
+        assert!(failed_since(&attempts, Timestamp::from_second(101).unwrap()).is_empty());
     }
 }

@@ -10,8 +10,8 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams, LogParams};
 
 use super::cronjob::{
-    Attempt, Decision, Failure, JobState, Runner, Waiting, decide, failed_since_success, job_state,
-    owned_jobs,
+    Attempt, Decision, Failure, JobState, Runner, Waiting, decide, failed_since,
+    failed_since_success, job_state, owned_jobs,
 };
 use super::{POLL, TAG, indent};
 use crate::config::{Context, SecretsSettings};
@@ -115,7 +115,11 @@ struct Observed {
 async fn observe(settings: &SecretsSettings, client: &kube::Client) -> Result<Observed> {
     let namespace = settings.vault_namespace.as_str();
     let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
-    let attempt = |job: &Job| Attempt { job: job.name_any(), state: job_state(job) };
+    let attempt = |job: &Job| Attempt {
+        job: job.name_any(),
+        state: job_state(job),
+        created: job.metadata.creation_timestamp.as_ref().map(|t| t.0),
+    };
     if let Some(name) = &settings.vault_job {
         let job = jobs.get_opt(name).await?;
         let pod_spec = job.as_ref().and_then(|j| j.spec.as_ref()?.template.spec.clone());
@@ -309,27 +313,23 @@ pub async fn wait_vault_bootstrap(ctx: &Context, client: &kube::Client) -> Resul
     let check = async || {
         let Observed { runner, attempts: observed, pod_spec } = observe(settings, client).await?;
         let decision = decide(runner, &observed);
-        if !matches!(decision, Decision::Succeeded { .. }) {
-            let new: Vec<&Attempt> = failed_since_success(&observed)
-                .into_iter()
-                .filter(|a| !attempts.iter().any(|seen| seen.job == a.job))
-                .collect();
-            if !new.is_empty() {
-                learn_pod_secrets(session, client, namespace, pod_spec.as_ref()).await;
+        // Once it succeeded, this run's failed attempts are still worth a warning: a
+        // slow layer may let the first look come after the retry that succeeded.
+        let failed = match &decision {
+            Decision::Succeeded { .. } => failed_since(&observed, ctx.started_at),
+            _ => failed_since_success(&observed),
+        };
+        let new: Vec<&Attempt> =
+            failed.into_iter().filter(|a| !attempts.iter().any(|seen| seen.job == a.job)).collect();
+        if !new.is_empty() {
+            learn_pod_secrets(session, client, namespace, pod_spec.as_ref()).await;
+        }
+        for log in attempt_logs(client, namespace, &new).await {
+            if let Some(line) = attempt_warning(settings, &decision, &log) {
+                session.progress(TAG, &line);
+                warnings.push(line);
             }
-            for log in attempt_logs(client, namespace, &new).await {
-                if matches!(decision, Decision::Waiting(_)) {
-                    let line = format!(
-                        "Vault bootstrap attempt {}; CronJob {namespace}/{} runs a new Job at \
-                         its next schedule tick",
-                        log.line(namespace),
-                        settings.vault_cronjob
-                    );
-                    session.progress(TAG, &line);
-                    warnings.push(line);
-                }
-                attempts.push(log);
-            }
+            attempts.push(log);
         }
         Ok(match state_of(settings, decision, &attempts) {
             VaultBootstrapState::Pending(finding) => wait::Check::Pending(finding),
@@ -367,6 +367,25 @@ pub async fn wait_vault_bootstrap(ctx: &Context, client: &kube::Client) -> Resul
         }
     };
     Ok(report.warn(warnings))
+}
+
+/// The warning for a failed attempt the wait saw: what came or comes after it. `None`
+/// when the decision is final: its finding lists the attempt.
+fn attempt_warning(
+    settings: &SecretsSettings,
+    decision: &Decision,
+    attempt: &AttemptLog,
+) -> Option<String> {
+    let namespace = settings.vault_namespace.as_str();
+    let cronjob = format!("CronJob {namespace}/{}", settings.vault_cronjob);
+    let then = match decision {
+        Decision::Waiting(_) => format!("{cronjob} runs a new Job at its next schedule tick"),
+        Decision::Succeeded { job } => {
+            format!("a later Job of {cronjob} succeeded ({namespace}/{job})")
+        }
+        Decision::Failed(_) => return None,
+    };
+    Some(format!("Vault bootstrap attempt {}; {then}", attempt.line(namespace)))
 }
 
 /// Each failed attempt with its newest pod's log tail (pods listed once). A log that

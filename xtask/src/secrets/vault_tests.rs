@@ -94,3 +94,28 @@ fn the_final_finding_lists_every_attempt_with_its_log_tail() {
     assert_eq!(finding.subject, "Vault bootstrap Job vault/seed");
     assert!(finding.remediation.contains("kubectl describe job -n vault seed"));
 }
+
+#[test]
+fn a_failed_attempt_is_a_warning_that_says_what_came_after_it() {
+    let settings = SecretsSettings::default();
+    let attempt = log("v-1", "connect: connection refused");
+    assert_eq!(
+        attempt_warning(&settings, &retrying("v-1"), &attempt).as_deref(),
+        Some(
+            "Vault bootstrap attempt Job vault/v-1 failed (BackoffLimitExceeded); CronJob \
+             vault/foundation-vault-bootstrap runs a new Job at its next schedule tick"
+        )
+    );
+    // The wait's first look came after the retry succeeded: the attempt is still named.
+    let succeeded = Decision::Succeeded { job: "v-2".into() };
+    assert_eq!(
+        attempt_warning(&settings, &succeeded, &attempt).as_deref(),
+        Some(
+            "Vault bootstrap attempt Job vault/v-1 failed (BackoffLimitExceeded); a later Job \
+             of CronJob vault/foundation-vault-bootstrap succeeded (vault/v-2)"
+        )
+    );
+    // A final failure is the finding, not a warning.
+    let failed = Decision::Failed(Failure::JobFailed { job: "v-1".into(), reason: "x".into() });
+    assert_eq!(attempt_warning(&settings, &failed, &attempt), None);
+}
