@@ -358,7 +358,8 @@ async fn recorded_gate(ctx: &Context, release_name: &str, namespace: &str) -> Re
     let release = release::read(&client, namespace, release_name).await?;
     // The verdict `helm test` recorded in the release (no new test run): helm's own exit
     // status is unknown here, so only the hooks' phases decide.
-    Ok(checks::gate_verdict(release_name, namespace, release.as_ref(), true, "", &[]))
+    let context = &ctx.kube_context;
+    Ok(checks::gate_verdict(release_name, namespace, context, release.as_ref(), true, "", &[]))
 }
 
 async fn releases_deployed(
@@ -383,7 +384,7 @@ async fn releases_deployed(
     let client = k8s::client(&ctx.kube_context).await?;
     let mut bad = Vec::new();
     for (layer, name, namespace) in releases {
-        let result = checks::release_deployed(&client, name, namespace).await?;
+        let result = checks::release_deployed(&client, name, namespace, &ctx.kube_context).await?;
         if result.verdict == Verdict::Failed {
             bad.push((layer, result));
         }
@@ -415,7 +416,7 @@ async fn db_migrations(ctx: &Context) -> Result<Check> {
 async fn external_secrets_ready(ctx: &Context) -> Result<Check> {
     let client = k8s::client(&ctx.kube_context).await?;
     let found = secrets::list_external_secrets(&client).await?;
-    Ok(secrets::judge_external_secrets(&found))
+    Ok(secrets::judge_external_secrets(&found, &ctx.kube_context))
 }
 
 // ---- tilt ----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ use kube::api::{Api, DeleteParams, LogParams};
 
 use crate::error::Result;
 use crate::exec::{self, Cmd};
+use crate::k8s::{helm_command, kubectl_command};
 use crate::learn::learn_pod_secrets;
 use crate::outcome::{Check, Finding, Verdict, tail};
 use crate::pull_failures::{self, PullFailure};
@@ -20,7 +21,12 @@ use crate::release::{self, HelmRelease, HookPhase, ReleaseStatus};
 use crate::session::Session;
 
 /// The release-status gate for one release: its latest revision is `deployed`.
-pub fn release_status(name: &str, namespace: &str, release: Option<&HelmRelease>) -> Check {
+pub fn release_status(
+    name: &str,
+    namespace: &str,
+    context: &str,
+    release: Option<&HelmRelease>,
+) -> Check {
     let check = |verdict, found: String, remediation: String| Check {
         verdict,
         finding: Finding::new(
@@ -32,7 +38,9 @@ pub fn release_status(name: &str, namespace: &str, release: Option<&HelmRelease>
         warnings: Vec::new(),
     };
     let inspect = format!(
-        "inspect it with `helm status {name} -n {namespace}` and `helm history {name} -n {namespace}`"
+        "inspect it with `{}` and `{}`",
+        helm_command(context, &format!("status {name} -n {namespace}")),
+        helm_command(context, &format!("history {name} -n {namespace}"))
     );
     match release {
         None => check(
@@ -64,9 +72,14 @@ pub fn release_status(name: &str, namespace: &str, release: Option<&HelmRelease>
 }
 
 /// Read the release and judge its status.
-pub async fn release_deployed(client: &kube::Client, name: &str, namespace: &str) -> Result<Check> {
+pub async fn release_deployed(
+    client: &kube::Client,
+    name: &str,
+    namespace: &str,
+    context: &str,
+) -> Result<Check> {
     let release = release::read(client, namespace, name).await?;
-    Ok(release_status(name, namespace, release.as_ref()))
+    Ok(release_status(name, namespace, context, release.as_ref()))
 }
 
 /// The last lines a failed test hook's pod printed, read by us (failed test pods are
@@ -83,12 +96,13 @@ pub struct HookLog {
 pub fn gate_verdict(
     name: &str,
     namespace: &str,
+    context: &str,
     release: Option<&HelmRelease>,
     helm_succeeded: bool,
     helm_output: &str,
     failed_logs: &[HookLog],
 ) -> Check {
-    let helm_test = format!("helm test {name} -n {namespace} --logs");
+    let helm_test = helm_command(context, &format!("test {name} -n {namespace} --logs"));
     let mut check = Check {
         verdict: Verdict::Passed,
         finding: Finding::new(
@@ -122,6 +136,8 @@ pub fn gate_verdict(
         } else {
             (hook.clone(), format!("pod -n {namespace} {hook}"))
         };
+        let logs = kubectl_command(context, &format!("logs -n {namespace} {logs}"));
+        let describe = kubectl_command(context, &format!("describe {describe}"));
         if let Some(log) = failed_logs.iter().find(|l| &l.hook == hook) {
             check
                 .finding
@@ -130,7 +146,7 @@ pub fn gate_verdict(
         }
         check.verdict = Verdict::Failed;
         check.finding.remediation = format!(
-            "inspect test hook `{hook}` of release `{name}` (namespace `{namespace}`, phase {}) with `kubectl logs -n {namespace} {logs}` and `kubectl describe {describe}`, fix the cause, then re-run it with `{helm_test}`",
+            "inspect test hook `{hook}` of release `{name}` (namespace `{namespace}`, phase {}) with `{logs}` and `{describe}`, fix the cause, then re-run it with `{helm_test}`",
             first.last_run.phase
         );
         return check;
@@ -193,7 +209,7 @@ pub async fn helm_test_gate(
         output = exec::run(session, &cmd) => output?,
         failure = unpullable_hook_image(session, client, namespace, &hooks) => {
             let failure = failure?;
-            let check = image_gate_failure(name, namespace, &failure);
+            let check = image_gate_failure(name, namespace, target.kube_context, &failure);
             session.line(target.tag, &check.finding.to_string());
             return Ok(check);
         }
@@ -218,7 +234,16 @@ pub async fn helm_test_gate(
         }
     }
     let text = format!("{}\n{}", output.stdout, output.stderr);
-    Ok(gate_verdict(name, namespace, after.as_ref(), output.success(), &text, &failed_logs))
+    let context = target.kube_context;
+    Ok(gate_verdict(
+        name,
+        namespace,
+        context,
+        after.as_ref(),
+        output.success(),
+        &text,
+        &failed_logs,
+    ))
 }
 
 /// Polls the test hooks' Pods (a Pod hook by name, a Job hook's Pods by `job-name`)
@@ -244,7 +269,14 @@ async fn unpullable_hook_image(
 }
 
 /// A gate stopped because a test Pod cannot pull its image.
-pub fn image_gate_failure(name: &str, namespace: &str, failure: &PullFailure) -> Check {
+pub fn image_gate_failure(
+    name: &str,
+    namespace: &str,
+    context: &str,
+    failure: &PullFailure,
+) -> Check {
+    let describe =
+        kubectl_command(context, &format!("describe pod -n {namespace} {}", failure.pod));
     Check {
         verdict: Verdict::Failed,
         finding: Finding::new(
@@ -255,9 +287,8 @@ pub fn image_gate_failure(name: &str, namespace: &str, failure: &PullFailure) ->
                 failure.describe()
             ),
             format!(
-                "{}; `kubectl describe pod -n {namespace} {}` shows the kubelet's Events; then run again",
+                "{}; `{describe}` shows the kubelet's Events; then run again",
                 pull_failures::PULLABLE,
-                failure.pod
             ),
         ),
         warnings: Vec::new(),
@@ -322,7 +353,15 @@ mod tests {
     }
 
     fn verdict(phases: &[&str], helm_ok: bool, out: &str) -> Check {
-        gate_verdict("auth-smoke", "ameide", Some(&release(phases)), helm_ok, out, &[])
+        gate_verdict(
+            "auth-smoke",
+            "ameide",
+            "k3d-ameide",
+            Some(&release(phases)),
+            helm_ok,
+            out,
+            &[],
+        )
     }
 
     #[test]
@@ -342,6 +381,7 @@ mod tests {
         let r = gate_verdict(
             "auth-smoke",
             "ameide",
+            "k3d-ameide",
             Some(&release(&["Succeeded", "Failed"])),
             false,
             "Error: 1 test failed",
@@ -351,9 +391,16 @@ mod tests {
         assert!(r.finding.found.contains("`auth-smoke-check1` printed: wget: bad address"));
         let fix = r.finding.remediation;
         assert!(fix.contains("`auth-smoke-check1`") && fix.contains("namespace `ameide`"), "{fix}");
-        assert!(fix.contains("kubectl logs -n ameide auth-smoke-check1"), "{fix}");
-        assert!(fix.contains("kubectl describe pod -n ameide auth-smoke-check1"), "{fix}");
-        assert!(fix.contains("helm test auth-smoke -n ameide --logs"), "{fix}");
+        // Each command names the context the gate ran in.
+        assert!(fix.contains("`kubectl logs -n ameide auth-smoke-check1 --context k3d-ameide`"));
+        assert!(
+            fix.contains("`kubectl describe pod -n ameide auth-smoke-check1 --context k3d-ameide`"),
+            "{fix}"
+        );
+        assert!(
+            fix.contains("`helm test auth-smoke -n ameide --logs --kube-context k3d-ameide`"),
+            "{fix}"
+        );
     }
 
     #[test]
@@ -367,19 +414,24 @@ mod tests {
         assert_eq!((r.verdict, r.finding.found.as_str()), (Verdict::Warned, "0 test hooks"));
         let r = verdict(&[""], true, "");
         assert_eq!(r.verdict, Verdict::Failed, "a hook that never ran is not a pass");
-        assert_eq!(gate_verdict("x", "ns", None, true, "", &[]).verdict, Verdict::Failed);
+        assert_eq!(gate_verdict("x", "ns", "c", None, true, "", &[]).verdict, Verdict::Failed);
     }
 
     #[test]
     fn release_status_names_the_release() {
         let mut r = release(&[]);
-        assert_eq!(release_status("auth-smoke", "ameide", Some(&r)).verdict, Verdict::Passed);
+        assert_eq!(
+            release_status("auth-smoke", "ameide", "k3d-ameide", Some(&r)).verdict,
+            Verdict::Passed
+        );
         r.info.status = ReleaseStatus::PendingUpgrade;
-        let check = release_status("auth-smoke", "ameide", Some(&r));
+        let check = release_status("auth-smoke", "ameide", "k3d-ameide", Some(&r));
         assert_eq!(check.verdict, Verdict::Failed);
         assert!(check.finding.found.contains("`pending-upgrade`"));
-        assert!(check.finding.remediation.starts_with("inspect it with `helm status auth-smoke"));
+        assert!(check.finding.remediation.starts_with(
+            "inspect it with `helm status auth-smoke -n ameide --kube-context k3d-ameide`"
+        ));
         assert!(check.finding.remediation.contains("release `auth-smoke` in namespace `ameide`"));
-        assert_eq!(release_status("a", "b", None).verdict, Verdict::Failed);
+        assert_eq!(release_status("a", "b", "c", None).verdict, Verdict::Failed);
     }
 }

@@ -154,9 +154,10 @@ impl Command {
         }
     }
 
-    /// Read-only commands keep no log.
+    /// Glances keep no log; `plan` keeps one as `bootstrap --plan` does (the plan it
+    /// prints names the log, which holds what `helmfile template` said).
     pub fn writes_log(&self) -> bool {
-        !matches!(self, Command::Plan | Command::Doctor | Command::Status(_))
+        !matches!(self, Command::Doctor | Command::Status(_))
     }
 }
 

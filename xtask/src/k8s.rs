@@ -87,6 +87,18 @@ fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or(text)
 }
 
+/// A `kubectl` command for a finding's "what to do", pinned to `context`: a copied
+/// command reaches the cluster that was judged whatever kubectl's current context is
+/// (a suggested `patch` or `create job` never lands on another cluster).
+pub fn kubectl_command(context: &str, args: &str) -> String {
+    format!("kubectl {args} --context {}", crate::exec::shell_quote(context))
+}
+
+/// A `helm` command for a finding, pinned to `context` as [`kubectl_command`] is.
+pub fn helm_command(context: &str, args: &str) -> String {
+    format!("helm {args} --kube-context {}", crate::exec::shell_quote(context))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +118,18 @@ mod tests {
             }
         });
         url
+    }
+
+    #[test]
+    fn suggested_commands_name_the_context() {
+        assert_eq!(
+            kubectl_command("k3d-ameide", "logs -n vault job/seed"),
+            "kubectl logs -n vault job/seed --context k3d-ameide"
+        );
+        assert_eq!(
+            helm_command("my ctx", "status auth -n ameide"),
+            "helm status auth -n ameide --kube-context 'my ctx'"
+        );
     }
 
     fn config_for(url: &str) -> kube::Config {

@@ -256,9 +256,15 @@ fn failures_stop_the_flow_and_warnings_do_not() {
     assert_eq!(summary["status"], "failed");
     assert_eq!(summary["failure"]["layer"], "24-auth");
     let fix = summary["failure"]["remediation"].as_str().unwrap();
+    // The commands to copy name the run's context: they reach this cluster, whatever
+    // kubectl's current context is.
+    let context = world.slot().context();
     assert!(
-        fix.contains("kubectl logs -n ameide")
-            && fix.contains("helm test auth-smoke -n ameide --logs"),
+        fix.contains("`kubectl logs -n ameide")
+            && fix.contains(&format!(" --context {context}`"))
+            && fix.contains(&format!(
+                "`helm test auth-smoke -n ameide --logs --kube-context {context}`"
+            )),
         "{fix}"
     );
     assert_eq!(layer(&summary, "24-auth")["gate"], "failed");

@@ -101,6 +101,11 @@ fn plan_human_lists_layers_in_order() {
     let apps = stdout.find("2. 20-apps").expect(&stdout);
     assert!(base < apps);
     assert!(stdout.contains("apps-smoke") && stdout.contains("[gate]"), "{stdout}");
+    // The log it names is there, as after `bootstrap --plan`.
+    let log = stdout.rsplit_once("planned, nothing changed; log: ").expect(&stdout).1.trim();
+    assert_eq!(std::path::Path::new(log), fixture.path("home/.devcontainer-setup.log"));
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(text.contains("[preflight]") && text.contains("[result]"), "{text}");
 }
 
 #[test]

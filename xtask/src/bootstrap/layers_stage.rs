@@ -45,7 +45,7 @@ async fn recheck(
     let client = state.client().await?;
     let input = &state.inputs.layers[index];
     let recorded = layers::recorded_digests(&client).await?;
-    let not_deployed = layers::not_deployed(&client, &input.layer).await?;
+    let not_deployed = layers::not_deployed(&client, &state.ctx.kube_context, &input.layer).await?;
     let to_uninstall = layers::off_but_present(&client, &input.layer, &state.ctx.bundles).await?;
     let decision = layers::plan(
         &input.digest,
@@ -57,7 +57,7 @@ async fn recheck(
     Ok(match decision {
         LayerPlan::Sync { reason } => {
             let pending =
-                layers::pending_releases(&client, &input.layer, &state.ctx.kube_context).await?;
+                layers::pending::releases(&client, &input.layer, &state.ctx.kube_context).await?;
             (LayerAction::Sync, reason, pending)
         }
         LayerPlan::Unchanged => (

@@ -70,10 +70,10 @@ async fn api(ctx: &Context, inputs: &Inputs, selection: &Selection) -> Result<Ap
         let layer = &input.layer;
         let mut state = LayerSeen::default();
         if !named {
-            state.not_deployed = layers::not_deployed(&client, layer).await?;
+            state.not_deployed = layers::not_deployed(&client, &ctx.kube_context, layer).await?;
             state.off_but_present = layers::off_but_present(&client, layer, &ctx.bundles).await?;
         }
-        state.pending = layers::pending_releases(&client, layer, &ctx.kube_context).await?;
+        state.pending = layers::pending::releases(&client, layer, &ctx.kube_context).await?;
         seen.insert(layer.name.clone(), state);
     }
     Ok(ApiSeen::Reachable { recorded, layers: seen })

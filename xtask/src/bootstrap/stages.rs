@@ -122,6 +122,7 @@ impl Stage<RunState<'_>, RunPlan> for Status {
                         &client,
                         &release.name,
                         layers::namespace_of(release),
+                        &state.ctx.kube_context,
                     )
                     .await?;
                     checked += 1;

@@ -94,42 +94,22 @@ pub async fn off_but_present(
     Ok(out)
 }
 
-/// Releases of `layer` (installed ones) whose latest revision is not `deployed`.
-pub async fn not_deployed(client: &kube::Client, layer: &Layer) -> Result<Vec<String>> {
+/// Releases of `layer` (installed ones) whose latest revision is not `deployed`, read
+/// through `context`.
+pub async fn not_deployed(
+    client: &kube::Client,
+    context: &str,
+    layer: &Layer,
+) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for release in layer.releases.as_slice().iter().filter(|r| r.installed) {
-        let check = checks::release_deployed(client, &release.name, namespace_of(release)).await?;
+        let (name, namespace) = (&release.name, namespace_of(release));
+        let check = checks::release_deployed(client, name, namespace, context).await?;
         if check.verdict == Verdict::Failed {
             out.push(format!("{} ({})", release.name, check.finding.found));
         }
     }
     Ok(out)
-}
-
-/// The installed releases of `layer` whose newest revision a stopped run left pending
-/// (or `failed` over a deployed one), and what to do about each ([`pending`]). The process table is read only when one is.
-pub async fn pending_releases(
-    client: &kube::Client,
-    layer: &Layer,
-    kube_context: &str,
-) -> Result<Vec<pending::Recover>> {
-    let mut histories = Vec::new();
-    for release in layer.releases.as_slice().iter().filter(|r| r.installed) {
-        let history = crate::release::history(client, namespace_of(release), &release.name).await?;
-        if pending::decide(&history, None).is_some() {
-            histories.push((release.name.clone(), history));
-        }
-    }
-    if histories.is_empty() {
-        return Ok(Vec::new());
-    }
-    let processes = pending::processes();
-    Ok(histories
-        .into_iter()
-        .filter_map(|(name, history)| {
-            pending::decide(&history, pending::held_by(&processes, &name, kube_context))
-        })
-        .collect())
 }
 
 /// Bring back the pending releases planned for `layer` before its sync: `helm rollback`
@@ -170,8 +150,11 @@ async fn recover_pending(
                     last_lines(&output.tail(12), 3)
                 ),
                 format!(
-                    "read helm's output in the log; `helm history {} -n {}` shows its revisions",
-                    recover.release, recover.namespace
+                    "read helm's output in the log; `{}` shows its revisions",
+                    crate::k8s::helm_command(
+                        &ctx.kube_context,
+                        &format!("history {} -n {}", recover.release, recover.namespace)
+                    )
                 ),
             )));
         }

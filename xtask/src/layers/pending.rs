@@ -29,6 +29,8 @@
 
 use std::fmt;
 
+use crate::error::Result;
+use crate::platform::helmfile::Layer;
 use crate::release::{HelmRelease, ReleaseStatus};
 
 /// What to do with one pending release.
@@ -181,6 +183,32 @@ pub fn processes() -> Vec<(u32, Vec<String>)> {
         })
         .filter(|(_, argv): &(u32, Vec<String>)| !argv.is_empty())
         .collect()
+}
+
+/// The installed releases of `layer` whose newest revision a stopped run left pending
+/// (or `failed` over a deployed one), and what to do about each ([`decide`]). The
+/// process table is read only when one is.
+pub async fn releases(
+    client: &kube::Client,
+    layer: &Layer,
+    kube_context: &str,
+) -> Result<Vec<Recover>> {
+    let mut histories = Vec::new();
+    for release in layer.releases.as_slice().iter().filter(|r| r.installed) {
+        let history =
+            crate::release::history(client, super::namespace_of(release), &release.name).await?;
+        if decide(&history, None).is_some() {
+            histories.push((release.name.clone(), history));
+        }
+    }
+    if histories.is_empty() {
+        return Ok(Vec::new());
+    }
+    let processes = processes();
+    Ok(histories
+        .into_iter()
+        .filter_map(|(name, history)| decide(&history, held_by(&processes, &name, kube_context)))
+        .collect())
 }
 
 #[cfg(test)]

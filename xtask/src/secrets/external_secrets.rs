@@ -16,11 +16,9 @@ use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::ApiResource;
 
-use super::TAG;
 use super::remote_keys::{missing_keys, referenced_keys};
 use crate::error::{Context as _, Result};
 use crate::outcome::{Check, Finding, Report, Verdict};
-use crate::session::Session;
 
 const SUBJECT: &str = "ExternalSecrets";
 const EXPECTED: &str = "every ExternalSecret Ready (every key it references exists)";
@@ -230,8 +228,9 @@ pub fn external_secret_resource(version: &str) -> ApiResource {
 }
 
 /// The verdict on a listing: passed (with the count), warned (none to check: said with
-/// a count), or failed naming every ExternalSecret that is not Ready.
-pub fn judge_external_secrets(found: &ExternalSecrets) -> Check {
+/// a count), or failed naming every ExternalSecret that is not Ready and what to run
+/// (against `context`).
+pub fn judge_external_secrets(found: &ExternalSecrets, context: &str) -> Check {
     let warned = |found: String, warning: String| Check {
         verdict: Verdict::Warned,
         finding: Finding::new(SUBJECT, EXPECTED, found, ""),
@@ -297,11 +296,11 @@ pub fn judge_external_secrets(found: &ExternalSecrets) -> Check {
     } else {
         first.missing_keys.join(", ")
     };
+    let describe = format!("describe externalsecret -n {} {}", first.namespace, first.name);
     let remediation = format!(
         "seed {keys} in the secret store (Vault fixtures: \
-         infra/kubernetes/environments/local/foundation-vault-bootstrap.yaml), then \
-         `kubectl describe externalsecret -n {} {}`",
-        first.namespace, first.name
+         infra/kubernetes/environments/local/foundation-vault-bootstrap.yaml), then `{}`",
+        crate::k8s::kubectl_command(context, &describe)
     );
     Check {
         verdict: Verdict::Failed,
@@ -322,21 +321,6 @@ pub fn report_of(check: Check) -> Report {
             Report::failed(detail.to_owned(), check.finding).warn(check.warnings)
         }
     }
-}
-
-/// Every ExternalSecret Ready; none or no CRD is a warning with a count.
-pub async fn validate_external_secrets(session: &Session, client: &kube::Client) -> Result<Report> {
-    let found = session.cancel.unless_interrupted(list_external_secrets(client)).await??;
-    let check = judge_external_secrets(&found);
-    match check.verdict {
-        Verdict::Failed => session.line(TAG, &check.finding.to_string()),
-        Verdict::Passed => session.line(TAG, &check.finding.found),
-        Verdict::Warned => {}
-    }
-    for warning in &check.warnings {
-        session.line(TAG, warning);
-    }
-    Ok(report_of(check))
 }
 
 #[cfg(test)]

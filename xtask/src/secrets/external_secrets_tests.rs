@@ -32,7 +32,7 @@ fn ready_external_secret_passes() {
     let status = external_secret_status(&es);
     assert!(status.ready && status.missing_keys.is_empty());
     let found = listed(vec![status]);
-    let check = judge_external_secrets(&found);
+    let check = judge_external_secrets(&found, "k3d-ameide");
     assert_eq!(check.verdict, Verdict::Passed);
     assert_eq!(report_of(check), Report::ok("1 ExternalSecrets Ready"));
 }
@@ -47,7 +47,7 @@ fn not_ready_external_secret_names_itself_and_the_missing_key() {
     assert!(!status.ready);
     assert_eq!(status.missing_keys, ["keycloak/db", "password"]);
     let found = listed(vec![status]);
-    let check = judge_external_secrets(&found);
+    let check = judge_external_secrets(&found, "k3d-ameide");
     assert_eq!(check.verdict, Verdict::Failed);
     let finding = &check.finding;
     assert!(finding.found.starts_with("1 of 1 ExternalSecrets not Ready"), "{finding}");
@@ -55,7 +55,11 @@ fn not_ready_external_secret_names_itself_and_the_missing_key() {
         finding.found.contains("ExternalSecret ameide/keycloak-db is not Ready: SecretSyncedError")
     );
     assert!(finding.found.contains("missing remote key(s): keycloak/db, password"), "{finding}");
-    assert!(finding.remediation.contains("kubectl describe externalsecret -n ameide keycloak-db"));
+    assert!(
+        finding.remediation.contains(
+            "`kubectl describe externalsecret -n ameide keycloak-db --context k3d-ameide`"
+        )
+    );
     let report = report_of(check);
     assert_eq!(report.status, Status::Failed);
     assert_eq!(report.detail, "1 of 1 ExternalSecrets not Ready");
@@ -64,10 +68,10 @@ fn not_ready_external_secret_names_itself_and_the_missing_key() {
 #[test]
 fn no_external_secrets_or_no_crd_is_said_with_a_count() {
     let none = listed(vec![]);
-    let check = judge_external_secrets(&none);
+    let check = judge_external_secrets(&none, "k3d-ameide");
     assert_eq!(check.verdict, Verdict::Warned);
     assert!(check.warnings[0].starts_with("0 ExternalSecrets"));
-    let absent = report_of(judge_external_secrets(&ExternalSecrets::CrdAbsent));
+    let absent = report_of(judge_external_secrets(&ExternalSecrets::CrdAbsent, "k3d-ameide"));
     assert_eq!(absent.status, Status::Ok);
     assert!(absent.detail.is_empty());
     assert!(
@@ -86,7 +90,7 @@ fn without_a_running_operator_external_secrets_are_a_warning_naming_it() {
         statuses: vec![status.clone()],
         controller: Controller::Missing { not_ready },
     };
-    let check = judge_external_secrets(&missing(vec![]));
+    let check = judge_external_secrets(&missing(vec![]), "k3d-ameide");
     assert_eq!(check.verdict, Verdict::Warned);
     let warning = &check.warnings[0];
     assert!(warning.starts_with("no External Secrets Operator runs (no Deployment labelled app.kubernetes.io/name=external-secrets): 1 ExternalSecret(s)"), "{warning}");
@@ -99,8 +103,10 @@ fn without_a_running_operator_external_secrets_are_a_warning_naming_it() {
     );
     let report = report_of(check);
     assert_eq!(report.status, Status::Ok);
-    let check =
-        judge_external_secrets(&missing(vec!["eso/external-secrets (0 of 1 ready)".into()]));
+    let check = judge_external_secrets(
+        &missing(vec!["eso/external-secrets (0 of 1 ready)".into()]),
+        "k3d-ameide",
+    );
     assert!(
         check.warnings[0].contains(
             "app.kubernetes.io/name=external-secrets: eso/external-secrets (0 of 1 ready)"
@@ -162,7 +168,7 @@ fn the_missing_key_comes_from_the_warning_event_not_the_generic_condition() {
     ];
     let status = with_warning_event(status, &events);
     assert_eq!(status.missing_keys, ["keycloak/db"]);
-    let check = judge_external_secrets(&listed(vec![status]));
+    let check = judge_external_secrets(&listed(vec![status]), "k3d-ameide");
     assert_eq!(check.verdict, Verdict::Failed);
     let found = &check.finding.found;
     assert!(found.contains("SecretSyncedError: could not get secret data from provider (event UpdateFailed: error processing spec.data[0] (key: keycloak/db), err: Secret does not exist) (missing remote key(s): keycloak/db)"), "{found}");

@@ -28,7 +28,7 @@ pub use db_migrations::{POSTGRES_KEYS, apply_db_migrations, check_db_migrations,
 pub use external_secrets::{
     Controller, ESO_CONTROLLER_SELECTOR, ESO_GROUP, ESO_VERSIONS, ExternalSecretStatus,
     ExternalSecrets, external_secret_resource, external_secret_status, judge_external_secrets,
-    list_external_secrets, validate_external_secrets,
+    list_external_secrets,
 };
 pub use remote_keys::{missing_keys, referenced_keys};
 pub use stores::StoreUse;

@@ -16,6 +16,7 @@ use super::cronjob::{
 use super::{POLL, TAG, indent};
 use crate::config::{Context, SecretsSettings};
 use crate::error::Result;
+use crate::k8s::kubectl_command;
 use crate::learn::learn_pod_secrets;
 use crate::outcome::{Check, Finding, Report, Verdict, tail};
 use crate::wait::{self, Poll, Waited};
@@ -159,13 +160,14 @@ pub async fn vault_bootstrap_state(
             attempt_logs(client, namespace, &failed_since_success(&attempts)).await
         }
     };
-    Ok(state_of(settings, decision, &logs))
+    Ok(state_of(settings, &ctx.kube_context, decision, &logs))
 }
 
 /// The state a decision means, with every failed attempt (`logs`, oldest first) in the
 /// finding.
 pub fn state_of(
     settings: &SecretsSettings,
+    context: &str,
     decision: Decision,
     logs: &[AttemptLog],
 ) -> VaultBootstrapState {
@@ -184,13 +186,14 @@ pub fn state_of(
             format!("Vault bootstrap Job {namespace}/{}", log.job),
             expected(settings),
             format!("{}{note}\n{}", log.line(namespace), log.log_block(LOG_TAIL_LINES as usize)),
-            remediation(settings, extra, logs, log),
+            remediation(settings, context, extra, logs, log),
         )
     };
-    let resume = format!(
-        " Resume it: `kubectl patch cronjob -n {namespace} {} -p '{{\"spec\":{{\"suspend\":false}}}}'`.",
+    let patch = format!(
+        "patch cronjob -n {namespace} {} -p '{{\"spec\":{{\"suspend\":false}}}}'",
         settings.vault_cronjob
     );
+    let resume = format!(" Resume it: `{}`.", kubectl_command(context, &patch));
     match decision {
         Decision::Succeeded { job } => VaultBootstrapState::Succeeded { job },
         Decision::Waiting(Waiting::NoJobYet) => {
@@ -200,11 +203,11 @@ pub fn state_of(
                     "no Job of {cronjob} exists yet (its first Job comes at its next schedule tick)"
                 ),
             };
-            VaultBootstrapState::Pending(vault_pending(settings, found))
+            VaultBootstrapState::Pending(vault_pending(settings, context, found))
         }
         Decision::Waiting(Waiting::Running { job }) => {
             let mut finding =
-                vault_pending(settings, format!("Job {namespace}/{job} is still running"));
+                vault_pending(settings, context, format!("Job {namespace}/{job} is still running"));
             if let Some(last) = logs.last() {
                 finding.found = format!(
                     "{}; the previous attempt {}\n{}",
@@ -212,7 +215,7 @@ pub fn state_of(
                     last.line(namespace),
                     last.log_block(LOG_TAIL_LINES as usize)
                 );
-                finding.remediation = remediation(settings, "", logs, last);
+                finding.remediation = remediation(settings, context, "", logs, last);
             }
             VaultBootstrapState::Pending(finding)
         }
@@ -253,6 +256,7 @@ pub fn state_of(
 /// commands to look further.
 fn remediation(
     settings: &SecretsSettings,
+    context: &str,
     extra: &str,
     attempts: &[AttemptLog],
     newest: &AttemptLog,
@@ -267,21 +271,26 @@ fn remediation(
         }
     }
     let logs_cmd = match &newest.pod {
-        Some(pod) => format!("kubectl logs -n {namespace} {pod}"),
-        None => format!("kubectl logs -n {namespace} job/{}", newest.job),
+        Some(pod) => format!("logs -n {namespace} {pod}"),
+        None => format!("logs -n {namespace} job/{}", newest.job),
     };
     let describe = match &settings.vault_job {
-        Some(job) => format!("kubectl describe job -n {namespace} {job}"),
-        None => format!("kubectl describe cronjob -n {namespace} {}", settings.vault_cronjob),
+        Some(job) => format!("describe job -n {namespace} {job}"),
+        None => format!("describe cronjob -n {namespace} {}", settings.vault_cronjob),
     };
+    let (logs_cmd, describe) =
+        (kubectl_command(context, &logs_cmd), kubectl_command(context, &describe));
     text.push_str(&format!("\nCommands: `{logs_cmd}`, `{describe}`."));
     text
 }
 
-fn vault_pending(settings: &SecretsSettings, found: String) -> Finding {
-    let manual = format!(
-        "kubectl create job -n {} --from=cronjob/{1} {1}-manual",
-        settings.vault_namespace, settings.vault_cronjob
+fn vault_pending(settings: &SecretsSettings, context: &str, found: String) -> Finding {
+    let manual = kubectl_command(
+        context,
+        &format!(
+            "create job -n {} --from=cronjob/{1} {1}-manual",
+            settings.vault_namespace, settings.vault_cronjob
+        ),
     );
     Finding::new(
         SUBJECT,
@@ -331,7 +340,7 @@ pub async fn wait_vault_bootstrap(ctx: &Context, client: &kube::Client) -> Resul
             }
             attempts.push(log);
         }
-        Ok(match state_of(settings, decision, &attempts) {
+        Ok(match state_of(settings, &ctx.kube_context, decision, &attempts) {
             VaultBootstrapState::Pending(finding) => wait::Check::Pending(finding),
             done => wait::Check::Done(done),
         })

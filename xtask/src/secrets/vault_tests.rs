@@ -3,6 +3,8 @@
 
 use super::*;
 
+const CONTEXT: &str = "k3d-ameide";
+
 fn log(job: &str, tail: &str) -> AttemptLog {
     AttemptLog {
         job: job.into(),
@@ -22,7 +24,7 @@ fn states_become_checks_with_the_one_finding_shape() {
     let passed = VaultBootstrapState::Succeeded { job: "vault/x-1".into() }.into_check();
     assert_eq!(passed.verdict, Verdict::Passed);
     let VaultBootstrapState::Pending(pending) =
-        state_of(&settings, Decision::Waiting(Waiting::NoJobYet), &[])
+        state_of(&settings, CONTEXT, Decision::Waiting(Waiting::NoJobYet), &[])
     else {
         panic!("no Job yet is pending")
     };
@@ -31,7 +33,10 @@ fn states_become_checks_with_the_one_finding_shape() {
         "the newest Job of CronJob vault/foundation-vault-bootstrap succeeded"
     );
     assert!(pending.found.contains("its first Job comes at its next schedule tick"));
-    assert!(pending.remediation.contains("--from=cronjob/foundation-vault-bootstrap"));
+    assert!(pending.remediation.contains(
+        "`kubectl create job -n vault --from=cronjob/foundation-vault-bootstrap \
+         foundation-vault-bootstrap-manual --context k3d-ameide`"
+    ));
     let check = VaultBootstrapState::Pending(pending.clone()).into_check();
     assert_eq!((check.verdict, check.finding), (Verdict::Failed, pending));
     let named = SecretsSettings { vault_job: Some("seed".into()), ..settings };
@@ -42,7 +47,9 @@ fn states_become_checks_with_the_one_finding_shape() {
 fn a_failed_newest_job_with_a_next_tick_is_pending_and_says_so() {
     let settings = SecretsSettings::default();
     let logs = [log("v-1", "seeding\nconnect: connection refused")];
-    let VaultBootstrapState::Pending(finding) = state_of(&settings, retrying("v-1"), &logs) else {
+    let VaultBootstrapState::Pending(finding) =
+        state_of(&settings, CONTEXT, retrying("v-1"), &logs)
+    else {
         panic!("a retry is pending")
     };
     assert_eq!(finding.subject, "Vault bootstrap Job vault/v-1");
@@ -52,7 +59,7 @@ fn a_failed_newest_job_with_a_next_tick_is_pending_and_says_so() {
     ));
     assert!(finding.found.contains("connection refused"));
     assert!(finding.remediation.contains("system:auth-delegator"));
-    assert!(finding.remediation.contains("`kubectl logs -n vault v-1-abcde`"));
+    assert!(finding.remediation.contains("`kubectl logs -n vault v-1-abcde --context k3d-ameide`"));
 }
 
 #[test]
@@ -60,7 +67,7 @@ fn the_final_finding_lists_every_attempt_with_its_log_tail() {
     let settings = SecretsSettings::default();
     let logs = [log("v-1", "one\nrefused 1"), log("v-2", "two\nrefused 2")];
     let running = Decision::Waiting(Waiting::Running { job: "v-3".into() });
-    let VaultBootstrapState::Pending(finding) = state_of(&settings, running, &logs) else {
+    let VaultBootstrapState::Pending(finding) = state_of(&settings, CONTEXT, running, &logs) else {
         panic!("a running Job is pending")
     };
     assert!(
@@ -76,11 +83,15 @@ fn the_final_finding_lists_every_attempt_with_its_log_tail() {
     let suspended = Decision::Failed(Failure::Suspended {
         failed: Some(("v-2".into(), "BackoffLimitExceeded".into())),
     });
-    let VaultBootstrapState::Failed(finding) = state_of(&settings, suspended, &logs) else {
+    let VaultBootstrapState::Failed(finding) = state_of(&settings, CONTEXT, suspended, &logs)
+    else {
         panic!("a suspended CronJob whose Job failed is final")
     };
     assert!(finding.found.contains("is suspended: no new Job will run"));
-    assert!(finding.remediation.contains("\"suspend\":false"));
+    assert!(finding.remediation.contains(
+        "`kubectl patch cronjob -n vault foundation-vault-bootstrap -p '{\"spec\":{\"suspend\":false}}' \
+         --context k3d-ameide`"
+    ));
     assert!(finding.remediation.contains(every));
 
     let plain = SecretsSettings { vault_job: Some("seed".into()), ..SecretsSettings::default() };
@@ -88,11 +99,15 @@ fn the_final_finding_lists_every_attempt_with_its_log_tail() {
         job: "seed".into(),
         reason: "BackoffLimitExceeded".into(),
     });
-    let VaultBootstrapState::Failed(finding) = state_of(&plain, failed, &[log("seed", "x")]) else {
+    let VaultBootstrapState::Failed(finding) =
+        state_of(&plain, CONTEXT, failed, &[log("seed", "x")])
+    else {
         panic!("a failed plain Job is final")
     };
     assert_eq!(finding.subject, "Vault bootstrap Job vault/seed");
-    assert!(finding.remediation.contains("kubectl describe job -n vault seed"));
+    assert!(
+        finding.remediation.contains("`kubectl describe job -n vault seed --context k3d-ameide`")
+    );
 }
 
 #[test]

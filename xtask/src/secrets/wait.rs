@@ -33,10 +33,10 @@ pub async fn await_external_secrets(ctx: &Context, client: &kube::Client) -> Res
                 ExternalSecrets::Listed {
                     controller: Controller::Running(_), statuses, ..
                 } if !statuses.is_empty() => statuses,
-                _ => return Ok(report_of(judge_external_secrets(&found))),
+                _ => return Ok(report_of(judge_external_secrets(&found, &ctx.kube_context))),
             };
         let stores = session.cancel.unless_interrupted(not_ready(client)).await??;
-        let check = judge_external_secrets(&found);
+        let check = judge_external_secrets(&found, &ctx.kube_context);
         let waiting = if !stores.is_empty() {
             Waiting::Stores(stores)
         } else if check.verdict == Verdict::Failed && statuses.iter().any(not_synced_yet) {
@@ -50,7 +50,7 @@ pub async fn await_external_secrets(ctx: &Context, client: &kube::Client) -> Res
             return Ok(report_of(check));
         };
         if started.elapsed() >= timeout {
-            return Ok(waiting.failed(timeout.as_secs()));
+            return Ok(waiting.failed(timeout.as_secs(), &ctx.kube_context));
         }
         session.progress(TAG, &waiting.progress(started.elapsed().as_secs(), timeout.as_secs()));
         session.cancel.sleep(POLL).await?;
@@ -86,14 +86,15 @@ impl Waiting {
         }
     }
 
-    fn failed(self, limit: u64) -> Report {
+    fn failed(self, limit: u64, context: &str) -> Report {
         match self {
             Waiting::Stores(stores) => {
                 let first = &stores[0];
                 let what = match &first.namespace {
-                    Some(ns) => format!("secretstore -n {ns} {}", first.name),
-                    None => format!("clustersecretstore {}", first.name),
+                    Some(ns) => format!("describe secretstore -n {ns} {}", first.name),
+                    None => format!("describe clustersecretstore {}", first.name),
                 };
+                let describe = crate::k8s::kubectl_command(context, &what);
                 let found = format!(
                     "after {limit}s: {}",
                     stores.iter().map(StoreNotReady::describe).collect::<Vec<_>>().join("; ")
@@ -103,7 +104,7 @@ impl Waiting {
                     "every secret store the ExternalSecrets use Ready (External Secrets reads only from a Ready store)",
                     found,
                     format!(
-                        "check the store's provider settings and that its backend answers: `kubectl describe {what}` (its Events carry the provider's error); then run again"
+                        "check the store's provider settings and that its backend answers: `{describe}` (its Events carry the provider's error); then run again"
                     ),
                 );
                 Report::failed(format!("{} secret store(s) not Ready", stores.len()), finding)

@@ -126,9 +126,10 @@ impl LayerView {
 
 /// A gate's recorded verdict: its test hooks' `last_run.phase` (what the bootstrap's
 /// gate judges after `helm test`), with the finding `checks::gate_verdict` words.
-pub fn gate(fact: &ReleaseFact) -> (GateView, Option<Finding>) {
+pub fn gate(fact: &ReleaseFact, context: &str) -> (GateView, Option<Finding>) {
+    let (name, namespace) = (&fact.name, &fact.namespace);
     let check =
-        checks::gate_verdict(&fact.name, &fact.namespace, fact.release.as_ref(), true, "", &[]);
+        checks::gate_verdict(name, namespace, context, fact.release.as_ref(), true, "", &[]);
     let hooks: Vec<Hook> = fact
         .release
         .iter()
@@ -163,7 +164,7 @@ pub fn gate(fact: &ReleaseFact) -> (GateView, Option<Finding>) {
 }
 
 /// One layer's state from what was read. The first reason found wins, worst first.
-pub fn layer(facts: &LayerFacts) -> LayerView {
+pub fn layer(facts: &LayerFacts, context: &str) -> LayerView {
     let releases: Vec<ReleaseView> = facts
         .releases
         .iter()
@@ -178,7 +179,7 @@ pub fn layer(facts: &LayerFacts) -> LayerView {
         })
         .collect();
     let gates: Vec<(GateView, Option<Finding>)> =
-        facts.releases.iter().filter(|r| r.gate).map(gate).collect();
+        facts.releases.iter().filter(|r| r.gate).map(|r| gate(r, context)).collect();
     let name = &facts.name;
     let resync = |found: String| {
         Finding::new(
@@ -202,8 +203,12 @@ pub fn layer(facts: &LayerFacts) -> LayerView {
         let found = "no release installed".to_owned();
         (LayerState::NotInstalled, found.clone(), Some(resync(found)))
     } else if let Some(release) = unhealthy {
-        let check =
-            checks::release_status(&release.name, &release.namespace, release.release.as_ref());
+        let check = checks::release_status(
+            &release.name,
+            &release.namespace,
+            context,
+            release.release.as_ref(),
+        );
         (
             LayerState::Failed,
             format!("release {}: {}", release.name, check.finding.found),
@@ -250,6 +255,8 @@ pub fn layer(facts: &LayerFacts) -> LayerView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const CONTEXT: &str = "k3d-ameide";
     use crate::release::{Hook as HelmHook, Info, LastRun};
 
     fn helm(name: &str, status: &str, hooks: &[(&str, &str)]) -> HelmRelease {
@@ -303,7 +310,7 @@ mod tests {
 
     #[test]
     fn recorded_inputs_deployed_releases_and_passed_gates_are_converged() {
-        let view = layer(&facts("Succeeded"));
+        let view = layer(&facts("Succeeded"), CONTEXT);
         assert_eq!(view.state, LayerState::Converged, "{view:?}");
         assert_eq!(view.reason, "2 release(s) deployed, 1 gate(s) passed");
         assert_eq!(view.gate_word(), "passed");
@@ -313,7 +320,7 @@ mod tests {
 
     #[test]
     fn a_failed_gate_fails_the_layer_naming_the_gate_and_what_to_do() {
-        let view = layer(&facts("Failed"));
+        let view = layer(&facts("Failed"), CONTEXT);
         assert_eq!(view.state, LayerState::Failed);
         assert!(
             view.reason.starts_with(
@@ -325,7 +332,9 @@ mod tests {
         let problem = view.problem.unwrap();
         assert_eq!(problem.subject, "gate ameide/auth-smoke");
         assert!(
-            problem.remediation.contains("kubectl logs -n ameide auth-smoke-keycloak"),
+            problem
+                .remediation
+                .contains("`kubectl logs -n ameide auth-smoke-keycloak --context k3d-ameide`"),
             "{problem:?}"
         );
     }
@@ -334,7 +343,7 @@ mod tests {
     fn a_failed_or_pending_release_fails_the_layer_first() {
         let mut failed = facts("Failed");
         failed.releases[0].release = Some(helm("keycloak", "pending-upgrade", &[]));
-        let view = layer(&failed);
+        let view = layer(&failed, CONTEXT);
         assert_eq!(view.state, LayerState::Failed);
         assert!(
             view.reason.starts_with("release keycloak: revision 2 is `pending-upgrade`"),
@@ -349,7 +358,7 @@ mod tests {
         let reason = |change: fn(&mut LayerFacts)| {
             let mut f = facts("Succeeded");
             change(&mut f);
-            let view = layer(&f);
+            let view = layer(&f, CONTEXT);
             assert_eq!(view.state, LayerState::Drifted, "{view:?}");
             assert!(
                 view.problem.as_ref().unwrap().remediation.contains("cargo xtask sync 24-auth")
@@ -369,10 +378,10 @@ mod tests {
         let mut not_run = facts("");
         not_run.recorded = Some("d1".into());
         assert_eq!(
-            layer(&not_run).reason,
+            layer(&not_run, CONTEXT).reason,
             "gate ameide/auth-smoke has not run since its last sync"
         );
-        assert_eq!(layer(&not_run).gate_word(), "not run");
+        assert_eq!(layer(&not_run, CONTEXT).gate_word(), "not run");
     }
 
     #[test]
@@ -381,12 +390,12 @@ mod tests {
         for r in &mut none.releases {
             r.release = None;
         }
-        let view = layer(&none);
+        let view = layer(&none, CONTEXT);
         assert_eq!((view.state, view.gate_word()), (LayerState::NotInstalled, "not installed"));
         assert_eq!(view.releases[1].status, "not installed");
         let mut hookless = facts("Succeeded");
         hookless.releases[1].release = Some(helm("auth-smoke", "deployed", &[]));
-        let view = layer(&hookless);
+        let view = layer(&hookless, CONTEXT);
         assert_eq!((view.state, view.gate_word()), (LayerState::Converged, "no hooks"));
     }
 }

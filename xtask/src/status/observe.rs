@@ -89,7 +89,10 @@ pub async fn observe(ctx: &Context, platform: &Platform, tilt: bool) -> Result<F
         crate::secrets::check_db_migrations(ctx, &client),
         async {
             let found = crate::secrets::list_external_secrets(&client).await?;
-            Ok::<_, crate::error::Error>(crate::secrets::judge_external_secrets(&found))
+            Ok::<_, crate::error::Error>(crate::secrets::judge_external_secrets(
+                &found,
+                &ctx.kube_context,
+            ))
         },
         tilt_probe,
     );

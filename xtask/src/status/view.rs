@@ -97,7 +97,7 @@ pub fn judge(ctx: &Context, layer_names: &[String], facts: Facts) -> StatusView 
         _ => format!("not read: the cluster is {}", cluster.state.replace('_', " ")),
     };
     let layers: Vec<LayerView> = match facts.layers {
-        Some(Ok(layers)) => layers.iter().map(judge::layer).collect(),
+        Some(Ok(layers)) => layers.iter().map(|l| judge::layer(l, &context)).collect(),
         Some(Err(why)) => {
             problems.push(Finding::new(
                 "layers",

@@ -217,7 +217,12 @@ impl Workspace {
     /// The xtask binary run from this root with the test's own environment (no world).
     pub fn bare_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
-        cmd.args(args).env("BOOTSTRAP_ROOT", self.root()).current_dir(self.root());
+        // A home of its own: the default log (`~/.devcontainer-setup.log`) and anything
+        // else under `~` stay in the workspace, not the machine's home.
+        cmd.args(args)
+            .env("BOOTSTRAP_ROOT", self.root())
+            .env("HOME", self.path("home"))
+            .current_dir(self.root());
         cmd
     }
 
