@@ -48,27 +48,29 @@ pub async fn read_platform(ctx: &Context) -> Result<Platform> {
 }
 
 /// The state values file every helmfile call of a run reads, so layer files see the
-/// bundles that are on as `.Values.bundles`. Removed when dropped.
+/// bundles that are on as `.Values.bundles`. Named after its content in the temp
+/// folder and replaced atomically: runs (and a killed one) share one file per set of
+/// bundles instead of leaving one each, and a reader never sees half of it.
 pub struct StateValues {
-    file: tempfile::NamedTempFile,
+    path: PathBuf,
 }
 
 impl StateValues {
     pub fn write(enabled: &BTreeSet<String>) -> Result<StateValues> {
-        use std::io::Write as _;
-        let mut file = tempfile::Builder::new()
-            .prefix("bootstrap-state-values-")
-            .suffix(".yaml")
-            .tempfile()
-            .context("creating the helmfile state values file")?;
-        file.write_all(bundles::state_values(enabled).as_bytes())
-            .context("writing the helmfile state values file")?;
-        Ok(StateValues { file })
+        let text = bundles::state_values(enabled);
+        let digest = crate::digest::sha256_hex(text.as_bytes());
+        let name = format!("bootstrap-state-values-{}.yaml", &digest[..16]);
+        let path = std::env::temp_dir().join(name);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            crate::fsutil::write_atomically(&path, text.as_bytes(), 0o644)
+                .context("writing the helmfile state values file")?;
+        }
+        Ok(StateValues { path })
     }
 
     /// `--state-values-file <path>`.
     pub fn args(&self) -> [String; 2] {
-        ["--state-values-file".into(), self.file.path().display().to_string()]
+        ["--state-values-file".into(), self.path.display().to_string()]
     }
 }
 
@@ -128,6 +130,18 @@ impl Lister {
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
+
+    #[test]
+    fn runs_with_the_same_bundles_share_one_state_values_file() {
+        let on: BTreeSet<String> = ["observability".to_owned()].into();
+        let [flag, path] = StateValues::write(&on).unwrap().args();
+        assert_eq!(flag, "--state-values-file");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "bundles: [\"observability\"]\n");
+        assert_eq!(StateValues::write(&on).unwrap().args()[1], path, "one file per content");
+        let [_, none] = StateValues::write(&BTreeSet::new()).unwrap().args();
+        assert_ne!(none, path);
+        assert_eq!(std::fs::read_to_string(&none).unwrap(), "bundles: []\n");
+    }
 
     fn platform_with_template(dir: &Path) -> Platform {
         let root = dir.join("helmfile.yaml");

@@ -179,13 +179,12 @@ fn a_gate_whose_image_cannot_be_pulled_fails_at_once_naming_it() {
         assert_ne!(edited, text);
         edited
     });
-    let started = std::time::Instant::now();
     let (code, summary) = ws.json(&world, &["bootstrap", "--no-tilt"]);
-    let took = started.elapsed();
     assert_eq!(code, Exit::Failed, "{summary}");
-    assert!(took < std::time::Duration::from_secs(60), "waited out the gate's 60 s: {took:?}");
     assert_eq!(summary["failure"]["layer"], "10-bootstrap", "{summary}");
     let failure = summary["failure"].to_string();
+    // Stopped as soon as the reason was hopeless, not by the gate's timeout.
+    assert!(failure.contains("waiting cannot help, `helm test` was stopped"), "{failure}");
     assert!(failure.contains(&format!("cannot pull image {GATE_IMAGE}")), "{failure}");
     assert!(failure.contains("ErrImagePull") || failure.contains("ImagePullBackOff"), "{failure}");
     assert!(failure.contains(&format!("Failed to pull image \\\"{GATE_IMAGE}\\\"")), "{failure}");
