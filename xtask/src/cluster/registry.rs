@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bollard::Docker;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, failed};
 
@@ -14,7 +14,7 @@ pub const PORT_LABEL: &str = "k3s.registry.port.external";
 /// How long the registry gets to answer.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Catalog {
     pub name: String,
     /// `http://127.0.0.1:<port>`: where `docker push` reaches it from this machine.
