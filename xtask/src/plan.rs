@@ -185,7 +185,7 @@ mod tests {
                 LayerView {
                     name: "10-bootstrap".into(),
                     file: "infra/kubernetes/helmfiles/10-bootstrap.yaml".into(),
-                    state: "parsed",
+                    state: "parsed".into(),
                     note: None,
                     releases: vec![ReleaseView {
                         name: "bootstrap-smoke".into(),
@@ -204,7 +204,7 @@ mod tests {
                 LayerView {
                     name: "20-core-operators".into(),
                     file: "x.yaml.gotmpl".into(),
-                    state: "not_read",
+                    state: "not_read".into(),
                     note: Some("not read: Go template and helmfile not found".into()),
                     releases: vec![],
                     gates: vec![],

@@ -3,7 +3,7 @@
 //! template`), the locked charts, bundles and steps. Each part carries the decision the
 //! run plan took about it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::run_plan::{ClusterDecision, LayerDecision, StepDecision};
 use crate::config::Context;
@@ -13,7 +13,7 @@ use crate::platform::helmfile::LayerReleases;
 use crate::platform::k3d::K3dConfig;
 
 /// What `infra/` describes (the run plan's description part).
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PlanView {
     pub root: String,
     pub environment: String,
@@ -27,13 +27,13 @@ pub struct PlanView {
     pub steps: Vec<StepView>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BundlesView {
     pub available: Vec<String>,
     pub enabled: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StepView {
     pub name: String,
     pub after: String,
@@ -44,7 +44,7 @@ pub struct StepView {
     pub decision: Option<StepDecision>,
 }
 
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ClusterView {
     pub name: String,
     /// Path of the k3d config, relative to the root.
@@ -60,12 +60,12 @@ pub struct ClusterView {
     pub decision: Option<ClusterDecision>,
 }
 
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LayerView {
     pub name: String,
     pub file: String,
     /// `parsed` (from the file), `listed` (rendered by `helmfile build`) or `not_read`.
-    pub state: &'static str,
+    pub state: String,
     /// Why the releases are unknown, for `not_read`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -82,7 +82,7 @@ pub struct LayerView {
     pub decision: Option<LayerDecision>,
 }
 
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReleaseView {
     pub name: String,
     pub namespace: Option<String>,
@@ -94,7 +94,7 @@ pub struct ReleaseView {
     pub bundle: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ChartView {
     pub name: String,
     pub version: String,
@@ -149,7 +149,8 @@ pub async fn describe(
                 LayerReleases::Parsed { .. } => "parsed",
                 LayerReleases::Listed { .. } => "listed",
                 LayerReleases::NotRead { .. } => "not_read",
-            },
+            }
+            .into(),
             note: layer.releases.not_read_reason().map(str::to_string),
             releases: layer
                 .releases

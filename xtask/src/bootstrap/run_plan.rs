@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::describe::PlanView;
 use super::{Inputs, Selection};
@@ -20,7 +20,7 @@ use crate::tools::ToolInstall;
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Every decision of one run. `--format json` prints exactly this.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunPlan {
     pub schema_version: u32,
     /// The kube context the run targets.
@@ -48,7 +48,7 @@ pub struct RunPlan {
 }
 
 /// The cluster stage's part.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ClusterDecision {
     /// `create`, `recreate`, `start`, `noop`, or `skip` (not part of this run).
     pub action: String,
@@ -58,7 +58,7 @@ pub struct ClusterDecision {
 }
 
 /// One layer's part.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LayerDecision {
     /// Whether this run touches the layer (`--from`, `--only`, `sync <layer>`).
     pub selected: bool,
@@ -75,7 +75,7 @@ pub struct LayerDecision {
 }
 
 /// What the plan decided for a layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LayerAction {
     Sync,
@@ -86,7 +86,7 @@ pub enum LayerAction {
 }
 
 /// One repository step's part.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StepDecision {
     /// `run`, `unchanged`, or `skip` (its anchor is not part of this run).
     pub action: String,

@@ -75,7 +75,7 @@ fn description() -> PlanView {
             .map(|n| LayerView {
                 name: (*n).into(),
                 file: format!("infra/{n}.yaml"),
-                state: "parsed",
+                state: "parsed".into(),
                 note: None,
                 releases: Vec::new(),
                 gates: Vec::new(),

@@ -2,7 +2,7 @@
 //! and decides which pinned tools the run installs (changing nothing), and
 //! [`install_planned`] installs them when the run applies.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{install, is_in_place};
 use crate::config::Context;
@@ -10,7 +10,7 @@ use crate::error::{ErrorKind, Result};
 use crate::pins::{Platform, ToolPin, bin_dir};
 
 /// A pinned tool the run installs, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ToolInstall {
     pub name: String,
     pub version: String,
