@@ -7,6 +7,8 @@ mod support;
 use std::path::Path;
 
 use support::{Workspace, repo_root};
+use xtask::bootstrap::run_plan::RunPlan;
+use xtask::bootstrap::summary_json::SummaryDoc;
 use xtask::error::Exit;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/small-platform");
@@ -48,6 +50,9 @@ fn the_plan_of_a_platform_validates_against_the_committed_schema() {
     cluster.insert("cluster_name".into(), name);
     let schema = support::committed_schema("plan");
     assert!(!jsonschema::is_valid(&schema, &renamed), "a missing `cluster.name` passed");
+    // And the type that prints it reads it back (tests assert on that type).
+    let plan: RunPlan = support::typed(&plan);
+    assert!(!plan.platform.layers.is_empty(), "{plan:?}");
 }
 
 #[test]
@@ -64,4 +69,7 @@ fn a_bootstrap_stopped_by_bad_input_prints_a_summary_the_schema_accepts() {
     support::assert_matches_schema("bootstrap", &summary);
     assert_eq!(summary["failure"]["stage"], "preflight");
     assert_eq!(summary["schema_version"], 1);
+    // And the type that prints it reads it back (tests assert on that type).
+    let summary: SummaryDoc = support::typed(&summary);
+    assert_eq!(support::failure(&summary).stage, "preflight");
 }

@@ -13,6 +13,7 @@
 //! Every test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+pub mod docs;
 pub mod file_server;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,10 @@ use testbed::world::World;
 use xtask::error::Exit;
 
 pub mod smoke;
+
+// Every test file uses a part of them.
+#[allow(unused_imports)]
+pub use docs::{failure, layer, summary_of, typed};
 
 /// The cluster config, relative to a workspace root.
 pub const K3D_CONFIG: &str = "infra/docker/local/k3d.yaml";
@@ -290,16 +295,6 @@ pub fn parse_summary(stdout: &[u8]) -> Value {
     let text = String::from_utf8_lossy(stdout);
     assert_eq!(text.trim().lines().count(), 1, "exactly one JSON line on stdout: {text}");
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
-/// A layer's entry in a summary or plan.
-pub fn layer<'a>(summary: &'a Value, name: &str) -> &'a Value {
-    summary["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["name"] == name)
-        .unwrap_or_else(|| panic!("no layer {name} in {summary}"))
 }
 
 /// Whether `call` is a `helmfile ... sync`.
