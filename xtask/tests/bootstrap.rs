@@ -8,11 +8,15 @@ mod support;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use support::{LAYERS, Workspace, helm_tests, layer, parse_summary, show, synced_layers};
+use support::{LAYERS, Workspace, failure, helm_tests, layer, show, summary_of, synced_layers};
 use testbed::calls::mutating;
 use testbed::world::{World, WorldOptions, require_docker};
+use xtask::bootstrap::run_plan::{LayerAction, RunPlan};
+use xtask::bootstrap::summary::LayerStatus;
+use xtask::bootstrap::summary_json::SummaryDoc;
 use xtask::error::{Exit, Signal};
+use xtask::layers::GateStatus;
+use xtask::outcome::Status;
 
 /// A workspace root of our own holding a copy of the repository's infra/, made for the
 /// world's slot.
@@ -22,16 +26,18 @@ fn platform(world: &World) -> Workspace {
         .for_world(world)
 }
 
-fn statuses(summary: &Value) -> Vec<(String, String, String)> {
-    summary["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            let s = |k: &str| l[k].as_str().unwrap_or("?").to_owned();
-            (s("name"), s("status"), s("gate"))
-        })
-        .collect()
+fn statuses(summary: &SummaryDoc) -> Vec<(String, LayerStatus, GateStatus)> {
+    summary.layers.iter().map(|l| (l.name.clone(), l.status, l.gate)).collect()
+}
+
+/// Every layer with this status and gate, in order.
+fn all_layers(status: LayerStatus, gate: GateStatus) -> Vec<(String, LayerStatus, GateStatus)> {
+    LAYERS.iter().map(|l| (l.to_string(), status, gate)).collect()
+}
+
+/// The cluster decision's action in a plan.
+fn cluster_action(plan: &RunPlan) -> Option<&str> {
+    plan.platform.cluster.decision.as_ref().map(|d| d.action.as_str())
 }
 
 /// Live processes started from this world's fake tools (`helmfile`, `helm`, `k3d`): run
@@ -73,38 +79,37 @@ fn healthy_converged_edited_malformed_and_interrupted() {
 
     // A plan in a fresh world: the cluster created, every layer selected with action
     // `sync`, no change made; `cargo xtask plan` prints the same plan.
-    let (code, plan) = platform.json(&world, &["bootstrap", "--plan"]);
-    assert_eq!(code, Exit::Ok, "{plan}");
-    assert_eq!(plan["cluster"]["action"], "create", "{plan}");
+    // (`json` checks each document against its committed schema.)
+    let (code, printed) = platform.json(&world, &["bootstrap", "--plan"]);
+    let plan: RunPlan = support::typed(&printed);
+    assert_eq!(code, Exit::Ok, "{printed}");
+    assert_eq!(cluster_action(&plan), Some("create"), "{printed}");
     for name in LAYERS {
         let row = layer(&plan, name);
+        let decision = row.decision.as_ref();
         assert_eq!(
-            (row["selected"].as_bool(), row["action"].as_str()),
-            (Some(true), Some("sync")),
-            "{row}"
+            decision.map(|d| (d.selected, d.action)),
+            Some((true, Some(LayerAction::Sync))),
+            "{row:?}"
         );
-        assert!(row["reason"].as_str().is_some_and(|r| !r.is_empty()), "{row}");
+        let reason = decision.and_then(|d| d.reason.as_deref());
+        assert!(reason.is_some_and(|r| !r.is_empty()), "{row:?}");
     }
-    assert_eq!(plan["tools"], serde_json::json!([]), "nothing pinned, nothing to install");
-    support::assert_matches_schema("plan", &plan);
+    assert_eq!(plan.tools, [], "nothing pinned, nothing to install");
     let (code, same) = platform.json(&world, &["plan"]);
-    assert_eq!((code, &same), (Exit::Ok, &plan), "`plan` and `bootstrap --plan` differ");
+    assert_eq!((code, &same), (Exit::Ok, &printed), "`plan` and `bootstrap --plan` differ");
     assert_eq!(mutating(&world.calls()), Vec::<String>::new(), "a plan changes nothing");
 
     // Cold: every layer synced in order, every gate passed.
-    let (code, summary) = platform.json(&world, &["bootstrap"]);
-    assert_eq!(code, Exit::Ok, "{summary}");
-    assert_eq!(summary["status"], "ok");
-    assert_eq!(summary["failure"], Value::Null);
-    support::assert_matches_schema("bootstrap", &summary);
-    let expected: Vec<_> =
-        LAYERS.iter().map(|l| (l.to_string(), "synced".to_owned(), "passed".to_owned())).collect();
-    assert_eq!(statuses(&summary), expected);
-    let stages: Vec<_> =
-        summary["stages"].as_array().unwrap().iter().map(|s| s["name"].clone()).collect();
+    let (code, summary) = platform.summary(&world, &["bootstrap"]);
+    assert_eq!(code, Exit::Ok, "{summary:?}");
+    assert_eq!(summary.status, Status::Ok);
+    assert_eq!(summary.failure, None);
+    assert_eq!(statuses(&summary), all_layers(LayerStatus::Synced, GateStatus::Passed));
+    let stages: Vec<&str> = summary.stages.iter().map(|s| s.name.as_str()).collect();
     // The offline charts check comes before the cluster: a bad lock changes nothing.
     assert_eq!(stages[..5], ["preflight", "charts", "cluster", "layers", "status"]);
-    assert_eq!(summary["log"], platform.log().display().to_string());
+    assert_eq!(summary.log, platform.log().display().to_string());
     assert_eq!(synced_layers(&world.calls()), LAYERS);
     let log = std::fs::read_to_string(platform.log()).unwrap();
     // Every tool call is pinned to the run's context, and syncs wait for readiness.
@@ -123,25 +128,25 @@ fn healthy_converged_edited_malformed_and_interrupted() {
 
     // Converged: all unchanged, and no sync or test was run.
     let before = world.calls().len();
-    let (code, summary) = platform.json(&world, &["bootstrap"]);
-    assert_eq!(code, Exit::Ok, "{summary}");
-    let expected: Vec<_> =
-        LAYERS.iter().map(|l| (l.to_string(), "unchanged".to_owned(), "none".to_owned())).collect();
-    assert_eq!(statuses(&summary), expected);
+    let (code, summary) = platform.summary(&world, &["bootstrap"]);
+    assert_eq!(code, Exit::Ok, "{summary:?}");
+    assert_eq!(statuses(&summary), all_layers(LayerStatus::Unchanged, GateStatus::None));
     let since = world.calls()[before..].to_vec();
     assert_eq!(synced_layers(&since), Vec::<String>::new());
     assert_eq!(helm_tests(&since), 0, "{since:?}");
 
     // A plan after a green run: nothing to do for the cluster, every layer `unchanged`.
     let before = world.calls().len();
-    let (code, plan) = platform.json(&world, &["bootstrap", "--plan"]);
-    assert_eq!(code, Exit::Ok, "{plan}");
-    assert_eq!(plan["cluster"]["action"], "noop", "{plan}");
+    let (code, printed) = platform.json(&world, &["bootstrap", "--plan"]);
+    let plan: RunPlan = support::typed(&printed);
+    assert_eq!(code, Exit::Ok, "{printed}");
+    assert_eq!(cluster_action(&plan), Some("noop"), "{printed}");
     for name in LAYERS {
-        assert_eq!(layer(&plan, name)["action"], "unchanged", "{plan}");
+        let action = layer(&plan, name).decision.as_ref().and_then(|d| d.action);
+        assert_eq!(action, Some(LayerAction::Unchanged), "{printed}");
     }
     let (code, same) = platform.json(&world, &["plan"]);
-    assert_eq!((code, &same), (Exit::Ok, &plan), "`plan` and `bootstrap --plan` differ");
+    assert_eq!((code, &same), (Exit::Ok, &printed), "`plan` and `bootstrap --plan` differ");
     assert_eq!(mutating(&world.calls()[before..]), Vec::<String>::new(), "a plan changes nothing");
 
     // The human summary is a table naming each layer.
@@ -157,19 +162,19 @@ fn healthy_converged_edited_malformed_and_interrupted() {
     let text = std::fs::read_to_string(&values).unwrap();
     std::fs::write(&values, format!("{text}\n# edited by the test\n")).unwrap();
     let before = world.calls().len();
-    let (code, summary) = platform.json(&world, &["bootstrap"]);
-    assert_eq!(code, Exit::Ok, "{summary}");
+    let (code, summary) = platform.summary(&world, &["bootstrap"]);
+    assert_eq!(code, Exit::Ok, "{summary:?}");
     assert_eq!(synced_layers(&world.calls()[before..]), ["24-auth"]);
-    assert_eq!(layer(&summary, "24-auth")["status"], "synced");
-    assert_eq!(layer(&summary, "22-control-plane")["status"], "unchanged");
-    assert_eq!(layer(&summary, "40-data-plane")["status"], "unchanged");
+    assert_eq!(layer(&summary, "24-auth").status, LayerStatus::Synced);
+    assert_eq!(layer(&summary, "22-control-plane").status, LayerStatus::Unchanged);
+    assert_eq!(layer(&summary, "40-data-plane").status, LayerStatus::Unchanged);
 
     // `sync <layer>` runs the cycle for that layer whatever its digest.
     let before = world.calls().len();
-    let (code, summary) = platform.json(&world, &["sync", "10-bootstrap"]);
-    assert_eq!(code, Exit::Ok, "{summary}");
+    let (code, summary) = platform.summary(&world, &["sync", "10-bootstrap"]);
+    assert_eq!(code, Exit::Ok, "{summary:?}");
     assert_eq!(synced_layers(&world.calls()[before..]), ["10-bootstrap"]);
-    assert_eq!(layer(&summary, "10-bootstrap")["gate"], "passed");
+    assert_eq!(layer(&summary, "10-bootstrap").gate, GateStatus::Passed);
 
     // A malformed layer: exit 2 naming the file, and no mutating call at all.
     let file = platform.path("infra/kubernetes/helmfiles/40-data-plane.yaml");
@@ -178,13 +183,9 @@ fn healthy_converged_edited_malformed_and_interrupted() {
     let before = world.calls().len();
     let out = platform.xtask(&world, &["bootstrap", "--format", "json"]);
     assert_eq!(Exit::of(out.status), Exit::BadInput);
-    let summary = parse_summary(&out.stdout);
-    support::assert_matches_schema("bootstrap", &summary);
-    assert_eq!(summary["failure"]["stage"], "preflight");
-    assert!(
-        summary["failure"]["message"].as_str().unwrap().contains("40-data-plane.yaml"),
-        "{summary}"
-    );
+    let summary = summary_of(&out);
+    assert_eq!(failure(&summary).stage, "preflight");
+    assert!(failure(&summary).message.contains("40-data-plane.yaml"), "{summary:?}");
     assert_eq!(mutating(&world.calls()[before..]), Vec::<String>::new());
     std::fs::write(&file, good).unwrap();
 
@@ -225,17 +226,17 @@ fn healthy_converged_edited_malformed_and_interrupted() {
     let out = child.wait_with_output().unwrap();
     show(&["bootstrap", "(interrupted)"], &out);
     assert_eq!(Exit::of(out.status), Exit::Interrupted(Signal::Interrupt));
-    let summary = parse_summary(&out.stdout);
-    assert_eq!(summary["status"], "interrupted");
-    assert_eq!(summary["failure"]["layer"], "24-auth");
-    assert_eq!(layer(&summary, "40-data-plane")["status"], "skipped");
+    let summary = summary_of(&out);
+    assert_eq!(summary.status, Status::Interrupted);
+    assert_eq!(failure(&summary).layer.as_deref(), Some("24-auth"));
+    assert_eq!(layer(&summary, "40-data-plane").status, LayerStatus::Skipped);
     assert_eq!(fake_tool_processes(&world), Vec::<String>::new());
 
     // The next run finishes green.
     world.set("latency-ms=0").unwrap();
-    let (code, summary) = platform.json(&world, &["bootstrap"]);
-    assert_eq!(code, Exit::Ok, "{summary}");
-    assert_eq!(layer(&summary, "24-auth")["status"], "synced");
+    let (code, summary) = platform.summary(&world, &["bootstrap"]);
+    assert_eq!(code, Exit::Ok, "{summary:?}");
+    assert_eq!(layer(&summary, "24-auth").status, LayerStatus::Synced);
 }
 
 #[test]
@@ -251,11 +252,11 @@ fn failures_stop_the_flow_and_warnings_do_not() {
     let platform = platform(&world);
 
     // A failing gate: exit 1, the layer and its remediation named, nothing after it synced.
-    let (code, summary) = platform.json(&world, &["bootstrap"]);
-    assert_eq!(code, Exit::Failed, "{summary}");
-    assert_eq!(summary["status"], "failed");
-    assert_eq!(summary["failure"]["layer"], "24-auth");
-    let fix = summary["failure"]["remediation"].as_str().unwrap();
+    let (code, summary) = platform.summary(&world, &["bootstrap"]);
+    assert_eq!(code, Exit::Failed, "{summary:?}");
+    assert_eq!(summary.status, Status::Failed);
+    assert_eq!(failure(&summary).layer.as_deref(), Some("24-auth"));
+    let fix = &failure(&summary).remediation;
     // The commands to copy name the run's context: they reach this cluster, whatever
     // kubectl's current context is.
     let context = world.slot().context();
@@ -267,21 +268,21 @@ fn failures_stop_the_flow_and_warnings_do_not() {
             )),
         "{fix}"
     );
-    assert_eq!(layer(&summary, "24-auth")["gate"], "failed");
+    assert_eq!(layer(&summary, "24-auth").gate, GateStatus::Failed);
     for later in &LAYERS[5..] {
-        assert_eq!(layer(&summary, later)["status"], "skipped");
+        assert_eq!(layer(&summary, later).status, LayerStatus::Skipped);
     }
     assert_eq!(synced_layers(&world.calls()), LAYERS[..5]);
 
     // A failing sync: exit 1, later layers skipped.
     world.set("healthy").unwrap();
     world.set("sync-fail=22-control-plane").unwrap();
-    let (code, summary) = platform.json(&world, &["bootstrap", "--force"]);
-    assert_eq!(code, Exit::Failed, "{summary}");
-    assert_eq!(summary["failure"]["layer"], "22-control-plane");
-    assert_eq!(layer(&summary, "22-control-plane")["status"], "failed");
+    let (code, summary) = platform.summary(&world, &["bootstrap", "--force"]);
+    assert_eq!(code, Exit::Failed, "{summary:?}");
+    assert_eq!(failure(&summary).layer.as_deref(), Some("22-control-plane"));
+    assert_eq!(layer(&summary, "22-control-plane").status, LayerStatus::Failed);
     for later in &LAYERS[4..] {
-        assert_eq!(layer(&summary, later)["status"], "skipped", "{later}");
+        assert_eq!(layer(&summary, later).status, LayerStatus::Skipped, "{later}");
     }
 
     // A pod-log race cannot touch the verdict (it comes from the release, not `--logs`):
@@ -289,11 +290,11 @@ fn failures_stop_the_flow_and_warnings_do_not() {
     world.set("healthy").unwrap();
     world.set("log-race=40-data-plane").unwrap();
     let before = world.calls().len();
-    let (code, summary) = platform.json(&world, &["bootstrap"]);
-    assert_eq!(code, Exit::Ok, "{summary}");
+    let (code, summary) = platform.summary(&world, &["bootstrap"]);
+    assert_eq!(code, Exit::Ok, "{summary:?}");
     let data = layer(&summary, "40-data-plane");
-    assert_eq!(data["gate"], "passed", "{data}");
-    assert_eq!(data["warnings"], serde_json::json!([]), "{data}");
+    assert_eq!(data.gate, GateStatus::Passed, "{data:?}");
+    assert_eq!(data.warnings, Vec::<String>::new(), "{data:?}");
     let synced = synced_layers(&world.calls()[before..]);
     assert_eq!(synced.first().map(String::as_str), Some("22-control-plane"), "{synced:?}");
     assert!(!synced.iter().any(|l| l == "10-bootstrap"), "{synced:?}");

@@ -11,6 +11,7 @@ use support::{LAYERS, Workspace, layer, show, synced_layers};
 use testbed::calls::Call;
 use testbed::world::{World, WorldOptions, require_docker};
 use xtask::error::Exit;
+use xtask::layers::GateStatus;
 
 fn world(extra: &[&str]) -> World {
     let mut scenarios = vec!["startup-ms=500".to_string(), "cron-minute-ms=2000".to_string()];
@@ -40,12 +41,12 @@ fn every_gate_passes_under_helm_3_and_helm_4() {
     for version in ["3.18.4", "4.1.4"] {
         let world = world(&[&format!("helm-version={version}")]);
         let platform = platform(&world);
-        let (code, summary) = platform.json(&world, &["bootstrap"]);
-        assert_eq!(code, Exit::Ok, "helm {version}: {summary}");
+        let (code, summary) = platform.summary(&world, &["bootstrap"]);
+        assert_eq!(code, Exit::Ok, "helm {version}: {summary:?}");
         for name in LAYERS {
             let row = layer(&summary, name);
-            assert_eq!(row["gate"], "passed", "helm {version}: {row}");
-            assert_eq!(row["warnings"], serde_json::json!([]), "helm {version}: {row}");
+            assert_eq!(row.gate, GateStatus::Passed, "helm {version}: {row:?}");
+            assert_eq!(row.warnings, Vec::<String>::new(), "helm {version}: {row:?}");
         }
         drop(world);
     }
@@ -58,8 +59,8 @@ fn a_flaky_vault_bootstrap_is_waited_for_as_the_cronjob_retries() {
     }
     let world = world(&["vault-flaky"]);
     let platform = platform(&world);
-    let (code, summary) = platform.json(&world, &["bootstrap", "--no-tilt"]);
-    assert_eq!(code, Exit::Ok, "{summary}");
+    let (code, summary) = platform.summary(&world, &["bootstrap", "--no-tilt"]);
+    assert_eq!(code, Exit::Ok, "{summary:?}");
 }
 
 #[test]

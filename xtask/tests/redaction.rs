@@ -14,10 +14,11 @@ use std::process::Output;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use support::{Workspace, layer, show, text};
+use support::{Workspace, failure, layer, show, text};
 use testbed::leaks::{GATE_LEAK_KEY, VAULT_ROOT_TOKEN, VAULT_UNSEAL_KEYS};
 use testbed::real_tools::Toolset;
 use testbed::world::World;
+use xtask::bootstrap::summary::LayerStatus;
 use xtask::error::Exit;
 
 fn platform(world: &World) -> Workspace {
@@ -71,16 +72,16 @@ fn vault_init_output_is_redacted(tools: Toolset) {
 
     let out = xtask(&ws, &world, &[&bootstrap[..], &["--format", "json"]].concat(), &secrets);
     assert_eq!(Exit::of(out.status), Exit::Failed);
-    let summary = support::parse_summary(&out.stdout);
-    let failure = &summary["failure"];
-    assert_eq!(failure["layer"], "15-secrets-certificates", "{summary}");
-    assert_eq!(layer(&summary, "15-secrets-certificates")["status"], "failed");
+    let summary = support::summary_of(&out);
+    let failure = failure(&summary);
+    assert_eq!(failure.layer.as_deref(), Some("15-secrets-certificates"), "{summary:?}");
+    assert_eq!(layer(&summary, "15-secrets-certificates").status, LayerStatus::Failed);
     // The Job's log tail is there, with the words around the secrets.
-    let message = failure["message"].as_str().unwrap();
+    let message = &failure.message;
     assert!(message.contains("last lines of pod foundation-vault-bootstrap-"), "{message}");
     assert!(message.contains("Unseal Key 1: [redacted]"), "{message}");
     assert!(message.contains("Initial Root Token: [redacted]"), "{message}");
-    let remediation = failure["remediation"].as_str().unwrap();
+    let remediation = &failure.remediation;
     assert!(remediation.contains("Every failed attempt"), "{remediation}");
     assert!(remediation.contains("connection refused"), "the log tail: {remediation}");
 

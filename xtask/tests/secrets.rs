@@ -13,11 +13,15 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::Value;
-use support::{Workspace, layer, show, synced_layers, text};
+use support::{Workspace, failure, layer, show, synced_layers, text};
 use testbed::manifests;
 use testbed::real_tools::Toolset;
 use testbed::world::{World, require_docker};
+use xtask::bootstrap::run_plan::RunPlan;
+use xtask::bootstrap::summary::LayerStatus;
+use xtask::bootstrap::summary_json::SummaryDoc;
 use xtask::error::Exit;
+use xtask::outcome::Status;
 
 /// The fixture password the sample platform's Postgres Secret holds
 /// (infra/kubernetes/environments/local/postgres.yaml).
@@ -52,6 +56,13 @@ impl Platform {
     fn json(&self, world: &World, args: &[&str]) -> (Exit, Value) {
         let out = self.xtask(world, &[args, &["--format", "json"]].concat());
         support::checked_json(args, &out)
+    }
+
+    /// [`Platform::json`] of `bootstrap` or `sync`, read as the summary (the shared
+    /// `Workspace::summary` would run it without the password check).
+    fn summary(&self, world: &World, args: &[&str]) -> (Exit, SummaryDoc) {
+        let (code, json) = self.json(world, args);
+        (code, support::typed(&json))
     }
 
     fn sync_file(&self, world: &World, file: &std::path::Path) {
@@ -222,21 +233,21 @@ fn secrets_stage_writes_db_migrations_once_and_waits_through_failed_attempts() {
     // The bootstrap awaits Vault right after its layer: that layer fails, nothing later
     // is synced, and the failure names every attempt's Job.
     let before = world.calls().len();
-    let (code, summary) = platform.json(&world, &["bootstrap", "--no-tilt"]);
+    let (code, summary) = platform.summary(&world, &["bootstrap", "--no-tilt"]);
     assert_eq!(code, Exit::Failed);
-    let failure = &summary["failure"];
-    assert_eq!(failure["stage"], "layers", "{summary}");
-    assert_eq!(failure["layer"], "15-secrets-certificates", "{summary}");
-    let message = failure["message"].as_str().unwrap();
+    let failure = failure(&summary);
+    assert_eq!(failure.stage, "layers", "{summary:?}");
+    assert_eq!(failure.layer.as_deref(), Some("15-secrets-certificates"), "{summary:?}");
+    let message = &failure.message;
     // At the timeout the newest attempt may have failed or still run: either way the
     // message names a Job of the CronJob and a failed attempt's log.
     assert!(message.contains("Job vault/foundation-vault-bootstrap-"), "{message}");
     assert!(message.contains("connection refused"), "the pod log tail: {message}");
-    let remediation = failure["remediation"].as_str().unwrap();
+    let remediation = &failure.remediation;
     assert!(remediation.contains("system:auth-delegator"), "{remediation}");
     assert!(attempts_named(remediation).len() >= 2, "{remediation}");
-    assert_eq!(layer(&summary, "15-secrets-certificates")["status"], "failed");
-    assert_eq!(layer(&summary, "20-core-operators")["status"], "skipped");
+    assert_eq!(layer(&summary, "15-secrets-certificates").status, LayerStatus::Failed);
+    assert_eq!(layer(&summary, "20-core-operators").status, LayerStatus::Skipped);
     assert_eq!(
         synced_layers(&world.calls()[before..]),
         ["10-bootstrap", "15-secrets-certificates"]
@@ -263,9 +274,9 @@ fn vault_flaky_bootstrap_under_real_tools_converges_with_a_warning() {
 fn vault_flaky_bootstrap_converges(tools: Toolset) {
     let Some(world) = support::tools_world(tools, &["vault-flaky"]) else { return };
     let platform = Platform::new(&world);
-    let (code, summary) = platform.json(&world, &support::bootstrap_args(tools));
-    assert_eq!(code, Exit::Ok, "{summary}");
-    let warnings = layer(&summary, "15-secrets-certificates")["warnings"].to_string();
+    let (code, summary) = platform.summary(&world, &support::bootstrap_args(tools));
+    assert_eq!(code, Exit::Ok, "{summary:?}");
+    let warnings = layer(&summary, "15-secrets-certificates").warnings.join("\n");
     // What came after depends on whether the wait's first look was before the retry
     // succeeded (a slow layer gate lets it come after): either is said.
     assert!(
@@ -274,7 +285,7 @@ fn vault_flaky_bootstrap_converges(tools: Toolset) {
             && (warnings.contains("runs a new Job at its next schedule tick")
                 || warnings
                     .contains("a later Job of CronJob vault/foundation-vault-bootstrap succeeded")),
-        "{summary}"
+        "{warnings}"
     );
     let jobs = vault_jobs(&world);
     assert!(jobs.iter().any(|j| job_condition(j, "Failed")), "the first attempt failed");
@@ -314,25 +325,21 @@ fn healthy_bootstrap_runs_secrets_and_tilt_stages_last() {
     let port = world.slot().tilt_port();
 
     // The plan names the secrets steps after their layers.
-    let (code, summary) = platform.json(&world, &["bootstrap", "--plan"]);
+    let (code, printed) = platform.json(&world, &["bootstrap", "--plan"]);
     assert_eq!(code, Exit::Ok);
-    let then = |name: &str| layer(&summary, name)["then"].clone();
-    assert_eq!(
-        then("15-secrets-certificates"),
-        serde_json::json!(["await the Vault bootstrap Job"])
-    );
-    assert_eq!(
-        then("40-data-plane"),
-        serde_json::json!(["write Secret ameide/db-migrations-local"])
-    );
-    assert!(then("24-auth").is_null(), "{}", layer(&summary, "24-auth"));
+    let plan: RunPlan = support::typed(&printed);
+    let then = |name: &str| layer(&plan, name).decision.as_ref().map(|d| d.then.clone());
+    assert_eq!(then("15-secrets-certificates"), Some(vec!["await the Vault bootstrap Job".into()]));
+    assert_eq!(then("40-data-plane"), Some(vec!["write Secret ameide/db-migrations-local".into()]));
+    // Nothing follows it: no `then` at all (`typed` fails on a `then: []` the type omits).
+    assert_eq!(then("24-auth"), Some(vec![]), "{:?}", layer(&plan, "24-auth"));
 
     // `sync` up to the data plane (no secrets stage): the Vault bootstrap is awaited after
     // its layer and db-migrations-local exists once 40-data-plane is done.
     assert!(platform.xtask(&world, &["cluster"]).status.success());
     let upto = ["10-bootstrap", "15-secrets-certificates", "20-core-operators"];
     let upto = [&upto[..], &["22-control-plane", "24-auth", "40-data-plane"]].concat();
-    let (code, _) = platform.json(&world, &[&["sync"], &upto[..]].concat());
+    let (code, _) = platform.summary(&world, &[&["sync"], &upto[..]].concat());
     assert_eq!(code, Exit::Ok);
     let written = kubectl_get(&world, &["secret", "-n", "ameide", "db-migrations-local"])
         .expect("db-migrations-local written after 40-data-plane");
@@ -346,20 +353,16 @@ fn healthy_bootstrap_runs_secrets_and_tilt_stages_last() {
     // The full bootstrap runs both steps once, after their (now unchanged) layers; the
     // secrets stage does not redo them, and it passes with a warning naming the missing
     // controller and the ExternalSecret it cannot check.
-    let (code, summary) = platform.json(&world, &["bootstrap"]);
-    assert_eq!(code, Exit::Ok, "{summary}");
-    let stages: Vec<(&str, &str)> = summary["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| (s["name"].as_str().unwrap(), s["status"].as_str().unwrap()))
-        .collect();
+    let (code, summary) = platform.summary(&world, &["bootstrap"]);
+    assert_eq!(code, Exit::Ok, "{summary:?}");
+    let stages: Vec<(&str, Status)> =
+        summary.stages.iter().map(|s| (s.name.as_str(), s.status)).collect();
     for name in ["cluster", "charts", "layers", "secrets", "tilt"] {
-        assert!(stages.contains(&(name, "ok")), "{name} not ok: {stages:?}");
+        assert!(stages.contains(&(name, Status::Ok)), "{name} not ok: {stages:?}");
     }
     assert_eq!(stages.last().unwrap().0, "tilt");
-    let secrets = summary["stages"].as_array().unwrap().iter().find(|s| s["name"] == "secrets");
-    let warnings = secrets.unwrap()["warnings"].to_string();
+    let secrets = summary.stages.iter().find(|s| s.name == "secrets");
+    let warnings = secrets.unwrap().warnings.join("\n");
     assert!(warnings.contains("no External Secrets Operator runs"), "{warnings}");
     assert!(warnings.contains("ameide/keycloak-admin"), "{warnings}");
     assert!(warnings.contains("cargo xtask vendor add external-secrets"), "{warnings}");
@@ -401,9 +404,9 @@ fn healthy_bootstrap_runs_secrets_and_tilt_stages_last() {
 
     // --no-tilt leaves the stage out (and the failing ExternalSecret fails the bootstrap:
     // the key is still missing; ESO retries, so once it exists the ExternalSecret syncs).
-    let (code, summary) = platform.json(&world, &["bootstrap", "--no-tilt"]);
-    assert_eq!(code, Exit::Failed, "{summary}");
-    assert!(!summary["stages"].as_array().unwrap().iter().any(|s| s["name"] == "tilt"));
+    let (code, summary) = platform.summary(&world, &["bootstrap", "--no-tilt"]);
+    assert_eq!(code, Exit::Failed, "{summary:?}");
+    assert!(!summary.stages.iter().any(|s| s.name == "tilt"), "{summary:?}");
 }
 
 /// ESO's flood gate: a store that stays not Ready fails the secrets stage, after its
@@ -433,7 +436,7 @@ fn a_store_held_not_ready_fails_the_secrets_stage_and_one_made_ready_passes() {
     assert!(platform.xtask(&world, &["cluster"]).status.success());
     let upto = ["10-bootstrap", "15-secrets-certificates", "20-core-operators"];
     let upto = [&upto[..], &["22-control-plane", "24-auth", "40-data-plane"]].concat();
-    let (code, _) = platform.json(&world, &[&["sync"], &upto[..]].concat());
+    let (code, _) = platform.summary(&world, &[&["sync"], &upto[..]].concat());
     assert_eq!(code, Exit::Ok);
     support::kubectl_apply(&world, manifests::ESO_CRDS);
     let keycloak_admin = manifests::keycloak_external_secret("keycloak-admin", "admin");
