@@ -4,15 +4,15 @@
 
 mod support;
 
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use support::{Workspace, parse_summary, show, stdout, text};
+use support::{Workspace, failure, parse_summary, show, stdout, summary_of, text};
 use testbed::calls::mutating;
 use testbed::real_tools::Toolset;
 use testbed::world::{World, require_docker};
 use xtask::error::{Exit, Signal};
+use xtask::outcome::Status;
 
 /// Fast knobs: the faithful testbed's defaults stand for minutes of a real cluster.
 const SETTINGS: &str =
@@ -186,13 +186,6 @@ fn started_bootstrap(
     child
 }
 
-/// The summary of a bootstrap, as its committed schema says.
-fn json_of(out: &Output) -> Value {
-    let summary = parse_summary(&out.stdout);
-    support::assert_matches_schema("bootstrap", &summary);
-    summary
-}
-
 #[test]
 fn faults_are_named_and_a_plain_rerun_recovers() {
     fault_walk(Toolset::Fake);
@@ -212,21 +205,21 @@ fn fault_walk(tools: Toolset) {
     // A Vault bootstrap that fails: the layer is not recorded as converged, so after
     // the cause is fixed a plain re-run goes green.
     world.set("vault-fail").unwrap();
-    let (code, summary) = ws.json(&world, &bootstrap);
-    assert_eq!(code, Exit::Failed, "{summary}");
-    assert_eq!(summary["failure"]["layer"], "15-secrets-certificates", "{summary}");
+    let (code, summary) = ws.summary(&world, &bootstrap);
+    assert_eq!(code, Exit::Failed, "{summary:?}");
+    assert_eq!(failure(&summary).layer.as_deref(), Some("15-secrets-certificates"), "{summary:?}");
     world.set("healthy").unwrap();
-    let (code, summary) = ws.json(&world, &bootstrap);
-    assert_eq!(code, Exit::Ok, "a re-run recovers: {summary}");
+    let (code, summary) = ws.summary(&world, &bootstrap);
+    assert_eq!(code, Exit::Ok, "a re-run recovers: {summary:?}");
 
     // `--from` vouches only for earlier layers recorded with today's inputs.
     ws.edit("infra/kubernetes/environments/local/auth-smoke.yaml", |t| format!("{t}\n# edit\n"));
     let from = [&bootstrap[..], &["--from", "40-data-plane"]].concat();
-    let (code, summary) = ws.json(&world, &from);
-    assert_eq!(code, Exit::Failed, "{summary}");
-    assert!(summary["failure"]["message"].as_str().unwrap().contains("24-auth"), "{summary}");
-    let (code, summary) = ws.json(&world, &bootstrap);
-    assert_eq!(code, Exit::Ok, "{summary}");
+    let (code, summary) = ws.summary(&world, &from);
+    assert_eq!(code, Exit::Failed, "{summary:?}");
+    assert!(failure(&summary).message.contains("24-auth"), "{summary:?}");
+    let (code, summary) = ws.summary(&world, &bootstrap);
+    assert_eq!(code, Exit::Ok, "{summary:?}");
 
     // A gate failure on a terminal-like run is printed once: in the summary, no `error:`.
     world.set("gate-fail=24-auth").unwrap();
@@ -245,10 +238,10 @@ fn fault_walk(tools: Toolset) {
     // helmfile's own knob).
     if tools == Toolset::Fake {
         world.set("sync-fail=22-control-plane").unwrap();
-        let (code, summary) = ws.json(&world, &["sync", "22-control-plane"]);
-        assert_eq!(code, Exit::Failed, "{summary}");
-        let message = summary["failure"]["message"].as_str().unwrap();
-        assert!(message.contains("release `"), "{summary}");
+        let (code, summary) = ws.summary(&world, &["sync", "22-control-plane"]);
+        assert_eq!(code, Exit::Failed, "{summary:?}");
+        let message = &failure(&summary).message;
+        assert!(message.contains("release `"), "{summary:?}");
         world.set("healthy").unwrap();
     } else {
         // Real tools: the gateway cannot turn Ready within the sync timeout (its readiness
@@ -259,30 +252,30 @@ fn fault_walk(tools: Toolset) {
         let slow = "initialDelaySeconds: 600\n            periodSeconds: 5";
         ws.write(chart, &original.replacen("periodSeconds: 5", slow, 1));
         ws.write_settings(&["timeouts = { cluster_ready = 60, layer_sync = 10, gate = 60 }"]);
-        let (code, summary) = ws.json(&world, &["sync", "22-control-plane"]);
-        assert_eq!(code, Exit::Failed, "{summary}");
-        assert_eq!(summary["failure"]["layer"], "22-control-plane", "{summary}");
-        let message = summary["failure"]["message"].as_str().unwrap();
-        assert!(message.contains("22-control-plane.yaml"), "{summary}");
-        assert!(message.contains("in release `gateway`"), "{summary}");
+        let (code, summary) = ws.summary(&world, &["sync", "22-control-plane"]);
+        assert_eq!(code, Exit::Failed, "{summary:?}");
+        assert_eq!(failure(&summary).layer.as_deref(), Some("22-control-plane"), "{summary:?}");
+        let message = &failure(&summary).message;
+        assert!(message.contains("22-control-plane.yaml"), "{summary:?}");
+        assert!(message.contains("in release `gateway`"), "{summary:?}");
         eprintln!("a real sync past its timeout reads: {message}");
         ws.write(chart, &original);
         ws.write_settings(&[SETTINGS]);
     }
     // The plain re-run first rolls the failed gateway back to its deployed revision (helm 3
     // would upgrade from that one's manifest and keep what the failed one added), and says so.
-    let (code, summary) = ws.json(&world, &bootstrap);
-    assert_eq!(code, Exit::Ok, "{summary}");
-    let warnings = support::layer(&summary, "22-control-plane")["warnings"].to_string();
+    let (code, summary) = ws.summary(&world, &bootstrap);
+    assert_eq!(code, Exit::Ok, "{summary:?}");
+    let warnings = support::layer(&summary, "22-control-plane").warnings.join("\n");
     assert!(
         warnings.contains("release gateway was") && warnings.contains("rolled back to revision"),
-        "{summary}"
+        "{summary:?}"
     );
 
     // An emptied kubeconfig: the cluster stage restores the k3d context.
     std::fs::write(world.kubeconfig(), "").unwrap();
-    let (code, summary) = ws.json(&world, &bootstrap);
-    assert_eq!(code, Exit::Ok, "the context is repaired: {summary}");
+    let (code, summary) = ws.summary(&world, &bootstrap);
+    assert_eq!(code, Exit::Ok, "the context is repaired: {summary:?}");
 
     // A stale one (the server's port from an older cluster): refreshed the same way.
     let kubeconfig = std::fs::read_to_string(world.kubeconfig()).unwrap();
@@ -290,8 +283,8 @@ fn fault_walk(tools: Toolset) {
     let end = at + kubeconfig[at..].find(|c: char| c == '"' || c.is_whitespace()).unwrap();
     let stale = kubeconfig.replace(&kubeconfig[at..end], "https://127.0.0.1:9");
     std::fs::write(world.kubeconfig(), stale).unwrap();
-    let (code, summary) = ws.json(&world, &bootstrap);
-    assert_eq!(code, Exit::Ok, "the stale context is refreshed: {summary}");
+    let (code, summary) = ws.summary(&world, &bootstrap);
+    assert_eq!(code, Exit::Ok, "the stale context is refreshed: {summary:?}");
 
     // Every mutating command takes the run lock; the one refused names the holder.
     world.set("latency-ms=3000").unwrap();
@@ -316,7 +309,7 @@ fn fault_walk(tools: Toolset) {
     let out = child.wait_with_output().unwrap();
     show(&["bootstrap", "(SIGTERM)"], &out);
     assert_eq!(Exit::of(out.status), Exit::Interrupted(Signal::Terminate));
-    assert_eq!(json_of(&out)["status"], "interrupted");
+    assert_eq!(summary_of(&out).status, Status::Interrupted);
     let log = std::fs::read_to_string(ws.log()).unwrap();
     assert!(log.lines().last().unwrap_or_default().contains("[gaps]"), "the log was completed");
 
@@ -329,10 +322,10 @@ fn fault_walk(tools: Toolset) {
     .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(Exit::of(out.status), Exit::Interrupted(Signal::Hangup), "{}", text(&out.stderr));
-    assert_eq!(json_of(&out)["status"], "interrupted");
+    assert_eq!(summary_of(&out).status, Status::Interrupted);
     world.set("latency-ms=0").unwrap();
-    let (code, summary) = ws.json(&world, &bootstrap);
-    assert_eq!(code, Exit::Ok, "a plain re-run after the signals is green: {summary}");
+    let (code, summary) = ws.summary(&world, &bootstrap);
+    assert_eq!(code, Exit::Ok, "a plain re-run after the signals is green: {summary:?}");
 
     // A dead API (its process gone while the node runs): the cluster stage says so,
     // naming the URL, within its timeout.
@@ -341,13 +334,10 @@ fn fault_walk(tools: Toolset) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
         .unwrap();
     ws.write_settings(&["timeouts = { cluster_ready = 8, layer_sync = 120, gate = 60 }"]);
-    let (code, summary) = ws.json(&world, &bootstrap);
-    assert_eq!(code, Exit::Failed, "{summary}");
-    assert_eq!(summary["failure"]["stage"], "cluster", "{summary}");
-    assert!(
-        summary["failure"]["message"].as_str().unwrap().contains("https://"),
-        "the URL: {summary}"
-    );
+    let (code, summary) = ws.summary(&world, &bootstrap);
+    assert_eq!(code, Exit::Failed, "{summary:?}");
+    assert_eq!(failure(&summary).stage, "cluster", "{summary:?}");
+    assert!(failure(&summary).message.contains("https://"), "the URL: {summary:?}");
 }
 
 #[test]
@@ -357,7 +347,7 @@ fn a_kubeconfig_switched_to_another_cluster_sees_no_write() {
     }
     let world = support::fast_world(&[]);
     let ws = platform(&world);
-    assert_eq!(ws.json(&world, &["bootstrap", "--no-tilt"]).0, Exit::Ok);
+    assert_eq!(ws.summary(&world, &["bootstrap", "--no-tilt"]).0, Exit::Ok);
 
     // A second cluster (its own API server), made the current context as `k3d cluster
     // create` does by default.
