@@ -14,6 +14,7 @@ use serde_json::Value;
 use support::{LAYERS, Workspace};
 use testbed::calls::mutating;
 use testbed::world::{World, require_docker};
+use xtask::bootstrap::summary::LayerStatus;
 use xtask::error::Exit;
 
 /// Fast controllers: Pods Ready after 0.3 s, a CronJob "minute" of 2 s.
@@ -119,11 +120,13 @@ fn timings_report_and_status_on_a_converged_then_failed_platform() {
     let ws = platform(&world, port);
 
     // A cold bootstrap with the timings report at its default place.
-    let (code, summary) = ws.json(&world, &["bootstrap", "--no-install", "--timings"]);
-    assert_eq!(code, Exit::Ok, "{summary}");
+    let (code, summary) = ws.summary(&world, &["bootstrap", "--no-install", "--timings"]);
+    assert_eq!(code, Exit::Ok, "{summary:?}");
     let report = ws.path("target/bootstrap-timings.html");
-    assert_eq!(summary["timings"]["path"], report.display().to_string());
-    let spans = summary["timings"]["spans"].as_array().unwrap();
+    // The timings report is JSON of its own inside the summary (not typed there).
+    let timings = summary.timings.as_ref().unwrap_or_else(|| panic!("{summary:?}"));
+    assert_eq!(timings["path"], report.display().to_string());
+    let spans = timings["spans"].as_array().unwrap();
     let named = |kind: &str| -> Vec<String> {
         spans
             .iter()
@@ -201,8 +204,8 @@ fn timings_report_and_status_on_a_converged_then_failed_platform() {
 
     // The auth gate fails in a bootstrap that re-syncs everything: status names it.
     world.set("gate-fail=24-auth").unwrap();
-    let (code, summary) = ws.json(&world, &["bootstrap", "--no-install", "--force"]);
-    assert_eq!(code, Exit::Failed, "{summary}");
+    let (code, summary) = ws.summary(&world, &["bootstrap", "--no-install", "--force"]);
+    assert_eq!(code, Exit::Failed, "{summary:?}");
     let (code, json, _) = status(&ws, &world);
     assert_eq!(code, Exit::Failed, "{json}");
     assert_eq!(json["status"], "failed");
@@ -233,8 +236,8 @@ fn down_keeps_the_caches_then_purge_leaves_nothing() {
     let world = support::fast_world(&[]);
     let port = support::free_port();
     let ws = platform(&world, port);
-    let (code, summary) = ws.json(&world, &["bootstrap", "--no-install"]);
-    assert_eq!(code, Exit::Ok, "{summary}");
+    let (code, summary) = ws.summary(&world, &["bootstrap", "--no-install"]);
+    assert_eq!(code, Exit::Ok, "{summary:?}");
     assert!(tilt_answers(port));
     let containers = cluster_containers(&world);
     assert!(!containers.is_empty());
@@ -260,12 +263,9 @@ fn down_keeps_the_caches_then_purge_leaves_nothing() {
     assert_eq!(Exit::of(out.status), Exit::Ok);
     assert_eq!(running_containers(&world), containers);
     // Resumed as it was: every layer unchanged, Tilt started again.
-    let (code, summary) = ws.json(&world, &["bootstrap", "--no-install"]);
-    assert_eq!(code, Exit::Ok, "{summary}");
-    assert!(
-        summary["layers"].as_array().unwrap().iter().all(|l| l["status"] == "unchanged"),
-        "{summary}"
-    );
+    let (code, summary) = ws.summary(&world, &["bootstrap", "--no-install"]);
+    assert_eq!(code, Exit::Ok, "{summary:?}");
+    assert!(summary.layers.iter().all(|l| l.status == LayerStatus::Unchanged), "{summary:?}");
     assert!(tilt_answers(port));
 
     // A plan changes nothing.
@@ -302,8 +302,8 @@ fn down_keeps_the_caches_then_purge_leaves_nothing() {
 
     // The next bootstrap downloads no image again: the host's store still has them.
     let pulls = testbed::docker::node_images::pulls(world.dir()).unwrap().len();
-    let (code, summary) = ws.json(&world, &["bootstrap", "--no-install"]);
-    assert_eq!(code, Exit::Ok, "{summary}");
+    let (code, summary) = ws.summary(&world, &["bootstrap", "--no-install"]);
+    assert_eq!(code, Exit::Ok, "{summary:?}");
     let now = testbed::docker::node_images::pulls(world.dir()).unwrap();
     assert_eq!(now.len(), pulls, "downloads after down: {:?}", &now[pulls..]);
 

@@ -6,9 +6,10 @@
 mod support;
 
 use serde_json::Value;
-use support::{Workspace, layer};
+use support::{Workspace, failure, layer, typed};
 use testbed::docker::node_images;
 use testbed::world::{World, require_docker};
+use xtask::bootstrap::summary_json::SummaryDoc;
 use xtask::error::Exit;
 
 const K3D_CONFIG: &str = support::K3D_CONFIG;
@@ -29,8 +30,9 @@ fn platform(world: &World) -> Workspace {
     .for_world(world)
 }
 
-fn images(summary: &Value) -> &Value {
-    &summary["images"]
+/// The summary's `images` (the fetch report, not typed in the summary's type).
+fn images(summary: &SummaryDoc) -> &Value {
+    summary.images.as_ref().unwrap_or_else(|| panic!("no images in {summary:?}"))
 }
 
 fn downloads(world: &World) -> Vec<String> {
@@ -64,23 +66,22 @@ fn images_come_through_the_cache_once_on_any_docker_and_survive_recreation() {
         )
     });
 
-    let (code, plan) = ws.json(&world, &["plan"]);
-    assert_eq!(code, Exit::Ok, "{plan}");
-    assert_eq!(layer(&plan, "10-bootstrap")["images"], serde_json::json!([PINNED]));
+    let (code, plan) = ws.plan(&world, &["plan"]);
+    assert_eq!(code, Exit::Ok, "{plan:?}");
+    assert_eq!(layer(&plan, "10-bootstrap").images, [PINNED]);
     // The slot's names of the sample's images (a digest-pinned one stays as it is).
     let [busybox, vault, postgres] =
         ["busybox:1.37.0", "hashicorp/vault:1.17.6", "postgres:16.4-alpine"].map(|i| slot.image(i));
-    assert_eq!(
-        layer(&plan, "15-secrets-certificates")["images"],
-        serde_json::json!([busybox, vault])
-    );
-    assert_eq!(layer(&plan, "40-data-plane")["images"], serde_json::json!([postgres]));
+    assert_eq!(layer(&plan, "15-secrets-certificates").images, [busybox.as_str(), vault.as_str()]);
+    assert_eq!(layer(&plan, "40-data-plane").images, [postgres.as_str()]);
 
-    let (code, cold) = ws.json(&world, &["bootstrap", "--no-tilt"]);
-    assert_eq!(code, Exit::Ok, "{cold}");
+    let (code, printed) = ws.json(&world, &["bootstrap", "--no-tilt"]);
+    let cold: SummaryDoc = typed(&printed);
+    assert_eq!(code, Exit::Ok, "{printed}");
     assert_eq!(images(&cold)["fetched"], 4, "{}", images(&cold));
     assert_eq!(images(&cold)["failed"], serde_json::json!([]));
-    assert!(!cold.to_string().contains("not fetched ahead"), "an image warning: {cold}");
+    // Anywhere in the summary (a stage's or a layer's warnings).
+    assert!(!printed.to_string().contains("not fetched ahead"), "an image warning: {printed}");
     let cache = format!("cache/k3d-{}", slot.cache());
     let mut fetched = downloads(&world);
     fetched.sort();
@@ -114,8 +115,8 @@ fn images_come_through_the_cache_once_on_any_docker_and_survive_recreation() {
     // Drift: the cluster is recreated with empty nodes; the cache outlives it.
     ws.edit(K3D_CONFIG, |t| t.replace("agents: 0", "agents: 1"));
     let before = downloads(&world);
-    let (code, recreated) = ws.json(&world, &["bootstrap", "--no-tilt"]);
-    assert_eq!(code, Exit::Ok, "{recreated}");
+    let (code, recreated) = ws.summary(&world, &["bootstrap", "--no-tilt"]);
+    assert_eq!(code, Exit::Ok, "{recreated:?}");
     assert_eq!(images(&recreated)["fetched"], 4, "{}", images(&recreated));
     assert_eq!(downloads(&world), before, "a recreation downloaded an image again");
     // Every node of the new cluster has them (each node's containerd pulled).
@@ -134,8 +135,8 @@ fn an_unfetchable_image_is_a_warning_and_the_failure_of_its_layer() {
     let slot = world.slot();
     let vault = slot.image("hashicorp/vault:1.17.6");
     world.set(&format!("image-unfetchable={vault}")).unwrap();
-    let (code, summary) = ws.json(&world, &["bootstrap", "--no-tilt"]);
-    assert_eq!(code, Exit::Failed, "{summary}");
+    let (code, summary) = ws.summary(&world, &["bootstrap", "--no-tilt"]);
+    assert_eq!(code, Exit::Failed, "{summary:?}");
 
     let failed = &images(&summary)["failed"];
     assert_eq!(failed[0]["image"], vault, "{failed}");
@@ -143,15 +144,11 @@ fn an_unfetchable_image_is_a_warning_and_the_failure_of_its_layer() {
     assert_eq!(images(&summary)["fetched"], 2);
 
     // Its layer cannot start without it: the failure names the image.
-    assert_eq!(summary["failure"]["layer"], "15-secrets-certificates", "{summary}");
-    let message = summary["failure"]["message"].as_str().unwrap();
+    let failure = failure(&summary);
+    assert_eq!(failure.layer.as_deref(), Some("15-secrets-certificates"), "{summary:?}");
+    let message = &failure.message;
     assert!(message.contains(&format!("image {vault} could not be fetched")), "{message}");
-    assert!(
-        summary["failure"]["remediation"]
-            .as_str()
-            .unwrap()
-            .starts_with("make the image(s) pullable")
-    );
+    assert!(failure.remediation.starts_with("make the image(s) pullable"), "{failure:?}");
     // The warning, in the log (and on the terminal) as the fetch ends.
     let log = std::fs::read_to_string(ws.log()).unwrap();
     let node = format!("k3d-{}-server-0", slot.cluster());
@@ -179,14 +176,15 @@ fn a_gate_whose_image_cannot_be_pulled_fails_at_once_naming_it() {
         assert_ne!(edited, text);
         edited
     });
-    let (code, summary) = ws.json(&world, &["bootstrap", "--no-tilt"]);
-    assert_eq!(code, Exit::Failed, "{summary}");
-    assert_eq!(summary["failure"]["layer"], "10-bootstrap", "{summary}");
-    let failure = summary["failure"].to_string();
+    let (code, summary) = ws.summary(&world, &["bootstrap", "--no-tilt"]);
+    assert_eq!(code, Exit::Failed, "{summary:?}");
+    let failure = failure(&summary);
+    assert_eq!(failure.layer.as_deref(), Some("10-bootstrap"), "{summary:?}");
+    let failure = format!("{}\n{}", failure.message, failure.remediation);
     // Stopped as soon as the reason was hopeless, not by the gate's timeout.
     assert!(failure.contains("waiting cannot help, `helm test` was stopped"), "{failure}");
     assert!(failure.contains(&format!("cannot pull image {GATE_IMAGE}")), "{failure}");
     assert!(failure.contains("ErrImagePull") || failure.contains("ImagePullBackOff"), "{failure}");
-    assert!(failure.contains(&format!("Failed to pull image \\\"{GATE_IMAGE}\\\"")), "{failure}");
+    assert!(failure.contains(&format!("Failed to pull image \"{GATE_IMAGE}\"")), "{failure}");
     assert!(failure.contains("not found"), "{failure}");
 }

@@ -14,12 +14,15 @@ mod support;
 use std::time::Instant;
 
 use serde_json::Value;
-use support::{LAYERS, Workspace, helm_list, layer, smoke, synced_layers};
+use support::{LAYERS, Workspace, failure, helm_list, layer, smoke, synced_layers};
 use testbed::calls::mutating;
 use testbed::procs;
 use testbed::real_tools::{self, Toolset};
 use testbed::world::{World, WorldOptions, require_docker};
+use xtask::bootstrap::summary::LayerStatus;
+use xtask::bootstrap::summary_json::SummaryDoc;
 use xtask::error::Exit;
+use xtask::layers::GateStatus;
 
 fn world(tools: Toolset, extra: &[&str]) -> Option<World> {
     if !require_docker() || !real_tools::require(tools) {
@@ -40,14 +43,14 @@ fn platform(world: &World) -> Workspace {
         .for_world(world)
 }
 
-fn bootstrap(platform: &Workspace, world: &World) -> (Exit, Value) {
-    platform.json(world, &["bootstrap", "--no-install", "--no-tilt"])
+fn bootstrap(platform: &Workspace, world: &World) -> (Exit, SummaryDoc) {
+    platform.summary(world, &["bootstrap", "--no-install", "--no-tilt"])
 }
 
-fn assert_every_gate_passed(tools: Toolset, summary: &Value) {
+fn assert_every_gate_passed(tools: Toolset, summary: &SummaryDoc) {
     for name in LAYERS {
         let row = layer(summary, name);
-        assert_eq!(row["gate"], "passed", "{tools:?}: {row}");
+        assert_eq!(row.gate, GateStatus::Passed, "{tools:?}: {row:?}");
     }
 }
 
@@ -105,10 +108,10 @@ fn time_a_passing_gate(tools: Toolset, world: &World) {
 fn bundle_on_and_off(platform: &Workspace, world: &World) {
     let before = world.calls().len();
     let (code, summary) = platform
-        .json(world, &["bootstrap", "--no-install", "--no-tilt", "--bundle", "observability"]);
-    assert_eq!(code, Exit::Ok, "{summary}");
+        .summary(world, &["bootstrap", "--no-install", "--no-tilt", "--bundle", "observability"]);
+    assert_eq!(code, Exit::Ok, "{summary:?}");
     assert_eq!(synced_layers(&world.calls()[before..]), ["45-data-plane-ext"]);
-    assert_eq!(layer(&summary, "45-data-plane-ext")["gate"], "passed", "{summary}");
+    assert_eq!(layer(&summary, "45-data-plane-ext").gate, GateStatus::Passed, "{summary:?}");
     let releases = helm_list(world);
     assert!(
         releases.iter().any(|r| r == "metrics") && releases.iter().any(|r| r == "metrics-smoke"),
@@ -118,7 +121,7 @@ fn bundle_on_and_off(platform: &Workspace, world: &World) {
 
     let before = world.calls().len();
     let (code, summary) = bootstrap(platform, world);
-    assert_eq!(code, Exit::Ok, "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary:?}");
     let destroys: Vec<String> = mutating(&world.calls()[before..])
         .into_iter()
         .filter(|c| c.starts_with("helmfile") && c.contains("destroy"))
@@ -137,13 +140,13 @@ fn helm_3_bootstrap_converges_and_a_rerun_changes_nothing() {
     let Some(world) = world(Toolset::Helm3, &[]) else { return };
     let platform = platform(&world);
     let (code, summary) = bootstrap(&platform, &world);
-    assert_eq!(code, Exit::Ok, "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary:?}");
     assert_every_gate_passed(Toolset::Helm3, &summary);
     assert_real_tools_ran(&world, true);
 
     let before = world.calls().len();
     let (code, summary) = bootstrap(&platform, &world);
-    assert_eq!(code, Exit::Ok, "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary:?}");
     let again = mutating(&world.calls()[before..]);
     assert!(again.is_empty(), "a converged re-run changed something: {again:?}");
 
@@ -157,7 +160,7 @@ fn helm_4_bootstrap_converges_with_real_helm_gates() {
     let Some(world) = world(Toolset::Helm4, &[]) else { return };
     let platform = platform(&world);
     let (code, summary) = bootstrap(&platform, &world);
-    assert_eq!(code, Exit::Ok, "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary:?}");
     assert_every_gate_passed(Toolset::Helm4, &summary);
     assert_real_tools_ran(&world, false);
     time_a_passing_gate(Toolset::Helm4, &world);
@@ -169,11 +172,12 @@ fn a_failing_gate_under_real_helm_names_the_gate_and_quotes_its_pod_log() {
     let Some(world) = world(Toolset::Helm3, &["gate-fail=24-auth"]) else { return };
     let platform = platform(&world);
     let (code, summary) = bootstrap(&platform, &world);
-    assert_eq!(code, Exit::Failed, "{summary}");
-    assert_eq!(summary["failure"]["layer"], "24-auth", "{summary}");
-    assert_eq!(layer(&summary, "24-auth")["gate"], "failed", "{summary}");
-    assert_eq!(layer(&summary, "40-data-plane")["status"], "skipped", "{summary}");
-    let failure = summary["failure"].to_string();
+    assert_eq!(code, Exit::Failed, "{summary:?}");
+    let failure = failure(&summary);
+    assert_eq!(failure.layer.as_deref(), Some("24-auth"), "{summary:?}");
+    assert_eq!(layer(&summary, "24-auth").gate, GateStatus::Failed, "{summary:?}");
+    assert_eq!(layer(&summary, "40-data-plane").status, LayerStatus::Skipped, "{summary:?}");
+    let failure = format!("{}\n{}", failure.message, failure.remediation);
     assert!(failure.contains("auth-smoke"), "the finding names the gate: {failure}");
     assert!(failure.contains("check failed"), "the finding quotes the pod's log: {failure}");
 }
@@ -189,8 +193,8 @@ fn helmfile_0_166_with_helm_4_is_refused_before_any_change() {
     helm_4.save(world.dir()).unwrap();
     let platform = platform(&world);
     let (code, summary) = bootstrap(&platform, &world);
-    assert_eq!(code, Exit::Missing, "{summary}");
-    let message = summary["failure"]["message"].as_str().unwrap();
+    assert_eq!(code, Exit::Missing, "{summary:?}");
+    let message = &failure(&summary).message;
     assert!(message.contains("helmfile 0.166.0 cannot drive helm 4.1.4"), "{message}");
     let changed = mutating(&world.calls());
     assert!(changed.is_empty(), "a refused run changed something: {changed:?}");
@@ -262,9 +266,9 @@ fn a_session_killed_while_real_helm_installs_layer_40_recovers_on_a_plain_rerun(
 
     let before = world.calls().len();
     let (code, summary) = bootstrap(&platform, &world);
-    assert_eq!(code, Exit::Ok, "{summary}");
-    let warnings = layer(&summary, "40-data-plane")["warnings"].to_string();
-    assert!(warnings.contains("release postgres was left pending-install"), "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary:?}");
+    let warnings = layer(&summary, "40-data-plane").warnings.join("\n");
+    assert!(warnings.contains("release postgres was left pending-install"), "{summary:?}");
     let calls = mutating(&world.calls()[before..]);
     assert!(calls.iter().any(|c| c.starts_with("helm uninstall postgres ")), "{calls:?}");
     assert_eq!(release_status(&world, "postgres"), "deployed");
@@ -272,8 +276,8 @@ fn a_session_killed_while_real_helm_installs_layer_40_recovers_on_a_plain_rerun(
     for (i, name) in LAYERS.iter().enumerate() {
         let row = layer(&summary, name);
         match i < LAYERS.iter().position(|l| *l == "40-data-plane").unwrap() {
-            true => assert_eq!(row["status"], "unchanged", "{row}"),
-            false => assert_eq!(row["gate"], "passed", "{row}"),
+            true => assert_eq!(row.status, LayerStatus::Unchanged, "{row:?}"),
+            false => assert_eq!(row.gate, GateStatus::Passed, "{row:?}"),
         }
     }
 }
