@@ -6,17 +6,22 @@
 mod support;
 
 use serde_json::Value;
-use support::{Workspace, layer, show, text};
+use support::{Workspace, layer, show, text, typed};
 use testbed::calls::{Call, mutating};
 use testbed::real_tools::Toolset;
 use testbed::release::{Driver, Release};
 use testbed::world::{World, require_docker};
+use xtask::bootstrap::run_plan::RunPlan;
+use xtask::bootstrap::summary::LayerStatus;
+use xtask::bootstrap::summary_json::SummaryDoc;
 use xtask::error::Exit;
+use xtask::layers::GateStatus;
 
 const TIMEOUTS: &str =
     "timeouts = { cluster_ready = 60, layer_sync = 120, gate = 60, vault_bootstrap = 60 }";
 
-/// `<args> --format json` with `env` set: exit code, summary, and everything printed.
+/// `<args> --format json` with `env` set: exit code, the JSON (`null` when stdout is not
+/// JSON), and everything printed.
 fn run(
     ws: &Workspace,
     world: &World,
@@ -30,11 +35,8 @@ fn run(
     let out = cmd.output().unwrap();
     show(&all, &out);
     let stdout = text(&out.stdout);
-    let summary = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-    if !summary.is_null() {
-        support::assert_matches_schema(&support::schema_of(args, &summary), &summary);
-    }
-    (Exit::of(out.status), summary, format!("{stdout}{}", text(&out.stderr)))
+    let json = support::printed_json(args, &stdout);
+    (Exit::of(out.status), json, format!("{stdout}{}", text(&out.stderr)))
 }
 
 /// Every revision of release `name` in `ameide` that Helm keeps in `driver`'s records.
@@ -101,15 +103,16 @@ fn old_helmfile_is_refused_0_166_converges_and_pending_releases_recover() {
     // helmfile 0.166.0: no `sync --timeout`, so helm gets it through `--sync-args`; the
     // template layer is rendered by this helmfile too.
     world.set("helmfile-version=0.166.0").unwrap();
-    let (code, summary, printed) = run(&ws, &world, &[], &bootstrap);
+    let (code, json, printed) = run(&ws, &world, &[], &bootstrap);
     assert_eq!(code, Exit::Ok, "{printed}");
+    let summary: SummaryDoc = typed(&json);
     let syncs: Vec<Call> = world.calls().into_iter().filter(support::is_sync).collect();
     assert_eq!(syncs.len(), 9, "{syncs:?}");
     for sync in &syncs {
         assert!(sync.args.iter().any(|a| a == "--sync-args=--timeout=120s"), "{sync:?}");
         assert!(!sync.args.iter().any(|a| a == "--timeout"), "{sync:?}");
     }
-    assert_eq!(layer(&summary, "45-data-plane-ext")["gate"], "passed", "{summary}");
+    assert_eq!(layer(&summary, "45-data-plane-ext").gate, GateStatus::Passed, "{printed}");
 
     // A killed run left `keycloak` pending-upgrade and `platform-smoke` pending-install.
     let keycloak = revisions(&world, Driver::Secret, "keycloak");
@@ -121,30 +124,34 @@ fn old_helmfile_is_refused_0_166_converges_and_pending_releases_recover() {
 
     // The plan says what the sync of those layers does first, and changes nothing.
     let before = world.calls().len();
-    let (code, plan, printed) = run(&ws, &world, &[], &[&bootstrap[..], &["--plan"]].concat());
+    let (code, json, printed) = run(&ws, &world, &[], &[&bootstrap[..], &["--plan"]].concat());
     assert_eq!(code, Exit::Ok, "{printed}");
-    let first = |name: &str| layer(&plan, name)["first"].to_string();
+    let plan: RunPlan = typed(&json);
+    let first = |name: &str| {
+        layer(&plan, name).decision.as_ref().map(|d| d.first.join("\n")).unwrap_or_default()
+    };
     assert!(
         first("24-auth").contains(&format!(
             "roll back keycloak from revision {} (pending-upgrade, left by a run that was stopped) to revision {deployed} (deployed)",
             deployed + 1
         )),
-        "{plan}"
+        "{printed}"
     );
     assert!(first("60-qa").contains("uninstall platform-smoke (revision 1 is pending-install"));
     assert_eq!(mutating(&world.calls()[before..]), Vec::<String>::new());
 
     // The run brings both back, says so, and converges.
     let before = world.calls().len();
-    let (code, summary, printed) = run(&ws, &world, &[], &bootstrap);
+    let (code, json, printed) = run(&ws, &world, &[], &bootstrap);
     assert_eq!(code, Exit::Ok, "{printed}");
-    let warnings = |name: &str| layer(&summary, name)["warnings"].to_string();
+    let summary: SummaryDoc = typed(&json);
+    let warnings = |name: &str| layer(&summary, name).warnings.join("\n");
     assert!(
         warnings("24-auth").contains(&format!(
             "release keycloak was left pending-upgrade at revision {} by a run that was stopped: rolled back to revision {deployed}",
             deployed + 1
         )),
-        "{summary}"
+        "{printed}"
     );
     assert!(warnings("60-qa").contains("release platform-smoke was left pending-install"));
     let calls = mutating(&world.calls()[before..]);
@@ -182,18 +189,19 @@ fn configmap_storage_converges_and_sql_is_refused(tools: Toolset) {
 
     // ConfigMaps: green, then a re-run changes nothing.
     let configmap = [("HELM_DRIVER", "configmap")];
-    let (code, summary, printed) = run(&ws, &world, &configmap, &bootstrap);
+    let (code, json, printed) = run(&ws, &world, &configmap, &bootstrap);
     assert_eq!(code, Exit::Ok, "{printed}");
-    assert_eq!(layer(&summary, "24-auth")["gate"], "passed", "{summary}");
+    assert_eq!(layer(&typed::<SummaryDoc>(&json), "24-auth").gate, GateStatus::Passed, "{json}");
     let records = revisions(&world, Driver::ConfigMap, "keycloak");
     assert_eq!(records.len(), 1, "keycloak is stored in a ConfigMap");
     assert_eq!(records[0].0["metadata"]["name"], "sh.helm.release.v1.keycloak.v1");
     assert!(revisions(&world, Driver::Secret, "keycloak").is_empty(), "and in no Secret");
     let before = world.calls().len();
-    let (code, summary, printed) = run(&ws, &world, &configmap, &bootstrap);
+    let (code, json, printed) = run(&ws, &world, &configmap, &bootstrap);
     assert_eq!(code, Exit::Ok, "{printed}");
+    let summary: SummaryDoc = typed(&json);
     for name in support::LAYERS {
-        assert_eq!(layer(&summary, name)["status"], "unchanged", "{summary}");
+        assert_eq!(layer(&summary, name).status, LayerStatus::Unchanged, "{json}");
     }
     assert_eq!(mutating(&world.calls()[before..]), Vec::<String>::new());
 

@@ -6,11 +6,17 @@
 mod support;
 
 use serde_json::Value;
-use support::{LAYERS, Workspace, helm_list, layer, show, synced_layers};
+use support::{LAYERS, Workspace, failure, helm_list, layer, show, synced_layers, typed};
 use testbed::calls::mutating;
 use testbed::manifests;
 use testbed::world::{World, WorldOptions, require_docker};
+use xtask::bootstrap::run_plan::{LayerAction, RunPlan};
+use xtask::bootstrap::summary::{LayerStatus, StepStatus};
+use xtask::bootstrap::summary_json::{StepDoc, SummaryDoc};
 use xtask::error::Exit;
+use xtask::layers::GateStatus;
+use xtask::outcome::Status;
+use xtask::secrets::StoreUse;
 
 /// The value of the step's required variable: never in any output or the log.
 const TOKEN: &str = "step-token-7f3a9c1e";
@@ -41,8 +47,10 @@ fn platform(world: &World) -> Workspace {
     ws
 }
 
-/// `bootstrap --format json --no-tilt [args]` with `SDK_TOKEN` set or not.
-fn run(ws: &Workspace, world: &World, token: bool, args: &[&str]) -> (Exit, Value, String) {
+/// `bootstrap --format json --no-tilt [args]` with `SDK_TOKEN` set or not: how it exited,
+/// its JSON (checked against its schema; `null` when stdout is not JSON), and everything
+/// printed and logged.
+fn run_json(ws: &Workspace, world: &World, token: bool, args: &[&str]) -> (Exit, Value, String) {
     let mut all = vec!["bootstrap", "--format", "json", "--no-tilt"];
     all.extend_from_slice(args);
     let mut cmd = ws.command(world, &all);
@@ -59,12 +67,18 @@ fn run(ws: &Workspace, world: &World, token: bool, args: &[&str]) -> (Exit, Valu
         std::fs::read_to_string(ws.log()).unwrap_or_default()
     );
     assert!(!everything.contains(TOKEN), "the step's variable leaked");
-    (Exit::of(out.status), serde_json::from_str(&stdout).unwrap_or(Value::Null), everything)
+    (Exit::of(out.status), support::printed_json(&all, &stdout), everything)
 }
 
-fn step<'a>(summary: &'a Value, name: &str) -> &'a Value {
-    let steps = summary["steps"].as_array().unwrap_or_else(|| panic!("no steps: {summary}"));
-    steps.iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("no step {name}: {summary}"))
+/// [`run_json`] of a run that prints its summary.
+fn run(ws: &Workspace, world: &World, token: bool, args: &[&str]) -> (Exit, SummaryDoc, String) {
+    let (code, json, everything) = run_json(ws, world, token, args);
+    (code, typed(&json), everything)
+}
+
+fn step<'a>(summary: &'a SummaryDoc, name: &str) -> &'a StepDoc {
+    let found = summary.steps.iter().find(|s| s.name == name);
+    found.unwrap_or_else(|| panic!("no step {name}: {summary:?}"))
 }
 
 /// Release names Helm has in namespace `ameide` (`helm list`).
@@ -77,18 +91,18 @@ fn steps_run_skip_and_fail_and_bundles_install_and_uninstall() {
     let ws = platform(&world);
 
     // The step's variable is missing: exit 3 naming step and variable, nothing changed.
-    let (code, _, text) = run(&ws, &world, false, &[]);
+    let (code, _, text) = run_json(&ws, &world, false, &[]);
     assert_eq!(code, Exit::Missing, "{text}");
     assert!(text.contains("step `sdk`: environment variable SDK_TOKEN is not set"), "{text}");
     assert_eq!(mutating(&world.calls()), Vec::<String>::new(), "nothing may change");
 
     // Green: the step runs after its layer, in the root, tagged in the log.
     let (code, summary, text) = run(&ws, &world, true, &[]);
-    assert_eq!(code, Exit::Ok, "{summary}");
-    assert_eq!(step(&summary, "sdk")["status"], "ran", "{summary}");
-    assert!(step(&summary, "sdk")["duration_ms"].is_u64());
+    assert_eq!(code, Exit::Ok, "{summary:?}");
+    // (`typed` holds each step's `duration_ms` to a whole number: the type's `u64`.)
+    assert_eq!(step(&summary, "sdk").status, StepStatus::Ran, "{summary:?}");
     // The sample's step (helm lint of the local charts, after the cluster) works here.
-    assert_eq!(step(&summary, "lint-local-charts")["status"], "ran", "{summary}");
+    assert_eq!(step(&summary, "lint-local-charts").status, StepStatus::Ran, "{summary:?}");
     assert_eq!(std::fs::read_to_string(ws.path("out/sdk.txt")).unwrap(), "message Ping {}\n");
     assert!(
         text.contains("[steps/sdk] sdk built with [redacted]"),
@@ -100,9 +114,9 @@ fn steps_run_skip_and_fail_and_bundles_install_and_uninstall() {
     assert!(!releases.iter().any(|r| r.starts_with("metrics")), "{releases:?}");
     assert!(!world.calls().iter().any(|c| c.args.iter().any(|a| a == "metrics-smoke")));
     // The registry and what it holds are in the summary.
-    let registry = &summary["registry"];
-    assert_eq!(registry["name"], world.slot().registry(), "{summary}");
-    let url = registry["url"].as_str().unwrap().trim_start_matches("http://").to_owned();
+    let registry = summary.registry.as_ref().unwrap_or_else(|| panic!("{summary:?}"));
+    assert_eq!(registry.name, world.slot().registry(), "{summary:?}");
+    let url = registry.url.trim_start_matches("http://").to_owned();
 
     // Unchanged inputs: the step is skipped; a pushed image shows in the registry.
     let image = format!("{url}/ameide/demo:1");
@@ -113,26 +127,26 @@ fn steps_run_skip_and_fail_and_bundles_install_and_uninstall() {
     docker(&["tag", testbed::docker::images::NODE_IMAGE, &image]);
     docker(&["push", &image]);
     let (code, summary, _) = run(&ws, &world, true, &[]);
-    assert_eq!(code, Exit::Ok, "{summary}");
-    assert_eq!(step(&summary, "sdk")["status"], "unchanged", "{summary}");
-    assert_eq!(step(&summary, "lint-local-charts")["status"], "unchanged", "{summary}");
-    assert_eq!(summary["registry"]["repositories"], serde_json::json!(["ameide/demo"]));
-    let stages: Vec<&Value> = summary["stages"].as_array().unwrap().iter().collect();
-    let cluster = stages.iter().find(|s| s["name"] == "cluster").unwrap();
-    assert_eq!(cluster["status"], "ok");
+    assert_eq!(code, Exit::Ok, "{summary:?}");
+    assert_eq!(step(&summary, "sdk").status, StepStatus::Unchanged, "{summary:?}");
+    assert_eq!(step(&summary, "lint-local-charts").status, StepStatus::Unchanged, "{summary:?}");
+    let repositories = summary.registry.as_ref().map(|r| r.repositories.clone());
+    assert_eq!(repositories, Some(vec!["ameide/demo".to_owned()]), "{summary:?}");
+    let cluster = summary.stages.iter().find(|s| s.name == "cluster").unwrap();
+    assert_eq!(cluster.status, Status::Ok);
 
     // A changed input runs it again.
     ws.write("proto/api.proto", "message Pong {}\n");
     let (_, summary, _) = run(&ws, &world, true, &[]);
-    assert_eq!(step(&summary, "sdk")["status"], "ran", "{summary}");
+    assert_eq!(step(&summary, "sdk").status, StepStatus::Ran, "{summary:?}");
     assert_eq!(std::fs::read_to_string(ws.path("out/sdk.txt")).unwrap(), "message Pong {}\n");
 
     // The bundle on: only the layer holding it syncs, its releases and gate run.
     let before = world.calls().len();
     let (code, summary, _) = run(&ws, &world, true, &["--bundle", "observability"]);
-    assert_eq!(code, Exit::Ok, "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary:?}");
     assert_eq!(synced_layers(&world.calls()[before..]), ["45-data-plane-ext"]);
-    assert_eq!(layer(&summary, "45-data-plane-ext")["gate"], "passed");
+    assert_eq!(layer(&summary, "45-data-plane-ext").gate, GateStatus::Passed);
     let releases = helm_list(&world);
     assert!(
         releases.contains(&"metrics".to_owned()) && releases.contains(&"metrics-smoke".to_owned()),
@@ -145,22 +159,24 @@ fn steps_run_skip_and_fail_and_bundles_install_and_uninstall() {
     );
 
     // Off again: the plan says it uninstalls first; the run does, and syncs nothing else.
-    let (code, plan, _) = run(&ws, &world, true, &["--plan"]);
-    assert_eq!(code, Exit::Ok, "{plan}");
-    let reason =
-        layer(&plan, "45-data-plane-ext")["reason"].as_str().unwrap_or_default().to_owned();
+    let (code, printed, _) = run_json(&ws, &world, true, &["--plan"]);
+    assert_eq!(code, Exit::Ok, "{printed}");
+    let plan: RunPlan = typed(&printed);
+    let decision =
+        |name: &str| layer(&plan, name).decision.clone().unwrap_or_else(|| panic!("{printed}"));
+    let reason = decision("45-data-plane-ext").reason.unwrap_or_default();
     assert!(
         reason.contains(
             "uninstall metrics (bundle observability), metrics-smoke (bundle observability)"
         ),
-        "{plan}"
+        "{printed}"
     );
     for name in LAYERS.iter().filter(|l| **l != "45-data-plane-ext") {
-        assert_eq!(layer(&plan, name)["action"], "unchanged", "{plan}");
+        assert_eq!(decision(name).action, Some(LayerAction::Unchanged), "{printed}");
     }
     let before = world.calls().len();
     let (code, summary, _) = run(&ws, &world, true, &[]);
-    assert_eq!(code, Exit::Ok, "{summary}");
+    assert_eq!(code, Exit::Ok, "{summary:?}");
     let destroy: Vec<String> =
         mutating(&world.calls()[before..]).into_iter().filter(|c| c.contains("destroy")).collect();
     assert_eq!(destroy.len(), 1, "{destroy:?}");
@@ -172,11 +188,14 @@ fn steps_run_skip_and_fail_and_bundles_install_and_uninstall() {
     support::kubectl_apply(&world, manifests::VAULT_STORE);
     support::kubectl_apply(&world, &manifests::keycloak_external_secret("keycloak-admin", "admin"));
     let (_, summary, _) = run(&ws, &world, true, &[]);
-    assert_eq!(
-        summary["secret_stores"],
-        serde_json::json!([{"name": "vault-local", "kind": "ClusterSecretStore", "provider": "Vault", "external_secrets": 1}]),
-        "{summary}"
-    );
+    let vault = StoreUse {
+        name: "vault-local".into(),
+        kind: "ClusterSecretStore".into(),
+        namespace: None,
+        provider: "Vault".into(),
+        external_secrets: 1,
+    };
+    assert_eq!(summary.secret_stores, [vault], "{summary:?}");
 
     // A failing step stops the run like a failed gate: exit 1, named, later layers skipped.
     let broken = SDK_STEP.replace("name = \"sdk\"", "name = \"broken\"").replace(
@@ -187,18 +206,18 @@ fn steps_run_skip_and_fail_and_bundles_install_and_uninstall() {
     ws.write_settings(&[TIMEOUTS, &broken]);
     let before = world.calls().len();
     let (code, summary, _) = run(&ws, &world, true, &[]);
-    assert_eq!(code, Exit::Failed, "{summary}");
-    assert_eq!(step(&summary, "broken")["status"], "failed");
-    assert_eq!(summary["failure"]["layer"], "15-secrets-certificates");
-    let message = summary["failure"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("step broken") && message.contains("exit 4"), "{summary}");
-    let remediation = summary["failure"]["remediation"].as_str().unwrap_or_default();
+    assert_eq!(code, Exit::Failed, "{summary:?}");
+    assert_eq!(step(&summary, "broken").status, StepStatus::Failed);
+    let failure = failure(&summary);
+    assert_eq!(failure.layer.as_deref(), Some("15-secrets-certificates"));
+    let message = &failure.message;
+    assert!(message.contains("step broken") && message.contains("exit 4"), "{summary:?}");
     assert!(
-        remediation.contains("error: proto/api.proto:1: no package"),
-        "the output tail: {summary}"
+        failure.remediation.contains("error: proto/api.proto:1: no package"),
+        "the output tail: {summary:?}"
     );
     for name in &LAYERS[2..] {
-        assert_eq!(layer(&summary, name)["status"], "skipped", "{summary}");
+        assert_eq!(layer(&summary, name).status, LayerStatus::Skipped, "{summary:?}");
     }
     assert_eq!(synced_layers(&world.calls()[before..]), Vec::<String>::new());
 }

@@ -84,6 +84,17 @@ pub fn checked_json(args: &[&str], out: &Output) -> (Exit, Value) {
     (Exit::of(out.status), json)
 }
 
+/// The JSON object `xtask <args> --format json` printed, checked against the committed
+/// schema of that command; `null` when stdout is not JSON (for tests whose runs may stop
+/// before printing any, and that look at what was printed instead).
+pub fn printed_json(args: &[&str], stdout: &str) -> Value {
+    let json = serde_json::from_str(stdout).unwrap_or(Value::Null);
+    if !json.is_null() {
+        assert_matches_schema(&schema_of(args, &json), &json);
+    }
+    json
+}
+
 /// The committed schema `xtask <args>` prints (as `xtask::schemas::all` lists them):
 /// `error` when it stopped with no result to show.
 pub fn schema_of(args: &[&str], json: &Value) -> String {
