@@ -1,6 +1,7 @@
-//! The published JSON documents read back into the types that print them
-//! (`xtask::schemas` lists them), so tests assert on typed fields rather than on
-//! `serde_json::Value` lookups that are `null` whenever a name is misspelt.
+//! Published JSON documents (`xtask::schemas` lists them) read back into the types that
+//! print them: the bootstrap/sync summary and the run plan so far. Tests assert on typed
+//! fields rather than on `serde_json::Value` lookups that are `null` whenever a name is
+//! misspelt.
 
 use std::fmt::Debug;
 use std::process::Output;
