@@ -23,7 +23,6 @@ pub struct SummaryDoc {
     /// The local registry and the repositories it holds, when it was read.
     pub registry: Option<Catalog>,
     /// Each secret store the ExternalSecrets use, with its provider.
-    #[serde(deserialize_with = "read_back::store_uses")]
     pub secret_stores: Vec<StoreUse>,
     /// The images fetched ahead (counts, each image's outcome), when any were.
     pub images: Option<serde_json::Value>,
@@ -49,7 +48,6 @@ pub struct StageDoc {
 pub struct LayerDoc {
     pub name: String,
     pub status: LayerStatus,
-    #[serde(deserialize_with = "read_back::GateStatusDef::deserialize")]
     pub gate: GateStatus,
     pub warnings: Vec<String>,
     /// What the run plan decided, for a layer it decided.
@@ -83,63 +81,6 @@ pub struct FailureDoc {
     pub layer: Option<String>,
     pub message: String,
     pub remediation: String,
-}
-
-/// Deserialize for the two types the summary borrows from engine modules that derive
-/// only Serialize: serde's remote derive mirrors them here. The struct's mirror builds a
-/// `StoreUse` literal (a new field fails to compile); the enum's is held to its type by
-/// the exhaustive match below.
-mod read_back {
-    use serde::{Deserialize, Deserializer};
-
-    use crate::layers::GateStatus;
-    use crate::secrets::StoreUse;
-
-    #[derive(Deserialize)]
-    #[serde(remote = "GateStatus", rename_all = "lowercase")]
-    pub enum GateStatusDef {
-        Passed,
-        Warned,
-        Failed,
-        None,
-    }
-
-    /// Fails to build when `GateStatus` gains a variant: add it to the mirror too.
-    const _: fn(GateStatus) = |gate| match gate {
-        GateStatus::Passed | GateStatus::Warned | GateStatus::Failed | GateStatus::None => {}
-    };
-
-    #[derive(Deserialize)]
-    #[serde(remote = "StoreUse")]
-    struct StoreUseDef {
-        name: String,
-        kind: String,
-        namespace: Option<String>,
-        provider: String,
-        external_secrets: usize,
-    }
-
-    pub fn store_uses<'de, D: Deserializer<'de>>(json: D) -> Result<Vec<StoreUse>, D::Error> {
-        #[derive(Deserialize)]
-        struct One(#[serde(with = "StoreUseDef")] StoreUse);
-        let stores = Vec::<One>::deserialize(json)?;
-        Ok(stores.into_iter().map(|One(store)| store).collect())
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn every_gate_status_reads_back_as_itself() {
-            for gate in
-                [GateStatus::Passed, GateStatus::Warned, GateStatus::Failed, GateStatus::None]
-            {
-                let printed = serde_json::to_value(gate).unwrap();
-                assert_eq!(GateStatusDef::deserialize(printed).unwrap(), gate);
-            }
-        }
-    }
 }
 
 fn millis(duration: std::time::Duration) -> u64 {

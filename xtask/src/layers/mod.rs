@@ -175,7 +175,9 @@ pub struct Cycle<'a> {
 }
 
 /// A layer's gate, as the summary shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum GateStatus {
     Passed,

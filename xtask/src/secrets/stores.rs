@@ -15,7 +15,7 @@ use super::external_secrets::{ESO_GROUP, ESO_VERSIONS};
 use crate::error::{Context as _, Result};
 
 /// One store in use.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct StoreUse {
     pub name: String,
     /// `SecretStore` or `ClusterSecretStore`.
