@@ -7,9 +7,9 @@
 //! that nothing ever releases).
 //!
 //! A pending release is brought back before its layer syncs, when no helm holds it: the
-//! run lock says no other bootstrap or sync of this checkout runs, and no live `helm`
-//! process on this machine names the release (unless it names another cluster's
-//! `--kube-context`). Then
+//! run lock says no other bootstrap or sync of this checkout runs, and no live `helm
+//! install`/`upgrade`/`rollback`/`uninstall` on this machine names the release (unless
+//! it names another cluster's `--kube-context`). Then
 //! - a release with an earlier revision is rolled back to the newest `deployed` one (else
 //!   the newest one that is neither pending nor uninstalled): `helm rollback <release>
 //!   <revision>`, which needs no lock (`pkg/action/rollback.go` only reads the history);
@@ -138,10 +138,16 @@ pub fn decide(history: &[HelmRelease], held_by: Option<String>) -> Option<Recove
     })
 }
 
-/// The first process (`pid`, argv) that is a `helm` naming `release` as an argument and
-/// not another cluster's context than `kube_context` (`--kube-context`: a helm on another
-/// cluster holds a release of the same name there, not here): `pid N: helm upgrade
-/// --install auth ...`. A helm naming no context may work on any cluster, so it counts.
+/// helm's commands that write a release (`pkg/cmd`: `install`, `upgrade`, `rollback`,
+/// `uninstall` and its aliases). Others (`template`, `status`, `test`, ...) never leave a
+/// revision pending, so a `helm template auth` elsewhere on the machine holds nothing.
+const WRITES: [&str; 7] = ["install", "upgrade", "rollback", "uninstall", "delete", "del", "un"];
+
+/// The first process (`pid`, argv) that is a `helm` writing `release` (a command of
+/// [`WRITES`] with the release named after it) and not on another cluster's context than
+/// `kube_context` (`--kube-context`: a helm on another cluster holds a release of the
+/// same name there, not here): `pid N: helm upgrade --install auth ...`. A helm naming no
+/// context may work on any cluster, so it counts.
 pub fn held_by(
     processes: &[(u32, Vec<String>)],
     release: &str,
@@ -150,9 +156,11 @@ pub fn held_by(
     processes.iter().find_map(|(pid, argv)| {
         let program = argv.first()?;
         let is_helm = std::path::Path::new(program).file_name().is_some_and(|n| n == "helm");
-        let names_release = argv[1..].iter().any(|a| a == release);
-        let elsewhere = named_context(&argv[1..]).is_some_and(|c| c != kube_context);
-        (is_helm && names_release && !elsewhere).then(|| format!("pid {pid}: {}", argv.join(" ")))
+        let args = &argv[1..];
+        let verb = args.iter().position(|a| WRITES.contains(&a.as_str()));
+        let writes_release = verb.is_some_and(|v| args[v + 1..].iter().any(|a| a == release));
+        let elsewhere = named_context(args).is_some_and(|c| c != kube_context);
+        (is_helm && writes_release && !elsewhere).then(|| format!("pid {pid}: {}", argv.join(" ")))
     })
 }
 
@@ -287,6 +295,9 @@ mod tests {
         let processes = vec![
             (10, vec!["/usr/bin/bash".to_owned(), "auth".to_owned()]),
             (11, vec!["helm".to_owned(), "status".to_owned(), "authx".to_owned()]),
+            // Another checkout rendering a chart of the same name writes no release.
+            (13, ["helm", "template", "auth", "../charts/a"].map(str::to_owned).to_vec()),
+            (14, ["helm", "test", "auth", "-n", "ameide"].map(str::to_owned).to_vec()),
             (
                 12,
                 ["/x/helm", "upgrade", "--install", "auth", "../charts/a"]
@@ -305,7 +316,7 @@ mod tests {
     #[test]
     fn a_helm_on_another_clusters_context_holds_nothing_here() {
         let helm = |context: &str| {
-            ["helm", "test", "auth", "-n", "ameide", context].map(str::to_owned).to_vec()
+            ["helm", "rollback", "auth", "1", "-n", "ameide", context].map(str::to_owned).to_vec()
         };
         let other = vec![(20, helm("--kube-context=k3d-other"))];
         assert_eq!(held_by(&other, "auth", "k3d-ameide"), None);
