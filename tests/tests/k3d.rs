@@ -295,7 +295,7 @@ fn the_cluster_network_takes_the_used_registries_only_at_create() {
     let out = k3d(&world, &["cluster", "create", "--config", config.to_str().unwrap()]);
     assert!(out.status.success(), "create failed:\n{}", text(&out));
     assert!(text(&out).contains(&format!("Created network '{network}'")), "{}", text(&out));
-    assert_eq!(networks_of(&server), [network.clone()], "a node is on the cluster's network only");
+    assert_eq!(networks_of(&server), [network.as_str()], "a node is on the cluster's network only");
     assert_eq!(networks_of(&cache), ["bridge".to_owned(), network.clone()]);
     assert_eq!(networks_of(&slot.registry()), ["bridge".to_owned(), network.clone()]);
     let list = k3d(&world, &["cluster", "list", &cluster, "-o", "json"]);
