@@ -6,8 +6,9 @@
 //!
 //! The cluster's network is a real Docker network (`network`): the nodes join only it,
 //! and the registries the cluster uses are connected to it at create, as k3d does. Not
-//! simulated: the image volume, published load-balancer ports, k3s itself. Output follows k3d's logrus lines
-//! (`INFO[0000] ...` on stdout, `ERRO`/`FATA` on stderr); a fatal error exits 1.
+//! simulated: the image volume, published load-balancer ports, k3s itself. Output
+//! follows k3d's logrus lines (`INFO[0000] ...` on stdout, `ERRO`/`FATA` on stderr); a
+//! fatal error exits 1.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -2,7 +2,8 @@
 //! its config file, then prove its API answers.
 //!
 //! desired (k3d.yaml) -> observe (Docker, via bollard) -> [`decide`] (pure) -> [`apply`]
-//! (the k3d CLI; bollard for the registry and legacy containers) -> `/readyz` through
+//! (the k3d CLI; bollard for the registry and legacy containers; `docker network
+//! connect` for an image cache off the kept cluster's network) -> `/readyz` through
 //! the run's kube context, converged or not. The config hash lives on the cluster itself
 //! as a runtime label, so there is no local state to go stale.
 
