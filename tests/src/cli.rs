@@ -116,7 +116,7 @@ pub fn export_lines(env: &[(String, String)]) -> String {
     env.iter().map(|(k, v)| format!("export {k}='{}'\n", v.replace('\'', r"'\''"))).collect()
 }
 
-/// Remove every container and image labelled with `dir`, stop the processes it started,
+/// Remove every container, network and image labelled with `dir`, stop the processes it started,
 /// remove it.
 pub fn down(dir: &Path) -> Result<()> {
     if !dir.exists() {
@@ -133,6 +133,8 @@ pub fn down(dir: &Path) -> Result<()> {
     docker::runtime()?.block_on(async {
         let docker = docker::connect().await?;
         docker::remove_testbed_containers(&docker, &dir).await?;
+        let ours = dir.to_string_lossy();
+        docker::network::remove_testbed_networks(&docker, |_, owner| owner == ours).await?;
         docker::remove_testbed_images(&docker, &dir).await
     })?;
     std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))

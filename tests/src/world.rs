@@ -183,6 +183,16 @@ fn clear_stale_worlds(slot: Slot) -> Result<()> {
                 docker::remove_container(&docker, c.id.as_deref().unwrap_or_default()).await?;
             }
         }
+        // The slot's cluster network, or one whose world is gone.
+        let slot_network = format!("k3d-{}", slot.cluster());
+        docker::network::remove_testbed_networks(&docker, |name, dir| {
+            name == slot_network
+                || Path::new(dir)
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+                || !Path::new(dir).exists()
+        })
+        .await?;
         for dir in &stale_dirs {
             docker::remove_testbed_images(&docker, dir).await?;
         }

@@ -270,3 +270,75 @@ fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The networks container `name` is on, sorted (empty when it does not exist).
+fn networks_of(name: &str) -> Vec<String> {
+    let rt = docker::runtime().unwrap();
+    rt.block_on(async {
+        let d = docker::connect().await.unwrap();
+        docker::network::container_networks(&d, name).await.unwrap().unwrap_or_default().1
+    })
+}
+
+#[test]
+fn the_cluster_network_takes_the_used_registries_only_at_create() {
+    if !testbed::require_docker() {
+        return;
+    }
+    let world = World::up(WorldOptions::default()).unwrap();
+    world.create_image_cache().unwrap();
+    let config = platform_k3d_config(&world);
+    let slot = world.slot();
+    let (cluster, cache) = (slot.cluster(), format!("k3d-{}", slot.cache()));
+    let (network, server) = (format!("k3d-{cluster}"), format!("k3d-{cluster}-server-0"));
+    assert_eq!(networks_of(&cache), ["bridge"], "`k3d registry create` joins bridge alone");
+    let out = k3d(&world, &["cluster", "create", "--config", config.to_str().unwrap()]);
+    assert!(out.status.success(), "create failed:\n{}", text(&out));
+    assert!(text(&out).contains(&format!("Created network '{network}'")), "{}", text(&out));
+    assert_eq!(networks_of(&server), [network.as_str()], "a node is on the cluster's network only");
+    assert_eq!(networks_of(&cache), ["bridge".to_owned(), network.clone()]);
+    assert_eq!(networks_of(&slot.registry()), ["bridge".to_owned(), network.clone()]);
+    let list = k3d(&world, &["cluster", "list", &cluster, "-o", "json"]);
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(list[0]["network"]["name"], network.as_str());
+    assert_eq!(list[0]["network"]["isExternal"], false);
+
+    // Who downloads an image a node pulls: the cache, or the node itself from upstream.
+    let pulled_by = |image: &str| {
+        let args = ["exec", &server, "crictl", "pull", image];
+        let out = world.command("docker").args(args).output().unwrap();
+        assert!(out.status.success(), "crictl pull {image}: {}", text(&out));
+        let pulls = testbed::docker::node_images::pulls(world.dir()).unwrap();
+        pulls.last().map(|p| p.by.clone()).unwrap_or_default()
+    };
+    let through_cache = format!("cache/{cache}");
+    assert_eq!(pulled_by("busybox:1.37.0"), through_cache);
+    // A cache made again while the cluster runs is on bridge alone: the node pulls past it.
+    let rm = world.command("docker").args(["rm", "-f", &cache]).output().unwrap();
+    assert!(rm.status.success(), "{}", text(&rm));
+    world.create_image_cache().unwrap();
+    assert_eq!(networks_of(&cache), ["bridge"]);
+    assert_eq!(pulled_by("alpine:3.20"), format!("crictl/{server}"));
+    let connect = ["network", "connect", &network, &cache];
+    let out = world.command("docker").args(connect).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(pulled_by("alpine:3.21"), through_cache);
+    // Stopped, it does not answer either.
+    let stop = world.command("docker").args(["stop", &cache]).output().unwrap();
+    assert!(stop.status.success(), "{}", text(&stop));
+    assert_eq!(pulled_by("alpine:3.22"), format!("crictl/{server}"));
+    let start = world.command("docker").args(["start", &cache]).output().unwrap();
+    assert!(start.status.success(), "{}", text(&start));
+
+    // Delete removes the network, only disconnecting the cache (no node of the cluster).
+    let out = k3d(&world, &["cluster", "delete", &cluster]);
+    assert!(out.status.success(), "delete failed:\n{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("Deleting cluster network '{network}'")),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(networks_of(&cache), ["bridge"], "the cache stays, off the gone network");
+    let gone = Command::new("docker").args(["network", "inspect", &network]).output().unwrap();
+    assert!(!gone.status.success(), "network {network} is left after delete");
+}

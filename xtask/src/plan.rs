@@ -51,6 +51,9 @@ pub fn render(plan: &PlanView) -> String {
     let _ = writeln!(out, "cluster   {} (k3d, registry {registry})", c.name);
     if let Some(d) = &c.decision {
         let _ = writeln!(out, "  plan    {}: {}", d.action, d.reason);
+        for connect in &d.connect_caches {
+            let _ = writeln!(out, "  then    {connect}");
+        }
     }
     let _ = writeln!(out, "  config  {}", c.config);
     let _ = writeln!(out, "  hash    {}", c.config_hash);

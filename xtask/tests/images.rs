@@ -188,3 +188,63 @@ fn a_gate_whose_image_cannot_be_pulled_fails_at_once_naming_it() {
     assert!(failure.contains(&format!("Failed to pull image \"{GATE_IMAGE}\"")), "{failure}");
     assert!(failure.contains("not found"), "{failure}");
 }
+
+/// A cache removed while the cluster runs is made again by the next run, which connects
+/// it to the cluster's network (k3d connects `registries.use` only at `cluster create`;
+/// `k3d registry create` joins `bridge` alone): the next pull in the cluster comes
+/// through the cache, with no download of its own from upstream.
+#[test]
+fn a_cache_removed_while_the_cluster_runs_is_made_again_on_the_clusters_network() {
+    if !require_docker() {
+        return;
+    }
+    let world = world(500, &[]);
+    let ws = platform(&world);
+    let slot = world.slot();
+    let (cache, network) = (format!("k3d-{}", slot.cache()), format!("k3d-{}", slot.cluster()));
+    let (code, first) = ws.json(&world, &["bootstrap", "--no-tilt"]);
+    assert_eq!(code, Exit::Ok, "{first}");
+    let removed = world.command("docker").args(["rm", "-f", &cache]).output().unwrap();
+    assert!(removed.status.success(), "{}", support::text(&removed.stderr));
+
+    let (code, plan) = ws.json(&world, &["plan"]);
+    assert_eq!(code, Exit::Ok, "{plan}");
+    let planned = &plan["cluster"]["connect_caches"];
+    assert_eq!(planned[0]["cache"], cache, "{}", plan["cluster"]);
+    assert_eq!(planned[0]["network"], network, "{}", plan["cluster"]);
+
+    let (code, again) = ws.json(&world, &["bootstrap", "--no-tilt"]);
+    assert_eq!(code, Exit::Ok, "{again}");
+    let log = std::fs::read_to_string(ws.log()).unwrap();
+    let made = format!("$ k3d registry create {} ", slot.cache());
+    let connected = format!("$ docker network connect {network} {cache}");
+    let (made_at, connected_at) = (log.find(&made), log.find(&connected));
+    assert!(made_at.is_some() && made_at < connected_at, "made, then connected: {log}");
+    let inspect = world
+        .command("docker")
+        .args([
+            "inspect",
+            "--format",
+            "{{range $n, $_ := .NetworkSettings.Networks}}{{$n}} {{end}}",
+        ])
+        .arg(&cache)
+        .output()
+        .unwrap();
+    let networks = support::text(&inspect.stdout);
+    assert!(networks.split_whitespace().any(|n| n == network), "{cache} is on {networks}");
+
+    // The next image a node pulls comes through the new cache.
+    let before = downloads(&world).len();
+    let node = format!("k3d-{}-server-0", slot.cluster());
+    let pulled = world
+        .command("docker")
+        .args(["exec", &node, "crictl", "pull", "alpine:3.20"])
+        .output()
+        .unwrap();
+    assert!(pulled.status.success(), "{}", support::text(&pulled.stderr));
+    assert_eq!(
+        downloads(&world)[before..],
+        [format!("cache/{cache} docker.io/library/alpine:3.20")],
+        "downloaded by the cache, not by the node from upstream"
+    );
+}

@@ -1,11 +1,12 @@
 //! The Docker side of the testbed: one way to connect (the daemon here speaks API 1.41,
 //! older than bollard's default, so the version is always negotiated) and the labels
 //! every testbed container carries; the images the testbed builds (`images`); the
-//! simulated image stores, registry and link (`node_images`); and the fake `docker`
-//! CLI (`fake`). Below the simulated tools and the API server's kubelet, which use it.
+//! simulated image stores, registry and link (`node_images`); the clusters' networks
+//! (`network`); and the fake `docker` CLI (`fake`). Below the simulated tools and the API server's kubelet, which use it.
 
 pub mod fake;
 pub mod images;
+pub mod network;
 pub mod node_images;
 
 use std::collections::HashMap;

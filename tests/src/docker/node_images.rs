@@ -161,18 +161,21 @@ pub fn unix_ms() -> u64 {
 /// How a node's containerd gets `image` (kubelet or `crictl pull`): through the mirror
 /// the cluster's `registries.yaml` (k3d `registries.config`) names for the image's
 /// registry when its first endpoint is a pull-through cache (`k3d registry create
-/// --proxy-remote-url`, [`pull_from_cache`]), else from upstream. Returns when the node
-/// has it (unix ms) and, for a download straight from upstream, who to record it as
-/// once done (`by`).
+/// --proxy-remote-url`, [`pull_from_cache`]) that the node `reaches` (by container name),
+/// else from upstream, as containerd goes on to the next endpoint when a mirror does not
+/// answer. Returns when the node has it (unix ms) and, for a download straight from
+/// upstream, who to record it as once done (`by`).
 pub fn begin_pull(
     dir: Option<&Path>,
     cluster_dir: Option<&Path>,
     by: &str,
+    reaches: &dyn Fn(&str) -> bool,
     image: &str,
     s: &Scenario,
     now_ms: u64,
 ) -> (u64, Option<String>) {
-    let cache = dir.zip(cluster_dir).and_then(|(dir, cdir)| mirror_cache(dir, cdir, image));
+    let cache =
+        dir.zip(cluster_dir).and_then(|(dir, cdir)| mirror_cache(dir, cdir, image, reaches));
     let Some((dir, cache)) = dir.zip(cache) else {
         return (reserve_link(dir, s, image, now_ms), Some(by.to_owned()));
     };
@@ -197,7 +200,9 @@ pub fn begin_node_pull(
         return (end, None);
     }
     let cluster_dir = store.ancestors().nth(3);
-    let (end, record) = begin_pull(dir, cluster_dir, by, image, s, now_ms);
+    let node = store.parent().and_then(Path::file_name).unwrap_or_default().to_string_lossy();
+    let reaches = |cache: &str| crate::docker::network::reaches(&node, cache);
+    let (end, record) = begin_pull(dir, cluster_dir, by, &reaches, image, s, now_ms);
     let written = marker.parent().map_or(Ok(()), std::fs::create_dir_all);
     if let Err(e) = written.and_then(|()| std::fs::write(&marker, end.to_string())) {
         eprintln!("testbed: node pull of {image}: {e:#}");
@@ -243,8 +248,13 @@ pub fn pull_from_cache(dir: &Path, cache: &Path, image: &str, s: &Scenario, now_
 }
 
 /// The cache directory of the pull-through cache the cluster's first mirror endpoint for
-/// `image`'s registry names, if that cache exists.
-fn mirror_cache(dir: &Path, cluster_dir: &Path, image: &str) -> Option<PathBuf> {
+/// `image`'s registry names, if that cache exists and the node `reaches` its container.
+fn mirror_cache(
+    dir: &Path,
+    cluster_dir: &Path,
+    image: &str,
+    reaches: &dyn Fn(&str) -> bool,
+) -> Option<PathBuf> {
     #[derive(Deserialize, Default)]
     struct RegistriesYaml {
         #[serde(default)]
@@ -263,7 +273,7 @@ fn mirror_cache(dir: &Path, cluster_dir: &Path, image: &str) -> Option<PathBuf> 
     let address = first.strip_prefix("http://")?.trim_end_matches('/');
     let container = address.rsplit_once(':').map_or(address, |(n, _)| n);
     let cache = cache_dir(dir, container);
-    cache.is_dir().then_some(cache)
+    (cache.is_dir() && reaches(container)).then_some(cache)
 }
 
 /// A cluster's directory (the fake k3d's, removed with the cluster): its
@@ -403,22 +413,26 @@ mod tests {
         )
         .unwrap();
         let s = Scenario { pull_mbps: 50, ..Scenario::default() };
+        let pull = |by, reaches: &dyn Fn(&str) -> bool, image, now| {
+            begin_pull(Some(dir.path()), Some(&cdir), by, reaches, image, &s, now)
+        };
+        let reached = |_: &str| true;
+        let begin_pull = |by, image, now| pull(by, &reached, image, now);
         // No cache container yet: straight from upstream, recorded by the caller.
-        let (_, by) =
-            begin_pull(Some(dir.path()), Some(&cdir), "kubelet/n", "busybox:1.37.0", &s, 0);
+        let (_, by) = begin_pull("kubelet/n", "busybox:1.37.0", 0);
+        assert_eq!(by.as_deref(), Some("kubelet/n"));
+        std::fs::create_dir_all(cache_dir(dir.path(), "k3d-cache")).unwrap();
+        // A cache the node does not reach (not on its network, stopped): upstream too.
+        let (_, by) = pull("kubelet/n", &|_: &str| false, "busybox:1.37.0", 0);
         assert_eq!(by.as_deref(), Some("kubelet/n"));
         std::fs::remove_file(dir.path().join(LINK_FILE)).unwrap();
-        std::fs::create_dir_all(cache_dir(dir.path(), "k3d-cache")).unwrap();
         // registry:2 (no image file: k3d's default). 95 MB at 50 Mbit/s is 15.2 s: once
         // into the cache's storage, once to the client, on one link.
-        let (first, by) =
-            begin_pull(Some(dir.path()), Some(&cdir), "kubelet/n", "postgres:16.4-alpine", &s, 0);
+        let (first, by) = begin_pull("kubelet/n", "postgres:16.4-alpine", 0);
         assert_eq!((first, by), (30_400, None));
-        let (again, _) =
-            begin_pull(Some(dir.path()), Some(&cdir), "kubelet/m", "postgres:16.4-alpine", &s, 0);
+        let (again, _) = begin_pull("kubelet/m", "postgres:16.4-alpine", 0);
         assert_eq!(again, 45_600, "asked while the cache stores it: one more download");
-        let later =
-            begin_pull(Some(dir.path()), Some(&cdir), "k", "postgres:16.4-alpine", &s, 30_400);
+        let later = begin_pull("k", "postgres:16.4-alpine", 30_400);
         assert_eq!(later.0, 30_400 + 95_000_000 / 125_000, "stored: a local copy");
         let pulls = pulls(dir.path()).unwrap();
         assert_eq!(pulls.len(), 3);

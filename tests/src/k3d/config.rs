@@ -14,6 +14,8 @@ pub(crate) struct SimpleConfig {
     pub(crate) servers: Option<u32>,
     pub(crate) agents: Option<u32>,
     pub(crate) image: String,
+    /// An existing network for the cluster (external); empty: k3d makes `k3d-<name>`.
+    pub(crate) network: String,
     pub(crate) registries: Registries,
     pub(crate) options: ConfigOptions,
 }

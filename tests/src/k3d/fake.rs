@@ -4,16 +4,18 @@
 //! testbed's fake API server (`testbed apiserver`), one process per cluster, whose
 //! address is written into the kubeconfig as context `k3d-<cluster>`.
 //!
-//! Not simulated: the cluster network (nodes join Docker's default bridge), the image
-//! volume, published load-balancer ports, k3s itself. Output follows k3d's logrus lines
-//! (`INFO[0000] ...` on stdout, `ERRO`/`FATA` on stderr); a fatal error exits 1.
+//! The cluster's network is a real Docker network (`network`): the nodes join only it,
+//! and the registries the cluster uses are connected to it at create, as k3d does. Not
+//! simulated: the image volume, published load-balancer ports, k3s itself. Output
+//! follows k3d's logrus lines (`INFO[0000] ...` on stdout, `ERRO`/`FATA` on stderr); a
+//! fatal error exits 1.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bollard::Docker;
-use bollard::models::ContainerCreateBody;
+use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{CreateContainerOptions, StopContainerOptions};
 use serde_json::json;
 
@@ -24,6 +26,7 @@ use crate::k3d::common::*;
 use crate::k3d::config::*;
 use crate::k3d::flags::*;
 use crate::k3d::list::*;
+use crate::k3d::network;
 use crate::k3d::registry::*;
 use crate::{http, kubeconfig, procs};
 
@@ -157,6 +160,12 @@ async fn create(dir: &Path, docker: &Docker, flags: &Flags, log: &Log) -> Result
                 host_port: r.host_port.clone(),
             }
         }),
+        network: config.as_ref().map(|c| c.network.clone()).unwrap_or_default(),
+        use_registries: config
+            .iter()
+            .flat_map(|c| &c.registries.use_)
+            .map(|u| u.rsplit_once(':').map_or(u.as_str(), |(n, _)| n).to_owned())
+            .collect(),
     };
     // `registries.use`: each must exist (k3d `RegistryGet`); `registries.config` is
     // every node's `/etc/rancher/k3s/registries.yaml`.
@@ -194,6 +203,10 @@ struct CreatePlan {
     nodes: Vec<NodeSpec>,
     runtime_labels: Vec<(String, String, Vec<String>)>,
     registry: Option<RegistryPlan>,
+    /// The config's `network` (empty: k3d makes `k3d-<cluster>`).
+    network: String,
+    /// `registries.use`, by container name.
+    use_registries: Vec<String>,
 }
 
 async fn create_cluster(
@@ -204,17 +217,18 @@ async fn create_cluster(
     log: &Log,
 ) -> Result<()> {
     let name = &plan.name;
-    log.info("Prep: Network");
-    log.info("Re-using existing network 'bridge' (testbed: no per-cluster network)");
+    let net = network::prep(dir, docker, name, &plan.network, log).await?;
+    let mut registries = plan.use_registries.clone();
     if let Some(reg) = &plan.registry {
         create_registry(dir, docker, name, reg, log).await.context("Failed Cluster Preparation")?;
+        registries.push(reg.name.clone());
     }
+    network::connect_registries(docker, &net, &registries, log).await?;
     for node in &plan.nodes {
         let mut labels = base_labels(dir, name, node.role);
         labels.insert("k3d.cluster.url".into(), format!("https://k3d-{name}-server-0:6443"));
         labels.insert("k3d.server.loadbalancer".into(), format!("k3d-{name}-serverlb"));
-        labels.insert("k3d.cluster.network".into(), "bridge".into());
-        labels.insert("k3d.cluster.network.external".into(), "true".into());
+        labels.extend(net.labels());
         for (k, v, filters) in &plan.runtime_labels {
             if filters.iter().any(|f| filter_matches(f, node)) {
                 labels.insert(k.clone(), v.clone());
@@ -230,6 +244,10 @@ async fn create_cluster(
             cmd: Some(images::node_command()),
             labels: Some(labels),
             hostname: Some(node.name.clone()),
+            host_config: Some(HostConfig {
+                network_mode: Some(net.name.clone()),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         docker
@@ -327,15 +345,31 @@ async fn delete(dir: &Path, docker: &Docker, flags: &Flags, log: &Log) -> Result
     Ok(0)
 }
 
-/// Remove the cluster's containers (its registry too), its API server and state.
+/// Remove the cluster's containers (its registry too, unless it is on another network),
+/// its network, its API server and state.
 async fn delete_cluster(dir: &Path, docker: &Docker, cluster: &str, log: &Log) -> Result<()> {
     log.info(&format!("Deleting cluster '{cluster}'"));
     let cdir = cluster_dir(dir, cluster);
     procs::stop_pid_file(&cdir.join("apiserver.pid"), "apiserver")?;
-    for c in cluster_containers(docker, cluster).await? {
-        let name = docker::container_name(&c);
+    let containers = cluster_containers(docker, cluster).await?;
+    let net = network::of_nodes(&containers);
+    for c in &containers {
+        let name = docker::container_name(c);
+        if let Some((net, _)) = &net
+            && docker::label(c, "k3d.role") == Some("registry")
+            && network::registry_stays(c, net)
+        {
+            log.info(&format!(
+                "Registry {name} is also connected to other (non-default) networks, not deleting it..."
+            ));
+            crate::docker::network::disconnect(docker, net, &name).await?;
+            continue;
+        }
         log.info(&format!("Deleting node '{name}'"));
         docker::remove_container(docker, c.id.as_deref().unwrap_or(&name)).await?;
+    }
+    if let Some((name, external)) = &net {
+        network::delete(docker, name, *external, log).await?;
     }
     match std::fs::remove_dir_all(&cdir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

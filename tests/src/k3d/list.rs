@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::docker;
 use crate::k3d::common::*;
 use crate::k3d::flags::*;
+use crate::k3d::network::{LABEL_NETWORK, LABEL_NETWORK_EXTERNAL, LABEL_NETWORK_ID};
 
 /// One node as `k3d cluster list -o json` / `k3d registry list -o json` print it.
 pub(crate) fn node_json(c: &ContainerSummary) -> Value {
@@ -22,6 +23,16 @@ pub(crate) fn node_json(c: &ContainerSummary) -> Value {
         "image": c.image.clone().unwrap_or_default(),
         "runtimeLabels": labels,
         "State": {"Running": docker::is_running(c), "Status": status, "Started": ""},
+    })
+}
+
+/// The cluster's network as `k3d cluster list -o json` prints it, from its nodes' labels.
+fn network_json(nodes: &[&ContainerSummary]) -> Value {
+    let label = |key: &str| nodes.iter().find_map(|c| docker::label(c, key)).unwrap_or("");
+    json!({
+        "name": label(LABEL_NETWORK),
+        "id": label(LABEL_NETWORK_ID),
+        "isExternal": label(LABEL_NETWORK_EXTERNAL) == "true",
     })
 }
 
@@ -52,7 +63,7 @@ pub(crate) async fn list(docker: &Docker, flags: &Flags, log: &Log) -> Result<i3
         };
         clusters.push(json!({
             "name": name,
-            "network": {"name": "bridge", "id": "", "isExternal": true},
+            "network": network_json(&nodes),
             "nodes": nodes.iter().map(|c| node_json(c)).collect::<Vec<_>>(),
             "serversRunning": count("server", true),
             "serversCount": count("server", false),

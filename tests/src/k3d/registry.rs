@@ -2,11 +2,12 @@
 //! container named exactly `registries.create.name`, listening on 5000 inside and the
 //! configured host port outside (k3d `pkg/config/transform.go`, `pkg/client/registry.go`).
 //!
-//! `k3d registry create NAME [--proxy-remote-url URL] [-v SRC:DEST] [-p PORT] [--no-help]`
-//! makes a registry outside any cluster: container `k3d-NAME` (`cmd/registry/
+//! `k3d registry create NAME [--proxy-remote-url URL] [-v SRC:DEST] [-p PORT]
+//! [--default-network NET] [--no-help]` makes a registry outside any cluster, on `NET`
+//! (default `bridge`) only: container `k3d-NAME` (`cmd/registry/
 //! registryCreate.go` prefixes `k3d-`), labels `app=k3d`, `k3d.role=registry` and no
-//! `k3d.cluster`, so `k3d cluster delete` leaves it (k3d v5.7.5 `ClusterDelete` deletes
-//! only the cluster's nodes); for a pull-through cache k3d sets `REGISTRY_PROXY_REMOTEURL`
+//! `k3d.cluster`, so `k3d cluster delete` leaves it, only disconnected from the cluster's
+//! network (k3d v5.7.5 `ClusterDelete` deletes only the cluster's nodes); for a pull-through cache k3d sets `REGISTRY_PROXY_REMOTEURL`
 //! (`pkg/client/registry.go`), here a label `testbed.proxy.remoteurl` (the registry
 //! process cannot reach upstream). What such a cache holds is
 //! `$TESTBED_DIR/caches/<container>/` (`node_images`), not the volume named by `-v`,
@@ -151,7 +152,13 @@ pub(crate) async fn create_standalone(
     // Not the registry's `REGISTRY_PROXY_REMOTEURL`: the real registry process would try
     // to reach upstream, which the testbed has not; a label says what it proxies.
     labels.insert("testbed.proxy.remoteurl".to_owned(), remote.clone());
-    let body = registry_container(labels, "0.0.0.0", port);
+    let mut body = registry_container(labels, "0.0.0.0", port);
+    // Only `--default-network` (default `bridge`): k3d connects it to a cluster's network
+    // only at that cluster's create (`k3d::network`).
+    let default_network = flags.value(&["default-network"]).unwrap_or("bridge");
+    if let Some(host) = body.host_config.as_mut() {
+        host.network_mode = Some(default_network.to_owned());
+    }
     log.info(&format!("Creating node '{container}'"));
     docker
         .create_container(

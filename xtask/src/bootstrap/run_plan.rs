@@ -55,6 +55,9 @@ pub struct ClusterDecision {
     pub reason: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remove_legacy: Vec<String>,
+    /// Image caches connected to the running cluster's network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connect_caches: Vec<cluster::image_cache::Connect>,
 }
 
 /// One layer's part.
@@ -282,6 +285,7 @@ fn cluster_decision(seen: &ClusterSeen, plan: Option<&cluster::Plan>) -> Cluster
         action: action.into(),
         reason,
         remove_legacy: plan.map(|p| p.remove_legacy.clone()).unwrap_or_default(),
+        connect_caches: plan.map(|p| p.connect_caches.clone()).unwrap_or_default(),
     }
 }
 

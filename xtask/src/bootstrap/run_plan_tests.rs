@@ -118,6 +118,8 @@ fn desired() -> Desired {
         config_hash: HASH.into(),
         registry: None,
         legacy_registries: Vec::new(),
+        network: "k3d-ameide".into(),
+        caches: Vec::new(),
     }
 }
 

@@ -18,13 +18,20 @@
 //! `<NAME>-data`) before k3d needs it, and starts a stopped one. `k3d cluster delete` only disconnects such a registry from the
 //! cluster's network (k3d v5.7.5 `pkg/client/cluster.go` `ClusterDelete`: a registry
 //! is not a node of the cluster unless the cluster created it), so what it holds stays.
+//!
+//! The nodes reach a cache by name on the cluster's network, which k3d joins it to only
+//! at `k3d cluster create` (`ClusterRun` → `RegistryConnectNetworks`); `k3d registry
+//! create` puts it on `bridge` alone (`--default-network`). A cache (re)made while the
+//! cluster exists is therefore connected here ([`to_connect`], [`connect`]): unreached,
+//! containerd would go on to the next endpoint and pull from upstream without a word.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use bollard::Docker;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::error::{Context as _, Result, bad_input};
+use crate::error::{Context as _, Result, bad_input, failed};
 use crate::exec::{self, Cmd};
 use crate::platform::k3d::K3dConfig;
 use crate::session::Session;
@@ -192,6 +199,82 @@ pub async fn ensure(
     Ok(warnings)
 }
 
+/// An image cache the cluster's nodes cannot reach: `docker network connect NETWORK CACHE`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct Connect {
+    /// The cache's container.
+    pub cache: String,
+    /// The cluster's network (`k3d-<cluster>`).
+    pub network: String,
+    /// Why it is not on it.
+    pub reason: String,
+}
+
+impl fmt::Display for Connect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Connect { cache, network, reason } = self;
+        write!(f, "connect image cache {cache} to network {network} ({reason})")
+    }
+}
+
+/// The caches (containers named in `registries.use`) that a cluster which is not
+/// (re)created by this run leaves unreached: missing now (the run makes it, on `bridge`
+/// only), or not on `network`. `seen`: each existing cache's networks.
+pub fn to_connect(
+    caches: &[String],
+    network: &str,
+    seen: &BTreeMap<String, Vec<String>>,
+) -> Vec<Connect> {
+    let connect = |cache: &String, reason: String| Connect {
+        cache: cache.clone(),
+        network: network.to_owned(),
+        reason,
+    };
+    caches
+        .iter()
+        .filter_map(|cache| match seen.get(cache) {
+            None => Some(connect(
+                cache,
+                "made by this run: `k3d registry create` joins only `bridge`".into(),
+            )),
+            Some(on) if !on.iter().any(|n| n == network) => {
+                let on = if on.is_empty() { "no network".to_owned() } else { on.join(", ") };
+                Some(connect(cache, format!("on {on}, not the cluster's network")))
+            }
+            Some(_) => None,
+        })
+        .collect()
+}
+
+/// `docker network connect` the cache, unless it is on the network by now (nothing to
+/// do); whether it connected. A failure says what the nodes do meanwhile and the command.
+pub async fn connect(
+    session: &Session,
+    docker: &Docker,
+    connect: &Connect,
+    timeout: std::time::Duration,
+) -> Result<bool> {
+    let Connect { cache, network, .. } = connect;
+    let found = docker
+        .inspect_container(cache, None)
+        .await
+        .with_context(|| format!("inspecting image cache {cache}"))?;
+    let on = found.network_settings.and_then(|n| n.networks).unwrap_or_default();
+    if on.contains_key(network) {
+        session.line(super::TAG, &format!("image cache {cache} is on network {network}"));
+        return Ok(false);
+    }
+    let cmd = Cmd::new(super::TAG, "docker", timeout).args(["network", "connect", network, cache]);
+    match exec::run_ok(session, &cmd).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind().is_interrupted() => Err(e),
+        Err(e) => Err(failed(format!(
+            "connecting image cache {cache} to the cluster's network {network} failed: {e:#}; until it is connected the nodes pull past it, from upstream"
+        ))
+        .with_remediation(format!("run `{}`, then `cargo xtask bootstrap` again", cmd.display()))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +303,25 @@ mod tests {
             err.to_string().contains("k3d.yaml: registries.config mirror `docker.io`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_cache_off_the_clusters_network_is_connected_and_one_on_it_is_left() {
+        let caches = ["k3d-a".to_owned(), "k3d-b".to_owned(), "k3d-c".to_owned()];
+        let seen = BTreeMap::from([
+            ("k3d-b".to_owned(), vec!["bridge".to_owned()]),
+            ("k3d-c".to_owned(), vec!["bridge".to_owned(), "k3d-x".to_owned()]),
+        ]);
+        let planned = to_connect(&caches, "k3d-x", &seen);
+        let named: Vec<(&str, &str)> =
+            planned.iter().map(|c| (c.cache.as_str(), c.network.as_str())).collect();
+        assert_eq!(named, [("k3d-a", "k3d-x"), ("k3d-b", "k3d-x")], "k3d-c is on it already");
+        assert_eq!(
+            planned[0].to_string(),
+            "connect image cache k3d-a to network k3d-x (made by this run: `k3d registry create` joins only `bridge`)"
+        );
+        assert_eq!(planned[1].reason, "on bridge, not the cluster's network");
+        assert!(to_connect(&[], "k3d-x", &seen).is_empty());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! its config file, then prove its API answers.
 //!
 //! desired (k3d.yaml) -> observe (Docker, via bollard) -> [`decide`] (pure) -> [`apply`]
-//! (the k3d CLI; bollard for the registry and legacy containers) -> `/readyz` through
+//! (the k3d CLI; bollard for the registry and legacy containers; `docker network
+//! connect` for an image cache off the kept cluster's network) -> `/readyz` through
 //! the run's kube context, converged or not. The config hash lives on the cluster itself
 //! as a runtime label, so there is no local state to go stale.
 
@@ -14,7 +15,7 @@ pub mod image_cache;
 pub mod registry;
 mod stage;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use bollard::Docker;
@@ -59,6 +60,10 @@ pub struct Desired {
     /// (default `k3d-<cluster>-registry`).
     pub registry: Option<String>,
     pub legacy_registries: Vec<String>,
+    /// The network k3d makes for the cluster: the config's `network`, else `k3d-<name>`.
+    pub network: String,
+    /// Image cache containers the config uses (`image_cache::caches`).
+    pub caches: Vec<String>,
 }
 
 /// One container, as far as the plan cares.
@@ -78,6 +83,8 @@ pub struct Observed {
     pub registry: Option<Container>,
     /// Legacy registry containers that exist.
     pub legacy: Vec<Container>,
+    /// Image caches that exist, with the networks each is on.
+    pub caches: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -95,6 +102,10 @@ pub struct Plan {
     pub action: Action,
     /// Legacy registry containers to remove.
     pub remove_legacy: Vec<String>,
+    /// Image caches to connect to the running cluster's network (k3d does it only at
+    /// create).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connect_caches: Vec<image_cache::Connect>,
 }
 
 impl fmt::Display for Action {
@@ -125,7 +136,25 @@ pub fn decide(desired: &Desired, observed: &Observed) -> Plan {
     } else {
         Action::Noop
     };
-    Plan { action, remove_legacy }
+    let connect_caches = match action {
+        Action::Noop | Action::Start { .. } => {
+            image_cache::to_connect(&desired.caches, &network(desired, observed), &observed.caches)
+        }
+        // `k3d cluster create` connects every registry in `registries.use`.
+        Action::Create | Action::Recreate { .. } => Vec::new(),
+    };
+    Plan { action, remove_legacy, connect_caches }
+}
+
+/// The cluster's network as its nodes carry it (k3d's `k3d.cluster.network` label),
+/// else the one k3d would make.
+fn network(desired: &Desired, observed: &Observed) -> String {
+    observed
+        .nodes
+        .iter()
+        .find_map(|c| c.labels.get("k3d.cluster.network"))
+        .cloned()
+        .unwrap_or_else(|| desired.network.clone())
 }
 
 fn drift(desired: &Desired, observed: &Observed) -> Option<String> {
@@ -180,8 +209,12 @@ pub fn desired(ctx: &Context) -> Result<(K3dConfig, Desired)> {
             ctx.display_path(&settings.k3d_config),
         )));
     }
+    let caches = image_cache::caches(&config)?.into_iter().map(|c| c.container).collect();
+    let network = config.spec.network.clone().unwrap_or_else(|| format!("k3d-{name}"));
     let desired = Desired {
         registry: config.created_registry(&name),
+        network,
+        caches,
         name,
         config_hash: config.canonical_hash(),
         legacy_registries: settings.legacy_registries.clone(),
@@ -225,6 +258,15 @@ pub async fn observe(docker: &Docker, desired: &Desired) -> Result<Observed> {
             running: summary.state.is_some_and(|s| s.to_string() == "running"),
             labels: summary.labels.unwrap_or_default(),
         };
+        if desired.caches.contains(&container.name) {
+            let mut networks: Vec<String> = summary
+                .network_settings
+                .and_then(|n| n.networks)
+                .map(|n| n.into_keys().collect())
+                .unwrap_or_default();
+            networks.sort();
+            observed.caches.insert(container.name.clone(), networks);
+        }
         let label = |k: &str| container.labels.get(k).map(String::as_str);
         if Some(&container.name) == desired.registry.as_ref() {
             observed.registry = Some(container);
@@ -253,6 +295,8 @@ mod tests {
             config_hash: HASH.into(),
             registry: Some("k3d-dev-reg".into()),
             legacy_registries: vec!["dev-reg".into(), "k3d-docker.io".into()],
+            network: "k3d-ameide".into(),
+            caches: vec!["k3d-cache".into()],
         }
     }
 
@@ -277,6 +321,10 @@ mod tests {
             ],
             registry: Some(container("k3d-dev-reg", true, &[("k3d.role", "registry")])),
             legacy: vec![],
+            caches: BTreeMap::from([(
+                "k3d-cache".into(),
+                vec!["bridge".into(), "k3d-ameide".into()],
+            )]),
         }
     }
 
@@ -289,8 +337,36 @@ mod tests {
     fn matching_running_cluster_is_left_alone() {
         assert_eq!(
             decide(&desired(), &healthy()),
-            Plan { action: Action::Noop, remove_legacy: vec![] }
+            Plan { action: Action::Noop, remove_legacy: vec![], connect_caches: vec![] }
         );
+    }
+
+    #[test]
+    fn a_cache_made_or_moved_while_the_cluster_lives_is_connected_unless_k3d_does_it() {
+        let mut observed = healthy();
+        observed.caches.clear();
+        let plan = decide(&desired(), &observed);
+        assert_eq!(plan.action, Action::Noop);
+        let [connect] = plan.connect_caches.as_slice() else { panic!("{plan:?}") };
+        assert_eq!((connect.cache.as_str(), connect.network.as_str()), ("k3d-cache", "k3d-ameide"));
+        // On the network the nodes carry, not the one k3d would name.
+        observed.caches.insert("k3d-cache".into(), vec!["bridge".into(), "k3d-ameide".into()]);
+        for node in &mut observed.nodes {
+            node.labels.insert("k3d.cluster.network".into(), "shared".into());
+        }
+        let [connect] = decide(&desired(), &observed).connect_caches.try_into().unwrap();
+        assert_eq!(connect.network, "shared");
+        assert_eq!(connect.reason, "on bridge, k3d-ameide, not the cluster's network");
+        // A stopped cluster is started, not recreated: k3d does not connect it then.
+        for node in &mut observed.nodes {
+            node.running = false;
+        }
+        assert_eq!(decide(&desired(), &observed).connect_caches.len(), 1);
+        // A new cluster: `k3d cluster create` connects it.
+        assert!(decide(&desired(), &Observed::default()).connect_caches.is_empty());
+        let mut drifted = desired();
+        drifted.config_hash = "b".repeat(64);
+        assert!(decide(&drifted, &observed).connect_caches.is_empty());
     }
 
     #[test]

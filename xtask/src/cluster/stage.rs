@@ -42,9 +42,12 @@ impl Planned {
         &self.docker
     }
 
-    /// The `--plan` row: the action, nothing done.
+    /// The `--plan` row: the action and the caches to connect, nothing done.
     pub fn report(&self) -> Report {
-        Report::planned(self.plan.action.to_string())
+        let connects = self.plan.connect_caches.iter().map(ToString::to_string);
+        let detail: Vec<String> =
+            std::iter::once(self.plan.action.to_string()).chain(connects).collect();
+        Report::planned(detail.join("; "))
     }
 }
 
@@ -59,6 +62,9 @@ pub async fn plan(ctx: &Context) -> Result<Planned> {
     if !plan.remove_legacy.is_empty() {
         let names = plan.remove_legacy.join(", ");
         ctx.session.line(TAG, &format!("legacy registries to remove: {names}"));
+    }
+    for connect in &plan.connect_caches {
+        ctx.session.line(TAG, &format!("plan: {connect}"));
     }
     Ok(Planned { config, desired, observed, plan, docker })
 }
@@ -108,6 +114,14 @@ pub async fn apply_decided(ctx: &Context, planned: &Planned, plan: &Plan) -> Res
             }
         }
     }
+    let mut connected = Vec::new();
+    for connect in &plan.connect_caches {
+        let tool_call = ctx.settings.timeouts.tool_call();
+        if super::image_cache::connect(session, docker, connect, tool_call).await? {
+            connected
+                .push(format!("connected image cache {} to {}", connect.cache, connect.network));
+        }
+    }
     for name in &plan.remove_legacy {
         session.events.progress(TAG, &format!("removing legacy registry container {name}"));
         let options = RemoveContainerOptions { force: true, ..Default::default() };
@@ -123,7 +137,8 @@ pub async fn apply_decided(ctx: &Context, planned: &Planned, plan: &Plan) -> Res
         refresh_if_stale(ctx, &desired.name).await?;
     }
     wait_ready(session, context, timeout, || k8s::readyz(context)).await?;
-    Ok(Report::ok(plan.action.to_string()).warn(warnings))
+    let detail = std::iter::once(plan.action.to_string()).chain(connected).collect::<Vec<_>>();
+    Ok(Report::ok(detail.join("; ")).warn(warnings))
 }
 
 async fn create_cluster(session: &Session, cmd: &Cmd) -> Result<()> {
@@ -314,6 +329,9 @@ impl Rendered for Outcome {
                 "cluster `{cluster}`: {did} legacy registry container `{name}`\n"
             ));
         }
+        for connect in &self.plan.connect_caches {
+            out.push_str(&format!("cluster `{cluster}`: {verb}: {connect}\n"));
+        }
         for warning in &self.warnings {
             out.push_str(&format!("cluster `{cluster}`: warning: {warning}\n"));
         }
@@ -340,7 +358,7 @@ mod tests {
     fn outcome(planned: bool, action: Action) -> Outcome {
         Outcome {
             cluster: "ameide".into(),
-            plan: Plan { action, remove_legacy: vec!["dev-reg".into()] },
+            plan: Plan { action, remove_legacy: vec!["dev-reg".into()], connect_caches: vec![] },
             planned,
             warnings: vec![],
             duration_ms: 1234,
