@@ -200,7 +200,7 @@ pub async fn ensure(
 }
 
 /// An image cache the cluster's nodes cannot reach: `docker network connect NETWORK CACHE`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Connect {
     /// The cache's container.
     pub cache: String,
