@@ -202,19 +202,20 @@ fn a_cache_removed_while_the_cluster_runs_is_made_again_on_the_clusters_network(
     let ws = platform(&world);
     let slot = world.slot();
     let (cache, network) = (format!("k3d-{}", slot.cache()), format!("k3d-{}", slot.cluster()));
-    let (code, first) = ws.json(&world, &["bootstrap", "--no-tilt"]);
-    assert_eq!(code, Exit::Ok, "{first}");
+    let (code, first) = ws.summary(&world, &["bootstrap", "--no-tilt"]);
+    assert_eq!(code, Exit::Ok, "{first:?}");
     let removed = world.command("docker").args(["rm", "-f", &cache]).output().unwrap();
     assert!(removed.status.success(), "{}", support::text(&removed.stderr));
 
-    let (code, plan) = ws.json(&world, &["plan"]);
-    assert_eq!(code, Exit::Ok, "{plan}");
-    let planned = &plan["cluster"]["connect_caches"];
-    assert_eq!(planned[0]["cache"], cache, "{}", plan["cluster"]);
-    assert_eq!(planned[0]["network"], network, "{}", plan["cluster"]);
+    let (code, plan) = ws.plan(&world, &["plan"]);
+    assert_eq!(code, Exit::Ok, "{plan:?}");
+    let decision = plan.platform.cluster.decision.as_ref().expect("a cluster decision");
+    let planned: Vec<(&str, &str)> =
+        decision.connect_caches.iter().map(|c| (c.cache.as_str(), c.network.as_str())).collect();
+    assert_eq!(planned, [(cache.as_str(), network.as_str())], "{decision:?}");
 
-    let (code, again) = ws.json(&world, &["bootstrap", "--no-tilt"]);
-    assert_eq!(code, Exit::Ok, "{again}");
+    let (code, again) = ws.summary(&world, &["bootstrap", "--no-tilt"]);
+    assert_eq!(code, Exit::Ok, "{again:?}");
     let log = std::fs::read_to_string(ws.log()).unwrap();
     let made = format!("$ k3d registry create {} ", slot.cache());
     let connected = format!("$ docker network connect {network} {cache}");
